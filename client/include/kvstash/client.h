@@ -1,0 +1,165 @@
+// libkvstash: the client SDK of a kvstash daemon.
+//
+// Callers own every buffer: Put reads from spans the caller keeps alive for the call, Get writes
+// into spans the caller provides. The data path is inline gRPC today; the zero-copy UCX path will
+// move the same bytes behind this same API.
+//
+// Thread-safety: a Client is safe for concurrent use by multiple threads; each call is
+// independent. Calls block until the daemon answers or `timeout_ms` passes.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvstash/block_key.h"
+#include "kvstash/limits.h"
+#include "kvstash/result.h"
+
+namespace kvstash {
+
+struct ClientOptions {
+  std::string address = "127.0.0.1:7370";  // host:port of a kvstashd
+  uint64_t timeout_ms = 30'000;            // per RPC
+  bool verify_checksums = true;            // Get re-hashes received bytes and reports a mismatch as a miss
+  uint64_t reservation_timeout_ms = limits::kDefaultReservationTimeoutMs;
+  uint64_t max_inline_batch_bytes = 32ULL << 20;  // split puts/gets so one RPC carries at most this
+};
+
+enum class TierName { kUnknown, kHbm, kDram, kSsd };
+std::string_view ToString(TierName tier);
+
+// Where and what one stored block is.
+struct BlockInfo {
+  BlockKey key;
+  uint64_t size = 0;
+  uint64_t checksum = 0;  // XXH3-64
+  TierName tier = TierName::kUnknown;
+  uint64_t generation = 0;
+  uint64_t lease_until_ms = 0;  // daemon clock; 0 = not leased
+  std::optional<BlockKey> parent;
+  bool pinned = false;
+  uint64_t hits = 0;
+  uint64_t age_ms = 0;
+};
+
+struct LookupResult {
+  size_t hit_blocks = 0;          // length of the longest present prefix of the chain
+  std::vector<BlockInfo> blocks;  // one per hit, in chain order
+};
+
+struct PutItem {
+  BlockKey key;
+  std::optional<BlockKey> parent;  // previous block of the chain; lets the daemon evict chains tail-first
+  std::span<const std::byte> data;  // 1 B .. 64 MiB
+};
+
+enum class PutOutcome { kStored, kExists, kBusy, kNoSpace };
+std::string_view ToString(PutOutcome outcome);
+
+struct PutResult {
+  std::vector<PutOutcome> outcomes;  // one per item, same order
+  size_t stored = 0;
+  size_t existed = 0;
+  size_t failed = 0;  // busy or no space
+};
+
+struct PutOptions {
+  bool pin = false;  // pinned blocks are never evicted
+};
+
+struct GetItem {
+  BlockKey key;
+  std::span<std::byte> buffer;  // destination; must hold the whole block
+  // Filled by Get:
+  bool found = false;
+  uint64_t size = 0;            // bytes written into buffer when found
+  Status status;                // why not found: NOT_FOUND (a miss), OUT_OF_RANGE (buffer too small),
+                                // DATA_LOSS (checksum mismatch)
+};
+
+enum class RemoveOutcome { kRemoved, kMissing };
+
+struct TierStats {
+  TierName tier = TierName::kUnknown;
+  uint64_t capacity_bytes = 0;
+  uint64_t used_bytes = 0;
+  uint64_t reserved_bytes = 0;
+  uint64_t blocks = 0;
+  uint64_t leased_blocks = 0;
+  uint64_t pinned_blocks = 0;
+  uint64_t evictions = 0;
+  std::string eviction_policy;
+  bool huge_pages = false;
+};
+
+struct StoreStats {
+  std::string version;
+  std::string member_id;
+  uint64_t uptime_ms = 0;
+  std::vector<TierStats> tiers;
+  uint64_t lookup_hit_blocks = 0;
+  uint64_t lookup_miss_blocks = 0;
+  uint64_t get_hits = 0;
+  uint64_t get_misses = 0;
+  uint64_t puts_stored = 0;
+  uint64_t puts_deduplicated = 0;
+  uint64_t reservations_open = 0;
+};
+
+struct ListResult {
+  std::vector<BlockInfo> blocks;
+  std::optional<BlockKey> next_start_after;  // empty on the last page
+};
+
+struct HealthInfo {
+  bool serving = false;
+  std::string version;
+  std::string member_id;
+};
+
+class Client {
+ public:
+  // Connects and checks the daemon answers Health. UNAVAILABLE when it does not.
+  static Result<std::unique_ptr<Client>> Connect(const ClientOptions& options);
+  ~Client();
+
+  // Longest present prefix of `chain` (at most 4096 keys per call). With lease_ms > 0 the hits
+  // are leased: the daemon will not evict or remove them for that long.
+  Result<LookupResult> Lookup(std::span<const BlockKey> chain, uint64_t lease_ms = 0);
+
+  // Stores blocks with the two-phase protocol: keys the daemon already holds are not sent again.
+  // Any number of items; split into RPCs by count and bytes. A request error (bad key, bad size)
+  // fails the whole call before anything is stored.
+  Result<PutResult> Put(std::span<const PutItem> items, const PutOptions& options = {});
+  // Put of one chain: item i's parent is chain[i-1]. REQUIRES: chain.size() == blocks.size().
+  Result<PutResult> PutChain(std::span<const BlockKey> chain, std::span<const std::span<const std::byte>> blocks,
+                             const PutOptions& options = {});
+
+  // Fetches blocks into the callers' buffers; per-item outcome in the items. Returns non-OK only
+  // when the daemon could not be asked (or the request itself was invalid).
+  Status Get(std::span<GetItem> items);
+
+  // Per key: removed or missing. FAILED_PRECONDITION when a key is leased (nothing is removed).
+  Result<std::vector<RemoveOutcome>> Remove(std::span<const BlockKey> keys);
+
+  // Full metadata for each key (nullopt when absent). Counts no access and takes no lease.
+  Result<std::vector<std::optional<BlockInfo>>> Stat(std::span<const BlockKey> keys);
+
+  Result<StoreStats> Stats();
+  Result<ListResult> List(const std::optional<BlockKey>& start_after, uint32_t limit = limits::kDefaultListLimit);
+  Result<HealthInfo> Health();
+
+  const ClientOptions& options() const;
+
+ private:
+  struct Impl;
+  explicit Client(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstash

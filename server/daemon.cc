@@ -1,0 +1,155 @@
+#include "server/daemon.h"
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/resource_quota.h>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "common/metrics.h"
+#include "common/units.h"
+#include "kvstash/limits.h"
+#include "server/server_metrics.h"
+#include "server/store_service.h"
+#include "server/version.h"
+#include "tiers/dram_tier.h"
+
+namespace kvstash::server {
+namespace {
+
+// "host:port" -> {host, port}; INVALID_ARGUMENT when malformed.
+Result<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0) return InvalidArgument("address must be HOST:PORT: " + address);
+  std::string host = address.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  const std::string port_text = address.substr(colon + 1);
+  if (port_text.empty() || port_text.size() > 5 || port_text.find_first_not_of("0123456789") != std::string::npos) {
+    return InvalidArgument("address must be HOST:PORT: " + address);
+  }
+  const int port = std::stoi(port_text);
+  if (port > 65535) return InvalidArgument("port out of range: " + address);
+  return std::make_pair(host, port);
+}
+
+}  // namespace
+
+struct Daemon::Impl {
+  DaemonConfig config;
+  std::unique_ptr<tiers::DramTier> tier;
+  metrics::Registry registry;
+  std::unique_ptr<ServerMetrics> server_metrics;
+  std::unique_ptr<StoreService> service;
+  std::unique_ptr<grpc::Server> grpc_server;
+  std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
+  std::string grpc_address;
+  std::string metrics_address;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;  // guarded by mu
+  bool stopped = false;   // guarded by mu
+  std::thread reaper;
+
+  void ReaperLoop() {
+    std::unique_lock lock(mu);
+    while (!stopping) {
+      cv.wait_for(lock, std::chrono::milliseconds(config.reaper_interval_ms), [this] { return stopping; });
+      if (stopping) break;
+      lock.unlock();
+      const size_t reclaimed = tier->ReclaimExpired();
+      if (reclaimed > 0) spdlog::info("reclaimed {} expired put reservations", reclaimed);
+      lock.lock();
+    }
+  }
+};
+
+Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Daemon::~Daemon() {
+  Shutdown();
+  Wait();
+}
+
+Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
+  KVSTASH_RETURN_IF_ERROR(config.Validate());
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+
+  KVSTASH_ASSIGN_OR_RETURN(tiers::DramTierOptions dram_options, config.DramOptions());
+  KVSTASH_ASSIGN_OR_RETURN(impl->tier, tiers::DramTier::Create(dram_options));
+  spdlog::info("DRAM tier: {} arena, {} pages, eviction policy {}", FormatBytes(impl->tier->arena_bytes()),
+               impl->tier->huge_pages_active() ? "huge" : "regular", impl->tier->policy_name());
+  impl->server_metrics = std::make_unique<ServerMetrics>(impl->registry, *impl->tier, kVersion);
+
+  // gRPC: sync server; its thread pool is bounded by the resource quota.
+  KVSTASH_ASSIGN_OR_RETURN(auto grpc_hp, SplitHostPort(config.listen));
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
+  grpc::ResourceQuota quota("kvstashd");
+  quota.SetMaxThreads(static_cast<int>(config.threads) + 2);
+  builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
+                              static_cast<int>(config.threads));
+
+  StoreServiceOptions service_options;
+  service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
+  service_options.max_block_bytes = config.max_block;
+  service_options.eviction_policy = std::string(impl->tier->policy_name());
+  service_options.huge_pages = impl->tier->huge_pages_active();
+  // member_id is filled in after binding, when the real port is known.
+  impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->server_metrics);
+  builder.RegisterService(impl->service.get());
+  impl->grpc_server = builder.BuildAndStart();
+  if (!impl->grpc_server || bound_port == 0) {
+    return Unavailable("cannot listen for gRPC on " + config.listen);
+  }
+  impl->grpc_address = grpc_hp.first + ":" + std::to_string(bound_port);
+  service_options.member_id = config.member_id.empty() ? impl->grpc_address : config.member_id;
+  impl->service->SetMemberId(service_options.member_id);
+
+  KVSTASH_ASSIGN_OR_RETURN(auto metrics_hp, SplitHostPort(config.metrics_listen));
+  impl->metrics_server = std::make_unique<metrics::MetricsHttpServer>(&impl->registry);
+  Result<int> metrics_port = impl->metrics_server->Start(metrics_hp.first, metrics_hp.second);
+  if (!metrics_port.ok()) {
+    impl->grpc_server->Shutdown();
+    return metrics_port.status();
+  }
+  impl->metrics_address = metrics_hp.first + ":" + std::to_string(*metrics_port);
+
+  Impl* raw = impl.get();
+  impl->reaper = std::thread([raw] { raw->ReaperLoop(); });
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+const std::string& Daemon::grpc_address() const { return impl_->grpc_address; }
+const std::string& Daemon::metrics_address() const { return impl_->metrics_address; }
+
+void Daemon::Shutdown() {
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  impl_->metrics_server->Stop();
+  if (impl_->reaper.joinable()) impl_->reaper.join();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopped = true;
+  }
+  impl_->cv.notify_all();
+}
+
+void Daemon::Wait() {
+  std::unique_lock lock(impl_->mu);
+  impl_->cv.wait(lock, [this] { return impl_->stopped; });
+}
+
+}  // namespace kvstash::server

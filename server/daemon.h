@@ -1,0 +1,38 @@
+// Daemon: one running kvstashd — the DRAM tier, the gRPC Store service, /metrics, and the
+// reservation reaper — assembled from a DaemonConfig.
+//
+// Thread-safety: Start, Wait and Shutdown are called by the owning thread (main); Shutdown may
+// also be called from a signal-watching thread. The gRPC server and reaper own their threads.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kvstash/result.h"
+#include "server/daemon_config.h"
+
+namespace kvstash::server {
+
+class Daemon {
+ public:
+  // Maps the arena, binds both ports and starts serving. UNAVAILABLE when a port cannot be bound.
+  static Result<std::unique_ptr<Daemon>> Start(const DaemonConfig& config);
+  ~Daemon();  // shuts down
+
+  // The bound addresses (the port is the real one when 0 was asked for).
+  const std::string& grpc_address() const;
+  const std::string& metrics_address() const;
+
+  // Stops accepting RPCs, lets in-flight ones finish (up to 5 s), stops /metrics and the reaper.
+  // Idempotent.
+  void Shutdown();
+  // Blocks until Shutdown has completed.
+  void Wait();
+
+ private:
+  struct Impl;
+  explicit Daemon(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstash::server

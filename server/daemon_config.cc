@@ -1,0 +1,230 @@
+#include "server/daemon_config.h"
+
+#include <CLI/CLI.hpp>
+#include <toml++/toml.h>
+
+#include <optional>
+#include <sstream>
+
+#include "common/units.h"
+#include "kvstash/limits.h"
+#include "server/version.h"
+
+namespace kvstash::server {
+namespace {
+
+Status TypeError(const std::string& origin, std::string_view key, std::string_view want) {
+  return InvalidArgument(origin + ": '" + std::string(key) + "' must be " + std::string(want));
+}
+
+Status ReadString(const toml::node& node, const std::string& origin, std::string_view key, std::string& out) {
+  if (auto v = node.value<std::string>()) {
+    out = *v;
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "a string");
+}
+
+Status ReadBool(const toml::node& node, const std::string& origin, std::string_view key, bool& out) {
+  if (auto v = node.value<bool>()) {
+    out = *v;
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "true or false");
+}
+
+template <typename Int>
+Status ReadUint(const toml::node& node, const std::string& origin, std::string_view key, Int& out) {
+  if (auto v = node.value<int64_t>(); v && *v >= 0) {
+    out = static_cast<Int>(*v);
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "a non-negative integer");
+}
+
+Status ReadDouble(const toml::node& node, const std::string& origin, std::string_view key, double& out) {
+  if (auto v = node.value<double>()) {
+    out = *v;
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "a number");
+}
+
+// Sizes may be written as integers (bytes) or strings ("64MiB").
+Status ReadSize(const toml::node& node, const std::string& origin, std::string_view key, uint64_t& out) {
+  if (auto v = node.value<int64_t>(); v && *v >= 0) {
+    out = static_cast<uint64_t>(*v);
+    return Status::Ok();
+  }
+  if (auto s = node.value<std::string>()) {
+    auto parsed = ParseByteSize(*s);
+    if (!parsed.ok()) return InvalidArgument(origin + ": '" + std::string(key) + "': " + parsed.status().message());
+    out = *parsed;
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "a size such as \"1GiB\" or a byte count");
+}
+
+Status ApplyServerTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "server." + key;
+    if (key == "listen") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.listen));
+    else if (key == "metrics_listen") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_listen));
+    else if (key == "standalone") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.standalone));
+    else if (key == "member_id") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.member_id));
+    else if (key == "threads") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.threads));
+    else if (key == "log_level") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.log_level));
+    else if (key == "reservation_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reservation_timeout_ms));
+    else if (key == "reaper_interval_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reaper_interval_ms));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
+Status ApplyDramTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "dram." + key;
+    if (key == "capacity") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.dram_capacity));
+    else if (key == "high_watermark") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.high_watermark));
+    else if (key == "low_watermark") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.low_watermark));
+    else if (key == "eviction_policy") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.eviction_policy));
+    else if (key == "huge_pages") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.huge_pages));
+    else if (key == "max_block") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.max_block));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
+Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConfig& config) {
+  DaemonConfig updated = config;  // a bad file changes nothing
+  for (const auto& [k, node] : root) {
+    const std::string key(k.str());
+    const toml::table* table = node.as_table();
+    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server] or [dram])");
+    if (key == "server") KVSTASH_RETURN_IF_ERROR(ApplyServerTable(*table, origin, updated));
+    else if (key == "dram") KVSTASH_RETURN_IF_ERROR(ApplyDramTable(*table, origin, updated));
+    else return InvalidArgument(origin + ": unknown table [" + key + "]");
+  }
+  config = std::move(updated);
+  return Status::Ok();
+}
+
+}  // namespace
+
+// Debian's toml++ is built with exceptions: parse errors arrive as toml::parse_error and are
+// turned into a Status here, at the edge of this module.
+Status ApplyTomlString(std::string_view toml_text, const std::string& origin, DaemonConfig& config) {
+  try {
+    const toml::table table = toml::parse(toml_text, origin);
+    return ApplyTable(table, origin, config);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    msg << origin << ":" << e.source().begin.line << ": " << e.description();
+    return InvalidArgument(msg.str());
+  }
+}
+
+Status ApplyTomlFile(const std::string& path, DaemonConfig& config) {
+  try {
+    const toml::table table = toml::parse_file(path);
+    return ApplyTable(table, path, config);
+  } catch (const toml::parse_error& e) {
+    std::ostringstream msg;
+    if (e.source().begin.line == 0) msg << path << ": " << e.description();
+    else msg << path << ":" << e.source().begin.line << ": " << e.description();
+    return InvalidArgument(msg.str());
+  }
+}
+
+Result<tiers::DramTierOptions> DaemonConfig::DramOptions() const {
+  tiers::DramTierOptions o;
+  o.capacity_bytes = dram_capacity;
+  o.high_watermark = high_watermark;
+  o.low_watermark = low_watermark;
+  o.eviction_policy = eviction_policy;
+  o.max_block_bytes = max_block;
+  if (huge_pages == "auto") o.huge_pages = tiers::HugePages::kAuto;
+  else if (huge_pages == "on") o.huge_pages = tiers::HugePages::kOn;
+  else if (huge_pages == "off") o.huge_pages = tiers::HugePages::kOff;
+  else return InvalidArgument("huge_pages must be auto, on or off, not '" + huge_pages + "'");
+  return o;
+}
+
+Status DaemonConfig::Validate() const {
+  if (listen.empty()) return InvalidArgument("listen must be HOST:PORT");
+  if (threads == 0 || threads > 256) return InvalidArgument("threads must be 1..256");
+  if (dram_capacity < (1ULL << 20)) return InvalidArgument("dram capacity must be at least 1MiB");
+  if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1.0)) {
+    return InvalidArgument("watermarks need 0 < low_watermark <= high_watermark <= 1");
+  }
+  if (max_block == 0 || max_block > limits::kMaxBlockBytes) return InvalidArgument("max_block must be 1B..64MiB");
+  if (reservation_timeout_ms == 0 || reservation_timeout_ms > limits::kMaxReservationTimeoutMs) {
+    return InvalidArgument("reservation_timeout_ms must be 1..600000");
+  }
+  if (reaper_interval_ms == 0) return InvalidArgument("reaper_interval_ms must be positive");
+  if (eviction_policy != "prefix" && eviction_policy != "lru") {
+    return InvalidArgument("eviction_policy must be prefix or lru, not '" + eviction_policy + "'");
+  }
+  if (!standalone) {
+    return InvalidArgument("only --standalone is available: etcd membership is not built yet");
+  }
+  return DramOptions().status().ok() ? Status::Ok() : DramOptions().status();
+}
+
+Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
+  CLI::App app{"kvstashd — the kvstash storage daemon"};
+  app.set_version_flag("--version", std::string("kvstashd ") + kVersion);
+  std::string config_path;
+  std::optional<std::string> listen, metrics_listen, member_id, log_level, dram_capacity, eviction_policy,
+      huge_pages;
+  std::optional<uint32_t> threads;
+  std::optional<double> high_watermark, low_watermark;
+  std::optional<uint64_t> reservation_timeout_ms;
+  bool standalone = false;
+  app.add_option("--config", config_path, "TOML config file (see deploy/kvstashd.toml)");
+  app.add_option("--listen", listen, "gRPC address HOST:PORT (port 0 picks one) [127.0.0.1:7370]");
+  app.add_option("--metrics-listen", metrics_listen, "/metrics address HOST:PORT [127.0.0.1:7371]");
+  app.add_flag("--standalone", standalone, "run without etcd as a one-member cluster [default]");
+  app.add_option("--member-id", member_id, "member id [the bound gRPC address]");
+  app.add_option("--threads", threads, "gRPC handler threads [8]");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off [info]");
+  app.add_option("--dram-capacity", dram_capacity, "DRAM tier size, e.g. 4GiB [1GiB]");
+  app.add_option("--high-watermark", high_watermark, "start evicting above this fraction [0.95]");
+  app.add_option("--low-watermark", low_watermark, "evict down to this fraction [0.85]");
+  app.add_option("--eviction-policy", eviction_policy, "prefix|lru [prefix]");
+  app.add_option("--huge-pages", huge_pages, "auto|on|off [auto]");
+  app.add_option("--reservation-timeout-ms", reservation_timeout_ms, "PutBegin reservation lifetime [30000]");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    app.exit(e);
+    return FailedPrecondition("exit:0");
+  } catch (const CLI::ParseError& e) {
+    return InvalidArgument(e.what());
+  }
+
+  DaemonConfig config;
+  if (!config_path.empty()) KVSTASH_RETURN_IF_ERROR(ApplyTomlFile(config_path, config));
+  if (listen) config.listen = *listen;
+  if (metrics_listen) config.metrics_listen = *metrics_listen;
+  if (standalone) config.standalone = true;
+  if (member_id) config.member_id = *member_id;
+  if (threads) config.threads = *threads;
+  if (log_level) config.log_level = *log_level;
+  if (dram_capacity) {
+    auto bytes = ParseByteSize(*dram_capacity);
+    if (!bytes.ok()) return InvalidArgument("--dram-capacity: " + bytes.status().message());
+    config.dram_capacity = *bytes;
+  }
+  if (high_watermark) config.high_watermark = *high_watermark;
+  if (low_watermark) config.low_watermark = *low_watermark;
+  if (eviction_policy) config.eviction_policy = *eviction_policy;
+  if (huge_pages) config.huge_pages = *huge_pages;
+  if (reservation_timeout_ms) config.reservation_timeout_ms = *reservation_timeout_ms;
+  KVSTASH_RETURN_IF_ERROR(config.Validate());
+  return config;
+}
+
+}  // namespace kvstash::server

@@ -1,0 +1,49 @@
+// DaemonConfig: everything kvstashd reads at start, in one struct passed down (no environment
+// lookups elsewhere). Precedence: command-line flags > TOML file (--config) > the defaults here.
+// deploy/kvstashd.toml is the documented example of the file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kvstash/result.h"
+#include "tiers/dram_tier.h"
+
+namespace kvstash::server {
+
+struct DaemonConfig {
+  // [server]
+  std::string listen = "127.0.0.1:7370";          // gRPC; port 0 picks a free port
+  std::string metrics_listen = "127.0.0.1:7371";  // Prometheus /metrics; port 0 picks a free port
+  bool standalone = true;                         // no etcd: this daemon is the whole cluster
+  std::string member_id;                          // default: the bound gRPC address
+  uint32_t threads = 8;                           // gRPC handler threads (1..256)
+  std::string log_level = "info";
+  uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation
+  uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
+
+  // [dram]
+  uint64_t dram_capacity = 1ULL << 30;
+  double high_watermark = 0.95;
+  double low_watermark = 0.85;
+  std::string eviction_policy = "prefix";
+  std::string huge_pages = "auto";  // auto | on | off
+  uint64_t max_block = 64ULL << 20;
+
+  // The DRAM tier's options implied by this config.
+  Result<tiers::DramTierOptions> DramOptions() const;
+  // Checks ranges and combinations; INVALID_ARGUMENT naming the first bad setting.
+  Status Validate() const;
+};
+
+// Applies a TOML document on top of `config`. Unknown keys are an error (a typo must not be
+// silently ignored). INVALID_ARGUMENT with the file, key and reason.
+Status ApplyTomlFile(const std::string& path, DaemonConfig& config);
+Status ApplyTomlString(std::string_view toml, const std::string& origin, DaemonConfig& config);
+
+// Parses argv: reads --config first (if given), then applies every flag given on the command line
+// over it. On --help/--version prints to stdout and returns a FAILED_PRECONDITION whose message
+// is "exit:0"; on a usage error INVALID_ARGUMENT with the message.
+Result<DaemonConfig> ParseCommandLine(int argc, char** argv);
+
+}  // namespace kvstash::server

@@ -1,0 +1,104 @@
+#include "server/server_metrics.h"
+
+#include <cctype>
+
+namespace kvstash::server {
+namespace {
+
+std::string ResultLabel(const Status& status) {
+  std::string label(StatusCodeName(status.code()));
+  for (char& c : label) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return label;
+}
+
+}  // namespace
+
+ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::Tier& tier, std::string_view version)
+    : tier_(tier),
+      ops_(r.AddCounter("kvstash_ops_total", "RPCs served, by op and result (ok or the gRPC status code).",
+                        {"op", "result"})),
+      op_duration_(r.AddHistogram("kvstash_op_duration_seconds", "RPC latency inside the daemon, by op.", {"op"},
+                                  metrics::DefaultLatencyBuckets())),
+      lookup_blocks_(r.AddCounter("kvstash_lookup_blocks_total",
+                                  "Blocks asked for by Lookup: in the present prefix (hit) or not (miss).",
+                                  {"result"})),
+      get_blocks_(r.AddCounter("kvstash_get_blocks_total", "Blocks asked for by Get: found (hit) or not (miss).",
+                               {"result"})),
+      put_blocks_(r.AddCounter("kvstash_put_blocks_total",
+                               "Blocks offered by puts: stored, or deduplicated because the key was present.",
+                               {"result"})),
+      lookup_hits_(lookup_blocks_.WithLabels({"hit"})),
+      lookup_misses_(lookup_blocks_.WithLabels({"miss"})),
+      get_hits_(get_blocks_.WithLabels({"hit"})),
+      get_misses_(get_blocks_.WithLabels({"miss"})),
+      puts_stored_(put_blocks_.WithLabels({"stored"})),
+      puts_deduplicated_(put_blocks_.WithLabels({"exists"})),
+      capacity_(r.AddGauge("kvstash_tier_capacity_bytes", "Capacity of each tier.", {"tier"})),
+      used_(r.AddGauge("kvstash_tier_used_bytes", "Bytes allocated in each tier (committed and reserved).",
+                       {"tier"})),
+      reserved_(r.AddGauge("kvstash_tier_reserved_bytes", "Bytes held by open put reservations.", {"tier"})),
+      blocks_(r.AddGauge("kvstash_tier_blocks", "Committed blocks in each tier.", {"tier"})),
+      active_leases_(r.AddGauge("kvstash_active_leases", "Blocks whose read lease is running.").WithLabels({})),
+      pinned_blocks_(r.AddGauge("kvstash_pinned_blocks", "Pinned blocks (never evicted).").WithLabels({})),
+      reservations_open_(r.AddGauge("kvstash_reservations_open", "Open put reservations.").WithLabels({})),
+      evictions_(r.AddCounter("kvstash_evictions_total", "Blocks evicted, by tier and reason.", {"tier", "reason"})),
+      evicted_bytes_(r.AddCounter("kvstash_evicted_bytes_total", "Bytes evicted, by tier.", {"tier"})),
+      reservations_expired_(r.AddCounter("kvstash_reservations_expired_total",
+                                         "Put reservations reclaimed after their deadline.").WithLabels({})),
+      checksum_mismatches_(r.AddCounter("kvstash_checksum_mismatches_total",
+                                        "Commits refused because the bytes did not match the checksum.")
+                               .WithLabels({})) {
+  r.AddGauge("kvstash_build_info", "Build information; always 1.", {"version"}).WithLabels({version}).Set(1);
+  r.AddCollector([this] { Collect(); });
+}
+
+void ServerMetrics::RecordOp(std::string_view op, const Status& status, double seconds) {
+  ops_.WithLabels({op, ResultLabel(status)}).Inc();
+  op_duration_.WithLabels({op}).Observe(seconds);
+}
+
+void ServerMetrics::RecordLookupBlocks(uint64_t hits, uint64_t misses) {
+  lookup_hits_.Inc(static_cast<double>(hits));
+  lookup_misses_.Inc(static_cast<double>(misses));
+}
+void ServerMetrics::RecordGetBlocks(uint64_t hits, uint64_t misses) {
+  get_hits_.Inc(static_cast<double>(hits));
+  get_misses_.Inc(static_cast<double>(misses));
+}
+void ServerMetrics::RecordPuts(uint64_t stored, uint64_t deduplicated) {
+  puts_stored_.Inc(static_cast<double>(stored));
+  puts_deduplicated_.Inc(static_cast<double>(deduplicated));
+}
+
+uint64_t ServerMetrics::lookup_hit_blocks() const { return static_cast<uint64_t>(lookup_hits_.Value()); }
+uint64_t ServerMetrics::lookup_miss_blocks() const { return static_cast<uint64_t>(lookup_misses_.Value()); }
+uint64_t ServerMetrics::get_hits() const { return static_cast<uint64_t>(get_hits_.Value()); }
+uint64_t ServerMetrics::get_misses() const { return static_cast<uint64_t>(get_misses_.Value()); }
+uint64_t ServerMetrics::puts_stored() const { return static_cast<uint64_t>(puts_stored_.Value()); }
+uint64_t ServerMetrics::puts_deduplicated() const { return static_cast<uint64_t>(puts_deduplicated_.Value()); }
+
+void ServerMetrics::Collect() {
+  const std::string tier(tiers::TierName(tier_.kind()));
+  const tiers::TierUsage usage = tier_.Usage();
+  capacity_.WithLabels({tier}).Set(static_cast<double>(usage.capacity_bytes));
+  used_.WithLabels({tier}).Set(static_cast<double>(usage.used_bytes));
+  reserved_.WithLabels({tier}).Set(static_cast<double>(usage.reserved_bytes));
+  blocks_.WithLabels({tier}).Set(static_cast<double>(usage.blocks));
+  active_leases_.Set(static_cast<double>(usage.leased_blocks));
+  pinned_blocks_.Set(static_cast<double>(usage.pinned_blocks));
+  reservations_open_.Set(static_cast<double>(usage.reservations));
+
+  // Tier counters are cumulative; publish their growth since the last scrape.
+  std::lock_guard lock(collect_mu_);
+  const tiers::TierCounters now = tier_.Counters();
+  auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };
+  evictions_.WithLabels({tier, "capacity"}).Inc(delta(now.evicted_capacity, last_counters_.evicted_capacity));
+  evictions_.WithLabels({tier, "fragmentation"})
+      .Inc(delta(now.evicted_fragmentation, last_counters_.evicted_fragmentation));
+  evicted_bytes_.WithLabels({tier}).Inc(delta(now.evicted_bytes, last_counters_.evicted_bytes));
+  reservations_expired_.Inc(delta(now.reservations_expired, last_counters_.reservations_expired));
+  checksum_mismatches_.Inc(delta(now.checksum_mismatches, last_counters_.checksum_mismatches));
+  last_counters_ = now;
+}
+
+}  // namespace kvstash::server

@@ -1,0 +1,65 @@
+// The daemon's metric families (README "Metrics" lists them). Hot paths hold references to the
+// children they update; tier usage is mirrored into gauges by a collector at scrape time.
+//
+// Thread-safety: Record* may be called from any thread.
+#pragma once
+
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "common/metrics.h"
+#include "kvstash/status.h"
+#include "tiers/tier.h"
+
+namespace kvstash::server {
+
+class ServerMetrics {
+ public:
+  // Registers every family in `registry` and a collector that mirrors `tier` (must outlive this).
+  ServerMetrics(metrics::Registry& registry, tiers::Tier& tier, std::string_view version);
+
+  // One finished RPC: its op name, outcome and latency.
+  void RecordOp(std::string_view op, const Status& status, double seconds);
+  void RecordLookupBlocks(uint64_t hits, uint64_t misses);
+  void RecordGetBlocks(uint64_t hits, uint64_t misses);
+  void RecordPuts(uint64_t stored, uint64_t deduplicated);
+
+  uint64_t lookup_hit_blocks() const;
+  uint64_t lookup_miss_blocks() const;
+  uint64_t get_hits() const;
+  uint64_t get_misses() const;
+  uint64_t puts_stored() const;
+  uint64_t puts_deduplicated() const;
+
+ private:
+  void Collect();
+
+  tiers::Tier& tier_;
+  metrics::Family<metrics::Counter>& ops_;
+  metrics::Family<metrics::Histogram>& op_duration_;
+  metrics::Family<metrics::Counter>& lookup_blocks_;
+  metrics::Family<metrics::Counter>& get_blocks_;
+  metrics::Family<metrics::Counter>& put_blocks_;
+  metrics::Counter& lookup_hits_;
+  metrics::Counter& lookup_misses_;
+  metrics::Counter& get_hits_;
+  metrics::Counter& get_misses_;
+  metrics::Counter& puts_stored_;
+  metrics::Counter& puts_deduplicated_;
+  metrics::Family<metrics::Gauge>& capacity_;
+  metrics::Family<metrics::Gauge>& used_;
+  metrics::Family<metrics::Gauge>& reserved_;
+  metrics::Family<metrics::Gauge>& blocks_;
+  metrics::Gauge& active_leases_;
+  metrics::Gauge& pinned_blocks_;
+  metrics::Gauge& reservations_open_;
+  metrics::Family<metrics::Counter>& evictions_;
+  metrics::Family<metrics::Counter>& evicted_bytes_;
+  metrics::Counter& reservations_expired_;
+  metrics::Counter& checksum_mismatches_;
+  std::mutex collect_mu_;
+  tiers::TierCounters last_counters_;  // guarded by collect_mu_
+};
+
+}  // namespace kvstash::server

@@ -1,0 +1,452 @@
+#include "server/store_service.h"
+
+#include <chrono>
+#include <cstring>
+#include <unordered_set>
+
+#include "common/checksum.h"
+#include "kvstash/limits.h"
+#include "server/request_validation.h"
+#include "server/version.h"
+
+namespace kvstash::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+v1::Tier ToProtoTier(tiers::TierKind kind) {
+  switch (kind) {
+    case tiers::TierKind::kHbm: return v1::TIER_HBM;
+    case tiers::TierKind::kDram: return v1::TIER_DRAM;
+    case tiers::TierKind::kSsd: return v1::TIER_SSD;
+  }
+  return v1::TIER_UNSPECIFIED;
+}
+
+// Times one handler and records it, whatever the outcome.
+template <typename Fn>
+grpc::Status Serve(ServerMetrics& metrics, std::string_view op, Fn&& body) {
+  const auto start = Clock::now();
+  Status status;
+  try {
+    status = body();
+  } catch (const std::bad_alloc&) {
+    status = ResourceExhausted("daemon out of memory while serving " + std::string(op));
+  }
+  metrics.RecordOp(op, status, std::chrono::duration<double>(Clock::now() - start).count());
+  return ToGrpc(status);
+}
+
+}  // namespace
+
+grpc::Status ToGrpc(const Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
+}
+
+StoreService::StoreService(StoreServiceOptions options, tiers::Tier& tier, ServerMetrics& metrics)
+    : options_(std::move(options)),
+      tier_(tier),
+      metrics_(metrics),
+      start_ms_(options_.clock->NowMs()),
+      member_id_(options_.member_id) {}
+
+void StoreService::SetMemberId(std::string member_id) {
+  std::lock_guard lock(member_id_mu_);
+  member_id_ = std::move(member_id);
+}
+
+std::string StoreService::member_id() const {
+  std::lock_guard lock(member_id_mu_);
+  return member_id_;
+}
+
+void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const {
+  info.set_key(std::string(meta.key.AsBytes()));
+  info.set_size(meta.size);
+  info.set_checksum(meta.checksum);
+  info.set_tier(ToProtoTier(meta.tier));
+  info.set_generation(meta.generation);
+  info.set_lease_until_ms(meta.lease_until_ms);
+  if (meta.parent) info.set_parent(std::string(meta.parent->AsBytes()));
+  info.set_pinned(meta.pinned);
+  info.set_hits(meta.hits);
+  const uint64_t now = options_.clock->NowMs();
+  info.set_age_ms(now > meta.created_ms ? now - meta.created_ms : 0);
+}
+
+// ---- Lookup -------------------------------------------------------------------------------
+
+grpc::Status StoreService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req, v1::LookupResponse* resp) {
+  return Serve(metrics_, "lookup", [&] { return DoLookup(*req, *resp); });
+}
+
+Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& resp) {
+  KVSTASH_ASSIGN_OR_RETURN(const std::vector<BlockKey> keys, ParseKeyBatch(req.keys(), "keys"));
+  if (req.lease_ms() > limits::kMaxLeaseMs) {
+    return InvalidArgument("lease_ms is " + std::to_string(req.lease_ms()) + "; the limit is " +
+                           std::to_string(limits::kMaxLeaseMs));
+  }
+  uint32_t hits = 0;
+  for (const BlockKey& key : keys) {
+    std::optional<tiers::BlockMeta> meta = tier_.Find(key, req.lease_ms());
+    if (!meta) break;  // only a prefix is useful: a missing block cuts the chain here
+    FillInfo(*meta, *resp.add_blocks());
+    ++hits;
+  }
+  resp.set_hit_blocks(hits);
+  metrics_.RecordLookupBlocks(hits, keys.size() - hits);
+  return Status::Ok();
+}
+
+// ---- Two-phase put ------------------------------------------------------------------------
+
+grpc::Status StoreService::PutBegin(grpc::ServerContext*, const v1::PutBeginRequest* req,
+                                    v1::PutBeginResponse* resp) {
+  return Serve(metrics_, "put_begin", [&] { return DoPutBegin(*req, *resp); });
+}
+
+Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResponse& resp) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
+  if (req.timeout_ms() > limits::kMaxReservationTimeoutMs) {
+    return InvalidArgument("timeout_ms is " + std::to_string(req.timeout_ms()) + "; the limit is " +
+                           std::to_string(limits::kMaxReservationTimeoutMs));
+  }
+  const uint64_t timeout_ms = req.timeout_ms() == 0 ? options_.default_reservation_timeout_ms : req.timeout_ms();
+
+  struct Parsed {
+    BlockKey key;
+    std::optional<BlockKey> parent;
+    uint64_t size;
+  };
+  std::vector<Parsed> items;
+  items.reserve(static_cast<size_t>(req.items_size()));
+  std::unordered_set<BlockKey, BlockKeyHash> seen;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const auto& item = req.items(i);
+    const std::string field = FieldAt("items", static_cast<size_t>(i));
+    KVSTASH_ASSIGN_OR_RETURN(BlockKey key, ParseKey(item.key(), field + ".key"));
+    KVSTASH_ASSIGN_OR_RETURN(std::optional<BlockKey> parent, ParseOptionalKey(item.parent(), field + ".parent"));
+    KVSTASH_RETURN_IF_ERROR(CheckBlockSize(item.size(), options_.max_block_bytes, field + ".size"));
+    if (!seen.insert(key).second) return InvalidArgument(field + " repeats key " + key.ToHex());
+    items.push_back({key, parent, item.size()});
+  }
+
+  uint64_t deduplicated = 0;
+  std::vector<uint64_t> opened;
+  for (const Parsed& item : items) {
+    v1::PutBeginResult* result = resp.add_results();
+    Result<tiers::Reservation> reservation = tier_.Reserve(item.key, item.size, item.parent, timeout_ms);
+    if (reservation.ok()) {
+      result->set_outcome(v1::PutBeginResult::RESERVED);
+      result->set_reservation_id(reservation->id);
+      result->set_deadline_ms(reservation->deadline_ms);
+      opened.push_back(reservation->id);
+      continue;
+    }
+    switch (reservation.status().code()) {
+      case StatusCode::kAlreadyExists:
+        result->set_outcome(v1::PutBeginResult::EXISTS);
+        ++deduplicated;
+        break;
+      case StatusCode::kAborted: result->set_outcome(v1::PutBeginResult::BUSY); break;
+      case StatusCode::kResourceExhausted: result->set_outcome(v1::PutBeginResult::NO_SPACE); break;
+      default:
+        // Unexpected: give back what this request opened so it leaves nothing behind.
+        for (uint64_t id : opened) (void)tier_.Abort(id);
+        return reservation.status();
+    }
+  }
+  metrics_.RecordPuts(0, deduplicated);
+  return Status::Ok();
+}
+
+grpc::Status StoreService::PutCommit(grpc::ServerContext*, const v1::PutCommitRequest* req,
+                                     v1::PutCommitResponse*) {
+  return Serve(metrics_, "put_commit", [&] { return DoPutCommit(*req); });
+}
+
+Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
+  // Check the whole batch before committing any of it, so a bad item changes nothing.
+  std::vector<tiers::Reservation> reservations;
+  reservations.reserve(static_cast<size_t>(req.items_size()));
+  std::unordered_set<uint64_t> seen;
+  uint64_t inline_bytes = 0;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const auto& item = req.items(i);
+    const std::string field = FieldAt("items", static_cast<size_t>(i));
+    if (!seen.insert(item.reservation_id()).second) {
+      return InvalidArgument(field + " repeats reservation " + std::to_string(item.reservation_id()));
+    }
+    Result<tiers::Reservation> reservation = tier_.GetReservation(item.reservation_id());
+    if (!reservation.ok()) {
+      return NotFound(field + ": no open reservation " + std::to_string(item.reservation_id()) +
+                      " (never begun, already committed or aborted, or expired)");
+    }
+    inline_bytes += item.data().size();
+    if (inline_bytes > limits::kMaxInlineBytes) {
+      return InvalidArgument("inline data exceeds " + std::to_string(limits::kMaxInlineBytes) + " bytes");
+    }
+    if (!item.data().empty()) {
+      if (item.data().size() != reservation->size) {
+        return InvalidArgument(field + ".data is " + std::to_string(item.data().size()) +
+                               " bytes; the reservation is " + std::to_string(reservation->size));
+      }
+      if (BlockChecksum(item.data().data(), item.data().size()) != item.checksum()) {
+        return DataLoss(field + ": data does not match checksum " + std::to_string(item.checksum()));
+      }
+    } else if (BlockChecksum(reservation->data, reservation->size) != item.checksum()) {
+      return DataLoss(field + ": reserved region does not match checksum " + std::to_string(item.checksum()));
+    }
+    reservations.push_back(*reservation);
+  }
+  uint64_t stored = 0;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const auto& item = req.items(i);
+    const tiers::Reservation& reservation = reservations[static_cast<size_t>(i)];
+    if (!item.data().empty()) std::memcpy(reservation.data, item.data().data(), reservation.size);
+    Result<tiers::BlockMeta> committed = tier_.Commit(reservation.id, item.checksum(), req.pin());
+    if (!committed.ok()) {
+      // Only a reservation that expired after the check gets here; earlier items stay committed.
+      metrics_.RecordPuts(stored, 0);
+      return Status(committed.status().code(),
+                    FieldAt("items", static_cast<size_t>(i)) + ": " + committed.status().message());
+    }
+    ++stored;
+  }
+  metrics_.RecordPuts(stored, 0);
+  return Status::Ok();
+}
+
+grpc::Status StoreService::PutAbort(grpc::ServerContext*, const v1::PutAbortRequest* req, v1::PutAbortResponse* resp) {
+  return Serve(metrics_, "put_abort", [&] { return DoPutAbort(*req, *resp); });
+}
+
+Status StoreService::DoPutAbort(const v1::PutAbortRequest& req, v1::PutAbortResponse& resp) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.reservation_ids_size()), "reservation_ids"));
+  std::unordered_set<uint64_t> seen;
+  for (int i = 0; i < req.reservation_ids_size(); ++i) {
+    if (!seen.insert(req.reservation_ids(i)).second) {
+      return InvalidArgument(FieldAt("reservation_ids", static_cast<size_t>(i)) + " is repeated");
+    }
+  }
+  uint32_t aborted = 0;
+  for (uint64_t id : req.reservation_ids()) {
+    if (tier_.Abort(id).ok()) ++aborted;
+  }
+  resp.set_aborted(aborted);
+  return Status::Ok();
+}
+
+// ---- Inline put / get ---------------------------------------------------------------------
+
+grpc::Status StoreService::Put(grpc::ServerContext*, const v1::PutRequest* req, v1::PutResponse* resp) {
+  return Serve(metrics_, "put", [&] { return DoPut(*req, *resp); });
+}
+
+Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
+  struct Parsed {
+    BlockKey key;
+    std::optional<BlockKey> parent;
+    uint64_t checksum;
+  };
+  std::vector<Parsed> items;
+  items.reserve(static_cast<size_t>(req.items_size()));
+  std::unordered_set<BlockKey, BlockKeyHash> seen;
+  uint64_t total = 0;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const auto& item = req.items(i);
+    const std::string field = FieldAt("items", static_cast<size_t>(i));
+    KVSTASH_ASSIGN_OR_RETURN(BlockKey key, ParseKey(item.key(), field + ".key"));
+    KVSTASH_ASSIGN_OR_RETURN(std::optional<BlockKey> parent, ParseOptionalKey(item.parent(), field + ".parent"));
+    KVSTASH_RETURN_IF_ERROR(CheckBlockSize(item.data().size(), options_.max_block_bytes, field + ".data"));
+    if (!seen.insert(key).second) return InvalidArgument(field + " repeats key " + key.ToHex());
+    total += item.data().size();
+    if (total > limits::kMaxInlineBytes) {
+      return InvalidArgument("inline data exceeds " + std::to_string(limits::kMaxInlineBytes) + " bytes");
+    }
+    const uint64_t checksum = BlockChecksum(item.data().data(), item.data().size());
+    if (item.checksum() != 0 && item.checksum() != checksum) {
+      return DataLoss(field + ": data does not match checksum " + std::to_string(item.checksum()));
+    }
+    items.push_back({key, parent, checksum});
+  }
+  uint64_t stored = 0, deduplicated = 0;
+  for (int i = 0; i < req.items_size(); ++i) {
+    const Parsed& item = items[static_cast<size_t>(i)];
+    const std::string& data = req.items(i).data();
+    Result<tiers::Reservation> reservation =
+        tier_.Reserve(item.key, data.size(), item.parent, options_.default_reservation_timeout_ms);
+    if (!reservation.ok()) {
+      switch (reservation.status().code()) {
+        case StatusCode::kAlreadyExists:
+          resp.add_outcomes(v1::PutResponse::EXISTS);
+          ++deduplicated;
+          continue;
+        case StatusCode::kAborted: resp.add_outcomes(v1::PutResponse::BUSY); continue;
+        case StatusCode::kResourceExhausted: resp.add_outcomes(v1::PutResponse::NO_SPACE); continue;
+        default: metrics_.RecordPuts(stored, deduplicated); return reservation.status();
+      }
+    }
+    std::memcpy(reservation->data, data.data(), data.size());
+    Result<tiers::BlockMeta> committed = tier_.Commit(reservation->id, item.checksum, req.pin());
+    if (!committed.ok()) {
+      (void)tier_.Abort(reservation->id);
+      metrics_.RecordPuts(stored, deduplicated);
+      return committed.status();
+    }
+    resp.add_outcomes(v1::PutResponse::STORED);
+    ++stored;
+  }
+  metrics_.RecordPuts(stored, deduplicated);
+  return Status::Ok();
+}
+
+grpc::Status StoreService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::GetResponse* resp) {
+  return Serve(metrics_, "get", [&] { return DoGet(*req, *resp); });
+}
+
+Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
+  KVSTASH_ASSIGN_OR_RETURN(const std::vector<BlockKey> keys, ParseKeyBatch(req.keys(), "keys"));
+  uint64_t budget = limits::kMaxInlineBytes;
+  uint64_t hits = 0, misses = 0;
+  for (const BlockKey& key : keys) {
+    v1::GetResult* result = resp.add_results();
+    std::optional<tiers::BlockMeta> meta = tier_.Peek(key);
+    if (!meta) {
+      result->set_outcome(v1::GetResult::MISSING);
+      ++misses;
+      continue;
+    }
+    if (meta->size > budget) {
+      result->set_outcome(v1::GetResult::DEFERRED);
+      budget = 0;  // keep the response order simple: everything after is deferred too
+      continue;
+    }
+    std::string* data = result->mutable_data();
+    data->resize(meta->size);
+    Result<tiers::BlockMeta> read = tier_.Read(key, std::span(reinterpret_cast<std::byte*>(data->data()), data->size()));
+    if (!read.ok()) {
+      // Evicted or removed (and perhaps re-put with another size) since Peek: a miss, never stale bytes.
+      data->clear();
+      result->set_outcome(v1::GetResult::MISSING);
+      ++misses;
+      continue;
+    }
+    data->resize(read->size);
+    budget -= read->size;
+    result->set_outcome(v1::GetResult::FOUND);
+    FillInfo(*read, *result->mutable_info());
+    ++hits;
+  }
+  metrics_.RecordGetBlocks(hits, misses);
+  return Status::Ok();
+}
+
+// ---- Remove / Stat / Stats / List / Health ------------------------------------------------
+
+grpc::Status StoreService::Remove(grpc::ServerContext*, const v1::RemoveRequest* req, v1::RemoveResponse* resp) {
+  return Serve(metrics_, "remove", [&] { return DoRemove(*req, *resp); });
+}
+
+Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& resp) {
+  KVSTASH_ASSIGN_OR_RETURN(const std::vector<BlockKey> keys, ParseKeyBatch(req.keys(), "keys"));
+  // Refuse the whole request if any block is leased, before removing anything.
+  const uint64_t now = options_.clock->NowMs();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    std::optional<tiers::BlockMeta> meta = tier_.Peek(keys[i]);
+    if (meta && meta->lease_until_ms > now) {
+      return FailedPrecondition(FieldAt("keys", i) + ": block " + keys[i].ToHex() + " is leased for another " +
+                                std::to_string(meta->lease_until_ms - now) + " ms; nothing was removed");
+    }
+  }
+  for (const BlockKey& key : keys) {
+    const Status removed = tier_.Remove(key);
+    if (removed.ok()) {
+      resp.add_outcomes(v1::RemoveResponse::REMOVED);
+    } else if (removed.code() == StatusCode::kNotFound) {
+      resp.add_outcomes(v1::RemoveResponse::MISSING);
+    } else {
+      // A lease taken after the check above; blocks before this one are already removed.
+      return Status(removed.code(), "block " + key.ToHex() + ": " + removed.message());
+    }
+  }
+  return Status::Ok();
+}
+
+grpc::Status StoreService::Stat(grpc::ServerContext*, const v1::StatRequest* req, v1::StatResponse* resp) {
+  return Serve(metrics_, "stat", [&] { return DoStat(*req, *resp); });
+}
+
+Status StoreService::DoStat(const v1::StatRequest& req, v1::StatResponse& resp) {
+  KVSTASH_ASSIGN_OR_RETURN(const std::vector<BlockKey> keys, ParseKeyBatch(req.keys(), "keys"));
+  for (const BlockKey& key : keys) {
+    auto* entry = resp.add_entries();
+    if (std::optional<tiers::BlockMeta> meta = tier_.Peek(key)) {
+      entry->set_found(true);
+      FillInfo(*meta, *entry->mutable_info());
+    }
+  }
+  return Status::Ok();
+}
+
+grpc::Status StoreService::Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse* resp) {
+  return Serve(metrics_, "stats", [&] { return DoStats(*resp); });
+}
+
+Status StoreService::DoStats(v1::StatsResponse& resp) {
+  resp.set_version(kVersion);
+  resp.set_member_id(member_id());
+  resp.set_uptime_ms(options_.clock->NowMs() - start_ms_);
+  const tiers::TierUsage usage = tier_.Usage();
+  const tiers::TierCounters counters = tier_.Counters();
+  v1::TierStats* t = resp.add_tiers();
+  t->set_tier(ToProtoTier(tier_.kind()));
+  t->set_capacity_bytes(usage.capacity_bytes);
+  t->set_used_bytes(usage.used_bytes);
+  t->set_reserved_bytes(usage.reserved_bytes);
+  t->set_blocks(usage.blocks);
+  t->set_leased_blocks(usage.leased_blocks);
+  t->set_pinned_blocks(usage.pinned_blocks);
+  t->set_evictions(counters.evicted_capacity + counters.evicted_fragmentation);
+  t->set_eviction_policy(options_.eviction_policy);
+  t->set_huge_pages(options_.huge_pages);
+  resp.set_lookup_hit_blocks(metrics_.lookup_hit_blocks());
+  resp.set_lookup_miss_blocks(metrics_.lookup_miss_blocks());
+  resp.set_get_hits(metrics_.get_hits());
+  resp.set_get_misses(metrics_.get_misses());
+  resp.set_puts_stored(metrics_.puts_stored());
+  resp.set_puts_deduplicated(metrics_.puts_deduplicated());
+  resp.set_reservations_open(usage.reservations);
+  return Status::Ok();
+}
+
+grpc::Status StoreService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
+  return Serve(metrics_, "list", [&] { return DoList(*req, *resp); });
+}
+
+Status StoreService::DoList(const v1::ListRequest& req, v1::ListResponse& resp) {
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<BlockKey> after, ParseOptionalKey(req.start_after(), "start_after"));
+  if (req.limit() > limits::kMaxListLimit) {
+    return InvalidArgument("limit is " + std::to_string(req.limit()) + "; the limit is " +
+                           std::to_string(limits::kMaxListLimit));
+  }
+  const uint32_t limit = req.limit() == 0 ? limits::kDefaultListLimit : req.limit();
+  tiers::ListPage page = tier_.List(after, limit);
+  for (const tiers::BlockMeta& meta : page.blocks) FillInfo(meta, *resp.add_blocks());
+  if (page.next_after) resp.set_next_start_after(std::string(page.next_after->AsBytes()));
+  return Status::Ok();
+}
+
+grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse* resp) {
+  return Serve(metrics_, "health", [&] {
+    resp->set_serving(true);
+    resp->set_version(kVersion);
+    resp->set_member_id(member_id());
+    return Status::Ok();
+  });
+}
+
+}  // namespace kvstash::server

@@ -1,0 +1,74 @@
+// StoreService: the kvstash.v1.Store gRPC service over one Tier. Validates every request before
+// acting (server/request_validation.h); a request that fails validation changes nothing.
+//
+// Thread-safety: handlers run concurrently on gRPC's sync-server thread pool; all state they touch
+// is the tier (thread-safe) and the metrics (thread-safe).
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/clock.h"
+#include "kvstash/v1/store.grpc.pb.h"
+#include "server/server_metrics.h"
+#include "tiers/tier.h"
+
+namespace kvstash::server {
+
+struct StoreServiceOptions {
+  std::string member_id;
+  uint64_t default_reservation_timeout_ms = 30'000;
+  uint64_t max_block_bytes = 64ULL << 20;
+  std::string eviction_policy;  // reported by Stats
+  bool huge_pages = false;       // reported by Stats
+  const Clock* clock = SteadyClock::Default();
+};
+
+class StoreService final : public kvstash::v1::Store::Service {
+ public:
+  StoreService(StoreServiceOptions options, tiers::Tier& tier, ServerMetrics& metrics);
+
+  // Set once after the listening port is bound, before the first RPC is served.
+  void SetMemberId(std::string member_id);
+
+  grpc::Status Lookup(grpc::ServerContext*, const v1::LookupRequest*, v1::LookupResponse*) override;
+  grpc::Status PutBegin(grpc::ServerContext*, const v1::PutBeginRequest*, v1::PutBeginResponse*) override;
+  grpc::Status PutCommit(grpc::ServerContext*, const v1::PutCommitRequest*, v1::PutCommitResponse*) override;
+  grpc::Status PutAbort(grpc::ServerContext*, const v1::PutAbortRequest*, v1::PutAbortResponse*) override;
+  grpc::Status Put(grpc::ServerContext*, const v1::PutRequest*, v1::PutResponse*) override;
+  grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::GetResponse*) override;
+  grpc::Status Remove(grpc::ServerContext*, const v1::RemoveRequest*, v1::RemoveResponse*) override;
+  grpc::Status Stat(grpc::ServerContext*, const v1::StatRequest*, v1::StatResponse*) override;
+  grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse*) override;
+  grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
+
+ private:
+  // Each handler body returns a kvstash Status; the wrappers time it, count it and convert it.
+  Status DoLookup(const v1::LookupRequest&, v1::LookupResponse&);
+  Status DoPutBegin(const v1::PutBeginRequest&, v1::PutBeginResponse&);
+  Status DoPutCommit(const v1::PutCommitRequest&);
+  Status DoPutAbort(const v1::PutAbortRequest&, v1::PutAbortResponse&);
+  Status DoPut(const v1::PutRequest&, v1::PutResponse&);
+  Status DoGet(const v1::GetRequest&, v1::GetResponse&);
+  Status DoRemove(const v1::RemoveRequest&, v1::RemoveResponse&);
+  Status DoStat(const v1::StatRequest&, v1::StatResponse&);
+  Status DoStats(v1::StatsResponse&);
+  Status DoList(const v1::ListRequest&, v1::ListResponse&);
+
+  void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
+  std::string member_id() const;
+
+  StoreServiceOptions options_;
+  tiers::Tier& tier_;
+  ServerMetrics& metrics_;
+  const uint64_t start_ms_;
+  mutable std::mutex member_id_mu_;
+  std::string member_id_;  // guarded by member_id_mu_
+};
+
+// kvstash Status -> grpc::Status with the same code and message.
+grpc::Status ToGrpc(const Status& status);
+
+}  // namespace kvstash::server

@@ -1,0 +1,146 @@
+#include <gtest/gtest.h>
+
+#include <numeric>
+#include <set>
+
+#include "common/checksum.h"
+#include "common/clock.h"
+#include "common/units.h"
+#include "kvstash/block_key.h"
+#include "kvstash/prefix_hasher.h"
+#include "kvstash/result.h"
+
+namespace kvstash {
+namespace {
+
+TEST(StatusTest, OkAndErrors) {
+  EXPECT_TRUE(Status::Ok().ok());
+  const Status s = InvalidArgument("bad key");
+  EXPECT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.ToString(), "INVALID_ARGUMENT: bad key");
+}
+
+Result<int> Half(int v) {
+  if (v % 2) return InvalidArgument("odd");
+  return v / 2;
+}
+Status UseHalf(int v, int* out) {
+  KVSTASH_ASSIGN_OR_RETURN(*out, Half(v));
+  return Status::Ok();
+}
+
+TEST(ResultTest, ValueOrStatusPropagates) {
+  int out = 0;
+  EXPECT_TRUE(UseHalf(8, &out).ok());
+  EXPECT_EQ(out, 4);
+  const Status s = UseHalf(7, &out);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(out, 4);
+}
+
+TEST(BlockKeyTest, HexRoundTrip) {
+  const BlockKey k = BlockKey::FromParts(0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+  EXPECT_EQ(k.ToHex(), "0123456789abcdeffedcba9876543210");
+  auto parsed = BlockKey::FromHex("0123456789ABCDEFfedcba9876543210");
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(*parsed, k);
+  EXPECT_EQ(k.High(), 0x0123456789abcdefULL);
+  EXPECT_EQ(k.Low(), 0xfedcba9876543210ULL);
+  auto from_bytes = BlockKey::FromBytes(k.AsBytes());
+  ASSERT_TRUE(from_bytes.ok());
+  EXPECT_EQ(*from_bytes, k);
+}
+
+TEST(BlockKeyTest, RejectsMalformed) {
+  EXPECT_EQ(BlockKey::FromHex("0123").status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockKey::FromHex(std::string(31, 'a')).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockKey::FromHex(std::string(33, 'a')).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockKey::FromHex("0123456789abcdeffedcba987654321g").status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockKey::FromBytes(std::string(15, 'x')).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(BlockKey::FromBytes(std::string(17, 'x')).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Known answers computed independently with python3-xxhash 3.0 (xxh3_64 for the seed,
+// xxh3_128_digest(prev_key || tokens_le_u32, seed) per block); see DESIGN.md §1.
+TEST(PrefixHasherTest, KnownAnswers) {
+  std::vector<uint32_t> tokens(10);
+  std::iota(tokens.begin(), tokens.end(), 0);
+  PrefixHasher hasher("llama3-70b|default|fp16|0", 4);
+  EXPECT_EQ(hasher.seed(), 0xc887d503ff377932ULL);
+  auto chain = hasher.Chain(tokens);
+  ASSERT_EQ(chain.size(), 2u);  // the trailing 2 tokens form no block
+  EXPECT_EQ(chain[0].ToHex(), "49b04e763643dc6ed482b896460e5287");
+  EXPECT_EQ(chain[1].ToHex(), "2bb1e9e6a6bbe84dacee8786d8b85a5f");
+
+  PrefixHasher other("other|default|fp16|0", 4);
+  auto other_chain = other.Chain(tokens);
+  EXPECT_EQ(other_chain[0].ToHex(), "3ecbf480c9a015f662157538b122c473");
+  EXPECT_EQ(other_chain[1].ToHex(), "90541099fa99b8866a678c3db7e3f9ea");
+
+  Namespace ns{"m", "vllm", "bf16", 3};
+  EXPECT_EQ(ns.Id(), "m|vllm|bf16|3");
+  std::vector<uint32_t> sevens(1024, 7);
+  auto big = PrefixHasher(ns).Chain(sevens);
+  ASSERT_EQ(big.size(), 2u);
+  EXPECT_EQ(big[0].ToHex(), "8b82d82d85a5d4f5e63587229d289578");
+  EXPECT_EQ(big[1].ToHex(), "5d92c522b36eb46e1992566266d6046c");
+}
+
+TEST(PrefixHasherTest, PrefixPropertyAndIncrementalNext) {
+  std::vector<uint32_t> a(64), b(64);
+  std::iota(a.begin(), a.end(), 100);
+  b = a;
+  b[40] = 9999;  // differs in block 2 (tokens 32..47) with B = 16
+  PrefixHasher h("ns", 16);
+  auto ca = h.Chain(a), cb = h.Chain(b);
+  ASSERT_EQ(ca.size(), 4u);
+  EXPECT_EQ(ca[0], cb[0]);
+  EXPECT_EQ(ca[1], cb[1]);
+  EXPECT_NE(ca[2], cb[2]);
+  EXPECT_NE(ca[3], cb[3]);  // everything after a divergence differs
+  EXPECT_EQ(h.Next(nullptr, std::span(a).subspan(0, 16)), ca[0]);
+  EXPECT_EQ(h.Next(&ca[2], std::span(a).subspan(48, 16)), ca[3]);
+  EXPECT_TRUE(h.Chain(std::span(a).subspan(0, 15)).empty());
+}
+
+TEST(PrefixHasherTest, KeysAreDistinctAcrossManyBlocks) {
+  std::vector<uint32_t> tokens(512 * 200);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<uint32_t>(i % 7);
+  auto chain = PrefixHasher("ns").Chain(tokens);
+  std::set<BlockKey> unique(chain.begin(), chain.end());
+  EXPECT_EQ(unique.size(), chain.size());  // same block content, different prefix => different key
+}
+
+TEST(UnitsTest, ParseByteSize) {
+  EXPECT_EQ(*ParseByteSize("4096"), 4096u);
+  EXPECT_EQ(*ParseByteSize("64KiB"), 65536u);
+  EXPECT_EQ(*ParseByteSize("1MiB"), 1048576u);
+  EXPECT_EQ(*ParseByteSize("1.5GiB"), 1610612736u);
+  EXPECT_EQ(*ParseByteSize("2GB"), 2000000000u);
+  EXPECT_EQ(*ParseByteSize("8m"), 8u << 20);
+  EXPECT_FALSE(ParseByteSize("").ok());
+  EXPECT_FALSE(ParseByteSize("MiB").ok());
+  EXPECT_FALSE(ParseByteSize("12 parsecs").ok());
+  EXPECT_FALSE(ParseByteSize("1.2.3").ok());
+  EXPECT_EQ(FormatBytes(512), "512 B");
+  EXPECT_EQ(FormatBytes(1536), "1.5 KiB");
+}
+
+TEST(ChecksumTest, SensitiveToEveryByte) {
+  std::vector<uint8_t> data(4096, 0xAB);
+  const uint64_t base = BlockChecksum(data.data(), data.size());
+  data[4095] ^= 1;
+  EXPECT_NE(BlockChecksum(data.data(), data.size()), base);
+}
+
+TEST(ClockTest, ManualClockAdvances) {
+  ManualClock clock(10);
+  EXPECT_EQ(clock.NowMs(), 10u);
+  clock.AdvanceMs(5);
+  EXPECT_EQ(clock.NowMs(), 15u);
+}
+
+}  // namespace
+}  // namespace kvstash

@@ -1,0 +1,65 @@
+#include "tiers/arena.h"
+
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <string>
+
+namespace kvstash::tiers {
+namespace {
+
+// The default huge page size from /proc/meminfo ("Hugepagesize: 2048 kB"); 2 MiB when unknown.
+uint64_t DefaultHugePageBytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string label;
+  while (meminfo >> label) {
+    if (label == "Hugepagesize:") {
+      uint64_t kib = 0;
+      if (meminfo >> kib && kib > 0) return kib * 1024;
+      break;
+    }
+    std::string rest;
+    std::getline(meminfo, rest);
+  }
+  return 2ULL << 20;
+}
+
+uint64_t RoundUpTo(uint64_t value, uint64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Arena>> Arena::Map(uint64_t bytes, ArenaHugePages mode) {
+  if (bytes == 0) return InvalidArgument("arena size must be > 0");
+
+  if (mode != ArenaHugePages::kNever) {
+    const uint64_t huge = DefaultHugePageBytes();
+    const uint64_t mapped = RoundUpTo(bytes, huge);
+    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
+                   -1, 0);
+    if (p != MAP_FAILED) {
+      return std::unique_ptr<Arena>(
+          new Arena(static_cast<std::byte*>(p), bytes, mapped, /*hugetlb=*/true, /*thp=*/false));
+    }
+    if (mode == ArenaHugePages::kRequire) {
+      return ResourceExhausted("huge pages unavailable for a " + std::to_string(bytes) +
+                               "-byte arena: mmap(MAP_HUGETLB): " + std::strerror(errno));
+    }
+  }
+
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    return ResourceExhausted("cannot map a " + std::to_string(bytes) +
+                             "-byte arena: mmap: " + std::strerror(errno));
+  }
+  bool thp = false;
+  if (mode == ArenaHugePages::kPrefer) thp = madvise(p, bytes, MADV_HUGEPAGE) == 0;
+  return std::unique_ptr<Arena>(new Arena(static_cast<std::byte*>(p), bytes, bytes, false, thp));
+}
+
+Arena::~Arena() { munmap(base_, mapped_); }
+
+}  // namespace kvstash::tiers

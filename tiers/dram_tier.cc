@@ -1,0 +1,606 @@
+// DramTier implementation. The contract and the lock order are in dram_tier.h; in short:
+//
+//   write_mu_ (the "policy mutex": policy, reservations, in-flight keys)
+//     -> shard.mu (exclusive for writers, shared for readers)
+//        -> shard.access_mu (leaf; readers append, writers drain)
+//     -> BlockAllocator's own mutex (innermost)
+//
+// Readers never take write_mu_. Lease, last-access and hit fields are atomics so Find/Read update
+// them under the shard lock held shared; an evictor re-checks evictability under the shard lock
+// held exclusively, when no reader can be extending a lease.
+//
+// Commit hashes the reservation's bytes outside write_mu_: the reservation is marked
+// `committing`, which keeps Abort, ReclaimExpired and a second Commit off it meanwhile.
+//
+// Choices the header leaves open:
+//  * timeout_ms == 0 on Reserve means kDefaultReservationTimeoutMs;
+//  * a reservation is expired once now > deadline_ms; a Commit that started hashing before then
+//    completes;
+//  * a Reserve that ends in RESOURCE_EXHAUSTED may already have evicted blocks on the way (cache
+//    contents only; no reservation or block becomes inconsistent);
+//  * List(after, 0) returns an empty page whose next_after is `after` when keys remain after it.
+#include "tiers/dram_tier.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "common/checksum.h"
+#include "tiers/arena.h"
+#include "tiers/block_allocator.h"
+#include "tiers/eviction_policy.h"
+
+namespace kvstash::tiers {
+namespace {
+
+constexpr uint64_t kDefaultReservationTimeoutMs = 30'000;
+// Accesses buffered per shard between drains; beyond this, accesses are dropped (the policy then
+// sees a sample of recency, which is all LRU-like policies need).
+constexpr size_t kAccessBufferCapacity = 4096;
+
+uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
+  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max() : a + b;
+}
+
+void AtomicMax(std::atomic<uint64_t>& target, uint64_t value) {
+  uint64_t seen = target.load(std::memory_order_relaxed);
+  while (seen < value && !target.compare_exchange_weak(seen, value, std::memory_order_acq_rel)) {
+  }
+}
+
+struct Entry {
+  uint64_t offset = 0;       // into the arena
+  uint64_t size = 0;         // as committed
+  uint64_t alloc_bytes = 0;  // as allocated (rounded)
+  uint64_t checksum = 0;
+  std::optional<BlockKey> parent;
+  uint64_t generation = 0;
+  uint64_t created_ms = 0;
+  bool pinned = false;  // written under the shard lock held exclusively
+  std::atomic<uint64_t> lease_until_ms{0};
+  std::atomic<uint64_t> last_access_ms{0};
+  std::atomic<uint64_t> hits{0};
+};
+
+struct Shard {
+  mutable std::shared_mutex mu;
+  std::unordered_map<BlockKey, Entry, BlockKeyHash> blocks;
+
+  mutable std::mutex access_mu;
+  std::vector<BlockKey> accesses;
+  std::atomic<bool> has_accesses{false};
+};
+
+struct ReservationState {
+  BlockKey key;
+  std::optional<BlockKey> parent;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  uint64_t alloc_bytes = 0;
+  uint64_t deadline_ms = 0;
+  bool committing = false;
+};
+
+}  // namespace
+
+struct DramTier::Impl {
+  DramTierOptions options;
+  std::unique_ptr<Arena> arena;
+  BlockAllocator allocator;
+  std::vector<Shard> shards;
+
+  std::mutex write_mu;  // the policy mutex
+  std::unique_ptr<EvictionPolicy> policy;
+  std::unordered_map<uint64_t, ReservationState> reservations;
+  std::set<std::pair<uint64_t, uint64_t>> deadlines;  // (deadline_ms, id) of open, idle reservations
+  std::unordered_set<BlockKey, BlockKeyHash> in_flight;
+  uint64_t next_reservation_id = 1;
+  uint64_t next_generation = 1;
+
+  std::atomic<uint64_t> used_bytes{0};
+  std::atomic<uint64_t> reserved_bytes{0};
+  std::atomic<uint64_t> blocks{0};
+  std::atomic<uint64_t> reservation_count{0};
+  std::atomic<uint64_t> pinned_blocks{0};
+
+  std::atomic<uint64_t> evicted_capacity{0};
+  std::atomic<uint64_t> evicted_fragmentation{0};
+  std::atomic<uint64_t> evicted_bytes{0};
+  std::atomic<uint64_t> reservations_expired{0};
+  std::atomic<uint64_t> checksum_mismatches{0};
+
+  Impl(const DramTierOptions& opts, std::unique_ptr<Arena> a, std::unique_ptr<EvictionPolicy> p)
+      : options(opts), arena(std::move(a)), allocator(opts.capacity_bytes), shards(opts.index_shards),
+        policy(std::move(p)) {}
+
+  uint64_t Now() const { return options.clock->NowMs(); }
+  Shard& ShardFor(const BlockKey& key) { return shards[BlockKeyHash{}(key) % shards.size()]; }
+  const Shard& ShardFor(const BlockKey& key) const {
+    return shards[BlockKeyHash{}(key) % shards.size()];
+  }
+
+  BlockMeta MetaOf(const BlockKey& key, const Entry& e) const {
+    BlockMeta m;
+    m.key = key;
+    m.tier = TierKind::kDram;
+    m.size = e.size;
+    m.checksum = e.checksum;
+    m.parent = e.parent;
+    m.generation = e.generation;
+    m.pinned = e.pinned;
+    m.lease_until_ms = e.lease_until_ms.load(std::memory_order_acquire);
+    m.created_ms = e.created_ms;
+    m.last_access_ms = e.last_access_ms.load(std::memory_order_relaxed);
+    m.hits = e.hits.load(std::memory_order_relaxed);
+    m.data = arena->base() + e.offset;
+    return m;
+  }
+
+  // Records an access. REQUIRES: the shard lock (either mode).
+  void RecordAccess(Shard& shard, const BlockKey& key, Entry& e, uint64_t now) {
+    e.hits.fetch_add(1, std::memory_order_relaxed);
+    AtomicMax(e.last_access_ms, now);
+    std::lock_guard lock(shard.access_mu);
+    if (shard.accesses.size() < kAccessBufferCapacity) {
+      shard.accesses.push_back(key);
+      shard.has_accesses.store(true, std::memory_order_release);
+    }
+  }
+
+  // Feeds buffered accesses to the policy. REQUIRES: write_mu.
+  void DrainAccessesLocked() {
+    std::vector<BlockKey> batch;
+    for (Shard& shard : shards) {
+      if (!shard.has_accesses.load(std::memory_order_acquire)) continue;
+      {
+        std::lock_guard lock(shard.access_mu);
+        batch.swap(shard.accesses);
+        shard.has_accesses.store(false, std::memory_order_release);
+      }
+      for (const BlockKey& key : batch) policy->OnAccess(key);
+      batch.clear();
+      {
+        // Hand the (now empty) buffer's capacity back when the shard has not refilled it.
+        std::lock_guard lock(shard.access_mu);
+        if (shard.accesses.empty()) batch.swap(shard.accesses);
+      }
+      batch.clear();
+    }
+  }
+
+  static bool EvictableNow(const Entry& e, uint64_t now) {
+    return !e.pinned && e.lease_until_ms.load(std::memory_order_acquire) <= now;
+  }
+
+  // Evicts one block chosen by the policy. Returns the bytes freed, 0 when nothing is evictable.
+  // REQUIRES: write_mu.
+  uint64_t EvictOneLocked() {
+    const uint64_t now = Now();
+    for (;;) {
+      std::optional<BlockKey> victim = policy->PickVictim([&](const BlockKey& key) {
+        const Shard& shard = ShardFor(key);
+        std::shared_lock lock(shard.mu);
+        auto it = shard.blocks.find(key);
+        return it != shard.blocks.end() && EvictableNow(it->second, now);
+      });
+      if (!victim) return 0;
+      Shard& shard = ShardFor(*victim);
+      std::unique_lock lock(shard.mu);
+      auto it = shard.blocks.find(*victim);
+      if (it == shard.blocks.end()) {
+        policy->OnErase(*victim);  // cannot happen while write_mu is held; keep the policy honest
+        continue;
+      }
+      // A reader may have leased it between the check and this exclusive lock; then pick again
+      // (the policy's predicate now answers false for it).
+      if (!EvictableNow(it->second, Now())) continue;
+      const uint64_t freed = it->second.alloc_bytes;
+      EraseBlockLocked(shard, it);
+      evicted_bytes.fetch_add(freed, std::memory_order_relaxed);
+      return freed;
+    }
+  }
+
+  // REQUIRES: write_mu and shard.mu exclusive.
+  void EraseBlockLocked(Shard& shard, std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it) {
+    const BlockKey key = it->first;
+    allocator.Free(it->second.offset, it->second.alloc_bytes);
+    used_bytes.fetch_sub(it->second.alloc_bytes, std::memory_order_relaxed);
+    if (it->second.pinned) pinned_blocks.fetch_sub(1, std::memory_order_relaxed);
+    blocks.fetch_sub(1, std::memory_order_relaxed);
+    shard.blocks.erase(it);
+    policy->OnErase(key);
+  }
+
+  // Returns a reservation's region and forgets it. REQUIRES: write_mu.
+  void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it) {
+    const ReservationState& r = it->second;
+    allocator.Free(r.offset, r.alloc_bytes);
+    used_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
+    reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
+    reservation_count.fetch_sub(1, std::memory_order_relaxed);
+    in_flight.erase(r.key);
+    if (!r.committing) deadlines.erase({r.deadline_ms, it->first});
+    reservations.erase(it);
+  }
+
+  // REQUIRES: write_mu.
+  size_t ReclaimExpiredLocked() {
+    const uint64_t now = Now();
+    size_t reclaimed = 0;
+    while (!deadlines.empty() && deadlines.begin()->first < now) {
+      auto it = reservations.find(deadlines.begin()->second);
+      if (it == reservations.end()) {  // defensive: the two indexes always agree
+        deadlines.erase(deadlines.begin());
+        continue;
+      }
+      DropReservationLocked(it);
+      ++reclaimed;
+    }
+    reservations_expired.fetch_add(reclaimed, std::memory_order_relaxed);
+    return reclaimed;
+  }
+
+  bool IsCommitted(const BlockKey& key) const {
+    const Shard& shard = ShardFor(key);
+    std::shared_lock lock(shard.mu);
+    return shard.blocks.contains(key);
+  }
+};
+
+Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& options) {
+  const DramTierOptions& o = options;
+  if (!(o.low_watermark > 0.0) || !(o.low_watermark <= o.high_watermark) || !(o.high_watermark <= 1.0)) {
+    return InvalidArgument("watermarks must satisfy 0 < low <= high <= 1 (low=" +
+                           std::to_string(o.low_watermark) + ", high=" + std::to_string(o.high_watermark) +
+                           ")");
+  }
+  if (o.capacity_bytes < BlockAllocator::kGranule) {
+    return InvalidArgument("capacity_bytes must be at least 4096, got " + std::to_string(o.capacity_bytes));
+  }
+  if (o.max_block_bytes == 0) return InvalidArgument("max_block_bytes must be > 0");
+  if (o.index_shards == 0) return InvalidArgument("index_shards must be > 0");
+  if (o.clock == nullptr) return InvalidArgument("clock must not be null");
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy, MakeEvictionPolicy(o.eviction_policy));
+
+  ArenaHugePages mode = ArenaHugePages::kPrefer;
+  if (o.huge_pages == HugePages::kOn) mode = ArenaHugePages::kRequire;
+  if (o.huge_pages == HugePages::kOff) mode = ArenaHugePages::kNever;
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<Arena> arena, Arena::Map(o.capacity_bytes, mode));
+
+  auto impl = std::make_unique<Impl>(o, std::move(arena), std::move(policy));
+  return std::unique_ptr<DramTier>(new DramTier(std::move(impl)));
+}
+
+DramTier::DramTier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+DramTier::~DramTier() = default;
+
+Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
+                                      const std::optional<BlockKey>& parent, uint64_t timeout_ms) {
+  Impl& d = *impl_;
+  if (size == 0 || size > d.options.max_block_bytes) {
+    return InvalidArgument("block size " + std::to_string(size) + " outside [1, " +
+                           std::to_string(d.options.max_block_bytes) + "]");
+  }
+  const uint64_t alloc_bytes = BlockAllocator::RoundUp(size);
+
+  std::lock_guard write(d.write_mu);
+  d.ReclaimExpiredLocked();
+  if (d.IsCommitted(key)) return AlreadyExists("block " + key.ToHex() + " is already stored");
+  if (d.in_flight.contains(key)) {
+    return Aborted("another reservation for block " + key.ToHex() + " is in flight");
+  }
+  if (alloc_bytes > d.allocator.total_bytes()) {
+    return ResourceExhausted("block of " + std::to_string(size) + " bytes exceeds the tier's capacity");
+  }
+
+  d.DrainAccessesLocked();
+  const double capacity = static_cast<double>(d.options.capacity_bytes);
+  const auto used_after = [&] {
+    return static_cast<double>(d.used_bytes.load(std::memory_order_relaxed) + alloc_bytes);
+  };
+  if (used_after() > d.options.high_watermark * capacity) {
+    while (used_after() > d.options.low_watermark * capacity) {
+      if (d.EvictOneLocked() == 0) break;
+      d.evicted_capacity.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  std::optional<uint64_t> offset = d.allocator.Allocate(alloc_bytes);
+  while (!offset) {
+    if (d.EvictOneLocked() == 0) {
+      return ResourceExhausted("no room for a " + std::to_string(size) +
+                               "-byte block: nothing more is evictable");
+    }
+    d.evicted_fragmentation.fetch_add(1, std::memory_order_relaxed);
+    offset = d.allocator.Allocate(alloc_bytes);
+  }
+
+  const uint64_t id = d.next_reservation_id++;
+  ReservationState r;
+  r.key = key;
+  if (parent && *parent != key) r.parent = parent;
+  r.offset = *offset;
+  r.size = size;
+  r.alloc_bytes = alloc_bytes;
+  r.deadline_ms = SaturatingAdd(d.Now(), timeout_ms == 0 ? kDefaultReservationTimeoutMs : timeout_ms);
+  d.reservations.emplace(id, r);
+  d.deadlines.emplace(r.deadline_ms, id);
+  d.in_flight.insert(key);
+  d.used_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
+  d.reserved_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
+  d.reservation_count.fetch_add(1, std::memory_order_relaxed);
+
+  Reservation out;
+  out.id = id;
+  out.data = d.arena->base() + r.offset;
+  out.size = size;
+  out.deadline_ms = r.deadline_ms;
+  return out;
+}
+
+Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, bool pin) {
+  Impl& d = *impl_;
+  const std::byte* data = nullptr;
+  uint64_t size = 0;
+  {
+    std::lock_guard write(d.write_mu);
+    auto it = d.reservations.find(reservation_id);
+    if (it == d.reservations.end()) {
+      return NotFound("reservation " + std::to_string(reservation_id) + " is unknown or expired");
+    }
+    ReservationState& r = it->second;
+    if (r.committing) {
+      return Aborted("reservation " + std::to_string(reservation_id) + " is being committed");
+    }
+    if (d.Now() > r.deadline_ms) {
+      d.DropReservationLocked(it);
+      d.reservations_expired.fetch_add(1, std::memory_order_relaxed);
+      return NotFound("reservation " + std::to_string(reservation_id) + " expired");
+    }
+    r.committing = true;
+    d.deadlines.erase({r.deadline_ms, reservation_id});
+    data = d.arena->base() + r.offset;
+    size = r.size;
+  }
+
+  const uint64_t actual = BlockChecksum(data, size);
+
+  std::lock_guard write(d.write_mu);
+  auto it = d.reservations.find(reservation_id);  // `committing` kept everyone else off it
+  ReservationState& r = it->second;
+  r.committing = false;
+  if (actual != checksum) {
+    d.deadlines.emplace(r.deadline_ms, reservation_id);
+    d.checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
+    return DataLoss("checksum mismatch for block " + r.key.ToHex() + ": expected " +
+                    std::to_string(checksum) + ", bytes hash to " + std::to_string(actual));
+  }
+
+  const uint64_t now = d.Now();
+  const BlockKey key = r.key;
+  Shard& shard = d.ShardFor(key);
+  BlockMeta meta;
+  {
+    std::unique_lock lock(shard.mu);
+    auto [eit, inserted] = shard.blocks.try_emplace(key);
+    Entry& e = eit->second;
+    e.offset = r.offset;
+    e.size = r.size;
+    e.alloc_bytes = r.alloc_bytes;
+    e.checksum = checksum;
+    e.parent = r.parent;
+    e.generation = d.next_generation++;
+    e.created_ms = now;
+    e.pinned = pin;
+    e.last_access_ms.store(now, std::memory_order_relaxed);
+    meta = d.MetaOf(key, e);
+  }
+  d.policy->OnInsert(key, r.parent, r.size);
+  if (pin) d.pinned_blocks.fetch_add(1, std::memory_order_relaxed);
+  d.blocks.fetch_add(1, std::memory_order_relaxed);
+  d.reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
+  d.reservation_count.fetch_sub(1, std::memory_order_relaxed);
+  d.in_flight.erase(key);
+  d.reservations.erase(it);
+  return meta;
+}
+
+Status DramTier::Abort(uint64_t reservation_id) {
+  Impl& d = *impl_;
+  std::lock_guard write(d.write_mu);
+  auto it = d.reservations.find(reservation_id);
+  if (it == d.reservations.end()) {
+    return NotFound("reservation " + std::to_string(reservation_id) + " is unknown");
+  }
+  if (it->second.committing) {
+    return Aborted("reservation " + std::to_string(reservation_id) + " is being committed");
+  }
+  d.DropReservationLocked(it);
+  return Status::Ok();
+}
+
+Result<Reservation> DramTier::GetReservation(uint64_t reservation_id) const {
+  Impl& d = *impl_;
+  std::lock_guard write(d.write_mu);
+  auto it = d.reservations.find(reservation_id);
+  // An expired reservation is reported as gone even before ReclaimExpired returns its region.
+  if (it == d.reservations.end() || d.Now() > it->second.deadline_ms) {
+    return NotFound("reservation " + std::to_string(reservation_id) + " is unknown or expired");
+  }
+  Reservation out;
+  out.id = reservation_id;
+  out.data = d.arena->base() + it->second.offset;
+  out.size = it->second.size;
+  out.deadline_ms = it->second.deadline_ms;
+  return out;
+}
+
+std::optional<BlockMeta> DramTier::Find(const BlockKey& key, uint64_t lease_ms) {
+  Impl& d = *impl_;
+  Shard& shard = d.ShardFor(key);
+  std::shared_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return std::nullopt;
+  const uint64_t now = d.Now();
+  if (lease_ms > 0) AtomicMax(it->second.lease_until_ms, SaturatingAdd(now, lease_ms));
+  d.RecordAccess(shard, key, it->second, now);
+  return d.MetaOf(key, it->second);
+}
+
+std::optional<BlockMeta> DramTier::Peek(const BlockKey& key) const {
+  const Impl& d = *impl_;
+  const Shard& shard = d.ShardFor(key);
+  std::shared_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return std::nullopt;
+  return d.MetaOf(key, it->second);
+}
+
+Result<BlockMeta> DramTier::Read(const BlockKey& key, std::span<std::byte> out) {
+  Impl& d = *impl_;
+  Shard& shard = d.ShardFor(key);
+  std::shared_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
+  Entry& e = it->second;
+  if (out.size() < e.size) {
+    return OutOfRange("buffer of " + std::to_string(out.size()) + " bytes is smaller than block " +
+                      key.ToHex() + " (" + std::to_string(e.size) + " bytes)");
+  }
+  std::memcpy(out.data(), d.arena->base() + e.offset, e.size);
+  d.RecordAccess(shard, key, e, d.Now());
+  return d.MetaOf(key, e);
+}
+
+Status DramTier::Remove(const BlockKey& key) {
+  Impl& d = *impl_;
+  std::lock_guard write(d.write_mu);
+  Shard& shard = d.ShardFor(key);
+  std::unique_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
+  const uint64_t lease = it->second.lease_until_ms.load(std::memory_order_acquire);
+  const uint64_t now = d.Now();
+  if (lease > now) {
+    return FailedPrecondition("block " + key.ToHex() + " is leased for another " +
+                              std::to_string(lease - now) + " ms");
+  }
+  d.EraseBlockLocked(shard, it);
+  return Status::Ok();
+}
+
+Status DramTier::SetPinned(const BlockKey& key, bool pinned) {
+  Impl& d = *impl_;
+  Shard& shard = d.ShardFor(key);
+  std::unique_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
+  if (it->second.pinned != pinned) {
+    it->second.pinned = pinned;
+    if (pinned) {
+      d.pinned_blocks.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      d.pinned_blocks.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+  return Status::Ok();
+}
+
+// Cost: every shard is scanned under its shared lock (O(n) key comparisons per call) and at most
+// `limit` keys per shard are kept (O(limit) extra memory per shard via nth_element), then the
+// shards' survivors are merged and the page's metadata is read. Admin use only.
+ListPage DramTier::List(const std::optional<BlockKey>& after, size_t limit) const {
+  const Impl& d = *impl_;
+  std::vector<BlockKey> chosen;
+  std::vector<BlockKey> shard_keys;
+  bool more = false;  // keys beyond the page exist
+  for (const Shard& shard : d.shards) {
+    shard_keys.clear();
+    {
+      std::shared_lock lock(shard.mu);
+      for (const auto& [key, entry] : shard.blocks) {
+        if (!after || key > *after) shard_keys.push_back(key);
+      }
+    }
+    if (shard_keys.size() > limit) {
+      more = true;
+      std::nth_element(shard_keys.begin(), shard_keys.begin() + static_cast<std::ptrdiff_t>(limit),
+                       shard_keys.end());
+      shard_keys.resize(limit);
+    }
+    chosen.insert(chosen.end(), shard_keys.begin(), shard_keys.end());
+    if (chosen.size() > limit) {
+      more = true;
+      std::nth_element(chosen.begin(), chosen.begin() + static_cast<std::ptrdiff_t>(limit), chosen.end());
+      chosen.resize(limit);
+    }
+  }
+  std::sort(chosen.begin(), chosen.end());
+
+  ListPage page;
+  if (limit == 0) {
+    if (more) page.next_after = after;
+    return page;
+  }
+  page.blocks.reserve(chosen.size());
+  for (const BlockKey& key : chosen) {
+    // A block removed since the scan is skipped; the cursor still moves past it.
+    if (auto meta = Peek(key)) page.blocks.push_back(std::move(*meta));
+  }
+  if (more && !chosen.empty()) page.next_after = chosen.back();
+  return page;
+}
+
+size_t DramTier::ReclaimExpired() {
+  std::lock_guard write(impl_->write_mu);
+  return impl_->ReclaimExpiredLocked();
+}
+
+// Cost: lease state depends on the time of the call, so leased blocks are counted by a scan of
+// every shard under its shared lock (O(n)); the other figures are counters.
+TierUsage DramTier::Usage() const {
+  const Impl& d = *impl_;
+  TierUsage u;
+  u.capacity_bytes = d.options.capacity_bytes;
+  u.used_bytes = d.used_bytes.load(std::memory_order_relaxed);
+  u.reserved_bytes = d.reserved_bytes.load(std::memory_order_relaxed);
+  u.blocks = d.blocks.load(std::memory_order_relaxed);
+  u.reservations = d.reservation_count.load(std::memory_order_relaxed);
+  u.pinned_blocks = d.pinned_blocks.load(std::memory_order_relaxed);
+  const uint64_t now = d.Now();
+  for (const Shard& shard : d.shards) {
+    std::shared_lock lock(shard.mu);
+    for (const auto& [key, entry] : shard.blocks) {
+      if (entry.lease_until_ms.load(std::memory_order_relaxed) > now) ++u.leased_blocks;
+    }
+  }
+  return u;
+}
+
+TierCounters DramTier::Counters() const {
+  const Impl& d = *impl_;
+  TierCounters c;
+  c.evicted_capacity = d.evicted_capacity.load(std::memory_order_relaxed);
+  c.evicted_fragmentation = d.evicted_fragmentation.load(std::memory_order_relaxed);
+  c.evicted_bytes = d.evicted_bytes.load(std::memory_order_relaxed);
+  c.reservations_expired = d.reservations_expired.load(std::memory_order_relaxed);
+  c.checksum_mismatches = d.checksum_mismatches.load(std::memory_order_relaxed);
+  return c;
+}
+
+std::byte* DramTier::arena_base() const { return impl_->arena->base(); }
+uint64_t DramTier::arena_bytes() const { return impl_->arena->size(); }
+bool DramTier::huge_pages_active() const { return impl_->arena->huge_pages_active(); }
+std::string_view DramTier::policy_name() const { return impl_->policy->name(); }
+
+}  // namespace kvstash::tiers

@@ -1,0 +1,75 @@
+// DramTier: blocks in one host-memory arena mapped at start (DESIGN.md §3, tiers/).
+//
+// Memory: a single mmap of `capacity_bytes` (MAP_HUGETLB when huge_pages allows and the host has
+// huge pages reserved, else plain pages with MADV_HUGEPAGE), carved by a BlockAllocator into
+// 4 KiB-granular ranges for blocks of 1 B .. max_block_bytes.
+//
+// Capacity: when a reservation would lift used bytes above high_watermark * capacity, blocks are
+// evicted (policy order, never leased, pinned or reserved ones) until used bytes fall to
+// low_watermark * capacity or below, or nothing more is evictable.
+//
+// Locking: the index is split into `index_shards` shards, each behind a std::shared_mutex. Reads
+// (Find/Peek/Read/List) take only their shard's lock in shared mode plus a per-shard access buffer
+// mutex — no global lock on the read path. Writers (Reserve/Commit/Abort/Remove/eviction) take the
+// policy mutex, then shard locks exclusively; the allocator has its own mutex, always innermost.
+// Accesses reach the eviction policy through the per-shard buffers, drained under the policy
+// mutex before each eviction decision.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "tiers/tier.h"
+
+namespace kvstash::tiers {
+
+enum class HugePages { kAuto, kOn, kOff };
+
+struct DramTierOptions {
+  uint64_t capacity_bytes = 1ULL << 30;    // 1 GiB
+  double high_watermark = 0.95;            // start evicting above this fraction of capacity
+  double low_watermark = 0.85;             // evict down to this fraction
+  uint64_t max_block_bytes = 64ULL << 20;  // 64 MiB
+  std::string eviction_policy = "prefix";  // "prefix" | "lru"
+  HugePages huge_pages = HugePages::kAuto; // kOn fails Create() when huge pages are unavailable
+  size_t index_shards = 64;
+  const Clock* clock = SteadyClock::Default();
+};
+
+class DramTier final : public Tier {
+ public:
+  // INVALID_ARGUMENT for inconsistent options; RESOURCE_EXHAUSTED when the arena cannot be mapped.
+  static Result<std::unique_ptr<DramTier>> Create(const DramTierOptions& options);
+  ~DramTier() override;
+
+  TierKind kind() const override { return TierKind::kDram; }
+  Result<Reservation> Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
+                              uint64_t timeout_ms) override;
+  Result<BlockMeta> Commit(uint64_t reservation_id, uint64_t checksum, bool pin) override;
+  Status Abort(uint64_t reservation_id) override;
+  Result<Reservation> GetReservation(uint64_t reservation_id) const override;
+  std::optional<BlockMeta> Find(const BlockKey& key, uint64_t lease_ms) override;
+  std::optional<BlockMeta> Peek(const BlockKey& key) const override;
+  Result<BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
+  Status Remove(const BlockKey& key) override;
+  Status SetPinned(const BlockKey& key, bool pinned) override;
+  ListPage List(const std::optional<BlockKey>& after, size_t limit) const override;
+  size_t ReclaimExpired() override;
+  TierUsage Usage() const override;
+  TierCounters Counters() const override;
+
+  // The arena, for registration with a transport (UCX) in the data-plane issue.
+  std::byte* arena_base() const;
+  uint64_t arena_bytes() const;
+  bool huge_pages_active() const;
+  std::string_view policy_name() const;
+
+ private:
+  struct Impl;
+  explicit DramTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstash::tiers

@@ -1,0 +1,49 @@
+// EvictionPolicy: decides which committed block leaves a tier next. Policies are pure bookkeeping
+// over keys — they never touch bytes — so the same objects drive the live daemon and the trace
+// simulator.
+//
+// Thread-safety: NOT thread-safe. The owning tier serialises every call under its policy mutex.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string_view>
+
+#include "kvstash/block_key.h"
+#include "kvstash/result.h"
+
+namespace kvstash::tiers {
+
+class EvictionPolicy {
+ public:
+  virtual ~EvictionPolicy() = default;
+
+  virtual std::string_view name() const = 0;
+
+  // A block became resident. `parent` is the previous block of its chain when known (it may or
+  // may not be resident itself).
+  virtual void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size) = 0;
+  // A resident block was read or looked up.
+  virtual void OnAccess(const BlockKey& key) = 0;
+  // A resident block left the tier (evicted or removed). Unknown keys are ignored.
+  virtual void OnErase(const BlockKey& key) = 0;
+
+  // The next block to evict among those for which `evictable(key)` is true, or nullopt when none
+  // is. Does not erase it: the tier calls OnErase once it has actually removed the block.
+  virtual std::optional<BlockKey> PickVictim(const std::function<bool(const BlockKey&)>& evictable) = 0;
+
+  // Number of keys the policy tracks.
+  virtual size_t size() const = 0;
+};
+
+// "lru": least recently inserted-or-accessed first.
+std::unique_ptr<EvictionPolicy> MakeLruPolicy();
+// "prefix": LRU among blocks with no resident child, so a chain is evicted from its tail and a
+// child is never left without its parent (DESIGN.md §4).
+std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy();
+// By name ("lru", "prefix"); INVALID_ARGUMENT for anything else.
+Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name);
+
+}  // namespace kvstash::tiers
