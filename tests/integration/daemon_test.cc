@@ -1,0 +1,273 @@
+// Integration tests: a real kvstashd process on run-time ports, driven through the SDK.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "kvstash/client.h"
+#include "kvstash/prefix_hasher.h"
+#include "tests/integration/daemon_process.h"
+
+namespace kvstash {
+namespace {
+
+using testing::DaemonProcess;
+
+// Block bytes that are a function of the key, so any mix-up shows as a mismatch.
+std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
+  std::vector<std::byte> out(size);
+  uint64_t x = key.Low() ^ key.High();
+  for (size_t i = 0; i < size; i += 8) {
+    x += 0x9E3779B97F4A7C15ULL;
+    uint64_t z = x;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    std::memcpy(out.data() + i, &z, std::min<size_t>(8, size - i));
+  }
+  return out;
+}
+
+// A chain of `blocks` keys from tokens derived from `seed`.
+std::vector<BlockKey> MakeChain(const PrefixHasher& hasher, uint64_t seed, size_t blocks) {
+  std::vector<uint32_t> tokens(blocks * hasher.block_tokens());
+  std::mt19937_64 rng(seed);
+  for (auto& t : tokens) t = static_cast<uint32_t>(rng() % 128000);
+  return hasher.Chain(tokens);
+}
+
+Result<PutResult> PutChain(Client& client, const std::vector<BlockKey>& chain, size_t block_bytes) {
+  std::vector<std::vector<std::byte>> data;
+  std::vector<std::span<const std::byte>> spans;
+  for (const auto& key : chain) data.push_back(BytesFor(key, block_bytes));
+  for (const auto& d : data) spans.emplace_back(d);
+  return client.PutChain(chain, spans);
+}
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  void StartDaemon(std::vector<std::string> args = {"--dram-capacity", "256MiB"}) {
+    daemon_ = std::make_unique<DaemonProcess>(KVSTASHD_PATH, args);
+    ASSERT_TRUE(daemon_->ok()) << daemon_->error();
+    ClientOptions options;
+    options.address = daemon_->grpc_address();
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(*client);
+  }
+  void TearDown() override {
+    client_.reset();
+    if (daemon_ && daemon_->pid() > 0) {
+      EXPECT_EQ(daemon_->Stop(), 0) << "kvstashd did not stop cleanly";
+    }
+  }
+
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+  PrefixHasher hasher_{"integration|vllm|fp16|0", 16};
+};
+
+TEST_F(DaemonTest, ThousandChainsRoundTripByteExact) {
+  StartDaemon();
+  constexpr size_t kChains = 1000, kBlocks = 4, kBlockBytes = 16 * 1024;
+  std::vector<std::vector<BlockKey>> chains;
+  for (size_t c = 0; c < kChains; ++c) chains.push_back(MakeChain(hasher_, c + 1, kBlocks));
+  size_t stored = 0;
+  for (const auto& chain : chains) {
+    auto put = PutChain(*client_, chain, kBlockBytes);
+    ASSERT_TRUE(put.ok()) << put.status().ToString();
+    stored += put->stored;
+  }
+  EXPECT_EQ(stored, kChains * kBlocks);
+
+  std::vector<std::byte> buffer(kBlocks * kBlockBytes);
+  for (const auto& chain : chains) {
+    auto lookup = client_->Lookup(chain);
+    ASSERT_TRUE(lookup.ok()) << lookup.status().ToString();
+    ASSERT_EQ(lookup->hit_blocks, kBlocks);
+    std::vector<GetItem> items(kBlocks);
+    for (size_t i = 0; i < kBlocks; ++i) {
+      items[i].key = chain[i];
+      items[i].buffer = std::span(buffer).subspan(i * kBlockBytes, kBlockBytes);
+      EXPECT_EQ(lookup->blocks[i].size, kBlockBytes);
+      if (i > 0) {
+        EXPECT_EQ(lookup->blocks[i].parent, chain[i - 1]);
+      }
+    }
+    ASSERT_TRUE(client_->Get(items).ok());
+    for (size_t i = 0; i < kBlocks; ++i) {
+      ASSERT_TRUE(items[i].found) << items[i].status.ToString();
+      const auto expected = BytesFor(chain[i], kBlockBytes);
+      ASSERT_EQ(0, std::memcmp(items[i].buffer.data(), expected.data(), kBlockBytes)) << "chain block " << i;
+    }
+  }
+  // Putting them again sends nothing new: every key is a dedup hit.
+  auto again = PutChain(*client_, chains[0], kBlockBytes);
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->existed, kBlocks);
+  EXPECT_EQ(again->stored, 0u);
+}
+
+TEST_F(DaemonTest, MissingMiddleBlockCutsThePrefix) {
+  StartDaemon();
+  const auto chain = MakeChain(hasher_, 42, 8);
+  ASSERT_TRUE(PutChain(*client_, chain, 4096).ok());
+  auto full = client_->Lookup(chain);
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->hit_blocks, 8u);
+
+  const BlockKey middle[] = {chain[3]};
+  auto removed = client_->Remove(middle);
+  ASSERT_TRUE(removed.ok()) << removed.status().ToString();
+  EXPECT_EQ((*removed)[0], RemoveOutcome::kRemoved);
+  auto cut = client_->Lookup(chain);
+  ASSERT_TRUE(cut.ok());
+  EXPECT_EQ(cut->hit_blocks, 3u);
+  ASSERT_EQ(cut->blocks.size(), 3u);
+  EXPECT_EQ(cut->blocks[2].key, chain[2]);
+
+  // A chain that diverges after block 1 shares exactly the first two blocks.
+  std::vector<BlockKey> other = MakeChain(hasher_, 43, 8);
+  other[0] = chain[0];
+  other[1] = chain[1];
+  auto shared = client_->Lookup(other);
+  ASSERT_TRUE(shared.ok());
+  EXPECT_EQ(shared->hit_blocks, 2u);
+}
+
+TEST_F(DaemonTest, EvictionUnderPressureNeverTakesALeasedBlock) {
+  StartDaemon({"--dram-capacity", "16MiB", "--eviction-policy", "lru"});
+  constexpr size_t kBlockBytes = 256 * 1024;
+  const auto precious = MakeChain(hasher_, 7, 8);  // 2 MiB
+  ASSERT_TRUE(PutChain(*client_, precious, kBlockBytes).ok());
+  auto leased = client_->Lookup(precious, /*lease_ms=*/60'000);
+  ASSERT_TRUE(leased.ok());
+  ASSERT_EQ(leased->hit_blocks, precious.size());
+
+  // 64 MiB more than fits: the daemon must evict, but never the leased chain (the oldest one, so
+  // plain LRU would take it first).
+  size_t no_space = 0, stored = 0;
+  for (uint64_t c = 0; c < 32; ++c) {
+    auto put = PutChain(*client_, MakeChain(hasher_, 1000 + c, 8), kBlockBytes);
+    ASSERT_TRUE(put.ok()) << put.status().ToString();
+    stored += put->stored;
+    no_space += put->failed;
+  }
+  EXPECT_GT(stored, 0u);
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  ASSERT_EQ(stats->tiers.size(), 1u);
+  EXPECT_GT(stats->tiers[0].evictions, 0u);
+  EXPECT_LE(stats->tiers[0].used_bytes, stats->tiers[0].capacity_bytes);
+  EXPECT_EQ(stats->tiers[0].leased_blocks, precious.size());
+
+  auto after = client_->Lookup(precious);
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->hit_blocks, precious.size());
+  std::vector<std::byte> buffer(kBlockBytes);
+  for (const auto& key : precious) {
+    GetItem item;
+    item.key = key;
+    item.buffer = buffer;
+    ASSERT_TRUE(client_->Get(std::span(&item, 1)).ok());
+    ASSERT_TRUE(item.found);
+    EXPECT_EQ(0, std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes));
+  }
+  // And a leased block cannot be removed.
+  const BlockKey first[] = {precious[0]};
+  auto refused = client_->Remove(first);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_F(DaemonTest, EightConcurrentClientsSeeOnlyTheirOwnBytes) {
+  StartDaemon();
+  constexpr int kThreads = 8, kChainsPerThread = 40, kBlocks = 4;
+  constexpr size_t kBlockBytes = 8192;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  const auto shared_chain = MakeChain(hasher_, 999, kBlocks);
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      ClientOptions options;
+      options.address = daemon_->grpc_address();
+      auto client = Client::Connect(options);
+      if (!client.ok()) {
+        ++failures;
+        return;
+      }
+      // Everyone also writes the same shared chain: exactly one writer stores each block.
+      if (!PutChain(**client, shared_chain, kBlockBytes).ok()) ++failures;
+      std::vector<std::byte> buffer(kBlockBytes);
+      for (int c = 0; c < kChainsPerThread; ++c) {
+        const auto chain = MakeChain(hasher_, static_cast<uint64_t>(t) * 10'000 + static_cast<uint64_t>(c), kBlocks);
+        auto put = PutChain(**client, chain, kBlockBytes);
+        if (!put.ok() || put->stored != kBlocks) ++failures;
+        for (const auto& key : chain) {
+          GetItem item;
+    item.key = key;
+    item.buffer = buffer;
+          if (!(*client)->Get(std::span(&item, 1)).ok() || !item.found ||
+              std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes) != 0) {
+            ++failures;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->tiers[0].blocks, static_cast<uint64_t>(kThreads * kChainsPerThread * kBlocks + kBlocks));
+  EXPECT_EQ(stats->puts_stored, static_cast<uint64_t>(kThreads * kChainsPerThread * kBlocks + kBlocks));
+}
+
+TEST_F(DaemonTest, MetricsEndpointPassesPromtool) {
+  StartDaemon();
+  const auto chain = MakeChain(hasher_, 5, 4);
+  ASSERT_TRUE(PutChain(*client_, chain, 4096).ok());
+  ASSERT_TRUE(client_->Lookup(chain).ok());
+  const BlockKey missing[] = {BlockKey::FromParts(1, 2)};
+  ASSERT_TRUE(client_->Lookup(missing).ok());
+
+  const std::string& addr = daemon_->metrics_address();
+  const size_t colon = addr.rfind(':');
+  httplib::Client http(addr.substr(0, colon), std::stoi(addr.substr(colon + 1)));
+  auto res = http.Get("/metrics");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  const std::string& body = res->body;
+  EXPECT_NE(body.find("kvstash_tier_blocks{tier=\"dram\"} 4\n"), std::string::npos) << body;
+  EXPECT_NE(body.find("kvstash_lookup_blocks_total{result=\"hit\"} 4\n"), std::string::npos);
+  EXPECT_NE(body.find("kvstash_lookup_blocks_total{result=\"miss\"} 1\n"), std::string::npos);
+  EXPECT_NE(body.find("kvstash_ops_total{op=\"lookup\",result=\"ok\"} 2\n"), std::string::npos);
+  EXPECT_NE(body.find("kvstash_op_duration_seconds_bucket{op=\"put_commit\",le=\"+Inf\"} 1\n"), std::string::npos);
+  EXPECT_NE(body.find("kvstash_tier_capacity_bytes{tier=\"dram\"} 268435456\n"), std::string::npos);
+
+  const auto path = std::filesystem::temp_directory_path() / ("kvstashd_metrics_" + std::to_string(::getpid()));
+  std::ofstream(path) << body;
+  const std::string cmd = std::string(PROMTOOL_PATH) + " check metrics < " + path.string();
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << body;
+  std::filesystem::remove(path);
+}
+
+TEST_F(DaemonTest, StopsCleanlyOnSigterm) {
+  StartDaemon();
+  client_.reset();
+  EXPECT_EQ(daemon_->Stop(), 0);
+}
+
+TEST(DaemonStartTest, RefusesBadConfiguration) {
+  DaemonProcess bad(KVSTASHD_PATH, {"--dram-capacity", "12 parsecs"});
+  EXPECT_FALSE(bad.ok());
+  DaemonProcess watermarks(KVSTASHD_PATH, {"--high-watermark", "0.5", "--low-watermark", "0.9"});
+  EXPECT_FALSE(watermarks.ok());
+}
+
+}  // namespace
+}  // namespace kvstash
