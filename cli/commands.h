@@ -1,0 +1,75 @@
+// The commands of the `kvstash` admin CLI. main.cc parses the command line into these option
+// structs and calls one Run* function; each returns the process exit code (exit_codes.h).
+//
+// Every command prints human tables on stdout by default and one JSON document with `json`;
+// errors go to stderr as one line "kvstash: <command>: <CODE>: <message>".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kvstash::cli {
+
+// Options every command shares.
+struct GlobalOptions {
+  std::string addr;  // --addr; empty = $KVSTASH_ADDR, else the default address
+  uint64_t timeout_ms = 30'000;
+  bool json = false;  // --json: machine-readable output on stdout
+};
+
+struct PutCommand {
+  std::string key;
+  std::string file;    // "-" = stdin
+  std::string parent;  // empty = no parent
+  bool pin = false;
+};
+
+struct GetCommand {
+  std::string key;
+  std::string output;  // "-" = stdout
+};
+
+struct RemoveCommand {
+  std::vector<std::string> keys;
+};
+
+struct StatCommand {
+  std::string key;
+};
+
+struct ListCommand {
+  uint32_t limit = 0;       // page size; 0 = the SDK's default
+  std::string start_after;  // empty = from the first key
+  bool all = false;         // follow pages to the end
+};
+
+struct HashCommand {
+  std::string file;  // "-" = stdin
+  std::string namespace_id = "default";
+  uint32_t block_tokens = 0;    // 0 = PrefixHasher::kDefaultBlockTokens
+  std::string format = "text";  // "text" | "u32"
+};
+
+struct BenchCommand {
+  std::string op = "both";  // "put" | "get" | "both"
+  std::string block_size = "64KiB";
+  uint64_t count = 1000;  // blocks per phase
+  uint32_t threads = 4;
+  double duration_s = 60;     // per phase
+  uint32_t batch = 1;         // blocks per RPC
+  uint32_t verify_every = 8;  // compare every Nth fetched block with what was put (1 = all)
+  bool progress = false;      // force the progress bar even when stderr is not a TTY
+  bool keep = false;          // leave the bench blocks in the store
+};
+
+int RunStatus(const GlobalOptions& global);
+int RunPut(const GlobalOptions& global, const PutCommand& cmd);
+int RunGet(const GlobalOptions& global, const GetCommand& cmd);
+int RunRemove(const GlobalOptions& global, const RemoveCommand& cmd);
+int RunStat(const GlobalOptions& global, const StatCommand& cmd);
+int RunList(const GlobalOptions& global, const ListCommand& cmd);
+int RunHash(const GlobalOptions& global, const HashCommand& cmd);
+int RunBench(const GlobalOptions& global, const BenchCommand& cmd);
+
+}  // namespace kvstash::cli

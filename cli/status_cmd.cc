@@ -1,0 +1,106 @@
+// `kvstash status`: daemon health and the counters of Client::Stats.
+#include <iostream>
+
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "cli/session.h"
+#include "common/units.h"
+
+namespace kvstash::cli {
+namespace {
+
+double Ratio(uint64_t part, uint64_t whole) {
+  return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
+}
+
+nlohmann::json TierJson(const TierStats& t) {
+  return {{"tier", std::string(ToString(t.tier))},
+          {"capacity_bytes", t.capacity_bytes},
+          {"used_bytes", t.used_bytes},
+          {"reserved_bytes", t.reserved_bytes},
+          {"blocks", t.blocks},
+          {"leased_blocks", t.leased_blocks},
+          {"pinned_blocks", t.pinned_blocks},
+          {"evictions", t.evictions},
+          {"eviction_policy", t.eviction_policy},
+          {"huge_pages", t.huge_pages}};
+}
+
+nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
+                          const StoreStats& stats) {
+  nlohmann::json tiers = nlohmann::json::array();
+  for (const TierStats& t : stats.tiers) tiers.push_back(TierJson(t));
+  const uint64_t lookups = stats.lookup_hit_blocks + stats.lookup_miss_blocks;
+  return {{"address", address},
+          {"serving", health.serving},
+          {"version", stats.version},
+          {"member_id", stats.member_id},
+          {"uptime_ms", stats.uptime_ms},
+          {"tiers", tiers},
+          {"lookup",
+           {{"hit_blocks", stats.lookup_hit_blocks},
+            {"miss_blocks", stats.lookup_miss_blocks},
+            {"hit_ratio", Ratio(stats.lookup_hit_blocks, lookups)}}},
+          {"get", {{"hits", stats.get_hits}, {"misses", stats.get_misses}}},
+          {"put", {{"stored", stats.puts_stored}, {"deduplicated", stats.puts_deduplicated}}},
+          {"reservations_open", stats.reservations_open}};
+}
+
+void PrintStatus(const std::string& address, const HealthInfo& health, const StoreStats& stats) {
+  const uint64_t lookups = stats.lookup_hit_blocks + stats.lookup_miss_blocks;
+  PrintFields(std::cout, {{"daemon", address + (health.serving ? "  serving" : "  NOT SERVING")},
+                          {"version", stats.version},
+                          {"member", stats.member_id},
+                          {"uptime", FormatUptime(stats.uptime_ms)}});
+  std::cout << '\n';
+  using A = Table::Align;
+  Table table({"tier", "capacity", "used", "use%", "reserved", "blocks", "leased", "pinned",
+               "evictions", "policy", "huge-pages"},
+              {A::kLeft, A::kRight, A::kRight, A::kRight, A::kRight, A::kRight, A::kRight,
+               A::kRight, A::kRight, A::kLeft, A::kLeft});
+  for (const TierStats& t : stats.tiers) {
+    table.AddRow({std::string(ToString(t.tier)), FormatBytes(t.capacity_bytes),
+                  FormatBytes(t.used_bytes),
+                  FormatFixed(100.0 * Ratio(t.used_bytes, t.capacity_bytes), 1) + "%",
+                  FormatBytes(t.reserved_bytes), std::to_string(t.blocks),
+                  std::to_string(t.leased_blocks), std::to_string(t.pinned_blocks),
+                  std::to_string(t.evictions), t.eviction_policy, t.huge_pages ? "yes" : "no"});
+  }
+  table.Print(std::cout);
+  std::cout << '\n';
+  PrintFields(
+      std::cout,
+      {{"lookups",
+        std::to_string(stats.lookup_hit_blocks) + " hit / " +
+            std::to_string(stats.lookup_miss_blocks) + " missed blocks (" +
+            (lookups == 0 ? std::string("no lookups yet")
+                          : FormatFixed(100.0 * Ratio(stats.lookup_hit_blocks, lookups), 1) +
+                                "% hit ratio") +
+            ")"},
+       {"gets",
+        std::to_string(stats.get_hits) + " hits / " + std::to_string(stats.get_misses) + " misses"},
+       {"puts", std::to_string(stats.puts_stored) + " stored / " +
+                    std::to_string(stats.puts_deduplicated) + " deduplicated"},
+       {"reservations", std::to_string(stats.reservations_open) + " open"}});
+}
+
+}  // namespace
+
+int RunStatus(const GlobalOptions& global) {
+  constexpr std::string_view kCommand = "status";
+  Session session = Connect(kCommand, global);
+  if (!session) return session.exit_code;
+  auto health = session.client->Health();
+  if (!health.ok()) return ReportFailure(kCommand, health.status());
+  auto stats = session.client->Stats();
+  if (!stats.ok()) return ReportFailure(kCommand, stats.status());
+  if (global.json) {
+    PrintJson(StatusJson(session.address, *health, *stats));
+  } else {
+    PrintStatus(session.address, *health, *stats);
+  }
+  return health->serving ? kExitOk
+                         : ReportFailure(kCommand, Unavailable("daemon reports it is not serving"));
+}
+
+}  // namespace kvstash::cli
