@@ -144,3 +144,47 @@ TEST(ClockTest, ManualClockAdvances) {
 
 }  // namespace
 }  // namespace kvstash
+
+#include <fstream>
+
+#include "common/trace.h"
+
+namespace kvstash {
+namespace {
+
+TEST(TraceTest, ParsesMooncakeFormat) {
+  auto trace = ParseTrace(
+      "{\"timestamp\": 0, \"input_length\": 1030, \"output_length\": 6, \"hash_ids\": [0, 1, 2]}\n"
+      "\n"
+      "{\"timestamp\": 40, \"input_length\": 600, \"output_length\": 3, \"hash_ids\": [0, 7]}\n",
+      "t.jsonl");
+  ASSERT_TRUE(trace.ok()) << trace.status().ToString();
+  ASSERT_EQ(trace->size(), 2u);
+  EXPECT_EQ((*trace)[1].timestamp_ms, 40u);
+  EXPECT_EQ((*trace)[0].input_length, 1030u);
+  EXPECT_EQ((*trace)[1].hash_ids, (std::vector<uint64_t>{0, 7}));
+}
+
+TEST(TraceTest, RejectsMalformedLinesNamingThem) {
+  auto bad_json = ParseTrace("{\"timestamp\": 0, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": []}\n{oops\n", "t");
+  EXPECT_EQ(bad_json.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad_json.status().message().find("t:2"), std::string::npos);
+  EXPECT_FALSE(ParseTrace("{\"timestamp\": 0, \"input_length\": 1, \"output_length\": 1}\n", "t").ok());
+  EXPECT_FALSE(ParseTrace("{\"timestamp\": -1, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": []}\n", "t").ok());
+  EXPECT_FALSE(ParseTrace("{\"timestamp\": 0, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": [\"a\"]}\n", "t").ok());
+  EXPECT_FALSE(ParseTrace("{\"timestamp\": 5, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": []}\n"
+                          "{\"timestamp\": 4, \"input_length\": 1, \"output_length\": 1, \"hash_ids\": []}\n", "t").ok());
+  EXPECT_EQ(LoadTrace("/nonexistent/trace.jsonl").status().code(), StatusCode::kNotFound);
+}
+
+TEST(TraceTest, LoadsTheSharedTrace) {
+  const std::string path = std::string(KVSTASH_SOURCE_DIR) + "/../shared/traces/synthetic_trace.jsonl";
+  if (!std::ifstream(path)) GTEST_SKIP() << "shared trace not present at " << path;
+  auto trace = LoadTrace(path);
+  ASSERT_TRUE(trace.ok()) << trace.status().ToString();
+  EXPECT_GT(trace->size(), 100u);
+  for (const auto& r : *trace) EXPECT_LE(r.hash_ids.size(), (r.input_length + 511) / 512);
+}
+
+}  // namespace
+}  // namespace kvstash
