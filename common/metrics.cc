@@ -3,7 +3,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <regex>
 #include <sstream>
 
 namespace kvstash::metrics {
@@ -68,12 +67,20 @@ std::string LabelSet(const std::vector<std::string>& names, const std::vector<st
   return out + "}";
 }
 
+bool ValidName(const std::string& name, bool label) {
+  // metric: [a-zA-Z_:][a-zA-Z0-9_:]*   label: [a-zA-Z_][a-zA-Z0-9_]*, not starting with "__"
+  if (name.empty()) return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    const bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!label && c == ':');
+    const bool digit = c >= '0' && c <= '9';
+    if (!(alpha || (i > 0 && digit))) return false;
+  }
+  return !(label && name.rfind("__", 0) == 0);
+}
+
 void CheckName(const std::string& name, bool label) {
-  static const std::regex kMetric("[a-zA-Z_:][a-zA-Z0-9_:]*");
-  static const std::regex kLabel("[a-zA-Z_][a-zA-Z0-9_]*");
-  const bool ok = label ? std::regex_match(name, kLabel) && name.rfind("__", 0) != 0
-                        : std::regex_match(name, kMetric);
-  if (!ok) {
+  if (!ValidName(name, label)) {
     std::fprintf(stderr, "kvstash metrics: invalid %s name '%s'\n", label ? "label" : "metric", name.c_str());
     std::abort();
   }

@@ -38,8 +38,8 @@ Result<std::unique_ptr<Arena>> Arena::Map(uint64_t bytes, ArenaHugePages mode) {
   if (mode != ArenaHugePages::kNever) {
     const uint64_t huge = DefaultHugePageBytes();
     const uint64_t mapped = RoundUpTo(bytes, huge);
-    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB,
-                   -1, 0);
+    void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
     if (p != MAP_FAILED) {
       return std::unique_ptr<Arena>(
           new Arena(static_cast<std::byte*>(p), bytes, mapped, /*hugetlb=*/true, /*thp=*/false));

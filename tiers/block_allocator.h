@@ -25,11 +25,11 @@ namespace kvstash::tiers {
 
 struct AllocatorStats {
   uint64_t total_bytes = 0;
-  uint64_t allocated_bytes = 0;     // after rounding
+  uint64_t allocated_bytes = 0;  // after rounding
   uint64_t free_bytes = 0;
   uint64_t largest_free_bytes = 0;  // the largest request that can succeed now
   uint64_t free_ranges = 0;
-  uint64_t allocations = 0;         // ranges currently allocated
+  uint64_t allocations = 0;  // ranges currently allocated
   // External fragmentation: 1 - largest_free / free_bytes; 0 when nothing is free.
   double fragmentation = 0.0;
 };
@@ -66,8 +66,8 @@ class BlockAllocator {
 
   const uint64_t total_;
   mutable std::mutex mu_;
-  std::map<uint64_t, uint64_t> by_offset_;              // offset -> length
-  std::set<std::pair<uint64_t, uint64_t>> by_size_;     // (length, offset)
+  std::map<uint64_t, uint64_t> by_offset_;           // offset -> length
+  std::set<std::pair<uint64_t, uint64_t>> by_size_;  // (length, offset)
   uint64_t free_bytes_ = 0;
   uint64_t allocations_ = 0;
 };

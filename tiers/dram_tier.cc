@@ -48,7 +48,8 @@ constexpr uint64_t kDefaultReservationTimeoutMs = 30'000;
 constexpr size_t kAccessBufferCapacity = 4096;
 
 uint64_t SaturatingAdd(uint64_t a, uint64_t b) {
-  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max() : a + b;
+  return a > std::numeric_limits<uint64_t>::max() - b ? std::numeric_limits<uint64_t>::max()
+                                                      : a + b;
 }
 
 void AtomicMax(std::atomic<uint64_t>& target, uint64_t value) {
@@ -101,7 +102,8 @@ struct DramTier::Impl {
   std::mutex write_mu;  // the policy mutex
   std::unique_ptr<EvictionPolicy> policy;
   std::unordered_map<uint64_t, ReservationState> reservations;
-  std::set<std::pair<uint64_t, uint64_t>> deadlines;  // (deadline_ms, id) of open, idle reservations
+  std::set<std::pair<uint64_t, uint64_t>>
+      deadlines;  // (deadline_ms, id) of open, idle reservations
   std::unordered_set<BlockKey, BlockKeyHash> in_flight;
   uint64_t next_reservation_id = 1;
   uint64_t next_generation = 1;
@@ -119,7 +121,10 @@ struct DramTier::Impl {
   std::atomic<uint64_t> checksum_mismatches{0};
 
   Impl(const DramTierOptions& opts, std::unique_ptr<Arena> a, std::unique_ptr<EvictionPolicy> p)
-      : options(opts), arena(std::move(a)), allocator(opts.capacity_bytes), shards(opts.index_shards),
+      : options(opts),
+        arena(std::move(a)),
+        allocator(opts.capacity_bytes),
+        shards(opts.index_shards),
         policy(std::move(p)) {}
 
   uint64_t Now() const { return options.clock->NowMs(); }
@@ -211,7 +216,8 @@ struct DramTier::Impl {
   }
 
   // REQUIRES: write_mu and shard.mu exclusive.
-  void EraseBlockLocked(Shard& shard, std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it) {
+  void EraseBlockLocked(Shard& shard,
+                        std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it) {
     const BlockKey key = it->first;
     allocator.Free(it->second.offset, it->second.alloc_bytes);
     used_bytes.fetch_sub(it->second.alloc_bytes, std::memory_order_relaxed);
@@ -259,18 +265,21 @@ struct DramTier::Impl {
 
 Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& options) {
   const DramTierOptions& o = options;
-  if (!(o.low_watermark > 0.0) || !(o.low_watermark <= o.high_watermark) || !(o.high_watermark <= 1.0)) {
-    return InvalidArgument("watermarks must satisfy 0 < low <= high <= 1 (low=" +
-                           std::to_string(o.low_watermark) + ", high=" + std::to_string(o.high_watermark) +
-                           ")");
+  if (!(o.low_watermark > 0.0) || !(o.low_watermark <= o.high_watermark) ||
+      !(o.high_watermark <= 1.0)) {
+    return InvalidArgument(
+        "watermarks must satisfy 0 < low <= high <= 1 (low=" + std::to_string(o.low_watermark) +
+        ", high=" + std::to_string(o.high_watermark) + ")");
   }
   if (o.capacity_bytes < BlockAllocator::kGranule) {
-    return InvalidArgument("capacity_bytes must be at least 4096, got " + std::to_string(o.capacity_bytes));
+    return InvalidArgument("capacity_bytes must be at least 4096, got " +
+                           std::to_string(o.capacity_bytes));
   }
   if (o.max_block_bytes == 0) return InvalidArgument("max_block_bytes must be > 0");
   if (o.index_shards == 0) return InvalidArgument("index_shards must be > 0");
   if (o.clock == nullptr) return InvalidArgument("clock must not be null");
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy, MakeEvictionPolicy(o.eviction_policy));
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy,
+                           MakeEvictionPolicy(o.eviction_policy));
 
   ArenaHugePages mode = ArenaHugePages::kPrefer;
   if (o.huge_pages == HugePages::kOn) mode = ArenaHugePages::kRequire;
@@ -300,7 +309,8 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
     return Aborted("another reservation for block " + key.ToHex() + " is in flight");
   }
   if (alloc_bytes > d.allocator.total_bytes()) {
-    return ResourceExhausted("block of " + std::to_string(size) + " bytes exceeds the tier's capacity");
+    return ResourceExhausted("block of " + std::to_string(size) +
+                             " bytes exceeds the tier's capacity");
   }
 
   d.DrainAccessesLocked();
@@ -332,7 +342,8 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   r.offset = *offset;
   r.size = size;
   r.alloc_bytes = alloc_bytes;
-  r.deadline_ms = SaturatingAdd(d.Now(), timeout_ms == 0 ? kDefaultReservationTimeoutMs : timeout_ms);
+  r.deadline_ms =
+      SaturatingAdd(d.Now(), timeout_ms == 0 ? kDefaultReservationTimeoutMs : timeout_ms);
   d.reservations.emplace(id, r);
   d.deadlines.emplace(r.deadline_ms, id);
   d.in_flight.insert(key);
@@ -541,7 +552,8 @@ ListPage DramTier::List(const std::optional<BlockKey>& after, size_t limit) cons
     chosen.insert(chosen.end(), shard_keys.begin(), shard_keys.end());
     if (chosen.size() > limit) {
       more = true;
-      std::nth_element(chosen.begin(), chosen.begin() + static_cast<std::ptrdiff_t>(limit), chosen.end());
+      std::nth_element(chosen.begin(), chosen.begin() + static_cast<std::ptrdiff_t>(limit),
+                       chosen.end());
       chosen.resize(limit);
     }
   }

@@ -37,7 +37,8 @@ class LruPolicy final : public EvictionPolicy {
     index_.erase(it);
   }
 
-  std::optional<BlockKey> PickVictim(const std::function<bool(const BlockKey&)>& evictable) override {
+  std::optional<BlockKey> PickVictim(
+      const std::function<bool(const BlockKey&)>& evictable) override {
     for (const BlockKey& key : order_) {
       if (evictable(key)) return key;
     }

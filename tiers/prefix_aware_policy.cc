@@ -26,7 +26,8 @@ class PrefixAwarePolicy final : public EvictionPolicy {
  public:
   std::string_view name() const override { return "prefix"; }
 
-  void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t /*size*/) override {
+  void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent,
+                uint64_t /*size*/) override {
     if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
     Node node;
     if (parent && *parent != key) node.parent = parent;
@@ -77,7 +78,8 @@ class PrefixAwarePolicy final : public EvictionPolicy {
     }
   }
 
-  std::optional<BlockKey> PickVictim(const std::function<bool(const BlockKey&)>& evictable) override {
+  std::optional<BlockKey> PickVictim(
+      const std::function<bool(const BlockKey&)>& evictable) override {
     for (const auto& [tick, key] : leaves_) {
       if (evictable(key)) return key;
     }
@@ -101,6 +103,8 @@ class PrefixAwarePolicy final : public EvictionPolicy {
 
 }  // namespace
 
-std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy() { return std::make_unique<PrefixAwarePolicy>(); }
+std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy() {
+  return std::make_unique<PrefixAwarePolicy>();
+}
 
 }  // namespace kvstash::tiers
