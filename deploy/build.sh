@@ -23,6 +23,8 @@ esac
 [[ "$build_dir" = /* ]] || build_dir="$repo_root/$build_dir"
 
 export CCACHE_DIR=${CCACHE_DIR:-${HOME:-/tmp}/.cache/ccache}
+# Paths relative to the checkout, so that clones elsewhere reuse the same cache entries.
+export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo_root}
 mkdir -p "$CCACHE_DIR"
 
 cores=$(nproc 2>/dev/null || echo 1)
