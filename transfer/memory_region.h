@@ -1,0 +1,45 @@
+// MemoryRegion: memory registered with UCX (ucp_mem_map) so peers can reach it with one-sided
+// operations, and its packed remote key for them.
+//
+// Thread-safety: immutable after Register; the context must outlive the region.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "transfer/ucx_context.h"
+
+namespace kvstash::transfer {
+
+class MemoryRegion {
+ public:
+  // Registers [base, base + length). INVALID_ARGUMENT for an empty range; UNAVAILABLE when UCX
+  // refuses it.
+  static Result<std::unique_ptr<MemoryRegion>> Register(std::shared_ptr<UcxContext> context, void* base,
+                                                        size_t length);
+  ~MemoryRegion();
+  MemoryRegion(const MemoryRegion&) = delete;
+  MemoryRegion& operator=(const MemoryRegion&) = delete;
+
+  std::byte* base() const { return base_; }
+  size_t length() const { return length_; }
+  ucp_mem_h handle() const { return memh_; }
+  // The packed rkey a peer unpacks to address this region (opaque bytes).
+  const std::string& packed_rkey() const { return packed_rkey_; }
+  bool Contains(const void* p, size_t n) const {
+    auto* b = static_cast<const std::byte*>(p);
+    return b >= base_ && n <= length_ && b - base_ <= static_cast<std::ptrdiff_t>(length_ - n);
+  }
+
+ private:
+  MemoryRegion() = default;
+  std::shared_ptr<UcxContext> context_;
+  std::byte* base_ = nullptr;
+  size_t length_ = 0;
+  ucp_mem_h memh_ = nullptr;
+  std::string packed_rkey_;
+};
+
+}  // namespace kvstash::transfer

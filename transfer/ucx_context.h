@@ -1,0 +1,47 @@
+// UcxContext: one UCP context with the RMA feature — the root of kvstash's transfer engine
+// (DESIGN.md §2, data plane). Transports are UCX's choice: `transports` is passed to UCX as its
+// TLS setting (the same syntax as UCX_TLS: "posix,cma,tcp", "^rc", "all"); empty keeps UCX's own
+// default. kvstash has no transport-specific code path.
+//
+// Thread-safety: the context may be shared by workers on different threads (created with
+// mt_workers_shared); Create and the destructor run on one owning thread.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <memory>
+#include <string>
+
+#include "kvstash/result.h"
+
+namespace kvstash::transfer {
+
+struct UcxOptions {
+  std::string transports;  // UCX TLS list; empty = UCX default ("all")
+  bool wakeup = false;     // enable ucp_worker_arm/efd so a progress thread can sleep (daemons)
+};
+
+class UcxContext {
+ public:
+  // UNAVAILABLE with UCX's reason when the context cannot be created (for example a TLS list
+  // naming no usable transport).
+  static Result<std::shared_ptr<UcxContext>> Create(const UcxOptions& options);
+  ~UcxContext();
+  UcxContext(const UcxContext&) = delete;
+  UcxContext& operator=(const UcxContext&) = delete;
+
+  ucp_context_h handle() const { return context_; }
+  const UcxOptions& options() const { return options_; }
+  // UCX's version string ("1.13.1").
+  static std::string Version();
+
+ private:
+  UcxContext(ucp_context_h context, UcxOptions options) : context_(context), options_(std::move(options)) {}
+  ucp_context_h context_;
+  UcxOptions options_;
+};
+
+// "UCX error: <ucs_status_string>" as a Status with `code`.
+Status UcxError(StatusCode code, std::string_view what, ucs_status_t status);
+
+}  // namespace kvstash::transfer

@@ -1,0 +1,121 @@
+#include "transfer/ucx_worker.h"
+
+#include <poll.h>
+
+namespace kvstash::transfer {
+
+Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context) {
+  std::unique_ptr<UcxWorker> w(new UcxWorker());
+  w->context_ = std::move(context);
+  ucp_worker_params_t params{};
+  params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
+  params.thread_mode = UCS_THREAD_MODE_SINGLE;  // one thread at a time, see the header
+  ucs_status_t status = ucp_worker_create(w->context_->handle(), &params, &w->worker_);
+  if (status != UCS_OK) return UcxError(StatusCode::kUnavailable, "creating a UCX worker", status);
+  ucp_address_t* address = nullptr;
+  size_t length = 0;
+  status = ucp_worker_get_address(w->worker_, &address, &length);
+  if (status != UCS_OK) return UcxError(StatusCode::kUnavailable, "reading the UCX worker address", status);
+  w->address_.assign(reinterpret_cast<const char*>(address), length);
+  ucp_worker_release_address(w->worker_, address);
+  return w;
+}
+
+UcxWorker::~UcxWorker() {
+  for (auto& [address, peer] : peers_) ClosePeer(*peer);
+  peers_.clear();
+  if (worker_ != nullptr) ucp_worker_destroy(worker_);
+}
+
+void UcxWorker::OnEndpointError(void* arg, ucp_ep_h, ucs_status_t) { static_cast<Peer*>(arg)->failed = true; }
+
+Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {
+  if (peer_address.empty()) return InvalidArgument("empty UCX peer address");
+  auto it = peers_.find(peer_address);
+  if (it != peers_.end()) {
+    if (!it->second->failed) return it->second->ep;
+    DropPeer(peer_address);  // reconnect below: the peer may have restarted at the same address
+  }
+  auto peer = std::make_unique<Peer>();
+  // Prefer endpoints that report a dead peer (UCP_ERR_HANDLING_MODE_PEER). Transport sets with no
+  // failure-capable lane (posix/sysv alone) cannot give that; they get a plain endpoint, and a
+  // dead peer then surfaces as a timeout instead of an error.
+  for (const ucp_err_handling_mode_t mode : {UCP_ERR_HANDLING_MODE_PEER, UCP_ERR_HANDLING_MODE_NONE}) {
+    ucp_ep_params_t params{};
+    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+    params.address = reinterpret_cast<const ucp_address_t*>(peer_address.data());
+    params.err_mode = mode;
+    if (mode == UCP_ERR_HANDLING_MODE_PEER) {
+      params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
+      params.err_handler.cb = &UcxWorker::OnEndpointError;
+      params.err_handler.arg = peer.get();
+    }
+    const ucs_status_t status = ucp_ep_create(worker_, &params, &peer->ep);
+    if (status == UCS_OK) {
+      peer->detects_failure = mode == UCP_ERR_HANDLING_MODE_PEER;
+      break;
+    }
+    if (status != UCS_ERR_UNREACHABLE || mode == UCP_ERR_HANDLING_MODE_NONE) {
+      return UcxError(StatusCode::kUnavailable, "connecting a UCX endpoint", status);
+    }
+  }
+  ucp_ep_h ep = peer->ep;
+  peers_.emplace(peer_address, std::move(peer));
+  return ep;
+}
+
+Result<ucp_rkey_h> UcxWorker::RemoteKey(const std::string& peer_address, const std::string& packed_rkey) {
+  KVSTASH_ASSIGN_OR_RETURN(ucp_ep_h ep, Endpoint(peer_address));
+  Peer& peer = *peers_.at(peer_address);
+  auto it = peer.rkeys.find(packed_rkey);
+  if (it != peer.rkeys.end()) return it->second;
+  ucp_rkey_h rkey = nullptr;
+  const ucs_status_t status = ucp_ep_rkey_unpack(ep, packed_rkey.data(), &rkey);
+  if (status != UCS_OK) return UcxError(StatusCode::kInvalidArgument, "unpacking a UCX remote key", status);
+  peer.rkeys.emplace(packed_rkey, rkey);
+  return rkey;
+}
+
+bool UcxWorker::PeerFailed(const std::string& peer_address) const {
+  auto it = peers_.find(peer_address);
+  return it != peers_.end() && it->second->failed;
+}
+
+void UcxWorker::ClosePeer(Peer& peer) {
+  for (auto& [packed, rkey] : peer.rkeys) ucp_rkey_destroy(rkey);
+  peer.rkeys.clear();
+  if (peer.ep == nullptr) return;
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+  param.flags = peer.failed ? UCP_EP_CLOSE_FLAG_FORCE : 0;
+  ucs_status_ptr_t request = ucp_ep_close_nbx(peer.ep, &param);
+  if (UCS_PTR_IS_PTR(request)) {
+    // Bounded: a graceful close needs the peer; give it a few thousand progress rounds, then force.
+    int rounds = 0;
+    while (ucp_request_check_status(request) == UCS_INPROGRESS && rounds++ < 100000) ucp_worker_progress(worker_);
+    if (ucp_request_check_status(request) == UCS_INPROGRESS) ucp_request_cancel(worker_, request);
+    ucp_request_free(request);
+  }
+  peer.ep = nullptr;
+}
+
+void UcxWorker::DropPeer(const std::string& peer_address) {
+  auto it = peers_.find(peer_address);
+  if (it == peers_.end()) return;
+  ClosePeer(*it->second);
+  peers_.erase(it);
+}
+
+Status UcxWorker::WaitForEvent(int timeout_ms) {
+  int fd = -1;
+  ucs_status_t status = ucp_worker_get_efd(worker_, &fd);
+  if (status != UCS_OK) return UcxError(StatusCode::kFailedPrecondition, "getting the UCX worker event fd", status);
+  status = ucp_worker_arm(worker_);
+  if (status == UCS_ERR_BUSY) return Status::Ok();  // events are pending: progress now
+  if (status != UCS_OK) return UcxError(StatusCode::kInternal, "arming the UCX worker", status);
+  pollfd pfd{fd, POLLIN, 0};
+  (void)poll(&pfd, 1, timeout_ms);
+  return Status::Ok();
+}
+
+}  // namespace kvstash::transfer

@@ -1,0 +1,66 @@
+// UcxWorker: one UCP worker with its endpoint cache (keyed by the peer's packed worker address,
+// which peers exchange over the gRPC control plane) and remote-key cache (per endpoint, keyed by
+// the packed rkey).
+//
+// Progress model: a worker makes progress only when its owner calls Progress() (or WaitForEvent
+// then Progress). Every method except Signal() must be called by one thread at a time — the
+// TransferEngine serialises each worker under its own mutex; the TransferServer gives its worker
+// a dedicated progress thread. Signal() may be called from any thread to wake WaitForEvent.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "transfer/ucx_context.h"
+
+namespace kvstash::transfer {
+
+class UcxWorker {
+ public:
+  static Result<std::unique_ptr<UcxWorker>> Create(std::shared_ptr<UcxContext> context);
+  ~UcxWorker();
+  UcxWorker(const UcxWorker&) = delete;
+  UcxWorker& operator=(const UcxWorker&) = delete;
+
+  ucp_worker_h handle() const { return worker_; }
+  // This worker's packed address, for peers to create endpoints to it.
+  const std::string& address() const { return address_; }
+
+  // The endpoint to the peer (created on first use, with peer-failure error handling so a dead
+  // peer fails operations instead of hanging them). INVALID_ARGUMENT for an empty address.
+  Result<ucp_ep_h> Endpoint(const std::string& peer_address);
+  // The unpacked rkey for `packed_rkey` on the endpoint to `peer_address`.
+  Result<ucp_rkey_h> RemoteKey(const std::string& peer_address, const std::string& packed_rkey);
+  // True once UCX reported the endpoint to this peer as failed.
+  bool PeerFailed(const std::string& peer_address) const;
+  // Forgets the peer: destroys its rkeys and closes its endpoint (forcefully when it failed).
+  void DropPeer(const std::string& peer_address);
+
+  // One round of progress; returns the number of events processed.
+  unsigned Progress() { return ucp_worker_progress(worker_); }
+  // Sleeps until the worker has something to progress, Signal() is called, or timeout_ms passes.
+  // REQUIRES: the context was created with wakeup.
+  Status WaitForEvent(int timeout_ms);
+  void Signal() { ucp_worker_signal(worker_); }
+
+ private:
+  struct Peer {
+    ucp_ep_h ep = nullptr;
+    bool failed = false;
+    bool detects_failure = false;  // created with peer-failure error handling
+    std::unordered_map<std::string, ucp_rkey_h> rkeys;
+  };
+  static void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void ClosePeer(Peer& peer);
+
+  UcxWorker() = default;
+  std::shared_ptr<UcxContext> context_;
+  ucp_worker_h worker_ = nullptr;
+  std::string address_;
+  std::unordered_map<std::string, std::unique_ptr<Peer>> peers_;
+};
+
+}  // namespace kvstash::transfer
