@@ -127,7 +127,10 @@ int RunBench(const GlobalOptions& global, const BenchCommand& cmd) {
   plan.verify_every = cmd.verify_every;
   const bool progress = cmd.progress || StderrIsTerminal();
 
-  Session session = Connect(kCommand, global);
+  const DataPath data_path = cmd.data_path == "ucx"      ? DataPath::kUcx
+                            : cmd.data_path == "inline" ? DataPath::kInline
+                                                        : DataPath::kAuto;
+  Session session = Connect(kCommand, global, data_path, cmd.ucx_transports);
   if (!session) return session.exit_code;
   Client& client = *session.client;
 
@@ -158,6 +161,7 @@ int RunBench(const GlobalOptions& global, const BenchCommand& cmd) {
 
   if (global.json) {
     nlohmann::json doc = {{"address", session.address},
+                          {"data_path", client.data_path()},
                           {"block_size", plan.block_size},
                           {"threads", plan.threads},
                           {"batch", plan.batch},
@@ -167,7 +171,7 @@ int RunBench(const GlobalOptions& global, const BenchCommand& cmd) {
     for (const PhaseResult& r : phases) doc[r.op] = PhaseJson(r);
     PrintJson(doc);
   } else {
-    PrintReport(session.address, plan, phases);
+    PrintReport(session.address + "  data path " + client.data_path(), plan, phases);
   }
 
   int rc = kExitOk;

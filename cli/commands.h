@@ -61,6 +61,8 @@ struct BenchCommand {
   uint32_t verify_every = 8;  // compare every Nth fetched block with what was put (1 = all)
   bool progress = false;      // force the progress bar even when stderr is not a TTY
   bool keep = false;          // leave the bench blocks in the store
+  std::string data_path = "auto";  // "auto" | "ucx" | "inline"
+  std::string ucx_transports;      // UCX TLS list for the bench client; empty = UCX's default
 };
 
 int RunStatus(const GlobalOptions& global);

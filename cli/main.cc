@@ -113,6 +113,10 @@ int main(int argc, char** argv) {
   bench_cmd->add_flag("--progress", bench.progress,
                       "progress bar even when stderr is not a terminal");
   bench_cmd->add_flag("--keep", bench.keep, "leave the bench blocks in the store");
+  bench_cmd->add_option("--data-path", bench.data_path, "auto | ucx | inline (how block bytes travel)")
+      ->check(CLI::IsMember({"auto", "ucx", "inline"}))
+      ->capture_default_str();
+  bench_cmd->add_option("--ucx-transports", bench.ucx_transports, "UCX transport list for the bench client");
   add_json(bench_cmd);
 
   try {

@@ -27,7 +27,8 @@ std::optional<BlockKey> ParseKeyArg(std::string_view command, std::string_view w
   return *key;
 }
 
-Session Connect(std::string_view command, const GlobalOptions& global) {
+Session Connect(std::string_view command, const GlobalOptions& global, DataPath data_path,
+                const std::string& ucx_transports) {
   Session session;
   auto address = ResolveAddress(global.addr);
   if (!address.ok()) {
@@ -38,6 +39,8 @@ Session Connect(std::string_view command, const GlobalOptions& global) {
   ClientOptions options;
   options.address = session.address;
   options.timeout_ms = global.timeout_ms;
+  options.data_path = data_path;
+  options.ucx_transports = ucx_transports;
   auto client = Client::Connect(options);
   if (!client.ok()) {
     // The SDK already words UNAVAILABLE as "cannot reach kvstashd at ADDR: why"; keep one copy.

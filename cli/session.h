@@ -37,6 +37,9 @@ struct Session {
 
   explicit operator bool() const { return client != nullptr; }
 };
-Session Connect(std::string_view command, const GlobalOptions& global);
+// Admin commands move block bytes inline over gRPC (DataPath::kInline): one short-lived process,
+// no UCX endpoint worth setting up, and no leases left behind. `bench` picks its own path.
+Session Connect(std::string_view command, const GlobalOptions& global, DataPath data_path = DataPath::kInline,
+                const std::string& ucx_transports = "");
 
 }  // namespace kvstash::cli

@@ -6,9 +6,7 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "client/wire.h"
-#include "common/checksum.h"
-#include "kvstash/v1/store.grpc.pb.h"
+#include "client/client_impl.h"
 
 namespace kvstash {
 
@@ -32,30 +30,8 @@ std::string_view ToString(PutOutcome outcome) {
   return "unknown";
 }
 
-struct Client::Impl {
-  ClientOptions options;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Store::Stub> stub;
-
-  // A context with the per-call deadline.
-  std::unique_ptr<grpc::ClientContext> Context() const {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms));
-    return ctx;
-  }
-
-  Status Call(grpc::Status status, std::string_view op) const {
-    return client_internal::FromGrpc(status, op, options.address);
-  }
-
-  // One PutBegin + PutCommit round for items[begin, end) (within batch limits).
-  Status PutRound(std::span<const PutItem> items, const PutOptions& put_options, std::vector<PutOutcome>& outcomes);
-  // One Get RPC for the given item indices; leaves deferred ones in `deferred`.
-  Status GetRound(std::span<GetItem> items, const std::vector<size_t>& indices, std::vector<size_t>& deferred);
-};
-
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Client::~Client() = default;
+Client::~Client() { impl_->WaitForReleases(); }
 
 const ClientOptions& Client::options() const { return impl_->options; }
 
@@ -76,6 +52,7 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   std::unique_ptr<Client> client(new Client(std::move(impl)));
   Result<HealthInfo> health = client->Health();
   if (!health.ok()) return health.status();
+  KVSTASH_RETURN_IF_ERROR(client->impl_->SetUpDataPath());
   return client;
 }
 
@@ -111,59 +88,6 @@ Result<LookupResult> Client::Lookup(std::span<const BlockKey> chain, uint64_t le
   return result;
 }
 
-Status Client::Impl::PutRound(std::span<const PutItem> items, const PutOptions& put_options,
-                              std::vector<PutOutcome>& outcomes) {
-  v1::PutBeginRequest begin;
-  begin.set_timeout_ms(options.reservation_timeout_ms);
-  for (const PutItem& item : items) {
-    v1::PutBeginItem* p = begin.add_items();
-    p->set_key(std::string(item.key.AsBytes()));
-    p->set_size(item.data.size());
-    if (item.parent) p->set_parent(std::string(item.parent->AsBytes()));
-  }
-  v1::PutBeginResponse begun;
-  {
-    auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->PutBegin(ctx.get(), begin, &begun), "put_begin"));
-  }
-  if (begun.results_size() != static_cast<int>(items.size())) return Internal("daemon answered a malformed put_begin");
-
-  v1::PutCommitRequest commit;
-  commit.set_pin(put_options.pin);
-  std::vector<size_t> committed;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const auto& r = begun.results(static_cast<int>(i));
-    switch (r.outcome()) {
-      case v1::PutBeginResult::RESERVED: {
-        v1::PutCommitItem* c = commit.add_items();
-        c->set_reservation_id(r.reservation_id());
-        c->set_checksum(BlockChecksum(items[i].data.data(), items[i].data.size()));
-        c->set_data(items[i].data.data(), items[i].data.size());
-        committed.push_back(i);
-        outcomes.push_back(PutOutcome::kStored);
-        break;
-      }
-      case v1::PutBeginResult::EXISTS: outcomes.push_back(PutOutcome::kExists); break;
-      case v1::PutBeginResult::BUSY: outcomes.push_back(PutOutcome::kBusy); break;
-      case v1::PutBeginResult::NO_SPACE: outcomes.push_back(PutOutcome::kNoSpace); break;
-      default: return Internal("daemon answered an unknown put_begin outcome");
-    }
-  }
-  if (commit.items_size() == 0) return Status::Ok();
-  v1::PutCommitResponse done;
-  auto ctx = Context();
-  const Status st = Call(stub->PutCommit(ctx.get(), commit, &done), "put_commit");
-  if (!st.ok()) {
-    // Give the reservations back rather than leave them to time out.
-    v1::PutAbortRequest abort;
-    for (const auto& c : commit.items()) abort.add_reservation_ids(c.reservation_id());
-    v1::PutAbortResponse aborted;
-    auto abort_ctx = Context();
-    (void)stub->PutAbort(abort_ctx.get(), abort, &aborted);
-  }
-  return st;
-}
-
 Result<PutResult> Client::Put(std::span<const PutItem> items, const PutOptions& put_options) {
   // Validate everything before sending anything.
   for (size_t i = 0; i < items.size(); ++i) {
@@ -180,7 +104,7 @@ Result<PutResult> Client::Put(std::span<const PutItem> items, const PutOptions& 
     size_t end = begin;
     uint64_t bytes = 0;
     while (end < items.size() && end - begin < limits::kMaxBatchKeys &&
-           (end == begin || bytes + items[end].data.size() <= impl_->options.max_inline_batch_bytes)) {
+           (end == begin || impl_->engine || bytes + items[end].data.size() <= impl_->options.max_inline_batch_bytes)) {
       bytes += items[end].data.size();
       ++end;
     }
@@ -207,50 +131,6 @@ Result<PutResult> Client::PutChain(std::span<const BlockKey> chain, std::span<co
   return Put(items, put_options);
 }
 
-Status Client::Impl::GetRound(std::span<GetItem> items, const std::vector<size_t>& indices,
-                              std::vector<size_t>& deferred) {
-  v1::GetRequest req;
-  for (size_t i : indices) req.add_keys(std::string(items[i].key.AsBytes()));
-  v1::GetResponse resp;
-  auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
-  if (resp.results_size() != static_cast<int>(indices.size())) return Internal("daemon answered a malformed get");
-  for (size_t j = 0; j < indices.size(); ++j) {
-    GetItem& item = items[indices[j]];
-    v1::GetResult* r = resp.mutable_results(static_cast<int>(j));
-    if (r->outcome() == v1::GetResult::DEFERRED) {
-      deferred.push_back(indices[j]);
-      continue;
-    }
-    item.found = false;
-    item.size = 0;
-    if (r->outcome() != v1::GetResult::FOUND) {
-      item.status = NotFound("block " + item.key.ToHex() + " is not stored");
-      continue;
-    }
-    const std::string& data = r->data();
-    if (data.size() != r->info().size()) {
-      item.status = DataLoss("daemon sent " + std::to_string(data.size()) + " bytes for a block of " +
-                             std::to_string(r->info().size()));
-      continue;
-    }
-    if (data.size() > item.buffer.size()) {
-      item.status = OutOfRange("block " + item.key.ToHex() + " is " + std::to_string(data.size()) +
-                               " bytes; the buffer holds " + std::to_string(item.buffer.size()));
-      continue;
-    }
-    if (options.verify_checksums && BlockChecksum(data.data(), data.size()) != r->info().checksum()) {
-      item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum");
-      continue;
-    }
-    std::memcpy(item.buffer.data(), data.data(), data.size());
-    item.found = true;
-    item.size = data.size();
-    item.status = Status::Ok();
-  }
-  return Status::Ok();
-}
-
 Status Client::Get(std::span<GetItem> items) {
   std::vector<size_t> pending;
   // Batches by count, and by the callers' buffer sizes as an estimate of the bytes coming back.
@@ -261,9 +141,10 @@ Status Client::Get(std::span<GetItem> items) {
     std::vector<size_t> todo = std::move(batch);
     batch.clear();
     batch_bytes = 0;
+    if (impl_->engine) return impl_->GetRoundUcx(items, todo);
     while (!todo.empty()) {
       std::vector<size_t> deferred;
-      KVSTASH_RETURN_IF_ERROR(impl_->GetRound(items, todo, deferred));
+      KVSTASH_RETURN_IF_ERROR(impl_->GetRoundInline(items, todo, deferred));
       if (deferred.size() == todo.size()) return Internal("daemon deferred every block of a get");
       todo = std::move(deferred);
     }
@@ -271,8 +152,9 @@ Status Client::Get(std::span<GetItem> items) {
   };
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t estimate = std::min<uint64_t>(items[i].buffer.size(), limits::kMaxBlockBytes);
-    if (!batch.empty() && (batch.size() >= limits::kMaxBatchKeys ||
-                           batch_bytes + estimate > impl_->options.max_inline_batch_bytes)) {
+    // The byte budget binds only inline, where the bytes ride in the response.
+    const bool over_bytes = !impl_->engine && batch_bytes + estimate > impl_->options.max_inline_batch_bytes;
+    if (!batch.empty() && (batch.size() >= limits::kMaxBatchKeys || over_bytes)) {
       KVSTASH_RETURN_IF_ERROR(flush());
     }
     batch.push_back(i);
@@ -281,7 +163,26 @@ Status Client::Get(std::span<GetItem> items) {
   return flush();
 }
 
+Status Client::ReleaseLeases(std::span<const BlockInfo> blocks) {
+  for (size_t begin = 0; begin < blocks.size(); begin += limits::kMaxBatchKeys) {
+    const size_t end = std::min(blocks.size(), begin + limits::kMaxBatchKeys);
+    v1::ReleaseLeasesRequest req;
+    for (size_t i = begin; i < end; ++i) {
+      if (blocks[i].lease_epoch == 0) continue;
+      auto* lease = req.add_leases();
+      lease->set_key(std::string(blocks[i].key.AsBytes()));
+      lease->set_lease_epoch(blocks[i].lease_epoch);
+    }
+    if (req.leases_size() == 0) continue;
+    v1::ReleaseLeasesResponse resp;
+    auto ctx = impl_->Context();
+    KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->ReleaseLeases(ctx.get(), req, &resp), "release_leases"));
+  }
+  return Status::Ok();
+}
+
 Result<std::vector<RemoveOutcome>> Client::Remove(std::span<const BlockKey> keys) {
+  impl_->WaitForReleases();
   std::vector<RemoveOutcome> outcomes;
   for (size_t begin = 0; begin < keys.size(); begin += limits::kMaxBatchKeys) {
     const size_t end = std::min(keys.size(), begin + limits::kMaxBatchKeys);
@@ -347,6 +248,28 @@ Result<ListResult> Client::List(const std::optional<BlockKey>& start_after, uint
     KVSTASH_ASSIGN_OR_RETURN(result.next_start_after, BlockKey::FromBytes(resp.next_start_after()));
   }
   return result;
+}
+
+std::future<Status> Client::GetAsync(std::span<GetItem> items) {
+  return std::async(std::launch::async, [this, items] { return Get(items); });
+}
+
+std::future<Result<PutResult>> Client::PutAsync(std::span<const PutItem> items, const PutOptions& put_options) {
+  return std::async(std::launch::async, [this, items, put_options] { return Put(items, put_options); });
+}
+
+Status Client::RegisterBuffer(void* base, size_t length) {
+  if (!impl_->engine) return Status::Ok();
+  return impl_->engine->RegisterBuffer(base, length);
+}
+
+Status Client::UnregisterBuffer(void* base) {
+  if (!impl_->engine) return Status::Ok();
+  return impl_->engine->UnregisterBuffer(base);
+}
+
+std::string Client::data_path() const {
+  return impl_->engine ? "ucx (" + impl_->ucx_transports + ")" : "inline";
 }
 
 }  // namespace kvstash

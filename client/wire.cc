@@ -38,6 +38,8 @@ Result<BlockInfo> FromProto(const v1::BlockInfo& p) {
   info.pinned = p.pinned();
   info.hits = p.hits();
   info.age_ms = p.age_ms();
+  info.remote_addr = p.remote_addr();
+  info.lease_epoch = p.lease_epoch();
   return info;
 }
 
@@ -67,6 +69,9 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.puts_stored = p.puts_stored();
   s.puts_deduplicated = p.puts_deduplicated();
   s.reservations_open = p.reservations_open();
+  s.data_plane = p.data_plane();
+  s.put_bytes_inline = p.put_bytes_inline();
+  s.put_bytes_one_sided = p.put_bytes_one_sided();
   return s;
 }
 

@@ -8,6 +8,8 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libxxhash-dev libtomlplusplus-dev libcli11-dev libspdlog-dev libfmt-dev
   libcpp-httplib-dev nlohmann-json3-dev
+  libucx-dev ucx-utils  # the one-sided data plane (transfer/); ucx_info for diagnostics
+  iperf3 redis-server redis-tools  # peers that bench/ measures beside kvstash in the same run
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 curl

@@ -15,6 +15,7 @@
 #include "server/store_service.h"
 #include "server/version.h"
 #include "tiers/dram_tier.h"
+#include "transfer/transfer_server.h"
 
 namespace kvstash::server {
 namespace {
@@ -39,6 +40,7 @@ Result<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
 struct Daemon::Impl {
   DaemonConfig config;
   std::unique_ptr<tiers::DramTier> tier;
+  std::unique_ptr<transfer::TransferServer> transfer;  // null when UCX is off
   metrics::Registry registry;
   std::unique_ptr<ServerMetrics> server_metrics;
   std::unique_ptr<StoreService> service;
@@ -83,7 +85,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                impl->tier->huge_pages_active() ? "huge" : "regular", impl->tier->policy_name());
   impl->server_metrics = std::make_unique<ServerMetrics>(impl->registry, *impl->tier, kVersion);
 
-  // gRPC: sync server; its thread pool is bounded by the resource quota.
+  // gRPC: sync server; its thread pool is bounded by the resource quota (config.threads).
   KVSTASH_ASSIGN_OR_RETURN(auto grpc_hp, SplitHostPort(config.listen));
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -94,10 +96,31 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   quota.SetMaxThreads(static_cast<int>(config.threads) + 2);
   builder.SetResourceQuota(quota);
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MIN_POLLERS, 1);
-  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS,
-                              static_cast<int>(config.threads));
+  // Pollers wait for new RPCs; handler threads (up to the quota) serve them.
+  const int pollers = static_cast<int>(std::max(1u, std::min(config.threads, std::thread::hardware_concurrency())));
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, pollers);
 
   StoreServiceOptions service_options;
+  if (config.ucx_enabled) {
+    transfer::UcxOptions ucx;
+    ucx.transports = config.ucx_transports;
+    Result<std::unique_ptr<transfer::TransferServer>> transfer =
+        transfer::TransferServer::Start(ucx, impl->tier->arena_base(), impl->tier->arena_bytes());
+    if (!transfer.ok()) {
+      return Status(transfer.status().code(),
+                    "UCX data plane: " + transfer.status().message() + " (start with --no-ucx to serve inline only)");
+    }
+    impl->transfer = std::move(*transfer);
+    service_options.data_plane.ucx = true;
+    service_options.data_plane.worker_address = impl->transfer->worker_address();
+    service_options.data_plane.packed_rkey = impl->transfer->packed_rkey();
+    service_options.data_plane.transports = impl->transfer->transports();
+    service_options.data_plane.ucx_version = transfer::UcxContext::Version();
+    service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(impl->tier->arena_base());
+    spdlog::info("UCX {} data plane on the DRAM arena (transports: {})", service_options.data_plane.ucx_version,
+                 service_options.data_plane.transports);
+  }
+  service_options.default_lease_ms = config.default_lease_ms;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
   service_options.max_block_bytes = config.max_block;
   service_options.eviction_policy = std::string(impl->tier->policy_name());
@@ -140,6 +163,7 @@ void Daemon::Shutdown() {
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   impl_->metrics_server->Stop();
   if (impl_->reaper.joinable()) impl_->reaper.join();
+  if (impl_->transfer) impl_->transfer->Stop();
   {
     std::lock_guard lock(impl_->mu);
     impl_->stopped = true;

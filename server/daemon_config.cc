@@ -77,6 +77,7 @@ Status ApplyServerTable(const toml::table& table, const std::string& origin, Dae
     else if (key == "log_level") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.log_level));
     else if (key == "reservation_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reservation_timeout_ms));
     else if (key == "reaper_interval_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reaper_interval_ms));
+    else if (key == "default_lease_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.default_lease_ms));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -97,14 +98,26 @@ Status ApplyDramTable(const toml::table& table, const std::string& origin, Daemo
   return Status::Ok();
 }
 
+Status ApplyUcxTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "ucx." + key;
+    if (key == "enabled") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.ucx_enabled));
+    else if (key == "transports") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_transports));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
 Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConfig& config) {
   DaemonConfig updated = config;  // a bad file changes nothing
   for (const auto& [k, node] : root) {
     const std::string key(k.str());
     const toml::table* table = node.as_table();
-    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server] or [dram])");
+    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [dram] or [ucx])");
     if (key == "server") KVSTASH_RETURN_IF_ERROR(ApplyServerTable(*table, origin, updated));
     else if (key == "dram") KVSTASH_RETURN_IF_ERROR(ApplyDramTable(*table, origin, updated));
+    else if (key == "ucx") KVSTASH_RETURN_IF_ERROR(ApplyUcxTable(*table, origin, updated));
     else return InvalidArgument(origin + ": unknown table [" + key + "]");
   }
   config = std::move(updated);
@@ -154,7 +167,7 @@ Result<tiers::DramTierOptions> DaemonConfig::DramOptions() const {
 
 Status DaemonConfig::Validate() const {
   if (listen.empty()) return InvalidArgument("listen must be HOST:PORT");
-  if (threads == 0 || threads > 256) return InvalidArgument("threads must be 1..256");
+  if (threads == 0 || threads > 1024) return InvalidArgument("threads must be 1..1024");
   if (dram_capacity < (1ULL << 20)) return InvalidArgument("dram capacity must be at least 1MiB");
   if (!(low_watermark > 0 && low_watermark <= high_watermark && high_watermark <= 1.0)) {
     return InvalidArgument("watermarks need 0 < low_watermark <= high_watermark <= 1");
@@ -164,6 +177,9 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("reservation_timeout_ms must be 1..600000");
   }
   if (reaper_interval_ms == 0) return InvalidArgument("reaper_interval_ms must be positive");
+  if (default_lease_ms == 0 || default_lease_ms > limits::kMaxLeaseMs) {
+    return InvalidArgument("default_lease_ms must be 1..60000");
+  }
   if (eviction_policy != "prefix" && eviction_policy != "lru") {
     return InvalidArgument("eviction_policy must be prefix or lru, not '" + eviction_policy + "'");
   }
@@ -181,14 +197,16 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
       huge_pages;
   std::optional<uint32_t> threads;
   std::optional<double> high_watermark, low_watermark;
-  std::optional<uint64_t> reservation_timeout_ms;
+  std::optional<uint64_t> reservation_timeout_ms, default_lease_ms;
+  std::optional<std::string> ucx_transports;
   bool standalone = false;
+  bool no_ucx = false;
   app.add_option("--config", config_path, "TOML config file (see deploy/kvstashd.toml)");
   app.add_option("--listen", listen, "gRPC address HOST:PORT (port 0 picks one) [127.0.0.1:7370]");
   app.add_option("--metrics-listen", metrics_listen, "/metrics address HOST:PORT [127.0.0.1:7371]");
   app.add_flag("--standalone", standalone, "run without etcd as a one-member cluster [default]");
   app.add_option("--member-id", member_id, "member id [the bound gRPC address]");
-  app.add_option("--threads", threads, "gRPC handler threads [8]");
+  app.add_option("--threads", threads, "most gRPC handler threads [64]");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off [info]");
   app.add_option("--dram-capacity", dram_capacity, "DRAM tier size, e.g. 4GiB [1GiB]");
   app.add_option("--high-watermark", high_watermark, "start evicting above this fraction [0.95]");
@@ -196,6 +214,9 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--eviction-policy", eviction_policy, "prefix|lru [prefix]");
   app.add_option("--huge-pages", huge_pages, "auto|on|off [auto]");
   app.add_option("--reservation-timeout-ms", reservation_timeout_ms, "PutBegin reservation lifetime [30000]");
+  app.add_option("--default-lease-ms", default_lease_ms, "lease for located blocks when none is asked [5000]");
+  app.add_option("--ucx-transports", ucx_transports, "UCX transport list, as UCX_TLS [UCX default]");
+  app.add_flag("--no-ucx", no_ucx, "offer only the inline gRPC data path");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -223,6 +244,9 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (eviction_policy) config.eviction_policy = *eviction_policy;
   if (huge_pages) config.huge_pages = *huge_pages;
   if (reservation_timeout_ms) config.reservation_timeout_ms = *reservation_timeout_ms;
+  if (default_lease_ms) config.default_lease_ms = *default_lease_ms;
+  if (ucx_transports) config.ucx_transports = *ucx_transports;
+  if (no_ucx) config.ucx_enabled = false;
   KVSTASH_RETURN_IF_ERROR(config.Validate());
   return config;
 }

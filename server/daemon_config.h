@@ -17,10 +17,15 @@ struct DaemonConfig {
   std::string metrics_listen = "127.0.0.1:7371";  // Prometheus /metrics; port 0 picks a free port
   bool standalone = true;                         // no etcd: this daemon is the whole cluster
   std::string member_id;                          // default: the bound gRPC address
-  uint32_t threads = 8;                           // gRPC handler threads (1..256)
+  uint32_t threads = 64;                          // most gRPC handler threads (1..1024); requests beyond wait
   std::string log_level = "info";
   uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation
   uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
+  uint64_t default_lease_ms = 5'000;              // lease given to located blocks when the caller names none
+
+  // [ucx]
+  bool ucx_enabled = true;       // offer the one-sided UCX data plane (else inline gRPC only)
+  std::string ucx_transports;    // UCX TLS list ("cma,tcp", "tcp", ...); empty = UCX's default
 
   // [dram]
   uint64_t dram_capacity = 1ULL << 30;

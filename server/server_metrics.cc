@@ -27,6 +27,11 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::Tier& tier, std::strin
       put_blocks_(r.AddCounter("kvstash_put_blocks_total",
                                "Blocks offered by puts: stored, or deduplicated because the key was present.",
                                {"result"})),
+      put_bytes_(r.AddCounter("kvstash_put_bytes_total",
+                              "Block bytes committed, by path: inside RPCs (inline) or written one-sided (ucx).",
+                              {"path"})),
+      put_bytes_inline_(put_bytes_.WithLabels({"inline"})),
+      put_bytes_one_sided_(put_bytes_.WithLabels({"ucx"})),
       lookup_hits_(lookup_blocks_.WithLabels({"hit"})),
       lookup_misses_(lookup_blocks_.WithLabels({"miss"})),
       get_hits_(get_blocks_.WithLabels({"hit"})),
@@ -69,6 +74,13 @@ void ServerMetrics::RecordPuts(uint64_t stored, uint64_t deduplicated) {
   puts_stored_.Inc(static_cast<double>(stored));
   puts_deduplicated_.Inc(static_cast<double>(deduplicated));
 }
+
+void ServerMetrics::RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_bytes) {
+  put_bytes_inline_.Inc(static_cast<double>(inline_bytes));
+  put_bytes_one_sided_.Inc(static_cast<double>(one_sided_bytes));
+}
+uint64_t ServerMetrics::put_bytes_inline() const { return static_cast<uint64_t>(put_bytes_inline_.Value()); }
+uint64_t ServerMetrics::put_bytes_one_sided() const { return static_cast<uint64_t>(put_bytes_one_sided_.Value()); }
 
 uint64_t ServerMetrics::lookup_hit_blocks() const { return static_cast<uint64_t>(lookup_hits_.Value()); }
 uint64_t ServerMetrics::lookup_miss_blocks() const { return static_cast<uint64_t>(lookup_misses_.Value()); }

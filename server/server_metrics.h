@@ -24,6 +24,10 @@ class ServerMetrics {
   void RecordLookupBlocks(uint64_t hits, uint64_t misses);
   void RecordGetBlocks(uint64_t hits, uint64_t misses);
   void RecordPuts(uint64_t stored, uint64_t deduplicated);
+  // Block bytes committed, by how they arrived: inside an RPC, or by one-sided writes.
+  void RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_bytes);
+  uint64_t put_bytes_inline() const;
+  uint64_t put_bytes_one_sided() const;
 
   uint64_t lookup_hit_blocks() const;
   uint64_t lookup_miss_blocks() const;
@@ -41,6 +45,9 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& lookup_blocks_;
   metrics::Family<metrics::Counter>& get_blocks_;
   metrics::Family<metrics::Counter>& put_blocks_;
+  metrics::Family<metrics::Counter>& put_bytes_;
+  metrics::Counter& put_bytes_inline_;
+  metrics::Counter& put_bytes_one_sided_;
   metrics::Counter& lookup_hits_;
   metrics::Counter& lookup_misses_;
   metrics::Counter& get_hits_;

@@ -73,6 +73,8 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
   info.set_hits(meta.hits);
   const uint64_t now = options_.clock->NowMs();
   info.set_age_ms(now > meta.created_ms ? now - meta.created_ms : 0);
+  if (options_.data_plane.ucx) info.set_remote_addr(reinterpret_cast<uint64_t>(meta.data));
+  info.set_lease_epoch(meta.lease_epoch);
 }
 
 // ---- Lookup -------------------------------------------------------------------------------
@@ -141,6 +143,7 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
       result->set_outcome(v1::PutBeginResult::RESERVED);
       result->set_reservation_id(reservation->id);
       result->set_deadline_ms(reservation->deadline_ms);
+      if (options_.data_plane.ucx) result->set_remote_addr(reinterpret_cast<uint64_t>(reservation->data));
       opened.push_back(reservation->id);
       continue;
     }
@@ -201,7 +204,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
     }
     reservations.push_back(*reservation);
   }
-  uint64_t stored = 0;
+  uint64_t stored = 0, bytes_inline = 0, bytes_one_sided = 0;
   for (int i = 0; i < req.items_size(); ++i) {
     const auto& item = req.items(i);
     const tiers::Reservation& reservation = reservations[static_cast<size_t>(i)];
@@ -210,12 +213,15 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
     if (!committed.ok()) {
       // Only a reservation that expired after the check gets here; earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
+      metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
       return Status(committed.status().code(),
                     FieldAt("items", static_cast<size_t>(i)) + ": " + committed.status().message());
     }
     ++stored;
+    (item.data().empty() ? bytes_one_sided : bytes_inline) += reservation.size;
   }
   metrics_.RecordPuts(stored, 0);
+  metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
   return Status::Ok();
 }
 
@@ -273,7 +279,7 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
     }
     items.push_back({key, parent, checksum});
   }
-  uint64_t stored = 0, deduplicated = 0;
+  uint64_t stored = 0, deduplicated = 0, bytes = 0;
   for (int i = 0; i < req.items_size(); ++i) {
     const Parsed& item = items[static_cast<size_t>(i)];
     const std::string& data = req.items(i).data();
@@ -299,8 +305,10 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
     }
     resp.add_outcomes(v1::PutResponse::STORED);
     ++stored;
+    bytes += data.size();
   }
   metrics_.RecordPuts(stored, deduplicated);
+  metrics_.RecordPutBytes(bytes, 0);
   return Status::Ok();
 }
 
@@ -310,6 +318,27 @@ grpc::Status StoreService::Get(grpc::ServerContext*, const v1::GetRequest* req, 
 
 Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
   KVSTASH_ASSIGN_OR_RETURN(const std::vector<BlockKey> keys, ParseKeyBatch(req.keys(), "keys"));
+  if (req.lease_ms() > limits::kMaxLeaseMs) {
+    return InvalidArgument("lease_ms is " + std::to_string(req.lease_ms()) + "; the limit is " +
+                           std::to_string(limits::kMaxLeaseMs));
+  }
+  if (req.locate_only()) {
+    if (!options_.data_plane.ucx) return FailedPrecondition("locate_only needs the UCX data plane, which is off");
+    const uint64_t lease_ms = req.lease_ms() == 0 ? options_.default_lease_ms : req.lease_ms();
+    uint64_t hits = 0;
+    for (const BlockKey& key : keys) {
+      v1::GetResult* result = resp.add_results();
+      if (std::optional<tiers::BlockMeta> meta = tier_.Find(key, lease_ms)) {
+        result->set_outcome(v1::GetResult::FOUND);
+        FillInfo(*meta, *result->mutable_info());
+        ++hits;
+      } else {
+        result->set_outcome(v1::GetResult::MISSING);
+      }
+    }
+    metrics_.RecordGetBlocks(hits, keys.size() - hits);
+    return Status::Ok();
+  }
   uint64_t budget = limits::kMaxInlineBytes;
   uint64_t hits = 0, misses = 0;
   for (const BlockKey& key : keys) {
@@ -342,6 +371,31 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
     ++hits;
   }
   metrics_.RecordGetBlocks(hits, misses);
+  return Status::Ok();
+}
+
+// ---- Leases -------------------------------------------------------------------------------
+
+grpc::Status StoreService::ReleaseLeases(grpc::ServerContext*, const v1::ReleaseLeasesRequest* req,
+                                         v1::ReleaseLeasesResponse* resp) {
+  return Serve(metrics_, "release_leases", [&] { return DoReleaseLeases(*req, *resp); });
+}
+
+Status StoreService::DoReleaseLeases(const v1::ReleaseLeasesRequest& req, v1::ReleaseLeasesResponse& resp) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.leases_size()), "leases"));
+  std::vector<std::pair<BlockKey, uint64_t>> leases;
+  std::unordered_set<BlockKey, BlockKeyHash> seen;
+  for (int i = 0; i < req.leases_size(); ++i) {
+    const std::string field = FieldAt("leases", static_cast<size_t>(i));
+    KVSTASH_ASSIGN_OR_RETURN(BlockKey key, ParseKey(req.leases(i).key(), field + ".key"));
+    if (!seen.insert(key).second) return InvalidArgument(field + " repeats key " + key.ToHex());
+    leases.emplace_back(key, req.leases(i).lease_epoch());
+  }
+  uint32_t released = 0;
+  for (const auto& [key, epoch] : leases) {
+    if (tier_.ReleaseLease(key, epoch).ok()) ++released;
+  }
+  resp.set_released(released);
   return Status::Ok();
 }
 
@@ -420,6 +474,9 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_puts_stored(metrics_.puts_stored());
   resp.set_puts_deduplicated(metrics_.puts_deduplicated());
   resp.set_reservations_open(usage.reservations);
+  resp.set_data_plane(options_.data_plane.ucx ? "ucx (" + options_.data_plane.transports + ")" : "inline");
+  resp.set_put_bytes_inline(metrics_.put_bytes_inline());
+  resp.set_put_bytes_one_sided(metrics_.put_bytes_one_sided());
   return Status::Ok();
 }
 
@@ -445,6 +502,26 @@ grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*
     resp->set_serving(true);
     resp->set_version(kVersion);
     resp->set_member_id(member_id());
+    return Status::Ok();
+  });
+}
+
+}  // namespace kvstash::server
+
+namespace kvstash::server {
+
+grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRequest*, v1::DataPlaneResponse* resp) {
+  return Serve(metrics_, "data_plane", [&] {
+    const DataPlaneInfo& dp = options_.data_plane;
+    resp->set_ucx_available(dp.ucx);
+    resp->set_default_lease_ms(options_.default_lease_ms);
+    if (dp.ucx) {
+      resp->set_worker_address(dp.worker_address);
+      resp->set_rkey(dp.packed_rkey);
+      resp->set_transports(dp.transports);
+      resp->set_ucx_version(dp.ucx_version);
+      resp->set_probe_addr(dp.probe_addr);
+    }
     return Status::Ok();
   });
 }

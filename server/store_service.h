@@ -16,10 +16,22 @@
 
 namespace kvstash::server {
 
+// What the daemon offers for one-sided transfers; ucx == false means inline gRPC only.
+struct DataPlaneInfo {
+  bool ucx = false;
+  std::string worker_address;
+  std::string packed_rkey;
+  std::string transports;
+  std::string ucx_version;
+  uint64_t probe_addr = 0;
+};
+
 struct StoreServiceOptions {
   std::string member_id;
   uint64_t default_reservation_timeout_ms = 30'000;
   uint64_t max_block_bytes = 64ULL << 20;
+  uint64_t default_lease_ms = 5'000;
+  DataPlaneInfo data_plane;
   std::string eviction_policy;  // reported by Stats
   bool huge_pages = false;       // reported by Stats
   const Clock* clock = SteadyClock::Default();
@@ -38,11 +50,14 @@ class StoreService final : public kvstash::v1::Store::Service {
   grpc::Status PutAbort(grpc::ServerContext*, const v1::PutAbortRequest*, v1::PutAbortResponse*) override;
   grpc::Status Put(grpc::ServerContext*, const v1::PutRequest*, v1::PutResponse*) override;
   grpc::Status Get(grpc::ServerContext*, const v1::GetRequest*, v1::GetResponse*) override;
+  grpc::Status ReleaseLeases(grpc::ServerContext*, const v1::ReleaseLeasesRequest*,
+                             v1::ReleaseLeasesResponse*) override;
   grpc::Status Remove(grpc::ServerContext*, const v1::RemoveRequest*, v1::RemoveResponse*) override;
   grpc::Status Stat(grpc::ServerContext*, const v1::StatRequest*, v1::StatResponse*) override;
   grpc::Status Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse*) override;
   grpc::Status List(grpc::ServerContext*, const v1::ListRequest*, v1::ListResponse*) override;
   grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse*) override;
+  grpc::Status DataPlane(grpc::ServerContext*, const v1::DataPlaneRequest*, v1::DataPlaneResponse*) override;
 
  private:
   // Each handler body returns a kvstash Status; the wrappers time it, count it and convert it.
@@ -52,6 +67,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   Status DoPutAbort(const v1::PutAbortRequest&, v1::PutAbortResponse&);
   Status DoPut(const v1::PutRequest&, v1::PutResponse&);
   Status DoGet(const v1::GetRequest&, v1::GetResponse&);
+  Status DoReleaseLeases(const v1::ReleaseLeasesRequest&, v1::ReleaseLeasesResponse&);
   Status DoRemove(const v1::RemoveRequest&, v1::RemoveResponse&);
   Status DoStat(const v1::StatRequest&, v1::StatResponse&);
   Status DoStats(v1::StatsResponse&);

@@ -67,7 +67,10 @@ struct Entry {
   uint64_t generation = 0;
   uint64_t created_ms = 0;
   bool pinned = false;  // written under the shard lock held exclusively
-  std::atomic<uint64_t> lease_until_ms{0};
+  std::atomic<uint64_t> lease_until_ms{0};  // written under lease_mu; read lock-free
+  std::mutex lease_mu;                       // leaf lock: guards lease_holders and lease_epoch
+  uint64_t lease_holders = 0;                // readers that leased it in the current epoch
+  uint64_t lease_epoch = 0;                  // bumped whenever a lease starts from none
   std::atomic<uint64_t> last_access_ms{0};
   std::atomic<uint64_t> hits{0};
 };
@@ -463,9 +466,36 @@ std::optional<BlockMeta> DramTier::Find(const BlockKey& key, uint64_t lease_ms) 
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return std::nullopt;
   const uint64_t now = d.Now();
-  if (lease_ms > 0) AtomicMax(it->second.lease_until_ms, SaturatingAdd(now, lease_ms));
-  d.RecordAccess(shard, key, it->second, now);
-  return d.MetaOf(key, it->second);
+  Entry& e = it->second;
+  uint64_t epoch = 0;
+  if (lease_ms > 0) {
+    std::lock_guard lease_lock(e.lease_mu);
+    if (e.lease_until_ms.load(std::memory_order_acquire) <= now) {
+      // The previous lease (if any) ran out: its holders' late releases must not end this one.
+      e.lease_holders = 0;
+      ++e.lease_epoch;
+    }
+    ++e.lease_holders;
+    AtomicMax(e.lease_until_ms, SaturatingAdd(now, lease_ms));
+    epoch = e.lease_epoch;
+  }
+  d.RecordAccess(shard, key, e, now);
+  BlockMeta meta = d.MetaOf(key, e);
+  meta.lease_epoch = epoch;
+  return meta;
+}
+
+Status DramTier::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
+  Impl& d = *impl_;
+  Shard& shard = d.ShardFor(key);
+  std::shared_lock lock(shard.mu);
+  auto it = shard.blocks.find(key);
+  if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
+  Entry& e = it->second;
+  std::lock_guard lease_lock(e.lease_mu);
+  if (lease_epoch == 0 || lease_epoch != e.lease_epoch || e.lease_holders == 0) return Status::Ok();  // stale
+  if (--e.lease_holders == 0) e.lease_until_ms.store(0, std::memory_order_release);
+  return Status::Ok();
 }
 
 std::optional<BlockMeta> DramTier::Peek(const BlockKey& key) const {

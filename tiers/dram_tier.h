@@ -51,6 +51,7 @@ class DramTier final : public Tier {
   Status Abort(uint64_t reservation_id) override;
   Result<Reservation> GetReservation(uint64_t reservation_id) const override;
   std::optional<BlockMeta> Find(const BlockKey& key, uint64_t lease_ms) override;
+  Status ReleaseLease(const BlockKey& key, uint64_t lease_epoch) override;
   std::optional<BlockMeta> Peek(const BlockKey& key) const override;
   Result<BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
   Status Remove(const BlockKey& key) override;

@@ -39,6 +39,7 @@ struct BlockMeta {
   uint64_t generation = 0;           // unique per commit on this tier; changes when the key is re-put
   bool pinned = false;
   uint64_t lease_until_ms = 0;       // 0 when never leased
+  uint64_t lease_epoch = 0;          // set by Find with a lease: pass it back to ReleaseLease
   uint64_t created_ms = 0;
   uint64_t last_access_ms = 0;
   uint64_t hits = 0;
@@ -100,6 +101,10 @@ class Tier {
   // Metadata of a committed block, or nullopt. Counts an access for the eviction policy. With
   // lease_ms > 0 extends the block's lease to at least now + lease_ms.
   virtual std::optional<BlockMeta> Find(const BlockKey& key, uint64_t lease_ms) = 0;
+  // Ends one holder's lease taken by Find (the epoch it returned). The lease ends when its last
+  // holder releases it or its time runs out, whichever is first. A release from an earlier lease
+  // (one that already ran out) is ignored. NOT_FOUND when the block is absent.
+  virtual Status ReleaseLease(const BlockKey& key, uint64_t lease_epoch) = 0;
   // Metadata without counting an access or leasing (admin inspection).
   virtual std::optional<BlockMeta> Peek(const BlockKey& key) const = 0;
   // Copies a committed block into `out` and counts an access. NOT_FOUND when absent,

@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <mutex>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -188,7 +189,12 @@ TEST_F(DaemonTest, EightConcurrentClientsSeeOnlyTheirOwnBytes) {
   StartDaemon();
   constexpr int kThreads = 8, kChainsPerThread = 40, kBlocks = 4;
   constexpr size_t kBlockBytes = 8192;
-  std::atomic<int> failures{0};
+  std::mutex failures_mu;
+  std::vector<std::string> failures;  // guarded by failures_mu
+  auto fail = [&](std::string what) {
+    std::lock_guard lock(failures_mu);
+    failures.push_back(std::move(what));
+  };
   std::vector<std::thread> threads;
   const auto shared_chain = MakeChain(hasher_, 999, kBlocks);
   for (int t = 0; t < kThreads; ++t) {
@@ -196,31 +202,31 @@ TEST_F(DaemonTest, EightConcurrentClientsSeeOnlyTheirOwnBytes) {
       ClientOptions options;
       options.address = daemon_->grpc_address();
       auto client = Client::Connect(options);
-      if (!client.ok()) {
-        ++failures;
-        return;
-      }
+      if (!client.ok()) return fail("connect: " + client.status().ToString());
       // Everyone also writes the same shared chain: exactly one writer stores each block.
-      if (!PutChain(**client, shared_chain, kBlockBytes).ok()) ++failures;
+      if (auto put = PutChain(**client, shared_chain, kBlockBytes); !put.ok()) {
+        fail("shared put: " + put.status().ToString());
+      }
       std::vector<std::byte> buffer(kBlockBytes);
       for (int c = 0; c < kChainsPerThread; ++c) {
         const auto chain = MakeChain(hasher_, static_cast<uint64_t>(t) * 10'000 + static_cast<uint64_t>(c), kBlocks);
         auto put = PutChain(**client, chain, kBlockBytes);
-        if (!put.ok() || put->stored != kBlocks) ++failures;
+        if (!put.ok()) fail("put: " + put.status().ToString());
+        else if (put->stored != kBlocks) fail("put stored " + std::to_string(put->stored));
         for (const auto& key : chain) {
           GetItem item;
-    item.key = key;
-    item.buffer = buffer;
-          if (!(*client)->Get(std::span(&item, 1)).ok() || !item.found ||
-              std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes) != 0) {
-            ++failures;
-          }
+          item.key = key;
+          item.buffer = buffer;
+          const Status st = (*client)->Get(std::span(&item, 1));
+          if (!st.ok()) fail("get: " + st.ToString());
+          else if (!item.found) fail("get miss: " + item.status.ToString());
+          else if (std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes) != 0) fail("bytes");
         }
       }
     });
   }
   for (auto& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  EXPECT_TRUE(failures.empty()) << failures.size() << " failures; first: " << failures.front();
   auto stats = client_->Stats();
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->tiers[0].blocks, static_cast<uint64_t>(kThreads * kChainsPerThread * kBlocks + kBlocks));

@@ -368,6 +368,37 @@ TEST_F(DramTierTest, RemoveOfLeasedBlockFails) {
   EXPECT_EQ(tier->Remove(K(1)).code(), StatusCode::kNotFound);
 }
 
+TEST_F(DramTierTest, LeaseEndsWhenItsLastHolderReleases) {
+  auto tier = Make(1 << 20);
+  ASSERT_TRUE(Put(*tier, K(1), 4096).ok());
+  auto a = tier->Find(K(1), 1000);
+  auto b = tier->Find(K(1), 1000);
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->lease_epoch, 0u);
+  EXPECT_EQ(a->lease_epoch, b->lease_epoch);
+  ASSERT_TRUE(tier->ReleaseLease(K(1), a->lease_epoch).ok());
+  EXPECT_EQ(tier->Remove(K(1)).code(), StatusCode::kFailedPrecondition);  // b still holds it
+  ASSERT_TRUE(tier->ReleaseLease(K(1), b->lease_epoch).ok());
+  EXPECT_EQ(tier->Peek(K(1))->lease_until_ms, 0u);
+  EXPECT_TRUE(tier->Remove(K(1)).ok());
+  EXPECT_EQ(tier->ReleaseLease(K(1), 1).code(), StatusCode::kNotFound);
+}
+
+TEST_F(DramTierTest, LateReleaseFromAnExpiredLeaseDoesNotEndANewOne) {
+  auto tier = Make(1 << 20);
+  ASSERT_TRUE(Put(*tier, K(1), 4096).ok());
+  auto old_lease = tier->Find(K(1), 100);
+  ASSERT_TRUE(old_lease);
+  clock_.AdvanceMs(150);  // the old lease ran out without a release
+  auto new_lease = tier->Find(K(1), 1000);
+  ASSERT_TRUE(new_lease);
+  EXPECT_NE(new_lease->lease_epoch, old_lease->lease_epoch);
+  ASSERT_TRUE(tier->ReleaseLease(K(1), old_lease->lease_epoch).ok());  // ignored
+  ASSERT_TRUE(tier->ReleaseLease(K(1), old_lease->lease_epoch).ok());  // still ignored
+  EXPECT_EQ(tier->Remove(K(1)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(tier->Peek(K(1))->lease_until_ms, clock_.NowMs() + 1000);
+}
+
 TEST_F(DramTierTest, ListPaginationVisitsEveryKeyOnceInOrder) {
   auto tier = Make(8 << 20);
   std::mt19937_64 rng(3);

@@ -1,8 +1,18 @@
 // libkvstash: the client SDK of a kvstash daemon.
 //
 // Callers own every buffer: Put reads from spans the caller keeps alive for the call, Get writes
-// into spans the caller provides. The data path is inline gRPC today; the zero-copy UCX path will
-// move the same bytes behind this same API.
+// into spans the caller provides.
+//
+// Data paths. Control messages always go over gRPC. Block bytes move, by default, with one-sided
+// UCX operations between the caller's buffers and the daemon's registered memory (zero copies on
+// the daemon's CPU): a put reserves space (PutBegin), writes it with UCX puts and commits with
+// checksums; a get locates and leases the blocks, reads them with UCX gets and verifies their
+// checksums. When UCX is not available (DataPath::kAuto) or not wanted (kInline) the bytes travel
+// inside the gRPC messages instead; the API and its results are the same.
+//
+// A get never returns torn or stale bytes: the lease keeps a located block's bytes in place while
+// it is read (the daemon neither evicts, removes nor reuses them); the checksum, verified by
+// default, catches anything else (a read that outlived its lease) and turns it into a miss.
 //
 // Thread-safety: a Client is safe for concurrent use by multiple threads; each call is
 // independent. Calls block until the daemon answers or `timeout_ms` passes.
@@ -10,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <optional>
 #include <span>
@@ -22,8 +33,18 @@
 
 namespace kvstash {
 
+enum class DataPath {
+  kAuto,    // UCX when the daemon offers it and it works from here, else inline gRPC
+  kUcx,     // UCX or Connect fails with a clear error
+  kInline,  // inline gRPC only
+};
+
 struct ClientOptions {
   std::string address = "127.0.0.1:7370";  // host:port of a kvstashd
+  DataPath data_path = DataPath::kAuto;
+  std::string ucx_transports;              // UCX TLS list for this client; empty = UCX's default
+  size_t transfer_workers = 2;             // UCX workers; large blocks are split across them
+  uint64_t lease_ms = 0;                   // lease for located blocks; 0 = the daemon's default
   uint64_t timeout_ms = 30'000;            // per RPC
   bool verify_checksums = true;            // Get re-hashes received bytes and reports a mismatch as a miss
   uint64_t reservation_timeout_ms = limits::kDefaultReservationTimeoutMs;
@@ -45,6 +66,8 @@ struct BlockInfo {
   bool pinned = false;
   uint64_t hits = 0;
   uint64_t age_ms = 0;
+  uint64_t remote_addr = 0;  // where the bytes sit in the daemon's registered memory (UCX path)
+  uint64_t lease_epoch = 0;  // non-zero when this answer leased the block: see ReleaseLeases
 };
 
 struct LookupResult {
@@ -75,6 +98,9 @@ struct PutOptions {
 struct GetItem {
   BlockKey key;
   std::span<std::byte> buffer;  // destination; must hold the whole block
+  // Optional: where a leased Lookup found the block. On the UCX path Get then reads it straight
+  // away, with no locate round trip; the lease stays the caller's to release.
+  const BlockInfo* located = nullptr;
   // Filled by Get:
   bool found = false;
   uint64_t size = 0;            // bytes written into buffer when found
@@ -109,6 +135,9 @@ struct StoreStats {
   uint64_t puts_stored = 0;
   uint64_t puts_deduplicated = 0;
   uint64_t reservations_open = 0;
+  std::string data_plane;            // "ucx (transports)" or "inline"
+  uint64_t put_bytes_inline = 0;     // block bytes the daemon received inside RPCs
+  uint64_t put_bytes_one_sided = 0;  // block bytes committed after one-sided writes
 };
 
 struct ListResult {
@@ -144,6 +173,10 @@ class Client {
   // when the daemon could not be asked (or the request itself was invalid).
   Status Get(std::span<GetItem> items);
 
+  // Ends the leases that a Lookup(…, lease_ms > 0) took on these blocks. Get releases the leases
+  // it takes itself. Leases also end on their own when their time runs out.
+  Status ReleaseLeases(std::span<const BlockInfo> blocks);
+
   // Per key: removed or missing. FAILED_PRECONDITION when a key is leased (nothing is removed).
   Result<std::vector<RemoveOutcome>> Remove(std::span<const BlockKey> keys);
 
@@ -153,6 +186,19 @@ class Client {
   Result<StoreStats> Stats();
   Result<ListResult> List(const std::optional<BlockKey>& start_after, uint32_t limit = limits::kDefaultListLimit);
   Result<HealthInfo> Health();
+
+  // Asynchronous forms: run on a background thread. Items and their buffers must stay alive and
+  // untouched until the future is ready.
+  std::future<Status> GetAsync(std::span<GetItem> items);
+  std::future<Result<PutResult>> PutAsync(std::span<const PutItem> items, const PutOptions& options = {});
+
+  // Registers caller memory (an engine's preallocated KV pool) with the transfer engine so that
+  // transfers to and from it need no per-call registration. A no-op on the inline path.
+  Status RegisterBuffer(void* base, size_t length);
+  Status UnregisterBuffer(void* base);
+
+  // "ucx (transports)" or "inline": the path block bytes take on this client.
+  std::string data_path() const;
 
   const ClientOptions& options() const;
 

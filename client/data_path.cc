@@ -1,0 +1,290 @@
+// The two ways block bytes travel: one-sided UCX (default) and inline gRPC (fallback, admin).
+#include <cstring>
+
+#include "client/client_impl.h"
+#include "common/checksum.h"
+
+namespace kvstash {
+
+Status Client::Impl::SetUpDataPath() {
+  if (options.data_path == DataPath::kInline) return Status::Ok();
+  v1::DataPlaneResponse dp;
+  {
+    auto ctx = Context();
+    KVSTASH_RETURN_IF_ERROR(Call(stub->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
+  }
+  if (dp.default_lease_ms() > 0) lease_ms = dp.default_lease_ms();
+  if (options.lease_ms > 0) lease_ms = std::min<uint64_t>(options.lease_ms, limits::kMaxLeaseMs);
+  auto unavailable = [&](const std::string& why) {
+    if (options.data_path == DataPath::kUcx) {
+      return Unavailable("UCX data plane to kvstashd at " + options.address + " unavailable: " + why);
+    }
+    engine.reset();
+    return Status::Ok();  // kAuto: inline gRPC instead
+  };
+  if (!dp.ucx_available()) return unavailable("the daemon runs without UCX (--no-ucx)");
+  if (dp.worker_address().empty() || dp.rkey().empty() || dp.probe_addr() == 0) {
+    return unavailable("the daemon sent an incomplete data-plane description");
+  }
+  transfer::TransferEngineOptions engine_options;
+  engine_options.ucx.transports = options.ucx_transports;
+  engine_options.workers = options.transfer_workers;
+  engine_options.timeout_ms = options.timeout_ms;
+  auto created = transfer::TransferEngine::Create(engine_options);
+  if (!created.ok()) return unavailable(created.status().message());
+  engine = std::move(*created);
+  target = {dp.worker_address(), dp.rkey()};
+  // Probe: one 8-byte read proves that the endpoint, the rkey and a transport all work.
+  uint64_t probe = 0;
+  transfer::TransferOp op{transfer::OpKind::kGet, &probe, sizeof(probe), dp.probe_addr(), {}};
+  Status run = engine->Run(target, std::span(&op, 1));
+  if (run.ok()) run = op.status;
+  if (!run.ok()) return unavailable(run.message());
+  ucx_transports = options.ucx_transports.empty() ? "default" : options.ucx_transports;
+  return Status::Ok();
+}
+
+void Client::Impl::AbortReservations(const std::vector<uint64_t>& ids) {
+  if (ids.empty()) return;
+  v1::PutAbortRequest abort;
+  for (uint64_t id : ids) abort.add_reservation_ids(id);
+  v1::PutAbortResponse aborted;
+  auto ctx = Context();
+  (void)stub->PutAbort(ctx.get(), abort, &aborted);
+}
+
+Status Client::Impl::PutRound(std::span<const PutItem> items, const PutOptions& put_options,
+                              std::vector<PutOutcome>& outcomes) {
+  v1::PutBeginRequest begin;
+  begin.set_timeout_ms(options.reservation_timeout_ms);
+  for (const PutItem& item : items) {
+    v1::PutBeginItem* p = begin.add_items();
+    p->set_key(std::string(item.key.AsBytes()));
+    p->set_size(item.data.size());
+    if (item.parent) p->set_parent(std::string(item.parent->AsBytes()));
+  }
+  v1::PutBeginResponse begun;
+  {
+    auto ctx = Context();
+    KVSTASH_RETURN_IF_ERROR(Call(stub->PutBegin(ctx.get(), begin, &begun), "put_begin"));
+  }
+  if (begun.results_size() != static_cast<int>(items.size())) return Internal("daemon answered a malformed put_begin");
+
+  v1::PutCommitRequest commit;
+  commit.set_pin(put_options.pin);
+  std::vector<uint64_t> reserved;
+  std::vector<transfer::TransferOp> writes;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto& r = begun.results(static_cast<int>(i));
+    switch (r.outcome()) {
+      case v1::PutBeginResult::RESERVED: {
+        v1::PutCommitItem* c = commit.add_items();
+        c->set_reservation_id(r.reservation_id());
+        c->set_checksum(BlockChecksum(items[i].data.data(), items[i].data.size()));
+        reserved.push_back(r.reservation_id());
+        if (engine) {
+          if (r.remote_addr() == 0) {
+            AbortReservations(reserved);
+            return Internal("daemon reserved space without an address for the UCX path");
+          }
+          // UCX only reads the source of a put; the const_cast does not license a write.
+          writes.push_back({transfer::OpKind::kPut, const_cast<std::byte*>(items[i].data.data()),
+                            items[i].data.size(), r.remote_addr(), {}});
+        } else {
+          c->set_data(items[i].data.data(), items[i].data.size());
+        }
+        outcomes.push_back(PutOutcome::kStored);
+        break;
+      }
+      case v1::PutBeginResult::EXISTS: outcomes.push_back(PutOutcome::kExists); break;
+      case v1::PutBeginResult::BUSY: outcomes.push_back(PutOutcome::kBusy); break;
+      case v1::PutBeginResult::NO_SPACE: outcomes.push_back(PutOutcome::kNoSpace); break;
+      default: AbortReservations(reserved); return Internal("daemon answered an unknown put_begin outcome");
+    }
+  }
+  if (commit.items_size() == 0) return Status::Ok();
+  if (!writes.empty()) {
+    Status st = engine->Run(target, writes);
+    for (const auto& w : writes) {
+      if (st.ok() && !w.status.ok()) st = w.status;
+    }
+    if (!st.ok()) {
+      AbortReservations(reserved);
+      return Status(st.code(), "writing blocks to kvstashd at " + options.address + ": " + st.message());
+    }
+  }
+  v1::PutCommitResponse done;
+  auto ctx = Context();
+  const Status st = Call(stub->PutCommit(ctx.get(), commit, &done), "put_commit");
+  if (!st.ok()) AbortReservations(reserved);
+  return st;
+}
+
+Status Client::Impl::GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,
+                                    std::vector<size_t>& deferred) {
+  v1::GetRequest req;
+  for (size_t i : indices) req.add_keys(std::string(items[i].key.AsBytes()));
+  v1::GetResponse resp;
+  auto ctx = Context();
+  KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
+  if (resp.results_size() != static_cast<int>(indices.size())) return Internal("daemon answered a malformed get");
+  for (size_t j = 0; j < indices.size(); ++j) {
+    GetItem& item = items[indices[j]];
+    const v1::GetResult& r = resp.results(static_cast<int>(j));
+    if (r.outcome() == v1::GetResult::DEFERRED) {
+      deferred.push_back(indices[j]);
+      continue;
+    }
+    item.found = false;
+    item.size = 0;
+    if (r.outcome() != v1::GetResult::FOUND) {
+      item.status = NotFound("block " + item.key.ToHex() + " is not stored");
+      continue;
+    }
+    const std::string& data = r.data();
+    if (data.size() != r.info().size()) {
+      item.status = DataLoss("daemon sent " + std::to_string(data.size()) + " bytes for a block of " +
+                             std::to_string(r.info().size()));
+      continue;
+    }
+    if (data.size() > item.buffer.size()) {
+      item.status = OutOfRange("block " + item.key.ToHex() + " is " + std::to_string(data.size()) +
+                               " bytes; the buffer holds " + std::to_string(item.buffer.size()));
+      continue;
+    }
+    if (options.verify_checksums && BlockChecksum(data.data(), data.size()) != r.info().checksum()) {
+      item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum");
+      continue;
+    }
+    std::memcpy(item.buffer.data(), data.data(), data.size());
+    item.found = true;
+    item.size = data.size();
+    item.status = Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices) {
+  struct Located {
+    size_t item;
+    uint64_t size, checksum, remote_addr, lease_epoch;
+    bool own_lease;  // taken by this call, so released by it
+  };
+  std::vector<Located> located;
+  std::vector<size_t> to_locate;
+  for (size_t i : indices) {
+    const BlockInfo* info = items[i].located;
+    if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
+      located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false});
+    } else {
+      to_locate.push_back(i);
+    }
+  }
+  // The daemon starts a lease after it receives the request, so it runs at least until
+  // sent + lease_ms by our clock: a read that finishes before then read leased bytes.
+  const auto sent = std::chrono::steady_clock::now();
+  if (!to_locate.empty()) {
+    v1::GetRequest req;
+    for (size_t i : to_locate) req.add_keys(std::string(items[i].key.AsBytes()));
+    req.set_locate_only(true);
+    req.set_lease_ms(lease_ms);
+    v1::GetResponse resp;
+    auto ctx = Context();
+    KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
+    if (resp.results_size() != static_cast<int>(to_locate.size())) return Internal("daemon answered a malformed get");
+    for (size_t j = 0; j < to_locate.size(); ++j) {
+      const v1::GetResult& r = resp.results(static_cast<int>(j));
+      GetItem& item = items[to_locate[j]];
+      if (r.outcome() != v1::GetResult::FOUND) {
+        item.found = false;
+        item.size = 0;
+        item.status = NotFound("block " + item.key.ToHex() + " is not stored");
+        continue;
+      }
+      located.push_back({to_locate[j], r.info().size(), r.info().checksum(), r.info().remote_addr(),
+                         r.info().lease_epoch(), true});
+    }
+  }
+  std::vector<transfer::TransferOp> reads;
+  std::vector<size_t> read_of;  // reads[k] serves located[read_of[k]]
+  std::vector<std::pair<BlockKey, uint64_t>> to_release;
+  for (size_t l = 0; l < located.size(); ++l) {
+    const Located& loc = located[l];
+    GetItem& item = items[loc.item];
+    item.found = false;
+    item.size = 0;
+    if (loc.own_lease && loc.lease_epoch != 0) to_release.emplace_back(item.key, loc.lease_epoch);
+    if (loc.size == 0 || loc.size > limits::kMaxBlockBytes || loc.remote_addr == 0) {
+      item.status = DataLoss("daemon described block " + item.key.ToHex() + " incompletely");
+      continue;
+    }
+    if (loc.size > item.buffer.size()) {
+      item.status = OutOfRange("block " + item.key.ToHex() + " is " + std::to_string(loc.size) +
+                               " bytes; the buffer holds " + std::to_string(item.buffer.size()));
+      continue;
+    }
+    reads.push_back({transfer::OpKind::kGet, item.buffer.data(), loc.size, loc.remote_addr, {}});
+    read_of.push_back(l);
+  }
+  const Status run = reads.empty() ? Status::Ok() : engine->Run(target, reads);
+  const bool within_lease = std::chrono::steady_clock::now() < sent + std::chrono::milliseconds(lease_ms);
+  ReleaseLeasesAsync(to_release);
+  for (size_t k = 0; k < reads.size(); ++k) {
+    const Located& loc = located[read_of[k]];
+    GetItem& item = items[loc.item];
+    const Status st = run.ok() ? reads[k].status : run;
+    if (!st.ok()) {
+      // The daemon went away or the transfer failed: a miss, never an error for the whole call.
+      item.status = Unavailable("reading block " + item.key.ToHex() + ": " + st.message());
+      continue;
+    }
+    if (options.verify_checksums) {
+      if (BlockChecksum(reads[k].local, reads[k].length) != loc.checksum) {
+        item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum (moved while read)");
+        continue;
+      }
+    } else if (loc.own_lease && !within_lease) {
+      item.status = NotFound("block " + item.key.ToHex() + " was read after its lease ran out");
+      continue;
+    }
+    item.found = true;
+    item.size = reads[k].length;
+    item.status = Status::Ok();
+  }
+  return Status::Ok();
+}
+
+void Client::Impl::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64_t>>& leases) {
+  if (leases.empty()) return;
+  struct Pending {
+    grpc::ClientContext ctx;
+    v1::ReleaseLeasesRequest req;
+    v1::ReleaseLeasesResponse resp;
+  };
+  auto* call = new Pending();
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms));
+  for (const auto& [key, epoch] : leases) {
+    auto* lease = call->req.add_leases();
+    lease->set_key(std::string(key.AsBytes()));
+    lease->set_lease_epoch(epoch);
+  }
+  {
+    std::lock_guard lock(releases_mu);
+    ++releases_in_flight;
+  }
+  stub->async()->ReleaseLeases(&call->ctx, &call->req, &call->resp, [this, call](grpc::Status) {
+    delete call;
+    std::lock_guard lock(releases_mu);
+    --releases_in_flight;
+    releases_done.notify_all();
+  });
+}
+
+void Client::Impl::WaitForReleases() {
+  std::unique_lock lock(releases_mu);
+  // Each release carries a deadline of timeout_ms, so this wait ends; the bound is a backstop.
+  releases_done.wait_for(lock, std::chrono::milliseconds(options.timeout_ms) * 2,
+                         [this] { return releases_in_flight == 0; });
+}
+
+}  // namespace kvstash
