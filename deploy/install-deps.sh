@@ -10,6 +10,7 @@ PACKAGES=(
   libcpp-httplib-dev nlohmann-json3-dev
   libucx-dev ucx-utils  # the one-sided data plane (transfer/); ucx_info for diagnostics
   iperf3 redis-server redis-tools  # peers that bench/ measures beside kvstash in the same run
+  gnuplot-nox  # kvstash-sim --plots
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 curl

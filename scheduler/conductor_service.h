@@ -1,0 +1,63 @@
+// ConductorService: the kvstash.v1.Conductor gRPC service (proto/kvstash/v1/conductor.proto) over
+// a ConductorState and a Router. Validates every request at the edge, maps kvstash Status codes
+// one-to-one onto gRPC codes and rejections onto RESOURCE_EXHAUSTED, and records metrics:
+//   kvstash_conductor_decisions_total{policy,outcome}   outcome = admitted | rejected | invalid
+//   kvstash_conductor_rejections_total{reason}          reason = ttft_slo | tbt_slo
+//   kvstash_conductor_route_seconds                     decision latency
+//   kvstash_conductor_predicted_ttft_seconds, kvstash_conductor_observed_ttft_seconds,
+//   kvstash_conductor_ttft_prediction_error_seconds     |observed − predicted| (ReportTtft)
+//   kvstash_conductor_instances{role}, kvstash_conductor_indexed_blocks
+//
+// Time comes from the injected Clock (seconds = NowMs / 1000), so tests can replay a script.
+//
+// Thread-safety: every RPC may run on any gRPC thread; one mutex serialises state and router.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "common/metrics.h"
+#include "kvstash/v1/conductor.grpc.pb.h"
+#include "scheduler/conductor_state.h"
+
+namespace kvstash::scheduler {
+
+class ConductorService final : public v1::Conductor::Service {
+ public:
+  // `clock` and `registry` must outlive the service.
+  ConductorService(Router router, const Clock* clock, metrics::Registry* registry);
+
+  grpc::Status RegisterInstance(grpc::ServerContext*, const v1::RegisterInstanceRequest*,
+                                v1::RegisterInstanceResponse*) override;
+  grpc::Status Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest*,
+                         v1::HeartbeatResponse*) override;
+  grpc::Status StreamKvEvents(grpc::ServerContext*, grpc::ServerReader<v1::KvEventBatch>*,
+                              v1::KvEventsSummary*) override;
+  grpc::Status Route(grpc::ServerContext*, const v1::RouteRequest*, v1::RouteResponse*) override;
+  grpc::Status ReportTtft(grpc::ServerContext*, const v1::ReportTtftRequest*,
+                          v1::ReportTtftResponse*) override;
+
+ private:
+  static constexpr size_t kRememberedPredictions = 100'000;
+  double Now() const { return double(clock_->NowMs()) / 1000.0; }
+  Status ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsSummary* summary);
+
+  std::mutex mu_;
+  Router router_;
+  ConductorState state_;
+  const Clock* clock_;
+  std::unordered_map<uint64_t, double> predicted_;  // request id -> predicted TTFT
+  std::deque<uint64_t> predicted_order_;
+
+  metrics::Family<metrics::Counter>& decisions_;
+  metrics::Family<metrics::Counter>& rejections_;
+  metrics::Histogram& route_seconds_;
+  metrics::Histogram& predicted_ttft_;
+  metrics::Histogram& observed_ttft_;
+  metrics::Histogram& ttft_error_;
+};
+
+}  // namespace kvstash::scheduler
