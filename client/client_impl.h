@@ -24,7 +24,10 @@ struct Client::Impl {
   std::unique_ptr<v1::Store::Stub> stub;
   // Set when block bytes move over UCX; null on the inline path.
   std::unique_ptr<transfer::TransferEngine> engine;
+  // The daemon incarnation the engine's target belongs to; guarded by target_mu with `target`.
+  std::mutex target_mu;
   transfer::RemoteTarget target;
+  uint64_t instance_id = 0;
   std::string ucx_transports;
   uint64_t lease_ms = 5'000;  // asked for when locating blocks
 
@@ -39,6 +42,9 @@ struct Client::Impl {
 
   // Sets up the UCX path if the daemon offers it and options allow; probes it with one read.
   Status SetUpDataPath();
+  // The target for addresses that came from daemon incarnation `instance_id`: re-fetches the
+  // daemon's data-plane description when it restarted since we last asked.
+  Result<transfer::RemoteTarget> TargetFor(uint64_t instance_id);
 
   // One batch (within the count and byte limits): PutBegin, bytes, PutCommit. Appends one outcome
   // per item.

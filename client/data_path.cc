@@ -33,15 +33,36 @@ Status Client::Impl::SetUpDataPath() {
   auto created = transfer::TransferEngine::Create(engine_options);
   if (!created.ok()) return unavailable(created.status().message());
   engine = std::move(*created);
-  target = {dp.worker_address(), dp.rkey()};
+  {
+    std::lock_guard lock(target_mu);
+    target = {dp.worker_address(), dp.rkey()};
+    instance_id = dp.instance_id();
+  }
   // Probe: one 8-byte read proves that the endpoint, the rkey and a transport all work.
   uint64_t probe = 0;
   transfer::TransferOp op{transfer::OpKind::kGet, &probe, sizeof(probe), dp.probe_addr(), {}};
-  Status run = engine->Run(target, std::span(&op, 1));
+  Status run = engine->Run({dp.worker_address(), dp.rkey()}, std::span(&op, 1));
   if (run.ok()) run = op.status;
   if (!run.ok()) return unavailable(run.message());
   ucx_transports = options.ucx_transports.empty() ? "default" : options.ucx_transports;
   return Status::Ok();
+}
+
+Result<transfer::RemoteTarget> Client::Impl::TargetFor(uint64_t incarnation) {
+  {
+    std::lock_guard lock(target_mu);
+    if (incarnation == instance_id) return target;
+  }
+  v1::DataPlaneResponse dp;
+  auto ctx = Context();
+  KVSTASH_RETURN_IF_ERROR(Call(stub->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
+  if (!dp.ucx_available() || dp.instance_id() != incarnation) {
+    return Unavailable("kvstashd at " + options.address + " restarted while this request was in flight");
+  }
+  std::lock_guard lock(target_mu);
+  target = {dp.worker_address(), dp.rkey()};
+  instance_id = dp.instance_id();
+  return target;
 }
 
 void Client::Impl::AbortReservations(const std::vector<uint64_t>& ids) {
@@ -104,7 +125,8 @@ Status Client::Impl::PutRound(std::span<const PutItem> items, const PutOptions& 
   }
   if (commit.items_size() == 0) return Status::Ok();
   if (!writes.empty()) {
-    Status st = engine->Run(target, writes);
+    Result<transfer::RemoteTarget> to = TargetFor(begun.instance_id());
+    Status st = to.ok() ? engine->Run(*to, writes) : to.status();
     for (const auto& w : writes) {
       if (st.ok() && !w.status.ok()) st = w.status;
     }
@@ -172,6 +194,11 @@ Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<siz
   };
   std::vector<Located> located;
   std::vector<size_t> to_locate;
+  uint64_t incarnation = 0;  // of the addresses located by this call
+  {
+    std::lock_guard lock(target_mu);
+    incarnation = instance_id;  // pre-located items came from a Lookup against the current target
+  }
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
     if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
@@ -192,6 +219,7 @@ Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<siz
     auto ctx = Context();
     KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
     if (resp.results_size() != static_cast<int>(to_locate.size())) return Internal("daemon answered a malformed get");
+    incarnation = resp.instance_id();
     for (size_t j = 0; j < to_locate.size(); ++j) {
       const v1::GetResult& r = resp.results(static_cast<int>(j));
       GetItem& item = items[to_locate[j]];
@@ -226,7 +254,11 @@ Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<siz
     reads.push_back({transfer::OpKind::kGet, item.buffer.data(), loc.size, loc.remote_addr, {}});
     read_of.push_back(l);
   }
-  const Status run = reads.empty() ? Status::Ok() : engine->Run(target, reads);
+  Status run = Status::Ok();
+  if (!reads.empty()) {
+    Result<transfer::RemoteTarget> from = TargetFor(incarnation);
+    run = from.ok() ? engine->Run(*from, reads) : from.status();
+  }
   const bool within_lease = std::chrono::steady_clock::now() < sent + std::chrono::milliseconds(lease_ms);
   ReleaseLeasesAsync(to_release);
   for (size_t k = 0; k < reads.size(); ++k) {

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <condition_variable>
+#include <random>
 #include <mutex>
 #include <thread>
 
@@ -117,6 +118,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     service_options.data_plane.transports = impl->transfer->transports();
     service_options.data_plane.ucx_version = transfer::UcxContext::Version();
     service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(impl->tier->arena_base());
+    std::random_device entropy;
+    service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
     spdlog::info("UCX {} data plane on the DRAM arena (transports: {})", service_options.data_plane.ucx_version,
                  service_options.data_plane.transports);
   }

@@ -136,6 +136,7 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
 
   uint64_t deduplicated = 0;
   std::vector<uint64_t> opened;
+  resp.set_instance_id(options_.data_plane.instance_id);
   for (const Parsed& item : items) {
     v1::PutBeginResult* result = resp.add_results();
     Result<tiers::Reservation> reservation = tier_.Reserve(item.key, item.size, item.parent, timeout_ms);
@@ -325,6 +326,7 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
   if (req.locate_only()) {
     if (!options_.data_plane.ucx) return FailedPrecondition("locate_only needs the UCX data plane, which is off");
     const uint64_t lease_ms = req.lease_ms() == 0 ? options_.default_lease_ms : req.lease_ms();
+    resp.set_instance_id(options_.data_plane.instance_id);
     uint64_t hits = 0;
     for (const BlockKey& key : keys) {
       v1::GetResult* result = resp.add_results();
@@ -521,6 +523,7 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRe
       resp->set_transports(dp.transports);
       resp->set_ucx_version(dp.ucx_version);
       resp->set_probe_addr(dp.probe_addr);
+      resp->set_instance_id(dp.instance_id);
     }
     return Status::Ok();
   });

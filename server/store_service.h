@@ -24,6 +24,7 @@ struct DataPlaneInfo {
   std::string transports;
   std::string ucx_version;
   uint64_t probe_addr = 0;
+  uint64_t instance_id = 0;  // random per daemon start
 };
 
 struct StoreServiceOptions {
