@@ -47,6 +47,11 @@ Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
   args.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
   // Each Client gets its own connection so that independent clients do not share one HTTP/2 stream budget.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  // A restarted daemon is found again within about a second rather than gRPC's default backoff
+  // of up to two minutes.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   impl->channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
   impl->stub = v1::Store::NewStub(impl->channel);
   std::unique_ptr<Client> client(new Client(std::move(impl)));

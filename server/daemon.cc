@@ -163,7 +163,13 @@ void Daemon::Shutdown() {
     impl_->stopping = true;
   }
   impl_->cv.notify_all();
-  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // gRPC's graceful shutdown also waits out idle client connections until the deadline; so wait
+  // for the handlers that are running (up to 5 s), then shut down at once.
+  const auto grace_end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (impl_->service->InFlight() > 0 && std::chrono::steady_clock::now() < grace_end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now());
   impl_->metrics_server->Stop();
   if (impl_->reaper.joinable()) impl_->reaper.join();
   if (impl_->transfer) impl_->transfer->Stop();

@@ -23,9 +23,14 @@ v1::Tier ToProtoTier(tiers::TierKind kind) {
   return v1::TIER_UNSPECIFIED;
 }
 
-// Times one handler and records it, whatever the outcome.
+// Times one handler and records it, whatever the outcome; counts it as in flight meanwhile.
 template <typename Fn>
-grpc::Status Serve(ServerMetrics& metrics, std::string_view op, Fn&& body) {
+grpc::Status Serve(ServerMetrics& metrics, std::atomic<int64_t>& in_flight, std::string_view op, Fn&& body) {
+  in_flight.fetch_add(1, std::memory_order_relaxed);
+  struct Done {
+    std::atomic<int64_t>& n;
+    ~Done() { n.fetch_sub(1, std::memory_order_release); }
+  } done{in_flight};
   const auto start = Clock::now();
   Status status;
   try {
@@ -80,7 +85,7 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
 // ---- Lookup -------------------------------------------------------------------------------
 
 grpc::Status StoreService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req, v1::LookupResponse* resp) {
-  return Serve(metrics_, "lookup", [&] { return DoLookup(*req, *resp); });
+  return Serve(metrics_, in_flight_, "lookup", [&] { return DoLookup(*req, *resp); });
 }
 
 Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& resp) {
@@ -105,7 +110,7 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 
 grpc::Status StoreService::PutBegin(grpc::ServerContext*, const v1::PutBeginRequest* req,
                                     v1::PutBeginResponse* resp) {
-  return Serve(metrics_, "put_begin", [&] { return DoPutBegin(*req, *resp); });
+  return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(*req, *resp); });
 }
 
 Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResponse& resp) {
@@ -167,7 +172,7 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
 
 grpc::Status StoreService::PutCommit(grpc::ServerContext*, const v1::PutCommitRequest* req,
                                      v1::PutCommitResponse*) {
-  return Serve(metrics_, "put_commit", [&] { return DoPutCommit(*req); });
+  return Serve(metrics_, in_flight_, "put_commit", [&] { return DoPutCommit(*req); });
 }
 
 Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
@@ -227,7 +232,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
 }
 
 grpc::Status StoreService::PutAbort(grpc::ServerContext*, const v1::PutAbortRequest* req, v1::PutAbortResponse* resp) {
-  return Serve(metrics_, "put_abort", [&] { return DoPutAbort(*req, *resp); });
+  return Serve(metrics_, in_flight_, "put_abort", [&] { return DoPutAbort(*req, *resp); });
 }
 
 Status StoreService::DoPutAbort(const v1::PutAbortRequest& req, v1::PutAbortResponse& resp) {
@@ -249,7 +254,7 @@ Status StoreService::DoPutAbort(const v1::PutAbortRequest& req, v1::PutAbortResp
 // ---- Inline put / get ---------------------------------------------------------------------
 
 grpc::Status StoreService::Put(grpc::ServerContext*, const v1::PutRequest* req, v1::PutResponse* resp) {
-  return Serve(metrics_, "put", [&] { return DoPut(*req, *resp); });
+  return Serve(metrics_, in_flight_, "put", [&] { return DoPut(*req, *resp); });
 }
 
 Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
@@ -314,7 +319,7 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
 }
 
 grpc::Status StoreService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::GetResponse* resp) {
-  return Serve(metrics_, "get", [&] { return DoGet(*req, *resp); });
+  return Serve(metrics_, in_flight_, "get", [&] { return DoGet(*req, *resp); });
 }
 
 Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
@@ -380,7 +385,7 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
 
 grpc::Status StoreService::ReleaseLeases(grpc::ServerContext*, const v1::ReleaseLeasesRequest* req,
                                          v1::ReleaseLeasesResponse* resp) {
-  return Serve(metrics_, "release_leases", [&] { return DoReleaseLeases(*req, *resp); });
+  return Serve(metrics_, in_flight_, "release_leases", [&] { return DoReleaseLeases(*req, *resp); });
 }
 
 Status StoreService::DoReleaseLeases(const v1::ReleaseLeasesRequest& req, v1::ReleaseLeasesResponse& resp) {
@@ -404,7 +409,7 @@ Status StoreService::DoReleaseLeases(const v1::ReleaseLeasesRequest& req, v1::Re
 // ---- Remove / Stat / Stats / List / Health ------------------------------------------------
 
 grpc::Status StoreService::Remove(grpc::ServerContext*, const v1::RemoveRequest* req, v1::RemoveResponse* resp) {
-  return Serve(metrics_, "remove", [&] { return DoRemove(*req, *resp); });
+  return Serve(metrics_, in_flight_, "remove", [&] { return DoRemove(*req, *resp); });
 }
 
 Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& resp) {
@@ -433,7 +438,7 @@ Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& 
 }
 
 grpc::Status StoreService::Stat(grpc::ServerContext*, const v1::StatRequest* req, v1::StatResponse* resp) {
-  return Serve(metrics_, "stat", [&] { return DoStat(*req, *resp); });
+  return Serve(metrics_, in_flight_, "stat", [&] { return DoStat(*req, *resp); });
 }
 
 Status StoreService::DoStat(const v1::StatRequest& req, v1::StatResponse& resp) {
@@ -449,7 +454,7 @@ Status StoreService::DoStat(const v1::StatRequest& req, v1::StatResponse& resp) 
 }
 
 grpc::Status StoreService::Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse* resp) {
-  return Serve(metrics_, "stats", [&] { return DoStats(*resp); });
+  return Serve(metrics_, in_flight_, "stats", [&] { return DoStats(*resp); });
 }
 
 Status StoreService::DoStats(v1::StatsResponse& resp) {
@@ -483,7 +488,7 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
 }
 
 grpc::Status StoreService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
-  return Serve(metrics_, "list", [&] { return DoList(*req, *resp); });
+  return Serve(metrics_, in_flight_, "list", [&] { return DoList(*req, *resp); });
 }
 
 Status StoreService::DoList(const v1::ListRequest& req, v1::ListResponse& resp) {
@@ -500,7 +505,7 @@ Status StoreService::DoList(const v1::ListRequest& req, v1::ListResponse& resp) 
 }
 
 grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse* resp) {
-  return Serve(metrics_, "health", [&] {
+  return Serve(metrics_, in_flight_, "health", [&] {
     resp->set_serving(true);
     resp->set_version(kVersion);
     resp->set_member_id(member_id());
@@ -513,7 +518,7 @@ grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*
 namespace kvstash::server {
 
 grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRequest*, v1::DataPlaneResponse* resp) {
-  return Serve(metrics_, "data_plane", [&] {
+  return Serve(metrics_, in_flight_, "data_plane", [&] {
     const DataPlaneInfo& dp = options_.data_plane;
     resp->set_ucx_available(dp.ucx);
     resp->set_default_lease_ms(options_.default_lease_ms);

@@ -5,6 +5,7 @@
 // is the tier (thread-safe) and the metrics (thread-safe).
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -44,6 +45,8 @@ class StoreService final : public kvstash::v1::Store::Service {
 
   // Set once after the listening port is bound, before the first RPC is served.
   void SetMemberId(std::string member_id);
+  // Handlers running right now (for a graceful stop).
+  int64_t InFlight() const { return in_flight_.load(std::memory_order_acquire); }
 
   grpc::Status Lookup(grpc::ServerContext*, const v1::LookupRequest*, v1::LookupResponse*) override;
   grpc::Status PutBegin(grpc::ServerContext*, const v1::PutBeginRequest*, v1::PutBeginResponse*) override;
@@ -81,6 +84,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   tiers::Tier& tier_;
   ServerMetrics& metrics_;
   const uint64_t start_ms_;
+  std::atomic<int64_t> in_flight_{0};
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_
 };

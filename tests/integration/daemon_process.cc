@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 extern char** environ;
@@ -13,8 +14,16 @@ extern char** environ;
 namespace kvstash::testing {
 
 DaemonProcess::DaemonProcess(const std::string& binary, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args = {binary, "--standalone", "--listen", "127.0.0.1:0", "--metrics-listen",
-                                   "127.0.0.1:0", "--log-level", "warn"};
+  std::vector<std::string> args = {binary, "--standalone"};
+  // Defaults for what the caller did not set itself.
+  for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--listen", "127.0.0.1:0"},
+                                    {"--metrics-listen", "127.0.0.1:0"},
+                                    {"--log-level", "warn"}}) {
+    if (std::find(extra_args.begin(), extra_args.end(), flag) == extra_args.end()) {
+      args.push_back(flag);
+      args.push_back(value);
+    }
+  }
   args.insert(args.end(), extra_args.begin(), extra_args.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
