@@ -12,7 +12,7 @@
 
 #include "kvstash/client.h"
 #include "kvstash/prefix_hasher.h"
-#include "tests/integration/daemon_process.h"
+#include "tests/support/daemon_process.h"
 
 namespace kvstash {
 namespace {

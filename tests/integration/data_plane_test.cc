@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "kvstash/client.h"
-#include "tests/integration/daemon_process.h"
+#include "tests/support/daemon_process.h"
 
 extern char** environ;
 
