@@ -11,6 +11,8 @@ PACKAGES=(
   libucx-dev ucx-utils  # the one-sided data plane (transfer/); ucx_info for diagnostics
   iperf3 redis-server redis-tools  # peers that bench/ measures beside kvstash in the same run
   gnuplot-nox  # kvstash-sim --plots
+  liburing-dev librocksdb-dev fio  # the SSD tier (io_uring, RocksDB index) and its benchmark peer
+  pybind11-dev python3-dev python3-numpy python3-torch  # the Python module and the real-model test
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 curl

@@ -8,5 +8,6 @@
 namespace kvstash::scheduler {
 
 void RegisterReplayCommand(CLI::App& app, int* exit_code);
+void RegisterCacheCommand(CLI::App& app, int* exit_code);
 
 }  // namespace kvstash::scheduler

@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   int exit_code = 0;
   kvstash::scheduler::RegisterReplayCommand(app, &exit_code);
+  kvstash::scheduler::RegisterCacheCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -60,6 +60,12 @@ Result<std::unique_ptr<Arena>> Arena::Map(uint64_t bytes, ArenaHugePages mode) {
   return std::unique_ptr<Arena>(new Arena(static_cast<std::byte*>(p), bytes, bytes, false, thp));
 }
 
-Arena::~Arena() { munmap(base_, mapped_); }
+std::unique_ptr<Arena> Arena::Wrap(std::byte* base, uint64_t bytes) {
+  return std::unique_ptr<Arena>(new Arena(base, bytes, /*mapped=*/0, /*hugetlb=*/false, /*thp=*/false));
+}
+
+Arena::~Arena() {
+  if (mapped_ > 0) munmap(base_, mapped_);
+}
 
 }  // namespace kvstash::tiers

@@ -23,6 +23,10 @@ class Arena {
   // Maps `bytes` (> 0) of private anonymous memory. INVALID_ARGUMENT for 0 bytes;
   // RESOURCE_EXHAUSTED when the mapping fails (for kRequire: when huge pages are unavailable).
   static Result<std::unique_ptr<Arena>> Map(uint64_t bytes, ArenaHugePages mode);
+  // Uses memory someone else owns (for example memory a transport allocated so that peers can
+  // map it); the arena neither maps nor unmaps it. REQUIRES: base != nullptr, bytes > 0, and the
+  // memory outlives the arena.
+  static std::unique_ptr<Arena> Wrap(std::byte* base, uint64_t bytes);
   ~Arena();
 
   Arena(const Arena&) = delete;
@@ -41,7 +45,7 @@ class Arena {
 
   std::byte* base_;
   uint64_t size_;
-  uint64_t mapped_;  // length passed to mmap (rounded up to the huge page size for MAP_HUGETLB)
+  uint64_t mapped_;  // length passed to mmap (rounded up to the huge page size for MAP_HUGETLB); 0 = not ours
   bool hugetlb_;
   bool thp_advised_;
 };

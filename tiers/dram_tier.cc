@@ -212,6 +212,10 @@ struct DramTier::Impl {
       // (the policy's predicate now answers false for it).
       if (!EvictableNow(it->second, Now())) continue;
       const uint64_t freed = it->second.alloc_bytes;
+      if (options.on_evict) {
+        options.on_evict(MetaOf(*victim, it->second),
+                         std::span<const std::byte>(arena->base() + it->second.offset, it->second.size));
+      }
       EraseBlockLocked(shard, it);
       evicted_bytes.fetch_add(freed, std::memory_order_relaxed);
       return freed;
@@ -287,7 +291,12 @@ Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& option
   ArenaHugePages mode = ArenaHugePages::kPrefer;
   if (o.huge_pages == HugePages::kOn) mode = ArenaHugePages::kRequire;
   if (o.huge_pages == HugePages::kOff) mode = ArenaHugePages::kNever;
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<Arena> arena, Arena::Map(o.capacity_bytes, mode));
+  std::unique_ptr<Arena> arena;
+  if (o.external_arena != nullptr) {
+    arena = Arena::Wrap(o.external_arena, o.capacity_bytes);
+  } else {
+    KVSTASH_ASSIGN_OR_RETURN(arena, Arena::Map(o.capacity_bytes, mode));
+  }
 
   auto impl = std::make_unique<Impl>(o, std::move(arena), std::move(policy));
   return std::unique_ptr<DramTier>(new DramTier(std::move(impl)));

@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "common/clock.h"
@@ -32,10 +34,19 @@ struct DramTierOptions {
   double high_watermark = 0.95;            // start evicting above this fraction of capacity
   double low_watermark = 0.85;             // evict down to this fraction
   uint64_t max_block_bytes = 64ULL << 20;  // 64 MiB
-  std::string eviction_policy = "prefix";  // "prefix" | "lru"
+  std::string eviction_policy = "prefix-arc";  // "prefix-arc" | "prefix" | "lru"
   HugePages huge_pages = HugePages::kAuto; // kOn fails Create() when huge pages are unavailable
   size_t index_shards = 64;
   const Clock* clock = SteadyClock::Default();
+  // Called for every block evicted to make room (never for Remove), with its metadata and bytes,
+  // before the bytes are freed. Runs under the tier's policy mutex and the block's shard lock, so
+  // it must neither block nor call back into this tier; it copies what it keeps. Used by the
+  // TierManager to demote victims to SSD.
+  std::function<void(const BlockMeta&, std::span<const std::byte>)> on_evict;
+  // When set, the tier carves this memory (capacity_bytes of it) instead of mapping its own arena;
+  // huge_pages is then ignored. The memory must outlive the tier. The daemon passes memory UCX
+  // allocated, so that peers on the same host can map it and read it with their own CPU.
+  std::byte* external_arena = nullptr;
 };
 
 class DramTier final : public Tier {

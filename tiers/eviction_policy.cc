@@ -7,8 +7,11 @@ namespace kvstash::tiers {
 Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name) {
   if (name == "lru") return MakeLruPolicy();
   if (name == "prefix") return MakePrefixAwarePolicy();
+  if (name == "prefix-arc") return MakePrefixArcPolicy();
   return InvalidArgument("unknown eviction policy \"" + std::string(name) +
-                         "\" (expected \"lru\" or \"prefix\")");
+                         "\" (expected \"lru\", \"prefix\" or \"prefix-arc\")");
 }
+
+std::vector<std::string_view> EvictionPolicyNames() { return {"lru", "prefix", "prefix-arc"}; }
 
 }  // namespace kvstash::tiers

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string_view>
+#include <vector>
 
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
@@ -43,7 +44,13 @@ std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 // "prefix": LRU among blocks with no resident child, so a chain is evicted from its tail and a
 // child is never left without its parent (DESIGN.md §4).
 std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy();
-// By name ("lru", "prefix"); INVALID_ARGUMENT for anything else.
+// "prefix-arc": ARC (recency list + frequency list, adapted by ghost hits) restricted to the
+// leaves of the resident prefix forest, so it keeps prefix's guarantee and resists one-touch
+// blocks (docs/EVICTION.md). The daemon's default.
+std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy();
+// Names MakeEvictionPolicy accepts, in a stable order.
+std::vector<std::string_view> EvictionPolicyNames();
+// By name ("lru", "prefix", "prefix-arc"); INVALID_ARGUMENT for anything else.
 Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name);
 
 }  // namespace kvstash::tiers

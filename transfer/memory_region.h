@@ -19,6 +19,11 @@ class MemoryRegion {
   // refuses it.
   static Result<std::unique_ptr<MemoryRegion>> Register(std::shared_ptr<UcxContext> context, void* base,
                                                         size_t length);
+  // Has UCX allocate `length` bytes and register them (UCP_MEM_MAP_ALLOCATE). UCX then picks the
+  // memory's origin (by default System V or POSIX shared memory first), which lets a peer on the
+  // same host map the region and read and write it with its own CPU: one-sided without the
+  // owner's help. The memory is released with the region.
+  static Result<std::unique_ptr<MemoryRegion>> Allocate(std::shared_ptr<UcxContext> context, size_t length);
   ~MemoryRegion();
   MemoryRegion(const MemoryRegion&) = delete;
   MemoryRegion& operator=(const MemoryRegion&) = delete;

@@ -1,6 +1,7 @@
 #include "transfer/transfer_engine.h"
 
 #include <chrono>
+#include <cstring>
 #include <thread>
 
 #include "transfer/ucx_worker.h"
@@ -92,6 +93,14 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
   bool any_put = false;
   for (size_t i = 0; i < ops.size(); ++i) {
     TransferOp& op = *ops[i];
+    void* mapped = nullptr;
+    if (ucp_rkey_ptr(*rkey, op.remote_addr, &mapped) == UCS_OK && mapped != nullptr) {
+      // The target's memory is mapped here: one copy by this thread, nothing to progress.
+      if (op.kind == OpKind::kGet) std::memcpy(op.local, mapped, op.length);
+      else std::memcpy(mapped, op.local, op.length);
+      completions[i].status = UCS_OK;
+      continue;
+    }
     ucp_request_param_t param{};
     param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     param.cb.send = &OnSendComplete;
@@ -174,6 +183,11 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   if (ops.empty()) return Status::Ok();
   for (TransferOp& op : ops) {
     if (op.local == nullptr || op.length == 0) return InvalidArgument("a transfer needs a non-empty local buffer");
+    if (target.length > 0 && (op.remote_addr < target.base || op.length > target.length ||
+                              op.remote_addr - target.base > target.length - op.length)) {
+      return InvalidArgument("remote range [" + std::to_string(op.remote_addr) + ", +" + std::to_string(op.length) +
+                             ") lies outside the daemon's registered memory");
+    }
   }
   const size_t first = next_slot_.fetch_add(1, std::memory_order_relaxed) % slots_.size();
   const bool split = options_.split_bytes > 0 && slots_.size() > 1;
@@ -214,6 +228,13 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
     if (!pieces[p].status.ok() && ops[owner[p]].status.ok()) ops[owner[p]].status = pieces[p].status;
   }
   return Status::Ok();
+}
+
+void TransferEngine::ForgetTarget(const RemoteTarget& target) {
+  for (auto& slot : slots_) {
+    std::lock_guard lock(slot->mu);
+    slot->worker->DropPeer(target.worker_address);
+  }
 }
 
 std::future<Status> TransferEngine::RunAsync(const RemoteTarget& target, std::span<TransferOp> ops) {

@@ -1,6 +1,10 @@
 // TransferEngine: the client half of kvstash's data plane. Moves bytes between the caller's memory
 // and a daemon's registered memory with batched one-sided UCX get/put (DESIGN.md §4).
 //
+// Where UCX can map the target's memory into this process (ucp_rkey_ptr: shared-memory transports
+// on one host), an op is a plain memcpy by the calling thread — the daemon's CPU is not involved
+// and nothing is posted. Otherwise it is posted as ucp_get_nbx/ucp_put_nbx.
+//
 // Progress model: the engine owns a pool of `workers` UCX workers, each behind its own mutex. A
 // Run() call takes one worker and progresses it on the calling thread until every operation of
 // the batch has completed (puts: remotely, after an endpoint flush). Operations larger than
@@ -37,6 +41,10 @@ struct TransferEngineOptions {
 struct RemoteTarget {
   std::string worker_address;  // packed UCX worker address
   std::string packed_rkey;     // packed rkey of the daemon's arena
+  // The registered range the rkey covers. When length > 0, Run refuses (INVALID_ARGUMENT, nothing
+  // moved) any op that would reach outside it: addresses come from the network.
+  uint64_t base = 0;
+  uint64_t length = 0;
 };
 
 enum class OpKind { kGet, kPut };
@@ -59,6 +67,10 @@ class TransferEngine {
   // (UNAVAILABLE when the peer failed, DEADLINE_EXCEEDED on timeout). After a peer failure the
   // endpoint is rebuilt on the next call, so a restarted daemon is reached again.
   Status Run(const RemoteTarget& target, std::span<TransferOp> ops);
+  // Forgets the endpoint and keys of a target that is gone (a daemon that restarted), so that
+  // resources tied to it (mappings of its memory) are released now rather than at exit.
+  void ForgetTarget(const RemoteTarget& target);
+
   // Run on a background thread; ops must stay alive until the future is ready.
   std::future<Status> RunAsync(const RemoteTarget& target, std::span<TransferOp> ops);
 

@@ -17,6 +17,20 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& 
   return server;
 }
 
+Result<std::unique_ptr<TransferServer>> TransferServer::StartAllocated(const UcxOptions& options, size_t length) {
+  std::unique_ptr<TransferServer> server(new TransferServer());
+  UcxOptions with_wakeup = options;
+  with_wakeup.wakeup = true;
+  KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(with_wakeup));
+  KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Allocate(server->context_, length));
+  KVSTASH_ASSIGN_OR_RETURN(server->worker_, UcxWorker::Create(server->context_));
+  server->worker_address_ = server->worker_->address();
+  server->transports_ = options.transports.empty() ? "default" : options.transports;
+  TransferServer* raw = server.get();
+  server->thread_ = std::thread([raw] { raw->ProgressLoop(); });
+  return server;
+}
+
 TransferServer::~TransferServer() {
   Stop();
   worker_.reset();  // endpoints first, then the registration, then the context
@@ -34,8 +48,9 @@ void TransferServer::ProgressLoop() {
   while (!stop_.load(std::memory_order_acquire)) {
     while (worker_->Progress() > 0) {
     }
-    // Sleeps until a peer needs us; the timeout only bounds how late a missed wakeup is noticed.
-    (void)worker_->WaitForEvent(100);
+    // Sleeps until a peer needs us. Shared-memory transports raise no wakeup events, so the
+    // timeout bounds how long their messages (connection setup, emulated operations) wait.
+    (void)worker_->WaitForEvent(5);
   }
 }
 

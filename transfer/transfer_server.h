@@ -23,8 +23,15 @@ namespace kvstash::transfer {
 
 class TransferServer {
  public:
-  // Registers [base, base + length) and starts the progress thread.
+  // Registers [base, base + length) and starts the progress thread. Peers' one-sided operations
+  // on such memory may be emulated by UCX with messages this server's progress thread answers.
   static Result<std::unique_ptr<TransferServer>> Start(const UcxOptions& options, void* base, size_t length);
+  // Has UCX allocate `length` bytes (shared memory when it can) and serves them; memory() is the
+  // region. Peers on the same host then map it and move bytes with their own CPU, truly one-sided.
+  static Result<std::unique_ptr<TransferServer>> StartAllocated(const UcxOptions& options, size_t length);
+
+  std::byte* memory() const { return region_->base(); }
+  size_t memory_bytes() const { return region_->length(); }
   ~TransferServer();  // stops
 
   const std::string& worker_address() const { return worker_address_; }

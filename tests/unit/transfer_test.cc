@@ -7,6 +7,7 @@
 
 #include "transfer/transfer_engine.h"
 #include "transfer/transfer_server.h"
+#include "transfer/ucx_worker.h"
 
 namespace kvstash::transfer {
 namespace {
@@ -146,8 +147,49 @@ TEST_P(TransferTest, RejectsBadTargetsAndOps) {
   EXPECT_EQ(engine_->Run(RemoteTarget{}, std::span(&op, 1)).code(), StatusCode::kInvalidArgument);
   TransferOp empty{OpKind::kGet, nullptr, 0, Remote(0), {}};
   EXPECT_EQ(engine_->Run(target_, std::span(&empty, 1)).code(), StatusCode::kInvalidArgument);
+  RemoteTarget bounded = target_;
+  bounded.base = Remote(0);
+  bounded.length = kArena;
+  TransferOp outside{OpKind::kGet, buf.data(), buf.size(), Remote(kArena - 8), {}};
+  EXPECT_EQ(engine_->Run(bounded, std::span(&outside, 1)).code(), StatusCode::kInvalidArgument);
+  TransferOp below{OpKind::kPut, buf.data(), buf.size(), Remote(0) - 16, {}};
+  EXPECT_EQ(engine_->Run(bounded, std::span(&below, 1)).code(), StatusCode::kInvalidArgument);
+  TransferOp inside{OpKind::kGet, buf.data(), buf.size(), Remote(kArena - 16), {}};
+  EXPECT_TRUE(engine_->Run(bounded, std::span(&inside, 1)).ok());
+  EXPECT_TRUE(inside.status.ok()) << inside.status.ToString();
   RemoteTarget no_worker{"", server_->packed_rkey()};
   EXPECT_EQ(engine_->Run(no_worker, std::span(&op, 1)).code(), StatusCode::kInvalidArgument);
+}
+
+// A region UCX allocated itself: on one host, peers map it and move bytes with their own CPU.
+TEST(UcxAllocatedRegionTest, SameHostPutAndGet) {
+  UcxOptions ucx;
+  ucx.transports = "posix,sysv,cma,self";
+  auto context = UcxContext::Create(ucx);
+  ASSERT_TRUE(context.ok());
+  auto region = MemoryRegion::Allocate(*context, 8 << 20);
+  ASSERT_TRUE(region.ok()) << region.status().ToString();
+  auto worker = UcxWorker::Create(*context);
+  ASSERT_TRUE(worker.ok());
+  TransferEngineOptions options;
+  options.ucx = ucx;
+  auto engine = TransferEngine::Create(options);
+  ASSERT_TRUE(engine.ok());
+  // The region's owner needs no progress thread for this: nobody progresses `worker`.
+  RemoteTarget target{(*worker)->address(), (*region)->packed_rkey()};
+  std::vector<std::byte> src(1 << 20), dst(1 << 20);
+  Fill(src.data(), src.size(), 3);
+  const uint64_t remote = reinterpret_cast<uint64_t>((*region)->base()) + 4096;
+  TransferOp put{OpKind::kPut, src.data(), src.size(), remote, {}};
+  ASSERT_TRUE((*engine)->Run(target, std::span(&put, 1)).ok());
+  ASSERT_TRUE(put.status.ok()) << put.status.ToString();
+  EXPECT_EQ(0, std::memcmp((*region)->base() + 4096, src.data(), src.size()));
+  TransferOp get{OpKind::kGet, dst.data(), dst.size(), remote, {}};
+  ASSERT_TRUE((*engine)->Run(target, std::span(&get, 1)).ok());
+  ASSERT_TRUE(get.status.ok()) << get.status.ToString();
+  EXPECT_EQ(0, std::memcmp(dst.data(), src.data(), src.size()));
+  engine->reset();
+  worker->reset();
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, TransferTest, ::testing::Values("posix,sysv,cma,self", "cma,tcp", "tcp"),

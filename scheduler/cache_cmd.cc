@@ -1,0 +1,139 @@
+// kvstash-sim cache: replays a Mooncake-format trace against the real eviction policies of tiers/
+// at one capacity (or a sweep of capacities) and prints each policy's token-level prefix hit ratio
+// next to the references LRU, Belady's offline optimum and an infinite cache.
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/trace.h"
+#include "scheduler/cache_sim.h"
+#include "scheduler/sim_commands.h"
+#include "tiers/dram_tier.h"
+#include "tiers/eviction_policy.h"
+
+namespace kvstash::scheduler {
+namespace {
+
+struct CacheOptions {
+  std::string trace, policy = "all";
+  uint64_t capacity_blocks = 0;
+  std::vector<uint64_t> sweep;
+  bool json = false;
+};
+
+struct Row {
+  std::string policy;
+  double hit_ratio = 0;
+  bool is_default = false;
+};
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "kvstash-sim: cache: %s\n", msg.c_str());
+  return 1;
+}
+
+// Policies first (the daemon's default marked), then the references lru, belady, infinite. "lru"
+// is both a policy and a reference: it is listed once, from the real tiers/ object.
+Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
+                               const std::vector<std::string>& policies) {
+  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  std::vector<Row> rows;
+  for (const std::string& name : policies) {
+    if (name == "lru") continue;
+    KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, ReplayPolicy(trace, capacity, name));
+    rows.push_back({name, r.hit_ratio(), name == default_policy});
+  }
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru, ReplayPolicy(trace, capacity, "lru"));
+  rows.push_back({"lru", lru.hit_ratio(), default_policy == "lru"});
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult belady, ReplayBelady(trace, capacity));
+  rows.push_back({"belady", belady.hit_ratio(), false});
+  rows.push_back({"infinite", ReplayInfinite(trace).hit_ratio(), false});
+  return rows;
+}
+
+nlohmann::json RowsJson(const std::vector<Row>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Row& r : rows) {
+    out.push_back({{"policy", r.policy}, {"hit_ratio", r.hit_ratio}, {"default", r.is_default}});
+  }
+  return out;
+}
+
+void PrintTable(const std::vector<Row>& rows, uint64_t capacity) {
+  double lru = 0;
+  for (const Row& r : rows) {
+    if (r.policy == "lru") lru = r.hit_ratio;
+  }
+  std::printf("capacity %llu blocks (%llu tokens)\n", static_cast<unsigned long long>(capacity),
+              static_cast<unsigned long long>(capacity * kTraceBlockTokens));
+  std::printf("  %-12s %9s %9s\n", "policy", "hit_ratio", "vs_lru");
+  for (const Row& r : rows) {
+    std::printf("  %-12s %9.4f %+9.4f%s\n", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru,
+                r.is_default ? "  (default)" : "");
+  }
+}
+
+int RunCache(const CacheOptions& o) {
+  std::vector<std::string> policies;
+  if (o.policy == "all") {
+    for (std::string_view n : tiers::EvictionPolicyNames()) policies.emplace_back(n);
+  } else {
+    if (auto p = tiers::MakeEvictionPolicy(o.policy); !p.ok()) return Fail(p.status().ToString());
+    policies = {o.policy};
+  }
+  std::vector<uint64_t> capacities = o.sweep;
+  if (capacities.empty()) {
+    if (o.capacity_blocks == 0) return Fail("--capacity-blocks or --sweep is required");
+    capacities = {o.capacity_blocks};
+  }
+  auto trace = LoadTrace(o.trace);
+  if (!trace.ok()) return Fail(trace.status().ToString());
+
+  nlohmann::json sweep = nlohmann::json::array();
+  for (uint64_t capacity : capacities) {
+    auto rows = RunAt(*trace, capacity, policies);
+    if (!rows.ok()) return Fail(rows.status().ToString());
+    if (!o.json) {
+      PrintTable(*rows, capacity);
+    } else if (o.sweep.empty()) {
+      nlohmann::json doc = {
+          {"trace", o.trace}, {"capacity_blocks", capacity}, {"rows", RowsJson(*rows)}};
+      std::cout << doc.dump(2) << "\n";
+    } else {
+      sweep.push_back({{"capacity_blocks", capacity}, {"rows", RowsJson(*rows)}});
+    }
+  }
+  if (o.json && !o.sweep.empty()) {
+    nlohmann::json doc = {{"trace", o.trace}, {"sweep", sweep}};
+    std::cout << doc.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+void RegisterCacheCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<CacheOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "cache", "token-level prefix hit ratio of eviction policies vs LRU, Belady and infinite");
+  cmd->add_option("--trace", o->trace,
+                  "trace file (JSON Lines: timestamp, input_length, output_length, hash_ids)")
+      ->required();
+  cmd->add_option("--capacity-blocks", o->capacity_blocks, "cache capacity in 512-token blocks")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--policy", o->policy, "lru|prefix|prefix-arc|all")->capture_default_str();
+  cmd->add_option("--sweep", o->sweep,
+                  "capacities to replay instead of --capacity-blocks, e.g. --sweep 1000,5859,50000")
+      ->delimiter(',')
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", o->json,
+                "print JSON: {trace, capacity_blocks, rows[{policy, hit_ratio, default}]}, or "
+                "{trace, sweep[{capacity_blocks, rows}]} with --sweep");
+  cmd->callback([o, exit_code] { *exit_code = RunCache(*o); });
+}
+
+}  // namespace kvstash::scheduler

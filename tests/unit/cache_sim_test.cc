@@ -1,0 +1,102 @@
+// kvstash-sim cache: the references (LRU, Belady, infinite) on hand-made traces with known
+// answers, determinism, and the acceptance check on the shared synthetic trace when present.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/trace.h"
+#include "scheduler/cache_sim.h"
+
+namespace kvstash::scheduler {
+namespace {
+
+TraceRequest Req(std::vector<uint64_t> ids, uint64_t tokens = 0) {
+  TraceRequest r;
+  r.input_length = tokens != 0 ? tokens : ids.size() * kTraceBlockTokens;
+  r.hash_ids = std::move(ids);
+  return r;
+}
+
+TEST(CacheSimTest, InfiniteScoresEveryRepeatedPrefixCappedAtInputLength) {
+  // Second request reuses blocks 1,2 of 3 and its input ends 100 tokens into block 3: 1024 hits.
+  // Third request repeats the second exactly: all 1124 tokens hit (capped at input_length).
+  std::vector<TraceRequest> t = {Req({1, 2, 3}), Req({1, 2, 4}, 1124), Req({1, 2, 4}, 1124)};
+  CacheSimResult r = ReplayInfinite(t);
+  EXPECT_EQ(r.hit_tokens, 1024u + 1124u);
+  EXPECT_EQ(r.input_tokens, 1536u + 1124u + 1124u);
+}
+
+TEST(CacheSimTest, LruOnACycleLargerThanTheCacheMissesEverything) {
+  // Chains a, b, c cycling through a 2-chain cache: LRU always evicts the chain that comes next.
+  std::vector<TraceRequest> t;
+  for (int round = 0; round < 4; ++round) {
+    t.push_back(Req({10, 11}));
+    t.push_back(Req({20, 21}));
+    t.push_back(Req({30, 31}));
+  }
+  auto lru = ReplayPolicy(t, 4, "lru");
+  ASSERT_TRUE(lru.ok());
+  EXPECT_EQ(lru->hit_tokens, 0u);
+  // Belady keeps one chain (plus the other slots in turn): of the 9 repeats it hits exactly 6.
+  auto belady = ReplayBelady(t, 4);
+  ASSERT_TRUE(belady.ok());
+  EXPECT_EQ(belady->hit_tokens, 6u * 2 * kTraceBlockTokens);
+}
+
+TEST(CacheSimTest, BeladyKeepsPrefixesAndNeverLosesToPolicies) {
+  // A hot 2-block prefix shared by requests with one-off tails; capacity 3.
+  std::vector<TraceRequest> t;
+  for (uint64_t i = 0; i < 6; ++i) t.push_back(Req({1, 2, 100 + i}));
+  auto belady = ReplayBelady(t, 3);
+  ASSERT_TRUE(belady.ok());
+  EXPECT_EQ(belady->hit_tokens, 5u * 2 * kTraceBlockTokens);  // every repeat hits the prefix
+  for (const char* p : {"lru", "prefix", "prefix-arc"}) {
+    auto r = ReplayPolicy(t, 3, p);
+    ASSERT_TRUE(r.ok()) << p;
+    EXPECT_LE(r->hit_tokens, belady->hit_tokens) << p;
+    EXPECT_GE(r->hit_tokens, ReplayPolicy(t, 3, "lru")->hit_tokens) << p;
+  }
+}
+
+TEST(CacheSimTest, RejectsUnknownPolicyAndZeroCapacity) {
+  std::vector<TraceRequest> t = {Req({1})};
+  EXPECT_FALSE(ReplayPolicy(t, 4, "nope").ok());
+  EXPECT_FALSE(ReplayPolicy(t, 0, "lru").ok());
+  EXPECT_FALSE(ReplayBelady(t, 0).ok());
+}
+
+TEST(CacheSimTest, ReplayIsDeterministic) {
+  std::vector<TraceRequest> t;
+  for (uint64_t i = 0; i < 300; ++i) {
+    const uint64_t doc = (i * 7919) % 23;
+    t.push_back(Req({doc, 1000 + doc, 2000 + doc, 100000 + i}));
+  }
+  for (const char* p : {"lru", "prefix", "prefix-arc"}) {
+    auto a = ReplayPolicy(t, 20, p);
+    auto b = ReplayPolicy(t, 20, p);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(a->hit_tokens, b->hit_tokens) << p;
+    EXPECT_EQ(a->evictions, b->evictions) << p;
+  }
+  EXPECT_EQ(ReplayBelady(t, 20)->hit_tokens, ReplayBelady(t, 20)->hit_tokens);
+}
+
+// Acceptance on the shared trace (skipped without ../shared): the default never falls below LRU.
+TEST(CacheSimTest, DefaultPolicyNeverBelowLruOnSharedTrace) {
+  const std::filesystem::path path =
+      std::filesystem::path(KVSTASH_SOURCE_DIR) / "../shared/traces/synthetic_trace.jsonl";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  auto trace = LoadTrace(path.string());
+  ASSERT_TRUE(trace.ok()) << trace.status().ToString();
+  for (uint64_t capacity : {1000u, 2000u, 5859u, 10000u, 20000u, 35000u, 50000u}) {
+    auto lru = ReplayPolicy(*trace, capacity, "lru");
+    auto arc = ReplayPolicy(*trace, capacity, "prefix-arc");
+    ASSERT_TRUE(lru.ok() && arc.ok());
+    EXPECT_GE(arc->hit_tokens, lru->hit_tokens) << capacity;
+  }
+}
+
+}  // namespace
+}  // namespace kvstash::scheduler

@@ -1,0 +1,395 @@
+// gpu/: layout math and argument validation (everywhere), CPU gather/scatter against an independent
+// element-index reference (everywhere), and the CUDA kernels and staging pipeline against the CPU
+// reference on fresh random data with poisoned outputs (when built with CUDA and a device exists;
+// skipped with the reason otherwise).
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "gpu/gpu_data_path.h"
+#include "gpu/kv_copy_host.h"
+#include "gpu/kv_layout.h"
+#ifdef KVSTASH_HAVE_CUDA
+#include "gpu/cuda_util.h"
+#include "gpu/kv_copy_device.h"
+#include "gpu/staging_pipeline.h"
+#endif
+
+namespace kvstash::gpu {
+namespace {
+
+constexpr std::byte kPoison{0xA5};
+
+std::vector<std::byte> RandomBytes(size_t n, std::mt19937_64& rng) {
+  std::vector<std::byte> v(n);
+  for (size_t i = 0; i < n; i += 8) {
+    const uint64_t r = rng();
+    std::memcpy(v.data() + i, &r, std::min<size_t>(8, n - i));
+  }
+  return v;
+}
+
+// Byte offset of (layer, kv, page) chunk in the cache tensor(s), computed from the tensor shape
+// written in kv_layout.h rather than from KvLayout's strides.
+uint64_t ReferenceChunkOffset(KvLayoutKind kind, const KvCacheShape& s, uint32_t layer, uint32_t kv, uint32_t page) {
+  const uint64_t c = s.chunk_bytes();
+  switch (kind) {
+    case KvLayoutKind::kVllmPerLayer: return (uint64_t{kv} * s.num_pages + page) * c;  // within layer's tensor
+    case KvLayoutKind::kLayerMajor: return ((uint64_t{layer} * 2 + kv) * s.num_pages + page) * c;
+    case KvLayoutKind::kPageMajor: return ((uint64_t{page} * s.num_layers + layer) * 2 + kv) * c;
+  }
+  return 0;
+}
+
+// The engine's cache as host memory: one tensor per layer or one for all.
+struct HostCache {
+  KvLayoutKind kind;
+  KvCacheShape shape;
+  std::vector<std::vector<std::byte>> tensors;
+
+  std::byte* Chunk(uint32_t layer, uint32_t kv, uint32_t page) {
+    auto& t = tensors[kind == KvLayoutKind::kVllmPerLayer ? layer : 0];
+    return t.data() + ReferenceChunkOffset(kind, shape, layer, kv, page);
+  }
+  std::vector<void*> Bases() {
+    std::vector<void*> b;
+    for (auto& t : tensors) b.push_back(t.data());
+    return b;
+  }
+};
+
+HostCache MakeHostCache(KvLayoutKind kind, const KvCacheShape& s, std::mt19937_64& rng) {
+  HostCache c{kind, s, {}};
+  const uint64_t per_layer = 2 * s.chunk_bytes() * s.num_pages;
+  if (kind == KvLayoutKind::kVllmPerLayer) {
+    for (uint32_t l = 0; l < s.num_layers; ++l) c.tensors.push_back(RandomBytes(per_layer, rng));
+  } else {
+    c.tensors.push_back(RandomBytes(per_layer * s.num_layers, rng));
+  }
+  return c;
+}
+
+// Expected block buffers of a gather, element by element (byte by byte) from the reference offsets.
+std::vector<std::byte> ReferenceGather(HostCache& cache, const std::vector<int32_t>& pages, LayerRange r,
+                                       std::byte fill) {
+  const auto& s = cache.shape;
+  const uint64_t c = s.chunk_bytes();
+  std::vector<std::byte> out(pages.size() * s.block_bytes(), fill);
+  for (size_t i = 0; i < pages.size(); ++i) {
+    for (uint32_t l = r.first; l < r.last; ++l) {
+      for (uint32_t kv = 0; kv < 2; ++kv) {
+        const std::byte* src = cache.Chunk(l, kv, static_cast<uint32_t>(pages[i]));
+        std::byte* dst = out.data() + i * s.block_bytes() + (uint64_t{l} * 2 + kv) * c;
+        for (uint64_t b = 0; b < c; ++b) dst[b] = src[b];
+      }
+    }
+  }
+  return out;
+}
+
+struct Case {
+  KvLayoutKind kind;
+  KvCacheShape shape;
+};
+
+std::vector<Case> Cases() {
+  std::vector<Case> cases;
+  for (auto kind : {KvLayoutKind::kVllmPerLayer, KvLayoutKind::kLayerMajor, KvLayoutKind::kPageMajor}) {
+    for (uint32_t dtype : {1u, 2u, 4u}) {
+      cases.push_back({kind, {.num_layers = 3, .num_pages = 37, .page_tokens = 16, .num_kv_heads = 2,
+                              .head_dim = 64, .dtype_bytes = dtype}});
+      // Odd sizes: chunks that are not a multiple of 16 bytes force narrower accesses.
+      cases.push_back({kind, {.num_layers = 2, .num_pages = 11, .page_tokens = 5, .num_kv_heads = 3,
+                              .head_dim = 7, .dtype_bytes = dtype}});
+    }
+  }
+  return cases;
+}
+
+std::vector<int32_t> RandomPages(uint32_t num_pages, size_t n, std::mt19937_64& rng) {
+  std::vector<int32_t> all(num_pages);
+  for (uint32_t i = 0; i < num_pages; ++i) all[i] = static_cast<int32_t>(i);
+  std::shuffle(all.begin(), all.end(), rng);
+  all.resize(std::min<size_t>(n, num_pages));
+  return all;
+}
+
+TEST(KvLayoutTest, ShapeArithmetic) {
+  KvCacheShape s{.num_layers = 32, .num_pages = 1000, .page_tokens = 16, .num_kv_heads = 8, .head_dim = 128,
+                 .dtype_bytes = 2};
+  EXPECT_EQ(s.chunk_bytes(), 16u * 8 * 128 * 2);
+  EXPECT_EQ(s.block_bytes(), 32u * 2 * 16 * 8 * 128 * 2);
+  std::vector<std::byte> t(64);
+  auto lm = KvLayout::LayerMajor(s, t.data());
+  ASSERT_TRUE(lm.ok());
+  EXPECT_EQ(lm->kv_stride(), s.chunk_bytes() * 1000);
+  EXPECT_EQ(lm->page_stride(), s.chunk_bytes());
+  EXPECT_EQ(lm->TensorBytes(), s.block_bytes() * 1000);
+  auto pm = KvLayout::PageMajor(s, t.data());
+  ASSERT_TRUE(pm.ok());
+  EXPECT_EQ(pm->page_stride(), s.block_bytes());
+  EXPECT_EQ(pm->kv_stride(), s.chunk_bytes());
+  EXPECT_EQ(lm->LayerSliceBytes({4, 6}), 2 * 2 * s.chunk_bytes());
+  EXPECT_EQ(lm->LayerSliceOffset({4, 6}), 4 * 2 * s.chunk_bytes());
+  EXPECT_EQ(lm->LayerSliceBytes({}), s.block_bytes());
+}
+
+TEST(KvLayoutTest, RejectsBadShapes) {
+  std::vector<std::byte> t(64);
+  KvCacheShape good{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
+                    .dtype_bytes = 2};
+  for (uint32_t dtype : {0u, 3u, 8u}) {
+    KvCacheShape s = good;
+    s.dtype_bytes = dtype;
+    EXPECT_EQ(KvLayout::LayerMajor(s, t.data()).status().code(), StatusCode::kInvalidArgument) << dtype;
+  }
+  KvCacheShape zero = good;
+  zero.head_dim = 0;
+  EXPECT_EQ(KvLayout::PageMajor(zero, t.data()).status().code(), StatusCode::kInvalidArgument);
+  KvCacheShape huge = good;
+  huge.num_layers = huge.num_pages = huge.page_tokens = huge.num_kv_heads = huge.head_dim = 0xFFFFFFFF;
+  EXPECT_EQ(KvLayout::LayerMajor(huge, t.data()).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvLayout::LayerMajor(good, nullptr).status().code(), StatusCode::kInvalidArgument);
+  std::vector<void*> one = {t.data()};
+  EXPECT_EQ(KvLayout::VllmPerLayer(good, one).status().code(), StatusCode::kInvalidArgument);
+  std::vector<void*> same = {t.data(), t.data()};
+  EXPECT_EQ(KvLayout::VllmPerLayer(good, same).status().code(), StatusCode::kInvalidArgument);
+  std::vector<void*> null = {t.data(), nullptr};
+  EXPECT_EQ(KvLayout::VllmPerLayer(good, null).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(KvLayout::Make(KvLayoutKind::kLayerMajor, good, same).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseKvLayoutKind("page-major").value(), KvLayoutKind::kPageMajor);
+  EXPECT_FALSE(ParseKvLayoutKind("paged").ok());
+}
+
+TEST(KvLayoutTest, ValidatesCopyArguments) {
+  KvCacheShape s{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
+                 .dtype_bytes = 2};
+  std::vector<std::byte> t(s.block_bytes() * 4), buf(s.block_bytes() * 2);
+  auto layout = KvLayout::LayerMajor(s, t.data()).value();
+  const std::byte* b0 = buf.data();
+  const std::byte* b1 = buf.data() + s.block_bytes();
+  std::vector<const std::byte*> two = {b0, b1};
+  EXPECT_TRUE(layout.Validate(std::vector<int32_t>{0, 3}, two, {}, true).ok());
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0}, two, {}, false).ok());         // count mismatch
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0, 4}, two, {}, false).ok());      // page out of range
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{-1, 0}, two, {}, false).ok());     // negative page
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{1, 1}, two, {}, true).ok());       // scatter twice
+  EXPECT_TRUE(layout.Validate(std::vector<int32_t>{1, 1}, two, {}, false).ok());       // gather twice is fine
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0, 1}, two, {2, 2}, false).ok());  // empty range
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0, 1}, two, {3, 9}, false).ok());  // past the end
+  std::vector<const std::byte*> with_null = {b0, nullptr};
+  EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0, 1}, with_null, {}, false).ok());
+}
+
+TEST(KvLayoutTest, AccessWidthFollowsAlignment) {
+  alignas(16) static std::byte t[1 << 16];
+  KvCacheShape s{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
+                 .dtype_bytes = 2};
+  auto layout = KvLayout::LayerMajor(s, t).value();
+  std::vector<const std::byte*> aligned = {t + 4096};
+  EXPECT_EQ(layout.AccessWidth(aligned), 16u);
+  std::vector<const std::byte*> off4 = {t + 4100};
+  EXPECT_EQ(layout.AccessWidth(off4), 4u);
+  KvCacheShape odd = s;
+  odd.head_dim = 7;
+  odd.dtype_bytes = 1;
+  odd.page_tokens = 5;
+  odd.num_kv_heads = 3;
+  EXPECT_EQ(KvLayout::LayerMajor(odd, t).value().AccessWidth(aligned), 1u);
+}
+
+TEST(KvCopyHostTest, GatherScatterMatchReferenceForEveryLayoutAndDtype) {
+  std::mt19937_64 rng(std::random_device{}());
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
+    HostCache cache = MakeHostCache(c.kind, c.shape, rng);
+    auto layout = KvLayout::Make(c.kind, c.shape, cache.Bases()).value();
+    const auto pages = RandomPages(c.shape.num_pages, 9, rng);
+    for (LayerRange r : {LayerRange{}, LayerRange{1, 2}}) {
+      std::vector<std::byte> out(pages.size() * c.shape.block_bytes(), kPoison);
+      std::vector<std::byte*> bufs;
+      for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(out.data() + i * c.shape.block_bytes());
+      ASSERT_TRUE(HostGather(layout, pages, bufs, r).ok());
+      ASSERT_EQ(out, ReferenceGather(cache, pages, layout.Clamp(r), kPoison));
+    }
+    // Scatter fresh blocks into a poisoned cache; gathering them back must return them, and every
+    // page not scattered must still be poison.
+    HostCache target = cache;
+    for (auto& t : target.tensors) std::fill(t.begin(), t.end(), kPoison);
+    auto target_layout = KvLayout::Make(c.kind, c.shape, target.Bases()).value();
+    auto blocks = RandomBytes(pages.size() * c.shape.block_bytes(), rng);
+    std::vector<const std::byte*> in;
+    for (size_t i = 0; i < pages.size(); ++i) in.push_back(blocks.data() + i * c.shape.block_bytes());
+    ASSERT_TRUE(HostScatter(target_layout, pages, in).ok());
+    ASSERT_EQ(ReferenceGather(target, pages, {0, c.shape.num_layers}, kPoison), blocks);
+    std::vector<int32_t> rest;
+    for (uint32_t p = 0; p < c.shape.num_pages; ++p) {
+      if (std::find(pages.begin(), pages.end(), static_cast<int32_t>(p)) == pages.end()) rest.push_back(int32_t(p));
+    }
+    const auto untouched = ReferenceGather(target, rest, {0, c.shape.num_layers}, kPoison);
+    ASSERT_TRUE(std::all_of(untouched.begin(), untouched.end(), [](std::byte b) { return b == kPoison; }));
+  }
+}
+
+TEST(GpuDataPathTest, ReportsAPathWithAReason) {
+  const GpuDataPathReport report = ProbeGpuDataPath();
+  EXPECT_FALSE(report.reason.empty());
+  // Debian's UCX 1.13 has no CUDA transports: "staged" there; a CUDA-enabled UCX may say "direct".
+  std::printf("GPU data path: %s (%s)\n", std::string(ToString(report.path)).c_str(), report.reason.c_str());
+}
+
+#ifdef KVSTASH_HAVE_CUDA
+
+#define SKIP_WITHOUT_DEVICE()                                                                  \
+  do {                                                                                         \
+    const DeviceSummary devices = ProbeDevices();                                              \
+    if (devices.count == 0) GTEST_SKIP() << "no CUDA device on this host: " << devices.reason; \
+  } while (0)
+
+#define CUDA_OK(expr) ASSERT_TRUE(CudaStatus((expr), #expr).ok()) << CudaStatus((expr), #expr).ToString()
+
+// The host cache mirrored in device memory.
+struct DeviceCache {
+  std::vector<DeviceBuffer> tensors;
+  std::vector<void*> Bases() {
+    std::vector<void*> b;
+    for (auto& t : tensors) b.push_back(t.data());
+    return b;
+  }
+};
+
+DeviceCache Upload(const HostCache& host) {
+  DeviceCache d;
+  for (const auto& t : host.tensors) {
+    d.tensors.push_back(DeviceBuffer::Allocate(t.size()).value());
+    EXPECT_EQ(cudaMemcpy(d.tensors.back().data(), t.data(), t.size(), cudaMemcpyHostToDevice), cudaSuccess);
+  }
+  return d;
+}
+
+TEST(KvCopyDeviceTest, GatherMatchesReferenceForEveryLayoutAndDtype) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  auto stream = Stream::Create().value();
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
+    HostCache host = MakeHostCache(c.kind, c.shape, rng);
+    DeviceCache dev = Upload(host);
+    auto layout = KvLayout::Make(c.kind, c.shape, dev.Bases()).value();
+    const auto pages = RandomPages(c.shape.num_pages, 13, rng);
+    for (LayerRange r : {LayerRange{}, LayerRange{1, 2}}) {
+      const size_t bytes = pages.size() * c.shape.block_bytes();
+      auto out = DeviceBuffer::Allocate(bytes).value();
+      CUDA_OK(cudaMemset(out.data(), int(kPoison), bytes));
+      std::vector<std::byte*> bufs;
+      for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(out.data() + i * c.shape.block_bytes());
+      ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, stream.get()).ok());
+      std::vector<std::byte> got(bytes);
+      CUDA_OK(cudaMemcpyAsync(got.data(), out.data(), bytes, cudaMemcpyDeviceToHost, stream.get()));
+      CUDA_OK(cudaStreamSynchronize(stream.get()));
+      ASSERT_EQ(got, ReferenceGather(host, pages, layout.Clamp(r), kPoison));
+    }
+  }
+}
+
+TEST(KvCopyDeviceTest, ScatterMatchesReferenceForEveryLayoutAndDtype) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  auto stream = Stream::Create().value();
+  for (const Case& c : Cases()) {
+    SCOPED_TRACE(std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
+    HostCache host = MakeHostCache(c.kind, c.shape, rng);
+    for (auto& t : host.tensors) std::fill(t.begin(), t.end(), kPoison);
+    DeviceCache dev = Upload(host);
+    auto layout = KvLayout::Make(c.kind, c.shape, dev.Bases()).value();
+    auto host_layout = KvLayout::Make(c.kind, c.shape, host.Bases()).value();
+    const auto pages = RandomPages(c.shape.num_pages, 13, rng);
+    const size_t bytes = pages.size() * c.shape.block_bytes();
+    auto blocks = RandomBytes(bytes, rng);
+    auto in = DeviceBuffer::Allocate(bytes).value();
+    CUDA_OK(cudaMemcpy(in.data(), blocks.data(), bytes, cudaMemcpyHostToDevice));
+    std::vector<const std::byte*> dbufs, hbufs;
+    for (size_t i = 0; i < pages.size(); ++i) {
+      dbufs.push_back(in.data() + i * c.shape.block_bytes());
+      hbufs.push_back(blocks.data() + i * c.shape.block_bytes());
+    }
+    ASSERT_TRUE(DeviceScatter(layout, pages, dbufs, {}, stream.get()).ok());
+    ASSERT_TRUE(HostScatter(host_layout, pages, hbufs).ok());
+    CUDA_OK(cudaStreamSynchronize(stream.get()));
+    for (size_t t = 0; t < host.tensors.size(); ++t) {
+      std::vector<std::byte> got(host.tensors[t].size());
+      CUDA_OK(cudaMemcpy(got.data(), dev.tensors[t].data(), got.size(), cudaMemcpyDeviceToHost));
+      ASSERT_EQ(got, host.tensors[t]) << "tensor " << t;  // scattered pages new, the rest still poison
+    }
+  }
+}
+
+TEST(KvCopyDeviceTest, ManyPagesSplitAcrossLaunchesAndPinnedHostBuffers) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  KvCacheShape s{.num_layers = 4, .num_pages = 1500, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 32,
+                 .dtype_bytes = 2};
+  HostCache host = MakeHostCache(KvLayoutKind::kVllmPerLayer, s, rng);
+  DeviceCache dev = Upload(host);
+  auto layout = KvLayout::Make(KvLayoutKind::kVllmPerLayer, s, dev.Bases()).value();
+  const auto pages = RandomPages(s.num_pages, 1200, rng);  // > kMaxItemsPerLaunch
+  auto pinned = PinnedBuffer::Allocate(pages.size() * s.block_bytes()).value();
+  std::memset(pinned.data(), int(kPoison), pinned.size());
+  std::vector<std::byte*> bufs;
+  for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(pinned.data() + i * s.block_bytes());
+  auto stream = Stream::Create().value();
+  ASSERT_TRUE(DeviceGather(layout, pages, bufs, {}, stream.get()).ok());
+  CUDA_OK(cudaStreamSynchronize(stream.get()));
+  const auto expected = ReferenceGather(host, pages, {0, s.num_layers}, kPoison);
+  ASSERT_EQ(0, std::memcmp(pinned.data(), expected.data(), expected.size()));
+}
+
+TEST(KvCopyDeviceTest, RejectsBadArgumentsBeforeLaunching) {
+  SKIP_WITHOUT_DEVICE();
+  KvCacheShape s{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
+                 .dtype_bytes = 2};
+  auto cache = DeviceBuffer::Allocate(s.block_bytes() * 4).value();
+  auto layout = KvLayout::LayerMajor(s, cache.data()).value();
+  auto buf = DeviceBuffer::Allocate(s.block_bytes()).value();
+  std::vector<std::byte*> bufs = {buf.data()};
+  EXPECT_EQ(DeviceGather(layout, std::vector<int32_t>{4}, bufs, {}, nullptr).code(), StatusCode::kInvalidArgument);
+  std::vector<const std::byte*> two = {buf.data(), buf.data()};
+  EXPECT_EQ(DeviceScatter(layout, std::vector<int32_t>{1, 1}, two, {}, nullptr).code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(StagingPipelineTest, UploadThenDownloadRoundTripsInOrder) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  const size_t bytes = (5ULL << 20) + 12345;  // not a multiple of the slot size
+  auto data = RandomBytes(bytes, rng);
+  auto dev = DeviceBuffer::Allocate(bytes).value();
+  CUDA_OK(cudaMemset(dev.data(), int(kPoison), bytes));
+  auto pipe = StagingPipeline::Create({.slot_bytes = 1ULL << 20, .slots = 3}).value();
+  ASSERT_TRUE(pipe->Upload(dev.data(), bytes, [&](size_t off, std::span<std::byte> slot) {
+                    std::memcpy(slot.data(), data.data() + off, slot.size());
+                    return Status::Ok();
+                  }).ok());
+  std::vector<std::byte> back(bytes, kPoison);
+  size_t expected_offset = 0;
+  ASSERT_TRUE(pipe->Download(dev.data(), bytes, [&](size_t off, std::span<const std::byte> chunk) {
+                    EXPECT_EQ(off, expected_offset);
+                    expected_offset += chunk.size();
+                    std::memcpy(back.data() + off, chunk.data(), chunk.size());
+                    return Status::Ok();
+                  }).ok());
+  EXPECT_EQ(expected_offset, bytes);
+  ASSERT_EQ(back, data);
+  // A consumer's error stops the transfer and comes back.
+  const Status st = pipe->Download(dev.data(), bytes, [](size_t off, std::span<const std::byte>) {
+    return off > 0 ? Aborted("consumer gave up") : Status::Ok();
+  });
+  EXPECT_EQ(st.code(), StatusCode::kAborted);
+}
+
+#endif  // KVSTASH_HAVE_CUDA
+
+}  // namespace
+}  // namespace kvstash::gpu

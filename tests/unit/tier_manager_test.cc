@@ -1,0 +1,335 @@
+// TierManager: demotion of DRAM victims to SSD and promotion back (bytes served from the DRAM
+// arena), dedup across tiers, leases and pins across tiers, a full demotion queue dropping victims
+// without stalling puts, cancelling queued demotions, listing and accounting, and restart.
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <set>
+
+#include "common/checksum.h"
+#include "tiers/tier_manager.h"
+
+namespace kvstash::tiers {
+namespace {
+
+constexpr uint64_t kKiB = 1024;
+constexpr uint64_t kMiB = 1024 * kKiB;
+constexpr uint64_t kBlock = 64 * kKiB;
+
+BlockKey K(uint64_t n) { return BlockKey::FromParts(0x7e1, n); }
+
+std::vector<std::byte> Pattern(const BlockKey& key, uint64_t size) {
+  std::vector<std::byte> out(size);
+  uint64_t x = key.Low() * 0x9E3779B97F4A7C15ULL + key.High() + size;
+  for (uint64_t i = 0; i < size; ++i) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<std::byte>(x);
+  }
+  return out;
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/kvstash-tm-XXXXXX";
+    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
+    path_ = tmpl;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// Holds every SSD write until opened; lets a test fill the demotion queue deterministically.
+class Gate {
+ public:
+  void Open() {
+    std::lock_guard lock(mu_);
+    open_ = true;
+    cv_.notify_all();
+  }
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return open_; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool open_ = false;
+};
+
+class GatedEngine final : public IoEngine {
+ public:
+  GatedEngine(std::unique_ptr<IoEngine> inner, Gate* gate) : inner_(std::move(inner)), gate_(gate) {}
+  std::string_view name() const override { return "gated"; }
+  bool buffers_registered() const override { return inner_->buffers_registered(); }
+  Status Run(std::span<IoOp> ops) override {
+    for (const IoOp& op : ops) {
+      if (op.write) {
+        gate_->Wait();
+        break;
+      }
+    }
+    return inner_->Run(ops);
+  }
+
+ private:
+  std::unique_ptr<IoEngine> inner_;
+  Gate* gate_;
+};
+
+class TierManagerTest : public ::testing::Test {
+ protected:
+  TierManagerOptions Options(uint64_t dram_bytes = 1 * kMiB, bool with_ssd = true) {
+    TierManagerOptions o;
+    o.dram.capacity_bytes = dram_bytes;
+    o.dram.max_block_bytes = 1 * kMiB;
+    o.dram.eviction_policy = "lru";
+    o.dram.huge_pages = HugePages::kOff;
+    o.dram.index_shards = 4;
+    o.dram.clock = &clock_;
+    if (with_ssd) {
+      SsdTierOptions s;
+      s.dir = dir_.path();
+      s.segment_bytes = 4 * kMiB;
+      s.capacity_bytes = 32 * kMiB;
+      s.max_block_bytes = 1 * kMiB;
+      s.queue_depth = 8;
+      o.ssd = s;
+      o.demotion_queue_bytes = 8 * kMiB;
+    }
+    return o;
+  }
+
+  std::unique_ptr<TierManager> Make(const TierManagerOptions& o) {
+    auto m = TierManager::Create(o);
+    EXPECT_TRUE(m.ok()) << m.status().ToString();
+    return m.ok() ? std::move(m).value() : nullptr;
+  }
+
+  static Result<BlockMeta> Put(Tier& tier, const BlockKey& key, uint64_t size = kBlock, bool pin = false) {
+    KVSTASH_ASSIGN_OR_RETURN(Reservation r, tier.Reserve(key, size, std::nullopt, 10'000));
+    const auto bytes = Pattern(key, size);
+    std::memcpy(r.data, bytes.data(), size);
+    return tier.Commit(r.id, BlockChecksum(bytes.data(), size), pin);
+  }
+
+  // Find must hand out a DRAM address whose bytes are the block's.
+  static void ExpectServedFromDram(TierManager& m, const BlockKey& key, uint64_t size = kBlock) {
+    auto meta = m.Find(key, 0);
+    ASSERT_TRUE(meta) << key.ToHex();
+    EXPECT_EQ(meta->tier, TierKind::kDram);
+    const std::byte* base = m.dram().arena_base();
+    ASSERT_GE(meta->data, base);
+    ASSERT_LE(meta->data + size, base + m.dram().arena_bytes());
+    EXPECT_EQ(std::memcmp(meta->data, Pattern(key, size).data(), size), 0);
+  }
+
+  ManualClock clock_;
+  TempDir dir_;
+};
+
+TEST_F(TierManagerTest, DramOnlyIsAPlainDramTier) {
+  auto m = Make(Options(1 * kMiB, false));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->ssd(), nullptr);
+  for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  EXPECT_FALSE(m->Find(K(0), 0));  // evicted, nowhere to go
+  ExpectServedFromDram(*m, K(39));
+  EXPECT_EQ(m->UsageByTier().size(), 1u);
+}
+
+TEST_F(TierManagerTest, VictimsDemoteAndPromoteBackByteExact) {
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 64; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());  // 4 MiB through 1 MiB of DRAM
+  m->DrainDemotions();
+  const TierManagerCounters c = m->ManagerCounters();
+  EXPECT_GT(c.demoted, 40u);
+  EXPECT_EQ(c.demotions_dropped_full, 0u);
+  EXPECT_EQ(c.demotions_failed, 0u);
+  ASSERT_FALSE(m->dram().Peek(K(0)));
+  ASSERT_TRUE(m->ssd()->Contains(K(0)));
+  auto peek = m->Peek(K(0));
+  ASSERT_TRUE(peek);
+  EXPECT_EQ(peek->tier, TierKind::kSsd);
+
+  // Find promotes: the block is in DRAM afterwards, at an arena address, with its bytes.
+  for (uint64_t i = 0; i < 8; ++i) ExpectServedFromDram(*m, K(i));
+  EXPECT_GE(m->ManagerCounters().promotions, 8u);
+  // Read promotes too.
+  std::vector<std::byte> out(kBlock);
+  auto read = m->Read(K(20), out);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->tier, TierKind::kDram);
+  EXPECT_TRUE(out == Pattern(K(20), kBlock));
+  // Evicting a promoted block again costs no SSD write (the SSD kept its copy).
+  const uint64_t demoted_before = m->ManagerCounters().demoted;
+  for (uint64_t i = 100; i < 120; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  m->DrainDemotions();
+  EXPECT_GT(m->ManagerCounters().demotions_already_on_ssd, 0u);
+  EXPECT_LT(m->ManagerCounters().demoted - demoted_before, 20u);
+  // Every block ever put is still served, from whichever tier holds it.
+  for (uint64_t i = 0; i < 64; ++i) ExpectServedFromDram(*m, K(i));
+  for (uint64_t i = 100; i < 120; ++i) ExpectServedFromDram(*m, K(i));
+}
+
+TEST_F(TierManagerTest, ReserveDedupsAgainstSsd) {
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  m->DrainDemotions();
+  ASSERT_TRUE(m->ssd()->Contains(K(0)));
+  EXPECT_EQ(m->Reserve(K(0), kBlock, std::nullopt, 1000).status().code(), StatusCode::kAlreadyExists);
+}
+
+TEST_F(TierManagerTest, LeasesAndPinsAcrossTiers) {
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  m->DrainDemotions();
+  ASSERT_FALSE(m->dram().Peek(K(0)));
+
+  // A lease taken through an SSD hit lands on the promoted DRAM copy and keeps it there.
+  auto leased = m->Find(K(0), 60'000);
+  ASSERT_TRUE(leased);
+  EXPECT_EQ(leased->tier, TierKind::kDram);
+  EXPECT_GT(leased->lease_epoch, 0u);
+  ASSERT_TRUE(m->SetPinned(K(1), true).ok());  // promotes and pins
+  EXPECT_TRUE(m->dram().Peek(K(1))->pinned);
+  for (uint64_t i = 200; i < 260; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());  // churn DRAM
+  EXPECT_TRUE(m->dram().Peek(K(0)));
+  EXPECT_TRUE(m->dram().Peek(K(1)));
+  EXPECT_EQ(m->Find(K(0), 0)->data, leased->data);  // never moved while leased
+
+  // A leased block cannot be removed from any tier.
+  EXPECT_EQ(m->Remove(K(0)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(m->ssd()->Contains(K(0)));
+  ASSERT_TRUE(m->ReleaseLease(K(0), leased->lease_epoch).ok());
+  ASSERT_TRUE(m->Remove(K(0)).ok());
+  EXPECT_FALSE(m->Peek(K(0)));
+  EXPECT_FALSE(m->ssd()->Contains(K(0)));
+  EXPECT_EQ(m->Remove(K(0)).code(), StatusCode::kNotFound);
+
+  // A release for a block that is only on SSD is accepted.
+  m->DrainDemotions();
+  for (uint64_t i = 2; i < 40; ++i) {
+    if (!m->dram().Peek(K(i)) && m->ssd()->Contains(K(i))) {
+      EXPECT_TRUE(m->ReleaseLease(K(i), 1).ok());
+      break;
+    }
+  }
+}
+
+TEST_F(TierManagerTest, FullDemotionQueueDropsVictimsWithoutStallingPuts) {
+  Gate gate;
+  TierManagerOptions o = Options();
+  o.demotion_queue_bytes = 4 * kBlock;
+  o.ssd->max_block_bytes = kBlock;
+  o.demotion_batch_blocks = 2;
+  o.ssd->engine_factory = [&](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
+    KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
+    return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
+  };
+  auto m = Make(o);
+  ASSERT_TRUE(m);
+  // The SSD accepts nothing yet: every put must still succeed at once.
+  for (uint64_t i = 0; i < 64; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  EXPECT_GT(m->ManagerCounters().demotions_dropped_full, 0u);
+  gate.Open();
+  m->DrainDemotions();
+  const TierManagerCounters c = m->ManagerCounters();
+  EXPECT_EQ(c.demotions_queued, c.demoted + c.demotions_failed + c.demotions_cancelled);
+  EXPECT_LE(c.demoted, 6u);  // at most the queue plus one batch in flight
+}
+
+TEST_F(TierManagerTest, RemoveCancelsAQueuedDemotion) {
+  Gate gate;
+  TierManagerOptions o = Options();
+  o.demotion_batch_blocks = 1;
+  o.ssd->engine_factory = [&](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
+    KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
+    return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
+  };
+  auto m = Make(o);
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 24; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  ASSERT_GT(m->ManagerCounters().demotions_queued, 3u);
+  // K(0) and K(3) were evicted first; each is either held at the gate or still queued.
+  ASSERT_FALSE(m->dram().Peek(K(0)));
+  ASSERT_FALSE(m->dram().Peek(K(3)));
+  ASSERT_TRUE(m->Remove(K(0)).ok());
+  ASSERT_TRUE(m->Remove(K(3)).ok());
+  gate.Open();
+  m->DrainDemotions();
+  EXPECT_FALSE(m->ssd()->Contains(K(0)));
+  EXPECT_FALSE(m->ssd()->Contains(K(3)));
+  EXPECT_FALSE(m->Find(K(0), 0));
+  EXPECT_FALSE(m->Find(K(3), 0));
+  EXPECT_EQ(m->ManagerCounters().demotions_cancelled, 2u);
+  ExpectServedFromDram(*m, K(1));
+}
+
+TEST_F(TierManagerTest, ListAndUsageCoverBothTiers) {
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 40; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  m->DrainDemotions();
+  std::set<BlockKey> seen;
+  std::optional<BlockKey> after;
+  for (;;) {
+    ListPage page = m->List(after, 7);
+    for (const BlockMeta& b : page.blocks) {
+      EXPECT_TRUE(seen.insert(b.key).second) << "listed twice";
+      if (after) {
+        EXPECT_GT(b.key, *after);
+      }
+    }
+    if (!page.next_after) break;
+    after = page.next_after;
+  }
+  EXPECT_EQ(seen.size(), 40u);
+  auto by_tier = m->UsageByTier();
+  ASSERT_EQ(by_tier.size(), 2u);
+  EXPECT_EQ(by_tier[0].kind, TierKind::kDram);
+  EXPECT_EQ(by_tier[1].kind, TierKind::kSsd);
+  EXPECT_EQ(by_tier[1].usage.capacity_bytes, 32 * kMiB);
+  EXPECT_GT(by_tier[1].usage.blocks, 20u);
+  const TierUsage total = m->Usage();
+  EXPECT_EQ(total.capacity_bytes, by_tier[0].usage.capacity_bytes + by_tier[1].usage.capacity_bytes);
+  EXPECT_EQ(total.blocks, by_tier[0].usage.blocks + by_tier[1].usage.blocks);
+}
+
+TEST_F(TierManagerTest, SsdContentsSurviveARestart) {
+  {
+    auto m = Make(Options());
+    ASSERT_TRUE(m);
+    for (uint64_t i = 0; i < 64; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  }  // the destructor writes what is still queued
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  uint64_t served = 0;
+  for (uint64_t i = 0; i < 48; ++i) {
+    if (m->ssd()->Contains(K(i))) {
+      ExpectServedFromDram(*m, K(i));
+      ++served;
+    }
+  }
+  EXPECT_GT(served, 40u);
+}
+
+}  // namespace
+}  // namespace kvstash::tiers

@@ -1,0 +1,177 @@
+// "prefix-arc": ARC (Megiddo & Modha, FAST'03) restricted to the leaves of the resident prefix
+// forest, so chains shrink from the tail and a resident block never loses its resident parent to
+// eviction (DESIGN.md §4), as in "prefix".
+//
+// Why ARC: on Mooncake-style traces most blocks are touched once (58% of the distinct blocks of
+// the synthetic trace), while a block touched twice is touched again ~80% of the time, at reuse
+// distances longer than LRU's residency at small capacities. ARC keeps once-touched blocks (T1)
+// apart from blocks touched at least twice (T2), and learns from two ghost lists of recently
+// evicted keys (B1, B2) how much room T1 deserves: a returning B1 key grows T1's target p, a
+// returning B2 key shrinks it. One-touch tails then stop flushing the reused prefixes, yet at large
+// capacities p grows and the policy behaves like LRU. docs/EVICTION.md has the measurements.
+//
+// Bookkeeping, all O(log n) per call (amortised O(1) for the ghosts):
+//  * nodes_: every resident key with its parent, list (T1/T2), recency tick and resident children;
+//  * waiting_children_: resident children of a non-resident parent, as in "prefix";
+//  * leaves_[T1], leaves_[T2]: (tick, key) of resident leaves of each list, coldest first;
+//  * ghosts_[B1], ghosts_[B2]: FIFO of evicted keys, each bounded by kGhostFactor x resident keys.
+// PickVictim takes the coldest evictable leaf of T1 when T1 holds more than p blocks (else of T2),
+// falling back to the other list; it skips keys the tier says are not evictable, O(k log n).
+#include <algorithm>
+#include <array>
+#include <list>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "tiers/eviction_policy.h"
+
+namespace kvstash::tiers {
+namespace {
+
+// Ghost entries per resident key in each ghost list. ARC's textbook bound is 1; 3 remembers reuse
+// at distances up to ~3x the cache, which the measured traces need (docs/EVICTION.md).
+constexpr size_t kGhostFactor = 3;
+constexpr size_t kMinGhosts = 64;
+
+enum List : int { kT1 = 0, kT2 = 1 };
+
+class PrefixArcPolicy final : public EvictionPolicy {
+ public:
+  std::string_view name() const override { return "prefix-arc"; }
+
+  void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent,
+                uint64_t /*size*/) override {
+    if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
+    Node node;
+    if (parent && *parent != key) node.parent = parent;
+    node.tick = ++tick_;
+    node.list = kT1;
+    const double resident = static_cast<double>(nodes_.size() + 1);
+    if (ForgetGhost(kT1, key)) {
+      p_ = std::min(resident, p_ + std::max(1.0, Ratio(kT2, kT1)));
+      node.list = kT2;
+    } else if (ForgetGhost(kT2, key)) {
+      p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
+      node.list = kT2;
+    }
+    if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
+      node.children = w->second;
+      waiting_children_.erase(w);
+    }
+    if (node.parent) {
+      if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
+        if (p->second.children++ == 0) leaves_[p->second.list].erase({p->second.tick, p->first});
+      } else {
+        ++waiting_children_[*node.parent];
+      }
+    }
+    if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
+    ++list_size_[node.list];
+    nodes_.emplace(key, node);
+  }
+
+  void OnAccess(const BlockKey& key) override {
+    auto it = nodes_.find(key);
+    if (it == nodes_.end()) return;
+    Node& node = it->second;
+    if (node.children == 0) leaves_[node.list].erase({node.tick, key});
+    --list_size_[node.list];
+    node.list = kT2;
+    ++list_size_[node.list];
+    node.tick = ++tick_;
+    if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
+  }
+
+  void OnErase(const BlockKey& key) override {
+    auto it = nodes_.find(key);
+    if (it == nodes_.end()) return;
+    const Node node = it->second;
+    nodes_.erase(it);
+    --list_size_[node.list];
+    if (node.children == 0) {
+      leaves_[node.list].erase({node.tick, key});
+    } else {
+      // Removed out of order (an admin Remove): its resident children now wait for it.
+      waiting_children_[key] += node.children;
+    }
+    RememberGhost(node.list, key);
+    if (!node.parent) return;
+    if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
+      if (--p->second.children == 0) leaves_[p->second.list].emplace(p->second.tick, p->first);
+    } else if (auto w = waiting_children_.find(*node.parent); w != waiting_children_.end()) {
+      if (--w->second == 0) waiting_children_.erase(w);
+    }
+  }
+
+  std::optional<BlockKey> PickVictim(
+      const std::function<bool(const BlockKey&)>& evictable) override {
+    const List first =
+        static_cast<double>(list_size_[kT1]) > p_ || list_size_[kT2] == 0 ? kT1 : kT2;
+    for (List list : {first, first == kT1 ? kT2 : kT1}) {
+      for (const auto& [tick, key] : leaves_[list]) {
+        if (evictable(key)) return key;
+      }
+    }
+    return std::nullopt;
+  }
+
+  size_t size() const override { return nodes_.size(); }
+
+ private:
+  struct Node {
+    std::optional<BlockKey> parent;
+    uint64_t tick = 0;
+    uint64_t children = 0;  // resident children
+    List list = kT1;
+  };
+  struct Ghosts {
+    std::list<BlockKey> fifo;  // front = oldest
+    std::unordered_map<BlockKey, std::list<BlockKey>::iterator, BlockKeyHash> index;
+  };
+
+  double Ratio(List num, List den) const {
+    const double d = static_cast<double>(ghosts_[den].index.size());
+    return d == 0 ? 1.0 : static_cast<double>(ghosts_[num].index.size()) / d;
+  }
+
+  bool ForgetGhost(List list, const BlockKey& key) {
+    Ghosts& g = ghosts_[list];
+    auto it = g.index.find(key);
+    if (it == g.index.end()) return false;
+    g.fifo.erase(it->second);
+    g.index.erase(it);
+    return true;
+  }
+
+  void RememberGhost(List list, const BlockKey& key) {
+    ForgetGhost(kT1, key);
+    ForgetGhost(kT2, key);
+    Ghosts& g = ghosts_[list];
+    g.fifo.push_back(key);
+    g.index.emplace(key, std::prev(g.fifo.end()));
+    const size_t bound = std::max(kMinGhosts, kGhostFactor * nodes_.size());
+    for (Ghosts& each : ghosts_) {
+      while (each.index.size() > bound) {
+        each.index.erase(each.fifo.front());
+        each.fifo.pop_front();
+      }
+    }
+  }
+
+  uint64_t tick_ = 0;
+  double p_ = 0;  // ARC's target size of T1, in blocks
+  std::array<size_t, 2> list_size_{};
+  std::unordered_map<BlockKey, Node, BlockKeyHash> nodes_;
+  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> waiting_children_;
+  std::array<std::set<std::pair<uint64_t, BlockKey>>, 2> leaves_;
+  std::array<Ghosts, 2> ghosts_;
+};
+
+}  // namespace
+
+std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy() {
+  return std::make_unique<PrefixArcPolicy>();
+}
+
+}  // namespace kvstash::tiers

@@ -1,0 +1,174 @@
+// SsdTier: committed blocks on local NVMe, below the DRAM tier (DESIGN.md §3, §4). Its only user
+// is the TierManager, so its API is narrower than Tier: no reservations, leases or pins — bytes
+// come in whole (Write) and go out into caller memory (Read), normally a DRAM reservation.
+//
+// Layout: `dir` holds capacity_bytes / segment_bytes preallocated segment files (O_DIRECT, see
+// tiers/segment_files.h) and a RocksDB index in `dir`/index (tiers/ssd_index.h). Blocks are
+// appended to the one open segment, each record padded to 4 KiB; when it is full the next free
+// segment opens; when none is free the oldest segment (FIFO) is reclaimed whole: its blocks that
+// were read at least reinsert_min_hits times since written are read back, verified and appended
+// again (up to reinsert_max_fraction of a segment), the rest are dropped. The device therefore
+// only ever sees large sequential writes and no in-place updates.
+//
+// I/O: through an IoEngine (tiers/io_engine.h). io_backend "uring" requires io_uring (Open fails
+// with UNAVAILABLE otherwise); "threads" uses the pread/pwrite pool; "auto" (default) tries
+// io_uring and, when it cannot be set up, logs a warning saying why and falls back to the pool —
+// the tier keeps working, slower. io_backend() says which one runs. Memory in `io_memory` (the
+// DRAM arena, the demotion staging area) is registered with the ring as fixed buffers.
+//
+// Buffers: a buffer whose address is 4 KiB aligned and that holds PaddedSize(size) bytes is used
+// for I/O directly (zero copy); any other buffer goes through an aligned bounce buffer.
+//
+// Durability and recovery: Write() returns OK for a block only after its bytes were written
+// (O_DIRECT, completed) and its index record was written to RocksDB's WAL in one batch with the
+// others of the call. At Open the in-memory index is rebuilt from RocksDB, so after a restart —
+// also after kill -9 during writes — every block whose Write returned OK is served again, and a
+// block whose write did not finish was never indexed. With `sync` the segment files are
+// fdatasync'ed and the WAL fsynced before Write returns (power loss too); without it the
+// guarantee covers process death, and the checksum below still catches anything torn.
+// Reclaiming a segment deletes its index records (durably, in one batch) before any byte of it
+// is overwritten.
+//
+// Integrity: every read is verified against the block's XXH3-64. A mismatch drops the block
+// (index and RocksDB), counts checksum_failures and answers DATA_LOSS — the caller reports a miss.
+// Write() trusts the checksum it is given (the DRAM tier verified it at commit).
+//
+// Space: segment files are fully preallocated at Open (RESOURCE_EXHAUSTED there when the file
+// system is too small). A write the device refuses with ENOSPC answers RESOURCE_EXHAUSTED for
+// that block and leaves it unindexed; the log itself never runs out — it reclaims.
+//
+// Thread-safety: every method may be called from any thread. Writers (Write, Remove, reclaim)
+// are serialised by one writer mutex held across their I/O; readers take only the index mutex,
+// briefly, and run their I/O concurrently with writers and each other. A read that overlaps the
+// reclaim of its segment is detected (segment epoch) and answers NOT_FOUND, never stale bytes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/clock.h"
+#include "kvstash/block_key.h"
+#include "kvstash/result.h"
+#include "tiers/io_engine.h"
+
+namespace kvstash::tiers {
+
+struct SsdTierOptions {
+  std::string dir;                              // created when missing
+  uint64_t capacity_bytes = 16ULL << 30;        // rounded down to whole segments; >= 2 segments
+  uint64_t segment_bytes = 256ULL << 20;        // multiple of 4 KiB
+  uint64_t max_block_bytes = 64ULL << 20;       // <= segment_bytes
+  uint32_t queue_depth = 32;                    // I/Os in flight per caller
+  uint32_t rings = 2;                           // io_uring rings (concurrent I/O callers)
+  std::string io_backend = "auto";              // "auto" | "uring" | "threads"
+  bool sync = false;                            // see "Durability" above
+  uint32_t reinsert_min_hits = 1;               // 0 disables reinsertion
+  double reinsert_max_fraction = 0.5;           // of a segment, per reclaim
+  std::vector<std::span<std::byte>> io_memory;  // registered as io_uring fixed buffers
+  // Tests: builds the engine instead of io_backend (to inject I/O faults).
+  std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)> engine_factory;
+};
+
+struct SsdBlockInfo {
+  BlockKey key;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  std::optional<BlockKey> parent;
+  uint64_t generation = 0;  // unique per write on this tier
+  uint32_t segment = 0;
+  uint64_t offset = 0;
+  uint64_t hits = 0;        // reads since written (or since the restart)
+};
+
+struct SsdWrite {
+  BlockKey key;
+  std::optional<BlockKey> parent;
+  std::span<const std::byte> buffer;  // the block is buffer[0, size); may be longer (see Buffers)
+  uint64_t size = 0;
+  uint64_t checksum = 0;              // XXH3-64 of the block
+};
+
+struct SsdRead {
+  BlockKey key;
+  std::span<std::byte> buffer;        // receives the block at [0, size); see Buffers
+};
+
+struct SsdUsage {
+  uint64_t capacity_bytes = 0;
+  uint64_t live_bytes = 0;            // padded bytes of indexed blocks
+  uint64_t blocks = 0;
+  uint64_t segments = 0;
+  uint64_t free_segments = 0;
+};
+
+struct SsdCounters {
+  uint64_t writes = 0;                // blocks written and indexed (reinsertions included)
+  uint64_t write_bytes = 0;
+  uint64_t write_errors = 0;          // blocks whose write or index record failed
+  uint64_t no_space_errors = 0;       // of those, refused with ENOSPC
+  uint64_t reads = 0;                 // blocks read and verified
+  uint64_t read_bytes = 0;
+  uint64_t read_errors = 0;           // I/O errors on read
+  uint64_t checksum_failures = 0;     // blocks dropped for bytes that did not verify
+  uint64_t reads_raced_reclaim = 0;   // reads that overlapped their segment's reclaim
+  uint64_t segments_reclaimed = 0;
+  uint64_t blocks_reclaimed = 0;      // dropped by reclaim
+  uint64_t blocks_reinserted = 0;     // kept by reclaim
+  uint64_t blocks_recovered = 0;      // indexed at Open
+  uint64_t records_discarded = 0;     // index records at Open that were invalid
+};
+
+class SsdTier {
+ public:
+  // INVALID_ARGUMENT for inconsistent options; FAILED_PRECONDITION when `dir` was created with a
+  // different segment size or count; UNAVAILABLE when io_backend is "uring" and io_uring cannot
+  // be set up; RESOURCE_EXHAUSTED when the segment files do not fit; INTERNAL for other I/O or
+  // RocksDB errors.
+  static Result<std::unique_ptr<SsdTier>> Open(const SsdTierOptions& options);
+  ~SsdTier();
+
+  // Writes and indexes the blocks; one Status per item, in order: OK, ALREADY_EXISTS (the key is
+  // stored; nothing written), INVALID_ARGUMENT (size 0, above max_block_bytes, buffer too short,
+  // or a key repeated within the call), RESOURCE_EXHAUSTED (ENOSPC), INTERNAL (I/O or index
+  // error). Up to queue_depth writes are in flight at once.
+  std::vector<Status> Write(std::span<const SsdWrite> items);
+  Status Write(const SsdWrite& item);
+
+  // Reads and verifies blocks into their buffers, counting a hit on each. Per item: the block's
+  // info; NOT_FOUND (absent, or moved by a reclaim during the read); OUT_OF_RANGE (buffer shorter
+  // than the block); DATA_LOSS (checksum mismatch — the block is dropped); INTERNAL (I/O error).
+  std::vector<Result<SsdBlockInfo>> Read(std::span<const SsdRead> items);
+  Result<SsdBlockInfo> Read(const BlockKey& key, std::span<std::byte> buffer);
+
+  // Index lookups; no I/O, no hit counted.
+  std::optional<SsdBlockInfo> Lookup(const BlockKey& key) const;
+  bool Contains(const BlockKey& key) const;
+  // Blocks with key > after (all when nullopt), at most `limit`, ordered by key.
+  std::vector<SsdBlockInfo> List(const std::optional<BlockKey>& after, size_t limit) const;
+
+  // Drops a block from the index (its bytes go with its segment). NOT_FOUND when absent.
+  Status Remove(const BlockKey& key);
+
+  SsdUsage Usage() const;
+  SsdCounters Counters() const;
+  std::string_view io_backend() const;
+  bool buffers_registered() const;
+  bool direct_io() const;
+  const SsdTierOptions& options() const;
+
+  // Bytes a block of `size` occupies on disk and in a zero-copy buffer.
+  static uint64_t PaddedSize(uint64_t size);
+  static constexpr uint64_t kAlignment = 4096;
+
+ private:
+  struct Impl;
+  explicit SsdTier(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstash::tiers

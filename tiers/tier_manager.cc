@@ -1,0 +1,436 @@
+// TierManager implementation (contract in tiers/tier_manager.h).
+//
+// The demotion queue is a list of victims whose bytes sit in a staging arena carved by a
+// BlockAllocator (4 KiB granules, so every victim is 4 KiB aligned and padded: the SSD writes it
+// without a copy, and the arena is registered with io_uring). `queued` maps each waiting key to
+// its list node so Remove can cancel it; `in_flight` holds the keys the worker is writing now and
+// `cancel_after_write` those removed meanwhile, which the worker removes from SSD afterwards.
+#include "tiers/tier_manager.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "tiers/arena.h"
+#include "tiers/block_allocator.h"
+
+namespace kvstash::tiers {
+namespace {
+
+static_assert(BlockAllocator::kGranule == SsdTier::kAlignment,
+              "DRAM and staging ranges must be padded exactly as the SSD pads its records");
+
+struct Victim {
+  BlockKey key;
+  std::optional<BlockKey> parent;
+  uint64_t size = 0;
+  uint64_t checksum = 0;
+  uint64_t offset = 0;  // in the staging arena
+};
+
+BlockMeta MetaFromSsd(const SsdBlockInfo& info) {
+  BlockMeta m;
+  m.key = info.key;
+  m.tier = TierKind::kSsd;
+  m.size = info.size;
+  m.checksum = info.checksum;
+  m.parent = info.parent;
+  m.generation = info.generation;
+  m.hits = info.hits;
+  return m;
+}
+
+}  // namespace
+
+struct TierManager::Impl {
+  TierManagerOptions options;
+  std::unique_ptr<Arena> staging;
+  std::unique_ptr<BlockAllocator> staging_alloc;
+  std::unique_ptr<DramTier> dram;
+  std::unique_ptr<SsdTier> ssd;
+
+  std::mutex q_mu;
+  std::condition_variable q_cv;      // work arrived, or stop
+  std::condition_variable idle_cv;   // a batch finished
+  std::list<Victim> queue;
+  std::unordered_map<BlockKey, std::list<Victim>::iterator, BlockKeyHash> queued;
+  std::unordered_set<BlockKey, BlockKeyHash> in_flight;
+  std::unordered_set<BlockKey, BlockKeyHash> cancel_after_write;
+  uint64_t enqueued_total = 0;  // under q_mu
+  uint64_t finished_total = 0;  // under q_mu: written, failed or cancelled
+  bool stop = false;
+  std::thread worker;
+
+  std::mutex promo_mu;
+  std::condition_variable promo_cv;
+  std::unordered_set<BlockKey, BlockKeyHash> promoting;
+
+  std::atomic<uint64_t> demotions_queued{0}, demoted{0}, demotions_already_on_ssd{0};
+  std::atomic<uint64_t> demotions_dropped_full{0}, demotions_failed{0}, demotions_cancelled{0};
+  std::atomic<uint64_t> promotions{0}, promotions_failed{0}, ssd_direct_reads{0};
+
+  // DramTier eviction callback: under the DRAM tier's locks; never blocks on the SSD.
+  void OnEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
+    if (ssd->Contains(meta.key)) {
+      demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    {
+      std::lock_guard lock(q_mu);
+      if (queued.contains(meta.key)) return;
+    }
+    std::optional<uint64_t> offset = staging_alloc->Allocate(bytes.size());
+    if (!offset) {
+      demotions_dropped_full.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    std::byte* dst = staging->base() + *offset;
+    std::memcpy(dst, bytes.data(), bytes.size());
+    // The pad is written to disk too; keep it deterministic rather than stale staging bytes.
+    std::memset(dst + bytes.size(), 0, BlockAllocator::RoundUp(bytes.size()) - bytes.size());
+    {
+      std::lock_guard lock(q_mu);
+      queue.push_back(Victim{meta.key, meta.parent, meta.size, meta.checksum, *offset});
+      queued[meta.key] = std::prev(queue.end());
+      ++enqueued_total;
+    }
+    demotions_queued.fetch_add(1, std::memory_order_relaxed);
+    q_cv.notify_one();
+  }
+
+  void Work() {
+    std::unique_lock lock(q_mu);
+    for (;;) {
+      q_cv.wait(lock, [&] { return stop || !queue.empty(); });
+      if (queue.empty()) return;  // stop, and everything queued is written
+      std::vector<Victim> batch;
+      while (!queue.empty() && batch.size() < options.demotion_batch_blocks) {
+        batch.push_back(queue.front());
+        queued.erase(queue.front().key);
+        in_flight.insert(queue.front().key);
+        queue.pop_front();
+      }
+      lock.unlock();
+
+      std::vector<SsdWrite> writes(batch.size());
+      for (size_t i = 0; i < batch.size(); ++i) {
+        const Victim& v = batch[i];
+        writes[i] = SsdWrite{v.key, v.parent,
+                             std::span<const std::byte>(staging->base() + v.offset, BlockAllocator::RoundUp(v.size)),
+                             v.size, v.checksum};
+      }
+      const std::vector<Status> results = ssd->Write(writes);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (results[i].ok()) {
+          demoted.fetch_add(1, std::memory_order_relaxed);
+        } else if (results[i].code() == StatusCode::kAlreadyExists) {
+          demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          demotions_failed.fetch_add(1, std::memory_order_relaxed);
+        }
+        staging_alloc->Free(batch[i].offset, batch[i].size);
+      }
+
+      lock.lock();
+      std::vector<BlockKey> cancelled;
+      for (const Victim& v : batch) {
+        in_flight.erase(v.key);
+        if (cancel_after_write.erase(v.key) > 0) cancelled.push_back(v.key);
+      }
+      if (!cancelled.empty()) {
+        lock.unlock();
+        for (const BlockKey& key : cancelled) (void)ssd->Remove(key);  // NOT_FOUND when the write failed
+        lock.lock();
+      }
+      finished_total += batch.size();
+      idle_cv.notify_all();
+    }
+  }
+
+  // Stages an SSD-only block into DRAM. OK when the block is in DRAM afterwards (by this call or
+  // another); NOT_FOUND when it is on neither tier; other errors when it could not be staged.
+  Status Promote(const BlockKey& key) {
+    {
+      std::unique_lock lock(promo_mu);
+      if (promoting.contains(key)) {
+        promo_cv.wait(lock, [&] { return !promoting.contains(key); });
+        return Status::Ok();  // the caller looks in DRAM again
+      }
+      promoting.insert(key);
+    }
+    Status st = PromoteOnce(key);
+    {
+      std::lock_guard lock(promo_mu);
+      promoting.erase(key);
+    }
+    promo_cv.notify_all();
+    return st;
+  }
+
+  Status PromoteOnce(const BlockKey& key) {
+    std::optional<SsdBlockInfo> info = ssd->Lookup(key);
+    if (!info) return NotFound("block " + key.ToHex() + " is not stored");
+    Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
+      promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return r.status();
+    }
+    // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
+    // straight into it.
+    Result<SsdBlockInfo> read =
+        ssd->Read(key, std::span<std::byte>(r->data, BlockAllocator::RoundUp(r->size)));
+    if (!read.ok()) {
+      (void)dram->Abort(r->id);
+      promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return read.status();
+    }
+    Result<BlockMeta> committed = dram->Commit(r->id, read->checksum, false);
+    if (!committed.ok()) {
+      (void)dram->Abort(r->id);
+      promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return committed.status();
+    }
+    promotions.fetch_add(1, std::memory_order_relaxed);
+    return Status::Ok();
+  }
+};
+
+Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOptions& options) {
+  if (options.dram.on_evict) return InvalidArgument("dram.on_evict is reserved for the TierManager");
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  Impl* d = impl.get();
+  DramTierOptions dram_options = options.dram;
+  if (options.ssd) {
+    if (options.demotion_queue_bytes < BlockAllocator::RoundUp(options.ssd->max_block_bytes)) {
+      return InvalidArgument("demotion_queue_bytes (" + std::to_string(options.demotion_queue_bytes) +
+                             ") must hold one block of ssd max_block_bytes (" +
+                             std::to_string(options.ssd->max_block_bytes) + ")");
+    }
+    if (options.demotion_batch_blocks == 0) return InvalidArgument("demotion_batch_blocks must be > 0");
+    KVSTASH_ASSIGN_OR_RETURN(d->staging, Arena::Map(options.demotion_queue_bytes, ArenaHugePages::kNever));
+    d->staging_alloc = std::make_unique<BlockAllocator>(options.demotion_queue_bytes);
+    dram_options.on_evict = [d](const BlockMeta& meta, std::span<const std::byte> bytes) { d->OnEvict(meta, bytes); };
+  }
+  KVSTASH_ASSIGN_OR_RETURN(d->dram, DramTier::Create(dram_options));
+  if (options.ssd) {
+    SsdTierOptions ssd_options = *options.ssd;
+    ssd_options.io_memory.push_back(std::span<std::byte>(d->dram->arena_base(), d->dram->arena_bytes()));
+    ssd_options.io_memory.push_back(std::span<std::byte>(d->staging->base(), d->staging->size()));
+    KVSTASH_ASSIGN_OR_RETURN(d->ssd, SsdTier::Open(ssd_options));
+    d->worker = std::thread([d] { d->Work(); });
+  }
+  return std::unique_ptr<TierManager>(new TierManager(std::move(impl)));
+}
+
+TierManager::TierManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TierManager::~TierManager() {
+  if (impl_->worker.joinable()) {
+    {
+      std::lock_guard lock(impl_->q_mu);
+      impl_->stop = true;
+    }
+    impl_->q_cv.notify_all();
+    impl_->worker.join();
+  }
+}
+
+Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
+                                         uint64_t timeout_ms) {
+  if (impl_->ssd && impl_->ssd->Contains(key)) {
+    return AlreadyExists("block " + key.ToHex() + " is already stored (ssd)");
+  }
+  return impl_->dram->Reserve(key, size, parent, timeout_ms);
+}
+
+Result<BlockMeta> TierManager::Commit(uint64_t reservation_id, uint64_t checksum, bool pin) {
+  return impl_->dram->Commit(reservation_id, checksum, pin);
+}
+
+Status TierManager::Abort(uint64_t reservation_id) { return impl_->dram->Abort(reservation_id); }
+
+Result<Reservation> TierManager::GetReservation(uint64_t reservation_id) const {
+  return impl_->dram->GetReservation(reservation_id);
+}
+
+std::optional<BlockMeta> TierManager::Find(const BlockKey& key, uint64_t lease_ms) {
+  if (auto meta = impl_->dram->Find(key, lease_ms)) return meta;
+  if (!impl_->ssd) return std::nullopt;
+  // Twice: a promoted block may be evicted again before this thread leases it.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (!impl_->Promote(key).ok()) return std::nullopt;
+    if (auto meta = impl_->dram->Find(key, lease_ms)) return meta;
+  }
+  return std::nullopt;
+}
+
+Status TierManager::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
+  Status st = impl_->dram->ReleaseLease(key, lease_epoch);
+  if (st.code() == StatusCode::kNotFound && impl_->ssd && impl_->ssd->Contains(key)) return Status::Ok();
+  return st;
+}
+
+std::optional<BlockMeta> TierManager::Peek(const BlockKey& key) const {
+  if (auto meta = impl_->dram->Peek(key)) return meta;
+  if (!impl_->ssd) return std::nullopt;
+  if (auto info = impl_->ssd->Lookup(key)) return MetaFromSsd(*info);
+  return std::nullopt;
+}
+
+Result<BlockMeta> TierManager::Read(const BlockKey& key, std::span<std::byte> out) {
+  Result<BlockMeta> read = impl_->dram->Read(key, out);
+  if (read.ok() || read.status().code() != StatusCode::kNotFound || !impl_->ssd) return read;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    Status promoted = impl_->Promote(key);
+    if (promoted.code() == StatusCode::kNotFound || promoted.code() == StatusCode::kDataLoss) return read;
+    if (!promoted.ok()) break;
+    Result<BlockMeta> again = impl_->dram->Read(key, out);
+    if (again.ok() || again.status().code() != StatusCode::kNotFound) return again;
+  }
+  // DRAM cannot hold it now: copy straight from SSD.
+  Result<SsdBlockInfo> direct = impl_->ssd->Read(key, out);
+  if (!direct.ok()) {
+    if (direct.status().code() == StatusCode::kOutOfRange) return direct.status();
+    return read;
+  }
+  impl_->ssd_direct_reads.fetch_add(1, std::memory_order_relaxed);
+  return MetaFromSsd(*direct);
+}
+
+Status TierManager::Remove(const BlockKey& key) {
+  Impl& d = *impl_;
+  Status dram_st = d.dram->Remove(key);
+  if (!dram_st.ok() && dram_st.code() != StatusCode::kNotFound) return dram_st;
+  bool found = dram_st.ok();
+  if (!d.ssd) return dram_st;
+  bool cancelled = false;
+  {
+    std::lock_guard lock(d.q_mu);
+    auto it = d.queued.find(key);
+    if (it != d.queued.end()) {
+      d.staging_alloc->Free(it->second->offset, it->second->size);
+      d.queue.erase(it->second);
+      d.queued.erase(it);
+      ++d.finished_total;
+      d.demotions_cancelled.fetch_add(1, std::memory_order_relaxed);
+      cancelled = true;
+    } else if (d.in_flight.contains(key)) {
+      d.cancel_after_write.insert(key);
+      d.demotions_cancelled.fetch_add(1, std::memory_order_relaxed);
+      cancelled = true;
+    }
+  }
+  d.idle_cv.notify_all();
+  // A queued victim was not on SSD when queued (and reaches it only through the queue); an
+  // in-flight one is removed by the worker after its write. Neither needs the SSD's writer lock.
+  if (cancelled) return Status::Ok();
+  Status ssd_st = d.ssd->Remove(key);
+  if (ssd_st.ok()) found = true;
+  if (!ssd_st.ok() && ssd_st.code() != StatusCode::kNotFound) return ssd_st;
+  return found ? Status::Ok() : NotFound("block " + key.ToHex() + " is not stored");
+}
+
+Status TierManager::SetPinned(const BlockKey& key, bool pinned) {
+  Status st = impl_->dram->SetPinned(key, pinned);
+  if (st.code() != StatusCode::kNotFound || !impl_->ssd || !impl_->ssd->Contains(key)) return st;
+  if (!pinned) return Status::Ok();  // SSD blocks are never pinned
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    KVSTASH_RETURN_IF_ERROR(impl_->Promote(key));
+    st = impl_->dram->SetPinned(key, true);
+    if (st.code() != StatusCode::kNotFound) return st;
+  }
+  return st;
+}
+
+ListPage TierManager::List(const std::optional<BlockKey>& after, size_t limit) const {
+  ListPage dram_page = impl_->dram->List(after, limit);
+  if (!impl_->ssd) return dram_page;
+  std::vector<SsdBlockInfo> ssd_blocks = impl_->ssd->List(after, limit);
+  bool more = dram_page.next_after.has_value() || ssd_blocks.size() >= limit;
+  std::vector<BlockMeta> merged;
+  merged.reserve(dram_page.blocks.size() + ssd_blocks.size());
+  size_t i = 0;
+  size_t j = 0;
+  while (i < dram_page.blocks.size() || j < ssd_blocks.size()) {
+    if (j == ssd_blocks.size() || (i < dram_page.blocks.size() && dram_page.blocks[i].key <= ssd_blocks[j].key)) {
+      if (j < ssd_blocks.size() && dram_page.blocks[i].key == ssd_blocks[j].key) ++j;  // DRAM copy wins
+      merged.push_back(std::move(dram_page.blocks[i++]));
+    } else {
+      merged.push_back(MetaFromSsd(ssd_blocks[j++]));
+    }
+  }
+  ListPage page;
+  if (merged.size() > limit) {
+    merged.resize(limit);
+    more = true;
+  }
+  page.blocks = std::move(merged);
+  if (more) page.next_after = page.blocks.empty() ? after : std::optional<BlockKey>(page.blocks.back().key);
+  return page;
+}
+
+size_t TierManager::ReclaimExpired() { return impl_->dram->ReclaimExpired(); }
+
+TierUsage TierManager::Usage() const {
+  TierUsage u = impl_->dram->Usage();
+  if (impl_->ssd) {
+    const SsdUsage s = impl_->ssd->Usage();
+    u.capacity_bytes += s.capacity_bytes;
+    u.used_bytes += s.live_bytes;
+    u.blocks += s.blocks;
+  }
+  return u;
+}
+
+TierCounters TierManager::Counters() const { return impl_->dram->Counters(); }
+
+std::vector<TierUsageEntry> TierManager::UsageByTier() const {
+  std::vector<TierUsageEntry> out;
+  out.push_back({TierKind::kDram, impl_->dram->Usage()});
+  if (impl_->ssd) {
+    const SsdUsage s = impl_->ssd->Usage();
+    TierUsage u;
+    u.capacity_bytes = s.capacity_bytes;
+    u.used_bytes = s.live_bytes;
+    u.blocks = s.blocks;
+    out.push_back({TierKind::kSsd, u});
+  }
+  return out;
+}
+
+TierManagerCounters TierManager::ManagerCounters() const {
+  const Impl& d = *impl_;
+  TierManagerCounters c;
+  c.demotions_queued = d.demotions_queued.load(std::memory_order_relaxed);
+  c.demoted = d.demoted.load(std::memory_order_relaxed);
+  c.demotions_already_on_ssd = d.demotions_already_on_ssd.load(std::memory_order_relaxed);
+  c.demotions_dropped_full = d.demotions_dropped_full.load(std::memory_order_relaxed);
+  c.demotions_failed = d.demotions_failed.load(std::memory_order_relaxed);
+  c.demotions_cancelled = d.demotions_cancelled.load(std::memory_order_relaxed);
+  c.promotions = d.promotions.load(std::memory_order_relaxed);
+  c.promotions_failed = d.promotions_failed.load(std::memory_order_relaxed);
+  c.ssd_direct_reads = d.ssd_direct_reads.load(std::memory_order_relaxed);
+  if (d.ssd) c.ssd = d.ssd->Counters();
+  return c;
+}
+
+void TierManager::DrainDemotions() {
+  Impl& d = *impl_;
+  if (!d.ssd) return;
+  std::unique_lock lock(d.q_mu);
+  const uint64_t target = d.enqueued_total;
+  d.idle_cv.wait(lock, [&] { return d.finished_total >= target; });
+}
+
+DramTier& TierManager::dram() const { return *impl_->dram; }
+SsdTier* TierManager::ssd() const { return impl_->ssd.get(); }
+
+}  // namespace kvstash::tiers
