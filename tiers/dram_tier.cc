@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -108,6 +109,10 @@ struct DramTier::Impl {
   std::set<std::pair<uint64_t, uint64_t>>
       deadlines;  // (deadline_ms, id) of open, idle reservations
   std::unordered_set<BlockKey, BlockKeyHash> in_flight;
+  struct Quarantined {
+    uint64_t offset, alloc_bytes, release_at_ms;
+  };
+  std::deque<Quarantined> quarantine;  // regions of expired reservations, oldest first (same delay for all)
   uint64_t next_reservation_id = 1;
   uint64_t next_generation = 1;
 
@@ -234,11 +239,18 @@ struct DramTier::Impl {
     policy->OnErase(key);
   }
 
-  // Returns a reservation's region and forgets it. REQUIRES: write_mu.
-  void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it) {
+  // Forgets a reservation. Its region returns to the allocator at once when the writer gave it
+  // back (Abort); after an expiry it is held for expired_quarantine_ms first, because a writer
+  // that outlived its reservation (a stalled or partitioned client) may still be writing into it
+  // with one-sided puts. REQUIRES: write_mu.
+  void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it, bool expired = false) {
     const ReservationState& r = it->second;
-    allocator.Free(r.offset, r.alloc_bytes);
-    used_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
+    if (expired && options.expired_quarantine_ms > 0) {
+      quarantine.push_back({r.offset, r.alloc_bytes, SaturatingAdd(Now(), options.expired_quarantine_ms)});
+    } else {
+      allocator.Free(r.offset, r.alloc_bytes);
+      used_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
+    }
     reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
     reservation_count.fetch_sub(1, std::memory_order_relaxed);
     in_flight.erase(r.key);
@@ -246,9 +258,19 @@ struct DramTier::Impl {
     reservations.erase(it);
   }
 
+  // Returns quarantined regions whose time is up. REQUIRES: write_mu.
+  void ReleaseQuarantineLocked(uint64_t now) {
+    while (!quarantine.empty() && quarantine.front().release_at_ms <= now) {
+      allocator.Free(quarantine.front().offset, quarantine.front().alloc_bytes);
+      used_bytes.fetch_sub(quarantine.front().alloc_bytes, std::memory_order_relaxed);
+      quarantine.pop_front();
+    }
+  }
+
   // REQUIRES: write_mu.
   size_t ReclaimExpiredLocked() {
     const uint64_t now = Now();
+    ReleaseQuarantineLocked(now);
     size_t reclaimed = 0;
     while (!deadlines.empty() && deadlines.begin()->first < now) {
       auto it = reservations.find(deadlines.begin()->second);
@@ -256,7 +278,7 @@ struct DramTier::Impl {
         deadlines.erase(deadlines.begin());
         continue;
       }
-      DropReservationLocked(it);
+      DropReservationLocked(it, /*expired=*/true);
       ++reclaimed;
     }
     reservations_expired.fetch_add(reclaimed, std::memory_order_relaxed);
@@ -386,7 +408,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
       return Aborted("reservation " + std::to_string(reservation_id) + " is being committed");
     }
     if (d.Now() > r.deadline_ms) {
-      d.DropReservationLocked(it);
+      d.DropReservationLocked(it, /*expired=*/true);
       d.reservations_expired.fetch_add(1, std::memory_order_relaxed);
       return NotFound("reservation " + std::to_string(reservation_id) + " expired");
     }

@@ -47,6 +47,10 @@ struct DramTierOptions {
   // huge_pages is then ignored. The memory must outlive the tier. The daemon passes memory UCX
   // allocated, so that peers on the same host can map it and read it with their own CPU.
   std::byte* external_arena = nullptr;
+  // How long the region of an expired (never committed, never aborted) reservation stays out of
+  // use before it is reused: a writer that outlived its reservation may still be writing into it
+  // one-sided. 0 = reuse at once. The daemon sets it to the reservation timeout.
+  uint64_t expired_quarantine_ms = 0;
 };
 
 class DramTier final : public Tier {

@@ -368,6 +368,37 @@ TEST_F(DramTierTest, RemoveOfLeasedBlockFails) {
   EXPECT_EQ(tier->Remove(K(1)).code(), StatusCode::kNotFound);
 }
 
+TEST_F(DramTierTest, ExpiredReservationRegionIsQuarantinedBeforeReuse) {
+  DramTierOptions o;
+  o.capacity_bytes = 64 * 1024;
+  o.huge_pages = HugePages::kOff;
+  o.clock = &clock_;
+  o.expired_quarantine_ms = 5'000;
+  auto tier = DramTier::Create(o);
+  ASSERT_TRUE(tier.ok());
+  auto stale = (*tier)->Reserve(K(1), 32 * 1024, std::nullopt, 100);
+  ASSERT_TRUE(stale.ok());
+  clock_.AdvanceMs(101);
+  EXPECT_EQ((*tier)->ReclaimExpired(), 1u);
+  EXPECT_EQ((*tier)->Usage().reservations, 0u);
+  EXPECT_EQ((*tier)->Usage().used_bytes, 32u * 1024);  // still held: a late writer may be writing it
+  // A new block never lands in the quarantined region.
+  auto fresh = (*tier)->Reserve(K(2), 32 * 1024, std::nullopt, 10'000);
+  ASSERT_TRUE(fresh.ok());
+  EXPECT_NE(fresh->data, stale->data);
+  // The arena is full now (two halves); once the quarantine is over the region is free again.
+  EXPECT_EQ((*tier)->Reserve(K(3), 32 * 1024, std::nullopt, 10'000).status().code(), StatusCode::kResourceExhausted);
+  clock_.AdvanceMs(5'000);
+  (void)(*tier)->ReclaimExpired();
+  EXPECT_EQ((*tier)->Usage().used_bytes, 32u * 1024);
+  auto reused = (*tier)->Reserve(K(3), 32 * 1024, std::nullopt, 10'000);
+  ASSERT_TRUE(reused.ok()) << reused.status().ToString();
+  EXPECT_EQ(reused->data, stale->data);
+  // An explicit abort returns its region at once.
+  ASSERT_TRUE((*tier)->Abort(reused->id).ok());
+  EXPECT_EQ((*tier)->Usage().used_bytes, 32u * 1024);
+}
+
 TEST_F(DramTierTest, LeaseEndsWhenItsLastHolderReleases) {
   auto tier = Make(1 << 20);
   ASSERT_TRUE(Put(*tier, K(1), 4096).ok());
