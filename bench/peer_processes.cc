@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <sstream>
@@ -86,7 +87,7 @@ std::optional<StreamResult> RunIperf3(int streams, double seconds) {
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (!out && std::chrono::steady_clock::now() < give_up) {
     out = RunCapture("iperf3 -J -c 127.0.0.1 -p " + std::to_string(port) + " -P " + std::to_string(streams) +
-                     " -t " + std::to_string(seconds) + " 2>/dev/null");
+                     " -t " + std::to_string(std::max(1, static_cast<int>(seconds))) + " 2>/dev/null");
     if (!out) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!out) return std::nullopt;

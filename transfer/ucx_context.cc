@@ -1,6 +1,51 @@
 #include "transfer/ucx_context.h"
 
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <ucs/debug/log_def.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <mutex>
+
 namespace kvstash::transfer {
+namespace {
+
+// UCX prints its own log lines to stdout, which would corrupt the output of tools that print JSON
+// (and clutter a daemon's). Route them to a "ucx" logger on stderr instead: warnings and errors as
+// warnings (UCX reports recoverable probing, such as a transport set without peer-failure
+// support, as errors), everything else at debug.
+std::shared_ptr<spdlog::logger> UcxLogger() {
+  static std::shared_ptr<spdlog::logger> logger = [] {
+    if (auto existing = spdlog::get("ucx")) return existing;
+    auto created = spdlog::stderr_color_mt("ucx");
+    created->set_level(spdlog::default_logger()->level());
+    return created;
+  }();
+  return logger;
+}
+
+ucs_log_func_rc_t RouteUcxLog(const char* file, unsigned line, const char*, ucs_log_level_t level,
+                              const ucs_log_component_config_t*, const char* format, va_list ap) {
+  char message[1024];
+  std::vsnprintf(message, sizeof(message), format, ap);
+  if (level <= UCS_LOG_LEVEL_WARN) {
+    UcxLogger()->warn("UCX {}:{}: {}", file, line, message);
+  } else {
+    UcxLogger()->debug("UCX {}:{}: {}", file, line, message);
+  }
+  return UCS_LOG_FUNC_RC_STOP;
+}
+
+void InstallUcxLogRouting() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    (void)UcxLogger();
+    ucs_log_push_handler(&RouteUcxLog);
+  });
+}
+
+}  // namespace
 
 Status UcxError(StatusCode code, std::string_view what, ucs_status_t status) {
   return Status(code, std::string(what) + ": UCX " + ucs_status_string(status));
@@ -9,6 +54,7 @@ Status UcxError(StatusCode code, std::string_view what, ucs_status_t status) {
 std::string UcxContext::Version() { return ucp_get_version_string(); }
 
 Result<std::shared_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options) {
+  InstallUcxLogRouting();
   ucp_config_t* config = nullptr;
   ucs_status_t status = ucp_config_read(nullptr, nullptr, &config);
   if (status != UCS_OK) return UcxError(StatusCode::kUnavailable, "reading UCX configuration", status);
