@@ -28,14 +28,18 @@ class GlobalCacheAwarePolicy final : public Policy {
     for (uint32_t i = 1; i < view.prefill_count(); ++i) {
       if (matches[i] > matches[holder]) holder = i;
     }
-    const uint32_t best_len = matches[holder];
+    // The kvstash store is one more holder: the best source of the prefix is whoever holds the
+    // longest part of it.
+    const bool from_store = req.store_blocks > matches[holder];
+    const uint32_t best_len = from_store ? req.store_blocks : matches[holder];
+    const int32_t source = from_store ? PrefillPlan::kFromStore : int32_t(holder);
     PrefillPlan best;
     bool have = false;
     for (uint32_t i = 0; i < view.prefill_count(); ++i) {
       PrefillPlan plan = LocalPlan(req, view, matches, cost, i);
       if (best_len > threshold_ * double(matches[i])) {
         plan.fetch_blocks = best_len - matches[i];
-        plan.fetch_source = int32_t(holder);
+        plan.fetch_source = source;
         plan.transfer_s = cost.TransferSeconds(plan.fetch_blocks);
         plan.prefill_s =
             cost.PrefillSeconds(req.input_tokens, cost.CachedTokens(req.input_tokens, best_len));

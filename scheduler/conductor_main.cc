@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
   app.add_option("--kvcache-balancing-threshold", popt.kvcache_balancing_threshold,
                  "global-cache-aware fetches the best holder's prefix when best > threshold x own")
       ->capture_default_str();
+  std::string store_address;
+  app.add_option("--store", store_address,
+                 "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
   AddAdmissionFlags(&app, admission_flags);
   AddCostFlags(&app, cost_flags);
   try {
@@ -55,9 +58,19 @@ int main(int argc, char** argv) {
   sigaddset(&stop, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
+  std::unique_ptr<kvstash::Client> store;
+  if (!store_address.empty()) {
+    kvstash::ClientOptions store_options;
+    store_options.address = store_address;
+    store_options.data_path = kvstash::DataPath::kInline;  // the conductor only looks up
+    store_options.timeout_ms = 1'000;                      // a slow store must not stall routing
+    auto connected = kvstash::Client::Connect(store_options);
+    if (!connected.ok()) return fail(connected.status());
+    store = std::move(*connected);
+  }
   kvstash::metrics::Registry registry;
   ConductorService service(Router(std::move(*p), *cost, *router_options),
-                           kvstash::SteadyClock::Default(), &registry);
+                           kvstash::SteadyClock::Default(), &registry, store.get());
   kvstash::metrics::MetricsHttpServer metrics_http(&registry);
   if (metrics_port >= 0) {
     auto port = metrics_http.Start(metrics_host, metrics_port);

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kvstash/block_key.h"
+#include "kvstash/limits.h"
 #include "kvstash/prefix_hasher.h"
 
 namespace kvstash::scheduler {
@@ -41,7 +42,8 @@ Result<Role> RoleOf(v1::InstanceRole role) {
 
 }  // namespace
 
-ConductorService::ConductorService(Router router, const Clock* clock, metrics::Registry* registry)
+ConductorService::ConductorService(Router router, const Clock* clock, metrics::Registry* registry,
+                                   Client* store)
     : router_(std::move(router)),
       clock_(clock),
       decisions_(registry->AddCounter("kvstash_conductor_decisions_total",
@@ -65,7 +67,10 @@ ConductorService::ConductorService(Router router, const Clock* clock, metrics::R
                       ->AddHistogram("kvstash_conductor_ttft_prediction_error_seconds",
                                      "|observed - predicted| TTFT of reported requests", {},
                                      TtftBuckets())
-                      .WithLabels({})) {
+                      .WithLabels({})),
+      store_(store),
+      store_lookups_(registry->AddCounter("kvstash_conductor_store_lookups_total",
+                                          "Prefix lookups in the kvstash store, by result", {"result"})) {
   auto& instances =
       registry->AddGauge("kvstash_conductor_instances", "Registered instances by role", {"role"});
   auto& blocks =
@@ -158,6 +163,7 @@ grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteReques
     return invalid(InvalidArgument("prompt too long"));
   }
   std::vector<BlockId> chain;
+  std::vector<BlockKey> keys;  // the chain's block keys, when the request gives them
   uint64_t input_tokens = req->input_tokens();
   if (req->token_ids_size() > 0) {
     if (req->model().empty())
@@ -167,22 +173,34 @@ grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteReques
     }
     input_tokens = uint64_t(req->token_ids_size());
     PrefixHasher hasher(Namespace{req->model()}, router_.cost().block_tokens);
-    for (const BlockKey& k :
-         hasher.Chain({req->token_ids().data(), size_t(req->token_ids_size())})) {
-      chain.push_back(BlockKeyHash{}(k));
-    }
+    keys = hasher.Chain({req->token_ids().data(), size_t(req->token_ids_size())});
+    for (const BlockKey& k : keys) chain.push_back(BlockKeyHash{}(k));
   } else if (req->block_keys_size() > 0) {
     for (int i = 0; i < req->block_keys_size(); ++i) {
       auto id = KeyToId(req->block_keys(i), "block_keys", i);
       if (!id.ok()) return invalid(id.status());
       chain.push_back(*id);
+      keys.push_back(*BlockKey::FromBytes(req->block_keys(i)));
     }
   } else {
     chain.assign(req->block_ids().begin(), req->block_ids().end());
   }
 
+  // Ask the store outside the lock: it is a network call.
+  uint32_t store_blocks = 0;
+  if (store_ != nullptr && !keys.empty()) {
+    const size_t asked = std::min<size_t>(keys.size(), limits::kMaxBatchKeys);
+    auto found = store_->Lookup(std::span(keys).first(asked));
+    if (found.ok()) {
+      store_blocks = uint32_t(found->hit_blocks);
+      store_lookups_.WithLabels({store_blocks > 0 ? "hit" : "miss"}).Inc();
+    } else {
+      store_lookups_.WithLabels({"error"}).Inc();
+    }
+  }
+
   std::unique_lock lock(mu_);
-  RouteRequest r{req->request_id(), Now(), input_tokens, req->output_tokens(), chain};
+  RouteRequest r{req->request_id(), Now(), input_tokens, req->output_tokens(), chain, store_blocks};
   auto d = router_.Route(r, state_);
   if (!d.ok()) return invalid(d.status());
   if (d->rejected()) {
@@ -200,8 +218,11 @@ grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteReques
   resp->set_decode_instance(state_.DecodeId(d->decode));
   resp->set_local_blocks(d->plan.local_blocks);
   resp->set_fetch_blocks(d->plan.fetch_blocks);
-  if (d->plan.fetch_source >= 0)
+  if (d->plan.fetch_source >= 0) {
     resp->set_fetch_from(state_.PrefillId(uint32_t(d->plan.fetch_source)));
+  } else if (d->plan.fetch_source == PrefillPlan::kFromStore) {
+    resp->set_fetch_from(kStoreSourceName);
+  }
   resp->set_predicted_ttft_seconds(d->plan.ttft_s());
   resp->set_predicted_tbt_seconds(d->predicted_tbt_s);
   resp->set_policy(policy);

@@ -7,6 +7,7 @@
 //   kvstash_conductor_predicted_ttft_seconds, kvstash_conductor_observed_ttft_seconds,
 //   kvstash_conductor_ttft_prediction_error_seconds     |observed − predicted| (ReportTtft)
 //   kvstash_conductor_instances{role}, kvstash_conductor_indexed_blocks
+//   kvstash_conductor_store_lookups_total{result}     result = hit | miss | error
 //
 // Time comes from the injected Clock (seconds = NowMs / 1000), so tests can replay a script.
 //
@@ -20,6 +21,7 @@
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "kvstash/client.h"
 #include "kvstash/v1/conductor.grpc.pb.h"
 #include "scheduler/conductor_state.h"
 
@@ -27,8 +29,14 @@ namespace kvstash::scheduler {
 
 class ConductorService final : public v1::Conductor::Service {
  public:
-  // `clock` and `registry` must outlive the service.
-  ConductorService(Router router, const Clock* clock, metrics::Registry* registry);
+  // RouteResponse.fetch_from when the plan pulls the prefix from the kvstash store.
+  static constexpr const char* kStoreSourceName = "kvstash-store";
+
+  // `clock`, `registry` and `store` must outlive the service. With a `store` (a client of the
+  // kvstash store), every Route whose chain has block keys (token_ids or block_keys) asks the
+  // store for its longest cached prefix, and global-cache-aware may plan to fetch it from there;
+  // a store that cannot be asked counts as holding nothing.
+  ConductorService(Router router, const Clock* clock, metrics::Registry* registry, Client* store = nullptr);
 
   grpc::Status RegisterInstance(grpc::ServerContext*, const v1::RegisterInstanceRequest*,
                                 v1::RegisterInstanceResponse*) override;
@@ -58,6 +66,8 @@ class ConductorService final : public v1::Conductor::Service {
   metrics::Histogram& predicted_ttft_;
   metrics::Histogram& observed_ttft_;
   metrics::Histogram& ttft_error_;
+  Client* store_;  // may be null
+  metrics::Family<metrics::Counter>& store_lookups_;
 };
 
 }  // namespace kvstash::scheduler

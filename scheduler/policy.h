@@ -35,6 +35,9 @@ struct RouteRequest {
   uint64_t input_tokens = 0;
   uint64_t output_tokens = 0;      // expected generated tokens
   std::span<const BlockId> chain;  // one id per (possibly partial) block of the prompt
+  // Leading blocks of the chain held by the shared kvstash store (the global pool of kvstashd
+  // daemons), as its Lookup answered; 0 when no store is attached or it holds none.
+  uint32_t store_blocks = 0;
 };
 
 // A policy's prefill plan: where to prefill and which prefix it will reuse.
@@ -42,7 +45,9 @@ struct PrefillPlan {
   uint32_t prefill = 0;
   uint32_t local_blocks = 0;  // leading blocks reused from the instance's own cache
   uint32_t fetch_blocks = 0;  // next blocks pulled from fetch_source over the network
-  int32_t fetch_source = -1;  // prefill instance holding them; -1 when nothing is fetched
+  int32_t fetch_source = -1;  // prefill instance holding them; -1 when nothing is fetched,
+                              // kFromStore when they come from the kvstash store
+  static constexpr int32_t kFromStore = -2;
   double transfer_s = 0, queue_s = 0, prefill_s = 0;
   double ttft_s() const { return transfer_s + queue_s + prefill_s; }
 };

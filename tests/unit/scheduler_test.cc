@@ -223,6 +223,27 @@ TEST(Policy, GlobalCacheAwarePullsPrefixFromBusyHolder) {
   EXPECT_EQ(t->plan.local_blocks, 10u);
 }
 
+TEST(Policy, GlobalCacheAwareFetchesFromTheStoreWhenItHoldsMore) {
+  // No instance holds more than 5 blocks; the kvstash store holds 30: the plan pulls 30 - own
+  // blocks from the store, and local-cache-aware (which ignores the store) is slower.
+  FakeView v = View({0, 0}, {5, 0});
+  Req q(40);
+  q.r.store_blocks = 30;
+  auto g = MakeRouter("global-cache-aware").Route(q.r, v);
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->plan.fetch_source, PrefillPlan::kFromStore);
+  EXPECT_EQ(g->plan.fetch_blocks + g->plan.local_blocks, 30u);
+  EXPECT_GT(g->plan.transfer_s, 0);
+  auto l = MakeRouter("local-cache-aware").Route(q.r, v);
+  ASSERT_TRUE(l.ok());
+  EXPECT_GT(l->plan.ttft_s(), g->plan.ttft_s());
+  // When an instance holds at least as much as the store, the instance stays the source.
+  q.r.store_blocks = 4;
+  auto i = MakeRouter("global-cache-aware").Route(q.r, v);
+  ASSERT_TRUE(i.ok());
+  EXPECT_NE(i->plan.fetch_source, PrefillPlan::kFromStore);
+}
+
 TEST(Router, PicksDecodeByPredictedTbt) {
   FakeView v = View({0}, {0}, 3);
   v.later_load = {{64, 1'000'000}, {8, 50'000}, {32, 400'000}};
