@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "common/checksum.h"
+#include "tests/unit/tier_test_support.h"
 #include "tiers/segment_files.h"
 #include "tiers/ssd_tier.h"
 
@@ -30,36 +31,9 @@ constexpr uint64_t kMiB = 1024 * kKiB;
 
 BlockKey K(uint64_t n) { return BlockKey::FromParts(0x55d, n); }
 
-std::vector<std::byte> Pattern(const BlockKey& key, uint64_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() * 0x9E3779B97F4A7C15ULL + key.High() + size;
-  for (uint64_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<std::byte>(x);
-  }
-  return out;
-}
+using testing::Pattern;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/kvstash-ssd-XXXXXX";
-    char* made = ::mkdtemp(tmpl.data());
-    EXPECT_NE(made, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 SsdTierOptions Options(const std::string& dir, uint64_t segment = 4 * kMiB, uint64_t capacity = 32 * kMiB) {
   SsdTierOptions o;

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/checksum.h"
+#include "tests/unit/tier_test_support.h"
 #include "tiers/tier_manager.h"
 
 namespace kvstash::tiers {
@@ -22,35 +23,9 @@ constexpr uint64_t kBlock = 64 * kKiB;
 
 BlockKey K(uint64_t n) { return BlockKey::FromParts(0x7e1, n); }
 
-std::vector<std::byte> Pattern(const BlockKey& key, uint64_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() * 0x9E3779B97F4A7C15ULL + key.High() + size;
-  for (uint64_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<std::byte>(x);
-  }
-  return out;
-}
+using testing::Pattern;
 
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/kvstash-tm-XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using testing::TempDir;
 
 // Holds every SSD write until opened; lets a test fill the demotion queue deterministically.
 class Gate {

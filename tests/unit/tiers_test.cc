@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/checksum.h"
+#include "tests/unit/tier_test_support.h"
 #include "tiers/dram_tier.h"
 
 namespace kvstash::tiers {
@@ -19,18 +20,7 @@ constexpr uint64_t kKiB = 1024;
 
 BlockKey K(uint64_t n) { return BlockKey::FromParts(0xabcdef, n); }
 
-// Deterministic bytes for a key, so any reader can check any block it sees.
-std::vector<std::byte> Pattern(const BlockKey& key, uint64_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() * 0x9E3779B97F4A7C15ULL + key.High() + size;
-  for (uint64_t i = 0; i < size; ++i) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<std::byte>(x);
-  }
-  return out;
-}
+using testing::Pattern;
 
 class DramTierTest : public ::testing::Test {
  protected:
