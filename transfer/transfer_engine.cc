@@ -152,7 +152,11 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
       break;
     }
   }
-  if (timed_out || worker.PeerFailed(target.worker_address)) {
+  bool any_error = flush.status != UCS_OK && flush.status != UCS_INPROGRESS;
+  for (const auto& c : completions) any_error |= c.status != UCS_OK && c.status != UCS_INPROGRESS;
+  if (timed_out || any_error) {
+    // The peer is gone or broken: close its endpoint forcefully and reconnect on the next call.
+    worker.MarkFailed(target.worker_address);
     // Cancels whatever is still outstanding (their callbacks fire with an error) and forgets the
     // endpoint so that the next call reconnects.
     for (void* r : requests) {

@@ -2,6 +2,8 @@
 
 #include <poll.h>
 
+#include <chrono>
+
 namespace kvstash::transfer {
 
 Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context) {
@@ -27,8 +29,6 @@ UcxWorker::~UcxWorker() {
   if (worker_ != nullptr) ucp_worker_destroy(worker_);
 }
 
-void UcxWorker::OnEndpointError(void* arg, ucp_ep_h, ucs_status_t) { static_cast<Peer*>(arg)->failed = true; }
-
 Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {
   if (peer_address.empty()) return InvalidArgument("empty UCX peer address");
   auto it = peers_.find(peer_address);
@@ -37,30 +37,42 @@ Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {
     DropPeer(peer_address);  // reconnect below: the peer may have restarted at the same address
   }
   auto peer = std::make_unique<Peer>();
-  // Prefer endpoints that report a dead peer (UCP_ERR_HANDLING_MODE_PEER). Transport sets with no
-  // failure-capable lane (posix/sysv alone) cannot give that; they get a plain endpoint, and a
-  // dead peer then surfaces as a timeout instead of an error.
-  for (const ucp_err_handling_mode_t mode : {UCP_ERR_HANDLING_MODE_PEER, UCP_ERR_HANDLING_MODE_NONE}) {
-    ucp_ep_params_t params{};
-    params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
-    params.address = reinterpret_cast<const ucp_address_t*>(peer_address.data());
-    params.err_mode = mode;
-    if (mode == UCP_ERR_HANDLING_MODE_PEER) {
-      params.field_mask |= UCP_EP_PARAM_FIELD_ERR_HANDLER;
-      params.err_handler.cb = &UcxWorker::OnEndpointError;
-      params.err_handler.arg = peer.get();
-    }
-    const ucs_status_t status = ucp_ep_create(worker_, &params, &peer->ep);
-    if (status == UCS_OK) {
-      peer->detects_failure = mode == UCP_ERR_HANDLING_MODE_PEER;
-      break;
-    }
-    if (status != UCS_ERR_UNREACHABLE || mode == UCP_ERR_HANDLING_MODE_NONE) {
-      return UcxError(StatusCode::kUnavailable, "connecting a UCX endpoint", status);
-    }
-  }
+  // Plain endpoints (UCP_ERR_HANDLING_MODE_NONE). UCX 1.13's peer-failure mode makes the
+  // *surviving* side abort when its peer dies during the connection handshake (an assertion on
+  // the unsent reply, removed upstream in UCX 1.14, openucx/ucx#8175): a crashing client would take
+  // the daemon down. Without it a dead peer shows up as a timeout, after which the endpoint is
+  // dropped and rebuilt (TransferEngine), and the control plane reports the daemon gone first.
+  ucp_ep_params_t params{};
+  params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE;
+  params.address = reinterpret_cast<const ucp_address_t*>(peer_address.data());
+  params.err_mode = UCP_ERR_HANDLING_MODE_NONE;
+  const ucs_status_t created = ucp_ep_create(worker_, &params, &peer->ep);
+  if (created != UCS_OK) return UcxError(StatusCode::kUnavailable, "connecting a UCX endpoint", created);
   ucp_ep_h ep = peer->ep;
   peers_.emplace(peer_address, std::move(peer));
+  // Finish the connection handshake now, so that a peer that cannot be reached is a clear error
+  // here rather than a timeout in the first transfer, and so that operations through a mapping of
+  // the peer's memory (ucp_rkey_ptr), which never progress the endpoint, leave no handshake
+  // half-done behind.
+  ucp_request_param_t param{};
+  ucs_status_ptr_t flush = ucp_ep_flush_nbx(ep, &param);
+  if (UCS_PTR_IS_PTR(flush)) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (ucp_request_check_status(flush) == UCS_INPROGRESS && std::chrono::steady_clock::now() < deadline) {
+      ucp_worker_progress(worker_);
+    }
+    const ucs_status_t status = ucp_request_check_status(flush);
+    if (status == UCS_INPROGRESS) ucp_request_cancel(worker_, flush);
+    ucp_request_free(flush);
+    if (status != UCS_OK) {
+      DropPeer(peer_address);
+      return UcxError(StatusCode::kUnavailable, "completing the UCX connection handshake",
+                      status == UCS_INPROGRESS ? UCS_ERR_TIMED_OUT : status);
+    }
+  } else if (UCS_PTR_IS_ERR(flush)) {
+    DropPeer(peer_address);
+    return UcxError(StatusCode::kUnavailable, "completing the UCX connection handshake", UCS_PTR_STATUS(flush));
+  }
   return ep;
 }
 
@@ -74,6 +86,10 @@ Result<ucp_rkey_h> UcxWorker::RemoteKey(const std::string& peer_address, const s
   if (status != UCS_OK) return UcxError(StatusCode::kInvalidArgument, "unpacking a UCX remote key", status);
   peer.rkeys.emplace(packed_rkey, rkey);
   return rkey;
+}
+
+void UcxWorker::MarkFailed(const std::string& peer_address) {
+  if (auto it = peers_.find(peer_address); it != peers_.end()) it->second->failed = true;
 }
 
 bool UcxWorker::PeerFailed(const std::string& peer_address) const {

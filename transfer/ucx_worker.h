@@ -29,13 +29,14 @@ class UcxWorker {
   // This worker's packed address, for peers to create endpoints to it.
   const std::string& address() const { return address_; }
 
-  // The endpoint to the peer (created on first use, with peer-failure error handling so a dead
-  // peer fails operations instead of hanging them). INVALID_ARGUMENT for an empty address.
+  // The endpoint to the peer, created on first use with its connection handshake completed.
+  // INVALID_ARGUMENT for an empty address; UNAVAILABLE when the peer cannot be reached.
   Result<ucp_ep_h> Endpoint(const std::string& peer_address);
   // The unpacked rkey for `packed_rkey` on the endpoint to `peer_address`.
   Result<ucp_rkey_h> RemoteKey(const std::string& peer_address, const std::string& packed_rkey);
-  // True once UCX reported the endpoint to this peer as failed.
+  // True once an operation to this peer failed or timed out (the endpoint is then rebuilt).
   bool PeerFailed(const std::string& peer_address) const;
+  void MarkFailed(const std::string& peer_address);
   // Forgets the peer: destroys its rkeys and closes its endpoint (forcefully when it failed).
   void DropPeer(const std::string& peer_address);
 
@@ -50,10 +51,8 @@ class UcxWorker {
   struct Peer {
     ucp_ep_h ep = nullptr;
     bool failed = false;
-    bool detects_failure = false;  // created with peer-failure error handling
     std::unordered_map<std::string, ucp_rkey_h> rkeys;
   };
-  static void OnEndpointError(void* arg, ucp_ep_h ep, ucs_status_t status);
   void ClosePeer(Peer& peer);
 
   UcxWorker() = default;
