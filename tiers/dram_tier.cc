@@ -99,6 +99,7 @@ struct ReservationState {
 
 struct DramTier::Impl {
   DramTierOptions options;
+  const ByteAccess& bytes;  // options.byte_access or HostByteAccess()
   std::unique_ptr<Arena> arena;
   BlockAllocator allocator;
   std::vector<Shard> shards;
@@ -130,6 +131,7 @@ struct DramTier::Impl {
 
   Impl(const DramTierOptions& opts, std::unique_ptr<Arena> a, std::unique_ptr<EvictionPolicy> p)
       : options(opts),
+        bytes(opts.byte_access != nullptr ? *opts.byte_access : HostByteAccess()),
         arena(std::move(a)),
         allocator(opts.capacity_bytes),
         shards(opts.index_shards),
@@ -144,7 +146,7 @@ struct DramTier::Impl {
   BlockMeta MetaOf(const BlockKey& key, const Entry& e) const {
     BlockMeta m;
     m.key = key;
-    m.tier = TierKind::kDram;
+    m.tier = options.tier_kind;
     m.size = e.size;
     m.checksum = e.checksum;
     m.parent = e.parent;
@@ -218,8 +220,16 @@ struct DramTier::Impl {
       if (!EvictableNow(it->second, Now())) continue;
       const uint64_t freed = it->second.alloc_bytes;
       if (options.on_evict) {
-        options.on_evict(MetaOf(*victim, it->second),
-                         std::span<const std::byte>(arena->base() + it->second.offset, it->second.size));
+        const std::byte* data = arena->base() + it->second.offset;
+        if (bytes.host_addressable()) {
+          options.on_evict(MetaOf(*victim, it->second), std::span<const std::byte>(data, it->second.size));
+        } else {
+          // Device memory: the hook gets a host copy; a victim that cannot be copied is dropped.
+          std::vector<std::byte> copy(it->second.size);
+          if (bytes.CopyOut(copy.data(), data, copy.size()).ok()) {
+            options.on_evict(MetaOf(*victim, it->second), std::span<const std::byte>(copy));
+          }
+        }
       }
       EraseBlockLocked(shard, it);
       evicted_bytes.fetch_add(freed, std::memory_order_relaxed);
@@ -307,6 +317,10 @@ Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& option
   if (o.max_block_bytes == 0) return InvalidArgument("max_block_bytes must be > 0");
   if (o.index_shards == 0) return InvalidArgument("index_shards must be > 0");
   if (o.clock == nullptr) return InvalidArgument("clock must not be null");
+  if (o.tier_kind == TierKind::kSsd) return InvalidArgument("tier_kind must be dram or hbm");
+  if (o.byte_access != nullptr && !o.byte_access->host_addressable() && o.external_arena == nullptr) {
+    return InvalidArgument("memory the CPU cannot address needs external_arena");
+  }
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy,
                            MakeEvictionPolicy(o.eviction_policy));
 
@@ -418,12 +432,17 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
     size = r.size;
   }
 
-  const uint64_t actual = BlockChecksum(data, size);
+  const Result<uint64_t> hashed = d.bytes.Checksum(data, size);
 
   std::lock_guard write(d.write_mu);
   auto it = d.reservations.find(reservation_id);  // `committing` kept everyone else off it
   ReservationState& r = it->second;
   r.committing = false;
+  if (!hashed.ok()) {  // the reservation stays open, as after a mismatch
+    d.deadlines.emplace(r.deadline_ms, reservation_id);
+    return hashed.status();
+  }
+  const uint64_t actual = *hashed;
   if (actual != checksum) {
     d.deadlines.emplace(r.deadline_ms, reservation_id);
     d.checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
@@ -549,7 +568,7 @@ Result<BlockMeta> DramTier::Read(const BlockKey& key, std::span<std::byte> out) 
     return OutOfRange("buffer of " + std::to_string(out.size()) + " bytes is smaller than block " +
                       key.ToHex() + " (" + std::to_string(e.size) + " bytes)");
   }
-  std::memcpy(out.data(), d.arena->base() + e.offset, e.size);
+  KVSTASH_RETURN_IF_ERROR(d.bytes.CopyOut(out.data(), d.arena->base() + e.offset, e.size));
   d.RecordAccess(shard, key, e, d.Now());
   return d.MetaOf(key, e);
 }
@@ -671,6 +690,7 @@ TierCounters DramTier::Counters() const {
   return c;
 }
 
+TierKind DramTier::kind() const { return impl_->options.tier_kind; }
 std::byte* DramTier::arena_base() const { return impl_->arena->base(); }
 uint64_t DramTier::arena_bytes() const { return impl_->arena->size(); }
 bool DramTier::huge_pages_active() const { return impl_->arena->huge_pages_active(); }

@@ -23,6 +23,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "tiers/byte_access.h"
 #include "tiers/tier.h"
 
 namespace kvstash::tiers {
@@ -51,6 +52,13 @@ struct DramTierOptions {
   // use before it is reused: a writer that outlived its reservation may still be writing into it
   // one-sided. 0 = reuse at once. The daemon sets it to the reservation timeout.
   uint64_t expired_quarantine_ms = 0;
+  // How the tier's code touches block bytes (Read's copy, Commit's hash, on_evict's bytes).
+  // nullptr = HostByteAccess(). An implementation that is not host_addressable (device memory)
+  // requires external_arena; on_evict then receives a host copy of the victim's bytes, and a victim
+  // whose copy fails is evicted without calling on_evict. Must outlive the tier.
+  const ByteAccess* byte_access = nullptr;
+  // What kind() and every BlockMeta::tier report: kDram, or kHbm for a tier over GPU memory.
+  TierKind tier_kind = TierKind::kDram;
 };
 
 class DramTier final : public Tier {
@@ -59,7 +67,7 @@ class DramTier final : public Tier {
   static Result<std::unique_ptr<DramTier>> Create(const DramTierOptions& options);
   ~DramTier() override;
 
-  TierKind kind() const override { return TierKind::kDram; }
+  TierKind kind() const override;
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
                               uint64_t timeout_ms) override;
   Result<BlockMeta> Commit(uint64_t reservation_id, uint64_t checksum, bool pin) override;

@@ -282,7 +282,7 @@ TEST(KvCopyDeviceTest, GatherMatchesReferenceForEveryLayoutAndDtype) {
     for (LayerRange r : {LayerRange{}, LayerRange{1, 2}}) {
       const size_t bytes = pages.size() * c.shape.block_bytes();
       auto out = DeviceBuffer::Allocate(bytes).value();
-      CUDA_OK(cudaMemset(out.data(), int(kPoison), bytes));
+      CUDA_OK(cudaMemsetAsync(out.data(), int(kPoison), bytes, stream.get()));
       std::vector<std::byte*> bufs;
       for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(out.data() + i * c.shape.block_bytes());
       ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, stream.get()).ok());
@@ -367,6 +367,7 @@ TEST(StagingPipelineTest, UploadThenDownloadRoundTripsInOrder) {
   auto data = RandomBytes(bytes, rng);
   auto dev = DeviceBuffer::Allocate(bytes).value();
   CUDA_OK(cudaMemset(dev.data(), int(kPoison), bytes));
+  CUDA_OK(cudaDeviceSynchronize());  // the pipeline's streams do not wait for the legacy default stream
   auto pipe = StagingPipeline::Create({.slot_bytes = 1ULL << 20, .slots = 3}).value();
   ASSERT_TRUE(pipe->Upload(dev.data(), bytes, [&](size_t off, std::span<std::byte> slot) {
                     std::memcpy(slot.data(), data.data() + off, slot.size());

@@ -1,0 +1,299 @@
+// gpu_bench: paged-KV gather/scatter and pinned staging on one GPU, each beside the ceiling measured
+// in the same run:
+//   gather / scatter GB/s        vs  cudaMemcpyAsync device-to-device of the same bytes
+//   staged D2H / H2D GB/s        vs  one plain cudaMemcpyAsync to/from pinned host memory
+// Method: random data (never zeros) several times the L2, warm-up, median of many timed runs
+// (CUDA events for device work, the host clock for the staging pipeline, which syncs on the host).
+//
+//   gpu_bench [--pages N] [--reps N] [--staging-mib N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gpu/block_codec.h"
+#include "gpu/block_codec_device.h"
+#include "gpu/cuda_util.h"
+#include "gpu/device_fill.h"
+#include "gpu/gpu_data_path.h"
+#include "gpu/kv_copy_device.h"
+#include "gpu/kv_sample.h"
+#include "gpu/staging_pipeline.h"
+
+using namespace kvstash;
+using namespace kvstash::gpu;
+
+namespace {
+
+void Check(const Status& st, const char* what) {
+  if (!st.ok()) {
+    std::fprintf(stderr, "gpu_bench: %s: %s\n", what, st.ToString().c_str());
+    std::exit(1);
+  }
+}
+#define CK(expr) Check(CudaStatus((expr), #expr), #expr)
+
+template <typename T>
+T Must(Result<T> r, const char* what) {
+  Check(r.status(), what);
+  return std::move(r).value();
+}
+
+void Randomize(std::byte* p, size_t bytes, uint64_t seed) {
+  Check(FillRandom(p, bytes, seed, nullptr), "random fill");
+  CK(cudaDeviceSynchronize());
+}
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median milliseconds of `fn` enqueued on `stream`, timed with events.
+double TimeDevice(cudaStream_t stream, int warmup, int reps, const std::function<void()>& fn) {
+  Event a = Must(Event::Create(true), "event"), b = Must(Event::Create(true), "event");
+  for (int i = 0; i < warmup; ++i) fn();
+  CK(cudaStreamSynchronize(stream));
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    CK(cudaEventRecord(a.get(), stream));
+    fn();
+    CK(cudaEventRecord(b.get(), stream));
+    CK(cudaEventSynchronize(b.get()));
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, a.get(), b.get()));
+    ms.push_back(t);
+  }
+  return Median(ms);
+}
+
+// Median milliseconds of a host-synchronous `fn`, by the host clock.
+double TimeHost(int warmup, int reps, const std::function<void()>& fn) {
+  for (int i = 0; i < warmup; ++i) fn();
+  std::vector<double> ms;
+  for (int i = 0; i < reps; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  return Median(ms);
+}
+
+std::string NvidiaSmiName() {
+  FILE* f = popen("nvidia-smi --query-gpu=name,driver_version --format=csv,noheader -i 0 2>/dev/null", "r");
+  if (f == nullptr) return "nvidia-smi unavailable";
+  char buf[256] = {};
+  const bool got = std::fgets(buf, sizeof(buf), f) != nullptr;
+  pclose(f);
+  std::string s = got ? buf : "nvidia-smi unavailable";
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+double GBps(double bytes, double ms) { return bytes / (ms * 1e-3) / 1e9; }
+
+// The block codec on `blocks` Llama-3-8B-like blocks (32 layers, 16 tokens, 8 KV heads, head_dim
+// 128): encode and decode time against a device-to-device cudaMemcpy of the raw bytes, GPU output
+// checked against the CPU reference, and the error on realistic KV (kv_sample.h).
+void CodecSection(cudaStream_t s, uint32_t blocks, int reps) {
+  constexpr uint32_t kDistinct = 16;  // realistic blocks generated on the host, repeated on the device
+  std::printf("\n%-9s %-5s %-7s %8s %8s %9s %9s %11s %11s %7s\n", "codec", "dtype", "op", "raw MiB", "enc MiB",
+              "ms", "raw GB/s", "traffic GB/s", "memcpy GB/s", "ratio");
+  std::vector<std::string> errors;
+  for (KvDType dt : {KvDType::kBF16, KvDType::kF16}) {
+    for (BlockCodec codec : {BlockCodec::kFp8E4M3, BlockCodec::kInt8}) {
+      const CodecGeometry g = Must(CodecGeometry::Make({32, 16, 8, 128, dt}, codec), "geometry");
+      std::vector<std::byte> host(size_t(kDistinct) * g.raw_bytes);
+      for (uint32_t i = 0; i < kDistinct; ++i) FillRealisticKv(g.shape, 100 + i, host.data() + size_t(i) * g.raw_bytes);
+      DeviceBuffer raw = Must(DeviceBuffer::Allocate(size_t(blocks) * g.raw_bytes), "alloc raw");
+      DeviceBuffer peer = Must(DeviceBuffer::Allocate(size_t(blocks) * g.raw_bytes), "alloc peer");
+      DeviceBuffer enc = Must(DeviceBuffer::Allocate(size_t(blocks) * g.encoded_bytes), "alloc encoded");
+      for (uint32_t i = 0; i < blocks; ++i) {
+        CK(cudaMemcpy(raw.data() + size_t(i) * g.raw_bytes, host.data() + size_t(i % kDistinct) * g.raw_bytes,
+                      g.raw_bytes, cudaMemcpyHostToDevice));
+      }
+      Randomize(enc.data(), enc.size(), 3);
+      std::vector<const std::byte*> craw, cenc;
+      std::vector<std::byte*> wraw, wenc;
+      for (uint32_t i = 0; i < blocks; ++i) {
+        wraw.push_back(raw.data() + size_t(i) * g.raw_bytes);
+        craw.push_back(wraw.back());
+        wenc.push_back(enc.data() + size_t(i) * g.encoded_bytes);
+        cenc.push_back(wenc.back());
+      }
+      const double raw_bytes = double(blocks) * double(g.raw_bytes);
+      const double enc_bytes = double(blocks) * double(g.encoded_bytes);
+      const double memcpy_ms = TimeDevice(s, 3, reps, [&] {
+        CK(cudaMemcpyAsync(peer.data(), raw.data(), size_t(raw_bytes), cudaMemcpyDeviceToDevice, s));
+      });
+      const double encode_ms = TimeDevice(s, 3, reps, [&] { Check(EncodeBlocksDevice(g, craw, wenc, s), "encode"); });
+      // Check the encoded bytes of the distinct blocks against the CPU reference.
+      std::vector<std::byte> got(g.encoded_bytes), want(g.encoded_bytes);
+      for (uint32_t i = 0; i < kDistinct && i < blocks; ++i) {
+        CK(cudaMemcpy(got.data(), wenc[i], g.encoded_bytes, cudaMemcpyDeviceToHost));
+        EncodeBlockHost(g, host.data() + size_t(i) * g.raw_bytes, want.data());
+        if (got != want) {
+          std::fprintf(stderr, "gpu_bench: device encoding of block %u differs from the CPU reference\n", i);
+          std::exit(1);
+        }
+      }
+      const double decode_ms = TimeDevice(s, 3, reps, [&] {
+        Check(DecodeBlocksDevice(g, cenc, std::span<std::byte* const>(wraw), nullptr, s), "decode");
+      });
+      CodecError err;
+      std::vector<std::byte> back(g.raw_bytes);
+      for (uint32_t i = 0; i < kDistinct && i < blocks; ++i) {
+        CK(cudaMemcpy(back.data(), wraw[i], g.raw_bytes, cudaMemcpyDeviceToHost));
+        err.Merge(MeasureCodecError(g, host.data() + size_t(i) * g.raw_bytes, back.data()));
+      }
+      const double mc = GBps(2 * raw_bytes, memcpy_ms);
+      for (auto [op, ms] : {std::pair{"encode", encode_ms}, std::pair{"decode", decode_ms}}) {
+        const double traffic = GBps(raw_bytes + enc_bytes, ms);
+        std::printf("%-9s %-5s %-7s %8.0f %8.1f %9.3f %9.1f %11.1f %11.1f %6.2fx\n",
+                    std::string(ToString(codec)).c_str(), std::string(ToString(dt)).c_str(), op,
+                    raw_bytes / 1048576.0, enc_bytes / 1048576.0, ms, GBps(raw_bytes, ms), traffic, mc, traffic / mc);
+      }
+      char line[256];
+      std::snprintf(line, sizeof(line), "%-9s %-5s %10zu %10.3g %10.4f %12.4f %10.4f",
+                    std::string(ToString(codec)).c_str(), std::string(ToString(dt)).c_str(), size_t(err.elements),
+                    err.max_abs, err.max_rel, err.max_abs_over_amax, err.rel_l2);
+      errors.emplace_back(line);
+    }
+  }
+  std::printf("\ncodec error on realistic KV (%u blocks, decoded on the GPU, against the original):\n", kDistinct);
+  std::printf("%-9s %-5s %10s %10s %10s %12s %10s\n", "codec", "dtype", "elements", "max abs", "max rel",
+              "max/amax", "rel L2");
+  for (const auto& l : errors) std::printf("%s\n", l.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  uint32_t pages_moved = 512;
+  int reps = 30;
+  size_t staging_mib = 1024;
+  std::string only = "all";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--pages") pages_moved = static_cast<uint32_t>(std::atoi(argv[i + 1]));
+    else if (a == "--reps") reps = std::atoi(argv[i + 1]);
+    else if (a == "--staging-mib") staging_mib = std::strtoull(argv[i + 1], nullptr, 10);
+    else if (a == "--only") only = argv[i + 1];
+    else {
+      std::fprintf(stderr, "usage: gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only all|copy|codec]\n");
+      return 2;
+    }
+  }
+  const DeviceSummary devices = ProbeDevices();
+  if (devices.count == 0) {
+    std::fprintf(stderr, "gpu_bench: no CUDA device: %s\n", devices.reason.c_str());
+    return 1;
+  }
+  const std::string smi = NvidiaSmiName();
+  const std::string desc = Must(DescribeDevice(0), "describe device");
+  cudaDeviceProp prop{};
+  CK(cudaGetDeviceProperties(&prop, 0));
+  const GpuDataPathReport path = ProbeGpuDataPath();
+  std::printf("device (nvidia-smi): %s\ndevice (runtime): %s\nGPU data path: %s (%s)\n\n", smi.c_str(), desc.c_str(),
+              std::string(ToString(path.path)).c_str(), path.reason.c_str());
+  Stream stream = Must(Stream::Create(), "stream");
+  cudaStream_t s = stream.get();
+  const int warmup = 3;
+  if (only == "codec") {
+    CodecSection(s, pages_moved, reps);
+    std::printf("\ndevice: %s\n", smi.c_str());
+    return 0;
+  }
+
+  std::printf("%-16s %-5s %-8s %9s %10s %10s %10s %8s\n", "layout", "dtype", "op", "MiB", "kernel", "memcpyD2D",
+              "GB/s", "ratio");
+  // Llama-3-8B-like pages: 32 layers, 16 tokens, 8 KV heads, head_dim 128 (2 MiB per block at bf16).
+  for (KvLayoutKind kind : {KvLayoutKind::kVllmPerLayer, KvLayoutKind::kLayerMajor, KvLayoutKind::kPageMajor}) {
+    for (uint32_t dtype : {2u, 1u, 4u}) {
+      if (kind != KvLayoutKind::kVllmPerLayer && dtype != 2) continue;
+      KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
+                         .head_dim = 128, .dtype_bytes = dtype};
+      std::vector<DeviceBuffer> tensors;
+      const size_t per_layer = 2 * shape.chunk_bytes() * shape.num_pages;
+      if (kind == KvLayoutKind::kVllmPerLayer) {
+        for (uint32_t l = 0; l < shape.num_layers; ++l) tensors.push_back(Must(DeviceBuffer::Allocate(per_layer), "alloc"));
+      } else {
+        tensors.push_back(Must(DeviceBuffer::Allocate(per_layer * shape.num_layers), "alloc"));
+      }
+      std::vector<void*> bases;
+      for (auto& t : tensors) {
+        Randomize(t.data(), t.size(), 0x1234 + bases.size());
+        bases.push_back(t.data());
+      }
+      const KvLayout layout = Must(KvLayout::Make(kind, shape, bases), "layout");
+      std::vector<int32_t> all(shape.num_pages);
+      for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
+      std::shuffle(all.begin(), all.end(), std::mt19937(7));
+      all.resize(pages_moved);
+      const size_t bytes = size_t(pages_moved) * shape.block_bytes();
+      DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
+      DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
+      Randomize(blocks.data(), bytes, 99);
+      std::vector<std::byte*> bufs;
+      std::vector<const std::byte*> cbufs;
+      for (uint32_t i = 0; i < pages_moved; ++i) {
+        bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
+        cbufs.push_back(bufs.back());
+      }
+      const double memcpy_ms = TimeDevice(s, warmup, reps, [&] {
+        CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s));
+      });
+      const double gather_ms =
+          TimeDevice(s, warmup, reps, [&] { Check(DeviceGather(layout, all, bufs, {}, s), "gather"); });
+      const double scatter_ms =
+          TimeDevice(s, warmup, reps, [&] { Check(DeviceScatter(layout, all, cbufs, {}, s), "scatter"); });
+      for (auto [op, ms] : {std::pair{"gather", gather_ms}, std::pair{"scatter", scatter_ms}}) {
+        std::printf("%-16s %-5u %-8s %9.0f %8.3fms %8.3fms %10.1f %7.2fx\n", std::string(ToString(kind)).c_str(),
+                    dtype, op, bytes / 1048576.0, ms, memcpy_ms, GBps(double(bytes), ms), memcpy_ms / ms);
+      }
+      std::printf("%-16s %-5s %-8s %9s %10s %10s %10.1f\n", "", "", "memcpy", "", "", "", GBps(double(bytes), memcpy_ms));
+    }
+  }
+
+  // Staging: the pipeline against one plain copy of the same bytes with pinned host memory.
+  const size_t sbytes = staging_mib << 20;
+  DeviceBuffer dev = Must(DeviceBuffer::Allocate(sbytes), "alloc staging source");
+  Randomize(dev.data(), sbytes, 5);
+  PinnedBuffer host = Must(PinnedBuffer::Allocate(sbytes), "alloc pinned");
+  std::memset(host.data(), 0x5A, sbytes);
+  const int sreps = std::max(5, reps / 3);
+  const double plain_d2h = TimeHost(2, sreps, [&] {
+    CK(cudaMemcpyAsync(host.data(), dev.data(), sbytes, cudaMemcpyDeviceToHost, s));
+    CK(cudaStreamSynchronize(s));
+  });
+  const double plain_h2d = TimeHost(2, sreps, [&] {
+    CK(cudaMemcpyAsync(dev.data(), host.data(), sbytes, cudaMemcpyHostToDevice, s));
+    CK(cudaStreamSynchronize(s));
+  });
+  std::printf("\n%-28s %9s %10s %10s %8s\n", "staging (slots x MiB)", "MiB", "GB/s", "plain GB/s", "ratio");
+  for (size_t slot_mib : {2, 8, 32}) {
+    for (size_t slots : {2, 4}) {
+      auto pipe = Must(StagingPipeline::Create({.slot_bytes = slot_mib << 20, .slots = slots}), "staging");
+      const auto noop_consume = [](size_t, std::span<const std::byte>) { return Status::Ok(); };
+      const auto noop_produce = [](size_t, std::span<std::byte>) { return Status::Ok(); };
+      const double d2h = TimeHost(2, sreps, [&] { Check(pipe->Download(dev.data(), sbytes, noop_consume), "download"); });
+      const double h2d = TimeHost(2, sreps, [&] { Check(pipe->Upload(dev.data(), sbytes, noop_produce), "upload"); });
+      char label[64];
+      std::snprintf(label, sizeof(label), "D2H %zu x %zu", slots, slot_mib);
+      std::printf("%-28s %9zu %10.1f %10.1f %7.2fx\n", label, staging_mib, GBps(double(sbytes), d2h),
+                  GBps(double(sbytes), plain_d2h), plain_d2h / d2h);
+      std::snprintf(label, sizeof(label), "H2D %zu x %zu", slots, slot_mib);
+      std::printf("%-28s %9zu %10.1f %10.1f %7.2fx\n", label, staging_mib, GBps(double(sbytes), h2d),
+                  GBps(double(sbytes), plain_h2d), plain_h2d / h2d);
+    }
+  }
+  if (only == "all") CodecSection(s, pages_moved, reps);
+  std::printf("\nL2 %d MiB; kernel data %u pages x %.1f MiB per op; device: %s\n", prop.l2CacheSize >> 20,
+              pages_moved, 32 * 2 * 16 * 8 * 128 * 2 / 1048576.0, smi.c_str());
+  return 0;
+}

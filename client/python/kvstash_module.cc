@@ -1,0 +1,288 @@
+// The `kvstash` Python module: the C++ SDK (client/include/kvstash/client.h) for Python callers.
+//
+//   kvstash.PrefixHasher(namespace, block_tokens)  .chain(tokens) -> [16-byte keys], .next(parent, block)
+//   kvstash.Client(address, data_path="auto", ...)  .lookup / .put / .get / .remove / .stats / .health
+//   kvstash.gather / kvstash.scatter                paged KV <-> contiguous block buffers (CPU or CUDA)
+//   kvstash.gpu_data_path()                         ("direct" | "staged", reason)
+//
+// put/get read and write the caller's arrays in place: torch tensors (CPU or CUDA), numpy arrays,
+// CUDA arrays (__cuda_array_interface__) and any C-contiguous buffer. CUDA memory travels through
+// pinned host staging (device_copy.h) because the store's UCX cannot read device memory here.
+//
+// Errors raise kvstash.Error (a RuntimeError) with the Status text; bad arguments raise ValueError.
+// Every network or device wait releases the GIL; a Client may be used from several Python threads.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "client/python/array_view.h"
+#include "client/python/device_copy.h"
+#include "client/python/paged_copy.h"
+#include "gpu/gpu_data_path.h"
+#include "kvstash/client.h"
+#include "kvstash/prefix_hasher.h"
+
+namespace py = pybind11;
+
+namespace kvstash::python {
+namespace {
+
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+void Raise(const Status& st) {
+  if (!st.ok()) throw Error(st.ToString());
+}
+template <typename T>
+T Unwrap(Result<T> r) {
+  Raise(r.status());
+  return std::move(r).value();
+}
+
+BlockKey KeyOf(const py::handle& obj, const char* what) {
+  if (!py::isinstance<py::bytes>(obj)) throw py::value_error(std::string(what) + ": a key is 16 bytes (bytes)");
+  auto key = BlockKey::FromBytes(std::string_view(obj.cast<py::bytes>()));
+  if (!key.ok()) throw py::value_error(std::string(what) + ": " + key.status().message());
+  return *key;
+}
+
+std::vector<BlockKey> KeysOf(const py::sequence& keys) {
+  std::vector<BlockKey> out;
+  out.reserve(keys.size());
+  for (auto k : keys) out.push_back(KeyOf(k, "keys"));
+  return out;
+}
+
+py::bytes KeyBytes(const BlockKey& key) { return py::bytes(std::string(key.AsBytes())); }
+
+std::vector<uint32_t> TokensOf(const py::handle& tokens) {
+  std::vector<uint32_t> out;
+  py::object seq = py::hasattr(tokens, "tolist") ? tokens.attr("tolist")() : py::reinterpret_borrow<py::object>(tokens);
+  for (auto t : seq) {
+    const long long v = t.cast<long long>();
+    if (v < 0 || v > 0xFFFFFFFFLL) throw py::value_error("token ids must fit in uint32");
+    out.push_back(static_cast<uint32_t>(v));
+  }
+  return out;
+}
+
+DataPath ParseDataPath(const std::string& s) {
+  if (s == "auto") return DataPath::kAuto;
+  if (s == "ucx") return DataPath::kUcx;
+  if (s == "inline") return DataPath::kInline;
+  throw py::value_error("data_path must be 'auto', 'ucx' or 'inline', not '" + s + "'");
+}
+
+class PyClient {
+ public:
+  PyClient(const std::string& address, const std::string& data_path, bool verify_checksums, uint64_t timeout_ms,
+           const std::string& ucx_transports, uint64_t lease_ms) {
+    ClientOptions o;
+    o.address = address;
+    o.data_path = ParseDataPath(data_path);
+    o.verify_checksums = verify_checksums;
+    o.timeout_ms = timeout_ms;
+    o.ucx_transports = ucx_transports;
+    o.lease_ms = lease_ms;
+    py::gil_scoped_release nogil;
+    client_ = Unwrap(Client::Connect(o));
+  }
+
+  size_t Lookup(const py::sequence& keys) {
+    const auto chain = KeysOf(keys);
+    py::gil_scoped_release nogil;
+    return Unwrap(client_->Lookup(chain)).hit_blocks;
+  }
+
+  py::dict Put(const py::sequence& keys, const py::sequence& arrays, const py::object& parent, bool chain, bool pin) {
+    if (keys.size() != arrays.size()) throw py::value_error("put: one array per key");
+    const auto ks = KeysOf(keys);
+    std::vector<ArrayView> views;
+    size_t cuda_bytes = 0;
+    for (size_t i = 0; i < arrays.size(); ++i) {
+      views.push_back(ViewOf(arrays[i], /*writable=*/false, "put: array " + std::to_string(i)));
+      if (views.back().nbytes == 0) throw py::value_error("put: array " + std::to_string(i) + " is empty");
+      if (views.back().cuda) cuda_bytes += views.back().nbytes;
+    }
+    std::optional<BlockKey> first_parent;
+    if (!parent.is_none()) first_parent = KeyOf(parent, "parent");
+    PutResult result;
+    {
+      py::gil_scoped_release nogil;
+      std::unique_ptr<HostStaging> staging;
+      if (cuda_bytes > 0) staging = std::make_unique<HostStaging>(cuda_bytes);
+      std::vector<PutItem> items(ks.size());
+      size_t off = 0;
+      for (size_t i = 0; i < ks.size(); ++i) {
+        items[i].key = ks[i];
+        if (chain) items[i].parent = i == 0 ? first_parent : std::optional<BlockKey>(ks[i - 1]);
+        const std::byte* src = views[i].data;
+        if (views[i].cuda) {
+          CopyDeviceToHost(staging->data() + off, src, views[i].nbytes);
+          src = staging->data() + off;
+          off += views[i].nbytes;
+        }
+        items[i].data = {src, views[i].nbytes};
+      }
+      if (staging) SynchronizeDevice();
+      result = Unwrap(client_->Put(items, PutOptions{.pin = pin}));
+    }
+    py::dict d;
+    d["stored"] = result.stored;
+    d["existed"] = result.existed;
+    d["failed"] = result.failed;
+    return d;
+  }
+
+  std::vector<bool> Get(const py::sequence& keys, const py::sequence& arrays) {
+    if (keys.size() != arrays.size()) throw py::value_error("get: one array per key");
+    const auto ks = KeysOf(keys);
+    std::vector<ArrayView> views;
+    size_t cuda_bytes = 0;
+    for (size_t i = 0; i < arrays.size(); ++i) {
+      views.push_back(ViewOf(arrays[i], /*writable=*/true, "get: array " + std::to_string(i)));
+      if (views.back().cuda) cuda_bytes += views.back().nbytes;
+    }
+    std::vector<bool> found(ks.size(), false);
+    {
+      py::gil_scoped_release nogil;
+      std::unique_ptr<HostStaging> staging;
+      if (cuda_bytes > 0) staging = std::make_unique<HostStaging>(cuda_bytes);
+      std::vector<GetItem> items(ks.size());
+      std::vector<std::byte*> staged(ks.size(), nullptr);
+      size_t off = 0;
+      for (size_t i = 0; i < ks.size(); ++i) {
+        items[i].key = ks[i];
+        std::byte* dst = views[i].data;
+        if (views[i].cuda) {
+          staged[i] = dst = staging->data() + off;
+          off += views[i].nbytes;
+        }
+        items[i].buffer = {dst, views[i].nbytes};
+      }
+      Raise(client_->Get(items));
+      for (size_t i = 0; i < ks.size(); ++i) {
+        // A block smaller than the array would leave stale bytes behind: count it as a miss.
+        found[i] = items[i].found && items[i].size == views[i].nbytes;
+        if (found[i] && staged[i] != nullptr) CopyHostToDevice(views[i].data, staged[i], views[i].nbytes);
+      }
+      if (staging) SynchronizeDevice();
+    }
+    return found;
+  }
+
+  std::vector<bool> Remove(const py::sequence& keys) {
+    const auto ks = KeysOf(keys);
+    py::gil_scoped_release nogil;
+    std::vector<bool> removed;
+    for (RemoveOutcome o : Unwrap(client_->Remove(ks))) removed.push_back(o == RemoveOutcome::kRemoved);
+    return removed;
+  }
+
+  py::dict Stats() {
+    StoreStats s;
+    {
+      py::gil_scoped_release nogil;
+      s = Unwrap(client_->Stats());
+    }
+    py::dict d;
+    d["version"] = s.version;
+    d["member_id"] = s.member_id;
+    d["data_plane"] = s.data_plane;
+    d["get_hits"] = s.get_hits;
+    d["get_misses"] = s.get_misses;
+    d["puts_stored"] = s.puts_stored;
+    d["puts_deduplicated"] = s.puts_deduplicated;
+    d["lookup_hit_blocks"] = s.lookup_hit_blocks;
+    d["lookup_miss_blocks"] = s.lookup_miss_blocks;
+    py::list tiers;
+    for (const auto& t : s.tiers) {
+      py::dict td;
+      td["tier"] = std::string(ToString(t.tier));
+      td["capacity_bytes"] = t.capacity_bytes;
+      td["used_bytes"] = t.used_bytes;
+      td["blocks"] = t.blocks;
+      tiers.append(td);
+    }
+    d["tiers"] = tiers;
+    return d;
+  }
+
+  bool Health() {
+    py::gil_scoped_release nogil;
+    return Unwrap(client_->Health()).serving;
+  }
+
+  std::string data_path() const { return client_->data_path(); }
+
+ private:
+  std::unique_ptr<Client> client_;
+};
+
+}  // namespace
+}  // namespace kvstash::python
+
+PYBIND11_MODULE(kvstash, m) {
+  using namespace kvstash;
+  using namespace kvstash::python;
+  m.doc() = "kvstash: a distributed KVCache store for LLM serving (client SDK)";
+  py::register_exception<Error>(m, "Error", PyExc_RuntimeError);
+  m.attr("built_with_cuda") = BuiltWithCuda();
+
+  py::class_<PrefixHasher>(m, "PrefixHasher")
+      .def(py::init([](const std::string& ns, uint32_t block_tokens) {
+             if (block_tokens == 0) throw py::value_error("block_tokens must be positive");
+             return PrefixHasher(ns, block_tokens);
+           }),
+           py::arg("namespace"), py::arg("block_tokens") = PrefixHasher::kDefaultBlockTokens)
+      .def(
+          "chain",
+          [](const PrefixHasher& h, const py::handle& tokens) {
+            const auto t = TokensOf(tokens);
+            py::list out;
+            for (const BlockKey& k : h.Chain(t)) out.append(KeyBytes(k));
+            return out;
+          },
+          py::arg("tokens"), "Keys (16-byte bytes) of every full block of `tokens`, in order.")
+      .def(
+          "next",
+          [](const PrefixHasher& h, const py::object& parent, const py::handle& block) {
+            const auto t = TokensOf(block);
+            if (t.size() != h.block_tokens()) throw py::value_error("next: a block is exactly block_tokens tokens");
+            std::optional<BlockKey> p;
+            if (!parent.is_none()) p = KeyOf(parent, "parent");
+            return KeyBytes(h.Next(p ? &*p : nullptr, t));
+          },
+          py::arg("parent"), py::arg("block"))
+      .def_property_readonly("block_tokens", &PrefixHasher::block_tokens)
+      .def_property_readonly("seed", &PrefixHasher::seed);
+
+  py::class_<PyClient>(m, "Client")
+      .def(py::init<const std::string&, const std::string&, bool, uint64_t, const std::string&, uint64_t>(),
+           py::arg("address"), py::arg("data_path") = "auto", py::arg("verify_checksums") = true,
+           py::arg("timeout_ms") = 30000, py::arg("ucx_transports") = "", py::arg("lease_ms") = 0)
+      .def("lookup", &PyClient::Lookup, py::arg("keys"), "Length of the longest stored prefix of the chain.")
+      .def("put", &PyClient::Put, py::arg("keys"), py::arg("arrays"), py::arg("parent") = py::none(),
+           py::arg("chain") = true, py::arg("pin") = false,
+           "Stores one array per key; with chain=True key i's parent is key i-1 (key 0's is `parent`). "
+           "Returns {'stored', 'existed', 'failed'}.")
+      .def("get", &PyClient::Get, py::arg("keys"), py::arg("arrays"),
+           "Writes each found block into its array in place; returns found flags.")
+      .def("remove", &PyClient::Remove, py::arg("keys"))
+      .def("stats", &PyClient::Stats)
+      .def("health", &PyClient::Health)
+      .def_property_readonly("data_path", &PyClient::data_path);
+
+  m.def(
+      "gpu_data_path",
+      [](const std::string& transports) {
+        const gpu::GpuDataPathReport r = gpu::ProbeGpuDataPath(transports);
+        return py::make_tuple(std::string(gpu::ToString(r.path)), r.reason);
+      },
+      py::arg("ucx_transports") = "", "('direct' | 'staged', reason): how GPU bytes reach the store here.");
+  BindPagedCopy(m);
+}
