@@ -23,7 +23,9 @@ nlohmann::json BlockJson(const BlockInfo& b) {
           {"parent", b.parent ? nlohmann::json(b.parent->ToHex()) : nlohmann::json(nullptr)},
           {"pinned", b.pinned},
           {"hits", b.hits},
-          {"age_ms", b.age_ms}};
+          {"age_ms", b.age_ms},
+          {"member", b.member},
+          {"replicas", b.replicas}};
 }
 
 Status KeyNotStored(const BlockKey& key) { return NotFound("key " + key.ToHex() + " not stored"); }
@@ -180,7 +182,10 @@ int RunStat(const GlobalOptions& global, const StatCommand& cmd) {
                {"parent", b.parent ? b.parent->ToHex() : std::string("none")},
                {"pinned", b.pinned ? "yes" : "no"},
                {"hits", std::to_string(b.hits)},
-               {"age", FormatUptime(b.age_ms)}});
+               {"age", FormatUptime(b.age_ms)},
+               {"member", b.member},
+               {"replicas", b.replicas == 0 ? std::string("none")
+                                            : std::to_string(b.replicas) + " hot-block copies on the next members"}});
   return kExitOk;
 }
 

@@ -14,6 +14,8 @@ namespace kvstash::cli {
 // Options every command shares.
 struct GlobalOptions {
   std::string addr;  // --addr; empty = $KVSTASH_ADDR, else the default address
+  std::string etcd;  // --etcd: comma-separated etcd endpoints (else $KVSTASH_ETCD): talk to the whole cluster
+  std::string cluster = "default";  // --cluster: the cluster's name in etcd
   uint64_t timeout_ms = 30'000;
   bool json = false;  // --json: machine-readable output on stdout
 };
@@ -73,5 +75,17 @@ int RunStat(const GlobalOptions& global, const StatCommand& cmd);
 int RunList(const GlobalOptions& global, const ListCommand& cmd);
 int RunHash(const GlobalOptions& global, const HashCommand& cmd);
 int RunBench(const GlobalOptions& global, const BenchCommand& cmd);
+
+struct DrainCommand {
+  std::string member;  // member id as listed by `kvstash --etcd ... status`
+  bool undo = false;   // put a drained member back into the ring
+};
+// Marks a member "draining" in etcd (its record keeps the member's lease): clients stop routing
+// new keys to it, and look keys up there only during their grace period. Needs --etcd.
+int RunDrain(const GlobalOptions& global, const DrainCommand& cmd);
+// The cluster view of `kvstash status` (with --etcd): members, per-tier use, hit ratio, leases.
+int RunClusterStatus(const GlobalOptions& global);
+// The etcd endpoints given by --etcd or $KVSTASH_ETCD; empty when neither is set.
+std::vector<std::string> EtcdEndpoints(const GlobalOptions& global);
 
 }  // namespace kvstash::cli

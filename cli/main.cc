@@ -33,6 +33,9 @@ int main(int argc, char** argv) {
   app.failure_message(UsageMessage);
   app.add_option("--addr", global.addr,
                  "daemon address HOST:PORT (default: $KVSTASH_ADDR, else 127.0.0.1:7370)");
+  app.add_option("--etcd", global.etcd,
+                 "etcd endpoints, comma-separated (default: $KVSTASH_ETCD): act on the whole cluster");
+  app.add_option("--cluster", global.cluster, "cluster name in etcd")->capture_default_str();
   app.add_option("--timeout-ms", global.timeout_ms, "per-RPC timeout in milliseconds")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3'600'000}));
   app.add_option("--log-level", log_level,
@@ -119,6 +122,12 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--ucx-transports", bench.ucx_transports, "UCX transport list for the bench client");
   add_json(bench_cmd);
 
+  DrainCommand drain;
+  CLI::App* drain_cmd = app.add_subcommand("drain", "take a member out of the ring gracefully (needs --etcd)");
+  drain_cmd->add_option("MEMBER", drain.member, "member id, as `kvstash --etcd ... status` lists it")->required();
+  drain_cmd->add_flag("--undo", drain.undo, "put a drained member back into the ring");
+  add_json(drain_cmd);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -138,5 +147,6 @@ int main(int argc, char** argv) {
   if (ls_cmd->parsed()) return RunList(global, ls);
   if (hash_cmd->parsed()) return RunHash(global, hash);
   if (bench_cmd->parsed()) return RunBench(global, bench);
+  if (drain_cmd->parsed()) return RunDrain(global, drain);
   return kExitUsage;  // unreachable: require_subcommand(1) makes parse() reject this
 }

@@ -88,6 +88,7 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
 
 int RunStatus(const GlobalOptions& global) {
   constexpr std::string_view kCommand = "status";
+  if (!EtcdEndpoints(global).empty()) return RunClusterStatus(global);
   Session session = Connect(kCommand, global);
   if (!session) return session.exit_code;
   auto health = session.client->Health();

@@ -6,7 +6,8 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "client/client_impl.h"
+#include "client/cluster_router.h"
+#include "client/connection.h"
 
 namespace kvstash {
 
@@ -30,98 +31,46 @@ std::string_view ToString(PutOutcome outcome) {
   return "unknown";
 }
 
+struct Client::Impl {
+  explicit Impl(const ClientOptions& o) : options(o), engines(o) {}
+  ClientOptions options;
+  client_internal::EngineSource engines;  // before the connections, which use it
+  std::shared_ptr<client_internal::Connection> single;     // one daemon
+  std::unique_ptr<client_internal::ClusterRouter> router;  // a cluster
+  std::string single_member_id;
+};
+
 Client::Client(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Client::~Client() { impl_->WaitForReleases(); }
+Client::~Client() = default;
 
 const ClientOptions& Client::options() const { return impl_->options; }
 
 Result<std::unique_ptr<Client>> Client::Connect(const ClientOptions& options) {
-  if (options.address.empty()) return InvalidArgument("no daemon address given");
   if (options.max_inline_batch_bytes == 0 || options.max_inline_batch_bytes > limits::kMaxInlineBytes) {
     return InvalidArgument("max_inline_batch_bytes must be 1..64MiB");
   }
-  auto impl = std::make_unique<Impl>();
-  impl->options = options;
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
-  args.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
-  // Each Client gets its own connection so that independent clients do not share one HTTP/2 stream budget.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  // A restarted daemon is found again within about a second rather than gRPC's default backoff
-  // of up to two minutes.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  impl->channel = grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
-  impl->stub = v1::Store::NewStub(impl->channel);
-  std::unique_ptr<Client> client(new Client(std::move(impl)));
-  Result<HealthInfo> health = client->Health();
-  if (!health.ok()) return health.status();
-  KVSTASH_RETURN_IF_ERROR(client->impl_->SetUpDataPath());
-  return client;
+  auto impl = std::make_unique<Impl>(options);
+  if (!options.etcd_endpoints.empty() || !options.peers.empty()) {
+    KVSTASH_ASSIGN_OR_RETURN(impl->router, client_internal::ClusterRouter::Start(options, impl->engines));
+  } else {
+    if (options.address.empty()) return InvalidArgument("no daemon address given");
+    KVSTASH_ASSIGN_OR_RETURN(impl->single, client_internal::Connection::Open(options, options.address, impl->engines));
+    Result<HealthInfo> health = impl->single->Health();
+    if (health.ok()) impl->single_member_id = health->member_id;
+  }
+  return std::unique_ptr<Client>(new Client(std::move(impl)));
 }
 
-Result<HealthInfo> Client::Health() {
-  v1::HealthRequest req;
-  v1::HealthResponse resp;
-  auto ctx = impl_->Context();
-  KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->Health(ctx.get(), req, &resp), "health"));
-  return HealthInfo{resp.serving(), resp.version(), resp.member_id()};
-}
+#define KVSTASH_ROUTE(call) return impl_->router ? impl_->router->call : impl_->single->call
+
+Result<HealthInfo> Client::Health() { KVSTASH_ROUTE(Health()); }
 
 Result<LookupResult> Client::Lookup(std::span<const BlockKey> chain, uint64_t lease_ms) {
-  if (chain.empty()) return LookupResult{};
-  if (chain.size() > limits::kMaxBatchKeys) {
-    return InvalidArgument("a lookup takes at most " + std::to_string(limits::kMaxBatchKeys) + " keys");
-  }
-  v1::LookupRequest req;
-  for (const BlockKey& key : chain) req.add_keys(std::string(key.AsBytes()));
-  req.set_lease_ms(lease_ms);
-  v1::LookupResponse resp;
-  auto ctx = impl_->Context();
-  KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->Lookup(ctx.get(), req, &resp), "lookup"));
-  if (resp.hit_blocks() > chain.size() || static_cast<size_t>(resp.blocks_size()) != resp.hit_blocks()) {
-    return Internal("daemon answered a malformed lookup");
-  }
-  LookupResult result;
-  result.hit_blocks = resp.hit_blocks();
-  for (int i = 0; i < resp.blocks_size(); ++i) {
-    KVSTASH_ASSIGN_OR_RETURN(BlockInfo info, client_internal::FromProto(resp.blocks(i)));
-    if (info.key != chain[static_cast<size_t>(i)]) return Internal("daemon answered a lookup out of order");
-    result.blocks.push_back(std::move(info));
-  }
-  return result;
+  KVSTASH_ROUTE(Lookup(chain, lease_ms));
 }
 
 Result<PutResult> Client::Put(std::span<const PutItem> items, const PutOptions& put_options) {
-  // Validate everything before sending anything.
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (items[i].data.empty() || items[i].data.size() > limits::kMaxBlockBytes) {
-      return InvalidArgument("item " + std::to_string(i) + ": a block must be 1 B .. 64 MiB, not " +
-                             std::to_string(items[i].data.size()) + " bytes");
-    }
-  }
-  PutResult result;
-  result.outcomes.reserve(items.size());
-  size_t begin = 0;
-  while (begin < items.size()) {
-    // Greedy batch: by count and by inline bytes (always at least one item).
-    size_t end = begin;
-    uint64_t bytes = 0;
-    while (end < items.size() && end - begin < limits::kMaxBatchKeys &&
-           (end == begin || impl_->engine || bytes + items[end].data.size() <= impl_->options.max_inline_batch_bytes)) {
-      bytes += items[end].data.size();
-      ++end;
-    }
-    KVSTASH_RETURN_IF_ERROR(impl_->PutRound(items.subspan(begin, end - begin), put_options, result.outcomes));
-    begin = end;
-  }
-  for (PutOutcome o : result.outcomes) {
-    if (o == PutOutcome::kStored) ++result.stored;
-    else if (o == PutOutcome::kExists) ++result.existed;
-    else ++result.failed;
-  }
-  return result;
+  KVSTASH_ROUTE(Put(items, put_options));
 }
 
 Result<PutResult> Client::PutChain(std::span<const BlockKey> chain, std::span<const std::span<const std::byte>> blocks,
@@ -136,123 +85,47 @@ Result<PutResult> Client::PutChain(std::span<const BlockKey> chain, std::span<co
   return Put(items, put_options);
 }
 
-Status Client::Get(std::span<GetItem> items) {
-  std::vector<size_t> pending;
-  // Batches by count, and by the callers' buffer sizes as an estimate of the bytes coming back.
-  std::vector<size_t> batch;
-  uint64_t batch_bytes = 0;
-  auto flush = [&]() -> Status {
-    if (batch.empty()) return Status::Ok();
-    std::vector<size_t> todo = std::move(batch);
-    batch.clear();
-    batch_bytes = 0;
-    if (impl_->engine) return impl_->GetRoundUcx(items, todo);
-    while (!todo.empty()) {
-      std::vector<size_t> deferred;
-      KVSTASH_RETURN_IF_ERROR(impl_->GetRoundInline(items, todo, deferred));
-      if (deferred.size() == todo.size()) return Internal("daemon deferred every block of a get");
-      todo = std::move(deferred);
-    }
-    return Status::Ok();
-  };
-  for (size_t i = 0; i < items.size(); ++i) {
-    const uint64_t estimate = std::min<uint64_t>(items[i].buffer.size(), limits::kMaxBlockBytes);
-    // The byte budget binds only inline, where the bytes ride in the response.
-    const bool over_bytes = !impl_->engine && batch_bytes + estimate > impl_->options.max_inline_batch_bytes;
-    if (!batch.empty() && (batch.size() >= limits::kMaxBatchKeys || over_bytes)) {
-      KVSTASH_RETURN_IF_ERROR(flush());
-    }
-    batch.push_back(i);
-    batch_bytes += estimate;
-  }
-  return flush();
-}
+Status Client::Get(std::span<GetItem> items) { KVSTASH_ROUTE(Get(items)); }
 
-Status Client::ReleaseLeases(std::span<const BlockInfo> blocks) {
-  for (size_t begin = 0; begin < blocks.size(); begin += limits::kMaxBatchKeys) {
-    const size_t end = std::min(blocks.size(), begin + limits::kMaxBatchKeys);
-    v1::ReleaseLeasesRequest req;
-    for (size_t i = begin; i < end; ++i) {
-      if (blocks[i].lease_epoch == 0) continue;
-      auto* lease = req.add_leases();
-      lease->set_key(std::string(blocks[i].key.AsBytes()));
-      lease->set_lease_epoch(blocks[i].lease_epoch);
-    }
-    if (req.leases_size() == 0) continue;
-    v1::ReleaseLeasesResponse resp;
-    auto ctx = impl_->Context();
-    KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->ReleaseLeases(ctx.get(), req, &resp), "release_leases"));
-  }
-  return Status::Ok();
-}
+Status Client::ReleaseLeases(std::span<const BlockInfo> blocks) { KVSTASH_ROUTE(ReleaseLeases(blocks)); }
 
-Result<std::vector<RemoveOutcome>> Client::Remove(std::span<const BlockKey> keys) {
-  impl_->WaitForReleases();
-  std::vector<RemoveOutcome> outcomes;
-  for (size_t begin = 0; begin < keys.size(); begin += limits::kMaxBatchKeys) {
-    const size_t end = std::min(keys.size(), begin + limits::kMaxBatchKeys);
-    v1::RemoveRequest req;
-    for (size_t i = begin; i < end; ++i) req.add_keys(std::string(keys[i].AsBytes()));
-    v1::RemoveResponse resp;
-    auto ctx = impl_->Context();
-    KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->Remove(ctx.get(), req, &resp), "remove"));
-    if (resp.outcomes_size() != static_cast<int>(end - begin)) return Internal("daemon answered a malformed remove");
-    for (int o : resp.outcomes()) {
-      outcomes.push_back(o == v1::RemoveResponse::REMOVED ? RemoveOutcome::kRemoved : RemoveOutcome::kMissing);
-    }
-  }
-  return outcomes;
-}
+Result<std::vector<RemoveOutcome>> Client::Remove(std::span<const BlockKey> keys) { KVSTASH_ROUTE(Remove(keys)); }
 
-Result<std::vector<std::optional<BlockInfo>>> Client::Stat(std::span<const BlockKey> keys) {
-  std::vector<std::optional<BlockInfo>> out;
-  for (size_t begin = 0; begin < keys.size(); begin += limits::kMaxBatchKeys) {
-    const size_t end = std::min(keys.size(), begin + limits::kMaxBatchKeys);
-    v1::StatRequest req;
-    for (size_t i = begin; i < end; ++i) req.add_keys(std::string(keys[i].AsBytes()));
-    v1::StatResponse resp;
-    auto ctx = impl_->Context();
-    KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->Stat(ctx.get(), req, &resp), "stat"));
-    if (resp.entries_size() != static_cast<int>(end - begin)) return Internal("daemon answered a malformed stat");
-    for (const auto& e : resp.entries()) {
-      if (!e.found()) {
-        out.emplace_back();
-        continue;
-      }
-      KVSTASH_ASSIGN_OR_RETURN(BlockInfo info, client_internal::FromProto(e.info()));
-      out.emplace_back(std::move(info));
-    }
-  }
-  return out;
-}
+Result<std::vector<std::optional<BlockInfo>>> Client::Stat(std::span<const BlockKey> keys) { KVSTASH_ROUTE(Stat(keys)); }
 
-Result<StoreStats> Client::Stats() {
-  v1::StatsRequest req;
-  v1::StatsResponse resp;
-  auto ctx = impl_->Context();
-  KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->Stats(ctx.get(), req, &resp), "stats"));
-  return client_internal::FromProto(resp);
-}
+Result<StoreStats> Client::Stats() { KVSTASH_ROUTE(Stats()); }
 
 Result<ListResult> Client::List(const std::optional<BlockKey>& start_after, uint32_t limit) {
-  if (limit == 0 || limit > limits::kMaxListLimit) {
-    return InvalidArgument("list limit must be 1.." + std::to_string(limits::kMaxListLimit));
+  KVSTASH_ROUTE(List(start_after, limit));
+}
+
+#undef KVSTASH_ROUTE
+
+std::vector<MemberInfo> Client::Members() const {
+  if (impl_->router) return impl_->router->Members();
+  MemberInfo m;
+  m.id = impl_->single_member_id.empty() ? impl_->options.address : impl_->single_member_id;
+  m.address = impl_->options.address;
+  return {m};
+}
+
+std::vector<MemberStats> Client::ClusterStats() {
+  if (impl_->router) return impl_->router->ClusterStats();
+  MemberStats m;
+  m.member = Members().front();
+  Result<StoreStats> s = impl_->single->Stats();
+  if (s.ok()) {
+    m.reachable = true;
+    m.stats = std::move(*s);
+  } else {
+    m.error = s.status().message();
   }
-  v1::ListRequest req;
-  if (start_after) req.set_start_after(std::string(start_after->AsBytes()));
-  req.set_limit(limit);
-  v1::ListResponse resp;
-  auto ctx = impl_->Context();
-  KVSTASH_RETURN_IF_ERROR(impl_->Call(impl_->stub->List(ctx.get(), req, &resp), "list"));
-  ListResult result;
-  for (const auto& b : resp.blocks()) {
-    KVSTASH_ASSIGN_OR_RETURN(BlockInfo info, client_internal::FromProto(b));
-    result.blocks.push_back(std::move(info));
-  }
-  if (!resp.next_start_after().empty()) {
-    KVSTASH_ASSIGN_OR_RETURN(result.next_start_after, BlockKey::FromBytes(resp.next_start_after()));
-  }
-  return result;
+  return {m};
+}
+
+std::string Client::OwnerOf(const BlockKey& key) const {
+  if (impl_->router) return impl_->router->OwnerOf(key);
+  return Members().front().id;
 }
 
 std::future<Status> Client::GetAsync(std::span<GetItem> items) {
@@ -264,17 +137,21 @@ std::future<Result<PutResult>> Client::PutAsync(std::span<const PutItem> items, 
 }
 
 Status Client::RegisterBuffer(void* base, size_t length) {
-  if (!impl_->engine) return Status::Ok();
-  return impl_->engine->RegisterBuffer(base, length);
+  std::shared_ptr<transfer::TransferEngine> engine = impl_->engines.Existing();
+  if (!engine) return Status::Ok();
+  return engine->RegisterBuffer(base, length);
 }
 
 Status Client::UnregisterBuffer(void* base) {
-  if (!impl_->engine) return Status::Ok();
-  return impl_->engine->UnregisterBuffer(base);
+  std::shared_ptr<transfer::TransferEngine> engine = impl_->engines.Existing();
+  if (!engine) return Status::Ok();
+  return engine->UnregisterBuffer(base);
 }
 
 std::string Client::data_path() const {
-  return impl_->engine ? "ucx (" + impl_->ucx_transports + ")" : "inline";
+  if (impl_->single) return impl_->single->uses_ucx() ? "ucx (" + impl_->single->ucx_transports + ")" : "inline";
+  if (!impl_->engines.Existing()) return "inline";
+  return "ucx (" + (impl_->options.ucx_transports.empty() ? std::string("default") : impl_->options.ucx_transports) + ")";
 }
 
 }  // namespace kvstash

@@ -1,12 +1,30 @@
 // The two ways block bytes travel: one-sided UCX (default) and inline gRPC (fallback, admin).
 #include <cstring>
 
-#include "client/client_impl.h"
+#include "client/connection.h"
 #include "common/checksum.h"
 
-namespace kvstash {
+namespace kvstash::client_internal {
 
-Status Client::Impl::SetUpDataPath() {
+Result<std::shared_ptr<transfer::TransferEngine>> EngineSource::GetOrCreate() {
+  std::lock_guard lock(mu_);
+  if (engine_) return engine_;
+  transfer::TransferEngineOptions engine_options;
+  engine_options.ucx.transports = options_.ucx_transports;
+  engine_options.workers = options_.transfer_workers;
+  engine_options.timeout_ms = options_.timeout_ms;
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<transfer::TransferEngine> created,
+                           transfer::TransferEngine::Create(engine_options));
+  engine_ = std::move(created);
+  return engine_;
+}
+
+std::shared_ptr<transfer::TransferEngine> EngineSource::Existing() const {
+  std::lock_guard lock(mu_);
+  return engine_;
+}
+
+Status Connection::SetUpDataPath(EngineSource& engines) {
   if (options.data_path == DataPath::kInline) return Status::Ok();
   v1::DataPlaneResponse dp;
   {
@@ -26,29 +44,26 @@ Status Client::Impl::SetUpDataPath() {
   if (dp.worker_address().empty() || dp.rkey().empty() || dp.probe_addr() == 0) {
     return unavailable("the daemon sent an incomplete data-plane description");
   }
-  transfer::TransferEngineOptions engine_options;
-  engine_options.ucx.transports = options.ucx_transports;
-  engine_options.workers = options.transfer_workers;
-  engine_options.timeout_ms = options.timeout_ms;
-  auto created = transfer::TransferEngine::Create(engine_options);
+  auto created = engines.GetOrCreate();
   if (!created.ok()) return unavailable(created.status().message());
   engine = std::move(*created);
+  const transfer::RemoteTarget described = TargetOf(dp);
   {
     std::lock_guard lock(target_mu);
-    target = {dp.worker_address(), dp.rkey()};
+    target = described;
     instance_id = dp.instance_id();
   }
   // Probe: one 8-byte read proves that the endpoint, the rkey and a transport all work.
   uint64_t probe = 0;
   transfer::TransferOp op{transfer::OpKind::kGet, &probe, sizeof(probe), dp.probe_addr(), {}};
-  Status run = engine->Run({dp.worker_address(), dp.rkey()}, std::span(&op, 1));
+  Status run = engine->Run(described, std::span(&op, 1));
   if (run.ok()) run = op.status;
   if (!run.ok()) return unavailable(run.message());
   ucx_transports = options.ucx_transports.empty() ? "default" : options.ucx_transports;
   return Status::Ok();
 }
 
-Result<transfer::RemoteTarget> Client::Impl::TargetFor(uint64_t incarnation) {
+Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
   {
     std::lock_guard lock(target_mu);
     if (incarnation == instance_id) return target;
@@ -59,13 +74,24 @@ Result<transfer::RemoteTarget> Client::Impl::TargetFor(uint64_t incarnation) {
   if (!dp.ucx_available() || dp.instance_id() != incarnation) {
     return Unavailable("kvstashd at " + options.address + " restarted while this request was in flight");
   }
-  std::lock_guard lock(target_mu);
-  target = {dp.worker_address(), dp.rkey()};
-  instance_id = dp.instance_id();
-  return target;
+  transfer::RemoteTarget old;
+  {
+    std::lock_guard lock(target_mu);
+    old = target;
+    target = TargetOf(dp);
+    instance_id = dp.instance_id();
+  }
+  // The old incarnation is gone: release its endpoint and any mapping of its memory now.
+  if (!old.worker_address.empty() && old.worker_address != dp.worker_address()) engine->ForgetTarget(old);
+  return TargetOf(dp);
 }
 
-void Client::Impl::AbortReservations(const std::vector<uint64_t>& ids) {
+transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) {
+  // The registered range bounds every address this daemon hands out (checked before transfers).
+  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes()};
+}
+
+void Connection::AbortReservations(const std::vector<uint64_t>& ids) {
   if (ids.empty()) return;
   v1::PutAbortRequest abort;
   for (uint64_t id : ids) abort.add_reservation_ids(id);
@@ -74,7 +100,7 @@ void Client::Impl::AbortReservations(const std::vector<uint64_t>& ids) {
   (void)stub->PutAbort(ctx.get(), abort, &aborted);
 }
 
-Status Client::Impl::PutRound(std::span<const PutItem> items, const PutOptions& put_options,
+Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& put_options,
                               std::vector<PutOutcome>& outcomes) {
   v1::PutBeginRequest begin;
   begin.set_timeout_ms(options.reservation_timeout_ms);
@@ -142,7 +168,7 @@ Status Client::Impl::PutRound(std::span<const PutItem> items, const PutOptions& 
   return st;
 }
 
-Status Client::Impl::GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,
+Status Connection::GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,
                                     std::vector<size_t>& deferred) {
   v1::GetRequest req;
   for (size_t i : indices) req.add_keys(std::string(items[i].key.AsBytes()));
@@ -186,7 +212,7 @@ Status Client::Impl::GetRoundInline(std::span<GetItem> items, const std::vector<
   return Status::Ok();
 }
 
-Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices) {
+Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices) {
   struct Located {
     size_t item;
     uint64_t size, checksum, remote_addr, lease_epoch;
@@ -286,7 +312,7 @@ Status Client::Impl::GetRoundUcx(std::span<GetItem> items, const std::vector<siz
   return Status::Ok();
 }
 
-void Client::Impl::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64_t>>& leases) {
+void Connection::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64_t>>& leases) {
   if (leases.empty()) return;
   struct Pending {
     grpc::ClientContext ctx;
@@ -312,11 +338,11 @@ void Client::Impl::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint
   });
 }
 
-void Client::Impl::WaitForReleases() {
+void Connection::WaitForReleases() {
   std::unique_lock lock(releases_mu);
   // Each release carries a deadline of timeout_ms, so this wait ends; the bound is a backstop.
   releases_done.wait_for(lock, std::chrono::milliseconds(options.timeout_ms) * 2,
                          [this] { return releases_in_flight == 0; });
 }
 
-}  // namespace kvstash
+}  // namespace kvstash::client_internal

@@ -1,5 +1,6 @@
 #include <httplib.h>
 
+#include <chrono>
 #include <thread>
 
 #include "common/metrics.h"
@@ -36,6 +37,10 @@ Result<int> MetricsHttpServer::Start(const std::string& host, int port) {
     return Unavailable("cannot listen for /metrics on " + host + ":" + std::to_string(port));
   }
   impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  // httplib's stop() is a no-op until the accept loop runs: wait for it, so that a Stop() right
+  // after Start() (a daemon failing later in its start) cannot leave the loop running forever.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (!impl_->server.is_running() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
   return bound;
 }
 

@@ -13,6 +13,7 @@ PACKAGES=(
   gnuplot-nox  # kvstash-sim --plots
   liburing-dev librocksdb-dev fio  # the SSD tier (io_uring, RocksDB index) and its benchmark peer
   pybind11-dev python3-dev python3-numpy python3-torch  # the Python module and the real-model test
+  etcd-server etcd-client python3-yaml iproute2  # cluster membership and its tests (etcd, netns, manifests)
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 curl

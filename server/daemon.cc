@@ -12,10 +12,12 @@
 #include "common/metrics.h"
 #include "common/units.h"
 #include "kvstash/limits.h"
+#include "server/cluster_registration.h"
 #include "server/server_metrics.h"
 #include "server/store_service.h"
 #include "server/version.h"
 #include "tiers/dram_tier.h"
+#include "tiers/tier_manager.h"
 #include "transfer/transfer_server.h"
 
 namespace kvstash::server {
@@ -40,13 +42,16 @@ Result<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
 
 struct Daemon::Impl {
   DaemonConfig config;
-  std::unique_ptr<tiers::DramTier> tier;
+  // Declared before the tier so that it is destroyed after it: the tier may live in its memory.
   std::unique_ptr<transfer::TransferServer> transfer;  // null when UCX is off
+  std::unique_ptr<tiers::TierManager> tier;  // DRAM, plus SSD when configured
   metrics::Registry registry;
   std::unique_ptr<ServerMetrics> server_metrics;
+  std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
   std::unique_ptr<StoreService> service;
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
+  std::unique_ptr<membership::Registrar> registrar;  // null when standalone
   std::string grpc_address;
   std::string metrics_address;
 
@@ -80,10 +85,45 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
 
-  KVSTASH_ASSIGN_OR_RETURN(tiers::DramTierOptions dram_options, config.DramOptions());
-  KVSTASH_ASSIGN_OR_RETURN(impl->tier, tiers::DramTier::Create(dram_options));
-  spdlog::info("DRAM tier: {} arena, {} pages, eviction policy {}", FormatBytes(impl->tier->arena_bytes()),
-               impl->tier->huge_pages_active() ? "huge" : "regular", impl->tier->policy_name());
+  KVSTASH_ASSIGN_OR_RETURN(tiers::TierManagerOptions tier_options, config.TierOptions());
+  tiers::DramTierOptions& dram_options = tier_options.dram;
+  // The UCX data plane, preferably over an arena UCX allocates itself: same-host peers then map
+  // it and move bytes with their own CPU. Failing that (shared-memory limits), the tier maps its
+  // own arena and UCX registers it; peers' operations are then emulated through this daemon's
+  // progress thread.
+  transfer::UcxOptions ucx;
+  ucx.transports = config.ucx_transports;
+  std::string arena_kind = "private";
+  if (config.ucx_enabled) {
+    Result<std::unique_ptr<transfer::TransferServer>> allocated =
+        transfer::TransferServer::StartAllocated(ucx, config.dram_capacity);
+    if (allocated.ok()) {
+      impl->transfer = std::move(*allocated);
+      dram_options.external_arena = impl->transfer->memory();
+      arena_kind = "UCX-allocated (peers map it)";
+    } else {
+      spdlog::warn("UCX could not allocate the arena ({}); registering a private one instead",
+                   allocated.status().ToString());
+    }
+  }
+  KVSTASH_ASSIGN_OR_RETURN(impl->tier, tiers::TierManager::Create(tier_options));
+  tiers::DramTier& dram = impl->tier->dram();
+  if (config.ucx_enabled && !impl->transfer) {
+    Result<std::unique_ptr<transfer::TransferServer>> registered =
+        transfer::TransferServer::Start(ucx, dram.arena_base(), dram.arena_bytes());
+    if (!registered.ok()) {
+      return Status(registered.status().code(), "UCX data plane: " + registered.status().message() +
+                                                    " (start with --no-ucx to serve inline only)");
+    }
+    impl->transfer = std::move(*registered);
+    arena_kind = "private, UCX-registered";
+  }
+  spdlog::info("DRAM tier: {} {} arena, {} pages, eviction policy {}", FormatBytes(dram.arena_bytes()), arena_kind,
+               dram.huge_pages_active() ? "huge" : "regular", dram.policy_name());
+  if (impl->tier->ssd() != nullptr) {
+    spdlog::info("SSD tier: {} in {} (DRAM victims are demoted there, hits promoted back)",
+                 FormatBytes(config.ssd_capacity), config.ssd_dir);
+  }
   impl->server_metrics = std::make_unique<ServerMetrics>(impl->registry, *impl->tier, kVersion);
 
   // gRPC: sync server; its thread pool is bounded by the resource quota (config.threads).
@@ -102,22 +142,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, pollers);
 
   StoreServiceOptions service_options;
-  if (config.ucx_enabled) {
-    transfer::UcxOptions ucx;
-    ucx.transports = config.ucx_transports;
-    Result<std::unique_ptr<transfer::TransferServer>> transfer =
-        transfer::TransferServer::Start(ucx, impl->tier->arena_base(), impl->tier->arena_bytes());
-    if (!transfer.ok()) {
-      return Status(transfer.status().code(),
-                    "UCX data plane: " + transfer.status().message() + " (start with --no-ucx to serve inline only)");
-    }
-    impl->transfer = std::move(*transfer);
+  if (impl->transfer) {
     service_options.data_plane.ucx = true;
     service_options.data_plane.worker_address = impl->transfer->worker_address();
     service_options.data_plane.packed_rkey = impl->transfer->packed_rkey();
     service_options.data_plane.transports = impl->transfer->transports();
     service_options.data_plane.ucx_version = transfer::UcxContext::Version();
-    service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(impl->tier->arena_base());
+    service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(dram.arena_base());
+    service_options.data_plane.region_bytes = dram.arena_bytes();
     std::random_device entropy;
     service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
     spdlog::info("UCX {} data plane on the DRAM arena (transports: {})", service_options.data_plane.ucx_version,
@@ -126,9 +158,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
   service_options.max_block_bytes = config.max_block;
-  service_options.eviction_policy = std::string(impl->tier->policy_name());
-  service_options.huge_pages = impl->tier->huge_pages_active();
+  service_options.eviction_policy = std::string(dram.policy_name());
+  service_options.huge_pages = dram.huge_pages_active();
   // member_id is filled in after binding, when the real port is known.
+  if ((!config.standalone || !config.peers.empty()) && config.replicas > 1) {
+    impl->replicator = std::make_unique<Replicator>(ReplicatorOptionsFor(config), *impl->tier, impl->registry);
+    service_options.access_hooks = impl->replicator.get();
+  }
   impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->server_metrics);
   builder.RegisterService(impl->service.get());
   impl->grpc_server = builder.BuildAndStart();
@@ -138,6 +174,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   impl->grpc_address = grpc_hp.first + ":" + std::to_string(bound_port);
   service_options.member_id = config.member_id.empty() ? impl->grpc_address : config.member_id;
   impl->service->SetMemberId(service_options.member_id);
+  if (impl->replicator) {
+    if (Status st = impl->replicator->Start(service_options.member_id); !st.ok()) {
+      impl->grpc_server->Shutdown();
+      return st;
+    }
+  }
 
   KVSTASH_ASSIGN_OR_RETURN(auto metrics_hp, SplitHostPort(config.metrics_listen));
   impl->metrics_server = std::make_unique<metrics::MetricsHttpServer>(&impl->registry);
@@ -147,6 +189,18 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     return metrics_port.status();
   }
   impl->metrics_address = metrics_hp.first + ":" + std::to_string(*metrics_port);
+
+  if (!config.standalone) {  // join the cluster only once both ports serve
+    Result<std::unique_ptr<membership::Registrar>> registrar = RegisterMember(
+        config, {service_options.member_id, impl->grpc_address, impl->metrics_address,
+                 service_options.data_plane.worker_address});
+    if (!registrar.ok()) {
+      impl->metrics_server->Stop();
+      impl->grpc_server->Shutdown();
+      return registrar.status();
+    }
+    impl->registrar = std::move(*registrar);
+  }
 
   Impl* raw = impl.get();
   impl->reaper = std::thread([raw] { raw->ReaperLoop(); });
@@ -163,6 +217,9 @@ void Daemon::Shutdown() {
     impl_->stopping = true;
   }
   impl_->cv.notify_all();
+  // Leave the member set first, so that clients stop routing here while in-flight calls finish.
+  if (impl_->registrar) impl_->registrar->Stop();
+  if (impl_->replicator) impl_->replicator->Stop();
   // gRPC's graceful shutdown also waits out idle client connections until the deadline; so wait
   // for the handlers that are running (up to 5 s), then shut down at once.
   const auto grace_end = std::chrono::steady_clock::now() + std::chrono::seconds(5);

@@ -98,6 +98,21 @@ Status ApplyDramTable(const toml::table& table, const std::string& origin, Daemo
   return Status::Ok();
 }
 
+Status ApplySsdTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "ssd." + key;
+    if (key == "dir") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ssd_dir));
+    else if (key == "capacity") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.ssd_capacity));
+    else if (key == "segment") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.ssd_segment));
+    else if (key == "queue_depth") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ssd_queue_depth));
+    else if (key == "io_backend") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ssd_io_backend));
+    else if (key == "sync") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.ssd_sync));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
 Status ApplyUcxTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
@@ -109,15 +124,59 @@ Status ApplyUcxTable(const toml::table& table, const std::string& origin, Daemon
   return Status::Ok();
 }
 
+Status ApplyClusterTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "cluster." + key;
+    if (key == "etcd_endpoints") {
+      const toml::array* list = node.as_array();
+      if (list == nullptr) return TypeError(origin, full, "a list of strings");
+      c.etcd_endpoints.clear();
+      for (const auto& item : *list) {
+        std::string endpoint;
+        KVSTASH_RETURN_IF_ERROR(ReadString(item, origin, full, endpoint));
+        c.etcd_endpoints.push_back(std::move(endpoint));
+      }
+    } else if (key == "peers") {
+      const toml::array* list = node.as_array();
+      if (list == nullptr) return TypeError(origin, full, "a list of strings");
+      c.peers.clear();
+      for (const auto& item : *list) {
+        std::string peer;
+        KVSTASH_RETURN_IF_ERROR(ReadString(item, origin, full, peer));
+        c.peers.push_back(std::move(peer));
+      }
+    } else if (key == "name") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.cluster));
+    else if (key == "weight") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.weight));
+    else if (key == "lease_ttl_s") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.lease_ttl_s));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
+Status ApplyReplicationTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "replication." + key;
+    if (key == "copies") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.replicas));
+    else if (key == "hot_rate") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.hot_rate));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
 Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConfig& config) {
   DaemonConfig updated = config;  // a bad file changes nothing
   for (const auto& [k, node] : root) {
     const std::string key(k.str());
     const toml::table* table = node.as_table();
-    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [dram] or [ucx])");
+    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [dram], [ucx], [cluster] or [replication])");
     if (key == "server") KVSTASH_RETURN_IF_ERROR(ApplyServerTable(*table, origin, updated));
     else if (key == "dram") KVSTASH_RETURN_IF_ERROR(ApplyDramTable(*table, origin, updated));
     else if (key == "ucx") KVSTASH_RETURN_IF_ERROR(ApplyUcxTable(*table, origin, updated));
+    else if (key == "ssd") KVSTASH_RETURN_IF_ERROR(ApplySsdTable(*table, origin, updated));
+    else if (key == "cluster") KVSTASH_RETURN_IF_ERROR(ApplyClusterTable(*table, origin, updated));
+    else if (key == "replication") KVSTASH_RETURN_IF_ERROR(ApplyReplicationTable(*table, origin, updated));
     else return InvalidArgument(origin + ": unknown table [" + key + "]");
   }
   config = std::move(updated);
@@ -158,10 +217,28 @@ Result<tiers::DramTierOptions> DaemonConfig::DramOptions() const {
   o.low_watermark = low_watermark;
   o.eviction_policy = eviction_policy;
   o.max_block_bytes = max_block;
+  o.expired_quarantine_ms = reservation_timeout_ms;
   if (huge_pages == "auto") o.huge_pages = tiers::HugePages::kAuto;
   else if (huge_pages == "on") o.huge_pages = tiers::HugePages::kOn;
   else if (huge_pages == "off") o.huge_pages = tiers::HugePages::kOff;
   else return InvalidArgument("huge_pages must be auto, on or off, not '" + huge_pages + "'");
+  return o;
+}
+
+Result<tiers::TierManagerOptions> DaemonConfig::TierOptions() const {
+  tiers::TierManagerOptions o;
+  KVSTASH_ASSIGN_OR_RETURN(o.dram, DramOptions());
+  if (!ssd_dir.empty()) {
+    tiers::SsdTierOptions ssd;
+    ssd.dir = ssd_dir;
+    ssd.capacity_bytes = ssd_capacity;
+    ssd.segment_bytes = ssd_segment;
+    ssd.max_block_bytes = std::min(max_block, ssd_segment);
+    ssd.queue_depth = ssd_queue_depth;
+    ssd.io_backend = ssd_io_backend;
+    ssd.sync = ssd_sync;
+    o.ssd = std::move(ssd);
+  }
   return o;
 }
 
@@ -177,14 +254,43 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("reservation_timeout_ms must be 1..600000");
   }
   if (reaper_interval_ms == 0) return InvalidArgument("reaper_interval_ms must be positive");
+  if (!ssd_dir.empty()) {
+    if (ssd_segment < (1ULL << 20) || ssd_segment % 4096 != 0) {
+      return InvalidArgument("ssd segment must be a multiple of 4KiB and at least 1MiB");
+    }
+    if (ssd_capacity < 2 * ssd_segment) return InvalidArgument("ssd capacity must hold at least two segments");
+    if (ssd_queue_depth == 0 || ssd_queue_depth > 4096) return InvalidArgument("ssd queue_depth must be 1..4096");
+    if (ssd_io_backend != "auto" && ssd_io_backend != "uring" && ssd_io_backend != "threads") {
+      return InvalidArgument("ssd io_backend must be auto, uring or threads");
+    }
+  }
   if (default_lease_ms == 0 || default_lease_ms > limits::kMaxLeaseMs) {
     return InvalidArgument("default_lease_ms must be 1..60000");
   }
-  if (eviction_policy != "prefix" && eviction_policy != "lru") {
-    return InvalidArgument("eviction_policy must be prefix or lru, not '" + eviction_policy + "'");
+  if (eviction_policy != "prefix-arc" && eviction_policy != "prefix" && eviction_policy != "lru") {
+    return InvalidArgument("eviction_policy must be prefix-arc, prefix or lru, not '" + eviction_policy + "'");
   }
+  if (!standalone && etcd_endpoints.empty()) {
+    return InvalidArgument("a clustered daemon needs etcd endpoints (--etcd or cluster.etcd_endpoints); or run --standalone");
+  }
+  if (!standalone && !peers.empty()) {
+    return InvalidArgument("peers are for standalone daemons; etcd members find each other");
+  }
+  for (const std::string& peer : peers) {
+    const size_t colon = peer.rfind(':');
+    if (colon == std::string::npos || colon == 0 || colon + 1 == peer.size()) {
+      return InvalidArgument("peer must be HOST:PORT, not '" + peer + "'");
+    }
+  }
+  if (replicas < 1 || replicas > 8) return InvalidArgument("replication.copies must be 1..8");
+  if (hot_rate < 1) return InvalidArgument("replication.hot_rate must be at least 1 hit per second");
   if (!standalone) {
-    return InvalidArgument("only --standalone is available: etcd membership is not built yet");
+    if (!(weight > 0) || weight > 1e6) return InvalidArgument("weight must be > 0 and at most 1e6");
+    if (lease_ttl_s < 1 || lease_ttl_s > 3600) return InvalidArgument("lease_ttl_s must be 1..3600");
+    if (cluster.empty() || cluster.size() > 128 || cluster.find_first_not_of(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") != std::string::npos) {
+      return InvalidArgument("cluster name must be 1..128 of A-Z a-z 0-9 . _ : -");
+    }
   }
   return DramOptions().status().ok() ? Status::Ok() : DramOptions().status();
 }
@@ -198,9 +304,13 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<uint32_t> threads;
   std::optional<double> high_watermark, low_watermark;
   std::optional<uint64_t> reservation_timeout_ms, default_lease_ms;
-  std::optional<std::string> ucx_transports;
+  std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity;
   bool standalone = false;
   bool no_ucx = false;
+  std::optional<std::string> etcd, cluster, peers;
+  std::optional<double> weight;
+  std::optional<int64_t> lease_ttl_s;
+  std::optional<uint32_t> replicas, hot_rate;
   app.add_option("--config", config_path, "TOML config file (see deploy/kvstashd.toml)");
   app.add_option("--listen", listen, "gRPC address HOST:PORT (port 0 picks one) [127.0.0.1:7370]");
   app.add_option("--metrics-listen", metrics_listen, "/metrics address HOST:PORT [127.0.0.1:7371]");
@@ -211,12 +321,21 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--dram-capacity", dram_capacity, "DRAM tier size, e.g. 4GiB [1GiB]");
   app.add_option("--high-watermark", high_watermark, "start evicting above this fraction [0.95]");
   app.add_option("--low-watermark", low_watermark, "evict down to this fraction [0.85]");
-  app.add_option("--eviction-policy", eviction_policy, "prefix|lru [prefix]");
+  app.add_option("--eviction-policy", eviction_policy, "prefix-arc|prefix|lru [prefix-arc]");
   app.add_option("--huge-pages", huge_pages, "auto|on|off [auto]");
   app.add_option("--reservation-timeout-ms", reservation_timeout_ms, "PutBegin reservation lifetime [30000]");
   app.add_option("--default-lease-ms", default_lease_ms, "lease for located blocks when none is asked [5000]");
   app.add_option("--ucx-transports", ucx_transports, "UCX transport list, as UCX_TLS [UCX default]");
   app.add_flag("--no-ucx", no_ucx, "offer only the inline gRPC data path");
+  app.add_option("--ssd-dir", ssd_dir, "directory for the SSD tier (segment files + index); empty = no SSD tier");
+  app.add_option("--ssd-capacity", ssd_capacity, "SSD tier size, e.g. 64GiB [16GiB]");
+  app.add_option("--etcd", etcd, "etcd endpoints, comma-separated: join that cluster instead of --standalone");
+  app.add_option("--cluster", cluster, "cluster name in etcd [default]");
+  app.add_option("--peers", peers, "standalone daemons of a fixed cluster: every member's HOST:PORT, comma-separated");
+  app.add_option("--weight", weight, "share of the keys relative to other members [1]");
+  app.add_option("--lease-ttl", lease_ttl_s, "etcd lease TTL in seconds [10]");
+  app.add_option("--replicas", replicas, "copies of a hot block, the owner's included; 1 = none [1]");
+  app.add_option("--hot-rate", hot_rate, "hits per second that make a block hot [100]");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -247,6 +366,33 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (default_lease_ms) config.default_lease_ms = *default_lease_ms;
   if (ucx_transports) config.ucx_transports = *ucx_transports;
   if (no_ucx) config.ucx_enabled = false;
+  if (ssd_dir) config.ssd_dir = *ssd_dir;
+  if (ssd_capacity) {
+    auto bytes = ParseByteSize(*ssd_capacity);
+    if (!bytes.ok()) return InvalidArgument("--ssd-capacity: " + bytes.status().message());
+    config.ssd_capacity = *bytes;
+  }
+  if (etcd) {
+    if (standalone) return InvalidArgument("--etcd and --standalone exclude each other");
+    config.etcd_endpoints.clear();
+    std::stringstream list(*etcd);
+    for (std::string endpoint; std::getline(list, endpoint, ',');) {
+      if (!endpoint.empty()) config.etcd_endpoints.push_back(endpoint);
+    }
+    config.standalone = false;
+  }
+  if (peers) {
+    config.peers.clear();
+    std::stringstream list(*peers);
+    for (std::string peer; std::getline(list, peer, ',');) {
+      if (!peer.empty()) config.peers.push_back(peer);
+    }
+  }
+  if (cluster) config.cluster = *cluster;
+  if (weight) config.weight = *weight;
+  if (lease_ttl_s) config.lease_ttl_s = *lease_ttl_s;
+  if (replicas) config.replicas = *replicas;
+  if (hot_rate) config.hot_rate = *hot_rate;
   KVSTASH_RETURN_IF_ERROR(config.Validate());
   return config;
 }

@@ -5,9 +5,11 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kvstash/result.h"
 #include "tiers/dram_tier.h"
+#include "tiers/tier_manager.h"
 
 namespace kvstash::server {
 
@@ -23,20 +25,45 @@ struct DaemonConfig {
   uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
   uint64_t default_lease_ms = 5'000;              // lease given to located blocks when the caller names none
 
+  // [ssd] (off when dir is empty): blocks evicted from DRAM are demoted here and promoted back
+  std::string ssd_dir;                        // segment files and the RocksDB index live here
+  uint64_t ssd_capacity = 16ULL << 30;
+  uint64_t ssd_segment = 256ULL << 20;
+  uint32_t ssd_queue_depth = 32;
+  std::string ssd_io_backend = "auto";        // auto | uring | threads
+  bool ssd_sync = false;                      // fdatasync each write: survive power loss, not only crashes
+
   // [ucx]
   bool ucx_enabled = true;       // offer the one-sided UCX data plane (else inline gRPC only)
   std::string ucx_transports;    // UCX TLS list ("cma,tcp", "tcp", ...); empty = UCX's default
+
+  // [cluster] (used when standalone is false: membership on etcd)
+  std::vector<std::string> etcd_endpoints;  // "http://host:port"; required unless standalone
+  std::string cluster = "default";          // members register under /kvstash/<cluster>/members/
+  double weight = 1.0;                      // this daemon's share of the keys, relative to the others
+  int64_t lease_ttl_s = 10;                 // a crashed daemon leaves the member set within this
+  // Standalone daemons of a fixed cluster: every member's gRPC address (this one's included, as its
+  // member id). Clients take the same list (ClientOptions::peers); the daemons use it for
+  // hot-block replication.
+  std::vector<std::string> peers;
+
+  // [replication] (etcd members, or standalone daemons with peers): hot blocks are copied to the
+  // next members of their rendezvous order so that reads of them spread out.
+  uint32_t replicas = 1;     // copies of a hot block, the owner's included; 1 = no replication (1..8)
+  uint32_t hot_rate = 100;   // hits per second at the owner that make a block hot
 
   // [dram]
   uint64_t dram_capacity = 1ULL << 30;
   double high_watermark = 0.95;
   double low_watermark = 0.85;
-  std::string eviction_policy = "prefix";
+  std::string eviction_policy = "prefix-arc";
   std::string huge_pages = "auto";  // auto | on | off
   uint64_t max_block = 64ULL << 20;
 
   // The DRAM tier's options implied by this config.
   Result<tiers::DramTierOptions> DramOptions() const;
+  // The tier manager's options (DRAM, plus SSD when ssd_dir is set).
+  Result<tiers::TierManagerOptions> TierOptions() const;
   // Checks ranges and combinations; INVALID_ARGUMENT naming the first bad setting.
   Status Validate() const;
 };

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvstashd: %s\n", s.message().c_str());
     return 2;
   }
-  spdlog::info("kvstashd {} starting (standalone)", kVersion);
+  spdlog::info("kvstashd {} starting ({})", kVersion, config->standalone ? "standalone" : "cluster " + config->cluster);
   Result<std::unique_ptr<server::Daemon>> daemon = server::Daemon::Start(*config);
   if (!daemon.ok()) {
     spdlog::error("cannot start: {}", daemon.status().ToString());

@@ -13,7 +13,7 @@ std::string ResultLabel(const Status& status) {
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::Tier& tier, std::string_view version)
+ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std::string_view version)
     : tier_(tier),
       ops_(r.AddCounter("kvstash_ops_total", "RPCs served, by op and result (ok or the gRPC status code).",
                         {"op", "result"})),
@@ -52,7 +52,13 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::Tier& tier, std::strin
                                          "Put reservations reclaimed after their deadline.").WithLabels({})),
       checksum_mismatches_(r.AddCounter("kvstash_checksum_mismatches_total",
                                         "Commits refused because the bytes did not match the checksum.")
-                               .WithLabels({})) {
+                               .WithLabels({})),
+      demotions_(r.AddCounter("kvstash_demotions_total",
+                              "DRAM eviction victims offered to the SSD tier, by outcome.", {"result"})),
+      promotions_(r.AddCounter("kvstash_promotions_total", "SSD hits staged back into DRAM.").WithLabels({})),
+      ssd_checksum_drops_(r.AddCounter("kvstash_ssd_checksum_failures_total",
+                                       "SSD reads whose bytes failed their checksum (block dropped, served as a miss).")
+                              .WithLabels({})) {
   r.AddGauge("kvstash_build_info", "Build information; always 1.", {"version"}).WithLabels({version}).Set(1);
   r.AddCollector([this] { Collect(); });
 }
@@ -90,27 +96,38 @@ uint64_t ServerMetrics::puts_stored() const { return static_cast<uint64_t>(puts_
 uint64_t ServerMetrics::puts_deduplicated() const { return static_cast<uint64_t>(puts_deduplicated_.Value()); }
 
 void ServerMetrics::Collect() {
-  const std::string tier(tiers::TierName(tier_.kind()));
-  const tiers::TierUsage usage = tier_.Usage();
-  capacity_.WithLabels({tier}).Set(static_cast<double>(usage.capacity_bytes));
-  used_.WithLabels({tier}).Set(static_cast<double>(usage.used_bytes));
-  reserved_.WithLabels({tier}).Set(static_cast<double>(usage.reserved_bytes));
-  blocks_.WithLabels({tier}).Set(static_cast<double>(usage.blocks));
-  active_leases_.Set(static_cast<double>(usage.leased_blocks));
-  pinned_blocks_.Set(static_cast<double>(usage.pinned_blocks));
-  reservations_open_.Set(static_cast<double>(usage.reservations));
+  const tiers::TierUsage total = tier_.Usage();
+  for (const tiers::TierUsageEntry& entry : tier_.UsageByTier()) {
+    const std::string name(tiers::TierName(entry.kind));
+    capacity_.WithLabels({name}).Set(static_cast<double>(entry.usage.capacity_bytes));
+    used_.WithLabels({name}).Set(static_cast<double>(entry.usage.used_bytes));
+    reserved_.WithLabels({name}).Set(static_cast<double>(entry.usage.reserved_bytes));
+    blocks_.WithLabels({name}).Set(static_cast<double>(entry.usage.blocks));
+  }
+  active_leases_.Set(static_cast<double>(total.leased_blocks));
+  pinned_blocks_.Set(static_cast<double>(total.pinned_blocks));
+  reservations_open_.Set(static_cast<double>(total.reservations));
 
   // Tier counters are cumulative; publish their growth since the last scrape.
   std::lock_guard lock(collect_mu_);
+  const std::string dram(tiers::TierName(tiers::TierKind::kDram));
   const tiers::TierCounters now = tier_.Counters();
   auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };
-  evictions_.WithLabels({tier, "capacity"}).Inc(delta(now.evicted_capacity, last_counters_.evicted_capacity));
-  evictions_.WithLabels({tier, "fragmentation"})
+  evictions_.WithLabels({dram, "capacity"}).Inc(delta(now.evicted_capacity, last_counters_.evicted_capacity));
+  evictions_.WithLabels({dram, "fragmentation"})
       .Inc(delta(now.evicted_fragmentation, last_counters_.evicted_fragmentation));
-  evicted_bytes_.WithLabels({tier}).Inc(delta(now.evicted_bytes, last_counters_.evicted_bytes));
+  evicted_bytes_.WithLabels({dram}).Inc(delta(now.evicted_bytes, last_counters_.evicted_bytes));
   reservations_expired_.Inc(delta(now.reservations_expired, last_counters_.reservations_expired));
   checksum_mismatches_.Inc(delta(now.checksum_mismatches, last_counters_.checksum_mismatches));
   last_counters_ = now;
+  const tiers::TierManagerCounters m = tier_.ManagerCounters();
+  demotions_.WithLabels({"written"}).Inc(delta(m.demoted, last_manager_.demoted));
+  demotions_.WithLabels({"already_on_ssd"}).Inc(delta(m.demotions_already_on_ssd, last_manager_.demotions_already_on_ssd));
+  demotions_.WithLabels({"dropped_queue_full"}).Inc(delta(m.demotions_dropped_full, last_manager_.demotions_dropped_full));
+  demotions_.WithLabels({"failed"}).Inc(delta(m.demotions_failed, last_manager_.demotions_failed));
+  promotions_.Inc(delta(m.promotions, last_manager_.promotions));
+  ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
+  last_manager_ = m;
 }
 
 }  // namespace kvstash::server

@@ -10,14 +10,14 @@
 
 #include "common/metrics.h"
 #include "kvstash/status.h"
-#include "tiers/tier.h"
+#include "tiers/tier_manager.h"
 
 namespace kvstash::server {
 
 class ServerMetrics {
  public:
   // Registers every family in `registry` and a collector that mirrors `tier` (must outlive this).
-  ServerMetrics(metrics::Registry& registry, tiers::Tier& tier, std::string_view version);
+  ServerMetrics(metrics::Registry& registry, tiers::TierManager& tier, std::string_view version);
 
   // One finished RPC: its op name, outcome and latency.
   void RecordOp(std::string_view op, const Status& status, double seconds);
@@ -39,7 +39,7 @@ class ServerMetrics {
  private:
   void Collect();
 
-  tiers::Tier& tier_;
+  tiers::TierManager& tier_;
   metrics::Family<metrics::Counter>& ops_;
   metrics::Family<metrics::Histogram>& op_duration_;
   metrics::Family<metrics::Counter>& lookup_blocks_;
@@ -66,7 +66,11 @@ class ServerMetrics {
   metrics::Counter& reservations_expired_;
   metrics::Counter& checksum_mismatches_;
   std::mutex collect_mu_;
-  tiers::TierCounters last_counters_;  // guarded by collect_mu_
+  tiers::TierCounters last_counters_;          // guarded by collect_mu_
+  tiers::TierManagerCounters last_manager_;    // guarded by collect_mu_
+  metrics::Family<metrics::Counter>& demotions_;
+  metrics::Counter& promotions_;
+  metrics::Counter& ssd_checksum_drops_;
 };
 
 }  // namespace kvstash::server

@@ -49,7 +49,7 @@ grpc::Status ToGrpc(const Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 
-StoreService::StoreService(StoreServiceOptions options, tiers::Tier& tier, ServerMetrics& metrics)
+StoreService::StoreService(StoreServiceOptions options, tiers::TierManager& tier, ServerMetrics& metrics)
     : options_(std::move(options)),
       tier_(tier),
       metrics_(metrics),
@@ -80,6 +80,7 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
   info.set_age_ms(now > meta.created_ms ? now - meta.created_ms : 0);
   if (options_.data_plane.ucx) info.set_remote_addr(reinterpret_cast<uint64_t>(meta.data));
   info.set_lease_epoch(meta.lease_epoch);
+  if (options_.access_hooks != nullptr) info.set_replicas(options_.access_hooks->ReplicasOf(meta.key));
 }
 
 // ---- Lookup -------------------------------------------------------------------------------
@@ -99,6 +100,7 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
     std::optional<tiers::BlockMeta> meta = tier_.Find(key, req.lease_ms());
     if (!meta) break;  // only a prefix is useful: a missing block cuts the chain here
     FillInfo(*meta, *resp.add_blocks());
+    CountHit(key);
     ++hits;
   }
   resp.set_hit_blocks(hits);
@@ -338,6 +340,7 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
       if (std::optional<tiers::BlockMeta> meta = tier_.Find(key, lease_ms)) {
         result->set_outcome(v1::GetResult::FOUND);
         FillInfo(*meta, *result->mutable_info());
+        CountHit(key);
         ++hits;
       } else {
         result->set_outcome(v1::GetResult::MISSING);
@@ -375,6 +378,7 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
     budget -= read->size;
     result->set_outcome(v1::GetResult::FOUND);
     FillInfo(*read, *result->mutable_info());
+    CountHit(key);
     ++hits;
   }
   metrics_.RecordGetBlocks(hits, misses);
@@ -463,17 +467,24 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_uptime_ms(options_.clock->NowMs() - start_ms_);
   const tiers::TierUsage usage = tier_.Usage();
   const tiers::TierCounters counters = tier_.Counters();
-  v1::TierStats* t = resp.add_tiers();
-  t->set_tier(ToProtoTier(tier_.kind()));
-  t->set_capacity_bytes(usage.capacity_bytes);
-  t->set_used_bytes(usage.used_bytes);
-  t->set_reserved_bytes(usage.reserved_bytes);
-  t->set_blocks(usage.blocks);
-  t->set_leased_blocks(usage.leased_blocks);
-  t->set_pinned_blocks(usage.pinned_blocks);
-  t->set_evictions(counters.evicted_capacity + counters.evicted_fragmentation);
-  t->set_eviction_policy(options_.eviction_policy);
-  t->set_huge_pages(options_.huge_pages);
+  for (const tiers::TierUsageEntry& entry : tier_.UsageByTier()) {
+    v1::TierStats* t = resp.add_tiers();
+    t->set_tier(ToProtoTier(entry.kind));
+    t->set_capacity_bytes(entry.usage.capacity_bytes);
+    t->set_used_bytes(entry.usage.used_bytes);
+    t->set_reserved_bytes(entry.usage.reserved_bytes);
+    t->set_blocks(entry.usage.blocks);
+    t->set_leased_blocks(entry.usage.leased_blocks);
+    t->set_pinned_blocks(entry.usage.pinned_blocks);
+    if (entry.kind == tiers::TierKind::kDram) {
+      t->set_evictions(counters.evicted_capacity + counters.evicted_fragmentation);
+      t->set_eviction_policy(options_.eviction_policy);
+      t->set_huge_pages(options_.huge_pages);
+    } else {
+      t->set_evictions(tier_.ManagerCounters().ssd.blocks_reclaimed);
+      t->set_eviction_policy("fifo segments, hot reinsertion");
+    }
+  }
   resp.set_lookup_hit_blocks(metrics_.lookup_hit_blocks());
   resp.set_lookup_miss_blocks(metrics_.lookup_miss_blocks());
   resp.set_get_hits(metrics_.get_hits());
@@ -529,6 +540,7 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRe
       resp->set_ucx_version(dp.ucx_version);
       resp->set_probe_addr(dp.probe_addr);
       resp->set_instance_id(dp.instance_id);
+      resp->set_region_bytes(dp.region_bytes);
     }
     return Status::Ok();
   });

@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/server_metrics.h"
-#include "tiers/tier.h"
+#include "tiers/tier_manager.h"
 
 namespace kvstash::server {
 
@@ -24,8 +24,18 @@ struct DataPlaneInfo {
   std::string packed_rkey;
   std::string transports;
   std::string ucx_version;
-  uint64_t probe_addr = 0;
-  uint64_t instance_id = 0;  // random per daemon start
+  uint64_t probe_addr = 0;    // start of the registered memory
+  uint64_t region_bytes = 0;  // its length
+  uint64_t instance_id = 0;   // random per daemon start
+};
+
+// Observes block accesses for hot-block replication (server/replication/replicator.h). Called on
+// handler threads concurrently; must not block.
+class AccessHooks {
+ public:
+  virtual ~AccessHooks() = default;
+  virtual void OnHit(const BlockKey& key) = 0;                 // a Lookup or Get found the block
+  virtual uint32_t ReplicasOf(const BlockKey& key) const = 0;  // copies on other members (BlockInfo.replicas)
 };
 
 struct StoreServiceOptions {
@@ -37,11 +47,12 @@ struct StoreServiceOptions {
   std::string eviction_policy;  // reported by Stats
   bool huge_pages = false;       // reported by Stats
   const Clock* clock = SteadyClock::Default();
+  AccessHooks* access_hooks = nullptr;  // optional, not owned; outlives the service
 };
 
 class StoreService final : public kvstash::v1::Store::Service {
  public:
-  StoreService(StoreServiceOptions options, tiers::Tier& tier, ServerMetrics& metrics);
+  StoreService(StoreServiceOptions options, tiers::TierManager& tier, ServerMetrics& metrics);
 
   // Set once after the listening port is bound, before the first RPC is served.
   void SetMemberId(std::string member_id);
@@ -78,10 +89,13 @@ class StoreService final : public kvstash::v1::Store::Service {
   Status DoList(const v1::ListRequest&, v1::ListResponse&);
 
   void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
+  void CountHit(const BlockKey& key) const {
+    if (options_.access_hooks != nullptr) options_.access_hooks->OnHit(key);
+  }
   std::string member_id() const;
 
   StoreServiceOptions options_;
-  tiers::Tier& tier_;
+  tiers::TierManager& tier_;
   ServerMetrics& metrics_;
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};

@@ -277,3 +277,73 @@ TEST(DaemonStartTest, RefusesBadConfiguration) {
 
 }  // namespace
 }  // namespace kvstash
+
+namespace kvstash {
+namespace {
+
+// DRAM + SSD through the public SDK: blocks that no longer fit in DRAM are demoted to SSD and come
+// back (promoted) byte-exact, also after the daemon restarts on the same SSD directory.
+TEST(TwoTierDaemonTest, DemotedBlocksComeBackAndSurviveARestart) {
+  char dir_template[] = "/tmp/kvstash-ssd-test-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  const std::vector<std::string> args = {"--dram-capacity", "16MiB", "--ssd-dir", dir, "--ssd-capacity", "512MiB"};
+  constexpr size_t kBlockBytes = 256 * 1024, kBlocks = 192;  // 48 MiB through a 16 MiB DRAM tier
+  PrefixHasher hasher("two-tier|vllm|fp16|0", 16);
+  const auto chain = MakeChain(hasher, 77, kBlocks);
+  {
+    DaemonProcess daemon(KVSTASHD_PATH, args);
+    ASSERT_TRUE(daemon.ok()) << daemon.error();
+    ClientOptions options;
+    options.address = daemon.grpc_address();
+    auto client = Client::Connect(options);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    for (size_t i = 0; i < kBlocks; i += 16) {
+      std::vector<BlockKey> part(chain.begin() + static_cast<std::ptrdiff_t>(i),
+                                 chain.begin() + static_cast<std::ptrdiff_t>(i + 16));
+      auto put = PutChain(**client, part, kBlockBytes);
+      ASSERT_TRUE(put.ok()) << put.status().ToString();
+      ASSERT_EQ(put->stored, 16u);
+    }
+    auto stats = (*client)->Stats();
+    ASSERT_TRUE(stats.ok());
+    ASSERT_EQ(stats->tiers.size(), 2u);
+    EXPECT_GT(stats->tiers[1].blocks, 0u) << "nothing was demoted to SSD";
+    std::vector<std::byte> buffer(kBlockBytes);
+    for (const auto& key : chain) {
+      GetItem item;
+      item.key = key;
+      item.buffer = buffer;
+      ASSERT_TRUE((*client)->Get(std::span(&item, 1)).ok());
+      ASSERT_TRUE(item.found) << item.status.ToString();
+      ASSERT_EQ(0, std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes));
+    }
+    client->reset();
+    ASSERT_EQ(daemon.Stop(), 0);
+  }
+  // Same directory, new process: what reached the SSD is served again, byte-exact.
+  DaemonProcess reborn(KVSTASHD_PATH, args);
+  ASSERT_TRUE(reborn.ok()) << reborn.error();
+  ClientOptions options;
+  options.address = reborn.grpc_address();
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok());
+  size_t found = 0;
+  std::vector<std::byte> buffer(kBlockBytes);
+  for (const auto& key : chain) {
+    GetItem item;
+    item.key = key;
+    item.buffer = buffer;
+    ASSERT_TRUE((*client)->Get(std::span(&item, 1)).ok());
+    if (!item.found) continue;
+    ++found;
+    ASSERT_EQ(0, std::memcmp(buffer.data(), BytesFor(key, kBlockBytes).data(), kBlockBytes));
+  }
+  EXPECT_GT(found, kBlocks / 2) << "the SSD tier did not survive the restart";
+  client->reset();
+  EXPECT_EQ(reborn.Stop(), 0);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace kvstash

@@ -14,7 +14,9 @@ extern char** environ;
 namespace kvstash::testing {
 
 DaemonProcess::DaemonProcess(const std::string& binary, const std::vector<std::string>& extra_args) {
-  std::vector<std::string> args = {binary, "--standalone"};
+  std::vector<std::string> args = {binary};
+  // A member of an etcd cluster is not standalone.
+  if (std::find(extra_args.begin(), extra_args.end(), "--etcd") == extra_args.end()) args.push_back("--standalone");
   // Defaults for what the caller did not set itself.
   for (const auto& [flag, value] : {std::pair<std::string, std::string>{"--listen", "127.0.0.1:0"},
                                     {"--metrics-listen", "127.0.0.1:0"},

@@ -12,7 +12,7 @@ namespace kvstash::testing {
 class DaemonProcess {
  public:
   // Starts `binary --standalone --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --log-level warn
-  // <extra_args>` (a default is left out when extra_args sets that flag itself) and blocks until it prints its ready line (or exits, or 60 s pass: then ok() is false).
+  // <extra_args>` (a default is left out when extra_args sets that flag itself; --standalone when it has --etcd) and blocks until it prints its ready line (or exits, or 60 s pass: then ok() is false).
   DaemonProcess(const std::string& binary, const std::vector<std::string>& extra_args);
   ~DaemonProcess();  // SIGKILLs the process if it is still running
 

@@ -14,6 +14,15 @@
 // it is read (the daemon neither evicts, removes nor reuses them); the checksum, verified by
 // default, catches anything else (a read that outlived its lease) and turns it into a miss.
 //
+// Clusters. Given one `address`, a Client talks to that daemon alone. Given `etcd_endpoints` (it
+// then follows the members of `cluster` through an etcd watch) or a static `peers` list, it routes
+// every key to its owner by weighted rendezvous hashing over the live members, splits each batch
+// by owner and asks the owners in parallel (one RPC per owner per batch). For `join_grace_ms`
+// after the member set changed, a key missing at its owner is also looked for at the owner(s) it
+// had before, so a join does not empty the cache. In a cluster a member that cannot be reached
+// gives misses (Lookup/Get/Stat), "missing" (Remove) and PutOutcome::kBusy (Put), never an error
+// and never wrong bytes; only invalid requests fail a call.
+//
 // Thread-safety: a Client is safe for concurrent use by multiple threads; each call is
 // independent. Calls block until the daemon answers or `timeout_ms` passes.
 #pragma once
@@ -49,6 +58,11 @@ struct ClientOptions {
   bool verify_checksums = true;            // Get re-hashes received bytes and reports a mismatch as a miss
   uint64_t reservation_timeout_ms = limits::kDefaultReservationTimeoutMs;
   uint64_t max_inline_batch_bytes = 32ULL << 20;  // split puts/gets so one RPC carries at most this
+  // Cluster mode (see the top of this file). etcd_endpoints wins over peers; both leave `address` unused.
+  std::vector<std::string> etcd_endpoints;  // "http://host:port" of etcd
+  std::string cluster = "default";          // members are read from /kvstash/<cluster>/members/
+  std::vector<std::string> peers;           // fixed member list of "host:port" (weight 1 each)
+  uint64_t join_grace_ms = 30'000;          // how long keys are also looked for at their previous owner
 };
 
 enum class TierName { kUnknown, kHbm, kDram, kSsd };
@@ -68,6 +82,8 @@ struct BlockInfo {
   uint64_t age_ms = 0;
   uint64_t remote_addr = 0;  // where the bytes sit in the daemon's registered memory (UCX path)
   uint64_t lease_epoch = 0;  // non-zero when this answer leased the block: see ReleaseLeases
+  std::string member;        // gRPC address of the daemon that holds this copy (routes Get/ReleaseLeases)
+  uint32_t replicas = 0;     // hot-block copies on the next members in rendezvous order (cluster)
 };
 
 struct LookupResult {
@@ -81,6 +97,7 @@ struct PutItem {
   std::span<const std::byte> data;  // 1 B .. 64 MiB
 };
 
+// kBusy: another writer holds a reservation for the key, or (in a cluster) its owner is unreachable.
 enum class PutOutcome { kStored, kExists, kBusy, kNoSpace };
 std::string_view ToString(PutOutcome outcome);
 
@@ -151,6 +168,26 @@ struct HealthInfo {
   std::string member_id;
 };
 
+// One member of the cluster as the client sees it (in single-daemon mode: that daemon).
+struct MemberInfo {
+  std::string id;
+  std::string address;          // gRPC host:port
+  std::string metrics_address;  // host:port of /metrics; empty when unknown (static peers)
+  double weight = 1.0;
+  bool draining = false;        // owns no keys; still answers for the ones it holds
+  uint64_t dram_capacity_bytes = 0;
+  uint64_t ssd_capacity_bytes = 0;
+  uint64_t hbm_capacity_bytes = 0;
+  uint64_t started_unix_ms = 0;  // when the member joined (wall clock); 0 when unknown
+};
+
+struct MemberStats {
+  MemberInfo member;
+  bool reachable = false;
+  std::string error;  // why not reachable
+  StoreStats stats;   // when reachable
+};
+
 class Client {
  public:
   // Connects and checks the daemon answers Health. UNAVAILABLE when it does not.
@@ -186,6 +223,14 @@ class Client {
   Result<StoreStats> Stats();
   Result<ListResult> List(const std::optional<BlockKey>& start_after, uint32_t limit = limits::kDefaultListLimit);
   Result<HealthInfo> Health();
+  // In a cluster: Stats sums the reachable members (tiers by kind, counters), member_id names the
+  // cluster; List merges the members' pages in key order; Health is serving when any member is.
+
+  // The members in use now (ordered by id); the Stats of each, in parallel.
+  std::vector<MemberInfo> Members() const;
+  std::vector<MemberStats> ClusterStats();
+  // The member that owns `key` now (its id); empty when there is no member.
+  std::string OwnerOf(const BlockKey& key) const;
 
   // Asynchronous forms: run on a background thread. Items and their buffers must stay alive and
   // untouched until the future is ready.

@@ -1,0 +1,123 @@
+// Connection: libkvstash's link to ONE kvstashd — its gRPC channel, and its UCX target when block
+// bytes move one-sided (the transfer engine itself is shared by all connections of a Client).
+// Implements every Client operation against that one daemon; Client (client.cc) either forwards
+// to a single Connection or, for a cluster, splits each batch by owner (client/cluster_router.h).
+// Internal to libkvstash.
+//
+// Thread-safety: every public method is safe for concurrent use by multiple threads.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "client/wire.h"
+#include "kvstash/client.h"
+#include "kvstash/v1/store.grpc.pb.h"
+#include "transfer/transfer_engine.h"
+
+namespace kvstash::client_internal {
+
+// The one UCX transfer engine of a Client, created on first need and shared by its connections
+// (so that a buffer registered once serves transfers to every daemon). Thread-safe.
+class EngineSource {
+ public:
+  explicit EngineSource(const ClientOptions& options) : options_(options) {}
+  // The engine, creating it on the first call; the error of its creation otherwise.
+  Result<std::shared_ptr<transfer::TransferEngine>> GetOrCreate();
+  // The engine if one was created, else null.
+  std::shared_ptr<transfer::TransferEngine> Existing() const;
+
+ private:
+  const ClientOptions options_;
+  mutable std::mutex mu_;
+  std::shared_ptr<transfer::TransferEngine> engine_;  // guarded by mu_
+};
+
+class Connection {
+ public:
+  // Creates the channel to `address`, checks Health and sets up the data path (UNAVAILABLE when
+  // the daemon does not answer; with DataPath::kUcx also when UCX does not work to it).
+  static Result<std::shared_ptr<Connection>> Open(const ClientOptions& options,
+                                                  const std::string& address,
+                                                  EngineSource& engines);
+  ~Connection();  // waits for in-flight lease releases
+
+  const std::string& address() const { return address_; }
+  bool uses_ucx() const { return engine != nullptr; }
+
+  Result<HealthInfo> Health();
+  Result<LookupResult> Lookup(std::span<const BlockKey> keys, uint64_t lease_ms);
+  Result<PutResult> Put(std::span<const PutItem> items, const PutOptions& put_options);
+  Status Get(std::span<GetItem> items);
+  Status ReleaseLeases(std::span<const BlockInfo> blocks);
+  Result<std::vector<RemoveOutcome>> Remove(std::span<const BlockKey> keys);
+  Result<std::vector<std::optional<BlockInfo>>> Stat(std::span<const BlockKey> keys);
+  Result<StoreStats> Stats();
+  Result<ListResult> List(const std::optional<BlockKey>& start_after, uint32_t limit);
+  // Sends ReleaseLeases without waiting for the answer (a lost release only means the lease runs
+  // to its time).
+  void ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64_t>>& leases);
+
+  // --- the data path (data_path.cc) ---
+  ClientOptions options;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<v1::Store::Stub> stub;
+  // Set when block bytes move over UCX; null on the inline path.
+  std::shared_ptr<transfer::TransferEngine> engine;
+  // The daemon incarnation the target belongs to; guarded by target_mu with `target`.
+  std::mutex target_mu;
+  transfer::RemoteTarget target;
+  uint64_t instance_id = 0;
+  std::string ucx_transports;
+  uint64_t lease_ms = 5'000;  // asked for when locating blocks
+
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() +
+                      std::chrono::milliseconds(options.timeout_ms));
+    return ctx;
+  }
+  Status Call(const grpc::Status& status, std::string_view op) const {
+    return client_internal::FromGrpc(status, op, options.address);
+  }
+
+  // Sets up the UCX path if the daemon offers it and options allow; probes it with one read.
+  Status SetUpDataPath(EngineSource& engines);
+  // The target for addresses that came from daemon incarnation `instance_id`: re-fetches the
+  // daemon's data-plane description when it restarted since we last asked.
+  Result<transfer::RemoteTarget> TargetFor(uint64_t instance_id);
+  static transfer::RemoteTarget TargetOf(const v1::DataPlaneResponse& dp);
+
+  // One batch (within the count and byte limits): PutBegin, bytes, PutCommit. Appends one outcome
+  // per item.
+  Status PutRound(std::span<const PutItem> items, const PutOptions& put_options,
+                  std::vector<PutOutcome>& outcomes);
+  // Gives reservations back (best effort) after a failed round.
+  void AbortReservations(const std::vector<uint64_t>& ids);
+
+  // Inline get of items[indices]; present blocks over the response budget land in `deferred`.
+  Status GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,
+                        std::vector<size_t>& deferred);
+  // UCX get of items[indices]: locate and lease (unless the item is already located), read
+  // one-sided, verify, and release the leases it took.
+  Status GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices);
+  // Blocks until every release sent so far has been answered (or timeout_ms passes). Remove calls
+  // it so that a client's own finished reads never hold up its removes; the destructor calls it
+  // because the callbacks touch this object.
+  void WaitForReleases();
+
+  std::mutex releases_mu;
+  std::condition_variable releases_done;
+  size_t releases_in_flight = 0;  // guarded by releases_mu
+
+ private:
+  std::string address_;
+};
+
+}  // namespace kvstash::client_internal

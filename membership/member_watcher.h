@@ -1,0 +1,54 @@
+// MemberWatcher: the live member set of a cluster, followed through an etcd watch on
+// /kvstash/<cluster>/members/ (no polling): one range read at start, then the watch stream; when
+// the stream breaks it reads the range again and watches from there.
+//
+// Thread-safety: `on_change` runs on the watcher's own thread (and once on the thread calling
+// Start, before Start returns), never concurrently with itself. Members() may be called from any
+// thread. The destructor stops the thread; it must not run inside `on_change`.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "membership/etcd_client.h"
+#include "membership/member_record.h"
+
+namespace kvstash::membership {
+
+class MemberWatcher {
+ public:
+  using OnChange = std::function<void(const std::vector<MemberRecord>&)>;
+
+  // Reads the current members (UNAVAILABLE when etcd cannot be reached), calls on_change with
+  // them, and starts following changes.
+  static Result<std::unique_ptr<MemberWatcher>> Start(const EtcdOptions& etcd,
+                                                      const std::string& cluster,
+                                                      OnChange on_change);
+  ~MemberWatcher();
+
+  // The members as last seen, ordered by id.
+  std::vector<MemberRecord> Members() const;
+
+ private:
+  MemberWatcher(std::unique_ptr<EtcdClient> etcd, std::string cluster, OnChange on_change);
+  Status Reload(int64_t& revision);  // range read; replaces the member map and notifies
+  void Run(int64_t revision);
+  void Notify();
+
+  std::unique_ptr<EtcdClient> etcd_;
+  const std::string cluster_;
+  const std::string prefix_;
+  OnChange on_change_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;                        // guarded by mu_
+  std::map<std::string, MemberRecord> members_;  // by etcd key; guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace kvstash::membership
