@@ -112,15 +112,15 @@ Status Connection::Get(std::span<GetItem> items) {
   uint64_t batch_bytes = 0;
   auto flush = [&]() -> Status {
     if (batch.empty()) return Status::Ok();
-    std::vector<size_t> todo = std::move(batch);
+    std::vector<size_t> remaining = std::move(batch);
     batch.clear();
     batch_bytes = 0;
-    if (engine) return GetRoundUcx(items, todo);
-    while (!todo.empty()) {
+    if (engine) return GetRoundUcx(items, remaining);
+    while (!remaining.empty()) {
       std::vector<size_t> deferred;
-      KVSTASH_RETURN_IF_ERROR(GetRoundInline(items, todo, deferred));
-      if (deferred.size() == todo.size()) return Internal("daemon deferred every block of a get");
-      todo = std::move(deferred);
+      KVSTASH_RETURN_IF_ERROR(GetRoundInline(items, remaining, deferred));
+      if (deferred.size() == remaining.size()) return Internal("daemon deferred every block of a get");
+      remaining = std::move(deferred);
     }
     return Status::Ok();
   };
