@@ -43,7 +43,9 @@ nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
             {"hit_ratio", Ratio(stats.lookup_hit_blocks, lookups)}}},
           {"get", {{"hits", stats.get_hits}, {"misses", stats.get_misses}}},
           {"put", {{"stored", stats.puts_stored}, {"deduplicated", stats.puts_deduplicated}}},
-          {"reservations_open", stats.reservations_open}};
+          {"reservations_open", stats.reservations_open},
+          {"data_plane", stats.data_plane},
+          {"gpu_data_path", stats.gpu_data_path}};
 }
 
 void PrintStatus(const std::string& address, const HealthInfo& health, const StoreStats& stats) {
@@ -51,7 +53,9 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
   PrintFields(std::cout, {{"daemon", address + (health.serving ? "  serving" : "  NOT SERVING")},
                           {"version", stats.version},
                           {"member", stats.member_id},
-                          {"uptime", FormatUptime(stats.uptime_ms)}});
+                          {"uptime", FormatUptime(stats.uptime_ms)},
+                          {"data plane", stats.data_plane},
+                          {"gpu data", stats.gpu_data_path}});
   std::cout << '\n';
   using A = Table::Align;
   Table table({"tier", "capacity", "used", "use%", "reserved", "blocks", "leased", "pinned",

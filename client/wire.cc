@@ -71,6 +71,7 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.puts_deduplicated = p.puts_deduplicated();
   s.reservations_open = p.reservations_open();
   s.data_plane = p.data_plane();
+  s.gpu_data_path = p.gpu_data_path();
   s.put_bytes_inline = p.put_bytes_inline();
   s.put_bytes_one_sided = p.put_bytes_one_sided();
   return s;

@@ -18,6 +18,7 @@
 #include "server/version.h"
 #include "tiers/dram_tier.h"
 #include "tiers/tier_manager.h"
+#include "gpu/gpu_data_path.h"
 #include "transfer/transfer_server.h"
 
 namespace kvstash::server {
@@ -154,6 +155,16 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
     spdlog::info("UCX {} data plane on the DRAM arena (transports: {})", service_options.data_plane.ucx_version,
                  service_options.data_plane.transports);
+  }
+  {
+    // Which way GPU-resident KV would reach this daemon's memory (reported, not yet served: HBM).
+    const gpu::GpuDataPathReport gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
+    service_options.data_plane.gpu_data_path = std::string(gpu::ToString(gpu_path.path)) + ": " + gpu_path.reason;
+    impl->registry.AddGauge("kvstash_gpu_data_path", "How GPU memory reaches the store: direct (UCX) or staged; always 1.",
+                            {"path"})
+        .WithLabels({gpu::ToString(gpu_path.path)})
+        .Set(1);
+    spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
   }
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;

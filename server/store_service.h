@@ -27,6 +27,7 @@ struct DataPlaneInfo {
   uint64_t probe_addr = 0;    // start of the registered memory
   uint64_t region_bytes = 0;  // its length
   uint64_t instance_id = 0;   // random per daemon start
+  std::string gpu_data_path;  // "direct" | "staged", with UCX's reason
 };
 
 // Observes block accesses for hot-block replication (server/replication/replicator.h). Called on

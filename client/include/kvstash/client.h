@@ -155,6 +155,7 @@ struct StoreStats {
   std::string data_plane;            // "ucx (transports)" or "inline"
   uint64_t put_bytes_inline = 0;     // block bytes the daemon received inside RPCs
   uint64_t put_bytes_one_sided = 0;  // block bytes committed after one-sided writes
+  std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
 };
 
 struct ListResult {
