@@ -26,6 +26,14 @@ nlohmann::json TierJson(const TierStats& t) {
           {"huge_pages", t.huge_pages}};
 }
 
+nlohmann::json HottestJson(const StoreStats& stats) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const BlockInfo& b : stats.hottest) {
+    out.push_back({{"key", b.key.ToHex()}, {"hits", b.hits}, {"size", b.size}, {"age_ms", b.age_ms}});
+  }
+  return out;
+}
+
 nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
                           const StoreStats& stats) {
   nlohmann::json tiers = nlohmann::json::array();
@@ -45,7 +53,8 @@ nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
           {"put", {{"stored", stats.puts_stored}, {"deduplicated", stats.puts_deduplicated}}},
           {"reservations_open", stats.reservations_open},
           {"data_plane", stats.data_plane},
-          {"gpu_data_path", stats.gpu_data_path}};
+          {"gpu_data_path", stats.gpu_data_path},
+          {"hottest", HottestJson(stats)}};
 }
 
 void PrintStatus(const std::string& address, const HealthInfo& health, const StoreStats& stats) {
@@ -86,6 +95,14 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
        {"puts", std::to_string(stats.puts_stored) + " stored / " +
                     std::to_string(stats.puts_deduplicated) + " deduplicated"},
        {"reservations", std::to_string(stats.reservations_open) + " open"}});
+  if (!stats.hottest.empty()) {
+    std::cout << "\nhottest blocks\n";
+    Table hot({"key", "hits", "size"}, {Table::Align::kLeft, Table::Align::kRight, Table::Align::kRight});
+    for (const BlockInfo& b : stats.hottest) {
+      hot.AddRow({b.key.ToHex(), std::to_string(b.hits), FormatBytes(b.size)});
+    }
+    hot.Print(std::cout);
+  }
 }
 
 }  // namespace

@@ -72,6 +72,9 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.reservations_open = p.reservations_open();
   s.data_plane = p.data_plane();
   s.gpu_data_path = p.gpu_data_path();
+  for (const auto& b : p.hottest()) {
+    if (auto info = FromProto(b); info.ok()) s.hottest.push_back(std::move(*info));
+  }
   s.put_bytes_inline = p.put_bytes_inline();
   s.put_bytes_one_sided = p.put_bytes_one_sided();
   return s;

@@ -494,6 +494,9 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_reservations_open(usage.reservations);
   resp.set_data_plane(options_.data_plane.ucx ? "ucx (" + options_.data_plane.transports + ")" : "inline");
   resp.set_gpu_data_path(options_.data_plane.gpu_data_path);
+  for (const tiers::BlockMeta& meta : tier_.dram().Hottest(kHottestBlocks)) {
+    if (meta.hits > 0) FillInfo(meta, *resp.add_hottest());
+  }
   resp.set_put_bytes_inline(metrics_.put_bytes_inline());
   resp.set_put_bytes_one_sided(metrics_.put_bytes_one_sided());
   return Status::Ok();

@@ -90,6 +90,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   Status DoList(const v1::ListRequest&, v1::ListResponse&);
 
   void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
+  static constexpr size_t kHottestBlocks = 10;  // reported by Stats
   void CountHit(const BlockKey& key) const {
     if (options_.access_hooks != nullptr) options_.access_hooks->OnHit(key);
   }

@@ -610,6 +610,28 @@ Status DramTier::SetPinned(const BlockKey& key, bool pinned) {
 // Cost: every shard is scanned under its shared lock (O(n) key comparisons per call) and at most
 // `limit` keys per shard are kept (O(limit) extra memory per shard via nth_element), then the
 // shards' survivors are merged and the page's metadata is read. Admin use only.
+std::vector<BlockMeta> DramTier::Hottest(size_t n) const {
+  const Impl& d = *impl_;
+  auto hotter = [](const BlockMeta& a, const BlockMeta& b) { return a.hits > b.hits; };
+  std::vector<BlockMeta> top;  // a min-heap on hits of at most n entries
+  if (n == 0) return top;
+  for (const Shard& shard : d.shards) {
+    std::shared_lock lock(shard.mu);
+    for (const auto& [key, entry] : shard.blocks) {
+      const uint64_t hits = entry.hits.load(std::memory_order_relaxed);
+      if (top.size() == n && hits <= top.front().hits) continue;
+      top.push_back(d.MetaOf(key, entry));
+      std::push_heap(top.begin(), top.end(), hotter);
+      if (top.size() > n) {
+        std::pop_heap(top.begin(), top.end(), hotter);
+        top.pop_back();
+      }
+    }
+  }
+  std::sort(top.begin(), top.end(), hotter);
+  return top;
+}
+
 ListPage DramTier::List(const std::optional<BlockKey>& after, size_t limit) const {
   const Impl& d = *impl_;
   std::vector<BlockKey> chosen;

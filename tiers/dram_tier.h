@@ -80,6 +80,9 @@ class DramTier final : public Tier {
   Status Remove(const BlockKey& key) override;
   Status SetPinned(const BlockKey& key, bool pinned) override;
   ListPage List(const std::optional<BlockKey>& after, size_t limit) const override;
+  // The `n` resident blocks with the most hits, most first (admin: scans every shard, holding
+  // each one's lock shared in turn).
+  std::vector<BlockMeta> Hottest(size_t n) const;
   size_t ReclaimExpired() override;
   TierUsage Usage() const override;
   TierCounters Counters() const override;

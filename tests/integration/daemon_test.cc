@@ -262,6 +262,30 @@ TEST_F(DaemonTest, MetricsEndpointPassesPromtool) {
   std::filesystem::remove(path);
 }
 
+TEST_F(DaemonTest, StatsNameTheHottestBlocks) {
+  StartDaemon();
+  const auto chain = MakeChain(hasher_, 11, 3);
+  ASSERT_TRUE(PutChain(*client_, chain, 4096).ok());
+  std::vector<std::byte> buffer(4096);
+  auto read = [&](const BlockKey& key, int times) {
+    for (int i = 0; i < times; ++i) {
+      GetItem item;
+      item.key = key;
+      item.buffer = buffer;
+      ASSERT_TRUE(client_->Get(std::span(&item, 1)).ok());
+      ASSERT_TRUE(item.found);
+    }
+  };
+  read(chain[2], 6);
+  read(chain[0], 2);
+  auto stats = client_->Stats();
+  ASSERT_TRUE(stats.ok());
+  ASSERT_GE(stats->hottest.size(), 2u);
+  EXPECT_EQ(stats->hottest[0].key, chain[2]);
+  EXPECT_EQ(stats->hottest[1].key, chain[0]);
+  EXPECT_GT(stats->hottest[0].hits, stats->hottest[1].hits);
+}
+
 TEST_F(DaemonTest, StopsCleanlyOnSigterm) {
   StartDaemon();
   client_.reset();

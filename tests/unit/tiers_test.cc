@@ -389,6 +389,21 @@ TEST_F(DramTierTest, ExpiredReservationRegionIsQuarantinedBeforeReuse) {
   EXPECT_EQ((*tier)->Usage().used_bytes, 32u * 1024);
 }
 
+TEST_F(DramTierTest, HottestListsTheMostReadBlocksFirst) {
+  auto tier = Make(1 << 20);
+  for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096).ok());
+  for (int r = 0; r < 7; ++r) ASSERT_TRUE(tier->Find(K(3), 0));
+  for (int r = 0; r < 4; ++r) ASSERT_TRUE(tier->Find(K(5), 0));
+  ASSERT_TRUE(tier->Find(K(1), 0));
+  auto top = tier->Hottest(2);
+  ASSERT_EQ(top.size(), 2u);
+  EXPECT_EQ(top[0].key, K(3));
+  EXPECT_EQ(top[0].hits, 7u);
+  EXPECT_EQ(top[1].key, K(5));
+  EXPECT_EQ(tier->Hottest(10).size(), 5u);
+  EXPECT_TRUE(tier->Hottest(0).empty());
+}
+
 TEST_F(DramTierTest, LeaseEndsWhenItsLastHolderReleases) {
   auto tier = Make(1 << 20);
   ASSERT_TRUE(Put(*tier, K(1), 4096).ok());

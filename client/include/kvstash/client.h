@@ -156,6 +156,7 @@ struct StoreStats {
   uint64_t put_bytes_inline = 0;     // block bytes the daemon received inside RPCs
   uint64_t put_bytes_one_sided = 0;  // block bytes committed after one-sided writes
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
+  std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
 };
 
 struct ListResult {
