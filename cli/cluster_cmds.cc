@@ -1,4 +1,5 @@
 // `kvstash --etcd ... status` (the cluster view) and `kvstash drain MEMBER`.
+#include <algorithm>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -57,6 +58,26 @@ uint64_t Blocks(const StoreStats& s) {
   return n;
 }
 
+// The cluster's hottest blocks: each reachable member's own list merged, most hits first.
+std::vector<std::pair<std::string, BlockInfo>> Hottest(const std::vector<MemberStats>& members, size_t n) {
+  std::vector<std::pair<std::string, BlockInfo>> all;
+  for (const MemberStats& m : members) {
+    if (!m.reachable) continue;
+    for (const BlockInfo& b : m.stats.hottest) all.emplace_back(m.member.id, b);
+  }
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.second.hits > b.second.hits; });
+  if (all.size() > n) all.resize(n);
+  return all;
+}
+
+nlohmann::json HottestJson(const std::vector<MemberStats>& members) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [member, b] : Hottest(members, 10)) {
+    out.push_back({{"key", b.key.ToHex()}, {"member", member}, {"hits", b.hits}, {"size", b.size}});
+  }
+  return out;
+}
+
 nlohmann::json ClusterJson(const std::string& cluster, const std::vector<MemberStats>& members,
                            const Totals& t) {
   nlohmann::json list = nlohmann::json::array();
@@ -100,7 +121,8 @@ nlohmann::json ClusterJson(const std::string& cluster, const std::vector<MemberS
             {"miss_blocks", t.lookup_misses},
             {"hit_ratio", Ratio(t.lookup_hits, t.lookup_hits + t.lookup_misses)}}},
           {"get", {{"hits", t.get_hits}, {"misses", t.get_misses}}},
-          {"leases", {{"leased_blocks", t.leased}, {"reservations_open", t.reservations}}}};
+          {"leases", {{"leased_blocks", t.leased}, {"reservations_open", t.reservations}}},
+          {"hottest", HottestJson(members)}};
 }
 
 void PrintCluster(const std::string& cluster, const std::vector<MemberStats>& members,
@@ -158,6 +180,15 @@ void PrintCluster(const std::string& cluster, const std::vector<MemberStats>& me
        {"gets", std::to_string(t.get_hits) + " hits / " + std::to_string(t.get_misses) + " misses"},
        {"leases", std::to_string(t.leased) + " blocks leased, " + std::to_string(t.reservations) +
                       " put reservations open"}});
+  const auto hottest = Hottest(members, 10);
+  if (!hottest.empty()) {
+    std::cout << "\nhottest blocks\n";
+    Table hot({"key", "member", "hits", "size"}, {A::kLeft, A::kLeft, A::kRight, A::kRight});
+    for (const auto& [member, b] : hottest) {
+      hot.AddRow({b.key.ToHex(), member, std::to_string(b.hits), FormatBytes(b.size)});
+    }
+    hot.Print(std::cout);
+  }
 }
 
 }  // namespace
