@@ -307,14 +307,7 @@ Result<PutResult> ClusterRouter::Put(std::span<const PutItem> items,
       if (IsRequestError(st)) return st;
     }
   }
-  for (PutOutcome o : result.outcomes) {
-    if (o == PutOutcome::kStored)
-      ++result.stored;
-    else if (o == PutOutcome::kExists)
-      ++result.existed;
-    else
-      ++result.failed;
-  }
+  client_internal::CountOutcomes(result);
   return result;
 }
 

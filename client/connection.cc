@@ -94,14 +94,7 @@ Result<PutResult> Connection::Put(std::span<const PutItem> items, const PutOptio
         PutRound(items.subspan(begin, end - begin), put_options, result.outcomes));
     begin = end;
   }
-  for (PutOutcome o : result.outcomes) {
-    if (o == PutOutcome::kStored)
-      ++result.stored;
-    else if (o == PutOutcome::kExists)
-      ++result.existed;
-    else
-      ++result.failed;
-  }
+  client_internal::CountOutcomes(result);
   return result;
 }
 

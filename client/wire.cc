@@ -14,6 +14,15 @@ Status FromGrpc(const grpc::Status& status, std::string_view op, const std::stri
   return Status(code, std::string(op) + ": " + status.error_message());
 }
 
+void CountOutcomes(PutResult& result) {
+  result.stored = result.existed = result.failed = 0;
+  for (PutOutcome o : result.outcomes) {
+    if (o == PutOutcome::kStored) ++result.stored;
+    else if (o == PutOutcome::kExists) ++result.existed;
+    else ++result.failed;
+  }
+}
+
 TierName FromProto(v1::Tier tier) {
   switch (tier) {
     case v1::TIER_HBM: return TierName::kHbm;

@@ -17,4 +17,7 @@ Result<BlockInfo> FromProto(const v1::BlockInfo& info);
 StoreStats FromProto(const v1::StatsResponse& stats);
 TierName FromProto(v1::Tier tier);
 
+// Fills result.stored / existed / failed from result.outcomes.
+void CountOutcomes(PutResult& result);
+
 }  // namespace kvstash::client_internal
