@@ -8,7 +8,9 @@
 // apart from blocks touched at least twice (T2), and learns from two ghost lists of recently
 // evicted keys (B1, B2) how much room T1 deserves: a returning B1 key grows T1's target p, a
 // returning B2 key shrinks it. One-touch tails then stop flushing the reused prefixes, yet at large
-// capacities p grows and the policy behaves like LRU. docs/EVICTION.md has the measurements.
+// capacities p grows and the policy behaves like LRU. Prefix-aware adaptation: a re-put chain is a
+// run of ghost hits, and only the run's first block moves p (StartsGhostRun), so one long chain
+// counts as one piece of evidence, not one per block. docs/EVICTION.md has the measurements.
 //
 // Bookkeeping, all O(log n) per call (amortised O(1) for the ghosts):
 //  * nodes_: every resident key with its parent, list (T1/T2), recency tick and resident children;
@@ -48,11 +50,12 @@ class PrefixArcPolicy final : public EvictionPolicy {
     node.tick = ++tick_;
     node.list = kT1;
     const double resident = static_cast<double>(nodes_.size() + 1);
+    const bool adapt = StartsGhostRun(node.parent);
     if (ForgetGhost(kT1, key)) {
-      p_ = std::min(resident, p_ + std::max(1.0, Ratio(kT2, kT1)));
+      if (adapt) p_ = std::min(resident, p_ + std::max(1.0, Ratio(kT2, kT1)));
       node.list = kT2;
     } else if (ForgetGhost(kT2, key)) {
-      p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
+      if (adapt) p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
       node.list = kT2;
     }
     if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
@@ -80,6 +83,7 @@ class PrefixArcPolicy final : public EvictionPolicy {
     node.list = kT2;
     ++list_size_[node.list];
     node.tick = ++tick_;
+    node.accessed = true;
     if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
   }
 
@@ -124,11 +128,23 @@ class PrefixArcPolicy final : public EvictionPolicy {
     uint64_t tick = 0;
     uint64_t children = 0;  // resident children
     List list = kT1;
+    bool accessed = false;  // the latest call on this key was OnAccess, not OnInsert
   };
   struct Ghosts {
     std::list<BlockKey> fifo;  // front = oldest
     std::unordered_map<BlockKey, std::list<BlockKey>::iterator, BlockKeyHash> index;
   };
+
+  // Whether a ghost hit on a block with this parent is new evidence for ARC's target. A chain
+  // re-put after its tail was evicted is a run of ghost hits, one per block; the run is one missed
+  // prefix extension, so only its first block (no parent, a parent this tier does not hold, or a
+  // resident parent that was read rather than just inserted) moves p. Counting every block let one
+  // long chain swing p by its length.
+  bool StartsGhostRun(const std::optional<BlockKey>& parent) const {
+    if (!parent) return true;
+    auto it = nodes_.find(*parent);
+    return it == nodes_.end() || it->second.accessed;
+  }
 
   double Ratio(List num, List den) const {
     const double d = static_cast<double>(ghosts_[den].index.size());

@@ -8,6 +8,7 @@
 
 #include "common/trace.h"
 #include "scheduler/cache_sim.h"
+#include "tiers/dram_tier.h"
 
 namespace kvstash::scheduler {
 namespace {
@@ -83,18 +84,26 @@ TEST(CacheSimTest, ReplayIsDeterministic) {
   EXPECT_EQ(ReplayBelady(t, 20)->hit_tokens, ReplayBelady(t, 20)->hit_tokens);
 }
 
-// Acceptance on the shared trace (skipped without ../shared): the default never falls below LRU.
+// Acceptance on the shared trace (skipped without ../shared): the daemon's default never falls
+// below LRU at any capacity of docs/EVICTION.md's sweep, and keeps its measured 0.3459 at 5,859
+// blocks (a regression guard; issue 3 asks 0.45, which docs/EVICTION.md shows no online policy
+// tried reaches).
 TEST(CacheSimTest, DefaultPolicyNeverBelowLruOnSharedTrace) {
   const std::filesystem::path path =
       std::filesystem::path(KVSTASH_SOURCE_DIR) / "../shared/traces/synthetic_trace.jsonl";
   if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
   auto trace = LoadTrace(path.string());
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
-  for (uint64_t capacity : {1000u, 2000u, 5859u, 10000u, 20000u, 35000u, 50000u}) {
+  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  for (uint64_t capacity : {1000u, 2000u, 3000u, 5859u, 8000u, 10000u, 15000u, 20000u, 25000u,
+                            30000u, 35000u, 40000u, 45000u, 50000u}) {
     auto lru = ReplayPolicy(*trace, capacity, "lru");
-    auto arc = ReplayPolicy(*trace, capacity, "prefix-arc");
-    ASSERT_TRUE(lru.ok() && arc.ok());
-    EXPECT_GE(arc->hit_tokens, lru->hit_tokens) << capacity;
+    auto def = ReplayPolicy(*trace, capacity, default_policy);
+    ASSERT_TRUE(lru.ok() && def.ok());
+    EXPECT_GE(def->hit_tokens, lru->hit_tokens) << default_policy << " at " << capacity;
+    if (capacity == 5859) {
+      EXPECT_GE(def->hit_ratio(), 0.345) << default_policy;
+    }
   }
 }
 

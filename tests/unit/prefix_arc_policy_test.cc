@@ -1,5 +1,6 @@
 // "prefix-arc": prefix safety (never a victim with a resident child), one-touch blocks leave before
-// reused ones, ghost hits promote, and the bookkeeping stays consistent.
+// reused ones, ghost hits promote, a run of ghost hits moves ARC's target once, ghost memory is
+// bounded, and the bookkeeping stays consistent.
 #include <optional>
 #include <set>
 
@@ -64,6 +65,62 @@ TEST(PrefixArcPolicyTest, ReturningGhostIsTreatedAsReused) {
   p->OnErase(K(3));
   p->OnErase(K(4));
   EXPECT_EQ(p->PickVictim(kAll), K(1));
+}
+
+// A chain re-put from its root after eviction is a run of B1 hits: T1's target p grows once for
+// the run (to 1), not once per block (to 3).
+TEST(PrefixArcPolicyTest, GhostRunMovesTheTargetOnce) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(10), std::nullopt, 1);
+  p->OnAccess(K(10));  // T2
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnInsert(K(2), K(1), 1);
+  p->OnInsert(K(3), K(2), 1);
+  for (uint64_t id : {3, 2, 1}) p->OnErase(K(id));  // B1 = {3, 2, 1}
+  p->OnInsert(K(1), std::nullopt, 1);  // starts the run: p = 1
+  p->OnInsert(K(2), K(1), 1);          // parent just inserted: same run, p stays
+  p->OnInsert(K(3), K(2), 1);
+  p->OnInsert(K(20), std::nullopt, 1);
+  p->OnInsert(K(21), std::nullopt, 1);  // |T1| = 2 > p = 1: T1's coldest goes (with p = 3, T2's)
+  EXPECT_EQ(p->PickVictim(kAll), K(20));
+}
+
+// A ghost whose resident parent was read (a lookup hit) extends a resident prefix: it moves p.
+TEST(PrefixArcPolicyTest, GhostUnderAReadParentMovesTheTarget) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(10), std::nullopt, 1);
+  p->OnAccess(K(10));
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnInsert(K(2), K(1), 1);
+  p->OnInsert(K(3), K(2), 1);
+  p->OnErase(K(3));
+  p->OnErase(K(2));  // B1 = {3, 2}; 1 stays resident
+  p->OnAccess(K(1));           // the lookup hits 1
+  p->OnInsert(K(2), K(1), 1);  // B1 hit after a read parent: p = 1
+  p->OnInsert(K(3), K(2), 1);  // same run
+  p->OnInsert(K(20), std::nullopt, 1);  // |T1| = 1 <= p: T2's coldest leaf goes
+  EXPECT_EQ(p->PickVictim(kAll), K(10));
+}
+
+// Ghost lists are bounded (3x the resident keys, at least 64): a key evicted before 200 others
+// while the tier holds one block is forgotten and comes back as a first touch (T1).
+TEST(PrefixArcPolicyTest, GhostMemoryIsBounded) {
+  for (const bool flood : {false, true}) {
+    auto p = MakePrefixArcPolicy();
+    p->OnInsert(K(1), std::nullopt, 1);
+    p->OnErase(K(1));
+    if (flood) {
+      for (uint64_t id = 100; id < 300; ++id) {
+        p->OnInsert(K(id), std::nullopt, 1);
+        p->OnErase(K(id));
+      }
+    }
+    p->OnInsert(K(2), std::nullopt, 1);
+    p->OnInsert(K(1), std::nullopt, 1);
+    // Remembered: 1 is in T2 and T1 = {2} is within p = 1, so 1 goes. Forgotten: T1 = {2, 1}.
+    EXPECT_EQ(p->PickVictim(kAll), flood ? K(2) : K(1)) << flood;
+    EXPECT_EQ(p->size(), 2u);
+  }
 }
 
 TEST(PrefixArcPolicyTest, ParentInsertedAfterChildIsNotALeaf) {
