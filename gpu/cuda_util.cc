@@ -60,6 +60,22 @@ DeviceBuffer::~DeviceBuffer() {
   if (data_ != nullptr) cudaFree(data_);
 }
 
+Result<HostRegistration> HostRegistration::Register(void* base, size_t bytes) {
+  HostRegistration r;
+  KVSTASH_RETURN_IF_ERROR(CudaStatus(cudaHostRegister(base, bytes, cudaHostRegisterPortable),
+                                     "cudaHostRegister of " + std::to_string(bytes) + " bytes"));
+  r.base_ = base;
+  return r;
+}
+HostRegistration::HostRegistration(HostRegistration&& other) noexcept : base_(std::exchange(other.base_, nullptr)) {}
+HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept {
+  std::swap(base_, other.base_);
+  return *this;
+}
+HostRegistration::~HostRegistration() {
+  if (base_ != nullptr) (void)cudaHostUnregister(base_);
+}
+
 Result<PinnedBuffer> PinnedBuffer::Allocate(size_t bytes) {
   PinnedBuffer b;
   void* p = nullptr;

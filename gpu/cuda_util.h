@@ -60,6 +60,22 @@ class PinnedBuffer {
   size_t size_ = 0;
 };
 
+// Existing host memory page-locked for the copy engines (cudaHostRegister, portable to every
+// device) while the object lives: the daemon's DRAM arena, so copies between it and an HBM tier
+// run at pinned-memory speed without a bounce through driver staging.
+class HostRegistration {
+ public:
+  static Result<HostRegistration> Register(void* base, size_t bytes);
+  HostRegistration() = default;
+  HostRegistration(HostRegistration&& other) noexcept;
+  HostRegistration& operator=(HostRegistration&& other) noexcept;
+  ~HostRegistration();
+  void* base() const { return base_; }
+
+ private:
+  void* base_ = nullptr;
+};
+
 class Stream {
  public:
   static Result<Stream> Create();  // non-blocking with respect to the legacy default stream

@@ -21,6 +21,10 @@ class CudaBytes final : public tiers::ByteAccess {
     return CudaStatus(cudaMemcpy(dst, src, size, cudaMemcpyDefault), "copying a block out of device memory");
   }
 
+  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    return CudaStatus(cudaMemcpy(dst, src, size, cudaMemcpyDefault), "copying a block into device memory");
+  }
+
   // Streams the bytes through one pinned chunk buffer taken from a pool (one per concurrent
   // caller), so hashing a block needs neither a block-sized host buffer nor pageable copies.
   Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override {

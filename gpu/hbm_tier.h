@@ -59,6 +59,8 @@ class HbmTier final : public tiers::Tier {
   std::byte* arena_base() const { return arena_.data(); }
   uint64_t arena_bytes() const { return arena_.size(); }
   std::string_view policy_name() const { return tier_->policy_name(); }
+  // Copies into and out of the arena (cudaMemcpy); lives as long as the tier.
+  const tiers::ByteAccess& byte_access() const { return *bytes_; }
 
  private:
   HbmTier(int device, DeviceBuffer arena, std::unique_ptr<tiers::ByteAccess> bytes,

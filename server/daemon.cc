@@ -13,6 +13,7 @@
 #include "common/units.h"
 #include "kvstash/limits.h"
 #include "server/cluster_registration.h"
+#include "server/hbm_setup.h"
 #include "server/server_metrics.h"
 #include "server/store_service.h"
 #include "server/version.h"
@@ -45,7 +46,8 @@ struct Daemon::Impl {
   DaemonConfig config;
   // Declared before the tier so that it is destroyed after it: the tier may live in its memory.
   std::unique_ptr<transfer::TransferServer> transfer;  // null when UCX is off
-  std::unique_ptr<tiers::TierManager> tier;  // DRAM, plus SSD when configured
+  std::unique_ptr<tiers::TierManager> tier;  // DRAM, plus HBM and SSD when configured
+  std::shared_ptr<void> dram_pinned_for_gpu;  // page-locks the DRAM arena; released before the tier
   metrics::Registry registry;
   std::unique_ptr<ServerMetrics> server_metrics;
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
@@ -107,7 +109,19 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                    allocated.status().ToString());
     }
   }
-  KVSTASH_ASSIGN_OR_RETURN(impl->tier, tiers::TierManager::Create(tier_options));
+  // The HBM tier, after the UCX context (it is probed with the same transports below). Its blocks
+  // are served through DRAM: see TierManager and docs/GPU.md.
+  const gpu::GpuDataPathReport gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
+  if (config.hbm_capacity > 0) {
+    KVSTASH_ASSIGN_OR_RETURN(tier_options.hbm, MakeHbmFactory(config));
+  }
+  Result<std::unique_ptr<tiers::TierManager>> tier_manager = tiers::TierManager::Create(tier_options);
+  if (!tier_manager.ok() && config.hbm_capacity > 0 && tier_manager.status().code() == StatusCode::kUnavailable) {
+    return Status(tier_manager.status().code(),
+                  "HBM tier (--hbm-capacity " + FormatBytes(config.hbm_capacity) + ", --gpu " +
+                      std::to_string(config.gpu) + "): " + tier_manager.status().message());
+  }
+  KVSTASH_ASSIGN_OR_RETURN(impl->tier, std::move(tier_manager));
   tiers::DramTier& dram = impl->tier->dram();
   if (config.ucx_enabled && !impl->transfer) {
     Result<std::unique_ptr<transfer::TransferServer>> registered =
@@ -121,6 +135,19 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   }
   spdlog::info("DRAM tier: {} {} arena, {} pages, eviction policy {}", FormatBytes(dram.arena_bytes()), arena_kind,
                dram.huge_pages_active() ? "huge" : "regular", dram.policy_name());
+  if (impl->tier->hbm() != nullptr) {
+    std::string why;
+    impl->dram_pinned_for_gpu = PinHostMemoryForGpu(dram.arena_base(), dram.arena_bytes(), why);
+    if (!impl->dram_pinned_for_gpu) {
+      spdlog::warn("cannot page-lock the DRAM arena for GPU copies ({}); HBM copies go through driver staging", why);
+    }
+    spdlog::info("HBM tier: {} on GPU {} ({}), eviction policy {}; new blocks land there, victims are demoted "
+                 "to DRAM, readers are served through DRAM{}",
+                 FormatBytes(config.hbm_capacity), config.gpu, DescribeGpu(config.gpu), impl->tier->hbm_policy_name(),
+                 gpu_path.path == gpu::GpuDataPath::kDirect
+                     ? " (UCX could reach GPU memory, but the HBM arena is not registered with it yet)"
+                     : " (UCX cannot reach GPU memory here)");
+  }
   if (impl->tier->ssd() != nullptr) {
     spdlog::info("SSD tier: {} in {} (DRAM victims are demoted there, hits promoted back)",
                  FormatBytes(config.ssd_capacity), config.ssd_dir);
@@ -157,8 +184,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                  service_options.data_plane.transports);
   }
   {
-    // Which way GPU-resident KV would reach this daemon's memory (reported, not yet served: HBM).
-    const gpu::GpuDataPathReport gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
+    // Which way GPU-resident KV would reach this daemon's memory.
     service_options.data_plane.gpu_data_path = std::string(gpu::ToString(gpu_path.path)) + ": " + gpu_path.reason;
     impl->registry.AddGauge("kvstash_gpu_data_path", "How GPU memory reaches the store: direct (UCX) or staged; always 1.",
                             {"path"})

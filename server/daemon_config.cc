@@ -113,12 +113,24 @@ Status ApplySsdTable(const toml::table& table, const std::string& origin, Daemon
   return Status::Ok();
 }
 
+Status ApplyHbmTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "hbm." + key;
+    if (key == "capacity") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.hbm_capacity));
+    else if (key == "gpu") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.gpu));
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
 Status ApplyUcxTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
     const std::string full = "ucx." + key;
     if (key == "enabled") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.ucx_enabled));
     else if (key == "transports") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_transports));
+    else if (key == "protocol") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_protocol));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -170,9 +182,10 @@ Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConf
   for (const auto& [k, node] : root) {
     const std::string key(k.str());
     const toml::table* table = node.as_table();
-    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [dram], [ucx], [cluster] or [replication])");
+    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [hbm], [dram], [ssd], [ucx], [cluster] or [replication])");
     if (key == "server") KVSTASH_RETURN_IF_ERROR(ApplyServerTable(*table, origin, updated));
     else if (key == "dram") KVSTASH_RETURN_IF_ERROR(ApplyDramTable(*table, origin, updated));
+    else if (key == "hbm") KVSTASH_RETURN_IF_ERROR(ApplyHbmTable(*table, origin, updated));
     else if (key == "ucx") KVSTASH_RETURN_IF_ERROR(ApplyUcxTable(*table, origin, updated));
     else if (key == "ssd") KVSTASH_RETURN_IF_ERROR(ApplySsdTable(*table, origin, updated));
     else if (key == "cluster") KVSTASH_RETURN_IF_ERROR(ApplyClusterTable(*table, origin, updated));
@@ -254,6 +267,14 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("reservation_timeout_ms must be 1..600000");
   }
   if (reaper_interval_ms == 0) return InvalidArgument("reaper_interval_ms must be positive");
+  if (ucx_protocol != "auto" && ucx_protocol != "one-sided" && ucx_protocol != "two-sided") {
+    return InvalidArgument("ucx protocol must be auto, one-sided or two-sided, not '" + ucx_protocol + "'");
+  }
+  if (gpu < 0 || gpu > 1023) return InvalidArgument("gpu must be a CUDA device index 0..1023");
+  if (hbm_capacity != 0) {
+    // Blocks larger than the HBM tier stay in DRAM (TierManager placement falls back).
+    if (hbm_capacity < (1ULL << 20)) return InvalidArgument("hbm capacity must be 0 (no HBM tier) or at least 1MiB");
+  }
   if (!ssd_dir.empty()) {
     if (ssd_segment < (1ULL << 20) || ssd_segment % 4096 != 0) {
       return InvalidArgument("ssd segment must be a multiple of 4KiB and at least 1MiB");
@@ -304,7 +325,9 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<uint32_t> threads;
   std::optional<double> high_watermark, low_watermark;
   std::optional<uint64_t> reservation_timeout_ms, default_lease_ms;
-  std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity;
+  std::optional<std::string> ucx_protocol;
+  std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity, hbm_capacity;
+  std::optional<int> gpu;
   bool standalone = false;
   bool no_ucx = false;
   std::optional<std::string> etcd, cluster, peers;
@@ -327,8 +350,13 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--default-lease-ms", default_lease_ms, "lease for located blocks when none is asked [5000]");
   app.add_option("--ucx-transports", ucx_transports, "UCX transport list, as UCX_TLS [UCX default]");
   app.add_flag("--no-ucx", no_ucx, "offer only the inline gRPC data path");
+  app.add_option("--ucx-protocol", ucx_protocol,
+                 "how bytes move over UCX: auto (one-sided where memory maps or RMA is native, two-sided over tcp), "
+                 "one-sided, two-sided [auto]");
   app.add_option("--ssd-dir", ssd_dir, "directory for the SSD tier (segment files + index); empty = no SSD tier");
   app.add_option("--ssd-capacity", ssd_capacity, "SSD tier size, e.g. 64GiB [16GiB]");
+  app.add_option("--hbm-capacity", hbm_capacity, "GPU memory lent as the HBM tier, e.g. 8GiB; 0 = no HBM tier [0]");
+  app.add_option("--gpu", gpu, "CUDA device index of the HBM tier [0]");
   app.add_option("--etcd", etcd, "etcd endpoints, comma-separated: join that cluster instead of --standalone");
   app.add_option("--cluster", cluster, "cluster name in etcd [default]");
   app.add_option("--peers", peers, "standalone daemons of a fixed cluster: every member's HOST:PORT, comma-separated");
@@ -365,6 +393,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (reservation_timeout_ms) config.reservation_timeout_ms = *reservation_timeout_ms;
   if (default_lease_ms) config.default_lease_ms = *default_lease_ms;
   if (ucx_transports) config.ucx_transports = *ucx_transports;
+  if (ucx_protocol) config.ucx_protocol = *ucx_protocol;
   if (no_ucx) config.ucx_enabled = false;
   if (ssd_dir) config.ssd_dir = *ssd_dir;
   if (ssd_capacity) {
@@ -372,6 +401,12 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
     if (!bytes.ok()) return InvalidArgument("--ssd-capacity: " + bytes.status().message());
     config.ssd_capacity = *bytes;
   }
+  if (hbm_capacity) {
+    auto bytes = ParseByteSize(*hbm_capacity);
+    if (!bytes.ok()) return InvalidArgument("--hbm-capacity: " + bytes.status().message());
+    config.hbm_capacity = *bytes;
+  }
+  if (gpu) config.gpu = *gpu;
   if (etcd) {
     if (standalone) return InvalidArgument("--etcd and --standalone exclude each other");
     config.etcd_endpoints.clear();

@@ -36,6 +36,10 @@ struct DaemonConfig {
   // [ucx]
   bool ucx_enabled = true;       // offer the one-sided UCX data plane (else inline gRPC only)
   std::string ucx_transports;    // UCX TLS list ("cma,tcp", "tcp", ...); empty = UCX's default
+  // How block bytes move over UCX (docs/DATA_PLANE.md): "auto" lets each client pick per daemon
+  // (one-sided where memory maps or RMA is native, two-sided over tcp); "one-sided" serves no
+  // two-sided transfers; "two-sided" asks clients on auto to use it everywhere.
+  std::string ucx_protocol = "auto";
 
   // [cluster] (used when standalone is false: membership on etcd)
   std::vector<std::string> etcd_endpoints;  // "http://host:port"; required unless standalone
@@ -51,6 +55,12 @@ struct DaemonConfig {
   // next members of their rendezvous order so that reads of them spread out.
   uint32_t replicas = 1;     // copies of a hot block, the owner's included; 1 = no replication (1..8)
   uint32_t hot_rate = 100;   // hits per second at the owner that make a block hot
+
+  // [hbm] (off when capacity is 0): GPU memory lent as the fastest tier. New blocks land there,
+  // its eviction victims are demoted to DRAM; readers are served through DRAM (docs/GPU.md).
+  // Needs a CUDA build and a GPU.
+  uint64_t hbm_capacity = 0;
+  int gpu = 0;  // the device whose memory holds the HBM tier (CUDA device index)
 
   // [dram]
   uint64_t dram_capacity = 1ULL << 30;

@@ -56,6 +56,16 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std
       demotions_(r.AddCounter("kvstash_demotions_total",
                               "DRAM eviction victims offered to the SSD tier, by outcome.", {"result"})),
       promotions_(r.AddCounter("kvstash_promotions_total", "SSD hits staged back into DRAM.").WithLabels({})),
+      hbm_placements_(r.AddCounter("kvstash_hbm_placements_total",
+                                   "Committed blocks by where they landed with an HBM tier: hbm, or dram when HBM "
+                                   "could not take them.",
+                                   {"tier"})),
+      hbm_demotions_(r.AddCounter("kvstash_hbm_demotions_total",
+                                  "HBM eviction victims by outcome: written to DRAM, already in DRAM, offered to the "
+                                  "SSD, dropped.",
+                                  {"result"})),
+      hbm_promotions_(r.AddCounter("kvstash_hbm_promotions_total",
+                                   "HBM blocks copied into DRAM for one-sided readers, by result.", {"result"})),
       ssd_checksum_drops_(r.AddCounter("kvstash_ssd_checksum_failures_total",
                                        "SSD reads whose bytes failed their checksum (block dropped, served as a miss).")
                               .WithLabels({})) {
@@ -126,6 +136,27 @@ void ServerMetrics::Collect() {
   demotions_.WithLabels({"dropped_queue_full"}).Inc(delta(m.demotions_dropped_full, last_manager_.demotions_dropped_full));
   demotions_.WithLabels({"failed"}).Inc(delta(m.demotions_failed, last_manager_.demotions_failed));
   promotions_.Inc(delta(m.promotions, last_manager_.promotions));
+  demotions_.WithLabels({"skipped_in_hbm"})
+      .Inc(delta(m.demotions_skipped_in_hbm, last_manager_.demotions_skipped_in_hbm));
+  if (tier_.hbm() != nullptr) {
+    const std::string hbm(tiers::TierName(tiers::TierKind::kHbm));
+    const tiers::TierCounters h = tier_.HbmCounters();
+    evictions_.WithLabels({hbm, "capacity"}).Inc(delta(h.evicted_capacity, last_hbm_counters_.evicted_capacity));
+    evictions_.WithLabels({hbm, "fragmentation"})
+        .Inc(delta(h.evicted_fragmentation, last_hbm_counters_.evicted_fragmentation));
+    evicted_bytes_.WithLabels({hbm}).Inc(delta(h.evicted_bytes, last_hbm_counters_.evicted_bytes));
+    checksum_mismatches_.Inc(delta(h.checksum_mismatches, last_hbm_counters_.checksum_mismatches));
+    last_hbm_counters_ = h;
+    hbm_placements_.WithLabels({"hbm"}).Inc(delta(m.hbm_placed, last_manager_.hbm_placed));
+    hbm_placements_.WithLabels({"dram"}).Inc(delta(m.hbm_place_fallbacks, last_manager_.hbm_place_fallbacks));
+    hbm_demotions_.WithLabels({"written"}).Inc(delta(m.hbm_demoted, last_manager_.hbm_demoted));
+    hbm_demotions_.WithLabels({"already_in_dram"})
+        .Inc(delta(m.hbm_demotions_in_dram, last_manager_.hbm_demotions_in_dram));
+    hbm_demotions_.WithLabels({"to_ssd"}).Inc(delta(m.hbm_demotions_to_ssd, last_manager_.hbm_demotions_to_ssd));
+    hbm_demotions_.WithLabels({"dropped"}).Inc(delta(m.hbm_demotions_dropped, last_manager_.hbm_demotions_dropped));
+    hbm_promotions_.WithLabels({"ok"}).Inc(delta(m.hbm_promotions, last_manager_.hbm_promotions));
+    hbm_promotions_.WithLabels({"failed"}).Inc(delta(m.hbm_promotions_failed, last_manager_.hbm_promotions_failed));
+  }
   ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
   last_manager_ = m;
 }

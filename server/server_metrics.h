@@ -70,6 +70,10 @@ class ServerMetrics {
   tiers::TierManagerCounters last_manager_;    // guarded by collect_mu_
   metrics::Family<metrics::Counter>& demotions_;
   metrics::Counter& promotions_;
+  tiers::TierCounters last_hbm_counters_;      // guarded by collect_mu_
+  metrics::Family<metrics::Counter>& hbm_placements_;
+  metrics::Family<metrics::Counter>& hbm_demotions_;
+  metrics::Family<metrics::Counter>& hbm_promotions_;
   metrics::Counter& ssd_checksum_drops_;
 };
 

@@ -480,6 +480,10 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
       t->set_evictions(counters.evicted_capacity + counters.evicted_fragmentation);
       t->set_eviction_policy(options_.eviction_policy);
       t->set_huge_pages(options_.huge_pages);
+    } else if (entry.kind == tiers::TierKind::kHbm) {
+      const tiers::TierCounters hbm = tier_.HbmCounters();
+      t->set_evictions(hbm.evicted_capacity + hbm.evicted_fragmentation);  // each one demoted to DRAM or dropped
+      t->set_eviction_policy(tier_.hbm_policy_name());
     } else {
       t->set_evictions(tier_.ManagerCounters().ssd.blocks_reclaimed);
       t->set_eviction_policy("fifo segments, hot reinsertion");

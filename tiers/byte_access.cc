@@ -14,6 +14,10 @@ class HostBytes final : public ByteAccess {
     std::memcpy(dst, src, size);
     return Status::Ok();
   }
+  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
   Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override { return BlockChecksum(src, size); }
 };
 

@@ -404,6 +404,8 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   out.data = d.arena->base() + r.offset;
   out.size = size;
   out.deadline_ms = r.deadline_ms;
+  out.key = r.key;
+  out.parent = r.parent;
   return out;
 }
 
@@ -506,6 +508,8 @@ Result<Reservation> DramTier::GetReservation(uint64_t reservation_id) const {
   out.data = d.arena->base() + it->second.offset;
   out.size = it->second.size;
   out.deadline_ms = it->second.deadline_ms;
+  out.key = it->second.key;
+  out.parent = it->second.parent;
   return out;
 }
 

@@ -51,6 +51,8 @@ struct Reservation {
   std::byte* data = nullptr;  // the region to fill; exactly `size` bytes
   uint64_t size = 0;
   uint64_t deadline_ms = 0;   // reclaimed after this unless committed or aborted
+  BlockKey key;                    // what Reserve was asked for
+  std::optional<BlockKey> parent;
 };
 
 struct TierUsage {

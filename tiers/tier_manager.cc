@@ -34,6 +34,23 @@ struct Victim {
   uint64_t offset = 0;  // in the staging arena
 };
 
+// Merges two key-ordered lists; where both hold a key, `first`'s entry wins.
+std::vector<BlockMeta> MergeByKey(std::vector<BlockMeta> first, std::vector<BlockMeta> second) {
+  std::vector<BlockMeta> merged;
+  merged.reserve(first.size() + second.size());
+  size_t i = 0;
+  size_t j = 0;
+  while (i < first.size() || j < second.size()) {
+    if (j == second.size() || (i < first.size() && first[i].key <= second[j].key)) {
+      if (j < second.size() && first[i].key == second[j].key) ++j;
+      merged.push_back(std::move(first[i++]));
+    } else {
+      merged.push_back(std::move(second[j++]));
+    }
+  }
+  return merged;
+}
+
 BlockMeta MetaFromSsd(const SsdBlockInfo& info) {
   BlockMeta m;
   m.key = info.key;
@@ -54,6 +71,9 @@ struct TierManager::Impl {
   std::unique_ptr<BlockAllocator> staging_alloc;
   std::unique_ptr<DramTier> dram;
   std::unique_ptr<SsdTier> ssd;
+  std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
+  const ByteAccess* hbm_bytes = nullptr;
+  std::string hbm_policy;
 
   std::mutex q_mu;
   std::condition_variable q_cv;      // work arrived, or stop
@@ -74,6 +94,48 @@ struct TierManager::Impl {
   std::atomic<uint64_t> demotions_queued{0}, demoted{0}, demotions_already_on_ssd{0};
   std::atomic<uint64_t> demotions_dropped_full{0}, demotions_failed{0}, demotions_cancelled{0};
   std::atomic<uint64_t> promotions{0}, promotions_failed{0}, ssd_direct_reads{0};
+  std::atomic<uint64_t> demotions_skipped_in_hbm{0};
+  std::atomic<uint64_t> hbm_placed{0}, hbm_place_fallbacks{0}, hbm_demoted{0}, hbm_demotions_in_dram{0};
+  std::atomic<uint64_t> hbm_demotions_to_ssd{0}, hbm_demotions_dropped{0}, hbm_promotions{0};
+  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0};
+
+  // HBM eviction callback: under the HBM tier's locks. Writes the victim into DRAM (which may evict
+  // DRAM blocks to the SSD queue in turn); never calls into the HBM tier.
+  void OnHbmEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
+    Result<Reservation> r = dram->Reserve(meta.key, bytes.size(), meta.parent, options.promotion_timeout_ms);
+    if (!r.ok()) {
+      const StatusCode code = r.status().code();
+      if (code == StatusCode::kAlreadyExists || code == StatusCode::kAborted) {
+        // Committed in DRAM already (a read copy), or being copied there by a promotion.
+        hbm_demotions_in_dram.fetch_add(1, std::memory_order_relaxed);
+      } else if (ssd) {
+        hbm_demotions_to_ssd.fetch_add(1, std::memory_order_relaxed);
+        OnEvict(meta, bytes);
+      } else {
+        hbm_demotions_dropped.fetch_add(1, std::memory_order_relaxed);
+      }
+      return;
+    }
+    std::memcpy(r->data, bytes.data(), bytes.size());
+    if (Result<BlockMeta> committed = dram->Commit(r->id, meta.checksum, false); !committed.ok()) {
+      (void)dram->Abort(r->id);
+      hbm_demotions_dropped.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    hbm_demoted.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Copies an open DRAM reservation's bytes into HBM and commits them there.
+  Result<BlockMeta> PlaceInHbm(const Reservation& r, uint64_t checksum, bool pin) {
+    KVSTASH_ASSIGN_OR_RETURN(Reservation h, hbm->Reserve(r.key, r.size, r.parent, options.promotion_timeout_ms));
+    if (Status st = hbm_bytes->CopyIn(h.data, r.data, r.size); !st.ok()) {
+      (void)hbm->Abort(h.id);
+      return st;
+    }
+    Result<BlockMeta> committed = hbm->Commit(h.id, checksum, pin);
+    if (!committed.ok()) (void)hbm->Abort(h.id);
+    return committed;
+  }
 
   // DramTier eviction callback: under the DRAM tier's locks; never blocks on the SSD.
   void OnEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
@@ -117,6 +179,37 @@ struct TierManager::Impl {
         queue.pop_front();
       }
       lock.unlock();
+
+      if (hbm) {
+        // A DRAM copy of a block HBM still holds (a read copy): HBM's copy stays authoritative.
+        std::vector<Victim> keep;
+        keep.reserve(batch.size());
+        std::vector<BlockKey> skipped;
+        for (const Victim& v : batch) {
+          if (hbm->Peek(v.key)) {
+            staging_alloc->Free(v.offset, v.size);
+            skipped.push_back(v.key);
+            demotions_skipped_in_hbm.fetch_add(1, std::memory_order_relaxed);
+          } else {
+            keep.push_back(v);
+          }
+        }
+        if (!skipped.empty()) {
+          lock.lock();
+          for (const BlockKey& key : skipped) {
+            in_flight.erase(key);
+            cancel_after_write.erase(key);
+          }
+          finished_total += skipped.size();
+          idle_cv.notify_all();
+          lock.unlock();
+          batch = std::move(keep);
+          if (batch.empty()) {
+            lock.lock();
+            continue;
+          }
+        }
+      }
 
       std::vector<SsdWrite> writes(batch.size());
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -174,6 +267,11 @@ struct TierManager::Impl {
   }
 
   Status PromoteOnce(const BlockKey& key) {
+    if (hbm) {
+      Status st = PromoteFromHbm(key);
+      if (st.code() != StatusCode::kNotFound) return st;
+    }
+    if (!ssd) return NotFound("block " + key.ToHex() + " is not stored");
     std::optional<SsdBlockInfo> info = ssd->Lookup(key);
     if (!info) return NotFound("block " + key.ToHex() + " is not stored");
     Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
@@ -200,6 +298,33 @@ struct TierManager::Impl {
     promotions.fetch_add(1, std::memory_order_relaxed);
     return Status::Ok();
   }
+
+  // Copies an HBM block into a DRAM block. NOT_FOUND when HBM does not hold it.
+  Status PromoteFromHbm(const BlockKey& key) {
+    std::optional<BlockMeta> info = hbm->Peek(key);
+    if (!info) return NotFound("block " + key.ToHex() + " is not in hbm");
+    Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
+    if (!r.ok()) {
+      if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
+      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return r.status();
+    }
+    Result<BlockMeta> read = hbm->Read(key, std::span<std::byte>(r->data, r->size));
+    if (!read.ok() || read->size != r->size) {
+      // Evicted (or removed and re-put with another size) since the Peek.
+      (void)dram->Abort(r->id);
+      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return read.ok() ? Aborted("block " + key.ToHex() + " changed while it was copied") : read.status();
+    }
+    Result<BlockMeta> committed = dram->Commit(r->id, read->checksum, false);
+    if (!committed.ok()) {
+      (void)dram->Abort(r->id);
+      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      return committed.status();
+    }
+    hbm_promotions.fetch_add(1, std::memory_order_relaxed);
+    return Status::Ok();
+  }
 };
 
 Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOptions& options) {
@@ -220,6 +345,15 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
     dram_options.on_evict = [d](const BlockMeta& meta, std::span<const std::byte> bytes) { d->OnEvict(meta, bytes); };
   }
   KVSTASH_ASSIGN_OR_RETURN(d->dram, DramTier::Create(dram_options));
+  if (options.hbm) {
+    KVSTASH_ASSIGN_OR_RETURN(
+        HbmAttachment hbm,
+        options.hbm([d](const BlockMeta& meta, std::span<const std::byte> bytes) { d->OnHbmEvict(meta, bytes); }));
+    if (!hbm.tier || hbm.bytes == nullptr) return InvalidArgument("the hbm factory returned no tier or no byte access");
+    d->hbm = std::move(hbm.tier);
+    d->hbm_bytes = hbm.bytes;
+    d->hbm_policy = std::move(hbm.policy_name);
+  }
   if (options.ssd) {
     SsdTierOptions ssd_options = *options.ssd;
     ssd_options.io_memory.push_back(std::span<std::byte>(d->dram->arena_base(), d->dram->arena_bytes()));
@@ -233,6 +367,7 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
 TierManager::TierManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 TierManager::~TierManager() {
+  impl_->hbm.reset();  // before the worker stops: nothing evicts into DRAM afterwards
   if (impl_->worker.joinable()) {
     {
       std::lock_guard lock(impl_->q_mu);
@@ -245,6 +380,9 @@ TierManager::~TierManager() {
 
 Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
                                          uint64_t timeout_ms) {
+  if (impl_->hbm && impl_->hbm->Peek(key)) {
+    return AlreadyExists("block " + key.ToHex() + " is already stored (hbm)");
+  }
   if (impl_->ssd && impl_->ssd->Contains(key)) {
     return AlreadyExists("block " + key.ToHex() + " is already stored (ssd)");
   }
@@ -252,7 +390,21 @@ Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, con
 }
 
 Result<BlockMeta> TierManager::Commit(uint64_t reservation_id, uint64_t checksum, bool pin) {
-  return impl_->dram->Commit(reservation_id, checksum, pin);
+  Impl& d = *impl_;
+  if (!d.hbm) return d.dram->Commit(reservation_id, checksum, pin);
+  Result<Reservation> r = d.dram->GetReservation(reservation_id);
+  if (!r.ok()) return d.dram->Commit(reservation_id, checksum, pin);  // its own NOT_FOUND
+  Result<BlockMeta> placed = d.PlaceInHbm(*r, checksum, pin);
+  if (placed.ok()) {
+    (void)d.dram->Abort(reservation_id);  // the landing region goes back
+    d.hbm_placed.fetch_add(1, std::memory_order_relaxed);
+    return placed;
+  }
+  // HBM is full of leased/pinned/reserved blocks, or the bytes do not match (then DRAM's commit
+  // reports DATA_LOSS and leaves the reservation open, as the contract says).
+  Result<BlockMeta> committed = d.dram->Commit(reservation_id, checksum, pin);
+  if (committed.ok()) d.hbm_place_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  return committed;
 }
 
 Status TierManager::Abort(uint64_t reservation_id) { return impl_->dram->Abort(reservation_id); }
@@ -263,7 +415,7 @@ Result<Reservation> TierManager::GetReservation(uint64_t reservation_id) const {
 
 std::optional<BlockMeta> TierManager::Find(const BlockKey& key, uint64_t lease_ms) {
   if (auto meta = impl_->dram->Find(key, lease_ms)) return meta;
-  if (!impl_->ssd) return std::nullopt;
+  if (!impl_->ssd && !impl_->hbm) return std::nullopt;
   // Twice: a promoted block may be evicted again before this thread leases it.
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (!impl_->Promote(key).ok()) return std::nullopt;
@@ -274,12 +426,17 @@ std::optional<BlockMeta> TierManager::Find(const BlockKey& key, uint64_t lease_m
 
 Status TierManager::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
   Status st = impl_->dram->ReleaseLease(key, lease_epoch);
-  if (st.code() == StatusCode::kNotFound && impl_->ssd && impl_->ssd->Contains(key)) return Status::Ok();
+  if (st.code() != StatusCode::kNotFound) return st;
+  if (impl_->hbm && impl_->hbm->Peek(key)) return Status::Ok();
+  if (impl_->ssd && impl_->ssd->Contains(key)) return Status::Ok();
   return st;
 }
 
 std::optional<BlockMeta> TierManager::Peek(const BlockKey& key) const {
   if (auto meta = impl_->dram->Peek(key)) return meta;
+  if (impl_->hbm) {
+    if (auto meta = impl_->hbm->Peek(key)) return meta;
+  }
   if (!impl_->ssd) return std::nullopt;
   if (auto info = impl_->ssd->Lookup(key)) return MetaFromSsd(*info);
   return std::nullopt;
@@ -287,7 +444,13 @@ std::optional<BlockMeta> TierManager::Peek(const BlockKey& key) const {
 
 Result<BlockMeta> TierManager::Read(const BlockKey& key, std::span<std::byte> out) {
   Result<BlockMeta> read = impl_->dram->Read(key, out);
-  if (read.ok() || read.status().code() != StatusCode::kNotFound || !impl_->ssd) return read;
+  if (read.ok() || read.status().code() != StatusCode::kNotFound) return read;
+  if (impl_->hbm) {
+    Result<BlockMeta> from_hbm = impl_->hbm->Read(key, out);
+    if (from_hbm.ok()) impl_->hbm_reads.fetch_add(1, std::memory_order_relaxed);
+    if (from_hbm.ok() || from_hbm.status().code() != StatusCode::kNotFound) return from_hbm;
+  }
+  if (!impl_->ssd) return read;
   for (int attempt = 0; attempt < 2; ++attempt) {
     Status promoted = impl_->Promote(key);
     if (promoted.code() == StatusCode::kNotFound || promoted.code() == StatusCode::kDataLoss) return read;
@@ -310,7 +473,12 @@ Status TierManager::Remove(const BlockKey& key) {
   Status dram_st = d.dram->Remove(key);
   if (!dram_st.ok() && dram_st.code() != StatusCode::kNotFound) return dram_st;
   bool found = dram_st.ok();
-  if (!d.ssd) return dram_st;
+  if (d.hbm) {
+    Status hbm_st = d.hbm->Remove(key);
+    if (!hbm_st.ok() && hbm_st.code() != StatusCode::kNotFound) return hbm_st;
+    found = found || hbm_st.ok();
+  }
+  if (!d.ssd) return found ? Status::Ok() : NotFound("block " + key.ToHex() + " is not stored");
   bool cancelled = false;
   {
     std::lock_guard lock(d.q_mu);
@@ -340,7 +508,15 @@ Status TierManager::Remove(const BlockKey& key) {
 
 Status TierManager::SetPinned(const BlockKey& key, bool pinned) {
   Status st = impl_->dram->SetPinned(key, pinned);
-  if (st.code() != StatusCode::kNotFound || !impl_->ssd || !impl_->ssd->Contains(key)) return st;
+  if (!st.ok() && st.code() != StatusCode::kNotFound) return st;
+  bool found = st.ok();
+  if (impl_->hbm) {
+    Status hbm_st = impl_->hbm->SetPinned(key, pinned);
+    if (!hbm_st.ok() && hbm_st.code() != StatusCode::kNotFound) return hbm_st;
+    found = found || hbm_st.ok();
+  }
+  if (found) return Status::Ok();
+  if (!impl_->ssd || !impl_->ssd->Contains(key)) return st;
   if (!pinned) return Status::Ok();  // SSD blocks are never pinned
   for (int attempt = 0; attempt < 2; ++attempt) {
     KVSTASH_RETURN_IF_ERROR(impl_->Promote(key));
@@ -352,20 +528,21 @@ Status TierManager::SetPinned(const BlockKey& key, bool pinned) {
 
 ListPage TierManager::List(const std::optional<BlockKey>& after, size_t limit) const {
   ListPage dram_page = impl_->dram->List(after, limit);
-  if (!impl_->ssd) return dram_page;
-  std::vector<SsdBlockInfo> ssd_blocks = impl_->ssd->List(after, limit);
-  bool more = dram_page.next_after.has_value() || ssd_blocks.size() >= limit;
-  std::vector<BlockMeta> merged;
-  merged.reserve(dram_page.blocks.size() + ssd_blocks.size());
-  size_t i = 0;
-  size_t j = 0;
-  while (i < dram_page.blocks.size() || j < ssd_blocks.size()) {
-    if (j == ssd_blocks.size() || (i < dram_page.blocks.size() && dram_page.blocks[i].key <= ssd_blocks[j].key)) {
-      if (j < ssd_blocks.size() && dram_page.blocks[i].key == ssd_blocks[j].key) ++j;  // DRAM copy wins
-      merged.push_back(std::move(dram_page.blocks[i++]));
-    } else {
-      merged.push_back(MetaFromSsd(ssd_blocks[j++]));
-    }
+  if (!impl_->ssd && !impl_->hbm) return dram_page;
+  bool more = dram_page.next_after.has_value();
+  std::vector<BlockMeta> merged = std::move(dram_page.blocks);
+  if (impl_->hbm) {
+    ListPage hbm_page = impl_->hbm->List(after, limit);
+    more = more || hbm_page.next_after.has_value();
+    merged = MergeByKey(std::move(merged), std::move(hbm_page.blocks));  // a DRAM copy wins
+  }
+  if (impl_->ssd) {
+    std::vector<SsdBlockInfo> ssd_blocks = impl_->ssd->List(after, limit);
+    more = more || ssd_blocks.size() >= limit;
+    std::vector<BlockMeta> ssd_metas;
+    ssd_metas.reserve(ssd_blocks.size());
+    for (const SsdBlockInfo& info : ssd_blocks) ssd_metas.push_back(MetaFromSsd(info));
+    merged = MergeByKey(std::move(merged), std::move(ssd_metas));
   }
   ListPage page;
   if (merged.size() > limit) {
@@ -377,10 +554,22 @@ ListPage TierManager::List(const std::optional<BlockKey>& after, size_t limit) c
   return page;
 }
 
-size_t TierManager::ReclaimExpired() { return impl_->dram->ReclaimExpired(); }
+size_t TierManager::ReclaimExpired() {
+  return impl_->dram->ReclaimExpired() + (impl_->hbm ? impl_->hbm->ReclaimExpired() : 0);
+}
 
 TierUsage TierManager::Usage() const {
   TierUsage u = impl_->dram->Usage();
+  if (impl_->hbm) {
+    const TierUsage h = impl_->hbm->Usage();
+    u.capacity_bytes += h.capacity_bytes;
+    u.used_bytes += h.used_bytes;
+    u.reserved_bytes += h.reserved_bytes;
+    u.blocks += h.blocks;
+    u.reservations += h.reservations;
+    u.leased_blocks += h.leased_blocks;
+    u.pinned_blocks += h.pinned_blocks;
+  }
   if (impl_->ssd) {
     const SsdUsage s = impl_->ssd->Usage();
     u.capacity_bytes += s.capacity_bytes;
@@ -394,6 +583,7 @@ TierCounters TierManager::Counters() const { return impl_->dram->Counters(); }
 
 std::vector<TierUsageEntry> TierManager::UsageByTier() const {
   std::vector<TierUsageEntry> out;
+  if (impl_->hbm) out.push_back({TierKind::kHbm, impl_->hbm->Usage()});
   out.push_back({TierKind::kDram, impl_->dram->Usage()});
   if (impl_->ssd) {
     const SsdUsage s = impl_->ssd->Usage();
@@ -418,6 +608,16 @@ TierManagerCounters TierManager::ManagerCounters() const {
   c.promotions = d.promotions.load(std::memory_order_relaxed);
   c.promotions_failed = d.promotions_failed.load(std::memory_order_relaxed);
   c.ssd_direct_reads = d.ssd_direct_reads.load(std::memory_order_relaxed);
+  c.demotions_skipped_in_hbm = d.demotions_skipped_in_hbm.load(std::memory_order_relaxed);
+  c.hbm_placed = d.hbm_placed.load(std::memory_order_relaxed);
+  c.hbm_place_fallbacks = d.hbm_place_fallbacks.load(std::memory_order_relaxed);
+  c.hbm_demoted = d.hbm_demoted.load(std::memory_order_relaxed);
+  c.hbm_demotions_in_dram = d.hbm_demotions_in_dram.load(std::memory_order_relaxed);
+  c.hbm_demotions_to_ssd = d.hbm_demotions_to_ssd.load(std::memory_order_relaxed);
+  c.hbm_demotions_dropped = d.hbm_demotions_dropped.load(std::memory_order_relaxed);
+  c.hbm_promotions = d.hbm_promotions.load(std::memory_order_relaxed);
+  c.hbm_promotions_failed = d.hbm_promotions_failed.load(std::memory_order_relaxed);
+  c.hbm_reads = d.hbm_reads.load(std::memory_order_relaxed);
   if (d.ssd) c.ssd = d.ssd->Counters();
   return c;
 }
@@ -432,5 +632,8 @@ void TierManager::DrainDemotions() {
 
 DramTier& TierManager::dram() const { return *impl_->dram; }
 SsdTier* TierManager::ssd() const { return impl_->ssd.get(); }
+Tier* TierManager::hbm() const { return impl_->hbm.get(); }
+const std::string& TierManager::hbm_policy_name() const { return impl_->hbm_policy; }
+TierCounters TierManager::HbmCounters() const { return impl_->hbm ? impl_->hbm->Counters() : TierCounters{}; }
 
 }  // namespace kvstash::tiers

@@ -1,41 +1,58 @@
-// TierManager: the Tier the daemon programs against when a host has DRAM and SSD (DESIGN.md §3,
-// §4). It owns a DramTier and, optionally, an SsdTier, and keeps the data path unchanged: every
-// address it hands out (BlockMeta::data, Reservation::data) points into the DRAM arena.
+// TierManager: the Tier the daemon programs against when a host has more than DRAM (DESIGN.md §3,
+// §4). It owns a DramTier and, optionally, an HBM tier above it and an SsdTier below it, and keeps
+// the data path unchanged: every address it hands out (BlockMeta::data, Reservation::data) points
+// into the DRAM arena, the memory the transport serves one-sided.
 //
-// Placement: new blocks go to DRAM (Reserve/Commit are the DramTier's). A key already on SSD is
-// ALREADY_EXISTS for Reserve (dedup across tiers).
+// Placement: Reserve hands out a DRAM region (the one-sided landing area). Without HBM, Commit
+// commits it there. With HBM, Commit copies the bytes into an HBM reservation
+// (ByteAccess::CopyIn), commits that (the HBM tier verifies the checksum itself) and gives the
+// DRAM region back: new blocks live in HBM. When HBM cannot take the block (everything leased,
+// pinned or reserved) the block is committed in DRAM instead (counted: hbm_place_fallbacks). A key
+// already in HBM or on SSD is ALREADY_EXISTS for Reserve (dedup across tiers).
 //
-// Demotion: the DramTier calls back with each eviction victim (DramTierOptions::on_evict). A
-// victim already on SSD is done; otherwise its bytes are copied into a staging area of
-// demotion_queue_bytes and queued for a worker thread that writes queued victims to SSD in
-// batches. When the staging area is full the victim is dropped and counted
-// (demotions_dropped_full) — a put never waits for the SSD. A block is a miss while it waits in
-// the queue; Remove() cancels a queued or in-flight demotion.
+// HBM is served through DRAM ("staged"): Find of a block that is only in HBM copies it into a DRAM
+// block first (hbm_promotions) and leases that copy, so one-sided readers only ever see DRAM
+// addresses. The HBM copy stays (inclusive): a re-read is served from DRAM without a copy, and
+// when the DRAM copy is evicted the HBM copy still answers. Read (the inline path) copies straight
+// out of HBM without promotion (hbm_reads). Why staged even where UCX could read GPU memory: the
+// client names one rkey per daemon and the HBM arena is not registered (docs/GPU.md).
 //
-// Promotion: Find, Read and SetPinned(true) of a block that is only on SSD stage it into DRAM
-// first (a DRAM reservation filled straight from the SSD, checksum verified, then committed), so
-// the caller sees a DRAM block exactly as if it had been put there. Concurrent promotions of one
-// key share one read. The SSD keeps its copy (the tiers are inclusive): evicting the block again
-// costs no SSD write. When DRAM cannot take it (everything leased or pinned) Read copies from SSD
-// directly into the caller's buffer and Find reports a miss.
+// Demotion: HBM eviction victims are written into DRAM (hbm_demoted; a victim DRAM already holds
+// is done). When DRAM cannot take one it goes to the SSD demotion queue if there is an SSD, else
+// it is dropped (hbm_demotions_dropped). DRAM victims are offered to the SSD: each is copied into
+// a staging area of demotion_queue_bytes and queued for a worker thread that writes queued victims
+// to SSD in batches, skipping those that HBM still holds. When the staging area is full the victim
+// is dropped and counted (demotions_dropped_full) — a put never waits for the SSD. A block is a
+// miss while it waits in the queue; Remove() cancels a queued or in-flight demotion.
 //
-// Leases and pins live in DRAM only: a leased or pinned block is never evicted from DRAM, and a
-// block is leased by Find only once it is there. ReleaseLease of a block that is only on SSD is
-// OK (its lease had ended when it left DRAM). Remove answers FAILED_PRECONDITION, changing no
-// tier, while the DRAM copy is leased; otherwise it removes the block from every tier.
+// Promotion from SSD: Find, Read and SetPinned(true) of a block that is only on SSD stage it into
+// DRAM first (a DRAM reservation filled straight from the SSD, checksum verified, then committed),
+// so the caller sees a DRAM block exactly as if it had been put there. Concurrent promotions of
+// one key (from HBM or SSD) share one copy. The SSD keeps its copy (the tiers are inclusive):
+// evicting the block again costs no SSD write. When DRAM cannot take it (everything leased or
+// pinned) Read copies from SSD directly into the caller's buffer and Find reports a miss.
 //
-// Accounting: Usage() sums the tiers (capacity and used bytes of both; `blocks` counts copies, so
-// a block in both tiers counts twice); UsageByTier() gives each tier on its own. Counters() are
-// the DRAM tier's; ManagerCounters() adds demotion, promotion and SSD figures.
+// Leases live in DRAM only (Find leases the DRAM copy): a leased block is never evicted from DRAM.
+// Pins apply to every tier holding the block (SetPinned and Commit(pin) pin the HBM copy too).
+// ReleaseLease of a block that is no longer in DRAM is OK (its lease had ended when it left).
+// Remove answers FAILED_PRECONDITION, changing no tier, while the DRAM copy is leased; otherwise
+// it removes the block from every tier.
 //
-// Thread-safety: every method may be called concurrently from any thread. Lock order: DramTier
-// locks -> the demotion queue mutex -> SsdTier locks. The manager never calls into the DramTier
-// while holding its own mutexes.
+// Accounting: Usage() sums the tiers (`blocks` counts copies, so a block in two tiers counts
+// twice); UsageByTier() gives each tier on its own (hbm, dram, ssd). Counters() are the DRAM
+// tier's, HbmCounters() the HBM tier's; ManagerCounters() adds demotion, promotion and SSD figures.
+//
+// Thread-safety: every method may be called concurrently from any thread. Lock order: HBM tier
+// locks -> DramTier locks -> the demotion queue mutex -> SsdTier locks (the HBM eviction hook
+// writes into DRAM under the HBM tier's locks; nothing calls into HBM while holding DRAM's). The
+// manager never calls into a tier while holding its own mutexes.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "tiers/dram_tier.h"
@@ -44,12 +61,24 @@
 
 namespace kvstash::tiers {
 
+// The eviction hook a tier calls with each victim's metadata and (host) bytes.
+using EvictHook = std::function<void(const BlockMeta&, std::span<const std::byte>)>;
+
+// An HBM tier made by the caller (tiers/ knows no CUDA; gpu/HbmTier is the real one).
+struct HbmAttachment {
+  std::unique_ptr<Tier> tier;          // reports TierKind::kHbm
+  const ByteAccess* bytes = nullptr;   // copies host bytes into the tier's memory; outlives `tier`'s use
+  std::string policy_name;             // reported by Stats
+};
+
 struct TierManagerOptions {
   DramTierOptions dram;                     // on_evict must be empty: the manager installs its own
   std::optional<SsdTierOptions> ssd;        // DRAM only when empty; io_memory is filled in
   uint64_t demotion_queue_bytes = 256ULL << 20;  // staging for victims waiting for the SSD
   size_t demotion_batch_blocks = 64;        // victims per SSD write call
   uint64_t promotion_timeout_ms = 10'000;   // DRAM reservation timeout while staging
+  // Makes the HBM tier with `on_evict` installed as its eviction hook; empty = no HBM tier.
+  std::function<Result<HbmAttachment>(EvictHook on_evict)> hbm;
 };
 
 struct TierManagerCounters {
@@ -62,6 +91,16 @@ struct TierManagerCounters {
   uint64_t promotions = 0;               // SSD -> DRAM
   uint64_t promotions_failed = 0;        // DRAM had no room, or the SSD read failed
   uint64_t ssd_direct_reads = 0;         // Read served from SSD without promotion
+  uint64_t demotions_skipped_in_hbm = 0; // DRAM victim not written to SSD: HBM still holds it
+  uint64_t hbm_placed = 0;               // commits that landed in HBM
+  uint64_t hbm_place_fallbacks = 0;      // commits kept in DRAM: HBM could not take them
+  uint64_t hbm_demoted = 0;              // HBM victims written into DRAM
+  uint64_t hbm_demotions_in_dram = 0;    // HBM victims DRAM already held (or was receiving)
+  uint64_t hbm_demotions_to_ssd = 0;     // HBM victims DRAM could not take, offered to the SSD
+  uint64_t hbm_demotions_dropped = 0;    // HBM victims lost: no room in DRAM and no SSD
+  uint64_t hbm_promotions = 0;           // HBM -> DRAM copies for one-sided readers
+  uint64_t hbm_promotions_failed = 0;    // DRAM had no room, or the HBM copy failed
+  uint64_t hbm_reads = 0;                // inline Reads served straight from HBM
   SsdCounters ssd;
 };
 
@@ -96,12 +135,15 @@ class TierManager final : public Tier {
   TierCounters Counters() const override;
 
   std::vector<TierUsageEntry> UsageByTier() const;
+  TierCounters HbmCounters() const;  // zeros without an HBM tier
   TierManagerCounters ManagerCounters() const;
   // Returns once every victim queued before the call has been written to SSD or dropped.
   void DrainDemotions();
 
   DramTier& dram() const;
   SsdTier* ssd() const;  // nullptr without an SSD tier
+  Tier* hbm() const;     // nullptr without an HBM tier
+  const std::string& hbm_policy_name() const;
 
  private:
   struct Impl;

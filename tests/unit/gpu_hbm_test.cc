@@ -39,6 +39,12 @@ class CountingBytes final : public tiers::ByteAccess {
     std::memcpy(dst, src, size);
     return Status::Ok();
   }
+  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    ++copies;
+    if (fail) return Internal("injected copy failure");
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
   Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override {
     ++hashes;
     if (fail) return Internal("injected hash failure");

@@ -440,5 +440,47 @@ TEST(DaemonConfigTest, CommandLine) {
   EXPECT_EQ(ParseCommandLine(2, const_cast<char**>(unknown)).status().code(), StatusCode::kInvalidArgument);
 }
 
+TEST(DaemonConfigTest, HbmTierSettings) {
+  DaemonConfig config;
+  EXPECT_EQ(config.hbm_capacity, 0u);  // no HBM tier unless asked
+  ASSERT_TRUE(ApplyTomlString("[hbm]\ncapacity = \"8GiB\"\ngpu = 1\n", "hbm.toml", config).ok());
+  EXPECT_EQ(config.hbm_capacity, 8ULL << 30);
+  EXPECT_EQ(config.gpu, 1);
+  EXPECT_TRUE(config.Validate().ok());
+  EXPECT_EQ(ApplyTomlString("[hbm]\ndevice = 1\n", "typo.toml", config).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ApplyTomlString("[hbm]\ngpu = -1\n", "neg.toml", config).code(), StatusCode::kInvalidArgument);
+
+  const char* argv[] = {"kvstashd", "--hbm-capacity", "2GiB", "--gpu", "3"};
+  auto parsed = ParseCommandLine(5, const_cast<char**>(argv));
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->hbm_capacity, 2ULL << 30);
+  EXPECT_EQ(parsed->gpu, 3);
+  const char* zero[] = {"kvstashd", "--hbm-capacity", "0"};
+  ASSERT_TRUE(ParseCommandLine(3, const_cast<char**>(zero)).ok());
+  const char* tiny[] = {"kvstashd", "--hbm-capacity", "100KiB"};
+  EXPECT_EQ(ParseCommandLine(3, const_cast<char**>(tiny)).status().code(), StatusCode::kInvalidArgument);
+  const char* negative[] = {"kvstashd", "--gpu", "-1"};
+  EXPECT_EQ(ParseCommandLine(3, const_cast<char**>(negative)).status().code(), StatusCode::kInvalidArgument);
+  const char* junk[] = {"kvstashd", "--hbm-capacity", "lots"};
+  EXPECT_EQ(ParseCommandLine(3, const_cast<char**>(junk)).status().code(), StatusCode::kInvalidArgument);
+}
+
+// Without a GPU (or in a build without CUDA) a daemon asked for an HBM tier does not start, and
+// says why; with one, the tier comes up.
+TEST(DaemonHbmTest, StartsOnlyWhereAGpuCanHoldTheTier) {
+  DaemonConfig config;
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "127.0.0.1:0";
+  config.dram_capacity = 32ULL << 20;
+  config.max_block = 1ULL << 20;
+  config.hbm_capacity = 16ULL << 20;
+  config.ucx_enabled = false;
+  auto daemon = Daemon::Start(config);
+  if (daemon.ok()) GTEST_SKIP() << "a GPU is present: the HBM tier started (tests/integration/hbm_daemon_test covers it)";
+  const Status& st = daemon.status();
+  EXPECT_TRUE(st.code() == StatusCode::kUnavailable || st.code() == StatusCode::kFailedPrecondition) << st.ToString();
+  EXPECT_NE(st.message().find("hbm"), std::string::npos) << st.ToString();
+}
+
 }  // namespace
 }  // namespace kvstash::server

@@ -3,6 +3,7 @@
 // without stalling puts, cancelling queued demotions, listing and accounting, and restart.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -304,6 +305,202 @@ TEST_F(TierManagerTest, SsdContentsSurviveARestart) {
     }
   }
   EXPECT_GT(served, 40u);
+}
+
+}  // namespace
+}  // namespace kvstash::tiers
+
+// ---- HBM above DRAM ------------------------------------------------------------------------
+// The HBM tier here is a DramTier over host memory that claims to be device memory (every access
+// through ByteAccess, eviction hook fed a copy), which is exactly how gpu/HbmTier drives DramTier.
+
+namespace kvstash::tiers {
+namespace {
+
+class FakeDeviceBytes final : public ByteAccess {
+ public:
+  bool host_addressable() const override { return false; }
+  Status CopyOut(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
+  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    ++copies_in;
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
+  Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override { return BlockChecksum(src, size); }
+  mutable std::atomic<int> copies_in{0};
+};
+
+class TierManagerHbmTest : public TierManagerTest {
+ protected:
+  // HBM of `hbm_bytes` over fake device memory above `dram_bytes` of DRAM (and an SSD if asked).
+  TierManagerOptions HbmOptions(uint64_t hbm_bytes, uint64_t dram_bytes, bool with_ssd) {
+    TierManagerOptions o = Options(dram_bytes, with_ssd);
+    hbm_arena_.assign(hbm_bytes, std::byte{0});
+    o.hbm = [this, hbm_bytes, like = o.dram](EvictHook on_evict) -> Result<HbmAttachment> {
+      DramTierOptions h = like;
+      h.capacity_bytes = hbm_bytes;
+      h.external_arena = hbm_arena_.data();
+      h.byte_access = &bytes_;
+      h.tier_kind = TierKind::kHbm;
+      h.on_evict = std::move(on_evict);
+      KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<DramTier> tier, DramTier::Create(h));
+      HbmAttachment a;
+      a.policy_name = std::string(tier->policy_name());
+      a.tier = std::move(tier);
+      a.bytes = &bytes_;
+      return a;
+    };
+    return o;
+  }
+
+  bool InHbm(const std::byte* p) const {
+    return p >= hbm_arena_.data() && p < hbm_arena_.data() + hbm_arena_.size();
+  }
+
+  std::vector<std::byte> hbm_arena_;
+  FakeDeviceBytes bytes_;
+};
+
+TEST_F(TierManagerHbmTest, NewBlocksLandInHbmAndTheLandingRegionGoesBack) {
+  auto m = Make(HbmOptions(1 * kMiB, 1 * kMiB, false));
+  ASSERT_TRUE(m);
+  ASSERT_NE(m->hbm(), nullptr);
+  auto placed = Put(*m, K(1));
+  ASSERT_TRUE(placed.ok()) << placed.status().ToString();
+  EXPECT_EQ(placed->tier, TierKind::kHbm);
+  EXPECT_TRUE(InHbm(placed->data));
+  EXPECT_EQ(bytes_.copies_in.load(), 1);
+  EXPECT_FALSE(m->dram().Peek(K(1)));
+  const TierUsage dram = m->dram().Usage();
+  EXPECT_EQ(dram.used_bytes, 0u);  // the DRAM reservation was given back
+  EXPECT_EQ(dram.reservations, 0u);
+  EXPECT_EQ(m->Peek(K(1))->tier, TierKind::kHbm);
+  EXPECT_EQ(m->Reserve(K(1), kBlock, std::nullopt, 1000).status().code(), StatusCode::kAlreadyExists);
+  // Inline reads copy straight out of HBM.
+  std::vector<std::byte> out(kBlock);
+  auto read = m->Read(K(1), out);
+  ASSERT_TRUE(read.ok());
+  EXPECT_EQ(read->tier, TierKind::kHbm);
+  EXPECT_TRUE(out == Pattern(K(1), kBlock));
+  EXPECT_EQ(m->ManagerCounters().hbm_placed, 1u);
+  EXPECT_EQ(m->ManagerCounters().hbm_reads, 1u);
+  const auto by_tier = m->UsageByTier();
+  ASSERT_EQ(by_tier.size(), 2u);
+  EXPECT_EQ(by_tier[0].kind, TierKind::kHbm);
+  EXPECT_EQ(by_tier[0].usage.blocks, 1u);
+  EXPECT_EQ(by_tier[1].kind, TierKind::kDram);
+}
+
+TEST_F(TierManagerHbmTest, BadChecksumLeavesTheReservationOpenAndNothingInHbm) {
+  auto m = Make(HbmOptions(1 * kMiB, 1 * kMiB, false));
+  ASSERT_TRUE(m);
+  auto r = m->Reserve(K(2), kBlock, std::nullopt, 10'000);
+  ASSERT_TRUE(r.ok());
+  const auto bytes = Pattern(K(2), kBlock);
+  std::memcpy(r->data, bytes.data(), kBlock);
+  EXPECT_EQ(m->Commit(r->id, 12345, false).status().code(), StatusCode::kDataLoss);
+  EXPECT_TRUE(m->GetReservation(r->id).ok());
+  EXPECT_FALSE(m->Peek(K(2)));
+  EXPECT_EQ(m->hbm()->Usage().used_bytes, 0u);
+  auto committed = m->Commit(r->id, BlockChecksum(bytes.data(), kBlock), false);
+  ASSERT_TRUE(committed.ok());
+  EXPECT_EQ(committed->tier, TierKind::kHbm);
+}
+
+TEST_F(TierManagerHbmTest, FindServesAnHbmBlockFromADramCopyAndLeasesIt) {
+  auto m = Make(HbmOptions(1 * kMiB, 1 * kMiB, false));
+  ASSERT_TRUE(m);
+  ASSERT_TRUE(Put(*m, K(3)).ok());
+  auto leased = m->Find(K(3), 60'000);
+  ASSERT_TRUE(leased);
+  EXPECT_EQ(leased->tier, TierKind::kDram);
+  EXPECT_GT(leased->lease_epoch, 0u);
+  ExpectServedFromDram(*m, K(3));
+  EXPECT_TRUE(m->hbm()->Peek(K(3)));  // inclusive: HBM keeps its copy
+  EXPECT_EQ(m->ManagerCounters().hbm_promotions, 1u);
+  ASSERT_TRUE(m->Find(K(3), 0));
+  EXPECT_EQ(m->ManagerCounters().hbm_promotions, 1u);  // the DRAM copy answers re-reads
+
+  // Leased: Remove changes nothing on any tier.
+  EXPECT_EQ(m->Remove(K(3)).code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(m->hbm()->Peek(K(3)));
+  EXPECT_TRUE(m->dram().Peek(K(3)));
+  ASSERT_TRUE(m->ReleaseLease(K(3), leased->lease_epoch).ok());
+  ASSERT_TRUE(m->Remove(K(3)).ok());
+  EXPECT_FALSE(m->hbm()->Peek(K(3)));
+  EXPECT_FALSE(m->dram().Peek(K(3)));
+  EXPECT_EQ(m->Remove(K(3)).code(), StatusCode::kNotFound);
+}
+
+TEST_F(TierManagerHbmTest, HbmVictimsAreDemotedToDramByteExact) {
+  auto m = Make(HbmOptions(512 * kKiB, 2 * kMiB, false));  // 8 blocks of HBM
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 24; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  const TierManagerCounters c = m->ManagerCounters();
+  EXPECT_EQ(c.hbm_placed, 24u);
+  EXPECT_GT(c.hbm_demoted, 12u);
+  EXPECT_EQ(c.hbm_demotions_dropped, 0u);
+  EXPECT_GT(m->HbmCounters().evicted_capacity, 0u);
+  EXPECT_EQ(m->Peek(K(0))->tier, TierKind::kDram);
+  EXPECT_EQ(m->Peek(K(23))->tier, TierKind::kHbm);
+  for (uint64_t i = 0; i < 24; ++i) ExpectServedFromDram(*m, K(i));
+  // The listing has every block once, in key order.
+  ListPage page = m->List(std::nullopt, 100);
+  EXPECT_EQ(page.blocks.size(), 24u);
+  EXPECT_FALSE(page.next_after);
+  for (size_t i = 1; i < page.blocks.size(); ++i) EXPECT_LT(page.blocks[i - 1].key, page.blocks[i].key);
+}
+
+TEST_F(TierManagerHbmTest, PinnedHbmFullFallsBackToDram) {
+  auto m = Make(HbmOptions(256 * kKiB, 1 * kMiB, false));  // 4 blocks of HBM
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 4; ++i) {
+    auto placed = Put(*m, K(i), kBlock, /*pin=*/true);
+    ASSERT_TRUE(placed.ok());
+    EXPECT_EQ(placed->tier, TierKind::kHbm);
+  }
+  // HBM is full of pinned blocks, none of which may be evicted: the block stays in DRAM.
+  auto fallback = Put(*m, K(9));
+  ASSERT_TRUE(fallback.ok()) << fallback.status().ToString();
+  EXPECT_EQ(fallback->tier, TierKind::kDram);
+  EXPECT_EQ(m->ManagerCounters().hbm_place_fallbacks, 1u);
+  EXPECT_TRUE(m->hbm()->Peek(K(0))->pinned);
+  // Unpinning reaches HBM through the manager; then the blocks may go.
+  ASSERT_TRUE(m->SetPinned(K(0), false).ok());
+  EXPECT_FALSE(m->hbm()->Peek(K(0))->pinned);
+}
+
+TEST_F(TierManagerHbmTest, HbmToDramToSsdKeepsEveryBlock) {
+  auto m = Make(HbmOptions(512 * kKiB, 1 * kMiB, true));
+  ASSERT_TRUE(m);
+  for (uint64_t i = 0; i < 64; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());  // 4 MiB through 1.5 MiB of memory
+  m->DrainDemotions();
+  const TierManagerCounters c = m->ManagerCounters();
+  EXPECT_GT(c.hbm_demoted, 40u);
+  EXPECT_GT(c.demoted, 30u);
+  EXPECT_EQ(c.demotions_dropped_full, 0u);
+  const auto by_tier = m->UsageByTier();
+  ASSERT_EQ(by_tier.size(), 3u);
+  EXPECT_EQ(by_tier[0].kind, TierKind::kHbm);
+  EXPECT_EQ(by_tier[1].kind, TierKind::kDram);
+  EXPECT_EQ(by_tier[2].kind, TierKind::kSsd);
+  EXPECT_EQ(m->Peek(K(0))->tier, TierKind::kSsd);
+  for (uint64_t i = 0; i < 64; ++i) {
+    std::vector<std::byte> out(kBlock);
+    auto read = m->Read(K(i), out);
+    ASSERT_TRUE(read.ok()) << i << ": " << read.status().ToString();
+    EXPECT_TRUE(out == Pattern(K(i), kBlock)) << i;
+  }
+  ListPage page = m->List(std::nullopt, 1000);
+  EXPECT_EQ(page.blocks.size(), 64u);
+  // A DRAM read copy of a block HBM still holds is not written to SSD when DRAM evicts it.
+  for (uint64_t i = 60; i < 64; ++i) ASSERT_TRUE(m->Find(K(i), 0));
+  for (uint64_t i = 100; i < 112; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  m->DrainDemotions();
+  EXPECT_GE(m->ManagerCounters().demotions_skipped_in_hbm + m->ManagerCounters().demotions_already_on_ssd, 1u);
 }
 
 }  // namespace
