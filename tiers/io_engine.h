@@ -21,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -52,6 +53,18 @@ class IoEngine {
   virtual ~IoEngine() = default;
   virtual std::string_view name() const = 0;  // "uring" | "threads"
   virtual Status Run(std::span<IoOp> ops) = 0;
+  // Run(), calling on_complete(i) on the calling thread once for each op i whose result is final,
+  // as soon as the engine knows it. The uring engine calls it while later ops of the batch are
+  // still in flight, so per-op work (checksums, copies) overlaps the device's; the default
+  // implementation calls it for every op after Run() returns. When the call's Status is non-OK,
+  // ops not yet reported are never reported. on_complete must not call back into the engine or
+  // take locks that a caller of Run() may hold.
+  using CompletionFn = std::function<void(size_t)>;
+  virtual Status RunEach(std::span<IoOp> ops, const CompletionFn& on_complete) {
+    KVSTASH_RETURN_IF_ERROR(Run(ops));
+    for (size_t i = 0; i < ops.size(); ++i) on_complete(i);
+    return Status::Ok();
+  }
   // True when buffers inside the registered memory go out as fixed-buffer ops.
   virtual bool buffers_registered() const = 0;
 };

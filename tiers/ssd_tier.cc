@@ -152,11 +152,15 @@ struct SsdTier::Impl {
   }
 
   // Writes every pending block, indexes the ones that made it, reports the callers' items.
+  // Without `sync`, blocks are indexed in chunks as their writes complete, so RocksDB's WAL write
+  // overlaps the device's work on the rest of the batch; with `sync`, only after the segment
+  // files are synced. Either way a block is indexed only once its bytes are written.
   // REQUIRES: write_mu.
   void FlushLocked(WriteContext& ctx) {
     if (ctx.pending.empty()) return;
-    std::vector<IoOp> ops(ctx.pending.size());
-    for (size_t i = 0; i < ctx.pending.size(); ++i) {
+    const size_t n = ctx.pending.size();
+    std::vector<IoOp> ops(n);
+    for (size_t i = 0; i < n; ++i) {
       const Planned& p = ctx.pending[i];
       ops[i].file = p.entry.segment;
       ops[i].write = true;
@@ -164,32 +168,52 @@ struct SsdTier::Impl {
       ops[i].len = static_cast<uint32_t>(PaddedSize(p.entry.size));
       ops[i].offset = p.entry.offset;
     }
-    Status engine_status = engine->Run(ops);
-    if (engine_status.ok() && options.sync) engine_status = files->SyncAll();
-
-    std::vector<Status> results(ctx.pending.size());
-    SsdIndex::Mutation m;
-    for (size_t i = 0; i < ctx.pending.size(); ++i) {
-      if (!engine_status.ok()) {
-        results[i] = engine_status;
-      } else if (ops[i].result < 0) {
-        results[i] = IoError("segment write failed", ops[i].result);
+    std::vector<Status> results(n);
+    std::vector<uint8_t> reported(n, 0);
+    std::vector<size_t> written;  // completed, not yet indexed
+    auto index_written = [&] {
+      if (written.empty()) return;
+      SsdIndex::Mutation m;
+      for (size_t i : written) {
+        if (ops[i].result < 0) {
+          results[i] = IoError("segment write failed", ops[i].result);
+        } else {
+          m.puts.emplace_back(ctx.pending[i].key, ctx.pending[i].entry);
+        }
+      }
+      m.segment_seqs = unpersisted_seqs;
+      const Status applied = m.puts.empty() && m.segment_seqs.empty() ? Status::Ok() : index->Apply(m);
+      if (applied.ok()) {
+        unpersisted_seqs.clear();
+        std::lock_guard lock(mu);
+        for (size_t i : written) {
+          if (results[i].ok()) InsertLocked(ctx.pending[i].key, ctx.pending[i].entry, 0);
+        }
       } else {
-        m.puts.emplace_back(ctx.pending[i].key, ctx.pending[i].entry);
+        for (size_t i : written) {
+          if (results[i].ok()) results[i] = applied;
+        }
       }
-    }
-    m.segment_seqs = unpersisted_seqs;
-    Status applied = index->Apply(m);
-    if (applied.ok()) {
-      unpersisted_seqs.clear();
-      std::lock_guard lock(mu);
-      for (size_t i = 0; i < ctx.pending.size(); ++i) {
-        if (results[i].ok()) InsertLocked(ctx.pending[i].key, ctx.pending[i].entry, 0);
+      written.clear();
+    };
+    const bool stream = !options.sync;
+    const size_t chunk = std::max<size_t>(8, options.queue_depth / 2);
+    Status engine_status = engine->RunEach(ops, [&](size_t i) {
+      reported[i] = 1;
+      written.push_back(i);
+      if (stream && written.size() >= chunk) index_written();
+    });
+    if (engine_status.ok() && options.sync) engine_status = files->SyncAll();
+    if (!engine_status.ok()) {
+      // Ops the engine never reported may not have been written; with `sync`, nothing is durable.
+      for (size_t i = 0; i < n; ++i) {
+        if (!stream || !reported[i]) results[i] = engine_status;
       }
+      if (!stream) written.clear();
     }
-    for (size_t i = 0; i < ctx.pending.size(); ++i) {
+    index_written();
+    for (size_t i = 0; i < n; ++i) {
       const Planned& p = ctx.pending[i];
-      if (results[i].ok() && !applied.ok()) results[i] = applied;
       if (results[i].ok()) {
         writes.fetch_add(1, std::memory_order_relaxed);
         write_bytes.fetch_add(p.entry.size, std::memory_order_relaxed);
@@ -561,34 +585,57 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
         runnable_of.push_back(j);
       }
     }
-    const Status engine_status = d.engine->Run(runnable);
-    for (size_t r = 0; r < runnable.size(); ++r) ops[runnable_of[r]].result = runnable[r].result;
+    // Each block is verified as soon as its read completes, while the engine keeps the rest of
+    // the batch in flight. The callback takes no lock (the engine's ring is held): a checksum
+    // failure is only recorded here and the block dropped after the batch.
+    enum class Outcome : uint8_t { kPending, kOk, kIoError, kRaced, kBadChecksum };
+    std::vector<Outcome> outcome(jobs.size(), Outcome::kPending);
+    auto verify = [&](size_t j) {
+      Job& job = jobs[j];
+      if (ops[j].result < 0) {
+        outcome[j] = Outcome::kIoError;
+        return;
+      }
+      if (d.segments[job.entry.e.segment].epoch.load(std::memory_order_acquire) != job.epoch) {
+        outcome[j] = Outcome::kRaced;
+        return;
+      }
+      if (BlockChecksum(ops[j].buf, job.entry.e.size) != job.entry.e.checksum) {
+        outcome[j] = Outcome::kBadChecksum;
+        return;
+      }
+      if (job.bounce.data() != nullptr) std::memcpy(items[job.item].buffer.data(), job.bounce.data(), job.entry.e.size);
+      outcome[j] = Outcome::kOk;
+    };
+    for (size_t j = 0; j < ops.size(); ++j) {
+      if (ops[j].buf == nullptr) verify(j);  // no buffer: fails without I/O
+    }
+    const Status engine_status = d.engine->RunEach(runnable, [&](size_t r) {
+      ops[runnable_of[r]].result = runnable[r].result;
+      verify(runnable_of[r]);
+    });
 
     for (size_t j = 0; j < jobs.size(); ++j) {
       Job& job = jobs[j];
       const SsdRead& item = items[job.item];
-      if (!engine_status.ok()) {
-        out[job.item] = engine_status;
-        d.read_errors.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (ops[j].result < 0) {
-        out[job.item] = Impl::IoError("segment read failed", ops[j].result);
-        d.read_errors.fetch_add(1, std::memory_order_relaxed);
-        continue;
-      }
-      if (d.segments[job.entry.e.segment].epoch.load(std::memory_order_acquire) != job.epoch) {
-        d.reads_raced_reclaim.fetch_add(1, std::memory_order_relaxed);
-        out[job.item] = NotFound("block " + item.key.ToHex() + " moved during the read");
-        pending_items.push_back(job.item);
-        continue;
-      }
-      const uint64_t actual = BlockChecksum(ops[j].buf, job.entry.e.size);
-      if (actual != job.entry.e.checksum) {
-        d.checksum_failures.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("ssd tier: block {} in segment {} at {} fails its checksum; dropped", item.key.ToHex(),
-                     job.entry.e.segment, job.entry.e.offset);
-        {
+      switch (outcome[j]) {
+        case Outcome::kPending:  // the engine failed before reporting this op
+          out[job.item] = engine_status.ok() ? Internal("ssd read was never completed") : engine_status;
+          d.read_errors.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::kIoError:
+          out[job.item] = Impl::IoError("segment read failed", ops[j].result);
+          d.read_errors.fetch_add(1, std::memory_order_relaxed);
+          break;
+        case Outcome::kRaced:
+          d.reads_raced_reclaim.fetch_add(1, std::memory_order_relaxed);
+          out[job.item] = NotFound("block " + item.key.ToHex() + " moved during the read");
+          pending_items.push_back(job.item);
+          break;
+        case Outcome::kBadChecksum: {
+          d.checksum_failures.fetch_add(1, std::memory_order_relaxed);
+          spdlog::warn("ssd tier: block {} in segment {} at {} fails its checksum; dropped", item.key.ToHex(),
+                       job.entry.e.segment, job.entry.e.offset);
           std::lock_guard write(d.write_mu);
           bool drop = false;
           {
@@ -604,15 +651,16 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
             m.deletes.push_back(item.key);
             (void)d.index->Apply(m);  // a failure leaves a record the next read drops again
           }
+          out[job.item] = DataLoss("block " + item.key.ToHex() + " failed its checksum on ssd and was dropped");
+          break;
         }
-        out[job.item] = DataLoss("block " + item.key.ToHex() + " failed its checksum on ssd and was dropped");
-        continue;
+        case Outcome::kOk:
+          d.reads.fetch_add(1, std::memory_order_relaxed);
+          d.read_bytes.fetch_add(job.entry.e.size, std::memory_order_relaxed);
+          job.entry.hits += 1;
+          out[job.item] = Impl::InfoOf(item.key, job.entry);
+          break;
       }
-      if (job.bounce.data() != nullptr) std::memcpy(item.buffer.data(), job.bounce.data(), job.entry.e.size);
-      d.reads.fetch_add(1, std::memory_order_relaxed);
-      d.read_bytes.fetch_add(job.entry.e.size, std::memory_order_relaxed);
-      job.entry.hits += 1;
-      out[job.item] = Impl::InfoOf(item.key, job.entry);
     }
   }
   return out;

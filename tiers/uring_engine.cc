@@ -15,6 +15,7 @@
 #include <deque>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "tiers/io_engine.h"
 
@@ -90,15 +91,17 @@ class UringEngine final : public IoEngine {
   std::string_view name() const override { return "uring"; }
   bool buffers_registered() const override { return buffers_registered_; }
 
-  Status Run(std::span<IoOp> ops) override {
+  Status Run(std::span<IoOp> ops) override { return RunEach(ops, nullptr); }
+
+  Status RunEach(std::span<IoOp> ops, const CompletionFn& on_complete) override {
     if (ops.empty()) return Status::Ok();
     for (auto& ring : rings_) {
       std::unique_lock lock(ring->mu, std::try_to_lock);
-      if (lock.owns_lock()) return RunOnRing(*ring, ops);
+      if (lock.owns_lock()) return RunOnRing(*ring, ops, on_complete);
     }
     Ring& ring = *rings_[next_ring_.fetch_add(1, std::memory_order_relaxed) % rings_.size()];
     std::lock_guard lock(ring.mu);
-    return RunOnRing(ring, ops);
+    return RunOnRing(ring, ops, on_complete);
   }
 
  private:
@@ -111,8 +114,9 @@ class UringEngine final : public IoEngine {
     return buf >= it->begin && buf + len <= it->end ? it->index : -1;
   }
 
-  // REQUIRES: ring.mu.
-  Status RunOnRing(Ring& r, std::span<IoOp> ops) {
+  // REQUIRES: ring.mu. Completed ops are reported only after the queue has been refilled and
+  // submitted, so the device works on the next ops while on_complete runs.
+  Status RunOnRing(Ring& r, std::span<IoOp> ops, const CompletionFn& on_complete) {
     if (r.broken) return Internal("io_uring ring is unusable after an earlier submit failure");
     std::vector<uint32_t> done_bytes(ops.size(), 0);
     std::deque<size_t> ready;
@@ -122,7 +126,8 @@ class UringEngine final : public IoEngine {
     }
     size_t in_flight = 0;
     size_t finished = 0;
-    while (finished < ops.size()) {
+    std::vector<size_t> completed;
+    while (finished < ops.size() || !completed.empty()) {
       while (in_flight < queue_depth_ && !ready.empty()) {
         io_uring_sqe* sqe = io_uring_get_sqe(&r.ring);
         if (sqe == nullptr) break;
@@ -151,6 +156,16 @@ class UringEngine final : public IoEngine {
         io_uring_sqe_set_data64(sqe, i);
         ++in_flight;
       }
+      if (!completed.empty()) {
+        const int rc = io_uring_submit(&r.ring);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+          r.broken = true;
+          return Internal("io_uring_submit failed: " + ErrnoText(-rc));
+        }
+        for (size_t i : completed) on_complete(i);
+        completed.clear();
+        continue;
+      }
       int rc = io_uring_submit_and_wait(&r.ring, 1);
       if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
         // Ops still in flight may complete later into their buffers; retire the ring so no later
@@ -171,9 +186,11 @@ class UringEngine final : public IoEngine {
         } else if (res < 0) {
           ops[i].result = res;
           ++finished;
+          if (on_complete) completed.push_back(i);
         } else if (res == 0) {
           ops[i].result = -EIO;  // end of file inside a preallocated segment
           ++finished;
+          if (on_complete) completed.push_back(i);
         } else {
           done_bytes[i] += static_cast<uint32_t>(res);
           if (done_bytes[i] < ops[i].len) {
@@ -181,6 +198,7 @@ class UringEngine final : public IoEngine {
           } else {
             ops[i].result = ops[i].len;
             ++finished;
+            if (on_complete) completed.push_back(i);
           }
         }
       }
