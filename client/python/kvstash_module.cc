@@ -4,6 +4,9 @@
 //   kvstash.Client(address, data_path="auto", ...)  .lookup / .put / .get / .remove / .stats / .health
 //   kvstash.gather / kvstash.scatter                paged KV <-> contiguous block buffers (CPU or CUDA)
 //   kvstash.gpu_data_path()                         ("direct" | "staged", reason)
+//   kvstash.BlockCodec(namespace, layers, tokens, heads, head_dim)
+//                                                   the namespace's codec (client/kv_codec.h); pass it
+//                                                   to put/get (codec=...) to store blocks encoded
 //
 // put/get read and write the caller's arrays in place: torch tensors (CPU or CUDA), numpy arrays,
 // CUDA arrays (__cuda_array_interface__) and any C-contiguous buffer. CUDA memory travels through
@@ -20,6 +23,7 @@
 
 #include "client/python/array_view.h"
 #include "client/python/device_copy.h"
+#include "client/kv_codec.h"
 #include "client/python/paged_copy.h"
 #include "gpu/gpu_data_path.h"
 #include "kvstash/client.h"
@@ -98,7 +102,8 @@ class PyClient {
     return Unwrap(client_->Lookup(chain)).hit_blocks;
   }
 
-  py::dict Put(const py::sequence& keys, const py::sequence& arrays, const py::object& parent, bool chain, bool pin) {
+  py::dict Put(const py::sequence& keys, const py::sequence& arrays, const py::object& parent, bool chain, bool pin,
+               const KvCodec* codec) {
     if (keys.size() != arrays.size()) throw py::value_error("put: one array per key");
     const auto ks = KeysOf(keys);
     std::vector<ArrayView> views;
@@ -129,7 +134,9 @@ class PyClient {
         items[i].data = {src, views[i].nbytes};
       }
       if (staging) SynchronizeDevice();
-      result = Unwrap(client_->Put(items, PutOptions{.pin = pin}));
+      // With a codec the raw blocks (staged to the host when on the GPU) are encoded on the CPU.
+      result = Unwrap(codec != nullptr ? codec->PutBlocks(*client_, items, PutOptions{.pin = pin})
+                                       : client_->Put(items, PutOptions{.pin = pin}));
     }
     py::dict d;
     d["stored"] = result.stored;
@@ -138,7 +145,7 @@ class PyClient {
     return d;
   }
 
-  std::vector<bool> Get(const py::sequence& keys, const py::sequence& arrays) {
+  std::vector<bool> Get(const py::sequence& keys, const py::sequence& arrays, const KvCodec* codec) {
     if (keys.size() != arrays.size()) throw py::value_error("get: one array per key");
     const auto ks = KeysOf(keys);
     std::vector<ArrayView> views;
@@ -164,7 +171,9 @@ class PyClient {
         }
         items[i].buffer = {dst, views[i].nbytes};
       }
-      Raise(client_->Get(items));
+      // With a codec: encoded blocks are fetched and decoded on the CPU; a block not in this codec's
+      // format is a miss.
+      Raise(codec != nullptr ? codec->GetBlocks(*client_, items) : client_->Get(items));
       for (size_t i = 0; i < ks.size(); ++i) {
         // A block smaller than the array would leave stale bytes behind: count it as a miss.
         found[i] = items[i].found && items[i].size == views[i].nbytes;
@@ -261,17 +270,64 @@ PYBIND11_MODULE(kvstash, m) {
       .def_property_readonly("block_tokens", &PrefixHasher::block_tokens)
       .def_property_readonly("seed", &PrefixHasher::seed);
 
+  py::class_<KvCodec>(m, "BlockCodec")
+      .def(py::init([](const std::string& ns, uint32_t layers, uint32_t tokens, uint32_t heads, uint32_t head_dim) {
+             Result<KvCodec> c = KvCodec::ForNamespace(ns, layers, tokens, heads, head_dim);
+             if (!c.ok()) throw py::value_error(c.status().message());
+             return std::move(*c);
+           }),
+           py::arg("namespace"), py::arg("layers"), py::arg("tokens"), py::arg("heads"), py::arg("head_dim"),
+           "The codec the namespace names ('<model>|<layout>|<dtype>[:<codec>]|<rank>') for raw blocks "
+           "[layers, 2, tokens, heads, head_dim] of its dtype. No codec: blocks pass through.")
+      .def_property_readonly("enabled", &KvCodec::enabled)
+      .def_property_readonly("name", [](const KvCodec& c) { return std::string(gpu::ToString(c.codec())); })
+      .def_property_readonly("raw_bytes", &KvCodec::raw_bytes)
+      .def_property_readonly("encoded_bytes", &KvCodec::stored_bytes)
+      .def(
+          "encode",
+          [](const KvCodec& c, const py::handle& raw, const py::handle& out) {
+            if (!c.enabled()) throw py::value_error("encode: this namespace has no codec");
+            ArrayView r = ViewOf(raw, false, "encode: raw");
+            ArrayView o = ViewOf(out, true, "encode: out");
+            if (r.cuda || o.cuda) throw py::value_error("encode: host arrays only (the CPU reference)");
+            if (r.nbytes != c.raw_bytes() || o.nbytes != c.stored_bytes()) {
+              throw py::value_error("encode: raw must be raw_bytes and out encoded_bytes long");
+            }
+            py::gil_scoped_release nogil;
+            c.Encode({r.data, r.nbytes}, {o.data, o.nbytes});
+          },
+          py::arg("raw"), py::arg("out"), "CPU encode of one raw block into `out` (encoded_bytes).")
+      .def(
+          "decode",
+          [](const KvCodec& c, const py::handle& encoded, const py::handle& out) {
+            if (!c.enabled()) throw py::value_error("decode: this namespace has no codec");
+            ArrayView e = ViewOf(encoded, false, "decode: encoded");
+            ArrayView o = ViewOf(out, true, "decode: out");
+            if (e.cuda || o.cuda) throw py::value_error("decode: host arrays only (the CPU reference)");
+            if (o.nbytes != c.raw_bytes()) throw py::value_error("decode: out must be raw_bytes long");
+            Status st;
+            {
+              py::gil_scoped_release nogil;
+              st = c.Decode({e.data, e.nbytes}, {o.data, o.nbytes});
+            }
+            return st.ok();
+          },
+          py::arg("encoded"), py::arg("out"),
+          "CPU decode of one encoded block into `out`; False (out untouched) when it is not this codec's.");
+
   py::class_<PyClient>(m, "Client")
       .def(py::init<const std::string&, const std::string&, bool, uint64_t, const std::string&, uint64_t>(),
            py::arg("address"), py::arg("data_path") = "auto", py::arg("verify_checksums") = true,
            py::arg("timeout_ms") = 30000, py::arg("ucx_transports") = "", py::arg("lease_ms") = 0)
       .def("lookup", &PyClient::Lookup, py::arg("keys"), "Length of the longest stored prefix of the chain.")
       .def("put", &PyClient::Put, py::arg("keys"), py::arg("arrays"), py::arg("parent") = py::none(),
-           py::arg("chain") = true, py::arg("pin") = false,
+           py::arg("chain") = true, py::arg("pin") = false, py::arg("codec") = nullptr,
            "Stores one array per key; with chain=True key i's parent is key i-1 (key 0's is `parent`). "
+           "With a codec (kvstash.BlockCodec) each array is a raw block, stored encoded. "
            "Returns {'stored', 'existed', 'failed'}.")
-      .def("get", &PyClient::Get, py::arg("keys"), py::arg("arrays"),
-           "Writes each found block into its array in place; returns found flags.")
+      .def("get", &PyClient::Get, py::arg("keys"), py::arg("arrays"), py::arg("codec") = nullptr,
+           "Writes each found block into its array in place; returns found flags. With a codec the stored "
+           "blocks are decoded into the arrays; one that does not decode is a miss.")
       .def("remove", &PyClient::Remove, py::arg("keys"))
       .def("stats", &PyClient::Stats)
       .def("health", &PyClient::Health)

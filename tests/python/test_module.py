@@ -122,6 +122,94 @@ class ModuleTest(unittest.TestCase):
                 self.assertTrue(torch.equal(blocks[i, layer], caches[layer][:, p]))
 
 
+class CodecTest(unittest.TestCase):
+    """kvstash.BlockCodec through put/get: blocks stored encoded, decoded on the way back exactly as
+    the CPU reference decodes them, within the codec's error bound; foreign bytes read as a miss."""
+    LAYERS, TOKENS, HEADS, DIM = 2, 16, 4, 64
+
+    @classmethod
+    def setUpClass(cls):
+        cls.daemon = Daemon()
+        cls.client = kvstash.Client(cls.daemon.address)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+
+    def codec(self, ns):
+        return kvstash.BlockCodec(ns, self.LAYERS, self.TOKENS, self.HEADS, self.DIM)
+
+    def raw_blocks(self, n, dtype, seed):
+        rng = np.random.default_rng(seed)
+        shape = (self.LAYERS, 2, self.TOKENS, self.HEADS, self.DIM)
+        scale = np.exp(rng.normal(0, 0.5, size=(self.LAYERS, 2, 1, self.HEADS, 1)))
+        return [(rng.standard_normal(shape) * scale).astype(dtype) for _ in range(n)]
+
+    def check_round_trip(self, ns, blocks, make_out, to_bytes, to_float):
+        codec = self.codec(ns)
+        self.assertTrue(codec.enabled)
+        self.assertLess(codec.encoded_bytes, codec.raw_bytes * 0.55)
+        keys = kvstash.PrefixHasher(ns, self.TOKENS).chain(list(range(len(blocks) * self.TOKENS)))
+        r = self.client.put(keys, blocks, codec=codec)
+        self.assertEqual(r["stored"] + r["existed"], len(keys))
+        out = [make_out() for _ in keys]
+        self.assertEqual(self.client.get(keys, out, codec=codec), [True] * len(keys))
+        enc = np.empty(codec.encoded_bytes, np.uint8)
+        worst = 0.0
+        for b, o in zip(blocks, out):
+            ref = np.empty(codec.raw_bytes, np.uint8)
+            codec.encode(to_bytes(b), enc)
+            self.assertTrue(codec.decode(enc, ref))
+            self.assertTrue(np.array_equal(ref, to_bytes(o)), "decode differs from the CPU reference")
+            x, y = to_float(b), to_float(o)
+            amax = np.abs(x).max(axis=(2, 4), keepdims=True)  # per (layer, K/V, head) group
+            worst = max(worst, float((np.abs(x - y) / amax).max()))
+        bound = (0.5 / 127 if codec.name == "int8" else 16 / 448) + 1 / 256
+        self.assertLessEqual(worst, bound)
+        print(f"codec {ns}: max |err| / group amax = {worst:.4f} (bound {bound:.4f})")
+        return keys, codec
+
+    def test_numpy_fp16_fp8_and_int8(self):
+        for ns in ("codec-np|vllm-per-layer|fp16:fp8-e4m3|0", "codec-np|vllm-per-layer|fp16:int8|0"):
+            blocks = self.raw_blocks(3, np.float16, 5)
+            self.check_round_trip(ns, blocks, lambda: np.full_like(blocks[0], np.nan),
+                                  lambda a: a.reshape(-1).view(np.uint8), lambda a: a.astype(np.float64))
+
+    def test_foreign_bytes_are_a_miss_and_wrong_sizes_refused(self):
+        ns = "codec-bad|vllm-per-layer|fp16:fp8|0"
+        codec = self.codec(ns)
+        keys = kvstash.PrefixHasher(ns, self.TOKENS).chain(list(range(2 * self.TOKENS)))
+        self.client.put(keys, [np.full(codec.encoded_bytes, 0x5A, np.uint8), np.ones(100, np.uint8)])
+        out = [np.full(codec.raw_bytes // 2, 7, np.float16) for _ in keys]
+        self.assertEqual(self.client.get(keys, out, codec=codec), [False, False])
+        self.assertTrue(all((o == 7).all() for o in out))
+        with self.assertRaises(kvstash.Error):
+            self.client.put(keys, [np.ones(10, np.float16)] * 2, codec=codec)
+        with self.assertRaises(ValueError):
+            kvstash.BlockCodec("codec|vllm|fp16:zstd|0", 1, 1, 1, 1)
+        self.assertFalse(kvstash.BlockCodec("codec|vllm|fp16|0", 1, 1, 1, 1).enabled)
+
+    @unittest.skipIf(torch is None, "torch is not importable")
+    def test_torch_bf16_cpu(self):
+        blocks = [torch.from_numpy(b.astype(np.float32)).to(torch.bfloat16) for b in self.raw_blocks(2, np.float32, 9)]
+        shape = blocks[0].shape
+        self.check_round_trip("codec-torch|vllm-per-layer|bf16:fp8-e4m3|0", blocks,
+                              lambda: torch.full(shape, float("nan"), dtype=torch.bfloat16),
+                              lambda t: t.view(torch.int16).numpy().reshape(-1).view(np.uint8),
+                              lambda t: t.float().numpy().astype(np.float64))
+
+    @unittest.skipIf(torch is None or not torch.cuda.is_available() or not kvstash.built_with_cuda,
+                     "no CUDA device, or torch/kvstash without CUDA")
+    def test_torch_cuda_bf16(self):
+        blocks = [torch.from_numpy(b.astype(np.float32)).to(torch.bfloat16).cuda()
+                  for b in self.raw_blocks(2, np.float32, 11)]
+        shape = blocks[0].shape
+        self.check_round_trip("codec-cuda|vllm-per-layer|bf16:int8|0", blocks,
+                              lambda: torch.full(shape, float("nan"), dtype=torch.bfloat16, device="cuda"),
+                              lambda t: t.cpu().view(torch.int16).numpy().reshape(-1).view(np.uint8),
+                              lambda t: t.float().cpu().numpy().astype(np.float64))
+
+
 if __name__ == "__main__":
     print(f"kvstash module: built_with_cuda={kvstash.built_with_cuda}, gpu data path={kvstash.gpu_data_path()}")
     sys.exit(0 if unittest.main(exit=False).result.wasSuccessful() else 1)
