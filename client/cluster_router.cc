@@ -546,6 +546,11 @@ Result<StoreStats> ClusterRouter::Stats() {
     total.reservations_open += s.reservations_open;
     total.put_bytes_inline += s.put_bytes_inline;
     total.put_bytes_one_sided += s.put_bytes_one_sided;
+    total.put_bytes_two_sided += s.put_bytes_two_sided;
+    total.get_bytes_two_sided += s.get_bytes_two_sided;
+    total.two_sided_sends_in_flight += s.two_sided_sends_in_flight;
+    total.two_sided_rejected += s.two_sided_rejected;
+    total.two_sided_receives_open += s.two_sided_receives_open;
   }
   if (reachable == 0 && !all.empty())
     return Unavailable("no member of cluster " + options_.cluster + " answers");

@@ -75,6 +75,9 @@ class Connection {
   transfer::RemoteTarget target;
   uint64_t instance_id = 0;
   std::string ucx_transports;
+  // How bytes move to this daemon, chosen once at connect (SetUpDataPath) and kept across its
+  // restarts; written before the connection is shared, read-only afterwards.
+  transfer::Protocol protocol = transfer::Protocol::kOneSided;
   uint64_t lease_ms = 5'000;  // asked for when locating blocks
 
   std::unique_ptr<grpc::ClientContext> Context() const {
@@ -92,7 +95,9 @@ class Connection {
   // The target for addresses that came from daemon incarnation `instance_id`: re-fetches the
   // daemon's data-plane description when it restarted since we last asked.
   Result<transfer::RemoteTarget> TargetFor(uint64_t instance_id);
-  static transfer::RemoteTarget TargetOf(const v1::DataPlaneResponse& dp);
+  transfer::RemoteTarget TargetOf(const v1::DataPlaneResponse& dp) const;
+  // The protocol to use with the daemon `dp` describes (ClientOptions::ucx_protocol).
+  Result<transfer::Protocol> ChooseProtocol(const v1::DataPlaneResponse& dp);
 
   // One batch (within the count and byte limits): PutBegin, bytes, PutCommit. Appends one outcome
   // per item.

@@ -3,6 +3,7 @@
 
 #include "client/connection.h"
 #include "common/checksum.h"
+#include "common/read_grant.h"
 
 namespace kvstash::client_internal {
 
@@ -47,13 +48,20 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
   auto created = engines.GetOrCreate();
   if (!created.ok()) return unavailable(created.status().message());
   engine = std::move(*created);
+  Result<transfer::Protocol> chosen = ChooseProtocol(dp);
+  if (!chosen.ok()) {
+    if (chosen.status().code() == StatusCode::kFailedPrecondition) return Status(chosen.status().code(), chosen.status().message());
+    return unavailable(chosen.status().message());
+  }
+  protocol = *chosen;
   const transfer::RemoteTarget described = TargetOf(dp);
   {
     std::lock_guard lock(target_mu);
     target = described;
     instance_id = dp.instance_id();
   }
-  // Probe: one 8-byte read proves that the endpoint, the rkey and a transport all work.
+  // Probe: one 8-byte read with the chosen protocol proves that the endpoint, the rkey (or the
+  // daemon's push service) and a transport all work. An all-zero grant asks for the probe bytes.
   uint64_t probe = 0;
   transfer::TransferOp op{transfer::OpKind::kGet, &probe, sizeof(probe), dp.probe_addr(), {}};
   Status run = engine->Run(described, std::span(&op, 1));
@@ -86,9 +94,36 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
   return TargetOf(dp);
 }
 
-transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) {
+transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) const {
   // The registered range bounds every address this daemon hands out (checked before transfers).
-  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes()};
+  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol,
+                                dp.push_worker_address()};
+}
+
+Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneResponse& dp) {
+  UcxProtocol wanted = options.ucx_protocol;
+  if (wanted == UcxProtocol::kAuto) {
+    if (dp.protocol() == "one-sided" || !dp.two_sided()) wanted = UcxProtocol::kOneSided;
+    else if (dp.protocol() == "two-sided") wanted = UcxProtocol::kTwoSided;
+  }
+  switch (wanted) {
+    case UcxProtocol::kOneSided: return transfer::Protocol::kOneSided;
+    case UcxProtocol::kTwoSided:
+      if (!dp.two_sided()) {
+        return FailedPrecondition("kvstashd at " + options.address +
+                                  " serves no two-sided UCX transfers (it runs with --ucx-protocol one-sided)");
+      }
+      if (dp.push_worker_address().empty()) return Internal("daemon offered two-sided transfers without an address");
+      return transfer::Protocol::kTwoSided;
+    case UcxProtocol::kAuto: break;
+  }
+  // The daemon leaves it to us: one-sided where it is truly one-sided, two-sided where UCX would
+  // emulate it (docs/DATA_PLANE.md has the measurements behind this rule).
+  transfer::RemoteTarget probe{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(),
+                               transfer::Protocol::kOneSided, dp.push_worker_address()};
+  KVSTASH_ASSIGN_OR_RETURN(const transfer::Protocol preferred, engine->PreferredProtocol(probe));
+  if (preferred == transfer::Protocol::kTwoSided && dp.push_worker_address().empty()) return transfer::Protocol::kOneSided;
+  return preferred;
 }
 
 void Connection::AbortReservations(const std::vector<uint64_t>& ids) {
@@ -104,6 +139,8 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
                               std::vector<PutOutcome>& outcomes) {
   v1::PutBeginRequest begin;
   begin.set_timeout_ms(options.reservation_timeout_ms);
+  const bool two_sided = engine && protocol == transfer::Protocol::kTwoSided;
+  begin.set_two_sided(two_sided);
   for (const PutItem& item : items) {
     v1::PutBeginItem* p = begin.add_items();
     p->set_key(std::string(item.key.AsBytes()));
@@ -130,13 +167,14 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
         c->set_checksum(BlockChecksum(items[i].data.data(), items[i].data.size()));
         reserved.push_back(r.reservation_id());
         if (engine) {
-          if (r.remote_addr() == 0) {
+          if (r.remote_addr() == 0 || (two_sided && r.push_tag() == 0)) {
             AbortReservations(reserved);
-            return Internal("daemon reserved space without an address for the UCX path");
+            return Internal("daemon reserved space without an address (or tag) for the UCX path");
           }
           // UCX only reads the source of a put; the const_cast does not license a write.
           writes.push_back({transfer::OpKind::kPut, const_cast<std::byte*>(items[i].data.data()),
                             items[i].data.size(), r.remote_addr(), {}});
+          writes.back().tag = r.push_tag();
         } else {
           c->set_data(items[i].data.data(), items[i].data.size());
         }
@@ -278,6 +316,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
       continue;
     }
     reads.push_back({transfer::OpKind::kGet, item.buffer.data(), loc.size, loc.remote_addr, {}});
+    reads.back().grant = EncodeReadGrant(item.key, loc.lease_epoch);  // what a two-sided read shows the daemon
     read_of.push_back(l);
   }
   Status run = Status::Ok();
@@ -293,7 +332,11 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     const Status st = run.ok() ? reads[k].status : run;
     if (!st.ok()) {
       // The daemon went away or the transfer failed: a miss, never an error for the whole call.
-      item.status = Unavailable("reading block " + item.key.ToHex() + ": " + st.message());
+      // A two-sided read the daemon refused (the block moved or its lease ended) is a plain miss.
+      const bool refused = st.code() == StatusCode::kNotFound || st.code() == StatusCode::kFailedPrecondition ||
+                           st.code() == StatusCode::kOutOfRange;
+      item.status = refused ? NotFound("block " + item.key.ToHex() + " is no longer readable: " + st.message())
+                            : Unavailable("reading block " + item.key.ToHex() + ": " + st.message());
       continue;
     }
     if (options.verify_checksums) {

@@ -86,6 +86,11 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   }
   s.put_bytes_inline = p.put_bytes_inline();
   s.put_bytes_one_sided = p.put_bytes_one_sided();
+  s.put_bytes_two_sided = p.put_bytes_two_sided();
+  s.get_bytes_two_sided = p.get_bytes_two_sided();
+  s.two_sided_sends_in_flight = p.two_sided_sends_in_flight();
+  s.two_sided_rejected = p.two_sided_rejected();
+  s.two_sided_receives_open = p.two_sided_receives_open();
   return s;
 }
 

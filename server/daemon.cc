@@ -52,6 +52,7 @@ struct Daemon::Impl {
   std::unique_ptr<ServerMetrics> server_metrics;
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
   std::unique_ptr<StoreService> service;
+  std::unique_ptr<ReadGrantChecker> read_grants;  // authorises two-sided reads; used by transfer's thread
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   std::unique_ptr<membership::Registrar> registrar;  // null when standalone
@@ -63,6 +64,12 @@ struct Daemon::Impl {
   bool stopping = false;  // guarded by mu
   bool stopped = false;   // guarded by mu
   std::thread reaper;
+
+  // The transfer thread consults read_grants and the tier: stop it before either goes away, also
+  // when Start fails half-way.
+  ~Impl() {
+    if (transfer) transfer->Stop();
+  }
 
   void ReaperLoop() {
     std::unique_lock lock(mu);
@@ -172,6 +179,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   StoreServiceOptions service_options;
   if (impl->transfer) {
     service_options.data_plane.ucx = true;
+    service_options.data_plane.transfer = impl->transfer.get();
+    service_options.data_plane.protocol = config.ucx_protocol;
     service_options.data_plane.worker_address = impl->transfer->worker_address();
     service_options.data_plane.packed_rkey = impl->transfer->packed_rkey();
     service_options.data_plane.transports = impl->transfer->transports();
@@ -203,6 +212,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     service_options.access_hooks = impl->replicator.get();
   }
   impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->server_metrics);
+  if (impl->transfer && config.ucx_protocol != "one-sided") {
+    impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default());
+    impl->transfer->SetSendAuthorizer(impl->read_grants.get());
+    impl->transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
+  }
   builder.RegisterService(impl->service.get());
   impl->grpc_server = builder.BuildAndStart();
   if (!impl->grpc_server || bound_port == 0) {

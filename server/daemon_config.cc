@@ -131,6 +131,7 @@ Status ApplyUcxTable(const toml::table& table, const std::string& origin, Daemon
     if (key == "enabled") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.ucx_enabled));
     else if (key == "transports") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_transports));
     else if (key == "protocol") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_protocol));
+    else if (key == "send_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ucx_send_timeout_ms));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -270,6 +271,9 @@ Status DaemonConfig::Validate() const {
   if (ucx_protocol != "auto" && ucx_protocol != "one-sided" && ucx_protocol != "two-sided") {
     return InvalidArgument("ucx protocol must be auto, one-sided or two-sided, not '" + ucx_protocol + "'");
   }
+  if (ucx_send_timeout_ms < 100 || ucx_send_timeout_ms > 600'000) {
+    return InvalidArgument("ucx send_timeout_ms must be 100..600000");
+  }
   if (gpu < 0 || gpu > 1023) return InvalidArgument("gpu must be a CUDA device index 0..1023");
   if (hbm_capacity != 0) {
     // Blocks larger than the HBM tier stay in DRAM (TierManager placement falls back).
@@ -326,6 +330,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<double> high_watermark, low_watermark;
   std::optional<uint64_t> reservation_timeout_ms, default_lease_ms;
   std::optional<std::string> ucx_protocol;
+  std::optional<uint64_t> ucx_send_timeout_ms;
   std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity, hbm_capacity;
   std::optional<int> gpu;
   bool standalone = false;
@@ -353,6 +358,8 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--ucx-protocol", ucx_protocol,
                  "how bytes move over UCX: auto (one-sided where memory maps or RMA is native, two-sided over tcp), "
                  "one-sided, two-sided [auto]");
+  app.add_option("--ucx-send-timeout-ms", ucx_send_timeout_ms,
+                 "end a two-sided send whose reader stopped receiving after this long [60000]");
   app.add_option("--ssd-dir", ssd_dir, "directory for the SSD tier (segment files + index); empty = no SSD tier");
   app.add_option("--ssd-capacity", ssd_capacity, "SSD tier size, e.g. 64GiB [16GiB]");
   app.add_option("--hbm-capacity", hbm_capacity, "GPU memory lent as the HBM tier, e.g. 8GiB; 0 = no HBM tier [0]");
@@ -394,6 +401,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (default_lease_ms) config.default_lease_ms = *default_lease_ms;
   if (ucx_transports) config.ucx_transports = *ucx_transports;
   if (ucx_protocol) config.ucx_protocol = *ucx_protocol;
+  if (ucx_send_timeout_ms) config.ucx_send_timeout_ms = *ucx_send_timeout_ms;
   if (no_ucx) config.ucx_enabled = false;
   if (ssd_dir) config.ssd_dir = *ssd_dir;
   if (ssd_capacity) {

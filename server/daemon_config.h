@@ -40,6 +40,9 @@ struct DaemonConfig {
   // (one-sided where memory maps or RMA is native, two-sided over tcp); "one-sided" serves no
   // two-sided transfers; "two-sided" asks clients on auto to use it everywhere.
   std::string ucx_protocol = "auto";
+  // A two-sided send to a reader that stopped receiving (it vanished or hangs) is ended by closing
+  // that reader's endpoint after this long.
+  uint64_t ucx_send_timeout_ms = 60'000;
 
   // [cluster] (used when standalone is false: membership on etcd)
   std::vector<std::string> etcd_endpoints;  // "http://host:port"; required unless standalone

@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <unordered_set>
 
 #include "common/checksum.h"
+#include "common/read_grant.h"
 #include "kvstash/limits.h"
 #include "server/request_validation.h"
 #include "server/version.h"
@@ -42,7 +44,38 @@ grpc::Status Serve(ServerMetrics& metrics, std::atomic<int64_t>& in_flight, std:
   return ToGrpc(status);
 }
 
+// splitmix64's finalizer: a bijection, so distinct reservations get distinct tags.
+uint64_t Mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// How long PutCommit waits for the bytes of a two-sided put that the client already sent.
+constexpr auto kReceiveWait = std::chrono::seconds(10);
+
 }  // namespace
+
+Status ReadGrantChecker::AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) {
+  KVSTASH_ASSIGN_OR_RETURN(const ReadGrant decoded, DecodeReadGrant(grant));
+  const BlockKey* key = &decoded.key;
+  const uint64_t epoch = decoded.lease_epoch;
+  std::optional<tiers::BlockMeta> meta = tier_.Peek(*key);
+  if (!meta || meta->data == nullptr) return NotFound("block " + key->ToHex() + " is not stored in memory here");
+  // The lease is what keeps the bytes in place while they are sent. The tier's Peek does not
+  // report the current lease epoch, so the check is: the reader claims a lease (non-zero epoch),
+  // the block is leased right now, and — where the epoch is known — it is the reader's epoch.
+  if (epoch == 0 || meta->lease_until_ms <= clock_->NowMs() || (meta->lease_epoch != 0 && meta->lease_epoch != epoch)) {
+    return FailedPrecondition("block " + key->ToHex() + " is not leased (lease epoch " + std::to_string(epoch) +
+                              " expired, released or never taken): locate it again");
+  }
+  const std::byte* begin = meta->data;
+  if (addr < begin || length > meta->size || static_cast<uint64_t>(addr - begin) > meta->size - length) {
+    return OutOfRange("range [+" + std::to_string(addr - begin) + ", " + std::to_string(length) +
+                      " bytes) lies outside block " + key->ToHex() + " of " + std::to_string(meta->size) + " bytes");
+  }
+  return Status::Ok();
+}
 
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -54,7 +87,10 @@ StoreService::StoreService(StoreServiceOptions options, tiers::TierManager& tier
       tier_(tier),
       metrics_(metrics),
       start_ms_(options_.clock->NowMs()),
+      push_tag_secret_(std::random_device{}() | static_cast<uint64_t>(std::random_device{}()) << 32),
       member_id_(options_.member_id) {}
+
+uint64_t StoreService::PushTag(uint64_t reservation_id) const { return Mix(reservation_id ^ push_tag_secret_); }
 
 void StoreService::SetMemberId(std::string member_id) {
   std::lock_guard lock(member_id_mu_);
@@ -122,6 +158,9 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
                            std::to_string(limits::kMaxReservationTimeoutMs));
   }
   const uint64_t timeout_ms = req.timeout_ms() == 0 ? options_.default_reservation_timeout_ms : req.timeout_ms();
+  if (req.two_sided() && !two_sided()) {
+    return FailedPrecondition("two_sided: this daemon does not serve the two-sided UCX protocol");
+  }
 
   struct Parsed {
     BlockKey key;
@@ -153,6 +192,20 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
       result->set_deadline_ms(reservation->deadline_ms);
       if (options_.data_plane.ucx) result->set_remote_addr(reinterpret_cast<uint64_t>(reservation->data));
       opened.push_back(reservation->id);
+      if (req.two_sided()) {
+        // The receive lives no longer than the reservation; its region is quarantined after that.
+        const uint64_t tag = PushTag(reservation->id);
+        const Status posted = options_.data_plane.transfer->ExpectReceive(
+            tag, reservation->data, reservation->size, std::chrono::milliseconds(timeout_ms));
+        if (!posted.ok()) {
+          for (uint64_t id : opened) {
+            options_.data_plane.transfer->CancelReceive(PushTag(id));
+            (void)tier_.Abort(id);
+          }
+          return posted;
+        }
+        result->set_push_tag(tag);
+      }
       continue;
     }
     switch (reservation.status().code()) {
@@ -164,7 +217,10 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
       case StatusCode::kResourceExhausted: result->set_outcome(v1::PutBeginResult::NO_SPACE); break;
       default:
         // Unexpected: give back what this request opened so it leaves nothing behind.
-        for (uint64_t id : opened) (void)tier_.Abort(id);
+        for (uint64_t id : opened) {
+          if (req.two_sided()) options_.data_plane.transfer->CancelReceive(PushTag(id));
+          (void)tier_.Abort(id);
+        }
         return reservation.status();
     }
   }
@@ -184,6 +240,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
   reservations.reserve(static_cast<size_t>(req.items_size()));
   std::unordered_set<uint64_t> seen;
   uint64_t inline_bytes = 0;
+  std::vector<bool> received(static_cast<size_t>(req.items_size()), false);  // arrived two-sided
   for (int i = 0; i < req.items_size(); ++i) {
     const auto& item = req.items(i);
     const std::string field = FieldAt("items", static_cast<size_t>(i));
@@ -207,29 +264,44 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
       if (BlockChecksum(item.data().data(), item.data().size()) != item.checksum()) {
         return DataLoss(field + ": data does not match checksum " + std::to_string(item.checksum()));
       }
-    } else if (BlockChecksum(reservation->data, reservation->size) != item.checksum()) {
-      return DataLoss(field + ": reserved region does not match checksum " + std::to_string(item.checksum()));
+    } else {
+      if (options_.data_plane.transfer != nullptr) {
+        // A two-sided put: its bytes must have landed before they are hashed. NOT_FOUND means no
+        // receive was posted: the bytes were written one-sided.
+        const Status arrived = options_.data_plane.transfer->AwaitReceive(PushTag(reservation->id), kReceiveWait);
+        if (!arrived.ok() && arrived.code() != StatusCode::kNotFound) {
+          return Status(arrived.code(), field + ": " + arrived.message());
+        }
+        received[static_cast<size_t>(i)] = arrived.ok();
+      }
+      if (BlockChecksum(reservation->data, reservation->size) != item.checksum()) {
+        return DataLoss(field + ": reserved region does not match checksum " + std::to_string(item.checksum()));
+      }
     }
     reservations.push_back(*reservation);
   }
-  uint64_t stored = 0, bytes_inline = 0, bytes_one_sided = 0;
+  uint64_t stored = 0, bytes_inline = 0, bytes_one_sided = 0, bytes_two_sided = 0;
   for (int i = 0; i < req.items_size(); ++i) {
     const auto& item = req.items(i);
     const tiers::Reservation& reservation = reservations[static_cast<size_t>(i)];
+    if (received[static_cast<size_t>(i)]) options_.data_plane.transfer->CancelReceive(PushTag(reservation.id));
     if (!item.data().empty()) std::memcpy(reservation.data, item.data().data(), reservation.size);
     Result<tiers::BlockMeta> committed = tier_.Commit(reservation.id, item.checksum(), req.pin());
     if (!committed.ok()) {
       // Only a reservation that expired after the check gets here; earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
       metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
+      put_bytes_two_sided_.fetch_add(bytes_two_sided, std::memory_order_relaxed);
       return Status(committed.status().code(),
                     FieldAt("items", static_cast<size_t>(i)) + ": " + committed.status().message());
     }
     ++stored;
-    (item.data().empty() ? bytes_one_sided : bytes_inline) += reservation.size;
+    (!item.data().empty() ? bytes_inline : received[static_cast<size_t>(i)] ? bytes_two_sided : bytes_one_sided) +=
+        reservation.size;
   }
   metrics_.RecordPuts(stored, 0);
   metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
+  put_bytes_two_sided_.fetch_add(bytes_two_sided, std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -247,6 +319,9 @@ Status StoreService::DoPutAbort(const v1::PutAbortRequest& req, v1::PutAbortResp
   }
   uint32_t aborted = 0;
   for (uint64_t id : req.reservation_ids()) {
+    const bool was_open = tier_.GetReservation(id).ok();
+    // Withdraw a two-sided receive first, so nothing lands in the region once it is free.
+    if (was_open && options_.data_plane.transfer != nullptr) options_.data_plane.transfer->CancelReceive(PushTag(id));
     if (tier_.Abort(id).ok()) ++aborted;
   }
   resp.set_aborted(aborted);
@@ -503,6 +578,14 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   }
   resp.set_put_bytes_inline(metrics_.put_bytes_inline());
   resp.set_put_bytes_one_sided(metrics_.put_bytes_one_sided());
+  resp.set_put_bytes_two_sided(put_bytes_two_sided_.load(std::memory_order_relaxed));
+  if (options_.data_plane.transfer != nullptr) {
+    const transfer::TwoSidedCounters pushed = options_.data_plane.transfer->counters();
+    resp.set_get_bytes_two_sided(pushed.bytes_sent);
+    resp.set_two_sided_sends_in_flight(pushed.sends_in_flight);
+    resp.set_two_sided_rejected(pushed.requests_rejected);
+    resp.set_two_sided_receives_open(pushed.receives_open);
+  }
   return Status::Ok();
 }
 
@@ -549,6 +632,9 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRe
       resp->set_probe_addr(dp.probe_addr);
       resp->set_instance_id(dp.instance_id);
       resp->set_region_bytes(dp.region_bytes);
+      resp->set_two_sided(two_sided());
+      if (two_sided()) resp->set_push_worker_address(dp.transfer->push_worker_address());
+      resp->set_protocol(dp.protocol);
     }
     return Status::Ok();
   });

@@ -5,6 +5,7 @@
 // is the tier (thread-safe) and the metrics (thread-safe).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -14,6 +15,7 @@
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/server_metrics.h"
 #include "tiers/tier_manager.h"
+#include "transfer/transfer_server.h"
 
 namespace kvstash::server {
 
@@ -28,6 +30,23 @@ struct DataPlaneInfo {
   uint64_t region_bytes = 0;  // its length
   uint64_t instance_id = 0;   // random per daemon start
   std::string gpu_data_path;  // "direct" | "staged", with UCX's reason
+  // The two-sided protocol (transfer/push_protocol.h): offered when `transfer` is set and
+  // `protocol` is not "one-sided". Not owned; outlives the service.
+  std::string protocol = "auto";  // auto | one-sided | two-sided, as configured
+  transfer::TransferServer* transfer = nullptr;
+};
+
+// Serves two-sided reads (common/read_grant.h) only of bytes that lie inside the committed block
+// the grant names, while that block is leased (the grant must claim a lease): the lease keeps the
+// bytes in place while they are sent, exactly as it does for a one-sided read (docs/DATA_PLANE.md).
+class ReadGrantChecker final : public transfer::SendAuthorizer {
+ public:
+  ReadGrantChecker(tiers::TierManager& tier, const Clock* clock) : tier_(tier), clock_(clock) {}
+  Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) override;
+
+ private:
+  tiers::TierManager& tier_;
+  const Clock* clock_;
 };
 
 // Observes block accesses for hot-block replication (server/replication/replicator.h). Called on
@@ -95,12 +114,20 @@ class StoreService final : public kvstash::v1::Store::Service {
     if (options_.access_hooks != nullptr) options_.access_hooks->OnHit(key);
   }
   std::string member_id() const;
+  bool two_sided() const {
+    return options_.data_plane.transfer != nullptr && options_.data_plane.protocol != "one-sided";
+  }
+  // The tag of the receive posted for a two-sided put into reservation `id`: unguessable by other
+  // clients, derived rather than stored.
+  uint64_t PushTag(uint64_t reservation_id) const;
 
   StoreServiceOptions options_;
   tiers::TierManager& tier_;
   ServerMetrics& metrics_;
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};
+  const uint64_t push_tag_secret_;
+  std::atomic<uint64_t> put_bytes_two_sided_{0};
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_
 };

@@ -2,8 +2,11 @@
 
 #include <chrono>
 #include <cstring>
+#include <random>
 #include <thread>
+#include <unordered_map>
 
+#include "transfer/push_protocol.h"
 #include "transfer/ucx_worker.h"
 
 namespace kvstash::transfer {
@@ -25,42 +28,130 @@ Status FromUcs(ucs_status_t status, std::string_view what) {
   return UcxError(StatusCode::kUnavailable, what, status);
 }
 
+// One two-sided op in flight on a worker. Its requests carry no callbacks (their state is
+// polled), so a request that outlives the op — a receive UCX had already matched when it was
+// cancelled — is released by UCX on completion without touching freed memory.
+struct PendingPush {
+  TransferOp* op = nullptr;
+  push::PushRequest header;                 // the get's request message; stays put until it is sent
+  void* request_send = nullptr;             // get: the request message; put: the tagged send
+  ucs_status_t request_status = UCS_INPROGRESS;
+  void* recv = nullptr;                     // get: the tag receive into op->local
+  ucs_status_t recv_status = UCS_INPROGRESS;
+  ucp_tag_recv_info_t recv_info{};
+  bool rejected = false;                    // the daemon refused: reject_status says why
+  Status reject_status;
+};
+
 }  // namespace
+
+std::string_view ToString(Protocol protocol) {
+  return protocol == Protocol::kTwoSided ? "two-sided" : "one-sided";
+}
 
 struct TransferEngine::Slot {
   std::mutex mu;
   std::unique_ptr<UcxWorker> worker;  // guarded by mu
+  // Two-sided gets waiting on this worker, by reply tag. Guarded by mu: the reject handler runs
+  // inside Progress(), which only the holder of mu calls.
+  std::unordered_map<uint64_t, PendingPush*> pending;
+  uint64_t next_tag = 0;  // guarded by mu; tags are never reused by a worker
+
+  // The daemon refused a two-sided get: fail that op now rather than at its timeout.
+  static ucs_status_t OnReject(void* arg, const void* header, size_t header_length, void*, size_t,
+                               const ucp_am_recv_param_t*) {
+    push::PushReject reject;
+    if (header_length != sizeof(reject)) return UCS_OK;  // not ours: ignore
+    std::memcpy(&reject, header, sizeof(reject));
+    if (reject.magic != push::kMagic) return UCS_OK;
+    auto* slot = static_cast<Slot*>(arg);
+    auto it = slot->pending.find(reject.reply_tag);
+    if (it == slot->pending.end()) return UCS_OK;  // late: the op already ended
+    reject.message[sizeof(reject.message) - 1] = '\0';
+    const StatusCode code = reject.code == 0 || reject.code > static_cast<uint32_t>(StatusCode::kDataLoss)
+                                ? StatusCode::kInternal
+                                : static_cast<StatusCode>(reject.code);
+    it->second->rejected = true;
+    it->second->reject_status = Status(code, std::string("daemon refused the transfer: ") + reject.message);
+    return UCS_OK;
+  }
 };
+
+Result<std::vector<std::unique_ptr<TransferEngine::Slot>>> TransferEngine::CreateSlots(
+    const std::shared_ptr<UcxContext>& context, size_t count, bool messages) {
+  std::vector<std::unique_ptr<Slot>> slots;
+  for (size_t i = 0; i < count; ++i) {
+    auto slot = std::make_unique<Slot>();
+    KVSTASH_ASSIGN_OR_RETURN(slot->worker, UcxWorker::Create(context));
+    if (messages) {
+      ucp_am_handler_param_t handler{};
+      handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+      handler.id = push::kPushRejectAm;
+      handler.cb = &Slot::OnReject;
+      handler.arg = slot.get();
+      const ucs_status_t set = ucp_worker_set_am_recv_handler(slot->worker->handle(), &handler);
+      if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering a UCX message handler", set);
+      // Random start: tags of this process never meet tags of an earlier one at a daemon.
+      slot->next_tag = std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
+    }
+    slots.push_back(std::move(slot));
+  }
+  return slots;
+}
 
 Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(const TransferEngineOptions& options) {
   if (options.workers == 0 || options.workers > 64) return InvalidArgument("workers must be 1..64");
   std::unique_ptr<TransferEngine> engine(new TransferEngine());
   engine->options_ = options;
-  KVSTASH_ASSIGN_OR_RETURN(engine->context_, UcxContext::Create(options.ucx));
-  for (size_t i = 0; i < options.workers; ++i) {
-    auto slot = std::make_unique<Slot>();
-    KVSTASH_ASSIGN_OR_RETURN(slot->worker, UcxWorker::Create(engine->context_));
-    engine->slots_.push_back(std::move(slot));
-  }
+  UcxOptions rma = options.ucx;
+  rma.messages = false;
+  KVSTASH_ASSIGN_OR_RETURN(engine->context_, UcxContext::Create(rma));
+  KVSTASH_ASSIGN_OR_RETURN(engine->slots_, CreateSlots(engine->context_, options.workers, false));
   return engine;
 }
 
+Result<std::vector<std::unique_ptr<TransferEngine::Slot>>*> TransferEngine::PushSlots() {
+  if (push_ready_.load(std::memory_order_acquire)) return &push_slots_;
+  std::lock_guard lock(push_mu_);
+  if (push_ready_.load(std::memory_order_relaxed)) return &push_slots_;
+  // Created on first use: clients that only ever use one-sided transfers pay nothing for it.
+  UcxOptions messages = options_.ucx;
+  messages.messages = true;
+  KVSTASH_ASSIGN_OR_RETURN(push_context_, UcxContext::Create(messages));
+  KVSTASH_ASSIGN_OR_RETURN(push_slots_, CreateSlots(push_context_, options_.workers, true));
+  {
+    std::lock_guard regions(regions_mu_);
+    for (Registered& r : regions_) {
+      KVSTASH_ASSIGN_OR_RETURN(r.push, MemoryRegion::Register(push_context_, r.rma->base(), r.rma->length()));
+    }
+  }
+  push_ready_.store(true, std::memory_order_release);
+  return &push_slots_;
+}
+
 TransferEngine::~TransferEngine() {
-  slots_.clear();    // workers (and their endpoints) before registrations and the context
+  // Workers (and their endpoints) before registrations and the contexts.
+  push_slots_.clear();
+  slots_.clear();
   regions_.clear();
 }
 
 Status TransferEngine::RegisterBuffer(void* base, size_t length) {
-  KVSTASH_ASSIGN_OR_RETURN(auto region, MemoryRegion::Register(context_, base, length));
+  Registered r;
+  KVSTASH_ASSIGN_OR_RETURN(r.rma, MemoryRegion::Register(context_, base, length));
+  std::lock_guard push(push_mu_);  // push_context_ does not appear while this runs
+  if (push_context_) {
+    KVSTASH_ASSIGN_OR_RETURN(r.push, MemoryRegion::Register(push_context_, base, length));
+  }
   std::lock_guard lock(regions_mu_);
-  regions_.push_back(std::move(region));
+  regions_.push_back(std::move(r));
   return Status::Ok();
 }
 
 Status TransferEngine::UnregisterBuffer(void* base) {
   std::lock_guard lock(regions_mu_);
   for (auto it = regions_.begin(); it != regions_.end(); ++it) {
-    if ((*it)->base() == base) {
+    if (it->rma->base() == base) {
       regions_.erase(it);
       return Status::Ok();
     }
@@ -68,10 +159,12 @@ Status TransferEngine::UnregisterBuffer(void* base) {
   return NotFound("buffer was not registered");
 }
 
-ucp_mem_h TransferEngine::FindMemh(const void* p, size_t n) {
+ucp_mem_h TransferEngine::FindMemh(const void* p, size_t n, Protocol protocol) {
   std::lock_guard lock(regions_mu_);
-  for (const auto& region : regions_) {
-    if (region->Contains(p, n)) return region->handle();
+  for (const Registered& r : regions_) {
+    if (!r.rma->Contains(p, n)) continue;
+    if (protocol == Protocol::kOneSided) return r.rma->handle();
+    return r.push ? r.push->handle() : nullptr;
   }
   return nullptr;
 }
@@ -83,8 +176,10 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
     for (TransferOp* op : ops) op->status = st;
     return st;
   };
-  Result<ucp_ep_h> ep = worker.Endpoint(target.worker_address);
+  const bool two_sided = target.protocol == Protocol::kTwoSided;
+  Result<ucp_ep_h> ep = worker.Endpoint(two_sided ? target.push_worker_address : target.worker_address);
   if (!ep.ok()) return fail_all(ep.status());
+  if (two_sided) return RunTwoSided(slot, *ep, target, ops);
   Result<ucp_rkey_h> rkey = worker.RemoteKey(target.worker_address, target.packed_rkey);
   if (!rkey.ok()) return fail_all(rkey.status());
 
@@ -105,7 +200,7 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
     param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
     param.cb.send = &OnSendComplete;
     param.user_data = &completions[i];
-    if (ucp_mem_h memh = FindMemh(op.local, op.length)) {
+    if (ucp_mem_h memh = FindMemh(op.local, op.length, Protocol::kOneSided)) {
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
       param.memh = memh;
     }
@@ -180,8 +275,139 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
   return Status::Ok();
 }
 
-Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops) {
+// REQUIRES: slot.mu held (RunOnWorker).
+Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& target, std::span<TransferOp*> ops) {
+  UcxWorker& worker = *slot.worker;
+  std::vector<PendingPush> pending(ops.size());
+  auto settle = [](void* request, ucs_status_t& status) {
+    if (request == nullptr || status != UCS_INPROGRESS) return;
+    status = ucp_request_check_status(request);
+  };
+  for (size_t i = 0; i < ops.size(); ++i) {
+    PendingPush& p = pending[i];
+    TransferOp& op = *ops[i];
+    p.op = &op;
+    ucp_request_param_t param{};
+    if (ucp_mem_h memh = FindMemh(op.local, op.length, Protocol::kTwoSided)) {
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      param.memh = memh;
+    }
+    if (op.kind == OpKind::kPut) {
+      p.recv_status = UCS_OK;  // nothing to receive
+      ucs_status_ptr_t r = ucp_tag_send_nbx(ep, op.local, op.length, op.tag, &param);
+      if (r == nullptr) p.request_status = UCS_OK;
+      else if (UCS_PTR_IS_ERR(r)) p.request_status = UCS_PTR_STATUS(r);
+      else p.request_send = r;
+      continue;
+    }
+    // Get: the receive first, so the daemon's send always finds it posted (no unexpected copy).
+    const uint64_t tag = slot.next_tag++;
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_RECV_INFO;
+    param.recv_info.tag_info = &p.recv_info;
+    ucs_status_ptr_t r = ucp_tag_recv_nbx(worker.handle(), op.local, op.length, tag, ~uint64_t{0}, &param);
+    if (UCS_PTR_IS_ERR(r)) {
+      p.recv_status = UCS_PTR_STATUS(r);
+      p.request_status = UCS_OK;
+      continue;
+    }
+    if (r == nullptr) p.recv_status = UCS_OK;
+    else p.recv = r;
+    slot.pending.emplace(tag, &p);
+    p.header.reply_tag = tag;
+    p.header.remote_addr = op.remote_addr;
+    p.header.length = op.length;
+    std::memcpy(p.header.grant, op.grant.data(), sizeof(p.header.grant));
+    ucp_request_param_t am{};
+    am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    am.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+    ucs_status_ptr_t sent = ucp_am_send_nbx(ep, push::kPushRequestAm, &p.header, sizeof(p.header), nullptr, 0, &am);
+    if (sent == nullptr) p.request_status = UCS_OK;
+    else if (UCS_PTR_IS_ERR(sent)) p.request_status = UCS_PTR_STATUS(sent);
+    else p.request_send = sent;
+  }
+
+  auto done = [&](PendingPush& p) {
+    settle(p.request_send, p.request_status);
+    if (p.recv != nullptr && p.recv_status == UCS_INPROGRESS) {
+      p.recv_status = ucp_tag_recv_request_test(p.recv, &p.recv_info);
+    }
+    const bool request_over = p.request_status != UCS_INPROGRESS;
+    const bool failed_early = request_over && p.request_status != UCS_OK;  // the daemon never heard of it
+    return request_over && (p.recv_status != UCS_INPROGRESS || p.rejected || failed_early);
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
+  std::vector<size_t> open;
+  for (size_t i = 0; i < pending.size(); ++i) open.push_back(i);
+  bool timed_out = false;
+  while (!open.empty()) {
+    const unsigned events = worker.Progress();
+    std::erase_if(open, [&](size_t i) { return done(pending[i]); });
+    if (!open.empty() && events == 0 && std::chrono::steady_clock::now() > deadline) {
+      timed_out = true;
+      break;
+    }
+  }
+  bool transport_error = timed_out;
+  for (const PendingPush& p : pending) {
+    transport_error |= (p.request_status != UCS_OK && p.request_status != UCS_INPROGRESS) ||
+                       (!p.rejected && p.recv_status != UCS_OK && p.recv_status != UCS_INPROGRESS &&
+                        p.recv_status != UCS_ERR_MESSAGE_TRUNCATED);
+  }
+  // Receives that will not be satisfied (refused, failed, timed out) are cancelled before the
+  // caller gets its buffers back. One UCX had already matched cannot be cancelled; its bytes are
+  // still on their way and the endpoint is closed below, so nothing more arrives.
+  for (PendingPush& p : pending) {
+    if (p.recv != nullptr && p.recv_status == UCS_INPROGRESS) ucp_request_cancel(worker.handle(), p.recv);
+  }
+  for (PendingPush& p : pending) {
+    if (p.recv != nullptr && p.recv_status == UCS_INPROGRESS) p.recv_status = ucp_tag_recv_request_test(p.recv, &p.recv_info);
+  }
+  for (PendingPush& p : pending) {
+    if (p.op->kind == OpKind::kGet) slot.pending.erase(p.header.reply_tag);
+  }
+  if (transport_error) {
+    // The peer is gone or broken: close its endpoint forcefully (which also ends the daemon's
+    // sends to us) and reconnect on the next call.
+    worker.MarkFailed(target.push_worker_address);
+    worker.DropPeer(target.push_worker_address);
+  }
+  for (PendingPush& p : pending) {
+    if (p.recv != nullptr) ucp_request_free(p.recv);  // released by UCX once complete
+    if (p.request_send != nullptr) ucp_request_free(p.request_send);
+    TransferOp& op = *p.op;
+    if (p.rejected) {
+      op.status = p.reject_status;
+    } else if (p.request_status != UCS_OK) {
+      op.status = FromUcs(p.request_status == UCS_INPROGRESS ? UCS_ERR_TIMED_OUT : p.request_status,
+                          op.kind == OpKind::kGet ? "two-sided get request" : "two-sided put");
+    } else if (p.recv_status == UCS_OK && op.kind == OpKind::kGet && p.recv_info.length != op.length) {
+      op.status = DataLoss("daemon sent " + std::to_string(p.recv_info.length) + " bytes for a read of " +
+                           std::to_string(op.length));
+    } else if (p.recv_status == UCS_ERR_MESSAGE_TRUNCATED) {
+      op.status = DataLoss("daemon sent more bytes than the read of " + std::to_string(op.length) + " asked for");
+    } else {
+      op.status = FromUcs(p.recv_status == UCS_INPROGRESS ? UCS_ERR_TIMED_OUT : p.recv_status, "two-sided get");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<Protocol> TransferEngine::PreferredProtocol(const RemoteTarget& target) {
   if (target.worker_address.empty() || target.packed_rkey.empty()) {
+    return InvalidArgument("the daemon offered no UCX data plane (no worker address or rkey)");
+  }
+  Slot& slot = *slots_.front();
+  std::lock_guard lock(slot.mu);
+  KVSTASH_ASSIGN_OR_RETURN(ucp_rkey_h rkey, slot.worker->RemoteKey(target.worker_address, target.packed_rkey));
+  void* mapped = nullptr;
+  if (ucp_rkey_ptr(rkey, target.base, &mapped) == UCS_OK && mapped != nullptr) return Protocol::kOneSided;
+  KVSTASH_ASSIGN_OR_RETURN(bool native, slot.worker->HasNativeRma(target.worker_address));
+  return native ? Protocol::kOneSided : Protocol::kTwoSided;
+}
+
+Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops) {
+  const bool two_sided = target.protocol == Protocol::kTwoSided;
+  if (target.worker_address.empty() || target.packed_rkey.empty() || (two_sided && target.push_worker_address.empty())) {
     return InvalidArgument("the daemon offered no UCX data plane (no worker address or rkey)");
   }
   if (ops.empty()) return Status::Ok();
@@ -193,21 +419,34 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
                              ") lies outside the daemon's registered memory");
     }
   }
-  const size_t first = next_slot_.fetch_add(1, std::memory_order_relaxed) % slots_.size();
-  const bool split = options_.split_bytes > 0 && slots_.size() > 1;
+  std::vector<std::unique_ptr<Slot>>* pool = &slots_;
+  if (two_sided) {
+    Result<std::vector<std::unique_ptr<Slot>>*> push = PushSlots();
+    if (!push.ok()) return push.status();
+    pool = *push;
+  }
+  std::vector<std::unique_ptr<Slot>>& slots = *pool;
+  const size_t first = next_slot_.fetch_add(1, std::memory_order_relaxed) % slots.size();
+  const bool split = options_.split_bytes > 0 && slots.size() > 1;
+  // A two-sided put is one message into one receive the daemon posted: never split.
+  auto splittable = [&](const TransferOp& op) {
+    return !(target.protocol == Protocol::kTwoSided && op.kind == OpKind::kPut);
+  };
   size_t largest = 0;
-  for (const TransferOp& op : ops) largest = std::max(largest, op.length);
+  for (const TransferOp& op : ops) {
+    if (splittable(op)) largest = std::max(largest, op.length);
+  }
   if (!split || largest <= options_.split_bytes) {
     std::vector<TransferOp*> all;
     for (TransferOp& op : ops) all.push_back(&op);
-    return RunOnWorker(*slots_[first], target, all);
+    return RunOnWorker(*slots[first], target, all);
   }
 
   // Cut large ops into pieces of about split_bytes and deal the pieces over the workers.
   std::vector<TransferOp> pieces;
   std::vector<size_t> owner;  // piece -> index in ops
   for (size_t i = 0; i < ops.size(); ++i) {
-    const size_t n = std::max<size_t>(1, (ops[i].length + options_.split_bytes - 1) / options_.split_bytes);
+    const size_t n = splittable(ops[i]) ? std::max<size_t>(1, (ops[i].length + options_.split_bytes - 1) / options_.split_bytes) : 1;
     const size_t step = (ops[i].length + n - 1) / n;
     for (size_t off = 0; off < ops[i].length; off += step) {
       TransferOp piece = ops[i];
@@ -218,14 +457,14 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
       owner.push_back(i);
     }
   }
-  const size_t lanes = std::min(slots_.size(), pieces.size());
+  const size_t lanes = std::min(slots.size(), pieces.size());
   std::vector<std::vector<TransferOp*>> per_lane(lanes);
   for (size_t p = 0; p < pieces.size(); ++p) per_lane[p % lanes].push_back(&pieces[p]);
   std::vector<std::thread> helpers;
   for (size_t lane = 1; lane < lanes; ++lane) {
-    helpers.emplace_back([&, lane] { (void)RunOnWorker(*slots_[(first + lane) % slots_.size()], target, per_lane[lane]); });
+    helpers.emplace_back([&, lane] { (void)RunOnWorker(*slots[(first + lane) % slots.size()], target, per_lane[lane]); });
   }
-  (void)RunOnWorker(*slots_[first], target, per_lane[0]);
+  (void)RunOnWorker(*slots[first], target, per_lane[0]);
   for (auto& t : helpers) t.join();
   for (TransferOp& op : ops) op.status = Status::Ok();
   for (size_t p = 0; p < pieces.size(); ++p) {
@@ -238,6 +477,11 @@ void TransferEngine::ForgetTarget(const RemoteTarget& target) {
   for (auto& slot : slots_) {
     std::lock_guard lock(slot->mu);
     slot->worker->DropPeer(target.worker_address);
+  }
+  if (!push_ready_.load(std::memory_order_acquire) || target.push_worker_address.empty()) return;
+  for (auto& slot : push_slots_) {
+    std::lock_guard lock(slot->mu);
+    slot->worker->DropPeer(target.push_worker_address);
   }
 }
 

@@ -1,11 +1,18 @@
 // TransferEngine: the client half of kvstash's data plane. Moves bytes between the caller's memory
-// and a daemon's registered memory with batched one-sided UCX get/put (DESIGN.md §4).
+// and a daemon's registered memory (DESIGN.md §4), with one of two protocols per target:
 //
-// Where UCX can map the target's memory into this process (ucp_rkey_ptr: shared-memory transports
-// on one host), an op is a plain memcpy by the calling thread — the daemon's CPU is not involved
-// and nothing is posted. Otherwise it is posted as ucp_get_nbx/ucp_put_nbx.
+// * one-sided — where UCX can map the target's memory into this process (ucp_rkey_ptr:
+//   shared-memory transports on one host), an op is a plain memcpy by the calling thread — the
+//   daemon's CPU is not involved and nothing is posted. Otherwise it is posted as
+//   ucp_get_nbx/ucp_put_nbx.
+// * two-sided (daemon-pushed) — a get posts a tag receive straight into the caller's buffer and
+//   asks the daemon (a small UCX active message carrying the op's grant) to send the bytes from its
+//   arena; a put sends the bytes under the tag of a receive the daemon posted at PutBegin. Used
+//   where UCX only emulates one-sided operations (tcp), whose emulation is several times slower
+//   than its tagged messages (docs/DATA_PLANE.md has the rule and the figures).
 //
-// Progress model: the engine owns a pool of `workers` UCX workers, each behind its own mutex. A
+// Progress model: the engine owns a pool of `workers` UCX workers per protocol (the two-sided
+// pool, with its own UCX context, is created on first use), each behind its own mutex. A
 // Run() call takes one worker and progresses it on the calling thread until every operation of
 // the batch has completed (puts: remotely, after an endpoint flush). Operations larger than
 // `split_bytes` are cut into pieces and spread over several workers, each progressed by its own
@@ -14,6 +21,8 @@
 // Thread-safety: every public method is safe for concurrent use by multiple threads.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -22,6 +31,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "transfer/memory_region.h"
@@ -37,6 +47,9 @@ struct TransferEngineOptions {
   size_t registration_cache_entries = 64;  // caller buffers registered on the fly and kept
 };
 
+enum class Protocol { kOneSided, kTwoSided };
+std::string_view ToString(Protocol protocol);
+
 // How to reach a daemon's registered memory: both fields come from its control plane.
 struct RemoteTarget {
   std::string worker_address;  // packed UCX worker address
@@ -45,6 +58,8 @@ struct RemoteTarget {
   // moved) any op that would reach outside it: addresses come from the network.
   uint64_t base = 0;
   uint64_t length = 0;
+  Protocol protocol = Protocol::kOneSided;  // how Run moves bytes to and from this target
+  std::string push_worker_address{};  // kTwoSided: the daemon's two-sided worker (its own UCX context)
 };
 
 enum class OpKind { kGet, kPut };
@@ -55,6 +70,11 @@ struct TransferOp {
   size_t length = 0;
   uint64_t remote_addr = 0;  // address inside the daemon's registered memory
   Status status;             // filled by Run
+  // Two-sided only. A get carries `grant` to the daemon, which checks it before sending (the
+  // store puts the block's key and lease there; opaque to the engine). A put is sent under `tag`,
+  // the tag of the receive the daemon posted for the region; such a put is never split.
+  std::array<std::byte, 24> grant{};
+  uint64_t tag = 0;
 };
 
 class TransferEngine {
@@ -71,6 +91,12 @@ class TransferEngine {
   // resources tied to it (mappings of its memory) are released now rather than at exit.
   void ForgetTarget(const RemoteTarget& target);
 
+  // The protocol for `target` (whose `protocol` field is ignored): kOneSided when this process
+  // can map the target's memory (ucp_rkey_ptr) or UCX's endpoint to it has native RMA lanes
+  // (shared memory, RDMA verbs); otherwise kTwoSided (tcp, where UCX emulates one-sided operations
+  // with messages). UNAVAILABLE when the target cannot be reached.
+  Result<Protocol> PreferredProtocol(const RemoteTarget& target);
+
   // Run on a background thread; ops must stay alive until the future is ready.
   std::future<Status> RunAsync(const RemoteTarget& target, std::span<TransferOp> ops);
 
@@ -85,16 +111,29 @@ class TransferEngine {
 
  private:
   struct Slot;
+  struct Registered {  // one caller buffer, registered with each protocol's context
+    std::unique_ptr<MemoryRegion> rma;
+    std::unique_ptr<MemoryRegion> push;  // null until the two-sided context exists
+  };
   TransferEngine() = default;
+  static Result<std::vector<std::unique_ptr<Slot>>> CreateSlots(const std::shared_ptr<UcxContext>& context,
+                                                                size_t count, bool messages);
+  // The two-sided protocol's workers, created with their context on first use.
+  Result<std::vector<std::unique_ptr<Slot>>*> PushSlots();
   Status RunOnWorker(Slot& slot, const RemoteTarget& target, std::span<TransferOp*> ops);
-  ucp_mem_h FindMemh(const void* p, size_t n);
+  Status RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& target, std::span<TransferOp*> ops);
+  ucp_mem_h FindMemh(const void* p, size_t n, Protocol protocol);
 
   TransferEngineOptions options_;
-  std::shared_ptr<UcxContext> context_;
+  std::shared_ptr<UcxContext> context_;  // one-sided (RMA); UcxOptions::messages says why two
   std::vector<std::unique_ptr<Slot>> slots_;
   std::atomic<size_t> next_slot_{0};
+  std::mutex push_mu_;  // guards the creation of the three below
+  std::shared_ptr<UcxContext> push_context_;  // two-sided (tag + active messages)
+  std::vector<std::unique_ptr<Slot>> push_slots_;
+  std::atomic<bool> push_ready_{false};
   std::mutex regions_mu_;
-  std::vector<std::unique_ptr<MemoryRegion>> regions_;  // guarded by regions_mu_
+  std::vector<Registered> regions_;  // guarded by regions_mu_
 };
 
 }  // namespace kvstash::transfer

@@ -4,22 +4,60 @@
 // target's help (tcp) are served by that thread; shared-memory transports (cma, posix) never
 // involve it.
 //
-// Progress model: one progress thread; it sleeps on the worker's event fd when idle
-// (UCP_FEATURE_WAKEUP), so an idle daemon burns no CPU.
+// It also serves the two-sided protocol (transfer_engine.h, push_protocol.h):
+// * gets — a peer's push request is checked (range inside the registered memory, then the
+//   SendAuthorizer, e.g. the block's lease) and answered with one tagged send straight from the
+//   registered memory (no copy), or with a reject message naming the reason;
+// * puts — ExpectReceive posts a tag receive into the reserved region; AwaitReceive waits for it;
+//   CancelReceive (or the receive's own timeout) withdraws it before the region can be reused.
+// A send that has not completed within send_timeout_ms (a peer that vanished mid-receive) has its
+// endpoint closed, which ends the send: no request outlives its peer.
 //
-// Thread-safety: accessors may be called from any thread; Start/Stop by the owner.
+// Progress model: one progress thread; it sleeps on the worker's event fd when idle
+// (UCP_FEATURE_WAKEUP), so an idle daemon burns no CPU. Push requests are handled and their sends
+// posted on that thread. The two protocols have a UCX context and worker each (UcxOptions::messages
+// says why); the thread progresses both. The two-sided worker is thread-shared
+// (UCS_THREAD_MODE_MULTI) so that ExpectReceive/AwaitReceive/CancelReceive may be called from any
+// thread.
+//
+// Thread-safety: accessors and the *Receive methods may be called from any thread; Start, Stop
+// and SetSendAuthorizer by the owner (the authorizer before peers are told the address).
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <memory>
+#include <mutex>
+#include <span>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
 #include "transfer/ucx_worker.h"
 
 namespace kvstash::transfer {
+
+// Decides whether a two-sided get may be served: the bytes [addr, addr + length) — already known
+// to lie inside the registered memory — to the holder of `grant` (TransferOp::grant). Called on
+// the progress thread for every request: must be quick and must not call into UCX.
+class SendAuthorizer {
+ public:
+  virtual ~SendAuthorizer() = default;
+  virtual Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) = 0;
+};
+
+struct TwoSidedCounters {
+  uint64_t sends_in_flight = 0;     // pushes posted and not yet completed
+  uint64_t sends_completed = 0;
+  uint64_t sends_failed = 0;        // ended with an error (peer gone, endpoint closed)
+  uint64_t bytes_sent = 0;          // of completed sends
+  uint64_t requests_rejected = 0;   // push requests refused (malformed, out of range, not authorised)
+  uint64_t receives_open = 0;       // put receives posted and not yet withdrawn
+};
 
 class TransferServer {
  public:
@@ -35,22 +73,70 @@ class TransferServer {
   ~TransferServer();  // stops
 
   const std::string& worker_address() const { return worker_address_; }
+  // The worker of the two-sided protocol (its own UCX context: UcxOptions::messages).
+  const std::string& push_worker_address() const { return push_worker_address_; }
   const std::string& packed_rkey() const { return region_->packed_rkey(); }
   const std::string& transports() const { return transports_; }
+
+  // Two-sided gets are refused (FAILED_PRECONDITION) until an authorizer is set; the 8-byte
+  // connectivity probe at memory() (an all-zero grant) is always served. Not owned; must outlive
+  // the server's progress (call Stop first).
+  void SetSendAuthorizer(SendAuthorizer* authorizer) { authorizer_.store(authorizer, std::memory_order_release); }
+  void SetSendTimeout(std::chrono::milliseconds timeout) { send_timeout_ms_.store(timeout.count()); }
+
+  // Posts a receive of exactly `length` bytes at `at` (inside the registered memory) for a peer's
+  // send under `tag`. It is withdrawn by CancelReceive or, at the latest, after `timeout`.
+  // INVALID_ARGUMENT for a range outside the memory or a tag already expected.
+  Status ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout);
+  // Waits up to `wait` for the receive under `tag` to complete. OK when exactly its length
+  // arrived; NOT_FOUND when no such receive is open; DEADLINE_EXCEEDED when nothing (complete)
+  // arrived in time; DATA_LOSS when the peer sent a different size. The receive stays open until
+  // CancelReceive.
+  Status AwaitReceive(uint64_t tag, std::chrono::milliseconds wait);
+  // Withdraws the receive (cancels it if still waiting). Unknown tags are ignored.
+  void CancelReceive(uint64_t tag);
+
+  TwoSidedCounters counters() const;
 
   void Stop();
 
  private:
+  struct Send;
+  struct Receive;
   TransferServer() = default;
+  static Result<std::unique_ptr<TransferServer>> Finish(std::unique_ptr<TransferServer> server,
+                                                        const UcxOptions& options);
   void ProgressLoop();
+  static ucs_status_t OnPushRequest(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                    const ucp_am_recv_param_t* param);
+  static void OnSent(void* request, ucs_status_t status, void* user_data);
+  static void OnReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
+  void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
+  void EndStuckSends();
+  void ExpireReceives();
 
   std::shared_ptr<UcxContext> context_;
   std::unique_ptr<MemoryRegion> region_;
-  std::unique_ptr<UcxWorker> worker_;  // touched only by the progress thread after Start
+  std::unique_ptr<UcxWorker> worker_;  // progressed only by the progress thread after Start
   std::string worker_address_;
+  // The two-sided protocol's context, the same memory registered in it, and its worker.
+  std::shared_ptr<UcxContext> push_context_;
+  std::unique_ptr<MemoryRegion> push_region_;
+  std::unique_ptr<UcxWorker> push_worker_;
+  std::string push_worker_address_;
   std::string transports_;
   std::atomic<bool> stop_{false};
+  std::atomic<SendAuthorizer*> authorizer_{nullptr};
+  std::atomic<int64_t> send_timeout_ms_{60'000};
   std::thread thread_;
+
+  mutable std::mutex sends_mu_;
+  std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight; guarded by sends_mu_
+  std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0}, rejected_{0};
+
+  mutable std::mutex receives_mu_;
+  std::condition_variable receive_done_;
+  std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_;  // guarded by receives_mu_
 };
 
 }  // namespace kvstash::transfer

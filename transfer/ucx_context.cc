@@ -67,7 +67,9 @@ Result<std::shared_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
   }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
-  params.features = UCP_FEATURE_RMA;
+  // RMA for the one-sided protocol; TAG and AM for the two-sided one (transfer_engine.h). Never
+  // both: see UcxOptions::messages.
+  params.features = options.messages ? (UCP_FEATURE_TAG | UCP_FEATURE_AM) : UCP_FEATURE_RMA;
   if (options.wakeup) params.features |= UCP_FEATURE_WAKEUP;
   params.mt_workers_shared = 1;
   ucp_context_h context = nullptr;

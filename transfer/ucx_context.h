@@ -1,4 +1,5 @@
-// UcxContext: one UCP context with the RMA feature — the root of kvstash's transfer engine
+// UcxContext: one UCP context, with the RMA feature (one-sided protocol) or the tag and
+// active-message features (two-sided protocol, `messages`) — the root of kvstash's transfer engine
 // (DESIGN.md §2, data plane). Transports are UCX's choice: `transports` is passed to UCX as its
 // TLS setting (the same syntax as UCX_TLS: "posix,cma,tcp", "^rc", "all"); empty keeps UCX's own
 // default. kvstash has no transport-specific code path.
@@ -19,6 +20,11 @@ namespace kvstash::transfer {
 struct UcxOptions {
   std::string transports;  // UCX TLS list; empty = UCX default ("all")
   bool wakeup = false;     // enable ucp_worker_arm/efd so a progress thread can sleep (daemons)
+  // Tag and active-message features instead of RMA. Never both in one context: UCX 1.13's tcp
+  // transport crashes (SIGSEGV in uct_tcp_iface_progress) emulating large one-sided operations in a
+  // context that also has TAG or AM — reproduced with this repository's transfer_test — so the
+  // two protocols get a context each.
+  bool messages = false;
 };
 
 class UcxContext {

@@ -3,15 +3,18 @@
 #include <poll.h>
 
 #include <chrono>
+#include <vector>
+#include <cstdio>
+#include <cstdlib>
 
 namespace kvstash::transfer {
 
-Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context) {
+Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context, bool shared) {
   std::unique_ptr<UcxWorker> w(new UcxWorker());
   w->context_ = std::move(context);
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
-  params.thread_mode = UCS_THREAD_MODE_SINGLE;  // one thread at a time, see the header
+  params.thread_mode = shared ? UCS_THREAD_MODE_MULTI : UCS_THREAD_MODE_SINGLE;  // see the header
   ucs_status_t status = ucp_worker_create(w->context_->handle(), &params, &w->worker_);
   if (status != UCS_OK) return UcxError(StatusCode::kUnavailable, "creating a UCX worker", status);
   ucp_address_t* address = nullptr;
@@ -88,6 +91,23 @@ Result<ucp_rkey_h> UcxWorker::RemoteKey(const std::string& peer_address, const s
   return rkey;
 }
 
+Result<bool> UcxWorker::HasNativeRma(const std::string& peer_address) {
+  KVSTASH_ASSIGN_OR_RETURN(ucp_ep_h ep, Endpoint(peer_address));
+  // UCX 1.13 has no query for an endpoint's transports (ucp_ep_query knows names and socket
+  // addresses only); its endpoint report lists one "put[i]"/"get[i]" line per lane that carries
+  // native RMA, and none when RMA would be emulated over active messages. This is the one place
+  // kvstash reads it.
+  char* text = nullptr;
+  size_t size = 0;
+  FILE* stream = open_memstream(&text, &size);
+  if (stream == nullptr) return Internal("open_memstream failed");
+  ucp_ep_print_info(ep, stream);
+  std::fclose(stream);
+  const std::string report(text, size);
+  std::free(text);
+  return report.find(" put[") != std::string::npos || report.find(" get[") != std::string::npos;
+}
+
 void UcxWorker::MarkFailed(const std::string& peer_address) {
   if (auto it = peers_.find(peer_address); it != peers_.end()) it->second->failed = true;
 }
@@ -131,6 +151,25 @@ Status UcxWorker::WaitForEvent(int timeout_ms) {
   if (status != UCS_OK) return UcxError(StatusCode::kInternal, "arming the UCX worker", status);
   pollfd pfd{fd, POLLIN, 0};
   (void)poll(&pfd, 1, timeout_ms);
+  return Status::Ok();
+}
+
+}  // namespace kvstash::transfer
+
+namespace kvstash::transfer {
+
+Status UcxWorker::WaitForEvents(std::initializer_list<UcxWorker*> workers, int timeout_ms) {
+  std::vector<pollfd> fds;
+  for (UcxWorker* w : workers) {
+    int fd = -1;
+    ucs_status_t status = ucp_worker_get_efd(w->worker_, &fd);
+    if (status != UCS_OK) return UcxError(StatusCode::kFailedPrecondition, "getting the UCX worker event fd", status);
+    status = ucp_worker_arm(w->worker_);
+    if (status == UCS_ERR_BUSY) return Status::Ok();  // events are pending: progress now
+    if (status != UCS_OK) return UcxError(StatusCode::kInternal, "arming the UCX worker", status);
+    fds.push_back({fd, POLLIN, 0});
+  }
+  (void)poll(fds.data(), fds.size(), timeout_ms);
   return Status::Ok();
 }
 

@@ -6,10 +6,13 @@
 // then Progress). Every method except Signal() must be called by one thread at a time — the
 // TransferEngine serialises each worker under its own mutex; the TransferServer gives its worker
 // a dedicated progress thread. Signal() may be called from any thread to wake WaitForEvent.
+// A worker created with `shared` = true (UCS_THREAD_MODE_MULTI) additionally lets other threads
+// post operations on handle() directly (the daemon posts put receives from its RPC threads).
 #pragma once
 
 #include <ucp/api/ucp.h>
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -20,7 +23,7 @@ namespace kvstash::transfer {
 
 class UcxWorker {
  public:
-  static Result<std::unique_ptr<UcxWorker>> Create(std::shared_ptr<UcxContext> context);
+  static Result<std::unique_ptr<UcxWorker>> Create(std::shared_ptr<UcxContext> context, bool shared = false);
   ~UcxWorker();
   UcxWorker(const UcxWorker&) = delete;
   UcxWorker& operator=(const UcxWorker&) = delete;
@@ -36,6 +39,9 @@ class UcxWorker {
   Result<ucp_rkey_h> RemoteKey(const std::string& peer_address, const std::string& packed_rkey);
   // True once an operation to this peer failed or timed out (the endpoint is then rebuilt).
   bool PeerFailed(const std::string& peer_address) const;
+  // True when UCX's endpoint to the peer has lanes with native one-sided operations (shared
+  // memory, RDMA); false when it would emulate them with messages (tcp). Creates the endpoint.
+  Result<bool> HasNativeRma(const std::string& peer_address);
   void MarkFailed(const std::string& peer_address);
   // Forgets the peer: destroys its rkeys and closes its endpoint (forcefully when it failed).
   void DropPeer(const std::string& peer_address);
@@ -45,6 +51,8 @@ class UcxWorker {
   // Sleeps until the worker has something to progress, Signal() is called, or timeout_ms passes.
   // REQUIRES: the context was created with wakeup.
   Status WaitForEvent(int timeout_ms);
+  // The same for several workers at once (one thread progressing them all).
+  static Status WaitForEvents(std::initializer_list<UcxWorker*> workers, int timeout_ms);
   void Signal() { ucp_worker_signal(worker_); }
 
  private:

@@ -48,10 +48,23 @@ enum class DataPath {
   kInline,  // inline gRPC only
 };
 
+// How block bytes move over UCX (docs/DATA_PLANE.md). One-sided: the client reads and writes the
+// daemon's memory itself (ucp_get/put, or a plain copy where the memory maps into this process).
+// Two-sided: the daemon sends a read's bytes straight into the caller's buffer on request, and
+// receives a put's bytes into the reserved region; used where UCX only emulates one-sided
+// operations (tcp), whose emulation is several times slower.
+enum class UcxProtocol {
+  kAuto,      // the daemon's choice when it names one; else one-sided where the daemon's memory maps
+              // here or UCX's path to it has native RMA (shared memory, RDMA), two-sided otherwise
+  kOneSided,
+  kTwoSided,  // Connect fails when the daemon does not serve it
+};
+
 struct ClientOptions {
   std::string address = "127.0.0.1:7370";  // host:port of a kvstashd
   DataPath data_path = DataPath::kAuto;
   std::string ucx_transports;              // UCX TLS list for this client; empty = UCX's default
+  UcxProtocol ucx_protocol = UcxProtocol::kAuto;
   size_t transfer_workers = 2;             // UCX workers; large blocks are split across them
   uint64_t lease_ms = 0;                   // lease for located blocks; 0 = the daemon's default
   uint64_t timeout_ms = 30'000;            // per RPC
@@ -155,6 +168,11 @@ struct StoreStats {
   std::string data_plane;            // "ucx (transports)" or "inline"
   uint64_t put_bytes_inline = 0;     // block bytes the daemon received inside RPCs
   uint64_t put_bytes_one_sided = 0;  // block bytes committed after one-sided writes
+  uint64_t put_bytes_two_sided = 0;  // block bytes committed after arriving as two-sided sends
+  uint64_t get_bytes_two_sided = 0;  // block bytes the daemon sent to two-sided readers
+  uint64_t two_sided_sends_in_flight = 0;  // two-sided reads being sent now
+  uint64_t two_sided_rejected = 0;         // two-sided read requests the daemon refused
+  uint64_t two_sided_receives_open = 0;    // two-sided put receives not yet committed, aborted or expired
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
   std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
 };
@@ -244,7 +262,7 @@ class Client {
   Status RegisterBuffer(void* base, size_t length);
   Status UnregisterBuffer(void* base);
 
-  // "ucx (transports)" or "inline": the path block bytes take on this client.
+  // "ucx (transports, protocol)" or "inline": the path block bytes take on this client.
   std::string data_path() const;
 
   const ClientOptions& options() const;
