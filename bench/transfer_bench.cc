@@ -1,13 +1,15 @@
-// kvstash-bench-transfer: the one-sided data plane beside its limits and its peer, in one run on
+// kvstash-bench-transfer: the UCX data plane beside its limits and its peer, in one run on
 // one machine. Rows: memcpy (the same-host limit), iperf3 over loopback (the TCP limit), Redis
 // GET/SET (the peer a cache is usually measured against) and kvstash put/get over UCX shared
 // memory and over UCX tcp, for 64 KiB, 1 MiB and 16 MiB blocks with 1 and 4 clients, over a
 // working set larger than the last-level cache.
 //
 // kvstash get is measured two ways: "get" is the SDK's Get of one block (a locate RPC that leases
-// it, the one-sided read, the checksum, an asynchronous lease release); "read" is how an engine
-// uses the store after a prefix Lookup: the blocks are already located and leased, so a get is
-// the one-sided read plus the checksum.
+// it, the read, the checksum, an asynchronous lease release); "read" is how an engine uses the
+// store after a prefix Lookup: the blocks are already located and leased, so a get is the read
+// plus the checksum. Reads and writes use the UCX protocol the SDK picks for the transport
+// (ClientOptions::ucx_protocol = auto unless --ucx-protocol says otherwise): one-sided over shm,
+// two-sided over tcp. Each kvstash row's note names it.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <unistd.h>
@@ -121,13 +123,15 @@ Row RunPhase(const std::string& transport, const std::string& op, uint64_t block
 
 // put, get and read rows for one block size and client count against a running daemon.
 std::vector<Row> MeasureKvstash(const std::string& address, const std::string& transport, const std::string& tls,
-                                uint64_t block, int clients, uint64_t working_set, double seconds, std::string& error) {
+                                UcxProtocol protocol, uint64_t block, int clients, uint64_t working_set,
+                                double seconds, std::string& error) {
   std::vector<std::unique_ptr<Client>> conns;
   for (int c = 0; c < clients; ++c) {
     ClientOptions o;
     o.address = address;
     o.data_path = DataPath::kUcx;
     o.ucx_transports = tls;
+    o.ucx_protocol = protocol;
     auto client = Client::Connect(o);
     if (!client.ok()) {
       error = client.status().ToString();
@@ -135,6 +139,10 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
     }
     conns.push_back(std::move(*client));
   }
+  // "ucx (tcp, two-sided)" -> "two-sided": the protocol the SDK picked, named in each row's note.
+  const std::string path = conns.front()->data_path();
+  const size_t comma = path.rfind(", ");
+  const std::string used = comma == std::string::npos ? path : path.substr(comma + 2, path.size() - comma - 3);
   const uint64_t per_client = std::max<uint64_t>(4, working_set / block / static_cast<uint64_t>(clients));
   static uint64_t run = 0;
   ++run;
@@ -168,7 +176,7 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
     return Status::Ok();
   }, error));
   if (!error.empty()) return rows;
-  // Pre-located reads: lease groups of 64 blocks with one Lookup, then read each one-sided.
+  // Pre-located reads: lease groups of 64 blocks with one Lookup, then read each (no locate RPC).
   constexpr uint64_t kGroup = 64;
   std::vector<LookupResult> located(clients);
   Row read = RunPhase(transport, "get", block, clients, per_client, seconds, [&](int c, uint64_t n) {
@@ -190,8 +198,11 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
     if (!item.found) return DataLoss("located read missed: " + item.status.ToString());
     return Status::Ok();
   }, error);
-  read.note = "pre-located (Lookup of 64, then one-sided reads)";
+  read.note = "pre-located (Lookup of 64, then " + used + " reads)";
   rows.push_back(read);
+  for (Row& r : rows) {
+    if (r.note.empty()) r.note = used;
+  }
   for (int c = 0; c < clients; ++c) {
     if (!located[c].blocks.empty()) (void)conns[c]->ReleaseLeases(located[c].blocks);
     std::vector<BlockKey> keys;
@@ -222,7 +233,7 @@ int main(int argc, char** argv) {
   CLI::App app{"kvstash-bench-transfer — the UCX data plane beside memcpy, iperf3 and Redis"};
   bool quick = false, json = false;
   std::string kvstashd = KVSTASHD_PATH;
-  std::string shm_tls = "posix,sysv,cma,self", tcp_tls = "tcp";
+  std::string shm_tls = "posix,sysv,cma,self", tcp_tls = "tcp", protocol_name = "auto";
   uint64_t working_set_mib = 0;
   std::vector<std::string> systems = {"memcpy", "iperf3", "redis", "kvstash"};
   std::vector<uint64_t> sizes_kib = {64, 1024, 16384};
@@ -231,6 +242,8 @@ int main(int argc, char** argv) {
   app.add_option("--kvstashd", kvstashd, "path of the daemon to start");
   app.add_option("--shm-transports", shm_tls, "UCX TLS for the same-host rows");
   app.add_option("--tcp-transports", tcp_tls, "UCX TLS for the tcp rows");
+  app.add_option("--ucx-protocol", protocol_name, "UCX protocol of the kvstash clients: auto, one-sided, two-sided")
+      ->check(CLI::IsMember({"auto", "one-sided", "two-sided"}));
   app.add_option("--working-set-mib", working_set_mib, "bytes touched per row [128 quick, 256 full]");
   app.add_option("--systems", systems, "which systems to measure")->delimiter(',');
   app.add_option("--block-kib", sizes_kib, "block sizes in KiB")->delimiter(',');
@@ -241,6 +254,9 @@ int main(int argc, char** argv) {
   std::vector<uint64_t> sizes;
   for (uint64_t kib : sizes_kib) sizes.push_back(kib << 10);
   const std::vector<int> client_counts = {1, 4};
+  const UcxProtocol protocol = protocol_name == "one-sided"   ? UcxProtocol::kOneSided
+                               : protocol_name == "two-sided" ? UcxProtocol::kTwoSided
+                                                              : UcxProtocol::kAuto;
   std::vector<Row> rows;
   auto progress = [&](const std::string& what) {
     if (!json) std::fprintf(stderr, "… %s\n", what.c_str());
@@ -294,7 +310,7 @@ int main(int argc, char** argv) {
       for (int c : client_counts) {
         progress("kvstash " + transport + " " + std::to_string(s) + " x" + std::to_string(c));
         std::string error;
-        auto got = MeasureKvstash(daemon.grpc_address(), transport, tls, s, c, ws, seconds, error);
+        auto got = MeasureKvstash(daemon.grpc_address(), transport, tls, protocol, s, c, ws, seconds, error);
         rows.insert(rows.end(), got.begin(), got.end());
         if (!error.empty()) {
           std::fprintf(stderr, "kvstash %s %llu x%d: %s\n", transport.c_str(), static_cast<unsigned long long>(s), c,

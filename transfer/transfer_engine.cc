@@ -1,5 +1,6 @@
 #include "transfer/transfer_engine.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
@@ -117,6 +118,7 @@ Result<std::vector<std::unique_ptr<TransferEngine::Slot>>*> TransferEngine::Push
   // Created on first use: clients that only ever use one-sided transfers pay nothing for it.
   UcxOptions messages = options_.ucx;
   messages.messages = true;
+  messages.wakeup = true;  // RunTwoSided sleeps on a worker's event fd while waiting for bytes
   KVSTASH_ASSIGN_OR_RETURN(push_context_, UcxContext::Create(messages));
   KVSTASH_ASSIGN_OR_RETURN(push_slots_, CreateSlots(push_context_, options_.workers, true));
   {
@@ -339,13 +341,23 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
   std::vector<size_t> open;
   for (size_t i = 0; i < pending.size(); ++i) open.push_back(i);
   bool timed_out = false;
+  unsigned idle_rounds = 0;
   while (!open.empty()) {
     const unsigned events = worker.Progress();
     std::erase_if(open, [&](size_t i) { return done(pending[i]); });
-    if (!open.empty() && events == 0 && std::chrono::steady_clock::now() > deadline) {
+    if (open.empty()) break;
+    if (events == 0 && std::chrono::steady_clock::now() > deadline) {
       timed_out = true;
       break;
     }
+    idle_rounds = events == 0 ? idle_rounds + 1 : 0;
+    // Waiting only for bytes to arrive (gets): after a short spin, sleep on the worker's event fd
+    // so that the daemon and the other clients get the CPU. Sends (puts) keep spinning: a send
+    // blocked on a full socket raises no event when it drains.
+    const bool receiving_only = std::all_of(open.begin(), open.end(), [&](size_t i) {
+      return pending[i].op->kind == OpKind::kGet && pending[i].request_status != UCS_INPROGRESS;
+    });
+    if (receiving_only && idle_rounds > 64) (void)worker.WaitForEvent(1);
   }
   bool transport_error = timed_out;
   for (const PendingPush& p : pending) {

@@ -102,13 +102,24 @@ void TransferServer::Stop() {
 
 void TransferServer::ProgressLoop() {
   auto next_sweep = SteadyClock::now();
+  auto last_event = SteadyClock::now();
   while (!stop_.load(std::memory_order_acquire)) {
     while (worker_->Progress() + push_worker_->Progress() > 0) {
+      last_event = SteadyClock::now();
     }
     if (SteadyClock::now() >= next_sweep) {
       EndStuckSends();
       ExpireReceives();
       next_sweep = SteadyClock::now() + std::chrono::milliseconds(100);
+    }
+    // While pushes are in flight, keep progressing: a tcp send blocked on a full socket raises no
+    // wakeup event when the socket drains, so sleeping would stall it for the whole timeout.
+    // Likewise for a moment after any activity: a transfer's next step (a rendezvous reply, the
+    // next fragment) usually follows within microseconds, and a sleep would cost a whole timeout.
+    if (sends_in_flight_.load(std::memory_order_relaxed) > 0 ||
+        SteadyClock::now() - last_event < std::chrono::microseconds(500)) {
+      std::this_thread::yield();
+      continue;
     }
     // Sleeps until a peer needs us. Shared-memory transports raise no wakeup events, so the
     // timeout bounds how long their messages (connection setup, emulated operations) wait.
@@ -179,6 +190,7 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
     Send* key = send.get();
     std::lock_guard lock(self->sends_mu_);
     self->sends_.emplace(key, std::move(send));
+    self->sends_in_flight_.store(self->sends_.size(), std::memory_order_relaxed);
   }
   return UCS_OK;
 }
@@ -196,6 +208,7 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
         self->sends_failed_.fetch_add(1, std::memory_order_relaxed);
       }
       self->sends_.erase(send);  // frees `send`
+      self->sends_in_flight_.store(self->sends_.size(), std::memory_order_relaxed);
     }
   }
   ucp_request_free(request);
@@ -255,6 +268,7 @@ void TransferServer::EndStuckSends() {
         ++it;
       }
     }
+    sends_in_flight_.store(sends_.size(), std::memory_order_relaxed);
   }
 }
 

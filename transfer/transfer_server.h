@@ -132,6 +132,7 @@ class TransferServer {
 
   mutable std::mutex sends_mu_;
   std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight; guarded by sends_mu_
+  std::atomic<size_t> sends_in_flight_{0};                   // sends_.size(), read without the lock
   std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0}, rejected_{0};
 
   mutable std::mutex receives_mu_;
