@@ -88,6 +88,9 @@ std::optional<StreamResult> RunIperf3(int streams, double seconds) {
   while (!out && std::chrono::steady_clock::now() < give_up) {
     out = RunCapture("iperf3 -J -c 127.0.0.1 -p " + std::to_string(port) + " -P " + std::to_string(streams) +
                      " -t " + std::to_string(std::max(1, static_cast<int>(seconds))) + " 2>/dev/null");
+    // iperf3 -J exits 0 even when it could not connect (the server not listening yet): its JSON
+    // then carries "error", and the attempt is retried.
+    if (out && out->find("\"error\"") != std::string::npos) out.reset();
     if (!out) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (!out) return std::nullopt;
