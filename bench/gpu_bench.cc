@@ -7,6 +7,7 @@
 //
 //   gpu_bench [--pages N] [--reps N] [--staging-mib N]
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -171,6 +172,112 @@ void CodecSection(cudaStream_t s, uint32_t blocks, int reps) {
   for (const auto& l : errors) std::printf("%s\n", l.c_str());
 }
 
+// Copy-kernel tunings (kv_copy_device.h) side by side, vLLM per-layer layout, dtype 1/2/4 bytes,
+// each ratio against a device-to-device cudaMemcpy of the same bytes timed in the same pass. Two
+// passes over every variant show the run-to-run spread.
+void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed) {
+  struct Variant {
+    const char* name;
+    KvCopyTuning t;
+  };
+  const std::vector<Variant> variants = {
+      {"default-gather", DefaultKvCopyTuning(true)},
+      {"default-scatter", DefaultKvCopyTuning(false)},
+      {"g1 (old)", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 8}},
+      {"g512", {.group_pages = 512, .sort_pages = false, .threads = 256, .ctas_per_sm = 8}},
+      {"g512 sorted", {.group_pages = 512, .sort_pages = true, .threads = 256, .ctas_per_sm = 8}},
+      {"256x4 c2", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 2}},
+      {"256x4 c3", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 3}},
+      {"256x4 c4", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 4}},
+      {"256x4 c4 g512", {.group_pages = 512, .sort_pages = false, .threads = 256, .ctas_per_sm = 4}},
+      {"256x4 c6", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 6}},
+      {"128x8 c4", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 4}},
+      {"128x8 c6", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 6}},
+      {"128x8 c8", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 8}},
+      {"128x8 c8 g512", {.group_pages = 512, .sort_pages = false, .threads = 128, .ctas_per_sm = 8}},
+      {"128x8 c16", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 16}},
+      {"64x16 c8", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 8}},
+      {"64x16 c12", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 12}},
+      {"64x16 c16", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 16}},
+  };
+  std::printf("\ncopy-kernel variants, vllm-per-layer, %u pages per op (page shuffle seed %u); ratio = memcpy ms / "
+              "kernel ms, pass 1 / pass 2\n", pages_moved, seed);
+  std::printf("%-5s %-16s %17s %17s %14s\n", "dtype", "variant", "gather ratio", "scatter ratio", "scatter GB/s");
+  for (uint32_t dtype : {1u, 2u, 4u}) {
+    KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
+                       .head_dim = 128, .dtype_bytes = dtype};
+    std::vector<DeviceBuffer> tensors;
+    std::vector<void*> bases;
+    for (uint32_t l = 0; l < shape.num_layers; ++l) {
+      tensors.push_back(Must(DeviceBuffer::Allocate(2 * shape.chunk_bytes() * shape.num_pages), "alloc"));
+      Randomize(tensors.back().data(), tensors.back().size(), 0x777 + l);
+      bases.push_back(tensors.back().data());
+    }
+    const KvLayout layout = Must(KvLayout::Make(KvLayoutKind::kVllmPerLayer, shape, bases), "layout");
+    std::vector<int32_t> all(shape.num_pages);
+    for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
+    std::shuffle(all.begin(), all.end(), std::mt19937(seed));
+    all.resize(pages_moved);
+    const size_t bytes = size_t(pages_moved) * shape.block_bytes();
+    DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
+    DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
+    Randomize(blocks.data(), bytes, 98);
+    std::vector<std::byte*> bufs;
+    std::vector<const std::byte*> cbufs;
+    for (uint32_t i = 0; i < pages_moved; ++i) {
+      bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
+      cbufs.push_back(bufs.back());
+    }
+    std::vector<std::array<double, 4>> ratios(variants.size());
+    std::vector<double> scatter_gbps(variants.size());
+    for (int pass = 0; pass < 2; ++pass) {
+      for (size_t v = 0; v < variants.size(); ++v) {
+        const double memcpy_ms = TimeDevice(s, 3, reps, [&] {
+          CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s));
+        });
+        const double g = TimeDevice(s, 3, reps, [&] {
+          Check(DeviceGather(layout, all, bufs, {}, variants[v].t, s), "gather");
+        });
+        const double sc = TimeDevice(s, 3, reps, [&] {
+          Check(DeviceScatter(layout, all, cbufs, {}, variants[v].t, s), "scatter");
+        });
+        ratios[v][pass] = memcpy_ms / g;
+        ratios[v][2 + pass] = memcpy_ms / sc;
+        if (pass == 1) scatter_gbps[v] = GBps(double(bytes), sc);
+      }
+    }
+    for (size_t v = 0; v < variants.size(); ++v) {
+      std::printf("%-5u %-16s %8.3f / %5.3f %8.3f / %5.3f %14.1f\n", dtype, variants[v].name, ratios[v][0],
+                  ratios[v][1], ratios[v][2], ratios[v][3], scatter_gbps[v]);
+    }
+  }
+}
+
+// The ceiling for the HBM tier's traffic (tests/device/hbm_bench.sh): `count` copies of `block_mib`
+// MiB each between device memory and pinned host memory, one cudaMemcpyAsync per block on one
+// stream, host clock around the whole batch (median of `reps`).
+void BlockCopySection(cudaStream_t s, size_t block_mib, uint32_t count, int reps) {
+  const size_t block = block_mib << 20, bytes = block * count;
+  DeviceBuffer dev = Must(DeviceBuffer::Allocate(bytes), "alloc device");
+  Randomize(dev.data(), bytes, 17);
+  PinnedBuffer host = Must(PinnedBuffer::Allocate(bytes), "alloc pinned");
+  std::memset(host.data(), 0x3C, bytes);
+  const double d2h = TimeHost(2, reps, [&] {
+    for (uint32_t i = 0; i < count; ++i) {
+      CK(cudaMemcpyAsync(host.data() + i * block, dev.data() + i * block, block, cudaMemcpyDeviceToHost, s));
+    }
+    CK(cudaStreamSynchronize(s));
+  });
+  const double h2d = TimeHost(2, reps, [&] {
+    for (uint32_t i = 0; i < count; ++i) {
+      CK(cudaMemcpyAsync(dev.data() + i * block, host.data() + i * block, block, cudaMemcpyHostToDevice, s));
+    }
+    CK(cudaStreamSynchronize(s));
+  });
+  std::printf("pinned cudaMemcpyAsync, %u x %zu MiB: D2H %.2f GB/s, H2D %.2f GB/s\n", count, block_mib,
+              GBps(double(bytes), d2h), GBps(double(bytes), h2d));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -178,14 +285,16 @@ int main(int argc, char** argv) {
   int reps = 30;
   size_t staging_mib = 1024;
   std::string only = "all";
+  uint32_t seed = 11;  // page shuffle of the variant section (the kernel table uses 7)
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--pages") pages_moved = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     else if (a == "--reps") reps = std::atoi(argv[i + 1]);
     else if (a == "--staging-mib") staging_mib = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--only") only = argv[i + 1];
+    else if (a == "--seed") seed = static_cast<uint32_t>(std::atoi(argv[i + 1]));
     else {
-      std::fprintf(stderr, "usage: gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only all|copy|codec]\n");
+      std::fprintf(stderr, "usage: gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only all|copy|codec|variants|blockcopy] [--seed N]\n");
       return 2;
     }
   }
@@ -204,6 +313,15 @@ int main(int argc, char** argv) {
   Stream stream = Must(Stream::Create(), "stream");
   cudaStream_t s = stream.get();
   const int warmup = 3;
+  if (only == "variants") {
+    VariantSection(s, pages_moved, reps, seed);
+    std::printf("\ndevice: %s\n", smi.c_str());
+    return 0;
+  }
+  if (only == "blockcopy") {
+    BlockCopySection(s, 1, pages_moved, reps);
+    return 0;
+  }
   if (only == "codec") {
     CodecSection(s, pages_moved, reps);
     std::printf("\ndevice: %s\n", smi.c_str());

@@ -27,11 +27,36 @@ namespace kvstash::gpu {
 inline constexpr size_t kMaxItemsPerLaunch = 512;
 inline constexpr size_t kMaxLayersPerLaunch = 128;
 
-// INVALID_ARGUMENT from KvLayout::Validate (nothing launched); INTERNAL when a launch fails.
+// How a copy walks its work. Every tuning moves the same bytes; they differ only in speed. The
+// defaults (DefaultKvCopyTuning) are the fastest measured on an H100 (docs/GPU.md), and gpu_bench
+// compares the others against them.
+struct KvCopyTuning {
+  // Work order. Pages are taken in groups of group_pages; inside a group the chunk (layer, K/V) is
+  // the outer loop and the page the inner one, so the CTAs running at one time share a layer's K
+  // (or V) across many pages. 1: all of one page's chunks, then the next page.
+  uint32_t group_pages = 1;
+  // Order the pages (with their buffers) by page index first, so neighbouring work touches
+  // neighbouring cache addresses.
+  bool sort_pages = false;
+  // CTA shape: 256 threads x 4, 128 x 8 or 64 x 16 16-byte loads in flight per thread (16 KiB per
+  // tile each way).
+  uint32_t threads = 128;
+  // CTAs per SM the grid is sized for (grid-stride beyond that), 1..64.
+  uint32_t ctas_per_sm = 6;
+};
+KvCopyTuning DefaultKvCopyTuning(bool gather);
+
+// INVALID_ARGUMENT from KvLayout::Validate or for a tuning out of range (nothing launched);
+// INTERNAL when a launch fails. Without a tuning, DefaultKvCopyTuning's.
 Status DeviceGather(const KvLayout& layout, std::span<const int32_t> pages, std::span<std::byte* const> block_buffers,
                     const LayerRange& layers, cudaStream_t stream);
 Status DeviceScatter(const KvLayout& layout, std::span<const int32_t> pages,
                      std::span<const std::byte* const> block_buffers, const LayerRange& layers,
                      cudaStream_t stream);
+Status DeviceGather(const KvLayout& layout, std::span<const int32_t> pages, std::span<std::byte* const> block_buffers,
+                    const LayerRange& layers, const KvCopyTuning& tuning, cudaStream_t stream);
+Status DeviceScatter(const KvLayout& layout, std::span<const int32_t> pages,
+                     std::span<const std::byte* const> block_buffers, const LayerRange& layers,
+                     const KvCopyTuning& tuning, cudaStream_t stream);
 
 }  // namespace kvstash::gpu

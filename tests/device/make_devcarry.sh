@@ -7,7 +7,7 @@
 set -euo pipefail
 B=build-gpu; D=$B/devcarry2
 rm -rf $D; mkdir -p $D/bin $D/lib $D/ucx $D/static $D/inc $D/libstd
-BINS="server/kvstashd tests/integration/hbm_daemon_test tests/unit/gpu_test tests/unit/gpu_codec_test tests/unit/server_test"
+BINS="server/kvstashd tests/integration/hbm_daemon_test tests/integration/codec_sdk_test tests/unit/gpu_test tests/unit/gpu_codec_test tests/unit/server_test bench/gpu_bench cli/kvstash"
 for b in $BINS; do strip -o $D/bin/$(basename $b) $B/$b; done
 for b in $BINS; do ldd $B/$b; done | awk '/=>/{print $3}' | sort -u |
   grep -vE "/lib(c|m|dl|pthread|rt)\.so|ld-linux" | while read -r f; do cp -L "$f" $D/lib/; done

@@ -346,6 +346,85 @@ TEST(KvCopyDeviceTest, ManyPagesSplitAcrossLaunchesAndPinnedHostBuffers) {
   ASSERT_EQ(0, std::memcmp(pinned.data(), expected.data(), expected.size()));
 }
 
+// Every tuning gpu_bench compares must move the same bytes: gather and scatter under each, with
+// more pages than one launch takes (sorting spans the split), a layer range, and odd sizes.
+TEST(KvCopyDeviceTest, EveryTuningMatchesTheReference) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  auto stream = Stream::Create().value();
+  std::vector<KvCopyTuning> tunings = {DefaultKvCopyTuning(true), DefaultKvCopyTuning(false)};
+  for (uint32_t group : {1u, 3u, 64u, 512u}) {
+    for (bool sort : {false, true}) {
+      for (uint32_t threads : {256u, 128u, 64u}) {
+        tunings.push_back({.group_pages = group, .sort_pages = sort, .threads = threads,
+                           .ctas_per_sm = 2048 / threads});
+      }
+    }
+  }
+  tunings.push_back({.group_pages = 7, .sort_pages = true, .threads = 256, .ctas_per_sm = 1});
+  const std::vector<std::pair<KvLayoutKind, KvCacheShape>> shapes = {
+      {KvLayoutKind::kVllmPerLayer, {.num_layers = 3, .num_pages = 700, .page_tokens = 16, .num_kv_heads = 2,
+                                     .head_dim = 64, .dtype_bytes = 1}},
+      {KvLayoutKind::kPageMajor, {.num_layers = 2, .num_pages = 23, .page_tokens = 5, .num_kv_heads = 3,
+                                  .head_dim = 7, .dtype_bytes = 2}},
+  };
+  for (const auto& [kind, shape] : shapes) {
+    HostCache host = MakeHostCache(kind, shape, rng);
+    DeviceCache dev = Upload(host);
+    auto layout = KvLayout::Make(kind, shape, dev.Bases()).value();
+    const auto pages = RandomPages(shape.num_pages, 600, rng);
+    const size_t bytes = pages.size() * shape.block_bytes();
+    auto out = DeviceBuffer::Allocate(bytes).value();
+    std::vector<std::byte*> bufs;
+    std::vector<const std::byte*> cbufs;
+    for (size_t i = 0; i < pages.size(); ++i) {
+      bufs.push_back(out.data() + i * shape.block_bytes());
+      cbufs.push_back(bufs.back());
+    }
+    for (size_t ti = 0; ti < tunings.size(); ++ti) {
+      const KvCopyTuning& t = tunings[ti];
+      SCOPED_TRACE(std::string(ToString(kind)) + " tuning " + std::to_string(ti) + ": group " +
+                   std::to_string(t.group_pages) + " sort " + std::to_string(t.sort_pages) + " threads " +
+                   std::to_string(t.threads) + " ctas/SM " + std::to_string(t.ctas_per_sm));
+      const LayerRange r = ti % 2 == 0 ? LayerRange{} : LayerRange{1, 2};
+      CUDA_OK(cudaMemsetAsync(out.data(), int(kPoison), bytes, stream.get()));
+      ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, t, stream.get()).ok());
+      std::vector<std::byte> got(bytes);
+      CUDA_OK(cudaMemcpyAsync(got.data(), out.data(), bytes, cudaMemcpyDeviceToHost, stream.get()));
+      CUDA_OK(cudaStreamSynchronize(stream.get()));
+      ASSERT_TRUE(got == ReferenceGather(host, pages, layout.Clamp(r), kPoison)) << "gather differs";
+      // Scatter fresh blocks into a poisoned copy of the cache; compare with the CPU scatter.
+      HostCache want = host;
+      for (auto& tensor : want.tensors) std::fill(tensor.begin(), tensor.end(), kPoison);
+      for (size_t k = 0; k < dev.tensors.size(); ++k) {
+        CUDA_OK(cudaMemsetAsync(dev.tensors[k].data(), int(kPoison), dev.tensors[k].size(), stream.get()));
+      }
+      const auto blocks = RandomBytes(bytes, rng);
+      CUDA_OK(cudaMemcpyAsync(out.data(), blocks.data(), bytes, cudaMemcpyHostToDevice, stream.get()));
+      ASSERT_TRUE(DeviceScatter(layout, pages, cbufs, r, t, stream.get()).ok());
+      std::vector<const std::byte*> hbufs;
+      for (size_t i = 0; i < pages.size(); ++i) hbufs.push_back(blocks.data() + i * shape.block_bytes());
+      auto want_layout = KvLayout::Make(kind, shape, want.Bases()).value();
+      ASSERT_TRUE(HostScatter(want_layout, pages, hbufs, r).ok());
+      CUDA_OK(cudaStreamSynchronize(stream.get()));
+      for (size_t k = 0; k < dev.tensors.size(); ++k) {
+        std::vector<std::byte> cache(dev.tensors[k].size());
+        CUDA_OK(cudaMemcpy(cache.data(), dev.tensors[k].data(), cache.size(), cudaMemcpyDeviceToHost));
+        ASSERT_TRUE(cache == want.tensors[k]) << "scatter differs in tensor " << k;
+      }
+      // Restore the cache the gather reads.
+      for (size_t k = 0; k < dev.tensors.size(); ++k) {
+        CUDA_OK(cudaMemcpy(dev.tensors[k].data(), host.tensors[k].data(), host.tensors[k].size(),
+                           cudaMemcpyHostToDevice));
+      }
+    }
+    for (KvCopyTuning bad : {KvCopyTuning{.group_pages = 0}, KvCopyTuning{.threads = 32},
+                             KvCopyTuning{.ctas_per_sm = 0}}) {
+      EXPECT_EQ(DeviceScatter(layout, pages, cbufs, {}, bad, stream.get()).code(), StatusCode::kInvalidArgument);
+    }
+  }
+}
+
 TEST(KvCopyDeviceTest, RejectsBadArgumentsBeforeLaunching) {
   SKIP_WITHOUT_DEVICE();
   KvCacheShape s{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
