@@ -11,8 +11,8 @@
 //
 // The C++ SDK has no paged-KV gather of its own (that is gpu/kv_copy_*.h), so this helper takes
 // contiguous raw blocks; the Python module (client/python) uses it for kvstash.Client put/get with
-// a codec. Encoding and decoding here run on the CPU (the reference implementation); device
-// callers encode with gpu::EncodeBlocksDevice before putting the encoded buffers themselves.
+// a codec. Encoding and decoding here run on the CPU (the reference implementation); for raw blocks
+// in GPU memory, kv_codec_device.h runs the codec on the GPU and moves only encoded bytes.
 //
 // Thread-safety: a KvCodec is immutable; PutBlocks/GetBlocks may run concurrently (each call has its
 // own scratch memory), with the Client's own rules.

@@ -10,7 +10,9 @@
 //
 // put/get read and write the caller's arrays in place: torch tensors (CPU or CUDA), numpy arrays,
 // CUDA arrays (__cuda_array_interface__) and any C-contiguous buffer. CUDA memory travels through
-// pinned host staging (device_copy.h) because the store's UCX cannot read device memory here.
+// pinned host staging (device_copy.h) because the store's UCX cannot read device memory here. With a
+// codec, CUDA arrays are encoded and decoded on the GPU (client/kv_codec_device.h): only the encoded
+// bytes cross PCIe.
 //
 // Errors raise kvstash.Error (a RuntimeError) with the Status text; bad arguments raise ValueError.
 // Every network or device wait releases the GIL; a Client may be used from several Python threads.
@@ -24,6 +26,9 @@
 #include "client/python/array_view.h"
 #include "client/python/device_copy.h"
 #include "client/kv_codec.h"
+#ifdef KVSTASH_HAVE_CUDA
+#include "client/kv_codec_device.h"
+#endif
 #include "client/python/paged_copy.h"
 #include "gpu/gpu_data_path.h"
 #include "kvstash/client.h"
@@ -81,6 +86,12 @@ DataPath ParseDataPath(const std::string& s) {
   throw py::value_error("data_path must be 'auto', 'ucx' or 'inline', not '" + s + "'");
 }
 
+#ifdef KVSTASH_HAVE_CUDA
+constexpr bool kDeviceCodec = true;
+#else
+constexpr bool kDeviceCodec = false;  // CUDA arrays are refused (device_copy.h)
+#endif
+
 class PyClient {
  public:
   PyClient(const std::string& address, const std::string& data_path, bool verify_checksums, uint64_t timeout_ms,
@@ -116,7 +127,25 @@ class PyClient {
     std::optional<BlockKey> first_parent;
     if (!parent.is_none()) first_parent = KeyOf(parent, "parent");
     PutResult result;
-    {
+    // With a codec, CUDA arrays are encoded on the GPU (host arrays of the same call on the CPU).
+    const bool device_codec = kDeviceCodec && codec != nullptr && codec->enabled() && cuda_bytes > 0;
+#ifdef KVSTASH_HAVE_CUDA
+    if (device_codec) {
+      py::gil_scoped_release nogil;
+      std::vector<PutItem> items(ks.size());
+      std::unique_ptr<bool[]> on_device(new bool[ks.size()]);
+      for (size_t i = 0; i < ks.size(); ++i) {
+        items[i].key = ks[i];
+        if (chain) items[i].parent = i == 0 ? first_parent : std::optional<BlockKey>(ks[i - 1]);
+        items[i].data = {views[i].data, views[i].nbytes};
+        on_device[i] = views[i].cuda;
+      }
+      // Legacy default stream: ordered after torch's default-stream work that produced the blocks.
+      result = Unwrap(PutBlocksFromDevice(*codec, *client_, items, std::span<const bool>(on_device.get(), ks.size()),
+                                          PutOptions{.pin = pin}, nullptr));
+    }
+#endif
+    if (!device_codec) {
       py::gil_scoped_release nogil;
       std::unique_ptr<HostStaging> staging;
       if (cuda_bytes > 0) staging = std::make_unique<HostStaging>(cuda_bytes);
@@ -134,7 +163,7 @@ class PyClient {
         items[i].data = {src, views[i].nbytes};
       }
       if (staging) SynchronizeDevice();
-      // With a codec the raw blocks (staged to the host when on the GPU) are encoded on the CPU.
+      // With a codec (host arrays only here) the raw blocks are encoded on the CPU.
       result = Unwrap(codec != nullptr ? codec->PutBlocks(*client_, items, PutOptions{.pin = pin})
                                        : client_->Put(items, PutOptions{.pin = pin}));
     }
@@ -155,7 +184,24 @@ class PyClient {
       if (views.back().cuda) cuda_bytes += views.back().nbytes;
     }
     std::vector<bool> found(ks.size(), false);
-    {
+    // With a codec, CUDA arrays are decoded on the GPU (host arrays of the same call on the CPU).
+    const bool device_codec = kDeviceCodec && codec != nullptr && codec->enabled() && cuda_bytes > 0;
+#ifdef KVSTASH_HAVE_CUDA
+    if (device_codec) {
+      py::gil_scoped_release nogil;
+      std::vector<GetItem> items(ks.size());
+      std::unique_ptr<bool[]> on_device(new bool[ks.size()]);
+      for (size_t i = 0; i < ks.size(); ++i) {
+        items[i].key = ks[i];
+        items[i].buffer = {views[i].data, views[i].nbytes};
+        on_device[i] = views[i].cuda;
+      }
+      Raise(GetBlocksToDevice(*codec, *client_, items, std::span<const bool>(on_device.get(), ks.size()), nullptr));
+      // A block smaller than the array would leave stale bytes behind: count it as a miss.
+      for (size_t i = 0; i < ks.size(); ++i) found[i] = items[i].found && items[i].size == views[i].nbytes;
+    }
+#endif
+    if (!device_codec) {
       py::gil_scoped_release nogil;
       std::unique_ptr<HostStaging> staging;
       if (cuda_bytes > 0) staging = std::make_unique<HostStaging>(cuda_bytes);
@@ -171,8 +217,8 @@ class PyClient {
         }
         items[i].buffer = {dst, views[i].nbytes};
       }
-      // With a codec: encoded blocks are fetched and decoded on the CPU; a block not in this codec's
-      // format is a miss.
+      // With a codec (host arrays only here): encoded blocks are fetched and decoded on the CPU; a
+      // block not in this codec's format is a miss.
       Raise(codec != nullptr ? codec->GetBlocks(*client_, items) : client_->Get(items));
       for (size_t i = 0; i < ks.size(); ++i) {
         // A block smaller than the array would leave stale bytes behind: count it as a miss.

@@ -2,12 +2,21 @@
 // a namespace's codec are stored encoded (half the bytes), come back decoded exactly as the CPU
 // reference decodes them, within the codec's error bound of the original; a stored block that is
 // not this codec's format is a miss; a namespace without a codec passes blocks through untouched.
+// With CUDA and a device: raw blocks in GPU memory are encoded and decoded on the GPU
+// (kv_codec_device.h), stored bytes equal to the CPU encoder's, decoded bits equal to the CPU
+// reference decode, mixed host/device batches, and foreign bytes a miss with the device buffer
+// untouched.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
 #include "client/kv_codec.h"
+#ifdef KVSTASH_HAVE_CUDA
+#include "client/kv_codec_device.h"
+#include "gpu/cuda_util.h"
+#endif
 #include "gpu/kv_sample.h"
 #include "kvstash/prefix_hasher.h"
 #include "tests/support/daemon_process.h"
@@ -147,6 +156,105 @@ TEST_F(CodecSdkTest, NoCodecPassesThrough) {
   ASSERT_TRUE(gets[0].found);
   EXPECT_EQ(out, block);
 }
+
+#ifdef KVSTASH_HAVE_CUDA
+TEST_F(CodecSdkTest, DeviceBlocksEncodedAndDecodedOnTheGpu) {
+  const gpu::DeviceSummary devices = gpu::ProbeDevices();
+  if (devices.count == 0) GTEST_SKIP() << "no CUDA device on this host: " << devices.reason;
+  for (const char* ns : {"d|vllm-per-layer|bf16:fp8-e4m3|tp0", "d|vllm-per-layer|fp16:int8|tp0"}) {
+    SCOPED_TRACE(ns);
+    auto codec = KvCodec::ForNamespace(ns, kLayers, kTokens, kHeads, kHeadDim);
+    ASSERT_TRUE(codec.ok()) << codec.status().ToString();
+    const gpu::CodecGeometry& g = codec->geometry();
+    const size_t n = 7;
+    const std::vector<BlockKey> keys = Chain(ns, n, 3);
+    // Fresh realistic blocks; even items on the GPU, odd ones in host memory.
+    std::vector<std::vector<std::byte>> raw(n, std::vector<std::byte>(g.raw_bytes));
+    auto dev = gpu::DeviceBuffer::Allocate(n * g.raw_bytes);
+    ASSERT_TRUE(dev.ok()) << dev.status().ToString();
+    std::vector<PutItem> items(n);
+    bool on_device[n];
+    for (size_t i = 0; i < n; ++i) {
+      gpu::FillRealisticKv(g.shape, 500 + i + (g.codec == gpu::BlockCodec::kInt8 ? 50 : 0), raw[i].data());
+      on_device[i] = i % 2 == 0;
+      std::byte* d = dev->data() + i * g.raw_bytes;
+      ASSERT_EQ(cudaMemcpy(d, raw[i].data(), g.raw_bytes, cudaMemcpyHostToDevice), cudaSuccess);
+      items[i].key = keys[i];
+      if (i > 0) items[i].parent = keys[i - 1];
+      items[i].data = on_device[i] ? std::span<const std::byte>(d, g.raw_bytes) : std::span<const std::byte>(raw[i]);
+    }
+    auto put = PutBlocksFromDevice(*codec, *client_, items, std::span<const bool>(on_device, n), {}, nullptr);
+    ASSERT_TRUE(put.ok()) << put.status().ToString();
+    EXPECT_EQ(put->stored, n);
+
+    // The stored bytes are the CPU encoder's, byte for byte, whichever side encoded them.
+    std::vector<std::vector<std::byte>> stored(n, std::vector<std::byte>(g.encoded_bytes));
+    std::vector<GetItem> plain(n);
+    for (size_t i = 0; i < n; ++i) {
+      plain[i].key = keys[i];
+      plain[i].buffer = stored[i];
+    }
+    ASSERT_TRUE(client_->Get(plain).ok());
+    std::vector<std::vector<std::byte>> ref(n, std::vector<std::byte>(g.raw_bytes));
+    std::vector<std::byte> enc(g.encoded_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(plain[i].found);
+      ASSERT_EQ(plain[i].size, g.encoded_bytes);
+      gpu::EncodeBlockHost(g, raw[i].data(), enc.data());
+      EXPECT_TRUE(enc == stored[i]) << "stored block " << i << " differs from the CPU encoding";
+      ASSERT_TRUE(gpu::DecodeBlockHost(g, enc.data(), ref[i].data()).ok());
+    }
+
+    // Get into poisoned buffers: the flags swapped, so blocks encoded on the GPU are decoded on the
+    // CPU and the other way round; both must equal the CPU reference decode bit for bit.
+    auto out = gpu::DeviceBuffer::Allocate(n * g.raw_bytes);
+    ASSERT_TRUE(out.ok());
+    ASSERT_EQ(cudaMemset(out->data(), 0xA5, out->size()), cudaSuccess);
+    std::vector<std::vector<std::byte>> host_out(n, std::vector<std::byte>(g.raw_bytes, std::byte{0xA5}));
+    std::vector<GetItem> gets(n);
+    bool get_on_device[n];
+    for (size_t i = 0; i < n; ++i) {
+      get_on_device[i] = !on_device[i];
+      gets[i].key = keys[i];
+      gets[i].buffer = get_on_device[i] ? std::span<std::byte>(out->data() + i * g.raw_bytes, g.raw_bytes)
+                                        : std::span<std::byte>(host_out[i]);
+    }
+    ASSERT_TRUE(GetBlocksToDevice(*codec, *client_, gets, std::span<const bool>(get_on_device, n), nullptr).ok());
+    std::vector<std::byte> got(g.raw_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(gets[i].found) << gets[i].status.ToString();
+      EXPECT_EQ(gets[i].size, g.raw_bytes);
+      if (get_on_device[i]) {
+        ASSERT_EQ(cudaMemcpy(got.data(), out->data() + i * g.raw_bytes, g.raw_bytes, cudaMemcpyDeviceToHost),
+                  cudaSuccess);
+      } else {
+        got = host_out[i];
+      }
+      EXPECT_TRUE(got == ref[i]) << "block " << i << " decoded differently from the CPU reference";
+    }
+
+    // Foreign bytes under a key of this namespace: a miss, the device buffer left as it was.
+    const std::vector<BlockKey> foreign = Chain(ns, 1, 99);
+    std::vector<std::byte> junk(g.encoded_bytes, std::byte{0x5A});
+    PutItem junk_item;
+    junk_item.key = foreign[0];
+    junk_item.data = junk;
+    ASSERT_TRUE(client_->Put(std::span<const PutItem>(&junk_item, 1)).ok());
+    ASSERT_EQ(cudaMemset(out->data(), 0xA5, g.raw_bytes), cudaSuccess);
+    GetItem miss;
+    miss.key = foreign[0];
+    miss.buffer = std::span<std::byte>(out->data(), g.raw_bytes);
+    const bool yes = true;
+    ASSERT_TRUE(GetBlocksToDevice(*codec, *client_, std::span<GetItem>(&miss, 1), std::span<const bool>(&yes, 1),
+                                  nullptr)
+                    .ok());
+    EXPECT_FALSE(miss.found);
+    EXPECT_EQ(miss.status.code(), StatusCode::kDataLoss);
+    ASSERT_EQ(cudaMemcpy(got.data(), out->data(), g.raw_bytes, cudaMemcpyDeviceToHost), cudaSuccess);
+    EXPECT_TRUE(std::all_of(got.begin(), got.end(), [](std::byte b) { return b == std::byte{0xA5}; }));
+  }
+}
+#endif
 
 }  // namespace
 }  // namespace kvstash

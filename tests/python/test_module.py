@@ -204,10 +204,35 @@ class CodecTest(unittest.TestCase):
         blocks = [torch.from_numpy(b.astype(np.float32)).to(torch.bfloat16).cuda()
                   for b in self.raw_blocks(2, np.float32, 11)]
         shape = blocks[0].shape
-        self.check_round_trip("codec-cuda|vllm-per-layer|bf16:int8|0", blocks,
-                              lambda: torch.full(shape, float("nan"), dtype=torch.bfloat16, device="cuda"),
-                              lambda t: t.cpu().view(torch.int16).numpy().reshape(-1).view(np.uint8),
-                              lambda t: t.float().cpu().numpy().astype(np.float64))
+        to_bytes = lambda t: t.cpu().view(torch.int16).numpy().reshape(-1).view(np.uint8)
+        for ns in ("codec-cuda|vllm-per-layer|bf16:int8|0", "codec-cuda|vllm-per-layer|bf16:fp8-e4m3|0"):
+            # CUDA tensors are encoded and decoded on the GPU: decoded bits equal the CPU reference's.
+            keys, codec = self.check_round_trip(
+                ns, blocks, lambda: torch.full(shape, float("nan"), dtype=torch.bfloat16, device="cuda"),
+                to_bytes, lambda t: t.float().cpu().numpy().astype(np.float64))
+            # What the GPU stored is the CPU encoder's output, byte for byte.
+            stored = [np.zeros(codec.encoded_bytes, np.uint8) for _ in keys]
+            self.assertEqual(self.client.get(keys, stored), [True] * len(keys))
+            enc = np.empty(codec.encoded_bytes, np.uint8)
+            for b, st in zip(blocks, stored):
+                codec.encode(to_bytes(b), enc)
+                self.assertTrue(np.array_equal(enc, st), "GPU encoding differs from the CPU reference")
+            # A mixed get (one block decoded on the CPU, one on the GPU): the CPU reference's bits.
+            outs = [torch.full(shape, float("nan"), dtype=torch.bfloat16),
+                    torch.full(shape, float("nan"), dtype=torch.bfloat16, device="cuda")]
+            self.assertEqual(self.client.get(keys[:2], outs, codec=codec), [True, True])
+            for b, o in zip(blocks, outs):
+                ref = np.empty(codec.raw_bytes, np.uint8)
+                codec.encode(to_bytes(b), enc)
+                self.assertTrue(codec.decode(enc, ref))
+                self.assertTrue(np.array_equal(ref, to_bytes(o)))
+        # Foreign bytes under a key: a miss on the GPU path too, the tensor untouched.
+        keys = kvstash.PrefixHasher("codec-cuda-bad|vllm-per-layer|bf16:int8|0", self.TOKENS).chain(
+            list(range(self.TOKENS)))
+        self.client.put(keys, [np.full(codec.encoded_bytes, 0x5A, np.uint8)])
+        out = torch.full(shape, 7.0, dtype=torch.bfloat16, device="cuda")
+        self.assertEqual(self.client.get(keys, [out], codec=codec), [False])
+        self.assertTrue(bool((out == 7.0).all()))
 
 
 if __name__ == "__main__":
