@@ -272,6 +272,8 @@ struct TierManager::Impl {
       if (st.code() != StatusCode::kNotFound) return st;
     }
     if (!ssd) return NotFound("block " + key.ToHex() + " is not stored");
+    Status from_queue = PromoteFromDemotionQueue(key);
+    if (from_queue.code() != StatusCode::kNotFound) return from_queue;
     std::optional<SsdBlockInfo> info = ssd->Lookup(key);
     if (!info) return NotFound("block " + key.ToHex() + " is not stored");
     Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
@@ -297,6 +299,52 @@ struct TierManager::Impl {
     }
     promotions.fetch_add(1, std::memory_order_relaxed);
     return Status::Ok();
+  }
+
+  // Copies a victim still waiting in the demotion queue back into DRAM from its staging copy, so
+  // a block is never a miss just because the SSD writer is behind. A victim the worker is writing
+  // now is waited for (it is on SSD afterwards). NOT_FOUND when the queue does not hold the key.
+  // Lock order: q_mu is never held across a DRAM call (OnEvict takes it under DRAM's locks).
+  Status PromoteFromDemotionQueue(const BlockKey& key) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      Victim v;
+      {
+        std::unique_lock lock(q_mu);
+        idle_cv.wait(lock, [&] { return !in_flight.contains(key); });
+        auto it = queued.find(key);
+        if (it == queued.end()) return NotFound("block " + key.ToHex() + " is not queued for ssd");
+        v = *it->second;
+      }
+      Result<Reservation> r = dram->Reserve(key, v.size, v.parent, options.promotion_timeout_ms);
+      if (!r.ok()) {
+        if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
+        promotions_failed.fetch_add(1, std::memory_order_relaxed);
+        return r.status();
+      }
+      bool copied = false;
+      {
+        // Still queued at the same place: the worker has not taken it and Remove has not freed it.
+        std::lock_guard lock(q_mu);
+        auto it = queued.find(key);
+        if (it != queued.end() && it->second->offset == v.offset) {
+          std::memcpy(r->data, staging->base() + v.offset, v.size);
+          copied = true;
+        }
+      }
+      if (!copied) {
+        (void)dram->Abort(r->id);
+        continue;  // taken by the worker (then on SSD once written) or removed
+      }
+      Result<BlockMeta> committed = dram->Commit(r->id, v.checksum, false);  // verifies the copy
+      if (!committed.ok()) {
+        (void)dram->Abort(r->id);
+        promotions_failed.fetch_add(1, std::memory_order_relaxed);
+        return committed.status();
+      }
+      promotions.fetch_add(1, std::memory_order_relaxed);
+      return Status::Ok();
+    }
+    return NotFound("block " + key.ToHex() + " left the demotion queue");
   }
 
   // Copies an HBM block into a DRAM block. NOT_FOUND when HBM does not hold it.

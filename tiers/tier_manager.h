@@ -22,8 +22,10 @@
 // it is dropped (hbm_demotions_dropped). DRAM victims are offered to the SSD: each is copied into
 // a staging area of demotion_queue_bytes and queued for a worker thread that writes queued victims
 // to SSD in batches, skipping those that HBM still holds. When the staging area is full the victim
-// is dropped and counted (demotions_dropped_full) — a put never waits for the SSD. A block is a
-// miss while it waits in the queue; Remove() cancels a queued or in-flight demotion.
+// is dropped and counted (demotions_dropped_full) — a put never waits for the SSD. A block that
+// waits in the queue is still found: promotion copies it back from its staging copy (a block the
+// worker is writing at that moment is waited for, then read from SSD); Remove() cancels a queued
+// or in-flight demotion.
 //
 // Promotion from SSD: Find, Read and SetPinned(true) of a block that is only on SSD stage it into
 // DRAM first (a DRAM reservation filled straight from the SSD, checksum verified, then committed),
