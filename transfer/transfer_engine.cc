@@ -119,6 +119,7 @@ Result<std::vector<std::unique_ptr<TransferEngine::Slot>>*> TransferEngine::Push
   UcxOptions messages = options_.ucx;
   messages.messages = true;
   messages.wakeup = true;  // RunTwoSided sleeps on a worker's event fd while waiting for bytes
+  messages.eager_sends = true;  // a put is one message the daemon need not answer
   KVSTASH_ASSIGN_OR_RETURN(push_context_, UcxContext::Create(messages));
   KVSTASH_ASSIGN_OR_RETURN(push_slots_, CreateSlots(push_context_, options_.workers, true));
   {
@@ -351,13 +352,16 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       break;
     }
     idle_rounds = events == 0 ? idle_rounds + 1 : 0;
-    // Waiting only for bytes to arrive (gets): after a short spin, sleep on the worker's event fd
-    // so that the daemon and the other clients get the CPU. Sends (puts) keep spinning: a send
-    // blocked on a full socket raises no event when it drains.
+    // After a short spin, sleep on the worker's event fd rather than spin, so that the daemon and
+    // the other clients get the CPU (and so that this thread, having slept, runs as soon as its
+    // event comes). Waiting only for bytes to arrive (gets), an event always comes; a send
+    // blocked on a full socket may raise none when the socket drains, so then wake often.
     const bool receiving_only = std::all_of(open.begin(), open.end(), [&](size_t i) {
       return pending[i].op->kind == OpKind::kGet && pending[i].request_status != UCS_INPROGRESS;
     });
-    if (receiving_only && idle_rounds > 64) (void)worker.WaitForEvent(1);
+    if (idle_rounds > 64) {
+      (void)worker.WaitForEvent(receiving_only ? std::chrono::microseconds(1000) : std::chrono::microseconds(50));
+    }
   }
   bool transport_error = timed_out;
   for (const PendingPush& p : pending) {

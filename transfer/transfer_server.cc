@@ -112,18 +112,19 @@ void TransferServer::ProgressLoop() {
       ExpireReceives();
       next_sweep = SteadyClock::now() + std::chrono::milliseconds(100);
     }
-    // While pushes are in flight, keep progressing: a tcp send blocked on a full socket raises no
-    // wakeup event when the socket drains, so sleeping would stall it for the whole timeout.
-    // Likewise for a moment after any activity: a transfer's next step (a rendezvous reply, the
-    // next fragment) usually follows within microseconds, and a sleep would cost a whole timeout.
+    // While pushes are in flight, and for a moment after any activity (a transfer's next step
+    // usually follows within microseconds), wake often: a tcp send blocked on a full socket may
+    // raise no wakeup event when the socket drains. But sleep rather than spin: on a host with
+    // more runnable threads than cores a spinning thread is descheduled for whole time slices,
+    // while a thread that sleeps is run as soon as its event comes (or its short timeout ends).
     if (sends_in_flight_.load(std::memory_order_relaxed) > 0 ||
         SteadyClock::now() - last_event < std::chrono::microseconds(500)) {
-      std::this_thread::yield();
+      (void)UcxWorker::WaitForEvents({worker_.get(), push_worker_.get()}, std::chrono::microseconds(50));
       continue;
     }
     // Sleeps until a peer needs us. Shared-memory transports raise no wakeup events, so the
     // timeout bounds how long their messages (connection setup, emulated operations) wait.
-    (void)UcxWorker::WaitForEvents({worker_.get(), push_worker_.get()}, 5);
+    (void)UcxWorker::WaitForEvents({worker_.get(), push_worker_.get()}, std::chrono::milliseconds(5));
   }
 }
 

@@ -14,7 +14,9 @@
 // endpoint closed, which ends the send: no request outlives its peer.
 //
 // Progress model: one progress thread; it sleeps on the worker's event fd when idle
-// (UCP_FEATURE_WAKEUP), so an idle daemon burns no CPU. Push requests are handled and their sends
+// (UCP_FEATURE_WAKEUP), so an idle daemon burns no CPU. While sends are in flight, and for 500 us
+// after any activity, it sleeps in 50 us steps instead (never a busy spin: a spinning thread on a
+// host with more runnable threads than cores is descheduled for whole time slices). Push requests are handled and their sends
 // posted on that thread. The two protocols have a UCX context and worker each (UcxOptions::messages
 // says why); the thread progresses both. The two-sided worker is thread-shared
 // (UCS_THREAD_MODE_MULTI) so that ExpectReceive/AwaitReceive/CancelReceive may be called from any

@@ -65,6 +65,13 @@ Result<std::shared_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
       return UcxError(StatusCode::kInvalidArgument, "UCX transports '" + options.transports + "'", status);
     }
   }
+  if (options.messages && options.eager_sends) {
+    status = ucp_config_modify(config, "RNDV_THRESH", "inf");
+    if (status != UCS_OK) {
+      ucp_config_release(config);
+      return UcxError(StatusCode::kInternal, "setting UCX's rendezvous threshold", status);
+    }
+  }
   ucp_params_t params{};
   params.field_mask = UCP_PARAM_FIELD_FEATURES | UCP_PARAM_FIELD_MT_WORKERS_SHARED;
   // RMA for the one-sided protocol; TAG and AM for the two-sided one (transfer_engine.h). Never

@@ -25,6 +25,12 @@ struct UcxOptions {
   // context that also has TAG or AM — reproduced with this repository's transfer_test — so the
   // two protocols get a context each.
   bool messages = false;
+  // Messages only: send tagged messages of any size eagerly (UCX's RNDV_THRESH=inf) instead of
+  // with UCX's rendezvous (RTS, the receiver's reply, the bytes, a completion message). The sender
+  // streams the bytes and its send completes locally; the receiver copies them from its transport
+  // buffers into the posted receive (one memcpy). The client's two-sided context sets it: a put is
+  // then one message the daemon never has to answer (docs/DATA_PLANE.md has the measurements).
+  bool eager_sends = false;
 };
 
 class UcxContext {

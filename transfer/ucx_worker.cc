@@ -142,23 +142,9 @@ void UcxWorker::DropPeer(const std::string& peer_address) {
   peers_.erase(it);
 }
 
-Status UcxWorker::WaitForEvent(int timeout_ms) {
-  int fd = -1;
-  ucs_status_t status = ucp_worker_get_efd(worker_, &fd);
-  if (status != UCS_OK) return UcxError(StatusCode::kFailedPrecondition, "getting the UCX worker event fd", status);
-  status = ucp_worker_arm(worker_);
-  if (status == UCS_ERR_BUSY) return Status::Ok();  // events are pending: progress now
-  if (status != UCS_OK) return UcxError(StatusCode::kInternal, "arming the UCX worker", status);
-  pollfd pfd{fd, POLLIN, 0};
-  (void)poll(&pfd, 1, timeout_ms);
-  return Status::Ok();
-}
+Status UcxWorker::WaitForEvent(std::chrono::microseconds timeout) { return WaitForEvents({this}, timeout); }
 
-}  // namespace kvstash::transfer
-
-namespace kvstash::transfer {
-
-Status UcxWorker::WaitForEvents(std::initializer_list<UcxWorker*> workers, int timeout_ms) {
+Status UcxWorker::WaitForEvents(std::initializer_list<UcxWorker*> workers, std::chrono::microseconds timeout) {
   std::vector<pollfd> fds;
   for (UcxWorker* w : workers) {
     int fd = -1;
@@ -169,7 +155,11 @@ Status UcxWorker::WaitForEvents(std::initializer_list<UcxWorker*> workers, int t
     if (status != UCS_OK) return UcxError(StatusCode::kInternal, "arming the UCX worker", status);
     fds.push_back({fd, POLLIN, 0});
   }
-  (void)poll(fds.data(), fds.size(), timeout_ms);
+  // ppoll, not poll: its timeout is not rounded up to whole milliseconds.
+  const auto secs = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timespec ts{static_cast<time_t>(secs.count()),
+                    static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(timeout - secs).count())};
+  (void)ppoll(fds.data(), fds.size(), &ts, nullptr);
   return Status::Ok();
 }
 

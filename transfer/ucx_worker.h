@@ -12,6 +12,7 @@
 
 #include <ucp/api/ucp.h>
 
+#include <chrono>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -48,11 +49,12 @@ class UcxWorker {
 
   // One round of progress; returns the number of events processed.
   unsigned Progress() { return ucp_worker_progress(worker_); }
-  // Sleeps until the worker has something to progress, Signal() is called, or timeout_ms passes.
+  // Sleeps until the worker has something to progress, Signal() is called, or `timeout` passes
+  // (microsecond resolution: a short timeout is a cheap way to yield the CPU without spinning).
   // REQUIRES: the context was created with wakeup.
-  Status WaitForEvent(int timeout_ms);
+  Status WaitForEvent(std::chrono::microseconds timeout);
   // The same for several workers at once (one thread progressing them all).
-  static Status WaitForEvents(std::initializer_list<UcxWorker*> workers, int timeout_ms);
+  static Status WaitForEvents(std::initializer_list<UcxWorker*> workers, std::chrono::microseconds timeout);
   void Signal() { ucp_worker_signal(worker_); }
 
  private:
