@@ -3,7 +3,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <atomic>
+#include <chrono>
 #include <random>
+#include <thread>
 
 #include "transfer/transfer_engine.h"
 #include "transfer/transfer_server.h"
@@ -197,6 +200,69 @@ INSTANTIATE_TEST_SUITE_P(Transports, TransferTest, ::testing::Values("posix,sysv
                            if (info.param == "tcp") return std::string("tcp");
                            return info.param == "cma,tcp" ? std::string("cma_tcp") : std::string("shm");
                          });
+
+// A two-sided put is sent eagerly (UcxOptions::eager_sends on the engine's two-sided context): it
+// completes at the client once its bytes are in the socket, without the receiver's help. Under
+// UCX's rendezvous (any tagged send above 8 KiB over tcp) it could not complete until the receiver
+// answered — every such put then waited for the daemon's thread to be scheduled.
+TEST(TwoSidedPutTest, CompletesWithoutTheReceiverProgressing) {
+  UcxOptions ucx;
+  ucx.transports = "tcp";
+  ucx.messages = true;
+  auto context = UcxContext::Create(ucx);
+  ASSERT_TRUE(context.ok()) << context.status().ToString();
+  auto receiver = UcxWorker::Create(*context);
+  ASSERT_TRUE(receiver.ok()) << receiver.status().ToString();
+  std::atomic<bool> pause{false};
+  auto progress = [&] {
+    while (!pause.load()) {
+      if ((*receiver)->Progress() == 0) std::this_thread::yield();
+    }
+  };
+  TransferEngineOptions options;
+  options.ucx.transports = "tcp";
+  options.workers = 1;
+  options.timeout_ms = 5'000;
+  auto engine = TransferEngine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  RemoteTarget target{"unused", "unused", 0, 0, Protocol::kTwoSided, (*receiver)->address()};
+
+  // Connect while the receiver progresses (the endpoint's handshake needs it), with a tiny put.
+  std::thread helper(progress);
+  uint64_t hello = 42;
+  TransferOp first{OpKind::kPut, &hello, sizeof(hello), 1, {}};
+  first.tag = 1;
+  const Status connected = (*engine)->Run(target, std::span(&first, 1));
+  pause.store(true);
+  helper.join();
+  ASSERT_TRUE(connected.ok()) << connected.ToString();
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+
+  // The receiver is not progressed now: 32 KiB (above the 8 KiB rendezvous threshold, within the
+  // loopback socket buffers) must still complete at the sender.
+  std::vector<std::byte> block(32 << 10);
+  Fill(block.data(), block.size(), 7);
+  TransferOp put{OpKind::kPut, block.data(), block.size(), 1, {}};
+  put.tag = 2;
+  ASSERT_TRUE((*engine)->Run(target, std::span(&put, 1)).ok());
+  EXPECT_TRUE(put.status.ok()) << put.status.ToString();
+
+  // And the bytes are all there once the receiver asks for them.
+  std::vector<std::byte> got(block.size());
+  ucp_request_param_t param{};
+  ucs_status_ptr_t r = ucp_tag_recv_nbx((*receiver)->handle(), got.data(), got.size(), 2, ~uint64_t{0}, &param);
+  ASSERT_FALSE(UCS_PTR_IS_ERR(r));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (r != nullptr && ucp_request_check_status(r) == UCS_INPROGRESS && std::chrono::steady_clock::now() < deadline) {
+    (*receiver)->Progress();
+  }
+  if (r != nullptr) {
+    EXPECT_EQ(ucp_request_check_status(r), UCS_OK);
+    ucp_request_free(r);
+  }
+  EXPECT_EQ(std::memcmp(got.data(), block.data(), block.size()), 0);
+  engine->reset();
+}
 
 TEST(UcxContextTest, UnknownTransportListIsAClearError) {
   UcxOptions options;
