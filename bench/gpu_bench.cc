@@ -5,7 +5,7 @@
 // Method: random data (never zeros) several times the L2, warm-up, median of many timed runs
 // (CUDA events for device work, the host clock for the staging pipeline, which syncs on the host).
 //
-//   gpu_bench [--pages N] [--reps N] [--staging-mib N]
+//   gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only SECTION] [--seed N] [--variants A,B] [--dtypes 1,2,4]
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -174,36 +174,58 @@ void CodecSection(cudaStream_t s, uint32_t blocks, int reps) {
 
 // Copy-kernel tunings (kv_copy_device.h) side by side, vLLM per-layer layout, dtype 1/2/4 bytes,
 // each ratio against a device-to-device cudaMemcpy of the same bytes timed in the same pass. Two
-// passes over every variant show the run-to-run spread.
-void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed) {
+// passes over every variant show the run-to-run spread. `batch` rows move the same chunks with one
+// cudaMemcpyBatchAsync (CUDA 12.8+: the copy engines, no kernel) per op instead of a kernel.
+// `names` / `dtypes` (comma lists, empty = all) pick rows, e.g. for a short run under ncu.
+void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed, const std::string& names,
+                    const std::string& dtypes) {
   struct Variant {
     const char* name;
     KvCopyTuning t;
+    bool batch = false;
   };
-  const std::vector<Variant> variants = {
+  const auto bulk = [](uint32_t tile_kib, uint32_t stages, uint32_t ctas) {
+    return KvCopyTuning{.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = ctas,
+                        .bulk_stages = stages, .bulk_tile_bytes = tile_kib * 1024};
+  };
+  const std::vector<Variant> all_variants = {
       {"default-gather", DefaultKvCopyTuning(true)},
       {"default-scatter", DefaultKvCopyTuning(false)},
-      {"g1 (old)", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 8}},
-      {"g512", {.group_pages = 512, .sort_pages = false, .threads = 256, .ctas_per_sm = 8}},
-      {"g512 sorted", {.group_pages = 512, .sort_pages = true, .threads = 256, .ctas_per_sm = 8}},
-      {"256x4 c2", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 2}},
-      {"256x4 c3", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 3}},
-      {"256x4 c4", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 4}},
-      {"256x4 c4 g512", {.group_pages = 512, .sort_pages = false, .threads = 256, .ctas_per_sm = 4}},
-      {"256x4 c6", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 6}},
-      {"128x8 c4", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 4}},
       {"128x8 c6", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 6}},
-      {"128x8 c8", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 8}},
-      {"128x8 c8 g512", {.group_pages = 512, .sort_pages = false, .threads = 128, .ctas_per_sm = 8}},
-      {"128x8 c16", {.group_pages = 1, .sort_pages = false, .threads = 128, .ctas_per_sm = 16}},
-      {"64x16 c8", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 8}},
-      {"64x16 c12", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 12}},
-      {"64x16 c16", {.group_pages = 1, .sort_pages = false, .threads = 64, .ctas_per_sm = 16}},
+      {"g1 (old)", {.group_pages = 1, .sort_pages = false, .threads = 256, .ctas_per_sm = 8}},
+      {"bulk16Kx2 c4", bulk(16, 2, 4)},
+      {"bulk16Kx2 c6", bulk(16, 2, 6)},
+      {"bulk16Kx3 c4", bulk(16, 3, 4)},
+      {"bulk16Kx4 c2", bulk(16, 4, 2)},
+      {"bulk16Kx4 c3", bulk(16, 4, 3)},
+      {"bulk16Kx6 c2", bulk(16, 6, 2)},
+      {"bulk16Kx12 c1", bulk(16, 12, 1)},
+      {"bulk8Kx4 c6", bulk(8, 4, 6)},
+      {"bulk8Kx8 c3", bulk(8, 8, 3)},
+      {"bulk32Kx3 c2", bulk(32, 3, 2)},
+      {"bulk4Kx8 c6", bulk(4, 8, 6)},
+      {"memcpy-batch", {}, true},
   };
+  const auto listed = [](const std::string& list, const std::string& item) {
+    if (list.empty()) return true;
+    size_t at = 0;
+    while (at <= list.size()) {
+      const size_t comma = std::min(list.find(',', at), list.size());
+      if (list.compare(at, comma - at, item) == 0) return true;
+      at = comma + 1;
+    }
+    return false;
+  };
+  std::vector<Variant> variants;
+  for (const Variant& v : all_variants) {
+    if (listed(names, v.name)) variants.push_back(v);
+  }
   std::printf("\ncopy-kernel variants, vllm-per-layer, %u pages per op (page shuffle seed %u); ratio = memcpy ms / "
               "kernel ms, pass 1 / pass 2\n", pages_moved, seed);
-  std::printf("%-5s %-16s %17s %17s %14s\n", "dtype", "variant", "gather ratio", "scatter ratio", "scatter GB/s");
+  std::printf("%-5s %-16s %17s %17s %14s %5s\n", "dtype", "variant", "gather ratio", "scatter ratio", "scatter GB/s",
+              "bulk");
   for (uint32_t dtype : {1u, 2u, 4u}) {
+    if (!listed(dtypes, std::to_string(dtype))) continue;
     KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
                        .head_dim = 128, .dtype_bytes = dtype};
     std::vector<DeviceBuffer> tensors;
@@ -228,6 +250,29 @@ void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t see
       bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
       cbufs.push_back(bufs.back());
     }
+    // The batch rows' copy lists: one entry per (page, layer, K/V) chunk.
+    std::vector<void*> cache_chunks, buffer_chunks;
+    std::vector<size_t> sizes;
+    for (uint32_t i = 0; i < pages_moved; ++i) {
+      for (uint32_t l = 0; l < shape.num_layers; ++l) {
+        for (uint32_t kv = 0; kv < 2; ++kv) {
+          cache_chunks.push_back(layout.ChunkAddress(uint32_t(all[i]), l, kv));
+          buffer_chunks.push_back(bufs[i] + layout.ChunkOffsetInBlock(l, kv));
+          sizes.push_back(layout.chunk_bytes());
+        }
+      }
+    }
+    cudaMemcpyAttributes attr{};
+    attr.srcAccessOrder = cudaMemcpySrcAccessOrderStream;
+    attr.srcLocHint.type = cudaMemLocationTypeDevice;
+    attr.dstLocHint.type = cudaMemLocationTypeDevice;
+    size_t attr_index = 0;
+    const auto batch = [&](bool gather) {
+      const auto& dst = gather ? buffer_chunks : cache_chunks;
+      const auto& src = gather ? cache_chunks : buffer_chunks;
+      CK(cudaMemcpyBatchAsync(dst.data(), const_cast<const void* const*>(src.data()), sizes.data(), sizes.size(),
+                              &attr, &attr_index, 1, s));
+    };
     std::vector<std::array<double, 4>> ratios(variants.size());
     std::vector<double> scatter_gbps(variants.size());
     for (int pass = 0; pass < 2; ++pass) {
@@ -236,10 +281,12 @@ void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t see
           CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s));
         });
         const double g = TimeDevice(s, 3, reps, [&] {
-          Check(DeviceGather(layout, all, bufs, {}, variants[v].t, s), "gather");
+          if (variants[v].batch) batch(true);
+          else Check(DeviceGather(layout, all, bufs, {}, variants[v].t, s), "gather");
         });
         const double sc = TimeDevice(s, 3, reps, [&] {
-          Check(DeviceScatter(layout, all, cbufs, {}, variants[v].t, s), "scatter");
+          if (variants[v].batch) batch(false);
+          else Check(DeviceScatter(layout, all, cbufs, {}, variants[v].t, s), "scatter");
         });
         ratios[v][pass] = memcpy_ms / g;
         ratios[v][2 + pass] = memcpy_ms / sc;
@@ -247,8 +294,87 @@ void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t see
       }
     }
     for (size_t v = 0; v < variants.size(); ++v) {
-      std::printf("%-5u %-16s %8.3f / %5.3f %8.3f / %5.3f %14.1f\n", dtype, variants[v].name, ratios[v][0],
-                  ratios[v][1], ratios[v][2], ratios[v][3], scatter_gbps[v]);
+      const char* path = variants[v].batch ? "CE" : KvCopyUsesBulk(layout, cbufs, variants[v].t) ? "yes" : "no";
+      std::printf("%-5u %-16s %8.3f / %5.3f %8.3f / %5.3f %14.1f %5s\n", dtype, variants[v].name, ratios[v][0],
+                  ratios[v][1], ratios[v][2], ratios[v][3], scatter_gbps[v], path);
+    }
+  }
+}
+
+// Where a call's time goes, vLLM per-layer layout: each op timed (1) alone from an idle stream, as
+// the kernel table does (events around one call: includes the host time spent in the call before
+// the launch reaches the GPU), (2) back to back, 8 calls between the events (host work overlaps the
+// previous op, as in a pipeline), and (3) its host enqueue time (host clock around the call alone).
+// Ratios against cudaMemcpyAsync device-to-device of the same bytes timed the same two ways.
+void LaunchSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed, const std::string& dtypes) {
+  constexpr int kBatch = 8;
+  struct Variant {
+    const char* name;
+    KvCopyTuning t;
+  };
+  const std::vector<Variant> variants = {
+      {"ld/st 128x8 c6", {.threads = 128, .ctas_per_sm = 6}},
+      {"bulk16Kx4 c2", {.threads = 128, .ctas_per_sm = 2, .bulk_stages = 4, .bulk_tile_bytes = 16384}},
+      {"bulk32Kx3 c2", {.threads = 128, .ctas_per_sm = 2, .bulk_stages = 3, .bulk_tile_bytes = 32768}},
+      {"bulk16Kx3 c4", {.threads = 128, .ctas_per_sm = 4, .bulk_stages = 3, .bulk_tile_bytes = 16384}},
+  };
+  std::printf("\nlaunch study, vllm-per-layer, %u pages per op, seed %u: ratio = memcpy / op; single = one call from "
+              "idle, b2b = %d calls back to back; enqueue = host us in the call\n", pages_moved, seed, kBatch);
+  std::printf("%-5s %-16s %15s %15s %15s %15s %9s\n", "dtype", "variant", "single gather", "single scatter",
+              "b2b gather", "b2b scatter", "enq g/s");
+  for (uint32_t dtype : {1u, 2u, 4u}) {
+    if (!dtypes.empty() && dtypes.find(std::to_string(dtype)) == std::string::npos) continue;
+    KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
+                       .head_dim = 128, .dtype_bytes = dtype};
+    std::vector<DeviceBuffer> tensors;
+    std::vector<void*> bases;
+    for (uint32_t l = 0; l < shape.num_layers; ++l) {
+      tensors.push_back(Must(DeviceBuffer::Allocate(2 * shape.chunk_bytes() * shape.num_pages), "alloc"));
+      Randomize(tensors.back().data(), tensors.back().size(), 0x777 + l);
+      bases.push_back(tensors.back().data());
+    }
+    const KvLayout layout = Must(KvLayout::Make(KvLayoutKind::kVllmPerLayer, shape, bases), "layout");
+    std::vector<int32_t> all(shape.num_pages);
+    for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
+    std::shuffle(all.begin(), all.end(), std::mt19937(seed));
+    all.resize(pages_moved);
+    const size_t bytes = size_t(pages_moved) * shape.block_bytes();
+    DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
+    DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
+    Randomize(blocks.data(), bytes, 98);
+    std::vector<std::byte*> bufs;
+    std::vector<const std::byte*> cbufs;
+    for (uint32_t i = 0; i < pages_moved; ++i) {
+      bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
+      cbufs.push_back(bufs.back());
+    }
+    const auto memcpy_op = [&] { CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s)); };
+    for (const Variant& v : variants) {
+      const auto g = [&] { Check(DeviceGather(layout, all, bufs, {}, v.t, s), "gather"); };
+      const auto sc = [&] { Check(DeviceScatter(layout, all, cbufs, {}, v.t, s), "scatter"); };
+      const auto batch = [&](const std::function<void()>& fn) {
+        return [&fn] {
+          for (int i = 0; i < kBatch; ++i) fn();
+        };
+      };
+      const double m1 = TimeDevice(s, 3, reps, memcpy_op);
+      const double g1 = TimeDevice(s, 3, reps, g);
+      const double s1 = TimeDevice(s, 3, reps, sc);
+      const double mb = TimeDevice(s, 1, reps / 4 + 3, batch(memcpy_op)) / kBatch;
+      const double gb = TimeDevice(s, 1, reps / 4 + 3, batch(g)) / kBatch;
+      const double sb = TimeDevice(s, 1, reps / 4 + 3, batch(sc)) / kBatch;
+      std::vector<double> eg, es, em;
+      for (int r = 0; r < reps; ++r) {
+        for (auto [fn, out] : {std::pair{std::function<void()>(g), &eg}, std::pair{std::function<void()>(sc), &es},
+                               std::pair{std::function<void()>(memcpy_op), &em}}) {
+          const auto t0 = std::chrono::steady_clock::now();
+          fn();
+          out->push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+          CK(cudaStreamSynchronize(s));
+        }
+      }
+      std::printf("%-5u %-16s %15.3f %15.3f %15.3f %15.3f %4.0f/%-4.0f memcpy: %.3f ms single, %.3f b2b, enq %.0f us\n",
+                  dtype, v.name, m1 / g1, m1 / s1, mb / gb, mb / sb, Median(eg), Median(es), m1, mb, Median(em));
     }
   }
 }
@@ -286,6 +412,7 @@ int main(int argc, char** argv) {
   size_t staging_mib = 1024;
   std::string only = "all";
   uint32_t seed = 11;  // page shuffle of the variant section (the kernel table uses 7)
+  std::string variant_names, dtypes;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--pages") pages_moved = static_cast<uint32_t>(std::atoi(argv[i + 1]));
@@ -293,8 +420,11 @@ int main(int argc, char** argv) {
     else if (a == "--staging-mib") staging_mib = std::strtoull(argv[i + 1], nullptr, 10);
     else if (a == "--only") only = argv[i + 1];
     else if (a == "--seed") seed = static_cast<uint32_t>(std::atoi(argv[i + 1]));
+    else if (a == "--variants") variant_names = argv[i + 1];
+    else if (a == "--dtypes") dtypes = argv[i + 1];
     else {
-      std::fprintf(stderr, "usage: gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only all|copy|codec|variants|blockcopy] [--seed N]\n");
+      std::fprintf(stderr, "usage: gpu_bench [--pages N] [--reps N] [--staging-mib N] [--only all|copy|codec|variants|launch|blockcopy] "
+                           "[--seed N] [--variants NAME,NAME] [--dtypes 1,2,4]\n");
       return 2;
     }
   }
@@ -314,7 +444,12 @@ int main(int argc, char** argv) {
   cudaStream_t s = stream.get();
   const int warmup = 3;
   if (only == "variants") {
-    VariantSection(s, pages_moved, reps, seed);
+    VariantSection(s, pages_moved, reps, seed, variant_names, dtypes);
+    std::printf("\ndevice: %s\n", smi.c_str());
+    return 0;
+  }
+  if (only == "launch") {
+    LaunchSection(s, pages_moved, reps, seed, dtypes);
     std::printf("\ndevice: %s\n", smi.c_str());
     return 0;
   }

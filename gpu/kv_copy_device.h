@@ -41,10 +41,25 @@ struct KvCopyTuning {
   // CTA shape: 256 threads x 4, 128 x 8 or 64 x 16 16-byte loads in flight per thread (16 KiB per
   // tile each way).
   uint32_t threads = 128;
-  // CTAs per SM the grid is sized for (grid-stride beyond that), 1..64.
+  // CTAs per SM the grid is sized for (grid-stride beyond that), 1..64. Applies to both kernels.
   uint32_t ctas_per_sm = 6;
+  // Hopper bulk copies: 0 (off) or 2..kMaxBulkStages. When on, and the device is sm_90 or newer, and
+  // every address, stride and chunk is a multiple of 16 bytes (AccessWidth 16), chunks travel
+  // global -> shared -> global through the copy engine of each SM (cp.async.bulk, completion on an
+  // mbarrier, stores as bulk groups): tiles of bulk_tile_bytes, bulk_stages shared-memory buffers per
+  // CTA, one thread of each CTA issuing; ctas_per_sm CTAs per SM. Otherwise the load/store kernel
+  // above runs (`threads`), so a bulk tuning is always valid where a plain one is.
+  uint32_t bulk_stages = 0;
+  // 16..65536, a multiple of 16; bulk_stages * bulk_tile_bytes <= kMaxBulkSharedBytes.
+  uint32_t bulk_tile_bytes = 16384;
 };
+inline constexpr uint32_t kMaxBulkStages = 16;
+inline constexpr uint32_t kMaxBulkSharedBytes = 200 * 1024;
 KvCopyTuning DefaultKvCopyTuning(bool gather);
+
+// Whether `tuning` would run the bulk-copy kernel for these arguments on the current device.
+bool KvCopyUsesBulk(const KvLayout& layout, std::span<const std::byte* const> block_buffers,
+                    const KvCopyTuning& tuning);
 
 // INVALID_ARGUMENT from KvLayout::Validate or for a tuning out of range (nothing launched);
 // INTERNAL when a launch fails. Without a tuning, DefaultKvCopyTuning's.

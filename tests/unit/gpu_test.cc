@@ -269,12 +269,21 @@ DeviceCache Upload(const HostCache& host) {
   return d;
 }
 
+// The device cases run under the default tuning and under the bulk-copy kernel (sm_90; aligned
+// cases only, the others fall back), whichever of the two is the default.
+std::vector<std::pair<std::string, KvCopyTuning>> DeviceTunings(bool gather) {
+  return {{"default", DefaultKvCopyTuning(gather)},
+          {"bulk", {.threads = 128, .ctas_per_sm = 3, .bulk_stages = 4, .bulk_tile_bytes = 1024}},
+          {"load/store", {.threads = 128, .ctas_per_sm = 6}}};
+}
+
 TEST(KvCopyDeviceTest, GatherMatchesReferenceForEveryLayoutAndDtype) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937_64 rng(std::random_device{}());
   auto stream = Stream::Create().value();
+  for (const auto& [tuning_name, tuning] : DeviceTunings(true))
   for (const Case& c : Cases()) {
-    SCOPED_TRACE(std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
+    SCOPED_TRACE(tuning_name + " " + std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
     HostCache host = MakeHostCache(c.kind, c.shape, rng);
     DeviceCache dev = Upload(host);
     auto layout = KvLayout::Make(c.kind, c.shape, dev.Bases()).value();
@@ -285,7 +294,7 @@ TEST(KvCopyDeviceTest, GatherMatchesReferenceForEveryLayoutAndDtype) {
       CUDA_OK(cudaMemsetAsync(out.data(), int(kPoison), bytes, stream.get()));
       std::vector<std::byte*> bufs;
       for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(out.data() + i * c.shape.block_bytes());
-      ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, stream.get()).ok());
+      ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, tuning, stream.get()).ok());
       std::vector<std::byte> got(bytes);
       CUDA_OK(cudaMemcpyAsync(got.data(), out.data(), bytes, cudaMemcpyDeviceToHost, stream.get()));
       CUDA_OK(cudaStreamSynchronize(stream.get()));
@@ -298,8 +307,9 @@ TEST(KvCopyDeviceTest, ScatterMatchesReferenceForEveryLayoutAndDtype) {
   SKIP_WITHOUT_DEVICE();
   std::mt19937_64 rng(std::random_device{}());
   auto stream = Stream::Create().value();
+  for (const auto& [tuning_name, tuning] : DeviceTunings(false))
   for (const Case& c : Cases()) {
-    SCOPED_TRACE(std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
+    SCOPED_TRACE(tuning_name + " " + std::string(ToString(c.kind)) + " dtype " + std::to_string(c.shape.dtype_bytes));
     HostCache host = MakeHostCache(c.kind, c.shape, rng);
     for (auto& t : host.tensors) std::fill(t.begin(), t.end(), kPoison);
     DeviceCache dev = Upload(host);
@@ -315,7 +325,7 @@ TEST(KvCopyDeviceTest, ScatterMatchesReferenceForEveryLayoutAndDtype) {
       dbufs.push_back(in.data() + i * c.shape.block_bytes());
       hbufs.push_back(blocks.data() + i * c.shape.block_bytes());
     }
-    ASSERT_TRUE(DeviceScatter(layout, pages, dbufs, {}, stream.get()).ok());
+    ASSERT_TRUE(DeviceScatter(layout, pages, dbufs, {}, tuning, stream.get()).ok());
     ASSERT_TRUE(HostScatter(host_layout, pages, hbufs).ok());
     CUDA_OK(cudaStreamSynchronize(stream.get()));
     for (size_t t = 0; t < host.tensors.size(); ++t) {
@@ -346,6 +356,48 @@ TEST(KvCopyDeviceTest, ManyPagesSplitAcrossLaunchesAndPinnedHostBuffers) {
   ASSERT_EQ(0, std::memcmp(pinned.data(), expected.data(), expected.size()));
 }
 
+// Bulk copies reach pinned host memory through unified addressing too: gather into and scatter out
+// of pinned block buffers, byte for byte against the CPU reference.
+TEST(KvCopyDeviceTest, BulkCopiesWithPinnedHostBuffers) {
+  SKIP_WITHOUT_DEVICE();
+  std::mt19937_64 rng(std::random_device{}());
+  KvCacheShape s{.num_layers = 3, .num_pages = 300, .page_tokens = 16, .num_kv_heads = 4, .head_dim = 64,
+                 .dtype_bytes = 2};
+  HostCache host = MakeHostCache(KvLayoutKind::kVllmPerLayer, s, rng);
+  DeviceCache dev = Upload(host);
+  auto layout = KvLayout::Make(KvLayoutKind::kVllmPerLayer, s, dev.Bases()).value();
+  const auto pages = RandomPages(s.num_pages, 100, rng);
+  auto pinned = PinnedBuffer::Allocate(pages.size() * s.block_bytes()).value();
+  std::memset(pinned.data(), int(kPoison), pinned.size());
+  std::vector<std::byte*> bufs;
+  for (size_t i = 0; i < pages.size(); ++i) bufs.push_back(pinned.data() + i * s.block_bytes());
+  const std::vector<const std::byte*> cbufs(bufs.begin(), bufs.end());
+  const KvCopyTuning bulk{.ctas_per_sm = 2, .bulk_stages = 3, .bulk_tile_bytes = 4096};
+  auto stream = Stream::Create().value();
+  ASSERT_TRUE(DeviceGather(layout, pages, bufs, {}, bulk, stream.get()).ok());
+  CUDA_OK(cudaStreamSynchronize(stream.get()));
+  const auto expected = ReferenceGather(host, pages, {0, s.num_layers}, kPoison);
+  ASSERT_EQ(0, std::memcmp(pinned.data(), expected.data(), expected.size()));
+  // Scatter fresh bytes from the pinned buffers into a poisoned cache.
+  const auto blocks = RandomBytes(pinned.size(), rng);
+  std::memcpy(pinned.data(), blocks.data(), blocks.size());
+  for (auto& t : host.tensors) std::fill(t.begin(), t.end(), kPoison);
+  for (size_t k = 0; k < dev.tensors.size(); ++k) {
+    CUDA_OK(cudaMemsetAsync(dev.tensors[k].data(), int(kPoison), dev.tensors[k].size(), stream.get()));
+  }
+  ASSERT_TRUE(DeviceScatter(layout, pages, cbufs, {}, bulk, stream.get()).ok());
+  auto host_layout = KvLayout::Make(KvLayoutKind::kVllmPerLayer, s, host.Bases()).value();
+  std::vector<const std::byte*> hbufs;
+  for (size_t i = 0; i < pages.size(); ++i) hbufs.push_back(blocks.data() + i * s.block_bytes());
+  ASSERT_TRUE(HostScatter(host_layout, pages, hbufs).ok());
+  CUDA_OK(cudaStreamSynchronize(stream.get()));
+  for (size_t k = 0; k < dev.tensors.size(); ++k) {
+    std::vector<std::byte> got(dev.tensors[k].size());
+    CUDA_OK(cudaMemcpy(got.data(), dev.tensors[k].data(), got.size(), cudaMemcpyDeviceToHost));
+    ASSERT_TRUE(got == host.tensors[k]) << "tensor " << k;
+  }
+}
+
 // Every tuning gpu_bench compares must move the same bytes: gather and scatter under each, with
 // more pages than one launch takes (sorting spans the split), a layer range, and odd sizes.
 TEST(KvCopyDeviceTest, EveryTuningMatchesTheReference) {
@@ -362,6 +414,15 @@ TEST(KvCopyDeviceTest, EveryTuningMatchesTheReference) {
     }
   }
   tunings.push_back({.group_pages = 7, .sort_pages = true, .threads = 256, .ctas_per_sm = 1});
+  // Bulk copies (sm_90): a tile larger than the chunk, a chunk cut into 768 + 768 + 512 bytes, many
+  // small tiles through a deep ring, grouped and sorted pages, one CTA per SM. On the odd-sized shape
+  // these fall back to the load/store kernel.
+  const size_t first_bulk = tunings.size();
+  tunings.push_back({.threads = 128, .ctas_per_sm = 4, .bulk_stages = 2, .bulk_tile_bytes = 16384});
+  tunings.push_back({.threads = 128, .ctas_per_sm = 2, .bulk_stages = 3, .bulk_tile_bytes = 768});
+  tunings.push_back({.group_pages = 64, .sort_pages = true, .threads = 64, .ctas_per_sm = 1, .bulk_stages = 16,
+                     .bulk_tile_bytes = 512});
+  tunings.push_back({.threads = 256, .ctas_per_sm = 16, .bulk_stages = 4, .bulk_tile_bytes = 16});
   const std::vector<std::pair<KvLayoutKind, KvCacheShape>> shapes = {
       {KvLayoutKind::kVllmPerLayer, {.num_layers = 3, .num_pages = 700, .page_tokens = 16, .num_kv_heads = 2,
                                      .head_dim = 64, .dtype_bytes = 1}},
@@ -387,6 +448,11 @@ TEST(KvCopyDeviceTest, EveryTuningMatchesTheReference) {
                    std::to_string(t.group_pages) + " sort " + std::to_string(t.sort_pages) + " threads " +
                    std::to_string(t.threads) + " ctas/SM " + std::to_string(t.ctas_per_sm));
       const LayerRange r = ti % 2 == 0 ? LayerRange{} : LayerRange{1, 2};
+      if (ti >= first_bulk) {
+        int major = 0;
+        CUDA_OK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+        EXPECT_EQ(KvCopyUsesBulk(layout, cbufs, t), major >= 9 && layout.AccessWidth(cbufs) == 16);
+      }
       CUDA_OK(cudaMemsetAsync(out.data(), int(kPoison), bytes, stream.get()));
       ASSERT_TRUE(DeviceGather(layout, pages, bufs, r, t, stream.get()).ok());
       std::vector<std::byte> got(bytes);
@@ -418,8 +484,11 @@ TEST(KvCopyDeviceTest, EveryTuningMatchesTheReference) {
                            cudaMemcpyHostToDevice));
       }
     }
-    for (KvCopyTuning bad : {KvCopyTuning{.group_pages = 0}, KvCopyTuning{.threads = 32},
-                             KvCopyTuning{.ctas_per_sm = 0}}) {
+    for (KvCopyTuning bad :
+         {KvCopyTuning{.group_pages = 0}, KvCopyTuning{.threads = 32}, KvCopyTuning{.ctas_per_sm = 0},
+          KvCopyTuning{.bulk_stages = 1}, KvCopyTuning{.bulk_stages = kMaxBulkStages + 1},
+          KvCopyTuning{.bulk_stages = 2, .bulk_tile_bytes = 24}, KvCopyTuning{.bulk_stages = 2, .bulk_tile_bytes = 0},
+          KvCopyTuning{.bulk_stages = 4, .bulk_tile_bytes = 65536}}) {
       EXPECT_EQ(DeviceScatter(layout, pages, cbufs, {}, bad, stream.get()).code(), StatusCode::kInvalidArgument);
     }
   }
