@@ -7,7 +7,8 @@
 //   ucp_get_nbx/ucp_put_nbx.
 // * two-sided (daemon-pushed) — a get posts a tag receive straight into the caller's buffer and
 //   asks the daemon (a small UCX active message carrying the op's grant) to send the bytes from its
-//   arena; a put sends the bytes under the tag of a receive the daemon posted at PutBegin. Used
+//   arena; a put sends the bytes under the tag of a receive the daemon posted at PutBegin, eagerly
+//   (UcxOptions::eager_sends: the send completes locally, the daemon need not answer). Used
 //   where UCX only emulates one-sided operations (tcp), whose emulation is several times slower
 //   than its tagged messages (docs/DATA_PLANE.md has the rule and the figures).
 //
