@@ -183,6 +183,27 @@ TEST(KvLayoutTest, ValidatesCopyArguments) {
   EXPECT_FALSE(layout.Validate(std::vector<int32_t>{0, 1}, with_null, {}, false).ok());
 }
 
+// The duplicate-page check on scatters: a bitmap for ordinary caches, a sorted copy for caches of
+// more than 2^24 pages; both name the second listing.
+TEST(KvLayoutTest, ScatterRejectsADuplicatePageInSmallAndHugeCaches) {
+  for (uint32_t num_pages : {uint32_t{1000}, (uint32_t{1} << 24) + 7}) {
+    KvCacheShape s{.num_layers = 1, .num_pages = num_pages, .page_tokens = 1, .num_kv_heads = 1, .head_dim = 8,
+                   .dtype_bytes = 2};
+    // Validate reads only addresses: the cache is never touched, so a fake base is enough.
+    auto layout = KvLayout::LayerMajor(s, reinterpret_cast<void*>(uintptr_t{1} << 40)).value();
+    std::vector<std::byte> buf(s.block_bytes());
+    const int32_t last = static_cast<int32_t>(num_pages - 1);
+    std::vector<int32_t> pages = {5, last, 0, 63, 64, last - 1};
+    std::vector<const std::byte*> buffers(pages.size() + 1, buf.data());
+    EXPECT_TRUE(layout.Validate(pages, std::span(buffers.data(), pages.size()), {}, true).ok()) << num_pages;
+    pages.push_back(63);
+    Status st = layout.Validate(pages, buffers, {}, true);
+    EXPECT_EQ(st.code(), StatusCode::kInvalidArgument) << num_pages;
+    EXPECT_NE(st.message().find("page 63 is listed twice (item 6)"), std::string::npos) << st.ToString();
+    EXPECT_TRUE(layout.Validate(pages, buffers, {}, false).ok()) << "gathers may read a page twice";
+  }
+}
+
 TEST(KvLayoutTest, AccessWidthFollowsAlignment) {
   alignas(16) static std::byte t[1 << 16];
   KvCacheShape s{.num_layers = 2, .num_pages = 4, .page_tokens = 16, .num_kv_heads = 2, .head_dim = 8,
