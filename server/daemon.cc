@@ -4,6 +4,8 @@
 #include <grpcpp/resource_quota.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <random>
 #include <mutex>
@@ -17,6 +19,7 @@
 #include "server/server_metrics.h"
 #include "server/store_service.h"
 #include "server/version.h"
+#include "tiers/arena.h"
 #include "tiers/dram_tier.h"
 #include "tiers/tier_manager.h"
 #include "gpu/gpu_data_path.h"
@@ -142,6 +145,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   }
   spdlog::info("DRAM tier: {} {} arena, {} pages, eviction policy {}", FormatBytes(dram.arena_bytes()), arena_kind,
                dram.huge_pages_active() ? "huge" : "regular", dram.policy_name());
+  if (config.dram_prefault) {
+    const auto t0 = std::chrono::steady_clock::now();
+    tiers::PrefaultMemory(dram.arena_base(), dram.arena_bytes(), std::max(1u, std::thread::hardware_concurrency()));
+    spdlog::info("DRAM arena made resident in {:.2f} s (--dram-prefault)",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
   if (impl->tier->hbm() != nullptr) {
     std::string why;
     impl->dram_pinned_for_gpu = PinHostMemoryForGpu(dram.arena_base(), dram.arena_bytes(), why);

@@ -93,6 +93,7 @@ Status ApplyDramTable(const toml::table& table, const std::string& origin, Daemo
     else if (key == "eviction_policy") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.eviction_policy));
     else if (key == "huge_pages") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.huge_pages));
     else if (key == "max_block") KVSTASH_RETURN_IF_ERROR(ReadSize(node, origin, full, c.max_block));
+    else if (key == "prefault") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.dram_prefault));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -335,6 +336,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<int> gpu;
   bool standalone = false;
   bool no_ucx = false;
+  bool dram_prefault = false;
   std::optional<std::string> etcd, cluster, peers;
   std::optional<double> weight;
   std::optional<int64_t> lease_ttl_s;
@@ -351,6 +353,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--low-watermark", low_watermark, "evict down to this fraction [0.85]");
   app.add_option("--eviction-policy", eviction_policy, "prefix-arc|prefix|lru [prefix-arc]");
   app.add_option("--huge-pages", huge_pages, "auto|on|off [auto]");
+  app.add_flag("--dram-prefault", dram_prefault, "make the whole DRAM arena resident at start [off]");
   app.add_option("--reservation-timeout-ms", reservation_timeout_ms, "PutBegin reservation lifetime [30000]");
   app.add_option("--default-lease-ms", default_lease_ms, "lease for located blocks when none is asked [5000]");
   app.add_option("--ucx-transports", ucx_transports, "UCX transport list, as UCX_TLS [UCX default]");
@@ -403,6 +406,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (ucx_protocol) config.ucx_protocol = *ucx_protocol;
   if (ucx_send_timeout_ms) config.ucx_send_timeout_ms = *ucx_send_timeout_ms;
   if (no_ucx) config.ucx_enabled = false;
+  if (dram_prefault) config.dram_prefault = true;
   if (ssd_dir) config.ssd_dir = *ssd_dir;
   if (ssd_capacity) {
     auto bytes = ParseByteSize(*ssd_capacity);

@@ -2,10 +2,13 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace kvstash::tiers {
 namespace {
@@ -66,6 +69,24 @@ std::unique_ptr<Arena> Arena::Wrap(std::byte* base, uint64_t bytes) {
 
 Arena::~Arena() {
   if (mapped_ > 0) munmap(base_, mapped_);
+}
+
+void PrefaultMemory(std::byte* base, uint64_t bytes, unsigned threads) {
+  constexpr uint64_t kPage = 4096;
+  const uint64_t pages = (bytes + kPage - 1) / kPage;
+  threads = std::max(1u, std::min<unsigned>(threads, static_cast<unsigned>(std::max<uint64_t>(1, pages / 256))));
+  auto touch = [&](uint64_t first, uint64_t last) {
+    for (uint64_t p = first; p < last; ++p) {
+      __atomic_fetch_or(reinterpret_cast<unsigned char*>(base + p * kPage), 0, __ATOMIC_RELAXED);
+    }
+  };
+  std::vector<std::thread> workers;
+  const uint64_t per = (pages + threads - 1) / threads;
+  for (unsigned t = 1; t < threads; ++t) {
+    workers.emplace_back(touch, std::min(pages, t * per), std::min(pages, (t + 1) * per));
+  }
+  touch(0, std::min(pages, per));
+  for (auto& w : workers) w.join();
 }
 
 }  // namespace kvstash::tiers

@@ -50,4 +50,10 @@ class Arena {
   bool thp_advised_;
 };
 
+// Makes every page of [base, base + bytes) resident now, so that puts do not pay the kernel's
+// first-touch fault and page clearing later (measured: most of a fresh daemon's CPU time during
+// 1 MiB puts over tcp). Contents are unchanged (an atomic OR of 0 into one byte per 4 KiB).
+// Spreads the work over `threads` threads; returns once every page is touched.
+void PrefaultMemory(std::byte* base, uint64_t bytes, unsigned threads);
+
 }  // namespace kvstash::tiers

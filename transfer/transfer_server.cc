@@ -21,9 +21,13 @@ struct TransferServer::Send {
 
 struct TransferServer::Receive {
   TransferServer* server = nullptr;
-  void* request = nullptr;
+  uint64_t tag = 0;
+  std::byte* at = nullptr;
   size_t length = 0;
   SteadyClock::time_point deadline;
+  void* request = nullptr;               // guarded by receives_mu_; set by the progress thread
+  bool posting = false;                  // guarded by receives_mu_: the progress thread is posting it
+  bool withdrawn = false;                // guarded by receives_mu_: cancelled while being posted
   ucs_status_t status = UCS_INPROGRESS;  // guarded by receives_mu_
   size_t received = 0;                   // guarded by receives_mu_
 };
@@ -81,7 +85,10 @@ TransferServer::~TransferServer() {
     for (auto& [tag, receive] : receives_) open.push_back(receive);
     receives_.clear();
   }
+  for (auto& receive : to_cancel_) open.push_back(receive);
+  to_cancel_.clear();
   for (auto& receive : open) {
+    if (receive->request == nullptr) continue;  // never posted
     ucp_request_cancel(push_worker_->handle(), receive->request);
     ucp_request_free(receive->request);
   }
@@ -104,6 +111,7 @@ void TransferServer::ProgressLoop() {
   auto next_sweep = SteadyClock::now();
   auto last_event = SteadyClock::now();
   while (!stop_.load(std::memory_order_acquire)) {
+    RunReceiveChanges();
     while (worker_->Progress() + push_worker_->Progress() > 0) {
       last_event = SteadyClock::now();
     }
@@ -292,30 +300,70 @@ Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length,
   if (length == 0 || !region_->Contains(at, length)) {
     return InvalidArgument("a receive must lie inside the registered memory");
   }
+  auto receive = std::make_shared<Receive>();
+  receive->server = this;
+  receive->tag = tag;
+  receive->at = at;
+  receive->length = length;
+  receive->deadline = SteadyClock::now() + timeout;
   {
     std::lock_guard lock(receives_mu_);
     if (receives_.contains(tag)) return InvalidArgument("tag " + std::to_string(tag) + " is already expected");
+    receives_.emplace(tag, receive);
+    to_post_.push_back(receive);
   }
-  auto receive = std::make_shared<Receive>();
-  receive->server = this;
-  receive->length = length;
-  receive->deadline = SteadyClock::now() + timeout;
-  auto* ref = new std::shared_ptr<Receive>(receive);
-  ucp_request_param_t param{};
-  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH |
-                       UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
-  param.cb.recv = &TransferServer::OnReceived;
-  param.user_data = ref;
-  param.memh = push_region_->handle();
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(push_worker_->handle(), at, length, tag, ~uint64_t{0}, &param);
-  if (UCS_PTR_IS_ERR(r)) {
-    delete ref;
-    return UcxError(StatusCode::kUnavailable, "posting a receive", UCS_PTR_STATUS(r));
-  }
-  std::lock_guard lock(receives_mu_);
-  receive->request = r;
-  receives_.emplace(tag, std::move(receive));
+  // Posted by the progress thread (RunReceiveChanges): a caller's thread never contends for the
+  // worker's lock, which spins. A send that arrives first waits in UCX as an unexpected message.
+  push_worker_->Signal();
   return Status::Ok();
+}
+
+void TransferServer::RunReceiveChanges() {
+  std::vector<std::shared_ptr<Receive>> post;
+  std::vector<std::shared_ptr<Receive>> cancel;
+  {
+    std::lock_guard lock(receives_mu_);
+    if (to_post_.empty() && to_cancel_.empty()) return;
+    for (auto& receive : to_post_) {
+      if (receive->withdrawn) continue;  // cancelled before it was posted
+      receive->posting = true;
+      post.push_back(std::move(receive));
+    }
+    to_post_.clear();
+    cancel.swap(to_cancel_);
+  }
+  bool failed = false;
+  for (auto& receive : post) {
+    auto* ref = new std::shared_ptr<Receive>(receive);
+    ucp_request_param_t param{};
+    param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH |
+                         UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+    param.cb.recv = &TransferServer::OnReceived;
+    param.user_data = ref;
+    param.memh = push_region_->handle();
+    // Outside receives_mu_: the completion callback may run inside this call (a send that
+    // arrived before the receive) and takes that lock.
+    ucs_status_ptr_t r = ucp_tag_recv_nbx(push_worker_->handle(), receive->at, receive->length, receive->tag,
+                                          ~uint64_t{0}, &param);
+    std::lock_guard lock(receives_mu_);
+    receive->posting = false;
+    if (UCS_PTR_IS_ERR(r)) {
+      delete ref;
+      receive->status = UCS_PTR_STATUS(r);
+      failed = true;
+      continue;
+    }
+    receive->request = r;
+    if (receive->withdrawn) cancel.push_back(receive);
+  }
+  if (failed) receive_done_.notify_all();
+  // A receive UCX has already matched cannot be cancelled; its last bytes land within the
+  // region's quarantine (the tier reuses an expired reservation's region only after another
+  // timeout), which also covers the one progress round a withdrawal waits here.
+  for (auto& receive : cancel) {
+    ucp_request_cancel(push_worker_->handle(), receive->request);
+    ucp_request_free(receive->request);
+  }
 }
 
 Status TransferServer::AwaitReceive(uint64_t tag, std::chrono::milliseconds wait) {
@@ -340,19 +388,18 @@ Status TransferServer::AwaitReceive(uint64_t tag, std::chrono::milliseconds wait
 }
 
 void TransferServer::CancelReceive(uint64_t tag) {
-  std::shared_ptr<Receive> receive;
   {
     std::lock_guard lock(receives_mu_);
     auto it = receives_.find(tag);
     if (it == receives_.end()) return;
-    receive = std::move(it->second);
+    std::shared_ptr<Receive> receive = std::move(it->second);
     receives_.erase(it);
+    receive->withdrawn = true;
+    // Posted: the progress thread cancels it. Being posted or not posted yet: the progress thread
+    // sees `withdrawn` and cancels it after posting, or never posts it.
+    if (receive->request != nullptr) to_cancel_.push_back(std::move(receive));
   }
-  // Outside receives_mu_: a cancel completes the request, and its callback takes that lock. A
-  // receive UCX has already matched cannot be cancelled; its last bytes land within the region's
-  // quarantine (the tier reuses an expired reservation's region only after another timeout).
-  ucp_request_cancel(push_worker_->handle(), receive->request);
-  ucp_request_free(receive->request);
+  push_worker_->Signal();
 }
 
 void TransferServer::ExpireReceives() {

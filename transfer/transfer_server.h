@@ -18,9 +18,11 @@
 // after any activity, it sleeps in 50 us steps instead (never a busy spin: a spinning thread on a
 // host with more runnable threads than cores is descheduled for whole time slices). Push requests are handled and their sends
 // posted on that thread. The two protocols have a UCX context and worker each (UcxOptions::messages
-// says why); the thread progresses both. The two-sided worker is thread-shared
-// (UCS_THREAD_MODE_MULTI) so that ExpectReceive/AwaitReceive/CancelReceive may be called from any
-// thread.
+// says why); the thread progresses both. ExpectReceive and CancelReceive only queue their change
+// and wake the thread, which posts or cancels the receive itself: the workers' locks spin, and
+// gRPC handler threads spinning on them next to the progress thread were most of a daemon's CPU
+// during two-sided puts (perf, 2-core VM). The two-sided worker stays thread-shared
+// (UCS_THREAD_MODE_MULTI) for Signal() and the accessors.
 //
 // Thread-safety: accessors and the *Receive methods may be called from any thread; Start, Stop
 // and SetSendAuthorizer by the owner (the authorizer before peers are told the address).
@@ -36,6 +38,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
@@ -86,9 +89,11 @@ class TransferServer {
   void SetSendAuthorizer(SendAuthorizer* authorizer) { authorizer_.store(authorizer, std::memory_order_release); }
   void SetSendTimeout(std::chrono::milliseconds timeout) { send_timeout_ms_.store(timeout.count()); }
 
-  // Posts a receive of exactly `length` bytes at `at` (inside the registered memory) for a peer's
-  // send under `tag`. It is withdrawn by CancelReceive or, at the latest, after `timeout`.
-  // INVALID_ARGUMENT for a range outside the memory or a tag already expected.
+  // Expects a receive of exactly `length` bytes at `at` (inside the registered memory) for a peer's
+  // send under `tag`; the progress thread posts it (a send arriving first waits inside UCX). It
+  // is withdrawn by CancelReceive or, at the latest, after `timeout`. INVALID_ARGUMENT for a
+  // range outside the memory or a tag already expected; a failure to post is reported by
+  // AwaitReceive.
   Status ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout);
   // Waits up to `wait` for the receive under `tag` to complete. OK when exactly its length
   // arrived; NOT_FOUND when no such receive is open; DEADLINE_EXCEEDED when nothing (complete)
@@ -116,6 +121,9 @@ class TransferServer {
   void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
   void EndStuckSends();
   void ExpireReceives();
+  // Progress thread: posts the receives ExpectReceive queued and cancels those CancelReceive
+  // withdrew, so that only this thread calls into the two-sided worker for puts.
+  void RunReceiveChanges();
 
   std::shared_ptr<UcxContext> context_;
   std::unique_ptr<MemoryRegion> region_;
@@ -140,6 +148,8 @@ class TransferServer {
   mutable std::mutex receives_mu_;
   std::condition_variable receive_done_;
   std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_;  // guarded by receives_mu_
+  std::vector<std::shared_ptr<Receive>> to_post_;    // guarded by receives_mu_
+  std::vector<std::shared_ptr<Receive>> to_cancel_;  // guarded by receives_mu_
 };
 
 }  // namespace kvstash::transfer

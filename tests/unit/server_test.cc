@@ -10,6 +10,7 @@
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/daemon.h"
 #include "server/daemon_config.h"
+#include "tiers/arena.h"
 
 namespace kvstash::server {
 namespace {
@@ -438,6 +439,31 @@ TEST(DaemonConfigTest, CommandLine) {
   EXPECT_EQ(ParseCommandLine(3, const_cast<char**>(bad)).status().code(), StatusCode::kInvalidArgument);
   const char* unknown[] = {"kvstashd", "--no-such-flag"};
   EXPECT_EQ(ParseCommandLine(2, const_cast<char**>(unknown)).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST(DaemonConfigTest, PrefaultIsOffUnlessAsked) {
+  DaemonConfig config;
+  EXPECT_FALSE(config.dram_prefault);
+  ASSERT_TRUE(ApplyTomlString("[dram]\nprefault = true\n", "test.toml", config).ok());
+  EXPECT_TRUE(config.dram_prefault);
+  EXPECT_EQ(ApplyTomlString("[dram]\nprefault = \"yes\"\n", "type.toml", config).code(), StatusCode::kInvalidArgument);
+  const char* argv[] = {"kvstashd", "--dram-prefault"};
+  auto flagged = ParseCommandLine(2, const_cast<char**>(argv));
+  ASSERT_TRUE(flagged.ok()) << flagged.status().ToString();
+  EXPECT_TRUE(flagged->dram_prefault);
+}
+
+// PrefaultMemory touches every page without changing a byte.
+TEST(ArenaTest, PrefaultKeepsContents) {
+  auto arena = tiers::Arena::Map(8ULL << 20, tiers::ArenaHugePages::kNever);
+  ASSERT_TRUE(arena.ok()) << arena.status().ToString();
+  std::byte* base = (*arena)->base();
+  for (uint64_t i = 0; i < (8ULL << 20); i += 4096 * 3 + 7) base[i] = static_cast<std::byte>(i % 251 + 1);
+  tiers::PrefaultMemory(base, 8ULL << 20, 3);
+  for (uint64_t i = 0; i < (8ULL << 20); i += 1) {
+    const std::byte want = i % (4096 * 3 + 7) == 0 ? static_cast<std::byte>(i % 251 + 1) : std::byte{0};
+    ASSERT_EQ(base[i], want) << "byte " << i;
+  }
 }
 
 TEST(DaemonConfigTest, HbmTierSettings) {
