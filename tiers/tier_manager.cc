@@ -276,29 +276,14 @@ struct TierManager::Impl {
     if (from_queue.code() != StatusCode::kNotFound) return from_queue;
     std::optional<SsdBlockInfo> info = ssd->Lookup(key);
     if (!info) return NotFound("block " + key.ToHex() + " is not stored");
-    Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
-    if (!r.ok()) {
-      if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
-      promotions_failed.fetch_add(1, std::memory_order_relaxed);
-      return r.status();
-    }
-    // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
-    // straight into it.
-    Result<SsdBlockInfo> read =
-        ssd->Read(key, std::span<std::byte>(r->data, BlockAllocator::RoundUp(r->size)));
-    if (!read.ok()) {
-      (void)dram->Abort(r->id);
-      promotions_failed.fetch_add(1, std::memory_order_relaxed);
-      return read.status();
-    }
-    Result<BlockMeta> committed = dram->Commit(r->id, read->checksum, false);
-    if (!committed.ok()) {
-      (void)dram->Abort(r->id);
-      promotions_failed.fetch_add(1, std::memory_order_relaxed);
-      return committed.status();
-    }
-    promotions.fetch_add(1, std::memory_order_relaxed);
-    return Status::Ok();
+    return StageIntoDram(key, info->size, info->parent, promotions, promotions_failed,
+                         [&](const Reservation& r) -> Result<uint64_t> {
+      // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
+      // straight into it.
+      KVSTASH_ASSIGN_OR_RETURN(SsdBlockInfo read,
+                               ssd->Read(key, std::span<std::byte>(r.data, BlockAllocator::RoundUp(r.size))));
+      return read.checksum;
+    });
   }
 
   // Copies a victim still waiting in the demotion queue back into DRAM from its staging copy, so
@@ -315,34 +300,17 @@ struct TierManager::Impl {
         if (it == queued.end()) return NotFound("block " + key.ToHex() + " is not queued for ssd");
         v = *it->second;
       }
-      Result<Reservation> r = dram->Reserve(key, v.size, v.parent, options.promotion_timeout_ms);
-      if (!r.ok()) {
-        if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
-        promotions_failed.fetch_add(1, std::memory_order_relaxed);
-        return r.status();
-      }
-      bool copied = false;
-      {
+      Status st = StageIntoDram(key, v.size, v.parent, promotions, promotions_failed,
+                                [&](const Reservation& r) -> Result<uint64_t> {
         // Still queued at the same place: the worker has not taken it and Remove has not freed it.
         std::lock_guard lock(q_mu);
         auto it = queued.find(key);
-        if (it != queued.end() && it->second->offset == v.offset) {
-          std::memcpy(r->data, staging->base() + v.offset, v.size);
-          copied = true;
-        }
-      }
-      if (!copied) {
-        (void)dram->Abort(r->id);
-        continue;  // taken by the worker (then on SSD once written) or removed
-      }
-      Result<BlockMeta> committed = dram->Commit(r->id, v.checksum, false);  // verifies the copy
-      if (!committed.ok()) {
-        (void)dram->Abort(r->id);
-        promotions_failed.fetch_add(1, std::memory_order_relaxed);
-        return committed.status();
-      }
-      promotions.fetch_add(1, std::memory_order_relaxed);
-      return Status::Ok();
+        if (it == queued.end() || it->second->offset != v.offset) return Aborted("left the demotion queue");
+        std::memcpy(r.data, staging->base() + v.offset, v.size);
+        return v.checksum;  // Commit verifies the copy against it
+      });
+      if (st.code() != StatusCode::kAborted) return st;
+      // Taken by the worker (on SSD once written) or removed: look again.
     }
     return NotFound("block " + key.ToHex() + " left the demotion queue");
   }
@@ -351,26 +319,37 @@ struct TierManager::Impl {
   Status PromoteFromHbm(const BlockKey& key) {
     std::optional<BlockMeta> info = hbm->Peek(key);
     if (!info) return NotFound("block " + key.ToHex() + " is not in hbm");
-    Result<Reservation> r = dram->Reserve(key, info->size, info->parent, options.promotion_timeout_ms);
+    return StageIntoDram(key, info->size, info->parent, hbm_promotions, hbm_promotions_failed,
+                         [&](const Reservation& r) -> Result<uint64_t> {
+      KVSTASH_ASSIGN_OR_RETURN(BlockMeta read, hbm->Read(key, std::span<std::byte>(r.data, r.size)));
+      // Evicted and put again with another size since the Peek.
+      if (read.size != r.size) return Aborted("block " + key.ToHex() + " changed while it was copied");
+      return read.checksum;
+    });
+  }
+
+  // Stages one block into DRAM: reserves it, has `fill` write the reservation and return the
+  // block's checksum, and commits it (the commit verifies the bytes against that checksum). OK
+  // when DRAM holds the block afterwards, also when it already did. A failed reservation, fill or
+  // commit is counted in `failed` — except a fill that answers ABORTED: its source moved while it
+  // was being copied, which is a race, not a failure.
+  template <typename Fill>
+  Status StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
+                       std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed, Fill&& fill) {
+    Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
-      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
+      failed.fetch_add(1, std::memory_order_relaxed);
       return r.status();
     }
-    Result<BlockMeta> read = hbm->Read(key, std::span<std::byte>(r->data, r->size));
-    if (!read.ok() || read->size != r->size) {
-      // Evicted (or removed and re-put with another size) since the Peek.
+    Result<uint64_t> checksum = fill(*r);
+    Status st = checksum.ok() ? dram->Commit(r->id, *checksum, false).status() : checksum.status();
+    if (!st.ok()) {
       (void)dram->Abort(r->id);
-      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
-      return read.ok() ? Aborted("block " + key.ToHex() + " changed while it was copied") : read.status();
+      if (st.code() != StatusCode::kAborted) failed.fetch_add(1, std::memory_order_relaxed);
+      return st;
     }
-    Result<BlockMeta> committed = dram->Commit(r->id, read->checksum, false);
-    if (!committed.ok()) {
-      (void)dram->Abort(r->id);
-      hbm_promotions_failed.fetch_add(1, std::memory_order_relaxed);
-      return committed.status();
-    }
-    hbm_promotions.fetch_add(1, std::memory_order_relaxed);
+    done.fetch_add(1, std::memory_order_relaxed);
     return Status::Ok();
   }
 };
