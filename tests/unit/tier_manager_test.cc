@@ -110,6 +110,14 @@ class TierManagerTest : public ::testing::Test {
     return tier.Commit(r.id, BlockChecksum(bytes.data(), size), pin);
   }
 
+  // Holds every SSD write at `gate` until it opens.
+  static void GateSsdWrites(TierManagerOptions& o, Gate& gate) {
+    o.ssd->engine_factory = [&gate](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
+      KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
+      return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
+    };
+  }
+
   // Find must hand out a DRAM address whose bytes are the block's.
   static void ExpectServedFromDram(TierManager& m, const BlockKey& key, uint64_t size = kBlock) {
     auto meta = m.Find(key, 0);
@@ -223,10 +231,7 @@ TEST_F(TierManagerTest, FullDemotionQueueDropsVictimsWithoutStallingPuts) {
   o.demotion_queue_bytes = 4 * kBlock;
   o.ssd->max_block_bytes = kBlock;
   o.demotion_batch_blocks = 2;
-  o.ssd->engine_factory = [&](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-    KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
-    return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
-  };
+  GateSsdWrites(o, gate);
   auto m = Make(o);
   ASSERT_TRUE(m);
   OpenAtExit open_at_exit{gate};
@@ -244,10 +249,7 @@ TEST_F(TierManagerTest, RemoveCancelsAQueuedDemotion) {
   Gate gate;
   TierManagerOptions o = Options();
   o.demotion_batch_blocks = 1;
-  o.ssd->engine_factory = [&](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-    KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
-    return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
-  };
+  GateSsdWrites(o, gate);
   auto m = Make(o);
   ASSERT_TRUE(m);
   OpenAtExit open_at_exit{gate};
@@ -273,10 +275,7 @@ TEST_F(TierManagerTest, AVictimWaitingForTheSsdIsStillFound) {
   Gate gate;
   TierManagerOptions o = Options();
   o.demotion_batch_blocks = 1;
-  o.ssd->engine_factory = [&](const IoEngineOptions& eo) -> Result<std::unique_ptr<IoEngine>> {
-    KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<IoEngine> inner, MakeUringEngine(eo));
-    return std::unique_ptr<IoEngine>(std::make_unique<GatedEngine>(std::move(inner), &gate));
-  };
+  GateSsdWrites(o, gate);
   auto m = Make(o);
   ASSERT_TRUE(m);
   OpenAtExit open_at_exit{gate};
