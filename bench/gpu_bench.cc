@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -177,6 +178,54 @@ void CodecSection(cudaStream_t s, uint32_t blocks, int reps) {
 // passes over every variant show the run-to-run spread. `batch` rows move the same chunks with one
 // cudaMemcpyBatchAsync (CUDA 12.8+: the copy engines, no kernel) per op instead of a kernel.
 // `names` / `dtypes` (comma lists, empty = all) pick rows, e.g. for a short run under ncu.
+// A paged KV cache of random bytes in `kind`'s layout (Llama-3-8B-like pages: 32 layers, 16 tokens,
+// 8 KV heads, head_dim 128), `pages_moved` of its 2 x pages_moved pages picked at random with
+// `shuffle_seed`, contiguous block buffers for them (random bytes too) and a peer buffer of the
+// same size for the memcpy ceiling. Seeds are parameters so every section keeps its data.
+struct PagedCase {
+  KvCacheShape shape;
+  std::vector<DeviceBuffer> tensors;
+  std::optional<KvLayout> layout;  // KvLayout has no empty state
+  std::vector<int32_t> pages;
+  size_t bytes = 0;
+  DeviceBuffer blocks;
+  DeviceBuffer peer;
+  std::vector<std::byte*> bufs;
+  std::vector<const std::byte*> cbufs;
+};
+
+PagedCase MakePagedCase(KvLayoutKind kind, uint32_t dtype, uint32_t pages_moved, uint32_t shuffle_seed,
+                        uint64_t tensor_seed, uint64_t blocks_seed) {
+  PagedCase c;
+  c.shape = KvCacheShape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
+                         .head_dim = 128, .dtype_bytes = dtype};
+  const size_t per_layer = 2 * c.shape.chunk_bytes() * c.shape.num_pages;
+  if (kind == KvLayoutKind::kVllmPerLayer) {
+    for (uint32_t l = 0; l < c.shape.num_layers; ++l) c.tensors.push_back(Must(DeviceBuffer::Allocate(per_layer), "alloc"));
+  } else {
+    c.tensors.push_back(Must(DeviceBuffer::Allocate(per_layer * c.shape.num_layers), "alloc"));
+  }
+  std::vector<void*> bases;
+  for (auto& t : c.tensors) {
+    Randomize(t.data(), t.size(), tensor_seed + bases.size());
+    bases.push_back(t.data());
+  }
+  c.layout = Must(KvLayout::Make(kind, c.shape, bases), "layout");
+  c.pages.resize(c.shape.num_pages);
+  for (uint32_t i = 0; i < c.shape.num_pages; ++i) c.pages[i] = int32_t(i);
+  std::shuffle(c.pages.begin(), c.pages.end(), std::mt19937(shuffle_seed));
+  c.pages.resize(pages_moved);
+  c.bytes = size_t(pages_moved) * c.shape.block_bytes();
+  c.blocks = Must(DeviceBuffer::Allocate(c.bytes), "alloc blocks");
+  c.peer = Must(DeviceBuffer::Allocate(c.bytes), "alloc peer");
+  Randomize(c.blocks.data(), c.bytes, blocks_seed);
+  for (uint32_t i = 0; i < pages_moved; ++i) {
+    c.bufs.push_back(c.blocks.data() + size_t(i) * c.shape.block_bytes());
+    c.cbufs.push_back(c.bufs.back());
+  }
+  return c;
+}
+
 void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed, const std::string& names,
                     const std::string& dtypes) {
   struct Variant {
@@ -226,30 +275,15 @@ void VariantSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t see
               "bulk");
   for (uint32_t dtype : {1u, 2u, 4u}) {
     if (!listed(dtypes, std::to_string(dtype))) continue;
-    KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
-                       .head_dim = 128, .dtype_bytes = dtype};
-    std::vector<DeviceBuffer> tensors;
-    std::vector<void*> bases;
-    for (uint32_t l = 0; l < shape.num_layers; ++l) {
-      tensors.push_back(Must(DeviceBuffer::Allocate(2 * shape.chunk_bytes() * shape.num_pages), "alloc"));
-      Randomize(tensors.back().data(), tensors.back().size(), 0x777 + l);
-      bases.push_back(tensors.back().data());
-    }
-    const KvLayout layout = Must(KvLayout::Make(KvLayoutKind::kVllmPerLayer, shape, bases), "layout");
-    std::vector<int32_t> all(shape.num_pages);
-    for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
-    std::shuffle(all.begin(), all.end(), std::mt19937(seed));
-    all.resize(pages_moved);
-    const size_t bytes = size_t(pages_moved) * shape.block_bytes();
-    DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
-    DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
-    Randomize(blocks.data(), bytes, 98);
-    std::vector<std::byte*> bufs;
-    std::vector<const std::byte*> cbufs;
-    for (uint32_t i = 0; i < pages_moved; ++i) {
-      bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
-      cbufs.push_back(bufs.back());
-    }
+    PagedCase pc = MakePagedCase(KvLayoutKind::kVllmPerLayer, dtype, pages_moved, seed, 0x777, 98);
+    const KvCacheShape& shape = pc.shape;
+    const KvLayout& layout = *pc.layout;
+    const std::vector<int32_t>& all = pc.pages;
+    const size_t bytes = pc.bytes;
+    DeviceBuffer& blocks = pc.blocks;
+    DeviceBuffer& peer = pc.peer;
+    std::vector<std::byte*>& bufs = pc.bufs;
+    std::vector<const std::byte*>& cbufs = pc.cbufs;
     // The batch rows' copy lists: one entry per (page, layer, K/V) chunk.
     std::vector<void*> cache_chunks, buffer_chunks;
     std::vector<size_t> sizes;
@@ -324,30 +358,14 @@ void LaunchSection(cudaStream_t s, uint32_t pages_moved, int reps, uint32_t seed
               "b2b gather", "b2b scatter", "enq g/s");
   for (uint32_t dtype : {1u, 2u, 4u}) {
     if (!dtypes.empty() && dtypes.find(std::to_string(dtype)) == std::string::npos) continue;
-    KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
-                       .head_dim = 128, .dtype_bytes = dtype};
-    std::vector<DeviceBuffer> tensors;
-    std::vector<void*> bases;
-    for (uint32_t l = 0; l < shape.num_layers; ++l) {
-      tensors.push_back(Must(DeviceBuffer::Allocate(2 * shape.chunk_bytes() * shape.num_pages), "alloc"));
-      Randomize(tensors.back().data(), tensors.back().size(), 0x777 + l);
-      bases.push_back(tensors.back().data());
-    }
-    const KvLayout layout = Must(KvLayout::Make(KvLayoutKind::kVllmPerLayer, shape, bases), "layout");
-    std::vector<int32_t> all(shape.num_pages);
-    for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
-    std::shuffle(all.begin(), all.end(), std::mt19937(seed));
-    all.resize(pages_moved);
-    const size_t bytes = size_t(pages_moved) * shape.block_bytes();
-    DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
-    DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
-    Randomize(blocks.data(), bytes, 98);
-    std::vector<std::byte*> bufs;
-    std::vector<const std::byte*> cbufs;
-    for (uint32_t i = 0; i < pages_moved; ++i) {
-      bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
-      cbufs.push_back(bufs.back());
-    }
+    PagedCase pc = MakePagedCase(KvLayoutKind::kVllmPerLayer, dtype, pages_moved, seed, 0x777, 98);
+    const KvLayout& layout = *pc.layout;
+    const std::vector<int32_t>& all = pc.pages;
+    const size_t bytes = pc.bytes;
+    DeviceBuffer& blocks = pc.blocks;
+    DeviceBuffer& peer = pc.peer;
+    std::vector<std::byte*>& bufs = pc.bufs;
+    std::vector<const std::byte*>& cbufs = pc.cbufs;
     const auto memcpy_op = [&] { CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s)); };
     for (const Variant& v : variants) {
       const auto g = [&] { Check(DeviceGather(layout, all, bufs, {}, v.t, s), "gather"); };
@@ -469,35 +487,14 @@ int main(int argc, char** argv) {
   for (KvLayoutKind kind : {KvLayoutKind::kVllmPerLayer, KvLayoutKind::kLayerMajor, KvLayoutKind::kPageMajor}) {
     for (uint32_t dtype : {2u, 1u, 4u}) {
       if (kind != KvLayoutKind::kVllmPerLayer && dtype != 2) continue;
-      KvCacheShape shape{.num_layers = 32, .num_pages = 2 * pages_moved, .page_tokens = 16, .num_kv_heads = 8,
-                         .head_dim = 128, .dtype_bytes = dtype};
-      std::vector<DeviceBuffer> tensors;
-      const size_t per_layer = 2 * shape.chunk_bytes() * shape.num_pages;
-      if (kind == KvLayoutKind::kVllmPerLayer) {
-        for (uint32_t l = 0; l < shape.num_layers; ++l) tensors.push_back(Must(DeviceBuffer::Allocate(per_layer), "alloc"));
-      } else {
-        tensors.push_back(Must(DeviceBuffer::Allocate(per_layer * shape.num_layers), "alloc"));
-      }
-      std::vector<void*> bases;
-      for (auto& t : tensors) {
-        Randomize(t.data(), t.size(), 0x1234 + bases.size());
-        bases.push_back(t.data());
-      }
-      const KvLayout layout = Must(KvLayout::Make(kind, shape, bases), "layout");
-      std::vector<int32_t> all(shape.num_pages);
-      for (uint32_t i = 0; i < shape.num_pages; ++i) all[i] = int32_t(i);
-      std::shuffle(all.begin(), all.end(), std::mt19937(7));
-      all.resize(pages_moved);
-      const size_t bytes = size_t(pages_moved) * shape.block_bytes();
-      DeviceBuffer blocks = Must(DeviceBuffer::Allocate(bytes), "alloc blocks");
-      DeviceBuffer peer = Must(DeviceBuffer::Allocate(bytes), "alloc peer");
-      Randomize(blocks.data(), bytes, 99);
-      std::vector<std::byte*> bufs;
-      std::vector<const std::byte*> cbufs;
-      for (uint32_t i = 0; i < pages_moved; ++i) {
-        bufs.push_back(blocks.data() + size_t(i) * shape.block_bytes());
-        cbufs.push_back(bufs.back());
-      }
+      PagedCase pc = MakePagedCase(kind, dtype, pages_moved, 7, 0x1234, 99);
+      const KvLayout& layout = *pc.layout;
+      const std::vector<int32_t>& all = pc.pages;
+      const size_t bytes = pc.bytes;
+      DeviceBuffer& blocks = pc.blocks;
+      DeviceBuffer& peer = pc.peer;
+      std::vector<std::byte*>& bufs = pc.bufs;
+      std::vector<const std::byte*>& cbufs = pc.cbufs;
       const double memcpy_ms = TimeDevice(s, warmup, reps, [&] {
         CK(cudaMemcpyAsync(peer.data(), blocks.data(), bytes, cudaMemcpyDeviceToDevice, s));
       });
