@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "kvstash/client.h"
+#include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/etcd_process.h"
 
@@ -33,15 +34,7 @@ BlockKey Key(uint64_t space, uint64_t i) {
   return BlockKey::FromParts(space * 0x9E3779B97F4A7C15ULL + 1, i * 0xC2B2AE3D27D4EB4FULL + 7);
 }
 
-std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() ^ (key.High() * 3);
-  for (size_t i = 0; i < size; i += 8) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    std::memcpy(out.data() + i, &x, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::BytesFor;
 
 // Polls `done` until it holds or `limit` passes; returns how long it took (or nullopt).
 std::optional<std::chrono::milliseconds> WaitFor(const std::function<bool()>& done,

@@ -12,6 +12,7 @@
 
 #include "kvstash/client.h"
 #include "kvstash/prefix_hasher.h"
+#include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
 
 namespace kvstash {
@@ -20,19 +21,7 @@ namespace {
 using testing::DaemonProcess;
 
 // Block bytes that are a function of the key, so any mix-up shows as a mismatch.
-std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() ^ key.High();
-  for (size_t i = 0; i < size; i += 8) {
-    x += 0x9E3779B97F4A7C15ULL;
-    uint64_t z = x;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    std::memcpy(out.data() + i, &z, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::BytesFor;
 
 // A chain of `blocks` keys from tokens derived from `seed`.
 std::vector<BlockKey> MakeChain(const PrefixHasher& hasher, uint64_t seed, size_t blocks) {

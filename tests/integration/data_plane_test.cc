@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "kvstash/client.h"
+#include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
 
 extern char** environ;
@@ -22,15 +23,7 @@ namespace {
 
 using testing::DaemonProcess;
 
-std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() ^ (key.High() * 3);
-  for (size_t i = 0; i < size; i += 8) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    std::memcpy(out.data() + i, &x, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::BytesFor;
 
 std::unique_ptr<Client> ConnectUcx(const std::string& address, const std::string& transports) {
   ClientOptions options;

@@ -11,6 +11,7 @@
 
 #include "kvstash/client.h"
 #include "kvstash/prefix_hasher.h"
+#include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
 
 namespace kvstash {
@@ -20,15 +21,7 @@ using testing::DaemonProcess;
 
 constexpr size_t kBlockBytes = 1 << 20;
 
-std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
-  std::vector<std::byte> out(size);
-  std::mt19937_64 rng(key.Low() ^ (key.High() * 31));
-  for (size_t i = 0; i < size; i += 8) {
-    const uint64_t z = rng() | 0x0101010101010101ULL;  // never zero bytes: a zeroed copy shows
-    std::memcpy(out.data() + i, &z, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::BytesFor;
 
 // The value of one sample ("name{labels}") in a Prometheus text page; -1 when absent.
 double Sample(const std::string& page, const std::string& series) {

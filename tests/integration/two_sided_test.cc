@@ -17,6 +17,7 @@
 #include "common/read_grant.h"
 #include "kvstash/client.h"
 #include "kvstash/v1/store.grpc.pb.h"
+#include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
 #include "transfer/transfer_engine.h"
 
@@ -28,15 +29,7 @@ namespace {
 using testing::DaemonProcess;
 using Steady = std::chrono::steady_clock;
 
-std::vector<std::byte> BytesFor(const BlockKey& key, size_t size) {
-  std::vector<std::byte> out(size);
-  uint64_t x = key.Low() ^ (key.High() * 5);
-  for (size_t i = 0; i < size; i += 8) {
-    x = x * 6364136223846793005ULL + 1442695040888963407ULL;
-    std::memcpy(out.data() + i, &x, std::min<size_t>(8, size - i));
-  }
-  return out;
-}
+using testing::BytesFor;
 
 Result<std::unique_ptr<Client>> Connect(const std::string& address, const std::string& transports,
                                         UcxProtocol protocol = UcxProtocol::kAuto) {
