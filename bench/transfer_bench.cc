@@ -245,28 +245,46 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
   rows.push_back(batched);
   if (!error.empty()) return rows;
   // Puts of the same batch size per Put call (one PutBegin, the sends, one PutCommit): how an engine
-  // stores a prefix. Last, under keys of their own, because these blocks may evict the ones read
-  // above; they are removed with the rest below.
-  auto batch_key = [&](int c, uint64_t i) {
-    return BlockKey::FromParts((run << 32) | (uint64_t{1} << 31) | static_cast<uint64_t>(c), i);
-  };
-  std::vector<uint64_t> batch_stored(clients, 0);
-  Row batched_put = RunPhase(transport, "put", block, clients, std::max<uint64_t>(1, per_client / kBatch), seconds,
-                             [&](int c, uint64_t n) {
-    std::vector<PutItem> items;
-    for (uint64_t b = 0; b < kBatch; ++b) {
-      const uint64_t i = n * kBatch + b;
-      std::memcpy(batch_bufs[c][b].data(), &i, sizeof(i));
-      items.push_back(PutItem{batch_key(c, i), std::nullopt, batch_bufs[c][b]});
+  // stores a prefix. Then, over two-sided, eager puts (PutOptions::eager: request and bytes in one
+  // round, no RPC), one and kBatch blocks per call. Last, under keys of their own, because these
+  // blocks may evict the ones read above; they are removed with the rest below.
+  std::vector<std::vector<BlockKey>> more_keys(clients);
+  auto put_phase = [&](uint64_t per_call, bool eager, uint64_t key_space) {
+    std::vector<uint64_t> done(clients, 0);
+    auto k = [&](int c, uint64_t i) {
+      return BlockKey::FromParts((run << 32) | (key_space << 28) | static_cast<uint64_t>(c), i);
+    };
+    Row row = RunPhase(transport, "put", block, clients, std::max<uint64_t>(1, per_client / per_call), seconds,
+                       [&](int c, uint64_t n) {
+      std::vector<PutItem> items;
+      for (uint64_t b = 0; b < per_call; ++b) {
+        const uint64_t i = n * per_call + b;
+        std::memcpy(batch_bufs[c][b].data(), &i, sizeof(i));
+        items.push_back(PutItem{k(c, i), std::nullopt, batch_bufs[c][b]});
+      }
+      auto r = conns[c]->Put(std::span(items), PutOptions{.eager = eager});
+      if (!r.ok()) return r.status();
+      if (r->stored != per_call) return ResourceExhausted("put not stored (daemon full?)");
+      done[c] = (n + 1) * per_call;
+      return Status::Ok();
+    }, error, per_call);
+    for (int c = 0; c < clients; ++c) {
+      for (uint64_t i = 0; i < done[c]; ++i) more_keys[c].push_back(k(c, i));
     }
-    auto r = conns[c]->Put(std::span(items));
-    if (!r.ok()) return r.status();
-    if (r->stored != kBatch) return ResourceExhausted("batched put not stored (daemon full?)");
-    batch_stored[c] = (n + 1) * kBatch;
-    return Status::Ok();
-  }, error, kBatch);
+    return row;
+  };
+  Row batched_put = put_phase(kBatch, false, 1);
   batched_put.note = std::to_string(kBatch) + " blocks per Put call (" + used + "; p50/p99 per call)";
   rows.push_back(batched_put);
+  if (used == "two-sided") {
+    for (uint64_t per_call : {uint64_t{1}, kBatch}) {
+      if (!error.empty()) break;
+      Row eager = put_phase(per_call, true, per_call == 1 ? 2 : 3);
+      eager.note = "eager (request + bytes in one round, no RPC)";
+      if (per_call > 1) eager.note += ", " + std::to_string(per_call) + " blocks per Put call (p50/p99 per call)";
+      rows.push_back(eager);
+    }
+  }
   for (Row& r : rows) {
     if (r.note.empty()) r.note = used;
   }
@@ -274,7 +292,7 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
     if (!located[c].blocks.empty()) (void)conns[c]->ReleaseLeases(located[c].blocks);
     std::vector<BlockKey> keys;
     for (uint64_t i = 0; i < stored[c]; ++i) keys.push_back(key(c, i));
-    for (uint64_t i = 0; i < batch_stored[c]; ++i) keys.push_back(batch_key(c, i));
+    keys.insert(keys.end(), more_keys[c].begin(), more_keys[c].end());
     for (size_t b = 0; b < keys.size(); b += limits::kMaxBatchKeys) {
       (void)conns[c]->Remove(std::span(keys).subspan(b, std::min<size_t>(limits::kMaxBatchKeys, keys.size() - b)));
     }

@@ -551,6 +551,9 @@ Result<StoreStats> ClusterRouter::Stats() {
     total.two_sided_sends_in_flight += s.two_sided_sends_in_flight;
     total.two_sided_rejected += s.two_sided_rejected;
     total.two_sided_receives_open += s.two_sided_receives_open;
+    total.eager_puts_stored += s.eager_puts_stored;
+    total.eager_puts_refused += s.eager_puts_refused;
+    total.eager_puts_failed += s.eager_puts_failed;
   }
   if (reachable == 0 && !all.empty())
     return Unavailable("no member of cluster " + options_.cluster + " answers");

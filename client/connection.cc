@@ -90,8 +90,10 @@ Result<PutResult> Connection::Put(std::span<const PutItem> items, const PutOptio
       bytes += items[end].data.size();
       ++end;
     }
-    KVSTASH_RETURN_IF_ERROR(
-        PutRound(items.subspan(begin, end - begin), put_options, result.outcomes));
+    const auto batch = items.subspan(begin, end - begin);
+    const bool eager = put_options.eager && engine && protocol == transfer::Protocol::kTwoSided;
+    KVSTASH_RETURN_IF_ERROR(eager ? PutRoundEager(batch, put_options, result.outcomes)
+                                  : PutRound(batch, put_options, result.outcomes));
     begin = end;
   }
   client_internal::CountOutcomes(result);

@@ -103,6 +103,11 @@ class Connection {
   // per item.
   Status PutRound(std::span<const PutItem> items, const PutOptions& put_options,
                   std::vector<PutOutcome>& outcomes);
+  // One batch as eager puts (PutOptions::eager; two-sided protocol only): request and bytes in one
+  // message pair per block, the daemon's answer per block. Items whose transfer failed (the daemon
+  // restarted, timed out) are retried once with PutRound. Appends one outcome per item.
+  Status PutRoundEager(std::span<const PutItem> items, const PutOptions& put_options,
+                       std::vector<PutOutcome>& outcomes);
   // Gives reservations back (best effort) after a failed round.
   void AbortReservations(const std::vector<uint64_t>& ids);
 

@@ -1,5 +1,7 @@
 // The two ways block bytes travel: one-sided UCX (default) and inline gRPC (fallback, admin).
 #include <cstring>
+#include <optional>
+#include <unordered_set>
 
 #include "client/connection.h"
 #include "common/checksum.h"
@@ -204,6 +206,57 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
   const Status st = Call(stub->PutCommit(ctx.get(), commit, &done), "put_commit");
   if (!st.ok()) AbortReservations(reserved);
   return st;
+}
+
+Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOptions& put_options,
+                                 std::vector<PutOutcome>& outcomes) {
+  std::unordered_set<BlockKey, BlockKeyHash> seen;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!seen.insert(items[i].key).second) {
+      return InvalidArgument("item " + std::to_string(i) + " repeats key " + items[i].key.ToHex());
+    }
+  }
+  transfer::RemoteTarget to;
+  {
+    std::lock_guard lock(target_mu);
+    to = target;
+  }
+  std::vector<transfer::TransferOp> ops(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    transfer::TransferOp& op = ops[i];
+    op.kind = transfer::OpKind::kEagerPut;
+    // UCX only reads the source of a put; the const_cast does not license a write.
+    op.local = const_cast<std::byte*>(items[i].data.data());
+    op.length = items[i].data.size();
+    op.key = items[i].key;
+    op.parent = items[i].parent;
+    op.checksum = BlockChecksum(items[i].data.data(), items[i].data.size());
+    op.pin = put_options.pin;
+  }
+  KVSTASH_RETURN_IF_ERROR(engine->Run(to, ops));
+  std::vector<std::optional<PutOutcome>> answered(items.size());
+  std::vector<PutItem> retry;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Status& st = ops[i].status;
+    switch (st.code()) {
+      case StatusCode::kOk: answered[i] = PutOutcome::kStored; break;
+      case StatusCode::kAlreadyExists: answered[i] = PutOutcome::kExists; break;
+      case StatusCode::kAborted: answered[i] = PutOutcome::kBusy; break;
+      case StatusCode::kResourceExhausted: answered[i] = PutOutcome::kNoSpace; break;
+      case StatusCode::kUnavailable:
+      case StatusCode::kDeadlineExceeded: retry.push_back(items[i]); break;  // the transport, not the put
+      default:
+        return Status(st.code(), "eager put of block " + items[i].key.ToHex() + " to kvstashd at " + options.address +
+                                     ": " + st.message());
+    }
+  }
+  std::vector<PutOutcome> retried;
+  if (!retry.empty()) KVSTASH_RETURN_IF_ERROR(PutRound(retry, put_options, retried));
+  size_t next_retried = 0;
+  for (size_t i = 0; i < items.size(); ++i) {
+    outcomes.push_back(answered[i] ? *answered[i] : retried[next_retried++]);
+  }
+  return Status::Ok();
 }
 
 Status Connection::GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,

@@ -91,6 +91,9 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.two_sided_sends_in_flight = p.two_sided_sends_in_flight();
   s.two_sided_rejected = p.two_sided_rejected();
   s.two_sided_receives_open = p.two_sided_receives_open();
+  s.eager_puts_stored = p.eager_puts_stored();
+  s.eager_puts_refused = p.eager_puts_refused();
+  s.eager_puts_failed = p.eager_puts_failed();
   return s;
 }
 

@@ -28,10 +28,11 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std
                                "Blocks offered by puts: stored, or deduplicated because the key was present.",
                                {"result"})),
       put_bytes_(r.AddCounter("kvstash_put_bytes_total",
-                              "Block bytes committed, by path: inside RPCs (inline) or written one-sided (ucx).",
+                              "Block bytes committed, by path: inside RPCs (inline), written one-sided (ucx) or sent two-sided (ucx_two_sided).",
                               {"path"})),
       put_bytes_inline_(put_bytes_.WithLabels({"inline"})),
       put_bytes_one_sided_(put_bytes_.WithLabels({"ucx"})),
+      put_bytes_two_sided_(put_bytes_.WithLabels({"ucx_two_sided"})),
       lookup_hits_(lookup_blocks_.WithLabels({"hit"})),
       lookup_misses_(lookup_blocks_.WithLabels({"miss"})),
       get_hits_(get_blocks_.WithLabels({"hit"})),
@@ -95,6 +96,8 @@ void ServerMetrics::RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_byt
   put_bytes_inline_.Inc(static_cast<double>(inline_bytes));
   put_bytes_one_sided_.Inc(static_cast<double>(one_sided_bytes));
 }
+void ServerMetrics::RecordPutBytesTwoSided(uint64_t bytes) { put_bytes_two_sided_.Inc(static_cast<double>(bytes)); }
+uint64_t ServerMetrics::put_bytes_two_sided() const { return static_cast<uint64_t>(put_bytes_two_sided_.Value()); }
 uint64_t ServerMetrics::put_bytes_inline() const { return static_cast<uint64_t>(put_bytes_inline_.Value()); }
 uint64_t ServerMetrics::put_bytes_one_sided() const { return static_cast<uint64_t>(put_bytes_one_sided_.Value()); }
 

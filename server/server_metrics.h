@@ -26,8 +26,11 @@ class ServerMetrics {
   void RecordPuts(uint64_t stored, uint64_t deduplicated);
   // Block bytes committed, by how they arrived: inside an RPC, or by one-sided writes.
   void RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_bytes);
+  // ... or by the two-sided UCX protocol (two-phase or eager puts).
+  void RecordPutBytesTwoSided(uint64_t bytes);
   uint64_t put_bytes_inline() const;
   uint64_t put_bytes_one_sided() const;
+  uint64_t put_bytes_two_sided() const;
 
   uint64_t lookup_hit_blocks() const;
   uint64_t lookup_miss_blocks() const;
@@ -48,6 +51,7 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& put_bytes_;
   metrics::Counter& put_bytes_inline_;
   metrics::Counter& put_bytes_one_sided_;
+  metrics::Counter& put_bytes_two_sided_;
   metrics::Counter& lookup_hits_;
   metrics::Counter& lookup_misses_;
   metrics::Counter& get_hits_;

@@ -291,7 +291,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
       // Only a reservation that expired after the check gets here; earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
       metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
-      put_bytes_two_sided_.fetch_add(bytes_two_sided, std::memory_order_relaxed);
+      metrics_.RecordPutBytesTwoSided(bytes_two_sided);
       return Status(committed.status().code(),
                     FieldAt("items", static_cast<size_t>(i)) + ": " + committed.status().message());
     }
@@ -301,7 +301,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
   }
   metrics_.RecordPuts(stored, 0);
   metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
-  put_bytes_two_sided_.fetch_add(bytes_two_sided, std::memory_order_relaxed);
+  metrics_.RecordPutBytesTwoSided(bytes_two_sided);
   return Status::Ok();
 }
 
@@ -578,13 +578,16 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   }
   resp.set_put_bytes_inline(metrics_.put_bytes_inline());
   resp.set_put_bytes_one_sided(metrics_.put_bytes_one_sided());
-  resp.set_put_bytes_two_sided(put_bytes_two_sided_.load(std::memory_order_relaxed));
+  resp.set_put_bytes_two_sided(metrics_.put_bytes_two_sided());
   if (options_.data_plane.transfer != nullptr) {
     const transfer::TwoSidedCounters pushed = options_.data_plane.transfer->counters();
     resp.set_get_bytes_two_sided(pushed.bytes_sent);
     resp.set_two_sided_sends_in_flight(pushed.sends_in_flight);
     resp.set_two_sided_rejected(pushed.requests_rejected);
     resp.set_two_sided_receives_open(pushed.receives_open);
+    resp.set_eager_puts_stored(pushed.eager_puts_stored);
+    resp.set_eager_puts_refused(pushed.eager_puts_refused);
+    resp.set_eager_puts_failed(pushed.eager_puts_failed);
   }
   return Status::Ok();
 }

@@ -127,7 +127,6 @@ class StoreService final : public kvstash::v1::Store::Service {
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};
   const uint64_t push_tag_secret_;
-  std::atomic<uint64_t> put_bytes_two_sided_{0};
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_
 };

@@ -4,12 +4,20 @@
 // Get: the client posts a tag receive straight into its destination buffer, then sends the daemon
 // a PushRequest (a header-only UCX active message, kPushRequestAm, with a reply endpoint). The
 // daemon checks the range and the grant (lease) and answers with one tagged send from its
-// registered arena under reply_tag — or, when it refuses, with a PushReject (kPushRejectAm) naming
+// registered arena under reply_tag — or, when it refuses, with a PushAnswer (kPushAnswerAm) naming
 // the reason, so the client cancels its receive at once instead of waiting for a timeout.
 //
-// Put: PutBegin has the daemon post a tag receive into the reserved region under a random tag it
-// returns; the client sends the block with that tag; PutCommit waits for the receive and checks
-// the checksum. No message of this file is involved.
+// Two-phase put: PutBegin has the daemon post a tag receive into the reserved region under a
+// random tag it returns; the client sends the block with that tag; PutCommit waits for the receive
+// and checks the checksum. No message of this file is involved.
+//
+// Eager put (one round, no RPC): the client sends a PutRequest (header-only active message with a
+// reply endpoint) and, right behind it, the block's bytes as a tagged message under data_tag. The
+// daemon reserves room and posts the receive for data_tag while handling the header (so the bytes,
+// which follow on the same connection, land straight in the reserved region), verifies the
+// checksum when they have arrived, commits, and answers with a PushAnswer under data_tag: code 0
+// = stored, ALREADY_EXISTS, ABORTED (busy), RESOURCE_EXHAUSTED, or the reason it failed. A refused
+// put's bytes are received into nothing (a truncating receive) so they never linger in UCX.
 #pragma once
 
 #include <cstddef>
@@ -19,7 +27,8 @@
 namespace kvstash::transfer::push {
 
 inline constexpr uint16_t kPushRequestAm = 1;  // client -> daemon
-inline constexpr uint16_t kPushRejectAm = 2;   // daemon -> client
+inline constexpr uint16_t kPushAnswerAm = 2;   // daemon -> client
+inline constexpr uint16_t kPutRequestAm = 3;   // client -> daemon
 inline constexpr uint32_t kMagic = 0x4b565031;      // "KVP1": version of this layout
 inline constexpr size_t kGrantBytes = 24;           // opaque to transfer/: see TransferOp::grant
 
@@ -34,14 +43,30 @@ struct PushRequest {
   std::byte grant[kGrantBytes] = {};
 };
 
-struct PushReject {
+// A get's refusal, or an eager put's outcome (code 0 = stored).
+struct PushAnswer {
   uint32_t magic = kMagic;
   uint32_t code = 0;  // a kvstash StatusCode
   uint64_t reply_tag = 0;
   char message[192] = {};  // NUL-terminated
 };
 
+inline constexpr uint32_t kPutPin = 1;        // PutRequest::flags: pin the block
+inline constexpr uint32_t kPutHasParent = 2;  // PutRequest::flags: `parent` is set
+inline constexpr uint32_t kPutKnownFlags = kPutPin | kPutHasParent;
+
+struct PutRequest {
+  uint32_t magic = kMagic;
+  uint32_t flags = 0;
+  uint64_t data_tag = 0;  // the bytes follow under this tag; the answer names it too
+  uint64_t size = 0;      // bytes of the block; the tagged message must carry exactly this many
+  uint64_t checksum = 0;  // XXH3-64 of the bytes (common/checksum.h)
+  std::byte key[16] = {};
+  std::byte parent[16] = {};
+};
+
 static_assert(std::is_trivially_copyable_v<PushRequest> && sizeof(PushRequest) == 56);
-static_assert(std::is_trivially_copyable_v<PushReject> && sizeof(PushReject) == 208);
+static_assert(std::is_trivially_copyable_v<PushAnswer> && sizeof(PushAnswer) == 208);
+static_assert(std::is_trivially_copyable_v<PutRequest> && sizeof(PutRequest) == 64);
 
 }  // namespace kvstash::transfer::push

@@ -35,13 +35,17 @@ Status FromUcs(ucs_status_t status, std::string_view what) {
 struct PendingPush {
   TransferOp* op = nullptr;
   push::PushRequest header;                 // the get's request message; stays put until it is sent
-  void* request_send = nullptr;             // get: the request message; put: the tagged send
+  push::PutRequest put_header;              // an eager put's request message
+  uint64_t answer_tag = 0;                  // get: its reply tag; eager put: its data tag
+  void* request_send = nullptr;             // get, eager put: the request message; put: the tagged send
   ucs_status_t request_status = UCS_INPROGRESS;
+  void* data_send = nullptr;                // eager put: the tagged send of the bytes
+  ucs_status_t data_status = UCS_OK;
   void* recv = nullptr;                     // get: the tag receive into op->local
   ucs_status_t recv_status = UCS_INPROGRESS;
   ucp_tag_recv_info_t recv_info{};
-  bool rejected = false;                    // the daemon refused: reject_status says why
-  Status reject_status;
+  bool answered = false;                    // the daemon answered (a get: refused): answer says how
+  Status answer;
 };
 
 }  // namespace
@@ -58,22 +62,30 @@ struct TransferEngine::Slot {
   std::unordered_map<uint64_t, PendingPush*> pending;
   uint64_t next_tag = 0;  // guarded by mu; tags are never reused by a worker
 
-  // The daemon refused a two-sided get: fail that op now rather than at its timeout.
-  static ucs_status_t OnReject(void* arg, const void* header, size_t header_length, void*, size_t,
+  // The daemon refused a two-sided get (fail that op now rather than at its timeout), or answered
+  // an eager put.
+  static ucs_status_t OnAnswer(void* arg, const void* header, size_t header_length, void*, size_t,
                                const ucp_am_recv_param_t*) {
-    push::PushReject reject;
-    if (header_length != sizeof(reject)) return UCS_OK;  // not ours: ignore
-    std::memcpy(&reject, header, sizeof(reject));
-    if (reject.magic != push::kMagic) return UCS_OK;
+    push::PushAnswer answer;
+    if (header_length != sizeof(answer)) return UCS_OK;  // not ours: ignore
+    std::memcpy(&answer, header, sizeof(answer));
+    if (answer.magic != push::kMagic) return UCS_OK;
     auto* slot = static_cast<Slot*>(arg);
-    auto it = slot->pending.find(reject.reply_tag);
+    auto it = slot->pending.find(answer.reply_tag);
     if (it == slot->pending.end()) return UCS_OK;  // late: the op already ended
-    reject.message[sizeof(reject.message) - 1] = '\0';
-    const StatusCode code = reject.code == 0 || reject.code > static_cast<uint32_t>(StatusCode::kDataLoss)
-                                ? StatusCode::kInternal
-                                : static_cast<StatusCode>(reject.code);
-    it->second->rejected = true;
-    it->second->reject_status = Status(code, std::string("daemon refused the transfer: ") + reject.message);
+    PendingPush& p = *it->second;
+    answer.message[sizeof(answer.message) - 1] = '\0';
+    const bool put = p.op->kind == OpKind::kEagerPut;
+    if (put && answer.code == 0) {
+      p.answer = Status::Ok();
+    } else {
+      // A get is only ever refused, so "OK" there is as malformed as an unknown code.
+      const StatusCode code = answer.code == 0 || answer.code > static_cast<uint32_t>(StatusCode::kDataLoss)
+                                  ? StatusCode::kInternal
+                                  : static_cast<StatusCode>(answer.code);
+      p.answer = Status(code, std::string(put ? "daemon: " : "daemon refused the transfer: ") + answer.message);
+    }
+    p.answered = true;
     return UCS_OK;
   }
 };
@@ -87,8 +99,8 @@ Result<std::vector<std::unique_ptr<TransferEngine::Slot>>> TransferEngine::Creat
     if (messages) {
       ucp_am_handler_param_t handler{};
       handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-      handler.id = push::kPushRejectAm;
-      handler.cb = &Slot::OnReject;
+      handler.id = push::kPushAnswerAm;
+      handler.cb = &Slot::OnAnswer;
       handler.arg = slot.get();
       const ucs_status_t set = ucp_worker_set_am_recv_handler(slot->worker->handle(), &handler);
       if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering a UCX message handler", set);
@@ -295,6 +307,34 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
       param.memh = memh;
     }
+    if (op.kind == OpKind::kEagerPut) {
+      // The request first, then the bytes on the same connection: the daemon posts their receive
+      // while handling the request, so they land straight in the room it reserved.
+      p.recv_status = UCS_OK;  // the answer is an active message, not a receive
+      const uint64_t tag = slot.next_tag++;
+      slot.pending.emplace(tag, &p);
+      p.answer_tag = tag;
+      push::PutRequest& h = p.put_header;
+      h.data_tag = tag;
+      h.size = op.length;
+      h.checksum = op.checksum;
+      h.flags = (op.pin ? push::kPutPin : 0) | (op.parent ? push::kPutHasParent : 0);
+      std::memcpy(h.key, op.key.bytes().data(), sizeof(h.key));
+      if (op.parent) std::memcpy(h.parent, op.parent->bytes().data(), sizeof(h.parent));
+      ucp_request_param_t am{};
+      am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+      am.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+      ucs_status_ptr_t sent = ucp_am_send_nbx(ep, push::kPutRequestAm, &h, sizeof(h), nullptr, 0, &am);
+      if (sent == nullptr) p.request_status = UCS_OK;
+      else if (UCS_PTR_IS_ERR(sent)) p.request_status = UCS_PTR_STATUS(sent);
+      else p.request_send = sent;
+      p.data_status = UCS_INPROGRESS;
+      ucs_status_ptr_t r = ucp_tag_send_nbx(ep, op.local, op.length, tag, &param);
+      if (r == nullptr) p.data_status = UCS_OK;
+      else if (UCS_PTR_IS_ERR(r)) p.data_status = UCS_PTR_STATUS(r);
+      else p.data_send = r;
+      continue;
+    }
     if (op.kind == OpKind::kPut) {
       p.recv_status = UCS_OK;  // nothing to receive
       ucs_status_ptr_t r = ucp_tag_send_nbx(ep, op.local, op.length, op.tag, &param);
@@ -316,6 +356,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
     if (r == nullptr) p.recv_status = UCS_OK;
     else p.recv = r;
     slot.pending.emplace(tag, &p);
+    p.answer_tag = tag;
     p.header.reply_tag = tag;
     p.header.remote_addr = op.remote_addr;
     p.header.length = op.length;
@@ -331,12 +372,19 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
 
   auto done = [&](PendingPush& p) {
     settle(p.request_send, p.request_status);
+    settle(p.data_send, p.data_status);
     if (p.recv != nullptr && p.recv_status == UCS_INPROGRESS) {
       p.recv_status = ucp_tag_recv_request_test(p.recv, &p.recv_info);
     }
     const bool request_over = p.request_status != UCS_INPROGRESS;
     const bool failed_early = request_over && p.request_status != UCS_OK;  // the daemon never heard of it
-    return request_over && (p.recv_status != UCS_INPROGRESS || p.rejected || failed_early);
+    if (p.op->kind == OpKind::kEagerPut) {
+      // Done when the bytes have left and the daemon answered, or when either send failed.
+      const bool data_over = p.data_status != UCS_INPROGRESS;
+      const bool data_failed = data_over && p.data_status != UCS_OK;
+      return (request_over && data_over && p.answered) || failed_early || (request_over && data_failed);
+    }
+    return request_over && (p.recv_status != UCS_INPROGRESS || p.answered || failed_early);
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.timeout_ms);
   std::vector<size_t> open;
@@ -357,7 +405,8 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
     // event comes). Waiting only for bytes to arrive (gets), an event always comes; a send
     // blocked on a full socket may raise none when the socket drains, so then wake often.
     const bool receiving_only = std::all_of(open.begin(), open.end(), [&](size_t i) {
-      return pending[i].op->kind == OpKind::kGet && pending[i].request_status != UCS_INPROGRESS;
+      const PendingPush& p = pending[i];
+      return p.op->kind != OpKind::kPut && p.request_status != UCS_INPROGRESS && p.data_status != UCS_INPROGRESS;
     });
     if (idle_rounds > 64) {
       (void)worker.WaitForEvent(receiving_only ? std::chrono::microseconds(1000) : std::chrono::microseconds(50));
@@ -366,7 +415,8 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
   bool transport_error = timed_out;
   for (const PendingPush& p : pending) {
     transport_error |= (p.request_status != UCS_OK && p.request_status != UCS_INPROGRESS) ||
-                       (!p.rejected && p.recv_status != UCS_OK && p.recv_status != UCS_INPROGRESS &&
+                       (p.data_status != UCS_OK && p.data_status != UCS_INPROGRESS) ||
+                       (!p.answered && p.recv_status != UCS_OK && p.recv_status != UCS_INPROGRESS &&
                         p.recv_status != UCS_ERR_MESSAGE_TRUNCATED);
   }
   // Receives that will not be satisfied (refused, failed, timed out) are cancelled before the
@@ -379,7 +429,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
     if (p.recv != nullptr && p.recv_status == UCS_INPROGRESS) p.recv_status = ucp_tag_recv_request_test(p.recv, &p.recv_info);
   }
   for (PendingPush& p : pending) {
-    if (p.op->kind == OpKind::kGet) slot.pending.erase(p.header.reply_tag);
+    if (p.op->kind != OpKind::kPut) slot.pending.erase(p.answer_tag);
   }
   if (transport_error) {
     // The peer is gone or broken: close its endpoint forcefully (which also ends the daemon's
@@ -390,9 +440,17 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
   for (PendingPush& p : pending) {
     if (p.recv != nullptr) ucp_request_free(p.recv);  // released by UCX once complete
     if (p.request_send != nullptr) ucp_request_free(p.request_send);
+    if (p.data_send != nullptr) ucp_request_free(p.data_send);
     TransferOp& op = *p.op;
-    if (p.rejected) {
-      op.status = p.reject_status;
+    if (op.kind == OpKind::kEagerPut) {
+      if (p.answered) op.status = p.answer;
+      else if (p.request_status != UCS_OK && p.request_status != UCS_INPROGRESS) op.status = FromUcs(p.request_status, "eager put request");
+      else if (p.data_status != UCS_OK && p.data_status != UCS_INPROGRESS) op.status = FromUcs(p.data_status, "eager put");
+      else op.status = DeadlineExceeded("eager put: the daemon did not answer in time");
+      continue;
+    }
+    if (p.answered) {
+      op.status = p.answer;
     } else if (p.request_status != UCS_OK) {
       op.status = FromUcs(p.request_status == UCS_INPROGRESS ? UCS_ERR_TIMED_OUT : p.request_status,
                           op.kind == OpKind::kGet ? "two-sided get request" : "two-sided put");
@@ -429,6 +487,10 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   if (ops.empty()) return Status::Ok();
   for (TransferOp& op : ops) {
     if (op.local == nullptr || op.length == 0) return InvalidArgument("a transfer needs a non-empty local buffer");
+    if (op.kind == OpKind::kEagerPut) {
+      if (!two_sided) return InvalidArgument("eager puts need the two-sided protocol");
+      continue;  // no remote address: the daemon picks the room
+    }
     if (target.length > 0 && (op.remote_addr < target.base || op.length > target.length ||
                               op.remote_addr - target.base > target.length - op.length)) {
       return InvalidArgument("remote range [" + std::to_string(op.remote_addr) + ", +" + std::to_string(op.length) +
@@ -446,7 +508,7 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   const bool split = options_.split_bytes > 0 && slots.size() > 1;
   // A two-sided put is one message into one receive the daemon posted: never split.
   auto splittable = [&](const TransferOp& op) {
-    return !(target.protocol == Protocol::kTwoSided && op.kind == OpKind::kPut);
+    return !(target.protocol == Protocol::kTwoSided && op.kind != OpKind::kGet);
   };
   size_t largest = 0;
   for (const TransferOp& op : ops) {

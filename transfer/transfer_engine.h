@@ -11,6 +11,9 @@
 //   (UcxOptions::eager_sends: the send completes locally, the daemon need not answer). Used
 //   where UCX only emulates one-sided operations (tcp), whose emulation is several times slower
 //   than its tagged messages (docs/DATA_PLANE.md has the rule and the figures).
+//   An eager put (OpKind::kEagerPut, two-sided only) needs no reservation first: it sends the
+//   block's key, size and checksum in a small active message with the bytes right behind it, and
+//   waits for the daemon's answer (stored, exists, busy, no space, or why it failed).
 //
 // Progress model: the engine owns a pool of `workers` UCX workers per protocol (the two-sided
 // pool, with its own UCX context, is created on first use), each behind its own mutex. A
@@ -30,11 +33,13 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "kvstash/block_key.h"
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
 
@@ -63,7 +68,7 @@ struct RemoteTarget {
   std::string push_worker_address{};  // kTwoSided: the daemon's two-sided worker (its own UCX context)
 };
 
-enum class OpKind { kGet, kPut };
+enum class OpKind { kGet, kPut, kEagerPut };
 
 struct TransferOp {
   OpKind kind = OpKind::kGet;
@@ -76,6 +81,14 @@ struct TransferOp {
   // the tag of the receive the daemon posted for the region; such a put is never split.
   std::array<std::byte, 24> grant{};
   uint64_t tag = 0;
+  // kEagerPut only (remote_addr and tag unused): the block the daemon reserves, receives, verifies
+  // and commits in one round. `status` is its answer: OK (stored), ALREADY_EXISTS, ABORTED (another
+  // writer holds the key), RESOURCE_EXHAUSTED, DATA_LOSS (bytes or checksum wrong), or a transport
+  // error. Never split.
+  BlockKey key{};
+  std::optional<BlockKey> parent{};
+  uint64_t checksum = 0;  // XXH3-64 of the bytes (common/checksum.h)
+  bool pin = false;
 };
 
 class TransferEngine {

@@ -32,6 +32,21 @@ struct TransferServer::Receive {
   size_t received = 0;                   // guarded by receives_mu_
 };
 
+// One eager put's receive; progress thread only.
+struct TransferServer::EagerReceive {
+  TransferServer* server = nullptr;
+  uint64_t tag = 0;
+  EagerPut put;
+  uint64_t reservation_id = 0;
+  std::byte* at = nullptr;  // null: a refused put whose bytes are dropped
+  ucp_ep_h reply_ep = nullptr;
+  SteadyClock::time_point deadline;
+  void* request = nullptr;
+  ucs_status_t status = UCS_INPROGRESS;
+  size_t received = 0;
+  bool cancelled = false;
+};
+
 Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& options, void* base,
                                                               size_t length) {
   std::unique_ptr<TransferServer> server(new TransferServer());
@@ -67,8 +82,12 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<T
   handler.id = push::kPushRequestAm;
   handler.cb = &TransferServer::OnPushRequest;
   handler.arg = server.get();
-  const ucs_status_t set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
+  ucs_status_t set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
   if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the push-request handler", set);
+  handler.id = push::kPutRequestAm;
+  handler.cb = &TransferServer::OnEagerPut;
+  set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
+  if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the eager-put handler", set);
   server->worker_address_ = server->worker_->address();
   server->push_worker_address_ = server->push_worker_->address();
   server->transports_ = options.transports.empty() ? "default" : options.transports;
@@ -92,6 +111,13 @@ TransferServer::~TransferServer() {
     ucp_request_cancel(push_worker_->handle(), receive->request);
     ucp_request_free(receive->request);
   }
+  // Eager puts still waiting for bytes: their rooms die with the store that owns them.
+  for (auto& [tag, receive] : eager_) {
+    if (receive->request == nullptr) continue;
+    ucp_request_cancel(push_worker_->handle(), receive->request);
+    ucp_request_free(receive->request);
+  }
+  eager_.clear();
   // Endpoints first (ending any send still in flight), then the registrations, then the contexts.
   push_worker_.reset();
   push_region_.reset();
@@ -114,10 +140,13 @@ void TransferServer::ProgressLoop() {
     RunReceiveChanges();
     while (worker_->Progress() + push_worker_->Progress() > 0) {
       last_event = SteadyClock::now();
+      FinishEagerPuts();
     }
+    FinishEagerPuts();
     if (SteadyClock::now() >= next_sweep) {
       EndStuckSends();
       ExpireReceives();
+      ExpireEagerPuts();
       next_sweep = SteadyClock::now() + std::chrono::milliseconds(100);
     }
     // While pushes are in flight, and for a moment after any activity (a transfer's next step
@@ -225,20 +254,24 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
 
 void TransferServer::Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why) {
   rejected_.fetch_add(1, std::memory_order_relaxed);
-  auto reject = std::make_unique<push::PushReject>();
-  reject->code = static_cast<uint32_t>(why.code());
-  reject->reply_tag = reply_tag;
-  std::strncpy(reject->message, why.message().c_str(), sizeof(reject->message) - 1);
+  Answer(ep, reply_tag, why);
+}
+
+void TransferServer::Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status) {
+  auto answer = std::make_unique<push::PushAnswer>();
+  answer->code = static_cast<uint32_t>(status.code());
+  answer->reply_tag = reply_tag;
+  std::strncpy(answer->message, status.message().c_str(), sizeof(answer->message) - 1);
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   param.flags = UCP_AM_SEND_FLAG_EAGER;
   param.cb.send = [](void* request, ucs_status_t, void* user_data) {
-    delete static_cast<push::PushReject*>(user_data);
+    delete static_cast<push::PushAnswer*>(user_data);
     ucp_request_free(request);
   };
-  param.user_data = reject.get();
-  ucs_status_ptr_t r = ucp_am_send_nbx(ep, push::kPushRejectAm, reject.get(), sizeof(*reject), nullptr, 0, &param);
-  if (UCS_PTR_IS_PTR(r)) (void)reject.release();  // the callback frees it
+  param.user_data = answer.get();
+  ucs_status_ptr_t r = ucp_am_send_nbx(ep, push::kPushAnswerAm, answer.get(), sizeof(*answer), nullptr, 0, &param);
+  if (UCS_PTR_IS_PTR(r)) (void)answer.release();  // the callback frees it
 }
 
 void TransferServer::EndStuckSends() {
@@ -414,6 +447,157 @@ void TransferServer::ExpireReceives() {
   for (uint64_t tag : expired) CancelReceive(tag);
 }
 
+// ---- eager puts -----------------------------------------------------------------------------
+
+ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t header_length, void*, size_t length,
+                                        const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<TransferServer*>(arg);
+  push::PutRequest req;
+  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
+  if (header_length != sizeof(req) || length != 0 || !can_reply) {
+    self->rejected_.fetch_add(1, std::memory_order_relaxed);  // not a request of ours; nobody to tell
+    return UCS_OK;
+  }
+  std::memcpy(&req, header, sizeof(req));
+  auto receive = std::make_unique<EagerReceive>();
+  receive->server = self;
+  receive->tag = req.data_tag;
+  receive->reply_ep = param->reply_ep;
+  auto key_of = [](const std::byte (&bytes)[16]) {
+    std::array<uint8_t, BlockKey::kSize> raw;
+    std::memcpy(raw.data(), bytes, raw.size());
+    return BlockKey(raw);
+  };
+  receive->put.key = key_of(req.key);
+  if ((req.flags & push::kPutHasParent) != 0) receive->put.parent = key_of(req.parent);
+  receive->put.size = req.size;
+  receive->put.checksum = req.checksum;
+  receive->put.pin = (req.flags & push::kPutPin) != 0;
+  receive->deadline = SteadyClock::now() + std::chrono::milliseconds(self->eager_timeout_ms_.load());
+
+  bool tag_in_use = self->eager_.contains(req.data_tag);
+  if (!tag_in_use) {
+    std::lock_guard lock(self->receives_mu_);
+    tag_in_use = self->receives_.contains(req.data_tag);
+  }
+  Status refused;
+  if (req.magic != push::kMagic) {
+    refused = InvalidArgument("unknown put-request version");
+  } else if ((req.flags & ~push::kPutKnownFlags) != 0) {
+    refused = InvalidArgument("unknown put-request flags " + std::to_string(req.flags));
+  } else if (req.size == 0 || req.size > self->region_->length()) {
+    refused = InvalidArgument("a block of " + std::to_string(req.size) + " bytes cannot be stored here");
+  } else if (tag_in_use) {
+    // Its bytes would meet another put's receive: refuse without receiving them (that receive
+    // gets them, and its checksum fails, so neither block is stored wrong).
+    self->eager_refused_.fetch_add(1, std::memory_order_relaxed);
+    self->Answer(param->reply_ep, req.data_tag, InvalidArgument("data tag already in use; retry"));
+    return UCS_OK;
+  } else if (PutSink* sink = self->put_sink_.load(std::memory_order_acquire); sink == nullptr) {
+    refused = FailedPrecondition("this daemon stores no eager puts");
+  } else {
+    Result<PutSink::Space> space =
+        sink->Reserve(receive->put, std::chrono::milliseconds(self->eager_timeout_ms_.load()));
+    if (space.ok() && !self->region_->Contains(space->at, receive->put.size)) {
+      sink->Abort(space->reservation_id);
+      space = Status(Internal("the store reserved room outside the registered memory"));
+    }
+    if (space.ok()) {
+      receive->at = space->at;
+      receive->reservation_id = space->reservation_id;
+    } else {
+      refused = space.status();
+    }
+  }
+  if (!refused.ok()) {
+    // The answer goes now; the bytes, already on their way, are received into nothing.
+    self->eager_refused_.fetch_add(1, std::memory_order_relaxed);
+    self->Answer(param->reply_ep, req.data_tag, refused);
+  }
+  self->ReceiveEagerBytes(std::move(receive));
+  return UCS_OK;
+}
+
+void TransferServer::ReceiveEagerBytes(std::unique_ptr<EagerReceive> receive) {
+  static std::byte sink_hole[1];
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
+  param.cb.recv = &TransferServer::OnEagerReceived;
+  param.user_data = receive.get();
+  void* into = receive->at != nullptr ? static_cast<void*>(receive->at) : sink_hole;
+  const size_t length = receive->at != nullptr ? receive->put.size : 0;
+  if (receive->at != nullptr) {
+    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+    param.memh = push_region_->handle();
+  }
+  EagerReceive* raw = receive.get();
+  eager_.emplace(raw->tag, std::move(receive));
+  eager_open_.store(eager_.size(), std::memory_order_relaxed);
+  // The callback only records the outcome (it may run inside this call, when the bytes came
+  // first); FinishEagerPuts acts on it.
+  ucs_status_ptr_t r = ucp_tag_recv_nbx(push_worker_->handle(), into, length, raw->tag, ~uint64_t{0}, &param);
+  if (UCS_PTR_IS_ERR(r)) {
+    raw->status = UCS_PTR_STATUS(r);
+    eager_ended_.push_back(raw);
+    return;
+  }
+  raw->request = r;
+}
+
+void TransferServer::OnEagerReceived(void*, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
+  auto* receive = static_cast<EagerReceive*>(user_data);
+  receive->status = status;
+  receive->received = info != nullptr ? info->length : 0;
+  receive->server->eager_ended_.push_back(receive);
+}
+
+void TransferServer::FinishEagerPuts() {
+  if (eager_ended_.empty()) return;
+  std::vector<EagerReceive*> ended;
+  ended.swap(eager_ended_);
+  PutSink* sink = put_sink_.load(std::memory_order_acquire);
+  for (EagerReceive* receive : ended) {
+    if (receive->at != nullptr) {
+      Status outcome;
+      if (receive->status == UCS_OK && receive->received == receive->put.size && sink != nullptr) {
+        outcome = sink->Commit(receive->put, receive->reservation_id);
+      } else {
+        if (sink != nullptr) sink->Abort(receive->reservation_id);
+        switch (receive->status) {
+          case UCS_OK:
+            outcome = DataLoss("received " + std::to_string(receive->received) + " bytes; the put announced " +
+                               std::to_string(receive->put.size));
+            break;
+          case UCS_ERR_MESSAGE_TRUNCATED:
+            outcome = DataLoss("the peer sent more bytes than the " + std::to_string(receive->put.size) + " announced");
+            break;
+          case UCS_ERR_CANCELED: outcome = DeadlineExceeded("the block's bytes did not arrive in time"); break;
+          default: outcome = UcxError(StatusCode::kUnavailable, "receiving the block", receive->status);
+        }
+      }
+      (outcome.ok() ? eager_stored_ : eager_failed_).fetch_add(1, std::memory_order_relaxed);
+      Answer(receive->reply_ep, receive->tag, outcome);
+    }
+    if (receive->request != nullptr) ucp_request_free(receive->request);
+    eager_.erase(receive->tag);  // frees `receive`
+  }
+  eager_open_.store(eager_.size(), std::memory_order_relaxed);
+}
+
+void TransferServer::ExpireEagerPuts() {
+  const auto now = SteadyClock::now();
+  for (auto& [tag, receive] : eager_) {
+    if (receive->deadline >= now || receive->cancelled || receive->request == nullptr ||
+        receive->status != UCS_INPROGRESS) {
+      continue;
+    }
+    // A receive UCX has already matched cannot be cancelled: it ends when its bytes are in, and
+    // the store then refuses a commit whose reservation expired.
+    receive->cancelled = true;
+    ucp_request_cancel(push_worker_->handle(), receive->request);
+  }
+}
+
 TwoSidedCounters TransferServer::counters() const {
   TwoSidedCounters c;
   {
@@ -428,6 +612,10 @@ TwoSidedCounters TransferServer::counters() const {
   c.sends_failed = sends_failed_.load(std::memory_order_relaxed);
   c.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
   c.requests_rejected = rejected_.load(std::memory_order_relaxed);
+  c.receives_open += eager_open_.load(std::memory_order_relaxed);
+  c.eager_puts_stored = eager_stored_.load(std::memory_order_relaxed);
+  c.eager_puts_refused = eager_refused_.load(std::memory_order_relaxed);
+  c.eager_puts_failed = eager_failed_.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -8,8 +8,12 @@
 // * gets — a peer's push request is checked (range inside the registered memory, then the
 //   SendAuthorizer, e.g. the block's lease) and answered with one tagged send straight from the
 //   registered memory (no copy), or with a reject message naming the reason;
-// * puts — ExpectReceive posts a tag receive into the reserved region; AwaitReceive waits for it;
-//   CancelReceive (or the receive's own timeout) withdraws it before the region can be reused.
+// * two-phase puts — ExpectReceive posts a tag receive into the reserved region; AwaitReceive
+//   waits for it; CancelReceive (or the receive's own timeout) withdraws it before the region can
+//   be reused;
+// * eager puts (one round, no RPC) — a peer's put request is handed to the PutSink, which
+//   reserves room; the bytes that follow are received straight into it, then the sink verifies and
+//   commits them and the peer gets the answer. All of it runs on the progress thread.
 // A send that has not completed within send_timeout_ms (a peer that vanished mid-receive) has its
 // endpoint closed, which ends the send: no request outlives its peer.
 //
@@ -34,12 +38,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
 #include <vector>
 
+#include "kvstash/block_key.h"
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
 #include "transfer/ucx_worker.h"
@@ -55,13 +61,45 @@ class SendAuthorizer {
   virtual Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) = 0;
 };
 
+// An eager put as a peer asked for it (push::PutRequest, checked for form only).
+struct EagerPut {
+  BlockKey key;
+  std::optional<BlockKey> parent;
+  uint64_t size = 0;
+  uint64_t checksum = 0;  // XXH3-64 the peer claims for the bytes
+  bool pin = false;
+};
+
+// Stores eager puts (the daemon's store implements it). Called on the progress thread only: must
+// be quick and must not call into UCX.
+class PutSink {
+ public:
+  struct Space {
+    std::byte* at = nullptr;  // inside the registered memory; holds put.size bytes
+    uint64_t reservation_id = 0;
+  };
+  virtual ~PutSink() = default;
+  // Reserves room for `put`, held for at most `timeout`. A non-OK status is the peer's answer and
+  // leaves nothing behind: ALREADY_EXISTS (stored before: the bytes are dropped), ABORTED (another
+  // writer holds the key), RESOURCE_EXHAUSTED, INVALID_ARGUMENT.
+  virtual Result<Space> Reserve(const EagerPut& put, std::chrono::milliseconds timeout) = 0;
+  // Exactly put.size bytes arrived at the reserved room: verify put.checksum and make the block
+  // visible. The status is the peer's answer; on failure the room is given back.
+  virtual Status Commit(const EagerPut& put, uint64_t reservation_id) = 0;
+  // The bytes did not arrive whole (wrong size, withdrawn, timed out, peer gone): give the room back.
+  virtual void Abort(uint64_t reservation_id) = 0;
+};
+
 struct TwoSidedCounters {
   uint64_t sends_in_flight = 0;     // pushes posted and not yet completed
   uint64_t sends_completed = 0;
   uint64_t sends_failed = 0;        // ended with an error (peer gone, endpoint closed)
   uint64_t bytes_sent = 0;          // of completed sends
   uint64_t requests_rejected = 0;   // push requests refused (malformed, out of range, not authorised)
-  uint64_t receives_open = 0;       // put receives posted and not yet withdrawn
+  uint64_t receives_open = 0;       // put receives posted and not yet withdrawn (both kinds of put)
+  uint64_t eager_puts_stored = 0;   // eager puts committed
+  uint64_t eager_puts_refused = 0;  // eager puts answered no before their bytes came (exists, busy, ...)
+  uint64_t eager_puts_failed = 0;   // eager puts whose bytes did not arrive whole or failed the checksum
 };
 
 class TransferServer {
@@ -88,6 +126,13 @@ class TransferServer {
   // the server's progress (call Stop first).
   void SetSendAuthorizer(SendAuthorizer* authorizer) { authorizer_.store(authorizer, std::memory_order_release); }
   void SetSendTimeout(std::chrono::milliseconds timeout) { send_timeout_ms_.store(timeout.count()); }
+  // Eager puts are refused (FAILED_PRECONDITION) until a sink is set. Not owned; must outlive the
+  // server's progress (call Stop first). `reservation_timeout` bounds how long an eager put's room
+  // waits for its bytes.
+  void SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout) {
+    eager_timeout_ms_.store(reservation_timeout.count());
+    put_sink_.store(sink, std::memory_order_release);
+  }
 
   // Expects a receive of exactly `length` bytes at `at` (inside the registered memory) for a peer's
   // send under `tag`; the progress thread posts it (a send arriving first waits inside UCX). It
@@ -110,6 +155,7 @@ class TransferServer {
  private:
   struct Send;
   struct Receive;
+  struct EagerReceive;
   TransferServer() = default;
   static Result<std::unique_ptr<TransferServer>> Finish(std::unique_ptr<TransferServer> server,
                                                         const UcxOptions& options);
@@ -118,6 +164,17 @@ class TransferServer {
                                     const ucp_am_recv_param_t* param);
   static void OnSent(void* request, ucs_status_t status, void* user_data);
   static void OnReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
+  static ucs_status_t OnEagerPut(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                 const ucp_am_recv_param_t* param);
+  static void OnEagerReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
+  // Posts the receive of an eager put's bytes: into `at`, or into nothing (`at` null: a refused
+  // put, whose bytes are dropped by a truncating receive).
+  void ReceiveEagerBytes(std::unique_ptr<EagerReceive> receive);
+  // Progress thread, after progress: commits or aborts the eager puts whose receives ended, and
+  // answers their peers.
+  void FinishEagerPuts();
+  void ExpireEagerPuts();
+  void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status);
   void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
   void EndStuckSends();
   void ExpireReceives();
@@ -150,6 +207,14 @@ class TransferServer {
   std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_;  // guarded by receives_mu_
   std::vector<std::shared_ptr<Receive>> to_post_;    // guarded by receives_mu_
   std::vector<std::shared_ptr<Receive>> to_cancel_;  // guarded by receives_mu_
+
+  // Eager puts: touched by the progress thread only (handlers and callbacks run inside progress).
+  std::atomic<PutSink*> put_sink_{nullptr};
+  std::atomic<int64_t> eager_timeout_ms_{30'000};
+  std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager_;  // open receives, by data tag
+  std::vector<EagerReceive*> eager_ended_;                             // receives whose callback ran
+  std::atomic<size_t> eager_open_{0};                                  // eager_.size(), for counters()
+  std::atomic<uint64_t> eager_stored_{0}, eager_refused_{0}, eager_failed_{0};
 };
 
 }  // namespace kvstash::transfer

@@ -123,6 +123,12 @@ struct PutResult {
 
 struct PutOptions {
   bool pin = false;  // pinned blocks are never evicted
+  // Send each block's bytes along with its request: one round trip and no RPC per batch, instead
+  // of reserving first (PutBegin) and committing after (PutCommit). For callers that have just
+  // looked the keys up: a key that is already stored is still not stored twice (kExists), but its
+  // bytes cross the network, which the two-phase put avoids. Takes effect where the two-sided UCX
+  // protocol is in use (tcp between hosts, see Client::data_path()); elsewhere puts are two-phase.
+  bool eager = false;
 };
 
 struct GetItem {
@@ -173,6 +179,9 @@ struct StoreStats {
   uint64_t two_sided_sends_in_flight = 0;  // two-sided reads being sent now
   uint64_t two_sided_rejected = 0;         // two-sided read requests the daemon refused
   uint64_t two_sided_receives_open = 0;    // two-sided put receives not yet committed, aborted or expired
+  uint64_t eager_puts_stored = 0;          // eager puts (PutOptions::eager) committed
+  uint64_t eager_puts_refused = 0;         // eager puts refused before their bytes came (exists, busy, ...)
+  uint64_t eager_puts_failed = 0;          // eager puts whose bytes did not arrive whole or failed the checksum
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
   std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
 };

@@ -1,0 +1,364 @@
+// Eager puts (PutOptions::eager): request and bytes in one round over the two-sided UCX protocol,
+// against real kvstashd processes on run-time ports with UCX over tcp. The SDK path, and hand-made
+// requests (transfer/push_protocol.h) sent over a raw UCX worker to prove the daemon's checks.
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "common/checksum.h"
+#include "kvstash/client.h"
+#include "kvstash/v1/store.grpc.pb.h"
+#include "tests/support/block_bytes.h"
+#include "tests/support/daemon_process.h"
+#include "transfer/push_protocol.h"
+#include "transfer/ucx_worker.h"
+
+namespace kvstash {
+namespace {
+
+using testing::BytesFor;
+using testing::DaemonProcess;
+using Steady = std::chrono::steady_clock;
+
+std::unique_ptr<DaemonProcess> StartDaemon(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--dram-capacity", "512MiB", "--ucx-transports", "tcp"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto daemon = std::make_unique<DaemonProcess>(KVSTASHD_PATH, args);
+  EXPECT_TRUE(daemon->ok()) << daemon->error();
+  return daemon;
+}
+
+std::unique_ptr<Client> Connect(const std::string& address) {
+  ClientOptions options;
+  options.address = address;
+  options.data_path = DataPath::kUcx;
+  options.ucx_transports = "tcp";
+  auto client = Client::Connect(options);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+// Polls `done` (a cheap Stats query) until it holds or `limit` passes; no sleeps as synchronisation.
+template <typename Fn>
+bool Eventually(Fn&& done, std::chrono::seconds limit) {
+  const auto give_up = Steady::now() + limit;
+  while (Steady::now() < give_up) {
+    if (done()) return true;
+    std::this_thread::yield();
+  }
+  return done();
+}
+
+TEST(EagerPutTest, ConcurrentEagerPutsAreByteExactAndStoredOnce) {
+  auto daemon = StartDaemon();
+  ASSERT_TRUE(daemon->ok());
+  constexpr int kClients = 4;
+  constexpr uint64_t kBlocks = 160;
+  constexpr uint64_t kPerCall = 8;
+  const size_t sizes[] = {1, 4095, 64 << 10, 300'001, 1 << 20};
+  auto key = [](int c, uint64_t i) { return BlockKey::FromParts(0xE0 + static_cast<uint64_t>(c), i + 1); };
+  auto size_of = [&](int c, uint64_t i) { return sizes[(i + static_cast<uint64_t>(c)) % std::size(sizes)]; };
+  auto put_all = [&](Client& client, int c, std::vector<PutOutcome>& outcomes) -> Status {
+    for (uint64_t i = 0; i < kBlocks; i += kPerCall) {
+      std::vector<std::vector<std::byte>> data;
+      std::vector<PutItem> items;
+      for (uint64_t j = i; j < i + kPerCall; ++j) data.push_back(BytesFor(key(c, j), size_of(c, j)));
+      for (uint64_t j = i; j < i + kPerCall; ++j) {
+        std::optional<BlockKey> parent;
+        if (j > 0) parent = key(c, j - 1);
+        items.push_back({key(c, j), parent, data[j - i]});
+      }
+      auto r = client.Put(items, PutOptions{.eager = true});
+      if (!r.ok()) return r.status();
+      outcomes.insert(outcomes.end(), r->outcomes.begin(), r->outcomes.end());
+    }
+    return Status::Ok();
+  };
+
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int c = 0; c < kClients; ++c) clients.push_back(Connect(daemon->grpc_address()));
+  for (auto& client : clients) ASSERT_NE(client, nullptr);
+  ASSERT_NE(clients[0]->data_path().find("two-sided"), std::string::npos) << clients[0]->data_path();
+  std::vector<std::vector<PutOutcome>> first(kClients), second(kClients);
+  std::vector<Status> errors(kClients);
+  std::vector<uint64_t> mismatches(kClients, 0);
+  {
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+      threads.emplace_back([&, c] {
+        errors[c] = put_all(*clients[c], c, first[c]);
+        if (!errors[c].ok()) return;
+        for (uint64_t i = 0; i < kBlocks; ++i) {
+          std::vector<std::byte> back(size_of(c, i));
+          GetItem get;
+          get.key = key(c, i);
+          get.buffer = back;
+          if (Status st = clients[c]->Get(std::span(&get, 1)); !st.ok() || !get.found) {
+            errors[c] = st.ok() ? get.status : st;
+            return;
+          }
+          if (back != BytesFor(key(c, i), back.size())) ++mismatches[c];
+        }
+      });
+    }
+    for (auto& t : threads) t.join();
+  }
+  uint64_t total_bytes = 0;
+  for (int c = 0; c < kClients; ++c) {
+    ASSERT_TRUE(errors[c].ok()) << "client " << c << ": " << errors[c].ToString();
+    EXPECT_EQ(mismatches[c], 0u) << "client " << c;
+    ASSERT_EQ(first[c].size(), kBlocks);
+    for (PutOutcome o : first[c]) EXPECT_EQ(o, PutOutcome::kStored);
+    for (uint64_t i = 0; i < kBlocks; ++i) total_bytes += size_of(c, i);
+  }
+  auto before = clients[0]->Stats();
+  ASSERT_TRUE(before.ok());
+  EXPECT_EQ(before->eager_puts_stored, kClients * kBlocks);
+  EXPECT_EQ(before->put_bytes_two_sided, total_bytes);
+  EXPECT_EQ(before->reservations_open, 0u);
+
+  // The same keys again: stored once, answered "exists", and the chain's parents were kept.
+  for (int c = 0; c < kClients; ++c) ASSERT_TRUE(put_all(*clients[c], c, second[c]).ok());
+  for (int c = 0; c < kClients; ++c) {
+    for (PutOutcome o : second[c]) EXPECT_EQ(o, PutOutcome::kExists);
+  }
+  auto after = clients[0]->Stats();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->put_bytes_two_sided, total_bytes) << "a duplicate was stored again";
+  EXPECT_EQ(after->puts_deduplicated - before->puts_deduplicated, kClients * kBlocks);
+  EXPECT_EQ(after->eager_puts_refused - before->eager_puts_refused, kClients * kBlocks);
+  EXPECT_EQ(after->tiers[0].blocks, kClients * kBlocks);
+  const BlockKey probe[] = {key(1, 5)};
+  auto stat = clients[0]->Stat(probe);
+  ASSERT_TRUE(stat.ok() && (*stat)[0].has_value());
+  ASSERT_TRUE((*stat)[0]->parent.has_value());
+  EXPECT_EQ(*(*stat)[0]->parent, key(1, 4));
+  // The duplicates' bytes were received into nothing: no receive is left open.
+  EXPECT_TRUE(Eventually([&] { return clients[0]->Stats()->two_sided_receives_open == 0; }, std::chrono::seconds(10)));
+}
+
+// A raw UCX worker that sends hand-made eager-put requests and collects the daemon's answers.
+class RawSender {
+ public:
+  explicit RawSender(const std::string& daemon_push_address) : address_(daemon_push_address) {
+    transfer::UcxOptions options;
+    options.transports = "tcp";
+    options.messages = true;
+    options.eager_sends = true;
+    auto context = transfer::UcxContext::Create(options);
+    if (!context.ok()) return;
+    auto worker = transfer::UcxWorker::Create(*context);
+    if (!worker.ok()) return;
+    worker_ = std::move(*worker);
+    ucp_am_handler_param_t handler{};
+    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    handler.id = transfer::push::kPushAnswerAm;
+    handler.arg = this;
+    handler.cb = [](void* arg, const void* header, size_t length, void*, size_t, const ucp_am_recv_param_t*) {
+      auto* self = static_cast<RawSender*>(arg);
+      if (length == sizeof(transfer::push::PushAnswer)) {
+        transfer::push::PushAnswer answer;
+        std::memcpy(&answer, header, sizeof(answer));
+        self->answers_.push_back(answer);
+      }
+      return UCS_OK;
+    };
+    if (ucp_worker_set_am_recv_handler(worker_->handle(), &handler) != UCS_OK) worker_.reset();
+  }
+  bool ok() const { return worker_ != nullptr; }
+
+  // Sends `header_bytes` of `header` as a put request and, unless `data` is empty, `data` under
+  // `tag`; returns the answer naming `tag`, or nullopt when none came within 20 s.
+  std::optional<transfer::push::PushAnswer> Send(const void* header, size_t header_bytes, uint64_t tag,
+                                                 std::span<const std::byte> data, bool wait_for_answer = true) {
+    auto ep = worker_->Endpoint(address_);
+    if (!ep.ok()) return std::nullopt;
+    ucp_request_param_t am{};
+    am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
+    am.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
+    Wait(ucp_am_send_nbx(*ep, transfer::push::kPutRequestAm, header, header_bytes, nullptr, 0, &am));
+    if (!data.empty()) {
+      ucp_request_param_t param{};
+      Wait(ucp_tag_send_nbx(*ep, data.data(), data.size(), tag, &param));
+    }
+    if (!wait_for_answer) return std::nullopt;
+    const auto give_up = Steady::now() + std::chrono::seconds(20);
+    while (Steady::now() < give_up) {
+      worker_->Progress();
+      for (auto it = answers_.begin(); it != answers_.end(); ++it) {
+        if (it->reply_tag == tag) {
+          transfer::push::PushAnswer found = *it;
+          answers_.erase(it);
+          return found;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  void Wait(ucs_status_ptr_t request) {
+    if (request == nullptr || UCS_PTR_IS_ERR(request)) return;
+    while (ucp_request_check_status(request) == UCS_INPROGRESS) worker_->Progress();
+    ucp_request_free(request);
+  }
+  std::string address_;
+  std::unique_ptr<transfer::UcxWorker> worker_;
+  std::vector<transfer::push::PushAnswer> answers_;
+};
+
+transfer::push::PutRequest RequestFor(const BlockKey& key, std::span<const std::byte> data, uint64_t tag) {
+  transfer::push::PutRequest r;
+  r.data_tag = tag;
+  r.size = data.size();
+  r.checksum = BlockChecksum(data.data(), data.size());
+  std::memcpy(r.key, key.bytes().data(), sizeof(r.key));
+  return r;
+}
+
+StatusCode CodeOf(const std::optional<transfer::push::PushAnswer>& answer) {
+  return answer ? static_cast<StatusCode>(answer->code) : StatusCode::kUnknown;
+}
+
+class EagerPutRequestTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    daemon_ = StartDaemon({"--reservation-timeout-ms", "1000"});
+    ASSERT_TRUE(daemon_->ok());
+    client_ = Connect(daemon_->grpc_address());
+    ASSERT_NE(client_, nullptr);
+    auto stub = v1::Store::NewStub(grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials()));
+    grpc::ClientContext ctx;
+    v1::DataPlaneResponse dp;
+    ASSERT_TRUE(stub->DataPlane(&ctx, v1::DataPlaneRequest(), &dp).ok());
+    ASSERT_TRUE(dp.two_sided());
+    sender_ = std::make_unique<RawSender>(dp.push_worker_address());
+    ASSERT_TRUE(sender_->ok());
+  }
+  bool Stored(const BlockKey& key) {
+    const BlockKey keys[] = {key};
+    auto stat = client_->Stat(keys);
+    return stat.ok() && (*stat)[0].has_value();
+  }
+  // Every refused or failed put has given its room and its receive back.
+  bool NothingLeftOpen() {
+    return Eventually(
+        [&] {
+          auto s = client_->Stats();
+          return s.ok() && s->reservations_open == 0 && s->two_sided_receives_open == 0;
+        },
+        std::chrono::seconds(10));
+  }
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<Client> client_;
+  std::unique_ptr<RawSender> sender_;
+};
+
+TEST_F(EagerPutRequestTest, BadRequestsGetClearErrorsAndStoreNothing) {
+  const BlockKey key = BlockKey::FromParts(0xBAD, 1);
+  const auto data = BytesFor(key, 64 << 10);
+  uint64_t tag = 0x5EED0000;
+
+  auto bad_magic = RequestFor(key, data, ++tag);
+  bad_magic.magic ^= 1;
+  EXPECT_EQ(CodeOf(sender_->Send(&bad_magic, sizeof(bad_magic), tag, data)), StatusCode::kInvalidArgument);
+
+  auto bad_flags = RequestFor(key, data, ++tag);
+  bad_flags.flags = 0x80;
+  EXPECT_EQ(CodeOf(sender_->Send(&bad_flags, sizeof(bad_flags), tag, data)), StatusCode::kInvalidArgument);
+
+  // Larger than the largest block (64 MiB), though it would fit the arena; and empty.
+  auto too_big = RequestFor(key, data, ++tag);
+  too_big.size = 100 << 20;
+  EXPECT_EQ(CodeOf(sender_->Send(&too_big, sizeof(too_big), tag, data)), StatusCode::kInvalidArgument);
+  auto empty = RequestFor(key, data, ++tag);
+  empty.size = 0;
+  EXPECT_EQ(CodeOf(sender_->Send(&empty, sizeof(empty), tag, data)), StatusCode::kInvalidArgument);
+
+  // Bytes that do not match the announced checksum, or the announced size either way.
+  auto wrong_sum = RequestFor(key, data, ++tag);
+  wrong_sum.checksum ^= 1;
+  EXPECT_EQ(CodeOf(sender_->Send(&wrong_sum, sizeof(wrong_sum), tag, data)), StatusCode::kDataLoss);
+  auto announced_less = RequestFor(key, std::span(data).first(32 << 10), ++tag);
+  EXPECT_EQ(CodeOf(sender_->Send(&announced_less, sizeof(announced_less), tag, data)), StatusCode::kDataLoss);
+  auto announced_more = RequestFor(key, data, ++tag);
+  announced_more.size = 128 << 10;
+  EXPECT_EQ(CodeOf(sender_->Send(&announced_more, sizeof(announced_more), tag, data)), StatusCode::kDataLoss);
+
+  // A request of the wrong length is not one: dropped unanswered, and counted.
+  const uint64_t rejected_before = client_->Stats()->two_sided_rejected;
+  auto ok_header = RequestFor(key, data, ++tag);
+  (void)sender_->Send(&ok_header, sizeof(ok_header) - 8, tag, {}, /*wait_for_answer=*/false);
+  EXPECT_TRUE(Eventually([&] { return client_->Stats()->two_sided_rejected == rejected_before + 1; },
+                         std::chrono::seconds(10)));
+
+  EXPECT_FALSE(Stored(key)) << "a refused eager put is visible";
+  EXPECT_TRUE(NothingLeftOpen());
+  auto stats = client_->Stats();
+  EXPECT_EQ(stats->tiers[0].blocks, 0u);
+  EXPECT_EQ(stats->eager_puts_stored, 0u);
+  EXPECT_EQ(stats->eager_puts_refused, 4u);
+  EXPECT_EQ(stats->eager_puts_failed, 3u);
+
+  // The connection still works, and a well-formed request stores the block byte for byte.
+  auto good = RequestFor(key, data, ++tag);
+  EXPECT_EQ(CodeOf(sender_->Send(&good, sizeof(good), tag, data)), StatusCode::kOk);
+  std::vector<std::byte> back(data.size());
+  GetItem get;
+  get.key = key;
+  get.buffer = back;
+  ASSERT_TRUE(client_->Get(std::span(&get, 1)).ok());
+  EXPECT_TRUE(get.found);
+  EXPECT_EQ(back, data);
+}
+
+TEST_F(EagerPutRequestTest, RequestWhoseBytesNeverComeIsReclaimed) {
+  const BlockKey key = BlockKey::FromParts(0xAB, 2);
+  const auto data = BytesFor(key, 256 << 10);
+  auto header = RequestFor(key, data, 0xFEED);
+  (void)sender_->Send(&header, sizeof(header), 0xFEED, {}, /*wait_for_answer=*/false);
+  // The daemon reserved room and posted the receive; the bytes never come.
+  ASSERT_TRUE(Eventually([&] { return client_->Stats()->two_sided_receives_open == 1; }, std::chrono::seconds(10)));
+  EXPECT_EQ(client_->Stats()->reservations_open, 1u);
+  // Another writer of the key is told "busy" meanwhile, not given a second room.
+  PutItem item{key, std::nullopt, data};
+  auto busy = client_->Put(std::span(&item, 1), PutOptions{.eager = true});
+  ASSERT_TRUE(busy.ok()) << busy.status().ToString();
+  EXPECT_EQ(busy->outcomes[0], PutOutcome::kBusy);
+  // After the reservation timeout (1 s here) the receive is withdrawn and the room given back.
+  EXPECT_TRUE(NothingLeftOpen());
+  EXPECT_FALSE(Stored(key));
+  EXPECT_EQ(client_->Stats()->eager_puts_failed, 1u);
+  auto stored = client_->Put(std::span(&item, 1), PutOptions{.eager = true});
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->outcomes[0], PutOutcome::kStored);
+}
+
+TEST(EagerPutFallbackTest, EagerOptionOverSharedMemoryPutsTwoPhase) {
+  auto daemon = std::make_unique<DaemonProcess>(
+      KVSTASHD_PATH, std::vector<std::string>{"--dram-capacity", "256MiB", "--ucx-transports", "posix,sysv,cma,self"});
+  ASSERT_TRUE(daemon->ok()) << daemon->error();
+  ClientOptions options;
+  options.address = daemon->grpc_address();
+  options.data_path = DataPath::kUcx;
+  options.ucx_transports = "posix,sysv,cma,self";
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  ASSERT_NE((*client)->data_path().find("one-sided"), std::string::npos);
+  const BlockKey key = BlockKey::FromParts(0x5A, 3);
+  const auto data = BytesFor(key, 100'000);
+  PutItem item{key, std::nullopt, data};
+  auto r = (*client)->Put(std::span(&item, 1), PutOptions{.eager = true});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->outcomes[0], PutOutcome::kStored);
+  auto stats = (*client)->Stats();
+  EXPECT_EQ(stats->eager_puts_stored, 0u);
+  EXPECT_EQ(stats->put_bytes_one_sided, data.size());
+}
+
+}  // namespace
+}  // namespace kvstash
