@@ -125,6 +125,7 @@ int RunBench(const GlobalOptions& global, const BenchCommand& cmd) {
   plan.batch = cmd.batch;
   plan.duration_s = cmd.duration_s;
   plan.verify_every = cmd.verify_every;
+  plan.eager_puts = cmd.eager_puts;
   const bool progress = cmd.progress || StderrIsTerminal();
 
   const DataPath data_path = cmd.data_path == "ucx"      ? DataPath::kUcx

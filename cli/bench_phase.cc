@@ -94,7 +94,7 @@ PhaseResult RunPhase(Op op, Client& client, const BenchPlan& plan, const Workloa
       Status status;
       std::optional<PutResult> put_result;
       if (op == Op::kPut) {
-        auto r = client.Put(puts);
+        auto r = client.Put(puts, PutOptions{.eager = plan.eager_puts});
         if (r.ok())
           put_result = std::move(*r);
         else

@@ -21,6 +21,7 @@ struct BenchPlan {
   uint32_t batch = 0;
   double duration_s = 0;
   uint32_t verify_every = 1;  // gets compare every Nth block (by position) with what was put
+  bool eager_puts = false;    // PutOptions::eager
 };
 
 // The keys and bytes of one run. A run id of two random words makes its keys unique: block i has

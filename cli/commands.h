@@ -65,6 +65,7 @@ struct BenchCommand {
   bool keep = false;          // leave the bench blocks in the store
   std::string data_path = "auto";  // "auto" | "ucx" | "inline"
   std::string ucx_transports;      // UCX TLS list for the bench client; empty = UCX's default
+  bool eager_puts = false;         // PutOptions::eager: request and bytes in one round (two-sided UCX)
 };
 
 int RunStatus(const GlobalOptions& global);

@@ -120,6 +120,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "ucx", "inline"}))
       ->capture_default_str();
   bench_cmd->add_option("--ucx-transports", bench.ucx_transports, "UCX transport list for the bench client");
+  bench_cmd->add_flag("--eager-puts", bench.eager_puts,
+                      "send each block with its put request, no reservation round (two-sided UCX, i.e. tcp)");
   add_json(bench_cmd);
 
   DrainCommand drain;
