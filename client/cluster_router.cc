@@ -554,6 +554,8 @@ Result<StoreStats> ClusterRouter::Stats() {
     total.eager_puts_stored += s.eager_puts_stored;
     total.eager_puts_refused += s.eager_puts_refused;
     total.eager_puts_failed += s.eager_puts_failed;
+    total.eager_gets_sent += s.eager_gets_sent;
+    total.eager_gets_refused += s.eager_gets_refused;
   }
   if (reachable == 0 && !all.empty())
     return Unavailable("no member of cluster " + options_.cluster + " answers");

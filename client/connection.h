@@ -117,6 +117,10 @@ class Connection {
   // UCX get of items[indices]: locate and lease (unless the item is already located), read
   // one-sided, verify, and release the leases it took.
   Status GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices);
+  // Two-sided only: asks for items[indices] by key, with no locate RPC (the daemon sends what it
+  // holds in DRAM). Fills found items and misses; appends to `to_locate` the items to locate the
+  // usual way (held below DRAM, or the transfer failed).
+  Status GetByKey(std::span<GetItem> items, const std::vector<size_t>& indices, std::vector<size_t>& to_locate);
   // Blocks until every release sent so far has been answered (or timeout_ms passes). Remove calls
   // it so that a client's own finished reads never hold up its removes; the destructor calls it
   // because the callbacks touch this object.

@@ -316,14 +316,20 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     std::lock_guard lock(target_mu);
     incarnation = instance_id;  // pre-located items came from a Lookup against the current target
   }
+  std::vector<size_t> by_key;  // asked for by key over the two-sided protocol (no locate RPC)
+  const bool two_sided = protocol == transfer::Protocol::kTwoSided;
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
     if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
       located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false});
+    } else if (two_sided && !items[i].buffer.empty()) {
+      by_key.push_back(i);
     } else {
       to_locate.push_back(i);
     }
   }
+  // What the daemon could not send this way (held below DRAM, or the transfer failed) is located.
+  if (!by_key.empty()) KVSTASH_RETURN_IF_ERROR(GetByKey(items, by_key, to_locate));
   // The daemon starts a lease after it receives the request, so it runs at least until
   // sent + lease_ms by our clock: a read that finishes before then read leased bytes.
   const auto sent = std::chrono::steady_clock::now();
@@ -404,6 +410,52 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     item.found = true;
     item.size = reads[k].length;
     item.status = Status::Ok();
+  }
+  return Status::Ok();
+}
+
+Status Connection::GetByKey(std::span<GetItem> items, const std::vector<size_t>& indices,
+                            std::vector<size_t>& to_locate) {
+  transfer::RemoteTarget from;
+  {
+    std::lock_guard lock(target_mu);
+    from = target;
+  }
+  std::vector<transfer::TransferOp> ops(indices.size());
+  for (size_t j = 0; j < indices.size(); ++j) {
+    GetItem& item = items[indices[j]];
+    ops[j].kind = transfer::OpKind::kEagerGet;
+    ops[j].local = item.buffer.data();
+    ops[j].length = item.buffer.size();
+    ops[j].key = item.key;
+  }
+  const Status run = engine->Run(from, ops);
+  for (size_t j = 0; j < indices.size(); ++j) {
+    GetItem& item = items[indices[j]];
+    const transfer::TransferOp& op = ops[j];
+    item.found = false;
+    item.size = 0;
+    const Status& st = run.ok() ? op.status : run;
+    switch (st.code()) {
+      case StatusCode::kOk:
+        // The daemon held the block's lease until its send completed: with checksums off, these
+        // bytes were leased while they moved.
+        if (options.verify_checksums && BlockChecksum(item.buffer.data(), op.got_size) != op.got_checksum) {
+          item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum");
+          break;
+        }
+        item.found = true;
+        item.size = op.got_size;
+        item.status = Status::Ok();
+        break;
+      case StatusCode::kNotFound: item.status = NotFound("block " + item.key.ToHex() + " is not stored"); break;
+      case StatusCode::kOutOfRange: item.status = OutOfRange(st.message()); break;
+      case StatusCode::kDataLoss: item.status = st; break;
+      default:
+        // Not in DRAM (FAILED_PRECONDITION), the daemon restarted, the transfer failed: the usual
+        // way, which locates (moving the block into DRAM) and refreshes the daemon's address.
+        to_locate.push_back(indices[j]);
+    }
   }
   return Status::Ok();
 }

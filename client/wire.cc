@@ -94,6 +94,8 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.eager_puts_stored = p.eager_puts_stored();
   s.eager_puts_refused = p.eager_puts_refused();
   s.eager_puts_failed = p.eager_puts_failed();
+  s.eager_gets_sent = p.eager_gets_sent();
+  s.eager_gets_refused = p.eager_gets_refused();
   return s;
 }
 

@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "kvstash/limits.h"
 #include "server/cluster_registration.h"
+#include "server/eager_get_source.h"
 #include "server/eager_put_sink.h"
 #include "server/hbm_setup.h"
 #include "server/server_metrics.h"
@@ -58,6 +59,7 @@ struct Daemon::Impl {
   std::unique_ptr<StoreService> service;
   std::unique_ptr<ReadGrantChecker> read_grants;  // authorises two-sided reads; used by transfer's thread
   std::unique_ptr<EagerPutSink> eager_puts;       // stores eager puts; used by transfer's thread
+  std::unique_ptr<EagerGetSource> eager_gets;     // finds blocks for eager gets; used by transfer's thread
   std::unique_ptr<grpc::Server> grpc_server;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   std::unique_ptr<membership::Registrar> registrar;  // null when standalone
@@ -70,7 +72,7 @@ struct Daemon::Impl {
   bool stopped = false;   // guarded by mu
   std::thread reaper;
 
-  // The transfer thread consults read_grants, eager_puts and the tier: stop it before either goes away, also
+  // The transfer thread consults read_grants, eager_puts, eager_gets and the tier: stop it before either goes away, also
   // when Start fails half-way.
   ~Impl() {
     if (transfer) transfer->Stop();
@@ -229,6 +231,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     impl->transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
     impl->eager_puts = std::make_unique<EagerPutSink>(*impl->tier, *impl->server_metrics, config.max_block);
     impl->transfer->SetPutSink(impl->eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
+    impl->eager_gets = std::make_unique<EagerGetSource>(*impl->tier, *impl->server_metrics, config.default_lease_ms,
+                                                        service_options.access_hooks);
+    impl->transfer->SetGetSource(impl->eager_gets.get());
   }
   builder.RegisterService(impl->service.get());
   impl->grpc_server = builder.BuildAndStart();

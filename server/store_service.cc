@@ -588,6 +588,8 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
     resp.set_eager_puts_stored(pushed.eager_puts_stored);
     resp.set_eager_puts_refused(pushed.eager_puts_refused);
     resp.set_eager_puts_failed(pushed.eager_puts_failed);
+    resp.set_eager_gets_sent(pushed.eager_gets_sent);
+    resp.set_eager_gets_refused(pushed.eager_gets_refused);
   }
   return Status::Ok();
 }

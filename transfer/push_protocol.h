@@ -11,6 +11,12 @@
 // random tag it returns; the client sends the block with that tag; PutCommit waits for the receive
 // and checks the checksum. No message of this file is involved.
 //
+// Eager get (one round, no RPC): the client posts a tag receive into its buffer and sends a
+// GetRequest naming the key. The daemon leases the block if it is in its registered memory, sends
+// it under reply_tag and answers with a PushAnswer carrying the block's size and checksum (code 0),
+// or refuses (NOT_FOUND: a miss; FAILED_PRECONDITION: stored elsewhere, ask with a locate RPC;
+// OUT_OF_RANGE: larger than the receive). It ends the lease when the send has completed.
+//
 // Eager put (one round, no RPC): the client sends a PutRequest (header-only active message with a
 // reply endpoint) and, right behind it, the block's bytes as a tagged message under data_tag. The
 // daemon reserves room and posts the receive for data_tag while handling the header (so the bytes,
@@ -29,6 +35,7 @@ namespace kvstash::transfer::push {
 inline constexpr uint16_t kPushRequestAm = 1;  // client -> daemon
 inline constexpr uint16_t kPushAnswerAm = 2;   // daemon -> client
 inline constexpr uint16_t kPutRequestAm = 3;   // client -> daemon
+inline constexpr uint16_t kGetRequestAm = 4;   // client -> daemon
 inline constexpr uint32_t kMagic = 0x4b565031;      // "KVP1": version of this layout
 inline constexpr size_t kGrantBytes = 24;           // opaque to transfer/: see TransferOp::grant
 
@@ -43,12 +50,23 @@ struct PushRequest {
   std::byte grant[kGrantBytes] = {};
 };
 
-// A get's refusal, or an eager put's outcome (code 0 = stored).
+// A get's refusal, an eager get's answer (code 0: the block follows; size and checksum set) or an
+// eager put's outcome (code 0 = stored).
 struct PushAnswer {
   uint32_t magic = kMagic;
   uint32_t code = 0;  // a kvstash StatusCode
   uint64_t reply_tag = 0;
+  uint64_t size = 0;      // eager get: bytes of the block
+  uint64_t checksum = 0;  // eager get: its XXH3-64
   char message[192] = {};  // NUL-terminated
+};
+
+struct GetRequest {
+  uint32_t magic = kMagic;
+  uint32_t reserved = 0;
+  uint64_t reply_tag = 0;   // the tag of the client's posted receive
+  uint64_t max_length = 0;  // bytes that receive holds
+  std::byte key[16] = {};
 };
 
 inline constexpr uint32_t kPutPin = 1;        // PutRequest::flags: pin the block
@@ -66,7 +84,8 @@ struct PutRequest {
 };
 
 static_assert(std::is_trivially_copyable_v<PushRequest> && sizeof(PushRequest) == 56);
-static_assert(std::is_trivially_copyable_v<PushAnswer> && sizeof(PushAnswer) == 208);
+static_assert(std::is_trivially_copyable_v<PushAnswer> && sizeof(PushAnswer) == 224);
+static_assert(std::is_trivially_copyable_v<GetRequest> && sizeof(GetRequest) == 40);
 static_assert(std::is_trivially_copyable_v<PutRequest> && sizeof(PutRequest) == 64);
 
 }  // namespace kvstash::transfer::push

@@ -36,6 +36,8 @@ struct PendingPush {
   TransferOp* op = nullptr;
   push::PushRequest header;                 // the get's request message; stays put until it is sent
   push::PutRequest put_header;              // an eager put's request message
+  push::GetRequest get_header;              // an eager get's request message
+  uint64_t answered_size = 0, answered_checksum = 0;  // an eager get's answer
   uint64_t answer_tag = 0;                  // get: its reply tag; eager put: its data tag
   void* request_send = nullptr;             // get, eager put: the request message; put: the tagged send
   ucs_status_t request_status = UCS_INPROGRESS;
@@ -76,14 +78,17 @@ struct TransferEngine::Slot {
     PendingPush& p = *it->second;
     answer.message[sizeof(answer.message) - 1] = '\0';
     const bool put = p.op->kind == OpKind::kEagerPut;
-    if (put && answer.code == 0) {
+    const bool eager_get = p.op->kind == OpKind::kEagerGet;
+    if ((put || eager_get) && answer.code == 0) {
       p.answer = Status::Ok();
+      p.answered_size = answer.size;
+      p.answered_checksum = answer.checksum;
     } else {
       // A get is only ever refused, so "OK" there is as malformed as an unknown code.
       const StatusCode code = answer.code == 0 || answer.code > static_cast<uint32_t>(StatusCode::kDataLoss)
                                   ? StatusCode::kInternal
                                   : static_cast<StatusCode>(answer.code);
-      p.answer = Status(code, std::string(put ? "daemon: " : "daemon refused the transfer: ") + answer.message);
+      p.answer = Status(code, std::string(put || eager_get ? "daemon: " : "daemon refused the transfer: ") + answer.message);
     }
     p.answered = true;
     return UCS_OK;
@@ -358,13 +363,21 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
     slot.pending.emplace(tag, &p);
     p.answer_tag = tag;
     p.header.reply_tag = tag;
-    p.header.remote_addr = op.remote_addr;
-    p.header.length = op.length;
-    std::memcpy(p.header.grant, op.grant.data(), sizeof(p.header.grant));
     ucp_request_param_t am{};
     am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     am.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
-    ucs_status_ptr_t sent = ucp_am_send_nbx(ep, push::kPushRequestAm, &p.header, sizeof(p.header), nullptr, 0, &am);
+    ucs_status_ptr_t sent;
+    if (op.kind == OpKind::kEagerGet) {
+      p.get_header.reply_tag = tag;
+      p.get_header.max_length = op.length;
+      std::memcpy(p.get_header.key, op.key.bytes().data(), sizeof(p.get_header.key));
+      sent = ucp_am_send_nbx(ep, push::kGetRequestAm, &p.get_header, sizeof(p.get_header), nullptr, 0, &am);
+    } else {
+      p.header.remote_addr = op.remote_addr;
+      p.header.length = op.length;
+      std::memcpy(p.header.grant, op.grant.data(), sizeof(p.header.grant));
+      sent = ucp_am_send_nbx(ep, push::kPushRequestAm, &p.header, sizeof(p.header), nullptr, 0, &am);
+    }
     if (sent == nullptr) p.request_status = UCS_OK;
     else if (UCS_PTR_IS_ERR(sent)) p.request_status = UCS_PTR_STATUS(sent);
     else p.request_send = sent;
@@ -383,6 +396,12 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       const bool data_over = p.data_status != UCS_INPROGRESS;
       const bool data_failed = data_over && p.data_status != UCS_OK;
       return (request_over && data_over && p.answered) || failed_early || (request_over && data_failed);
+    }
+    if (p.op->kind == OpKind::kEagerGet) {
+      // The bytes and the answer (size, checksum) both; or a refusal; or a failure.
+      const bool recv_over = p.recv_status != UCS_INPROGRESS;
+      const bool refused = p.answered && !p.answer.ok();
+      return request_over && ((recv_over && (p.answered || p.recv_status != UCS_OK)) || refused || failed_early);
     }
     return request_over && (p.recv_status != UCS_INPROGRESS || p.answered || failed_early);
   };
@@ -416,7 +435,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
   for (const PendingPush& p : pending) {
     transport_error |= (p.request_status != UCS_OK && p.request_status != UCS_INPROGRESS) ||
                        (p.data_status != UCS_OK && p.data_status != UCS_INPROGRESS) ||
-                       (!p.answered && p.recv_status != UCS_OK && p.recv_status != UCS_INPROGRESS &&
+                       (!(p.answered && !p.answer.ok()) && p.recv_status != UCS_OK && p.recv_status != UCS_INPROGRESS &&
                         p.recv_status != UCS_ERR_MESSAGE_TRUNCATED);
   }
   // Receives that will not be satisfied (refused, failed, timed out) are cancelled before the
@@ -442,6 +461,21 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
     if (p.request_send != nullptr) ucp_request_free(p.request_send);
     if (p.data_send != nullptr) ucp_request_free(p.data_send);
     TransferOp& op = *p.op;
+    if (op.kind == OpKind::kEagerGet && p.answered && p.answer.ok() && p.recv_status == UCS_OK) {
+      if (p.recv_info.length != p.answered_size) {
+        op.status = DataLoss("daemon sent " + std::to_string(p.recv_info.length) + " bytes for a block of " +
+                             std::to_string(p.answered_size));
+      } else {
+        op.status = Status::Ok();
+        op.got_size = p.answered_size;
+        op.got_checksum = p.answered_checksum;
+      }
+      continue;
+    }
+    if (op.kind == OpKind::kEagerGet && !p.answered && p.recv_status == UCS_OK) {
+      op.status = DeadlineExceeded("eager get: the bytes came but the daemon's answer did not");
+      continue;
+    }
     if (op.kind == OpKind::kEagerPut) {
       if (p.answered) op.status = p.answer;
       else if (p.request_status != UCS_OK && p.request_status != UCS_INPROGRESS) op.status = FromUcs(p.request_status, "eager put request");
@@ -449,7 +483,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       else op.status = DeadlineExceeded("eager put: the daemon did not answer in time");
       continue;
     }
-    if (p.answered) {
+    if (p.answered && !p.answer.ok()) {  // refused
       op.status = p.answer;
     } else if (p.request_status != UCS_OK) {
       op.status = FromUcs(p.request_status == UCS_INPROGRESS ? UCS_ERR_TIMED_OUT : p.request_status,
@@ -487,9 +521,9 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   if (ops.empty()) return Status::Ok();
   for (TransferOp& op : ops) {
     if (op.local == nullptr || op.length == 0) return InvalidArgument("a transfer needs a non-empty local buffer");
-    if (op.kind == OpKind::kEagerPut) {
-      if (!two_sided) return InvalidArgument("eager puts need the two-sided protocol");
-      continue;  // no remote address: the daemon picks the room
+    if (op.kind == OpKind::kEagerPut || op.kind == OpKind::kEagerGet) {
+      if (!two_sided) return InvalidArgument("eager puts and gets need the two-sided protocol");
+      continue;  // no remote address: the daemon picks it
     }
     if (target.length > 0 && (op.remote_addr < target.base || op.length > target.length ||
                               op.remote_addr - target.base > target.length - op.length)) {

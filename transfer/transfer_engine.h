@@ -11,6 +11,8 @@
 //   (UcxOptions::eager_sends: the send completes locally, the daemon need not answer). Used
 //   where UCX only emulates one-sided operations (tcp), whose emulation is several times slower
 //   than its tagged messages (docs/DATA_PLANE.md has the rule and the figures).
+//   An eager get (OpKind::kEagerGet, two-sided only) needs no locate first: it names the key, the
+//   daemon sends the block if it holds it in memory, with its size and checksum.
 //   An eager put (OpKind::kEagerPut, two-sided only) needs no reservation first: it sends the
 //   block's key, size and checksum in a small active message with the bytes right behind it, and
 //   waits for the daemon's answer (stored, exists, busy, no space, or why it failed).
@@ -68,7 +70,7 @@ struct RemoteTarget {
   std::string push_worker_address{};  // kTwoSided: the daemon's two-sided worker (its own UCX context)
 };
 
-enum class OpKind { kGet, kPut, kEagerPut };
+enum class OpKind { kGet, kPut, kEagerPut, kEagerGet };
 
 struct TransferOp {
   OpKind kind = OpKind::kGet;
@@ -89,6 +91,13 @@ struct TransferOp {
   std::optional<BlockKey> parent{};
   uint64_t checksum = 0;  // XXH3-64 of the bytes (common/checksum.h)
   bool pin = false;
+  // kEagerGet uses `key` (remote_addr unused; `length` is the room in `local`). On OK the block's
+  // bytes are in local[0, got_size) and got_checksum is the daemon's checksum of them (the caller
+  // verifies). Otherwise `status` is NOT_FOUND (a miss), FAILED_PRECONDITION (stored where the
+  // daemon cannot send it from now: locate it the usual way), OUT_OF_RANGE (larger than `length`)
+  // or a transport error. Never split.
+  uint64_t got_size = 0;
+  uint64_t got_checksum = 0;
 };
 
 class TransferEngine {

@@ -17,6 +17,7 @@ struct TransferServer::Send {
   SteadyClock::time_point start;
   size_t bytes = 0;
   bool abandoned = false;  // its endpoint was closed under it; guarded by sends_mu_
+  std::optional<std::pair<BlockKey, uint64_t>> release;  // an eager get's lease, ended with the send
 };
 
 struct TransferServer::Receive {
@@ -88,6 +89,10 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<T
   handler.cb = &TransferServer::OnEagerPut;
   set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
   if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the eager-put handler", set);
+  handler.id = push::kGetRequestAm;
+  handler.cb = &TransferServer::OnEagerGet;
+  set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
+  if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the eager-get handler", set);
   server->worker_address_ = server->worker_->address();
   server->push_worker_address_ = server->push_worker_->address();
   server->transports_ = options.transports.empty() ? "default" : options.transports;
@@ -205,32 +210,48 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
     }
   }
   // Straight from the registered memory: no copy on this side.
+  if (Status posted = self->PostSend(param->reply_ep, addr, req.length, req.reply_tag, std::nullopt); !posted.ok()) {
+    self->Reject(param->reply_ep, req.reply_tag, posted);
+  }
+  return UCS_OK;
+}
+
+Status TransferServer::PostSend(ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
+                                std::optional<std::pair<BlockKey, uint64_t>> release) {
   auto send = std::make_unique<Send>();
-  send->server = self;
-  send->ep = param->reply_ep;
+  send->server = this;
+  send->ep = ep;
   send->start = SteadyClock::now();
-  send->bytes = req.length;
+  send->bytes = length;
+  send->release = std::move(release);
   ucp_request_param_t sp{};
   sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
   sp.cb.send = &TransferServer::OnSent;
   sp.user_data = send.get();
-  sp.memh = self->push_region_->handle();
-  ucs_status_ptr_t r = ucp_tag_send_nbx(param->reply_ep, addr, req.length, req.reply_tag, &sp);
+  sp.memh = push_region_->handle();
+  ucs_status_ptr_t r = ucp_tag_send_nbx(ep, addr, length, reply_tag, &sp);
+  GetSource* source = get_source_.load(std::memory_order_acquire);
+  auto end_lease = [&] {
+    if (send->release && source != nullptr) source->Release(send->release->first, send->release->second);
+  };
   if (r == nullptr) {
-    self->sends_completed_.fetch_add(1, std::memory_order_relaxed);
-    self->bytes_sent_.fetch_add(req.length, std::memory_order_relaxed);
-  } else if (UCS_PTR_IS_ERR(r)) {
-    self->sends_failed_.fetch_add(1, std::memory_order_relaxed);
-    self->Reject(param->reply_ep, req.reply_tag, UcxError(StatusCode::kUnavailable, "sending", UCS_PTR_STATUS(r)));
-  } else {
-    // Completion callbacks run inside progress, which is this thread: it cannot fire before this.
-    send->request = r;
-    Send* key = send.get();
-    std::lock_guard lock(self->sends_mu_);
-    self->sends_.emplace(key, std::move(send));
-    self->sends_in_flight_.store(self->sends_.size(), std::memory_order_relaxed);
+    sends_completed_.fetch_add(1, std::memory_order_relaxed);
+    bytes_sent_.fetch_add(length, std::memory_order_relaxed);
+    end_lease();
+    return Status::Ok();
   }
-  return UCS_OK;
+  if (UCS_PTR_IS_ERR(r)) {
+    sends_failed_.fetch_add(1, std::memory_order_relaxed);
+    end_lease();
+    return UcxError(StatusCode::kUnavailable, "sending", UCS_PTR_STATUS(r));
+  }
+  // Completion callbacks run inside progress, which is this thread: it cannot fire before this.
+  send->request = r;
+  Send* key = send.get();
+  std::lock_guard lock(sends_mu_);
+  sends_.emplace(key, std::move(send));
+  sends_in_flight_.store(sends_.size(), std::memory_order_relaxed);
+  return Status::Ok();
 }
 
 void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data) {
@@ -245,6 +266,9 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
       } else {
         self->sends_failed_.fetch_add(1, std::memory_order_relaxed);
       }
+      // The bytes are out (or never will be): the block may move again.
+      GetSource* source = self->get_source_.load(std::memory_order_acquire);
+      if (send->release && source != nullptr) source->Release(send->release->first, send->release->second);
       self->sends_.erase(send);  // frees `send`
       self->sends_in_flight_.store(self->sends_.size(), std::memory_order_relaxed);
     }
@@ -257,10 +281,13 @@ void TransferServer::Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why) 
   Answer(ep, reply_tag, why);
 }
 
-void TransferServer::Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status) {
+void TransferServer::Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status, uint64_t size,
+                            uint64_t checksum) {
   auto answer = std::make_unique<push::PushAnswer>();
   answer->code = static_cast<uint32_t>(status.code());
   answer->reply_tag = reply_tag;
+  answer->size = size;
+  answer->checksum = checksum;
   std::strncpy(answer->message, status.message().c_str(), sizeof(answer->message) - 1);
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS | UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
@@ -447,6 +474,51 @@ void TransferServer::ExpireReceives() {
   for (uint64_t tag : expired) CancelReceive(tag);
 }
 
+// ---- eager gets -----------------------------------------------------------------------------
+
+ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t header_length, void*, size_t length,
+                                        const ucp_am_recv_param_t* param) {
+  auto* self = static_cast<TransferServer*>(arg);
+  push::GetRequest req;
+  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
+  if (header_length != sizeof(req) || length != 0 || !can_reply) {
+    self->rejected_.fetch_add(1, std::memory_order_relaxed);  // not a request of ours; nobody to tell
+    return UCS_OK;
+  }
+  std::memcpy(&req, header, sizeof(req));
+  auto refuse = [&](const Status& why) {
+    self->eager_gets_refused_.fetch_add(1, std::memory_order_relaxed);
+    self->Answer(param->reply_ep, req.reply_tag, why);
+    return UCS_OK;
+  };
+  if (req.magic != push::kMagic) return refuse(InvalidArgument("unknown get-request version"));
+  if (req.max_length == 0) return refuse(InvalidArgument("a get needs room for at least one byte"));
+  GetSource* source = self->get_source_.load(std::memory_order_acquire);
+  if (source == nullptr) return refuse(FailedPrecondition("this daemon serves no eager gets"));
+  std::array<uint8_t, BlockKey::kSize> raw;
+  std::memcpy(raw.data(), req.key, raw.size());
+  const BlockKey key(raw);
+  Result<GetSource::Found> found = source->Acquire(key);
+  if (!found.ok()) return refuse(found.status());
+  if (!self->region_->Contains(found->data, found->size)) {
+    source->Release(key, found->lease_epoch);
+    return refuse(Internal("the store located a block outside the registered memory"));
+  }
+  if (found->size > req.max_length) {
+    source->Release(key, found->lease_epoch);
+    return refuse(OutOfRange("block " + key.ToHex() + " is " + std::to_string(found->size) +
+                             " bytes; the buffer holds " + std::to_string(req.max_length)));
+  }
+  // The bytes first, then the answer with what the reader checks them against; the lease ends
+  // when the send has.
+  const Status posted = self->PostSend(param->reply_ep, found->data, found->size, req.reply_tag,
+                                       std::make_pair(key, found->lease_epoch));
+  if (!posted.ok()) return refuse(posted);
+  self->eager_gets_sent_.fetch_add(1, std::memory_order_relaxed);
+  self->Answer(param->reply_ep, req.reply_tag, Status::Ok(), found->size, found->checksum);
+  return UCS_OK;
+}
+
 // ---- eager puts -----------------------------------------------------------------------------
 
 ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t header_length, void*, size_t length,
@@ -616,6 +688,8 @@ TwoSidedCounters TransferServer::counters() const {
   c.eager_puts_stored = eager_stored_.load(std::memory_order_relaxed);
   c.eager_puts_refused = eager_refused_.load(std::memory_order_relaxed);
   c.eager_puts_failed = eager_failed_.load(std::memory_order_relaxed);
+  c.eager_gets_sent = eager_gets_sent_.load(std::memory_order_relaxed);
+  c.eager_gets_refused = eager_gets_refused_.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -11,6 +11,9 @@
 // * two-phase puts — ExpectReceive posts a tag receive into the reserved region; AwaitReceive
 //   waits for it; CancelReceive (or the receive's own timeout) withdraws it before the region can
 //   be reused;
+// * eager gets (one round, no RPC) — a peer asks for a block by key; the GetSource leases it if it
+//   is in the registered memory, the block is sent and answered with its size and checksum, and
+//   the lease ends when the send has;
 // * eager puts (one round, no RPC) — a peer's put request is handed to the PutSink, which
 //   reserves room; the bytes that follow are received straight into it, then the sink verifies and
 //   commits them and the peer gets the answer. All of it runs on the progress thread.
@@ -90,6 +93,25 @@ class PutSink {
   virtual void Abort(uint64_t reservation_id) = 0;
 };
 
+// Finds blocks for eager gets (the daemon's store implements it). Called on the progress thread
+// only: must be quick, do no I/O and not call into UCX.
+class GetSource {
+ public:
+  struct Found {
+    const std::byte* data = nullptr;  // inside the registered memory, leased
+    uint64_t size = 0;
+    uint64_t checksum = 0;
+    uint64_t lease_epoch = 0;
+  };
+  virtual ~GetSource() = default;
+  // Leases `key` if its bytes are in the registered memory: NOT_FOUND (a miss), or
+  // FAILED_PRECONDITION when it is stored where it cannot be sent from now (the peer then asks
+  // through the control plane, which can move it).
+  virtual Result<Found> Acquire(const BlockKey& key) = 0;
+  // The send of an acquired block has ended (done or failed): end its lease.
+  virtual void Release(const BlockKey& key, uint64_t lease_epoch) = 0;
+};
+
 struct TwoSidedCounters {
   uint64_t sends_in_flight = 0;     // pushes posted and not yet completed
   uint64_t sends_completed = 0;
@@ -100,6 +122,8 @@ struct TwoSidedCounters {
   uint64_t eager_puts_stored = 0;   // eager puts committed
   uint64_t eager_puts_refused = 0;  // eager puts answered no before their bytes came (exists, busy, ...)
   uint64_t eager_puts_failed = 0;   // eager puts whose bytes did not arrive whole or failed the checksum
+  uint64_t eager_gets_sent = 0;     // eager gets answered with the block
+  uint64_t eager_gets_refused = 0;  // eager gets answered without it (miss, elsewhere, too large, malformed)
 };
 
 class TransferServer {
@@ -129,6 +153,9 @@ class TransferServer {
   // Eager puts are refused (FAILED_PRECONDITION) until a sink is set. Not owned; must outlive the
   // server's progress (call Stop first). `reservation_timeout` bounds how long an eager put's room
   // waits for its bytes.
+  // Eager gets are refused (FAILED_PRECONDITION, so peers ask the usual way) until a source is set.
+  // Not owned; must outlive the server's progress (call Stop first).
+  void SetGetSource(GetSource* source) { get_source_.store(source, std::memory_order_release); }
   void SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout) {
     eager_timeout_ms_.store(reservation_timeout.count());
     put_sink_.store(sink, std::memory_order_release);
@@ -164,6 +191,12 @@ class TransferServer {
                                     const ucp_am_recv_param_t* param);
   static void OnSent(void* request, ucs_status_t status, void* user_data);
   static void OnReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
+  static ucs_status_t OnEagerGet(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                 const ucp_am_recv_param_t* param);
+  // Posts one send from the registered memory to a peer's receive under `reply_tag`, tracked until
+  // it completes (then `release`, if set, ends the block's lease). The status of posting it.
+  Status PostSend(ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
+                  std::optional<std::pair<BlockKey, uint64_t>> release);
   static ucs_status_t OnEagerPut(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
   static void OnEagerReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
@@ -174,7 +207,7 @@ class TransferServer {
   // answers their peers.
   void FinishEagerPuts();
   void ExpireEagerPuts();
-  void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status);
+  void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status, uint64_t size = 0, uint64_t checksum = 0);
   void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
   void EndStuckSends();
   void ExpireReceives();
@@ -210,6 +243,8 @@ class TransferServer {
 
   // Eager puts: touched by the progress thread only (handlers and callbacks run inside progress).
   std::atomic<PutSink*> put_sink_{nullptr};
+  std::atomic<GetSource*> get_source_{nullptr};
+  std::atomic<uint64_t> eager_gets_sent_{0}, eager_gets_refused_{0};
   std::atomic<int64_t> eager_timeout_ms_{30'000};
   std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager_;  // open receives, by data tag
   std::vector<EagerReceive*> eager_ended_;                             // receives whose callback ran

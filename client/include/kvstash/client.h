@@ -182,6 +182,8 @@ struct StoreStats {
   uint64_t eager_puts_stored = 0;          // eager puts (PutOptions::eager) committed
   uint64_t eager_puts_refused = 0;         // eager puts refused before their bytes came (exists, busy, ...)
   uint64_t eager_puts_failed = 0;          // eager puts whose bytes did not arrive whole or failed the checksum
+  uint64_t eager_gets_sent = 0;            // eager gets (two-sided Get without a locate RPC) answered with the block
+  uint64_t eager_gets_refused = 0;         // eager gets answered without it (miss, not in DRAM, too large)
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
   std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
 };

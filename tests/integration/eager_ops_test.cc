@@ -1,11 +1,15 @@
-// Eager puts (PutOptions::eager): request and bytes in one round over the two-sided UCX protocol,
-// against real kvstashd processes on run-time ports with UCX over tcp. The SDK path, and hand-made
-// requests (transfer/push_protocol.h) sent over a raw UCX worker to prove the daemon's checks.
+// Eager puts (PutOptions::eager) and eager gets (Get by key, no locate RPC): request and bytes in
+// one round over the two-sided UCX protocol, against real kvstashd processes on run-time ports with
+// UCX over tcp. The SDK path, and hand-made requests (transfer/push_protocol.h) sent over a raw UCX
+// worker to prove the daemon's checks.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <thread>
 
@@ -174,13 +178,14 @@ class RawSender {
   // Sends `header_bytes` of `header` as a put request and, unless `data` is empty, `data` under
   // `tag`; returns the answer naming `tag`, or nullopt when none came within 20 s.
   std::optional<transfer::push::PushAnswer> Send(const void* header, size_t header_bytes, uint64_t tag,
-                                                 std::span<const std::byte> data, bool wait_for_answer = true) {
+                                                 std::span<const std::byte> data, bool wait_for_answer = true,
+                                                 uint16_t am_id = transfer::push::kPutRequestAm) {
     auto ep = worker_->Endpoint(address_);
     if (!ep.ok()) return std::nullopt;
     ucp_request_param_t am{};
     am.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
     am.flags = UCP_AM_SEND_FLAG_REPLY | UCP_AM_SEND_FLAG_EAGER;
-    Wait(ucp_am_send_nbx(*ep, transfer::push::kPutRequestAm, header, header_bytes, nullptr, 0, &am));
+    Wait(ucp_am_send_nbx(*ep, am_id, header, header_bytes, nullptr, 0, &am));
     if (!data.empty()) {
       ucp_request_param_t param{};
       Wait(ucp_tag_send_nbx(*ep, data.data(), data.size(), tag, &param));
@@ -336,6 +341,110 @@ TEST_F(EagerPutRequestTest, RequestWhoseBytesNeverComeIsReclaimed) {
   auto stored = client_->Put(std::span(&item, 1), PutOptions{.eager = true});
   ASSERT_TRUE(stored.ok());
   EXPECT_EQ(stored->outcomes[0], PutOutcome::kStored);
+}
+
+TEST_F(EagerPutRequestTest, BadGetRequestsGetClearErrorsAndChangeNothing) {
+  const BlockKey key = BlockKey::FromParts(0x6E7, 1);
+  const auto data = BytesFor(key, 64 << 10);
+  PutItem item{key, std::nullopt, data};
+  ASSERT_EQ(client_->Put(std::span(&item, 1))->stored, 1u);
+  auto request = [&](uint64_t tag) {
+    transfer::push::GetRequest r;
+    r.reply_tag = tag;
+    r.max_length = data.size();
+    std::memcpy(r.key, key.bytes().data(), sizeof(r.key));
+    return r;
+  };
+  auto ask = [&](const transfer::push::GetRequest& r, size_t bytes = sizeof(transfer::push::GetRequest)) {
+    return sender_->Send(&r, bytes, r.reply_tag, {}, true, transfer::push::kGetRequestAm);
+  };
+  auto bad_magic = request(1);
+  bad_magic.magic ^= 1;
+  EXPECT_EQ(CodeOf(ask(bad_magic)), StatusCode::kInvalidArgument);
+  auto no_room = request(2);
+  no_room.max_length = 0;
+  EXPECT_EQ(CodeOf(ask(no_room)), StatusCode::kInvalidArgument);
+  auto too_small = request(3);
+  too_small.max_length = data.size() - 1;
+  EXPECT_EQ(CodeOf(ask(too_small)), StatusCode::kOutOfRange);
+  auto missing = request(4);
+  missing.key[0] ^= std::byte{1};
+  EXPECT_EQ(CodeOf(ask(missing)), StatusCode::kNotFound);
+  const uint64_t rejected_before = client_->Stats()->two_sided_rejected;
+  auto short_header = request(5);
+  (void)sender_->Send(&short_header, sizeof(short_header) - 8, 5, {}, false, transfer::push::kGetRequestAm);
+  EXPECT_TRUE(Eventually([&] { return client_->Stats()->two_sided_rejected == rejected_before + 1; },
+                         std::chrono::seconds(10)));
+  auto stats = client_->Stats();
+  EXPECT_EQ(stats->eager_gets_refused, 4u);
+  EXPECT_EQ(stats->eager_gets_sent, 0u);
+  EXPECT_EQ(stats->tiers[0].leased_blocks, 0u) << "a refused get left a lease behind";
+
+  // The block is intact and an SDK Get by key (the same request, well formed) reads it.
+  std::vector<std::byte> back(data.size());
+  GetItem get;
+  get.key = key;
+  get.buffer = back;
+  ASSERT_TRUE(client_->Get(std::span(&get, 1)).ok());
+  EXPECT_TRUE(get.found) << get.status.ToString();
+  EXPECT_EQ(back, data);
+  // A buffer one byte short is OUT_OF_RANGE, a missing key a miss; neither is an error of the call.
+  std::vector<std::byte> short_buffer(data.size() - 1);
+  GetItem gets[2];
+  gets[0].key = key;
+  gets[0].buffer = short_buffer;
+  gets[1].key = BlockKey::FromParts(0x6E7, 2);
+  gets[1].buffer = back;
+  ASSERT_TRUE(client_->Get(gets).ok());
+  EXPECT_FALSE(gets[0].found);
+  EXPECT_EQ(gets[0].status.code(), StatusCode::kOutOfRange) << gets[0].status.ToString();
+  EXPECT_FALSE(gets[1].found);
+  EXPECT_EQ(gets[1].status.code(), StatusCode::kNotFound) << gets[1].status.ToString();
+  stats = client_->Stats();
+  EXPECT_EQ(stats->eager_gets_sent, 1u);
+  EXPECT_EQ(stats->eager_gets_refused, 6u);
+  // The lease taken for the send ends with it.
+  EXPECT_TRUE(Eventually([&] { return client_->Stats()->tiers[0].leased_blocks == 0; }, std::chrono::seconds(10)));
+}
+
+TEST(EagerGetTest, BlocksBelowDramAreLocatedTheUsualWay) {
+  char dir_template[] = "/tmp/kvstash-eager-ssd-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  auto daemon = std::make_unique<DaemonProcess>(
+      KVSTASHD_PATH, std::vector<std::string>{"--dram-capacity", "16MiB", "--ssd-dir", dir, "--ssd-capacity", "512MiB",
+                                              "--ucx-transports", "tcp"});
+  ASSERT_TRUE(daemon->ok()) << daemon->error();
+  auto client = Connect(daemon->grpc_address());
+  ASSERT_NE(client, nullptr);
+  constexpr size_t kBlockBytes = 256 << 10, kBlocks = 160;  // 40 MiB through a 16 MiB DRAM tier
+  auto key = [](size_t i) { return BlockKey::FromParts(0x55D, i + 1); };
+  for (size_t i = 0; i < kBlocks; ++i) {
+    const auto data = BytesFor(key(i), kBlockBytes);
+    PutItem item{key(i), std::nullopt, data};
+    auto put = client->Put(std::span(&item, 1), PutOptions{.eager = i % 2 == 0});
+    ASSERT_TRUE(put.ok()) << put.status().ToString();
+    ASSERT_EQ(put->stored, 1u);
+  }
+  ASSERT_GT(client->Stats()->tiers.at(1).blocks, 0u) << "nothing was demoted to SSD";
+  std::vector<std::byte> buffer(kBlockBytes);
+  size_t found = 0;
+  for (size_t i = 0; i < kBlocks; ++i) {
+    GetItem item;
+    item.key = key(i);
+    item.buffer = buffer;
+    ASSERT_TRUE(client->Get(std::span(&item, 1)).ok());
+    if (!item.found) continue;  // demotion may drop a victim when its queue is full
+    ++found;
+    ASSERT_EQ(buffer, BytesFor(key(i), kBlockBytes)) << "block " << i;
+  }
+  EXPECT_GT(found, kBlocks / 2);
+  auto stats = client->Stats();
+  EXPECT_GT(stats->eager_gets_sent, 0u);
+  EXPECT_GT(stats->eager_gets_refused, 0u) << "no block was asked for below DRAM";
+  client.reset();
+  daemon.reset();
+  std::filesystem::remove_all(dir);
 }
 
 TEST(EagerPutFallbackTest, EagerOptionOverSharedMemoryPutsTwoPhase) {
