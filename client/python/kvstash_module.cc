@@ -114,7 +114,8 @@ class PyClient {
   }
 
   py::dict Put(const py::sequence& keys, const py::sequence& arrays, const py::object& parent, bool chain, bool pin,
-               const KvCodec* codec) {
+               const KvCodec* codec, bool eager) {
+    const PutOptions put_options{.pin = pin, .eager = eager};
     if (keys.size() != arrays.size()) throw py::value_error("put: one array per key");
     const auto ks = KeysOf(keys);
     std::vector<ArrayView> views;
@@ -142,7 +143,7 @@ class PyClient {
       }
       // Legacy default stream: ordered after torch's default-stream work that produced the blocks.
       result = Unwrap(PutBlocksFromDevice(*codec, *client_, items, std::span<const bool>(on_device.get(), ks.size()),
-                                          PutOptions{.pin = pin}, nullptr));
+                                          put_options, nullptr));
     }
 #endif
     if (!device_codec) {
@@ -164,8 +165,8 @@ class PyClient {
       }
       if (staging) SynchronizeDevice();
       // With a codec (host arrays only here) the raw blocks are encoded on the CPU.
-      result = Unwrap(codec != nullptr ? codec->PutBlocks(*client_, items, PutOptions{.pin = pin})
-                                       : client_->Put(items, PutOptions{.pin = pin}));
+      result = Unwrap(codec != nullptr ? codec->PutBlocks(*client_, items, put_options)
+                                       : client_->Put(items, put_options));
     }
     py::dict d;
     d["stored"] = result.stored;
@@ -367,9 +368,11 @@ PYBIND11_MODULE(kvstash, m) {
            py::arg("timeout_ms") = 30000, py::arg("ucx_transports") = "", py::arg("lease_ms") = 0)
       .def("lookup", &PyClient::Lookup, py::arg("keys"), "Length of the longest stored prefix of the chain.")
       .def("put", &PyClient::Put, py::arg("keys"), py::arg("arrays"), py::arg("parent") = py::none(),
-           py::arg("chain") = true, py::arg("pin") = false, py::arg("codec") = nullptr,
+           py::arg("chain") = true, py::arg("pin") = false, py::arg("codec") = nullptr, py::arg("eager") = false,
            "Stores one array per key; with chain=True key i's parent is key i-1 (key 0's is `parent`). "
-           "With a codec (kvstash.BlockCodec) each array is a raw block, stored encoded. "
+           "With a codec (kvstash.BlockCodec) each array is a raw block, stored encoded. With eager=True "
+           "each block's bytes go with its request, no reservation round (two-sided UCX; for keys just "
+           "looked up: an existing key's bytes still cross the network). "
            "Returns {'stored', 'existed', 'failed'}.")
       .def("get", &PyClient::Get, py::arg("keys"), py::arg("arrays"), py::arg("codec") = nullptr,
            "Writes each found block into its array in place; returns found flags. With a codec the stored "

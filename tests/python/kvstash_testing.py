@@ -18,13 +18,13 @@ def skip(reason):
 class Daemon:
     """kvstashd --standalone on 127.0.0.1:0; waits for its ready line, stops on SIGTERM."""
 
-    def __init__(self, dram="256MiB"):
+    def __init__(self, dram="256MiB", extra=()):
         binary = os.environ.get("KVSTASHD")
         if not binary or not os.path.exists(binary):
             raise RuntimeError(f"KVSTASHD does not name a kvstashd binary: {binary!r}")
         self.proc = subprocess.Popen(
             [binary, "--standalone", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
-             "--dram-capacity", dram, "--log-level", "warn"],
+             "--dram-capacity", dram, "--log-level", "warn", *extra],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("kvstashd ready "):

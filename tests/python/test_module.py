@@ -55,6 +55,23 @@ class ModuleTest(unittest.TestCase):
         self.assertEqual(self.client.remove(keys[2:]), [True])
         self.assertEqual(self.client.lookup(keys), 2)
 
+    def test_eager_put_and_get_by_key_over_tcp(self):
+        # UCX over tcp: the two-sided protocol, where puts can skip the reservation round and gets
+        # the locate round.
+        with Daemon(extra=("--ucx-transports", "tcp")) as daemon:
+            client = kvstash.Client(daemon.address, data_path="ucx", ucx_transports="tcp")
+            self.assertIn("two-sided", client.data_path)
+            rng = np.random.default_rng(5)
+            keys = kvstash.PrefixHasher("eager", 8).chain(rng.integers(0, 50000, size=8 * 4))
+            blocks = [rng.standard_normal((3, 8, 16)).astype(np.float32) for _ in keys]
+            self.assertEqual(client.put(keys, blocks, eager=True)["stored"], 4)
+            again = client.put(keys, blocks, eager=True)
+            self.assertEqual((again["stored"], again["existed"]), (0, 4))
+            out = [np.zeros_like(b) for b in blocks]
+            self.assertEqual(client.get(keys, out), [True] * 4)
+            for a, b in zip(blocks, out):
+                self.assertTrue(np.array_equal(a.view(np.uint32), b.view(np.uint32)))
+
     def test_rejects_bad_arguments(self):
         keys = kvstash.PrefixHasher("bad", 4).chain(list(range(4)))
         with self.assertRaises(ValueError):
