@@ -7,7 +7,9 @@
 // UCX operations between the caller's buffers and the daemon's registered memory (zero copies on
 // the daemon's CPU): a put reserves space (PutBegin), writes it with UCX puts and commits with
 // checksums; a get locates and leases the blocks, reads them with UCX gets and verifies their
-// checksums. When UCX is not available (DataPath::kAuto) or not wanted (kInline) the bytes travel
+// checksums. Where UCX only reaches the daemon over tcp the bytes are sent by the daemon instead
+// (two-sided), a get of unlocated blocks asks for them by key with no RPC, and PutOptions::eager
+// stores blocks in one round (docs/DATA_PLANE.md). When UCX is not available (DataPath::kAuto) or not wanted (kInline) the bytes travel
 // inside the gRPC messages instead; the API and its results are the same.
 //
 // A get never returns torn or stale bytes: the lease keeps a located block's bytes in place while
