@@ -7,8 +7,33 @@
 #include "transfer/push_protocol.h"
 
 namespace kvstash::transfer {
+namespace {
 
 using SteadyClock = std::chrono::steady_clock;
+
+// The request header of an active message, when the message is one of ours: exactly
+// sizeof(Header) bytes of header, no payload, and a reply endpoint to answer on. Anything else is
+// counted in `rejected` and dropped (there is nobody to tell).
+template <typename Header>
+std::optional<Header> ReadRequest(const void* header, size_t header_length, size_t length,
+                                  const ucp_am_recv_param_t* param, std::atomic<uint64_t>& rejected) {
+  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
+  if (header_length != sizeof(Header) || length != 0 || !can_reply) {
+    rejected.fetch_add(1, std::memory_order_relaxed);
+    return std::nullopt;
+  }
+  Header h;
+  std::memcpy(&h, header, sizeof(h));
+  return h;
+}
+
+BlockKey KeyFromWire(const std::byte (&bytes)[BlockKey::kSize]) {
+  std::array<uint8_t, BlockKey::kSize> raw;
+  std::memcpy(raw.data(), bytes, raw.size());
+  return BlockKey(raw);
+}
+
+}  // namespace
 
 struct TransferServer::Send {
   TransferServer* server = nullptr;
@@ -175,13 +200,10 @@ void TransferServer::ProgressLoop() {
 ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t header_length, void*, size_t length,
                                            const ucp_am_recv_param_t* param) {
   auto* self = static_cast<TransferServer*>(arg);
-  push::PushRequest req;
-  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
-  if (header_length != sizeof(req) || length != 0 || !can_reply) {
-    self->rejected_.fetch_add(1, std::memory_order_relaxed);  // not a request of ours; nobody to tell
-    return UCS_OK;
-  }
-  std::memcpy(&req, header, sizeof(req));
+  const std::optional<push::PushRequest> request =
+      ReadRequest<push::PushRequest>(header, header_length, length, param, self->rejected_);
+  if (!request) return UCS_OK;
+  const push::PushRequest& req = *request;
   if (req.magic != push::kMagic) {
     self->Reject(param->reply_ep, req.reply_tag, InvalidArgument("unknown push-request version"));
     return UCS_OK;
@@ -479,13 +501,10 @@ void TransferServer::ExpireReceives() {
 ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t header_length, void*, size_t length,
                                         const ucp_am_recv_param_t* param) {
   auto* self = static_cast<TransferServer*>(arg);
-  push::GetRequest req;
-  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
-  if (header_length != sizeof(req) || length != 0 || !can_reply) {
-    self->rejected_.fetch_add(1, std::memory_order_relaxed);  // not a request of ours; nobody to tell
-    return UCS_OK;
-  }
-  std::memcpy(&req, header, sizeof(req));
+  const std::optional<push::GetRequest> request =
+      ReadRequest<push::GetRequest>(header, header_length, length, param, self->rejected_);
+  if (!request) return UCS_OK;
+  const push::GetRequest& req = *request;
   auto refuse = [&](const Status& why) {
     self->eager_gets_refused_.fetch_add(1, std::memory_order_relaxed);
     self->Answer(param->reply_ep, req.reply_tag, why);
@@ -495,9 +514,7 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
   if (req.max_length == 0) return refuse(InvalidArgument("a get needs room for at least one byte"));
   GetSource* source = self->get_source_.load(std::memory_order_acquire);
   if (source == nullptr) return refuse(FailedPrecondition("this daemon serves no eager gets"));
-  std::array<uint8_t, BlockKey::kSize> raw;
-  std::memcpy(raw.data(), req.key, raw.size());
-  const BlockKey key(raw);
+  const BlockKey key = KeyFromWire(req.key);
   Result<GetSource::Found> found = source->Acquire(key);
   if (!found.ok()) return refuse(found.status());
   if (!self->region_->Contains(found->data, found->size)) {
@@ -524,24 +541,16 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
 ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t header_length, void*, size_t length,
                                         const ucp_am_recv_param_t* param) {
   auto* self = static_cast<TransferServer*>(arg);
-  push::PutRequest req;
-  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
-  if (header_length != sizeof(req) || length != 0 || !can_reply) {
-    self->rejected_.fetch_add(1, std::memory_order_relaxed);  // not a request of ours; nobody to tell
-    return UCS_OK;
-  }
-  std::memcpy(&req, header, sizeof(req));
+  const std::optional<push::PutRequest> request =
+      ReadRequest<push::PutRequest>(header, header_length, length, param, self->rejected_);
+  if (!request) return UCS_OK;
+  const push::PutRequest& req = *request;
   auto receive = std::make_unique<EagerReceive>();
   receive->server = self;
   receive->tag = req.data_tag;
   receive->reply_ep = param->reply_ep;
-  auto key_of = [](const std::byte (&bytes)[16]) {
-    std::array<uint8_t, BlockKey::kSize> raw;
-    std::memcpy(raw.data(), bytes, raw.size());
-    return BlockKey(raw);
-  };
-  receive->put.key = key_of(req.key);
-  if ((req.flags & push::kPutHasParent) != 0) receive->put.parent = key_of(req.parent);
+  receive->put.key = KeyFromWire(req.key);
+  if ((req.flags & push::kPutHasParent) != 0) receive->put.parent = KeyFromWire(req.parent);
   receive->put.size = req.size;
   receive->put.checksum = req.checksum;
   receive->put.pin = (req.flags & push::kPutPin) != 0;

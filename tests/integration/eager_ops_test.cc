@@ -18,6 +18,7 @@
 #include "kvstash/v1/store.grpc.pb.h"
 #include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/eventually.h"
 #include "transfer/push_protocol.h"
 #include "transfer/ucx_worker.h"
 
@@ -46,16 +47,7 @@ std::unique_ptr<Client> Connect(const std::string& address) {
   return client.ok() ? std::move(*client) : nullptr;
 }
 
-// Polls `done` (a cheap Stats query) until it holds or `limit` passes; no sleeps as synchronisation.
-template <typename Fn>
-bool Eventually(Fn&& done, std::chrono::seconds limit) {
-  const auto give_up = Steady::now() + limit;
-  while (Steady::now() < give_up) {
-    if (done()) return true;
-    std::this_thread::yield();
-  }
-  return done();
-}
+using testing::Eventually;
 
 TEST(EagerPutTest, ConcurrentEagerPutsAreByteExactAndStoredOnce) {
   auto daemon = StartDaemon();

@@ -19,6 +19,7 @@
 #include "kvstash/v1/store.grpc.pb.h"
 #include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/eventually.h"
 #include "transfer/transfer_engine.h"
 
 extern char** environ;
@@ -64,16 +65,7 @@ GetItem GetOf(const BlockKey& key, std::span<std::byte> buffer) {
   return item;
 }
 
-// Polls `done` (a cheap Stats query) until it holds or `limit` passes; no sleeps as synchronisation.
-template <typename Fn>
-bool Eventually(Fn&& done, std::chrono::seconds limit) {
-  const auto give_up = Steady::now() + limit;
-  while (Steady::now() < give_up) {
-    if (done()) return true;
-    std::this_thread::yield();
-  }
-  return done();
-}
+using testing::Eventually;
 
 TEST(TwoSidedTest, ConcurrentClientsMixedSizesAreByteExactBothWays) {
   auto daemon = StartDaemon("tcp");
