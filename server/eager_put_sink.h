@@ -3,8 +3,8 @@
 // deduplicated (the answer is ALREADY_EXISTS and the bytes are dropped), the checksum is verified
 // over the reserved region before the block becomes visible, and a failed put leaves nothing.
 //
-// Thread-safety: called by the transfer server's progress thread; the tier and metrics are
-// thread-safe.
+// Thread-safety: called by the transfer server's progress and verifier threads, concurrently; the
+// tier and metrics are thread-safe.
 #pragma once
 
 #include "server/server_metrics.h"

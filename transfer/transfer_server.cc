@@ -71,6 +71,7 @@ struct TransferServer::EagerReceive {
   ucs_status_t status = UCS_INPROGRESS;
   size_t received = 0;
   bool cancelled = false;
+  Status outcome;  // set by a verifier thread (PutSink::Commit)
 };
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& options, void* base,
@@ -156,11 +157,47 @@ TransferServer::~TransferServer() {
 }
 
 void TransferServer::Stop() {
-  if (!thread_.joinable()) return;
-  stop_.store(true, std::memory_order_release);
-  worker_->Signal();
-  push_worker_->Signal();
-  thread_.join();
+  if (thread_.joinable()) {
+    stop_.store(true, std::memory_order_release);
+    worker_->Signal();
+    push_worker_->Signal();
+    thread_.join();
+  }
+  StopVerifiers();
+}
+
+void TransferServer::StopVerifiers() {
+  {
+    std::lock_guard lock(verify_mu_);
+    verifiers_stop_ = true;
+  }
+  verify_cv_.notify_all();
+  for (std::thread& t : verifiers_) t.join();
+  verifiers_.clear();
+}
+
+void TransferServer::SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout, size_t verifiers) {
+  eager_timeout_ms_.store(reservation_timeout.count());
+  put_sink_.store(sink, std::memory_order_release);
+  if (verifiers == 0) verifiers = std::clamp<size_t>(std::thread::hardware_concurrency() / 2, 1, 4);
+  while (verifiers_.size() < verifiers) verifiers_.emplace_back([this] { VerifyLoop(); });
+}
+
+void TransferServer::VerifyLoop() {
+  std::unique_lock lock(verify_mu_);
+  while (true) {
+    verify_cv_.wait(lock, [&] { return verifiers_stop_ || !to_verify_.empty(); });
+    if (verifiers_stop_) return;
+    EagerReceive* receive = to_verify_.front();
+    to_verify_.pop_front();
+    lock.unlock();
+    PutSink* sink = put_sink_.load(std::memory_order_acquire);
+    receive->outcome = sink != nullptr ? sink->Commit(receive->put, receive->reservation_id)
+                                       : FailedPrecondition("this daemon stores no eager puts");
+    lock.lock();
+    verified_.push_back(receive);
+    push_worker_->Signal();  // the progress thread answers
+  }
 }
 
 void TransferServer::ProgressLoop() {
@@ -633,34 +670,58 @@ void TransferServer::OnEagerReceived(void*, ucs_status_t status, const ucp_tag_r
 }
 
 void TransferServer::FinishEagerPuts() {
-  if (eager_ended_.empty()) return;
-  std::vector<EagerReceive*> ended;
-  ended.swap(eager_ended_);
-  PutSink* sink = put_sink_.load(std::memory_order_acquire);
-  for (EagerReceive* receive : ended) {
-    if (receive->at != nullptr) {
-      Status outcome;
-      if (receive->status == UCS_OK && receive->received == receive->put.size && sink != nullptr) {
-        outcome = sink->Commit(receive->put, receive->reservation_id);
-      } else {
-        if (sink != nullptr) sink->Abort(receive->reservation_id);
-        switch (receive->status) {
-          case UCS_OK:
-            outcome = DataLoss("received " + std::to_string(receive->received) + " bytes; the put announced " +
-                               std::to_string(receive->put.size));
-            break;
-          case UCS_ERR_MESSAGE_TRUNCATED:
-            outcome = DataLoss("the peer sent more bytes than the " + std::to_string(receive->put.size) + " announced");
-            break;
-          case UCS_ERR_CANCELED: outcome = DeadlineExceeded("the block's bytes did not arrive in time"); break;
-          default: outcome = UcxError(StatusCode::kUnavailable, "receiving the block", receive->status);
-        }
-      }
-      (outcome.ok() ? eager_stored_ : eager_failed_).fetch_add(1, std::memory_order_relaxed);
-      Answer(receive->reply_ep, receive->tag, outcome);
-    }
+  std::vector<EagerReceive*> answered;
+  {
+    std::lock_guard lock(verify_mu_);
+    answered.swap(verified_);
+  }
+  auto finish = [&](EagerReceive* receive, const Status& outcome) {
+    (outcome.ok() ? eager_stored_ : eager_failed_).fetch_add(1, std::memory_order_relaxed);
+    Answer(receive->reply_ep, receive->tag, outcome);
+  };
+  auto forget = [&](EagerReceive* receive) {
     if (receive->request != nullptr) ucp_request_free(receive->request);
     eager_.erase(receive->tag);  // frees `receive`
+  };
+  for (EagerReceive* receive : answered) {
+    finish(receive, receive->outcome);
+    forget(receive);
+  }
+  if (!eager_ended_.empty()) {
+    std::vector<EagerReceive*> ended;
+    ended.swap(eager_ended_);
+    PutSink* sink = put_sink_.load(std::memory_order_acquire);
+    size_t queued = 0;
+    for (EagerReceive* receive : ended) {
+      if (receive->at == nullptr) {  // a refused put's bytes, dropped: answered already
+        forget(receive);
+        continue;
+      }
+      if (receive->status == UCS_OK && receive->received == receive->put.size && sink != nullptr) {
+        // Hashing the block is the costly part: a verifier thread does it while this one receives on.
+        std::lock_guard lock(verify_mu_);
+        to_verify_.push_back(receive);
+        ++queued;
+        continue;
+      }
+      if (sink != nullptr) sink->Abort(receive->reservation_id);
+      Status outcome;
+      switch (receive->status) {
+        case UCS_OK:
+          outcome = DataLoss("received " + std::to_string(receive->received) + " bytes; the put announced " +
+                             std::to_string(receive->put.size));
+          break;
+        case UCS_ERR_MESSAGE_TRUNCATED:
+          outcome = DataLoss("the peer sent more bytes than the " + std::to_string(receive->put.size) + " announced");
+          break;
+        case UCS_ERR_CANCELED: outcome = DeadlineExceeded("the block's bytes did not arrive in time"); break;
+        default: outcome = UcxError(StatusCode::kUnavailable, "receiving the block", receive->status);
+      }
+      finish(receive, outcome);
+      forget(receive);
+    }
+    if (queued == 1) verify_cv_.notify_one();
+    if (queued > 1) verify_cv_.notify_all();
   }
   eager_open_.store(eager_.size(), std::memory_order_relaxed);
 }

@@ -39,6 +39,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,8 +74,10 @@ struct EagerPut {
   bool pin = false;
 };
 
-// Stores eager puts (the daemon's store implements it). Called on the progress thread only: must
-// be quick and must not call into UCX.
+// Stores eager puts (the daemon's store implements it). Reserve and Abort are called on the
+// progress thread, Commit (which hashes the block) on one of the server's verifier threads, so
+// that the progress thread goes on receiving meanwhile; calls may be concurrent. None may call
+// into UCX; Reserve and Abort must be quick.
 class PutSink {
  public:
   struct Space {
@@ -156,10 +159,8 @@ class TransferServer {
   // Eager gets are refused (FAILED_PRECONDITION, so peers ask the usual way) until a source is set.
   // Not owned; must outlive the server's progress (call Stop first).
   void SetGetSource(GetSource* source) { get_source_.store(source, std::memory_order_release); }
-  void SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout) {
-    eager_timeout_ms_.store(reservation_timeout.count());
-    put_sink_.store(sink, std::memory_order_release);
-  }
+  // Also starts the verifier threads (`verifiers`; 0 = one per two hardware threads, 1..4).
+  void SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout, size_t verifiers = 0);
 
   // Expects a receive of exactly `length` bytes at `at` (inside the registered memory) for a peer's
   // send under `tag`; the progress thread posts it (a send arriving first waits inside UCX). It
@@ -206,6 +207,10 @@ class TransferServer {
   // Progress thread, after progress: commits or aborts the eager puts whose receives ended, and
   // answers their peers.
   void FinishEagerPuts();
+  // A verifier thread: commits the eager puts whose bytes are in (PutSink::Commit) and hands the
+  // outcomes back to the progress thread, which answers the peers.
+  void VerifyLoop();
+  void StopVerifiers();
   void ExpireEagerPuts();
   void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status, uint64_t size = 0, uint64_t checksum = 0);
   void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
@@ -250,6 +255,12 @@ class TransferServer {
   std::vector<EagerReceive*> eager_ended_;                             // receives whose callback ran
   std::atomic<size_t> eager_open_{0};                                  // eager_.size(), for counters()
   std::atomic<uint64_t> eager_stored_{0}, eager_refused_{0}, eager_failed_{0};
+  std::mutex verify_mu_;
+  std::condition_variable verify_cv_;
+  std::deque<EagerReceive*> to_verify_;   // guarded by verify_mu_; bytes in, not yet committed
+  std::vector<EagerReceive*> verified_;   // guarded by verify_mu_; committed or refused, to answer
+  bool verifiers_stop_ = false;           // guarded by verify_mu_
+  std::vector<std::thread> verifiers_;    // started by SetPutSink, joined by Stop
 };
 
 }  // namespace kvstash::transfer
