@@ -8,7 +8,7 @@ set -euo pipefail
 B=build; D=.devnet
 rm -rf $D; mkdir -p $D/bin $D/lib $D/ucx
 OURS="$B/server/kvstashd $B/cli/kvstash $B/bench/kvstash-bench-transfer"
-PEERS="$(command -v redis-server) $(command -v redis-benchmark) $(command -v iperf3) $(command -v etcd) $(command -v ip)"
+PEERS="$(command -v redis-server) $(command -v redis-cli) $(command -v redis-benchmark) $(command -v iperf3) $(command -v etcd) $(command -v ip)"
 for b in $OURS $PEERS; do strip -o $D/bin/$(basename $b) $b 2>/dev/null || cp $b $D/bin/; done
 for b in $OURS $PEERS; do ldd $b 2>/dev/null || true; done | awk '/=>/{print $3}' | sort -u |
   grep -vE "/lib(c|m|dl|pthread|rt)\.so|ld-linux" | while read -r f; do cp -L "$f" $D/lib/; done
