@@ -12,6 +12,9 @@ gets the blocks back, scatters them into its pages (kvstash.scatter), and comput
 remaining tokens. Its logits must equal run 1's for those tokens bit for bit in fp32, because every
 operation run 2 executes is the one run 1 executed on the same bits. A one-shot (unchunked)
 prefill is checked too, to show the chunked engine computes the same function (to rounding).
+Then the same with the prefix stored through the block codec (int8, fp8-e4m3): not bit-exact by
+design, so the codec's effect on the output is measured and bounded — logit error against the
+uncached run, and how many greedy-decoded tokens stay equal.
 
 Runs on CPU tensors (Debian's python3-torch), and on CUDA tensors through the GPU path when a device
 is present. Exits 77 (skipped) when torch is not importable.
@@ -157,6 +160,64 @@ def run(device, client):
           f"(max |logit| {tail1.abs().max().item():.3f})")
 
 
+def run_codec(device, client, codec_name, decode_steps=24):
+    """The codec's effect on the model's output: the prefix KV stored encoded (fp8-e4m3 or int8,
+    per-head scales), loaded and decoded into run 2's pages; then both runs decode greedily.
+    Reports the logit error against the uncached run and whether the greedy tokens agree."""
+    torch.manual_seed(1234)
+    model = TinyDecoder(seed=7, device=device)
+    prompt = torch.randint(0, VOCAB, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(99)).tolist()
+    ns = f"tiny-decoder|vllm-per-layer|fp32:{codec_name}|0|{device}"
+    codec = kvstash.BlockCodec(ns, N_LAYERS, PAGE_TOKENS, N_KV_HEADS, HEAD_DIM)
+    assert codec.enabled and codec.name == codec_name, codec.name
+    keys = kvstash.PrefixHasher(ns, PAGE_TOKENS).chain(prompt)
+    full = len(keys)
+    block_shape = (N_LAYERS, 2, PAGE_TOKENS, N_KV_HEADS, HEAD_DIM)
+
+    def decode(cache, table, logits, steps):
+        tokens, out = list(prompt), []
+        for _ in range(steps):
+            nxt = int(logits[-1].argmax())
+            tokens.append(nxt)
+            out.append(logits[-1])
+            logits = model.forward_chunk([nxt], len(tokens) - 1, cache, table)
+        return tokens[len(prompt):], torch.stack(out)
+
+    with torch.no_grad():
+        cache1, table1 = model.new_cache(), list(range(N_PAGES))
+        logits1 = model.prefill(prompt, 0, cache1, table1)
+        blocks = torch.empty((full,) + block_shape, device=device)
+        kvstash.gather(cache1, table1[:full], blocks)
+        assert client.put(keys, [blocks[i] for i in range(full)], codec=codec)["failed"] == 0
+        tokens1, seq1 = decode(cache1, table1, logits1, decode_steps)
+
+        cache2, table2 = model.new_cache(), list(reversed(range(N_PAGES)))
+        loaded = torch.full((full,) + block_shape, float("nan"), device=device)
+        assert client.get(keys, [loaded[i] for i in range(full)], codec=codec) == [True] * full
+        kv_err = ((loaded - blocks).abs().max() / blocks.abs().max()).item()
+        kvstash.scatter(cache2, table2[:full], loaded)
+        logits2 = model.prefill(prompt, full * PAGE_TOKENS, cache2, table2)
+        tokens2, seq2 = decode(cache2, table2, logits2, decode_steps)
+
+    spread = seq1.std().item()
+    agree = sum(a == b for a, b in zip(tokens1, tokens2))
+    first_diff = next((i for i, (a, b) in enumerate(zip(tokens1, tokens2)) if a != b), decode_steps)
+    # Logits compared while both runs still have the same context (up to the first differing token).
+    err = (seq2[:first_diff + 1] - seq1[:first_diff + 1]).abs().max().item() / spread
+    tail_err = (logits2 - logits1[full * PAGE_TOKENS:]).abs().max().item() / spread
+    print(f"{device} {codec_name}: KV max rel error {kv_err:.4f}; prefill-tail logits max |diff| {tail_err:.4f} x "
+          f"their std; greedy decode: first {first_diff} of {decode_steps} tokens equal ({agree} in all), "
+          f"logits max |diff| {err:.4f} x std until then")
+    # Bounds with margin over what CPU and CUDA give for these seeds (docs/GPU.md): the codec's own
+    # error (half a step of a per-head scale of max/127 for int8; 3 mantissa bits for e4m3), and
+    # the model's output staying close — greedy tokens equal for the first steps.
+    kv_bound, tail_bound, steps_equal = {"int8": (1 / 254 + 1e-4, 0.1, 8), "fp8-e4m3": (1 / 16, 0.4, 4)}[codec_name]
+    assert kv_err <= kv_bound, f"{codec_name}: KV error {kv_err} above {kv_bound}"
+    assert tail_err < tail_bound, f"{codec_name}: logits moved {tail_err} x their std"
+    assert first_diff >= steps_equal, f"{codec_name}: greedy decode diverged at step {first_diff}"
+    return kv_err, tail_err, err, first_diff
+
+
 def main():
     torch.set_num_threads(1)
     devices = ["cpu"]
@@ -169,6 +230,8 @@ def main():
         print(f"kvstashd at {daemon.address}, data path {client.data_path}; GPU path {kvstash.gpu_data_path()[0]}")
         for device in devices:
             run(device, client)
+            for codec_name in ("int8", "fp8-e4m3"):
+                run_codec(device, client, codec_name)
     print("1 passed, 0 failed")
 
 
