@@ -34,6 +34,23 @@ nlohmann::json HottestJson(const StoreStats& stats) {
   return out;
 }
 
+// Block bytes by how they moved, and the two-sided protocol's request counters.
+nlohmann::json TransfersJson(const StoreStats& stats) {
+  return {{"put_bytes",
+           {{"inline", stats.put_bytes_inline},
+            {"one_sided", stats.put_bytes_one_sided},
+            {"two_sided", stats.put_bytes_two_sided}}},
+          {"get_bytes_two_sided", stats.get_bytes_two_sided},
+          {"two_sided_sends_in_flight", stats.two_sided_sends_in_flight},
+          {"two_sided_rejected", stats.two_sided_rejected},
+          {"two_sided_receives_open", stats.two_sided_receives_open},
+          {"eager_puts",
+           {{"stored", stats.eager_puts_stored},
+            {"refused", stats.eager_puts_refused},
+            {"failed", stats.eager_puts_failed}}},
+          {"eager_gets", {{"sent", stats.eager_gets_sent}, {"refused", stats.eager_gets_refused}}}};
+}
+
 nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
                           const StoreStats& stats) {
   nlohmann::json tiers = nlohmann::json::array();
@@ -53,6 +70,7 @@ nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
           {"put", {{"stored", stats.puts_stored}, {"deduplicated", stats.puts_deduplicated}}},
           {"reservations_open", stats.reservations_open},
           {"data_plane", stats.data_plane},
+          {"transfers", TransfersJson(stats)},
           {"gpu_data_path", stats.gpu_data_path},
           {"hottest", HottestJson(stats)}};
 }
@@ -94,7 +112,13 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
         std::to_string(stats.get_hits) + " hits / " + std::to_string(stats.get_misses) + " misses"},
        {"puts", std::to_string(stats.puts_stored) + " stored / " +
                     std::to_string(stats.puts_deduplicated) + " deduplicated"},
-       {"reservations", std::to_string(stats.reservations_open) + " open"}});
+       {"reservations", std::to_string(stats.reservations_open) + " open"},
+       {"put bytes", FormatBytes(stats.put_bytes_inline) + " inline / " + FormatBytes(stats.put_bytes_one_sided) +
+                         " one-sided / " + FormatBytes(stats.put_bytes_two_sided) + " two-sided"},
+       {"eager", std::to_string(stats.eager_puts_stored) + " puts stored, " +
+                     std::to_string(stats.eager_puts_refused + stats.eager_puts_failed) + " refused or failed; " +
+                     std::to_string(stats.eager_gets_sent) + " gets sent, " +
+                     std::to_string(stats.eager_gets_refused) + " refused"}});
   if (!stats.hottest.empty()) {
     std::cout << "\nhottest blocks\n";
     Table hot({"key", "hits", "size"}, {Table::Align::kLeft, Table::Align::kRight, Table::Align::kRight});

@@ -203,6 +203,7 @@ json '"put" not in j and j["get"]["ops"] == 20 and j["get"]["verified"] == 20'
 # --- status counters moved ------------------------------------------------------------------------
 run 0 "$KVSTASH" status --json
 json 'j["put"]["stored"] > 0 and j["put"]["deduplicated"] >= 1 and j["get"]["hits"] > 0'
+json 'sum(j["transfers"]["put_bytes"].values()) > 0 and j["transfers"]["two_sided_receives_open"] == 0'
 
 # --- unreachable daemon ---------------------------------------------------------------------------
 dead_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
