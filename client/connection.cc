@@ -91,8 +91,7 @@ Result<PutResult> Connection::Put(std::span<const PutItem> items, const PutOptio
       ++end;
     }
     const auto batch = items.subspan(begin, end - begin);
-    const bool eager = put_options.eager && engine && protocol == transfer::Protocol::kTwoSided;
-    KVSTASH_RETURN_IF_ERROR(eager ? PutRoundEager(batch, put_options, result.outcomes)
+    KVSTASH_RETURN_IF_ERROR(put_options.eager && engine && eager ? PutRoundEager(batch, put_options, result.outcomes)
                                   : PutRound(batch, put_options, result.outcomes));
     begin = end;
   }

@@ -78,6 +78,8 @@ class Connection {
   // How bytes move to this daemon, chosen once at connect (SetUpDataPath) and kept across its
   // restarts; written before the connection is shared, read-only afterwards.
   transfer::Protocol protocol = transfer::Protocol::kOneSided;
+  // Two-sided, and the daemon takes eager requests (DataPlaneResponse.eager_requests).
+  bool eager = false;
   uint64_t lease_ms = 5'000;  // asked for when locating blocks
 
   std::unique_ptr<grpc::ClientContext> Context() const {

@@ -56,6 +56,7 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
     return unavailable(chosen.status().message());
   }
   protocol = *chosen;
+  eager = protocol == transfer::Protocol::kTwoSided && dp.eager_requests();
   const transfer::RemoteTarget described = TargetOf(dp);
   {
     std::lock_guard lock(target_mu);
@@ -317,12 +318,11 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     incarnation = instance_id;  // pre-located items came from a Lookup against the current target
   }
   std::vector<size_t> by_key;  // asked for by key over the two-sided protocol (no locate RPC)
-  const bool two_sided = protocol == transfer::Protocol::kTwoSided;
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
     if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
       located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false});
-    } else if (two_sided && !items[i].buffer.empty()) {
+    } else if (eager && !items[i].buffer.empty()) {
       by_key.push_back(i);
     } else {
       to_locate.push_back(i);

@@ -638,7 +638,10 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRe
       resp->set_instance_id(dp.instance_id);
       resp->set_region_bytes(dp.region_bytes);
       resp->set_two_sided(two_sided());
-      if (two_sided()) resp->set_push_worker_address(dp.transfer->push_worker_address());
+      if (two_sided()) {
+        resp->set_push_worker_address(dp.transfer->push_worker_address());
+        resp->set_eager_requests(dp.transfer->serves_eager_requests());
+      }
       resp->set_protocol(dp.protocol);
     }
     return Status::Ok();

@@ -159,6 +159,10 @@ class TransferServer {
   // Eager gets are refused (FAILED_PRECONDITION, so peers ask the usual way) until a source is set.
   // Not owned; must outlive the server's progress (call Stop first).
   void SetGetSource(GetSource* source) { get_source_.store(source, std::memory_order_release); }
+  // Both a GetSource and a PutSink are set: peers may send eager requests.
+  bool serves_eager_requests() const {
+    return get_source_.load(std::memory_order_acquire) != nullptr && put_sink_.load(std::memory_order_acquire) != nullptr;
+  }
   // Also starts the verifier threads (`verifiers`; 0 = one per two hardware threads, 1..4).
   void SetPutSink(PutSink* sink, std::chrono::milliseconds reservation_timeout, size_t verifiers = 0);
 

@@ -233,6 +233,7 @@ class EagerPutRequestTest : public ::testing::Test {
     v1::DataPlaneResponse dp;
     ASSERT_TRUE(stub->DataPlane(&ctx, v1::DataPlaneRequest(), &dp).ok());
     ASSERT_TRUE(dp.two_sided());
+    ASSERT_TRUE(dp.eager_requests());
     sender_ = std::make_unique<RawSender>(dp.push_worker_address());
     ASSERT_TRUE(sender_->ok());
   }
