@@ -231,8 +231,7 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
     op.length = items[i].data.size();
     op.key = items[i].key;
     op.parent = items[i].parent;
-    op.checksum = BlockChecksum(items[i].data.data(), items[i].data.size());
-    op.pin = put_options.pin;
+    op.pin = put_options.pin;  // the engine hashes each block just before sending it
   }
   KVSTASH_RETURN_IF_ERROR(engine->Run(to, ops));
   std::vector<std::optional<PutOutcome>> answered(items.size());

@@ -7,6 +7,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/checksum.h"
 #include "transfer/push_protocol.h"
 #include "transfer/ucx_worker.h"
 
@@ -322,6 +323,9 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       push::PutRequest& h = p.put_header;
       h.data_tag = tag;
       h.size = op.length;
+      // Hashed here, one block at a time, so that the bytes of the blocks before it are already
+      // on their way while this one is hashed.
+      op.checksum = BlockChecksum(op.local, op.length);
       h.checksum = op.checksum;
       h.flags = (op.pin ? push::kPutPin : 0) | (op.parent ? push::kPutHasParent : 0);
       std::memcpy(h.key, op.key.bytes().data(), sizeof(h.key));
@@ -338,6 +342,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       if (r == nullptr) p.data_status = UCS_OK;
       else if (UCS_PTR_IS_ERR(r)) p.data_status = UCS_PTR_STATUS(r);
       else p.data_send = r;
+      (void)worker.Progress();  // push what the socket did not take yet, before hashing the next block
       continue;
     }
     if (op.kind == OpKind::kPut) {

@@ -89,7 +89,7 @@ struct TransferOp {
   // error. Never split.
   BlockKey key{};
   std::optional<BlockKey> parent{};
-  uint64_t checksum = 0;  // XXH3-64 of the bytes (common/checksum.h)
+  uint64_t checksum = 0;  // filled by Run: the XXH3-64 of the bytes it sent (common/checksum.h)
   bool pin = false;
   // kEagerGet uses `key` (remote_addr unused; `length` is the room in `local`). On OK the block's
   // bytes are in local[0, got_size) and got_checksum is the daemon's checksum of them (the caller
