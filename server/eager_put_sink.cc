@@ -1,6 +1,5 @@
 #include "server/eager_put_sink.h"
 
-#include "common/checksum.h"
 #include "server/request_validation.h"
 
 namespace kvstash::server {
@@ -18,15 +17,16 @@ Result<transfer::PutSink::Space> EagerPutSink::Reserve(const transfer::EagerPut&
 }
 
 Status EagerPutSink::Commit(const transfer::EagerPut& put, uint64_t reservation_id) {
-  Result<tiers::Reservation> reservation = tier_.GetReservation(reservation_id);
-  if (!reservation.ok()) return NotFound("the put's reservation expired before its bytes arrived");
-  if (reservation->size != put.size ||
-      BlockChecksum(reservation->data, reservation->size) != put.checksum) {
-    (void)tier_.Abort(reservation_id);
-    return DataLoss("block " + put.key.ToHex() + ": the bytes do not match checksum " + std::to_string(put.checksum));
-  }
+  // The tier re-hashes the reserved region and refuses a mismatch (counted in
+  // kvstash_checksum_mismatches_total), leaving the reservation open: give it back then.
   Result<tiers::BlockMeta> committed = tier_.Commit(reservation_id, put.checksum, put.pin);
-  if (!committed.ok()) return committed.status();  // only an expired reservation: nothing is left
+  if (!committed.ok()) {
+    (void)tier_.Abort(reservation_id);  // nothing of a refused put stays, whatever the reason
+    if (committed.status().code() == StatusCode::kNotFound) {
+      return NotFound("the put's reservation expired before its bytes arrived");
+    }
+    return committed.status();
+  }
   metrics_.RecordPuts(1, 0);
   metrics_.RecordPutBytesTwoSided(put.size);
   return Status::Ok();
