@@ -4,19 +4,24 @@
 # the scaling efficiency against the 1-daemon figure and, as the limit measured in the same run,
 # iperf3 between two of the namespaced hosts. Every fetched block is compared with what was put.
 #
-# usage: kvstash-bench-cluster [--quick] [--json]     (needs root for `ip netns`)
+# usage: kvstash-bench-cluster [--quick] [--json] [--threads N]   (needs root for `ip netns`)
+# --threads: caller threads in each of the 4 client processes (default 1). One thread per client
+# makes the clients the limit as soon as the daemons can serve four streams; more show the daemons'.
 set -euo pipefail
 KVSTASHD="@KVSTASHD@"
 KVSTASH="@KVSTASH@"
-quick=0 json=0
+quick=0 json=0 threads=1
 for a in "$@"; do
+  if [[ "${want_threads:-0}" == 1 ]]; then threads=$a; want_threads=0; continue; fi
   case "$a" in
     --quick) quick=1 ;;
     --json) json=1 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --threads) want_threads=1 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "kvstash-bench-cluster: unknown argument $a (see --help)" >&2; exit 2 ;;
   esac
 done
+[[ "$threads" =~ ^[1-9][0-9]?$ ]] || { echo "kvstash-bench-cluster: --threads takes 1..99" >&2; exit 2; }
 block_size=256KiB
 count=$((quick ? 200 : 1000))  # blocks per client
 clients=4
@@ -62,7 +67,7 @@ for k in 1 2 3; do
   [[ "$n" == "$k" ]] || { echo "kvstash-bench-cluster: $k daemons did not all join" >&2; exit 1; }
   bench_pids=()
   for c in $(seq "$clients"); do
-    cli "c$c" bench --op both --block-size "$block_size" --count "$count" --threads 1 --batch 8 \
+    cli "c$c" bench --op both --block-size "$block_size" --count "$count" --threads "$threads" --batch 8 \
       --data-path ucx --ucx-transports tcp --json >"$NETNS_WORK/bench-$k-$c.json" &
     bench_pids+=($!)
   done
@@ -85,19 +90,21 @@ PY
   log "$k daemon(s): ${results[-1]}"
 done
 
-python3 - "$json" "$iperf_gbps" "$block_size" "$count" "$(nproc)" "${results[@]}" <<'PY'
+python3 - "$json" "$iperf_gbps" "$block_size" "$count" "$(nproc)" "$threads" "${results[@]}" <<'PY'
 import json, sys
 as_json, iperf, block, count, cores = sys.argv[1] == "1", sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-rows = [json.loads(r) for r in sys.argv[6:]]
+threads = int(sys.argv[6])
+rows = [json.loads(r) for r in sys.argv[7:]]
 base = rows[0]["get_gb_per_s"]
 for r in rows:
     r["scaling_efficiency"] = r["get_gb_per_s"] / (r["daemons"] * base) if base > 0 else 0
-doc = {"block_size": block, "blocks_per_client": count, "cpu_cores": cores, "transport": "ucx tcp over veth",
+doc = {"block_size": block, "blocks_per_client": count, "threads_per_client": threads, "cpu_cores": cores,
+       "transport": "ucx tcp over veth",
        "iperf3_gbps": None if iperf == "null" else float(iperf), "results": rows}
 if as_json:
     print(json.dumps(doc, indent=2))
     sys.exit(0)
-print(f"kvstash-bench-cluster: 4 clients, {block} blocks, {count} per client, UCX tcp between namespaced hosts, {cores} cores")
+print(f"kvstash-bench-cluster: 4 clients x {threads} threads, {block} blocks, {count} per client, UCX tcp between namespaced hosts, {cores} cores")
 print(f"{'daemons':>7} {'get GB/s':>9} {'get ops/s':>10} {'put GB/s':>9} {'get p99 us':>11} {'efficiency':>10}")
 for r in rows:
     print(f"{r['daemons']:>7} {r['get_gb_per_s']:>9.3f} {r['get_ops_per_s']:>10.0f} {r['put_gb_per_s']:>9.3f} "

@@ -26,7 +26,9 @@ if [[ -x $DEVNET/bin/kvstashd.base ]]; then
 fi
 if ip netns add kvprobe 2>/dev/null; then
   ip netns del kvprobe
-  timeout 200 kvstash-bench-cluster > $OUT/cluster.txt 2>&1; echo "cluster: rc=$?"; tail -15 $OUT/cluster.txt
+  for t in ${CLUSTER_THREADS:-1}; do
+    timeout 200 kvstash-bench-cluster --threads $t > $OUT/cluster_t$t.txt 2>&1; echo "cluster, $t threads per client: rc=$?"; tail -6 $OUT/cluster_t$t.txt
+  done
 else
   echo "no network namespaces here: cluster bench skipped"
 fi
