@@ -332,6 +332,8 @@ int main(int argc, char** argv) {
   app.add_option("--ucx-protocol", protocol_name, "UCX protocol of the kvstash clients: auto, one-sided, two-sided")
       ->check(CLI::IsMember({"auto", "one-sided", "two-sided"}));
   app.add_option("--working-set-mib", working_set_mib, "bytes touched per row [128 quick, 256 full]");
+  uint64_t ucx_lanes = 0;
+  app.add_option("--ucx-lanes", ucx_lanes, "the daemon's two-sided lanes (--ucx-lanes; 0 = its default)");
   app.add_option("--systems", systems, "which systems to measure")->delimiter(',');
   app.add_option("--block-kib", sizes_kib, "block sizes in KiB")->delimiter(',');
   app.add_option("--transports", transports, "which kvstash transports to measure (shm, tcp)")
@@ -394,7 +396,8 @@ int main(int argc, char** argv) {
     // --dram-prefault, as deploy/kvstashd.toml runs a daemon: puts land on resident pages, not
     // on first-touch faults of a freshly started arena.
     testing::DaemonProcess daemon(kvstashd, {"--dram-capacity", std::to_string((ws >> 20) * 2 + 256) + "MiB",
-                                             "--ucx-transports", tls, "--dram-prefault"});
+                                             "--ucx-transports", tls, "--dram-prefault", "--ucx-lanes",
+                                             std::to_string(ucx_lanes)});
     if (!daemon.ok()) {
       std::fprintf(stderr, "kvstashd did not start: %s\n", daemon.error().c_str());
       return 1;

@@ -74,12 +74,14 @@ class Connection {
   std::mutex target_mu;
   transfer::RemoteTarget target;
   uint64_t instance_id = 0;
+  uint32_t target_lane = 0;  // the two-sided lane `target` sends to (PutBeginRequest.push_lane)
   std::string ucx_transports;
   // How bytes move to this daemon, chosen once at connect (SetUpDataPath) and kept across its
   // restarts; written before the connection is shared, read-only afterwards.
   transfer::Protocol protocol = transfer::Protocol::kOneSided;
   // Two-sided, and the daemon takes eager requests (DataPlaneResponse.eager_requests).
   bool eager = false;
+  uint32_t push_lane = 0;  // the lane the daemon suggested at connect; kept across its restarts
   uint64_t lease_ms = 5'000;  // asked for when locating blocks
 
   std::unique_ptr<grpc::ClientContext> Context() const {
@@ -98,6 +100,8 @@ class Connection {
   // daemon's data-plane description when it restarted since we last asked.
   Result<transfer::RemoteTarget> TargetFor(uint64_t instance_id);
   transfer::RemoteTarget TargetOf(const v1::DataPlaneResponse& dp) const;
+  // push_lane where `dp` has it, else lane 0.
+  uint32_t LaneOf(const v1::DataPlaneResponse& dp) const;
   // The protocol to use with the daemon `dp` describes (ClientOptions::ucx_protocol).
   Result<transfer::Protocol> ChooseProtocol(const v1::DataPlaneResponse& dp);
 

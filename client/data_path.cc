@@ -57,11 +57,13 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
   }
   protocol = *chosen;
   eager = protocol == transfer::Protocol::kTwoSided && dp.eager_requests();
+  push_lane = dp.suggested_push_lane();
   const transfer::RemoteTarget described = TargetOf(dp);
   {
     std::lock_guard lock(target_mu);
     target = described;
     instance_id = dp.instance_id();
+    target_lane = LaneOf(dp);
   }
   // Probe: one 8-byte read with the chosen protocol proves that the endpoint, the rkey (or the
   // daemon's push service) and a transport all work. An all-zero grant asks for the probe bytes.
@@ -91,6 +93,7 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
     old = target;
     target = TargetOf(dp);
     instance_id = dp.instance_id();
+    target_lane = LaneOf(dp);
   }
   // The old incarnation is gone: release its endpoint and any mapping of its memory now.
   if (!old.worker_address.empty() && old.worker_address != dp.worker_address()) engine->ForgetTarget(old);
@@ -99,8 +102,13 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
 
 transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) const {
   // The registered range bounds every address this daemon hands out (checked before transfers).
-  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol,
-                                dp.push_worker_address()};
+  const std::string& push = dp.push_lane_addresses_size() > 0 ? dp.push_lane_addresses(static_cast<int>(LaneOf(dp)))
+                                                               : dp.push_worker_address();
+  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol, push};
+}
+
+uint32_t Connection::LaneOf(const v1::DataPlaneResponse& dp) const {
+  return push_lane < static_cast<uint32_t>(dp.push_lane_addresses_size()) ? push_lane : 0;
 }
 
 Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneResponse& dp) {
@@ -144,6 +152,10 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
   begin.set_timeout_ms(options.reservation_timeout_ms);
   const bool two_sided = engine && protocol == transfer::Protocol::kTwoSided;
   begin.set_two_sided(two_sided);
+  if (two_sided) {
+    std::lock_guard lock(target_mu);
+    begin.set_push_lane(target_lane);
+  }
   for (const PutItem& item : items) {
     v1::PutBeginItem* p = begin.add_items();
     p->set_key(std::string(item.key.AsBytes()));

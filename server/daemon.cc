@@ -113,7 +113,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   std::string arena_kind = "private";
   if (config.ucx_enabled) {
     Result<std::unique_ptr<transfer::TransferServer>> allocated =
-        transfer::TransferServer::StartAllocated(ucx, config.dram_capacity);
+        transfer::TransferServer::StartAllocated(ucx, config.dram_capacity, config.ucx_lanes);
     if (allocated.ok()) {
       impl->transfer = std::move(*allocated);
       dram_options.external_arena = impl->transfer->memory();
@@ -139,7 +139,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   tiers::DramTier& dram = impl->tier->dram();
   if (config.ucx_enabled && !impl->transfer) {
     Result<std::unique_ptr<transfer::TransferServer>> registered =
-        transfer::TransferServer::Start(ucx, dram.arena_base(), dram.arena_bytes());
+        transfer::TransferServer::Start(ucx, dram.arena_base(), dram.arena_bytes(), config.ucx_lanes);
     if (!registered.ok()) {
       return Status(registered.status().code(), "UCX data plane: " + registered.status().message() +
                                                     " (start with --no-ucx to serve inline only)");

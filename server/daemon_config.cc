@@ -133,6 +133,7 @@ Status ApplyUcxTable(const toml::table& table, const std::string& origin, Daemon
     else if (key == "transports") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_transports));
     else if (key == "protocol") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_protocol));
     else if (key == "send_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ucx_send_timeout_ms));
+    else if (key == "lanes") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ucx_lanes));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -275,6 +276,7 @@ Status DaemonConfig::Validate() const {
   if (ucx_send_timeout_ms < 100 || ucx_send_timeout_ms > 600'000) {
     return InvalidArgument("ucx send_timeout_ms must be 100..600000");
   }
+  if (ucx_lanes > 16) return InvalidArgument("ucx lanes must be 0 (automatic) .. 16");
   if (gpu < 0 || gpu > 1023) return InvalidArgument("gpu must be a CUDA device index 0..1023");
   if (hbm_capacity != 0) {
     // Blocks larger than the HBM tier stay in DRAM (TierManager placement falls back).
@@ -332,6 +334,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<uint64_t> reservation_timeout_ms, default_lease_ms;
   std::optional<std::string> ucx_protocol;
   std::optional<uint64_t> ucx_send_timeout_ms;
+  std::optional<uint64_t> ucx_lanes;
   std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity, hbm_capacity;
   std::optional<int> gpu;
   bool standalone = false;
@@ -363,6 +366,8 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
                  "one-sided, two-sided [auto]");
   app.add_option("--ucx-send-timeout-ms", ucx_send_timeout_ms,
                  "end a two-sided send whose reader stopped receiving after this long [60000]");
+  app.add_option("--ucx-lanes", ucx_lanes,
+                 "two-sided push workers, each with its own progress thread; 0 = one per 4 hardware threads, 1..4 [0]");
   app.add_option("--ssd-dir", ssd_dir, "directory for the SSD tier (segment files + index); empty = no SSD tier");
   app.add_option("--ssd-capacity", ssd_capacity, "SSD tier size, e.g. 64GiB [16GiB]");
   app.add_option("--hbm-capacity", hbm_capacity, "GPU memory lent as the HBM tier, e.g. 8GiB; 0 = no HBM tier [0]");
@@ -405,6 +410,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (ucx_transports) config.ucx_transports = *ucx_transports;
   if (ucx_protocol) config.ucx_protocol = *ucx_protocol;
   if (ucx_send_timeout_ms) config.ucx_send_timeout_ms = *ucx_send_timeout_ms;
+  if (ucx_lanes) config.ucx_lanes = *ucx_lanes;
   if (no_ucx) config.ucx_enabled = false;
   if (dram_prefault) config.dram_prefault = true;
   if (ssd_dir) config.ssd_dir = *ssd_dir;

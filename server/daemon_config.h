@@ -43,6 +43,9 @@ struct DaemonConfig {
   // A two-sided send to a reader that stopped receiving (it vanished or hangs) is ended by closing
   // that reader's endpoint after this long.
   uint64_t ucx_send_timeout_ms = 60'000;
+  // Two-sided lanes: push workers, each with a progress thread of its own (transfer_server.h);
+  // 0 = one per four hardware threads, 1..4.
+  uint64_t ucx_lanes = 0;
 
   // [cluster] (used when standalone is false: membership on etcd)
   std::vector<std::string> etcd_endpoints;  // "http://host:port"; required unless standalone

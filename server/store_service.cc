@@ -161,6 +161,10 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
   if (req.two_sided() && !two_sided()) {
     return FailedPrecondition("two_sided: this daemon does not serve the two-sided UCX protocol");
   }
+  if (req.two_sided() && req.push_lane() >= options_.data_plane.transfer->lanes()) {
+    return InvalidArgument("push_lane is " + std::to_string(req.push_lane()) + "; this daemon has " +
+                           std::to_string(options_.data_plane.transfer->lanes()) + " lanes");
+  }
 
   struct Parsed {
     BlockKey key;
@@ -196,7 +200,7 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
         // The receive lives no longer than the reservation; its region is quarantined after that.
         const uint64_t tag = PushTag(reservation->id);
         const Status posted = options_.data_plane.transfer->ExpectReceive(
-            tag, reservation->data, reservation->size, std::chrono::milliseconds(timeout_ms));
+            tag, reservation->data, reservation->size, std::chrono::milliseconds(timeout_ms), req.push_lane());
         if (!posted.ok()) {
           for (uint64_t id : opened) {
             options_.data_plane.transfer->CancelReceive(PushTag(id));
@@ -642,6 +646,9 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRe
       resp->set_two_sided(two_sided());
       if (two_sided()) {
         resp->set_push_worker_address(dp.transfer->push_worker_address());
+        for (const std::string& address : dp.transfer->push_worker_addresses()) resp->add_push_lane_addresses(address);
+        resp->set_suggested_push_lane(static_cast<uint32_t>(next_lane_.fetch_add(1, std::memory_order_relaxed) %
+                                                            dp.transfer->lanes()));
         resp->set_eager_requests(dp.transfer->serves_eager_requests());
       }
       resp->set_protocol(dp.protocol);

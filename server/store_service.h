@@ -127,6 +127,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};
   const uint64_t push_tag_secret_;
+  std::atomic<uint64_t> next_lane_{0};  // DataPlane deals two-sided lanes out in turn
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_
 };

@@ -35,8 +35,27 @@ BlockKey KeyFromWire(const std::byte (&bytes)[BlockKey::kSize]) {
 
 }  // namespace
 
+// One push worker and the thread that progresses it. Each lane serves the peers connected to its
+// worker; lane 0's thread also progresses the one-sided worker.
+struct TransferServer::Lane {
+  TransferServer* server = nullptr;
+  size_t index = 0;
+  std::unique_ptr<UcxWorker> worker;  // thread-shared (Signal, and the accessors' addresses)
+  std::string address;
+  std::thread thread;
+  std::atomic<size_t> sends_in_flight{0};  // of sends posted on this lane
+  // Touched by this lane's thread only (handlers and callbacks run inside its progress).
+  std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager;  // open receives, by data tag
+  std::vector<EagerReceive*> eager_ended;                             // receives whose callback ran
+  std::atomic<size_t> eager_open{0};                                  // eager.size(), for counters()
+  std::vector<EagerReceive*> verified;  // guarded by server->verify_mu_; committed or refused, to answer
+  std::vector<std::shared_ptr<Receive>> to_post;    // guarded by server->receives_mu_
+  std::vector<std::shared_ptr<Receive>> to_cancel;  // guarded by server->receives_mu_
+};
+
 struct TransferServer::Send {
   TransferServer* server = nullptr;
+  Lane* lane = nullptr;
   void* request = nullptr;
   ucp_ep_h ep = nullptr;
   SteadyClock::time_point start;
@@ -47,6 +66,7 @@ struct TransferServer::Send {
 
 struct TransferServer::Receive {
   TransferServer* server = nullptr;
+  Lane* lane = nullptr;
   uint64_t tag = 0;
   std::byte* at = nullptr;
   size_t length = 0;
@@ -61,6 +81,7 @@ struct TransferServer::Receive {
 // One eager put's receive; progress thread only.
 struct TransferServer::EagerReceive {
   TransferServer* server = nullptr;
+  Lane* lane = nullptr;
   uint64_t tag = 0;
   EagerPut put;
   uint64_t reservation_id = 0;
@@ -75,26 +96,29 @@ struct TransferServer::EagerReceive {
 };
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& options, void* base,
-                                                              size_t length) {
+                                                              size_t length, size_t lanes) {
   std::unique_ptr<TransferServer> server(new TransferServer());
   UcxOptions with_wakeup = options;
   with_wakeup.wakeup = true;
   KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(with_wakeup));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Register(server->context_, base, length));
-  return Finish(std::move(server), options);
+  return Finish(std::move(server), options, lanes);
 }
 
-Result<std::unique_ptr<TransferServer>> TransferServer::StartAllocated(const UcxOptions& options, size_t length) {
+Result<std::unique_ptr<TransferServer>> TransferServer::StartAllocated(const UcxOptions& options, size_t length,
+                                                                       size_t lanes) {
   std::unique_ptr<TransferServer> server(new TransferServer());
   UcxOptions with_wakeup = options;
   with_wakeup.wakeup = true;
   KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(with_wakeup));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Allocate(server->context_, length));
-  return Finish(std::move(server), options);
+  return Finish(std::move(server), options, lanes);
 }
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<TransferServer> server,
-                                                               const UcxOptions& options) {
+                                                               const UcxOptions& options, size_t lanes) {
+  if (lanes == 0) lanes = DefaultLanes();
+  if (lanes > kMaxLanes) return InvalidArgument("at most " + std::to_string(kMaxLanes) + " UCX lanes");
   KVSTASH_ASSIGN_OR_RETURN(server->worker_, UcxWorker::Create(server->context_));
   // The two-sided protocol: its own context (UcxOptions::messages says why) over the same memory.
   UcxOptions messages = options;
@@ -103,28 +127,47 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<T
   KVSTASH_ASSIGN_OR_RETURN(server->push_context_, UcxContext::Create(messages));
   KVSTASH_ASSIGN_OR_RETURN(server->push_region_,
                            MemoryRegion::Register(server->push_context_, server->region_->base(), server->region_->length()));
-  KVSTASH_ASSIGN_OR_RETURN(server->push_worker_, UcxWorker::Create(server->push_context_, /*shared=*/true));
-  ucp_am_handler_param_t handler{};
-  handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-  handler.id = push::kPushRequestAm;
-  handler.cb = &TransferServer::OnPushRequest;
-  handler.arg = server.get();
-  ucs_status_t set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
-  if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the push-request handler", set);
-  handler.id = push::kPutRequestAm;
-  handler.cb = &TransferServer::OnEagerPut;
-  set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
-  if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the eager-put handler", set);
-  handler.id = push::kGetRequestAm;
-  handler.cb = &TransferServer::OnEagerGet;
-  set = ucp_worker_set_am_recv_handler(server->push_worker_->handle(), &handler);
-  if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering the eager-get handler", set);
+  for (size_t i = 0; i < lanes; ++i) {
+    auto lane = std::make_unique<Lane>();
+    lane->server = server.get();
+    lane->index = i;
+    KVSTASH_ASSIGN_OR_RETURN(lane->worker, UcxWorker::Create(server->push_context_, /*shared=*/true));
+    ucp_am_handler_param_t handler{};
+    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+    handler.arg = lane.get();
+    const std::pair<uint16_t, ucp_am_recv_callback_t> handlers[] = {{push::kPushRequestAm, &TransferServer::OnPushRequest},
+                                                                   {push::kPutRequestAm, &TransferServer::OnEagerPut},
+                                                                   {push::kGetRequestAm, &TransferServer::OnEagerGet}};
+    for (const auto& [id, cb] : handlers) {
+      handler.id = id;
+      handler.cb = cb;
+      const ucs_status_t set = ucp_worker_set_am_recv_handler(lane->worker->handle(), &handler);
+      if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering a two-sided request handler", set);
+    }
+    lane->address = lane->worker->address();
+    server->lanes_.push_back(std::move(lane));
+  }
   server->worker_address_ = server->worker_->address();
-  server->push_worker_address_ = server->push_worker_->address();
   server->transports_ = options.transports.empty() ? "default" : options.transports;
-  TransferServer* raw = server.get();
-  server->thread_ = std::thread([raw] { raw->ProgressLoop(); });
+  for (auto& lane : server->lanes_) {
+    Lane* raw = lane.get();
+    lane->thread = std::thread([raw] { raw->server->ProgressLoop(*raw); });
+  }
   return server;
+}
+
+const std::string& TransferServer::push_worker_address() const { return lanes_.front()->address; }
+
+std::vector<std::string> TransferServer::push_worker_addresses() const {
+  std::vector<std::string> out;
+  for (const auto& lane : lanes_) out.push_back(lane->address);
+  return out;
+}
+
+size_t TransferServer::lanes() const { return lanes_.size(); }
+
+size_t TransferServer::DefaultLanes() {
+  return std::clamp<size_t>(std::thread::hardware_concurrency() / 4, 1, 4);
 }
 
 TransferServer::~TransferServer() {
@@ -134,34 +177,38 @@ TransferServer::~TransferServer() {
     std::lock_guard lock(receives_mu_);
     for (auto& [tag, receive] : receives_) open.push_back(receive);
     receives_.clear();
+    for (auto& lane : lanes_) {
+      for (auto& receive : lane->to_cancel) open.push_back(receive);
+      lane->to_cancel.clear();
+    }
   }
-  for (auto& receive : to_cancel_) open.push_back(receive);
-  to_cancel_.clear();
   for (auto& receive : open) {
     if (receive->request == nullptr) continue;  // never posted
-    ucp_request_cancel(push_worker_->handle(), receive->request);
+    ucp_request_cancel(receive->lane->worker->handle(), receive->request);
     ucp_request_free(receive->request);
   }
-  // Eager puts still waiting for bytes: their rooms die with the store that owns them.
-  for (auto& [tag, receive] : eager_) {
-    if (receive->request == nullptr) continue;
-    ucp_request_cancel(push_worker_->handle(), receive->request);
-    ucp_request_free(receive->request);
+  for (auto& lane : lanes_) {
+    // Eager puts still waiting for bytes: their rooms die with the store that owns them.
+    for (auto& [tag, receive] : lane->eager) {
+      if (receive->request == nullptr) continue;
+      ucp_request_cancel(lane->worker->handle(), receive->request);
+      ucp_request_free(receive->request);
+    }
+    lane->eager.clear();
   }
-  eager_.clear();
   // Endpoints first (ending any send still in flight), then the registrations, then the contexts.
-  push_worker_.reset();
+  lanes_.clear();
   push_region_.reset();
   worker_.reset();
   region_.reset();
 }
 
 void TransferServer::Stop() {
-  if (thread_.joinable()) {
-    stop_.store(true, std::memory_order_release);
-    worker_->Signal();
-    push_worker_->Signal();
-    thread_.join();
+  stop_.store(true, std::memory_order_release);
+  if (worker_) worker_->Signal();  // absent when Start failed before creating it
+  for (auto& lane : lanes_) {
+    lane->worker->Signal();
+    if (lane->thread.joinable()) lane->thread.join();
   }
   StopVerifiers();
 }
@@ -195,25 +242,31 @@ void TransferServer::VerifyLoop() {
     receive->outcome = sink != nullptr ? sink->Commit(receive->put, receive->reservation_id)
                                        : FailedPrecondition("this daemon stores no eager puts");
     lock.lock();
-    verified_.push_back(receive);
-    push_worker_->Signal();  // the progress thread answers
+    receive->lane->verified.push_back(receive);
+    receive->lane->worker->Signal();  // its lane's thread answers
   }
 }
 
-void TransferServer::ProgressLoop() {
+void TransferServer::ProgressLoop(Lane& lane) {
+  const bool first = lane.index == 0;  // also progresses the one-sided worker and the shared sweeps
+  auto progress = [&] { return (first ? worker_->Progress() : 0) + lane.worker->Progress(); };
+  auto wait = [&](std::chrono::microseconds timeout) {
+    if (first) (void)UcxWorker::WaitForEvents({worker_.get(), lane.worker.get()}, timeout);
+    else (void)lane.worker->WaitForEvent(timeout);
+  };
   auto next_sweep = SteadyClock::now();
   auto last_event = SteadyClock::now();
   while (!stop_.load(std::memory_order_acquire)) {
-    RunReceiveChanges();
-    while (worker_->Progress() + push_worker_->Progress() > 0) {
+    RunReceiveChanges(lane);
+    while (progress() > 0) {
       last_event = SteadyClock::now();
-      FinishEagerPuts();
+      FinishEagerPuts(lane);
     }
-    FinishEagerPuts();
+    FinishEagerPuts(lane);
     if (SteadyClock::now() >= next_sweep) {
-      EndStuckSends();
-      ExpireReceives();
-      ExpireEagerPuts();
+      EndStuckSends(lane);
+      if (first) ExpireReceives();
+      ExpireEagerPuts(lane);
       next_sweep = SteadyClock::now() + std::chrono::milliseconds(100);
     }
     // While pushes are in flight, and for a moment after any activity (a transfer's next step
@@ -221,14 +274,14 @@ void TransferServer::ProgressLoop() {
     // raise no wakeup event when the socket drains. But sleep rather than spin: on a host with
     // more runnable threads than cores a spinning thread is descheduled for whole time slices,
     // while a thread that sleeps is run as soon as its event comes (or its short timeout ends).
-    if (sends_in_flight_.load(std::memory_order_relaxed) > 0 ||
+    if (lane.sends_in_flight.load(std::memory_order_relaxed) > 0 ||
         SteadyClock::now() - last_event < std::chrono::microseconds(500)) {
-      (void)UcxWorker::WaitForEvents({worker_.get(), push_worker_.get()}, std::chrono::microseconds(50));
+      wait(std::chrono::microseconds(50));
       continue;
     }
     // Sleeps until a peer needs us. Shared-memory transports raise no wakeup events, so the
     // timeout bounds how long their messages (connection setup, emulated operations) wait.
-    (void)UcxWorker::WaitForEvents({worker_.get(), push_worker_.get()}, std::chrono::milliseconds(5));
+    wait(std::chrono::milliseconds(5));
   }
 }
 
@@ -236,7 +289,8 @@ void TransferServer::ProgressLoop() {
 
 ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t header_length, void*, size_t length,
                                            const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<TransferServer*>(arg);
+  Lane& lane = *static_cast<Lane*>(arg);
+  TransferServer* self = lane.server;
   const std::optional<push::PushRequest> request =
       ReadRequest<push::PushRequest>(header, header_length, length, param, self->rejected_);
   if (!request) return UCS_OK;
@@ -269,16 +323,17 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
     }
   }
   // Straight from the registered memory: no copy on this side.
-  if (Status posted = self->PostSend(param->reply_ep, addr, req.length, req.reply_tag, std::nullopt); !posted.ok()) {
+  if (Status posted = self->PostSend(lane, param->reply_ep, addr, req.length, req.reply_tag, std::nullopt); !posted.ok()) {
     self->Reject(param->reply_ep, req.reply_tag, posted);
   }
   return UCS_OK;
 }
 
-Status TransferServer::PostSend(ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
+Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
                                 std::optional<std::pair<BlockKey, uint64_t>> release) {
   auto send = std::make_unique<Send>();
   send->server = this;
+  send->lane = &lane;
   send->ep = ep;
   send->start = SteadyClock::now();
   send->bytes = length;
@@ -309,7 +364,7 @@ Status TransferServer::PostSend(ucp_ep_h ep, const std::byte* addr, size_t lengt
   Send* key = send.get();
   std::lock_guard lock(sends_mu_);
   sends_.emplace(key, std::move(send));
-  sends_in_flight_.store(sends_.size(), std::memory_order_relaxed);
+  lane.sends_in_flight.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
 }
 
@@ -328,8 +383,8 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
       // The bytes are out (or never will be): the block may move again.
       GetSource* source = self->get_source_.load(std::memory_order_acquire);
       if (send->release && source != nullptr) source->Release(send->release->first, send->release->second);
+      send->lane->sends_in_flight.fetch_sub(1, std::memory_order_relaxed);
       self->sends_.erase(send);  // frees `send`
-      self->sends_in_flight_.store(self->sends_.size(), std::memory_order_relaxed);
     }
   }
   ucp_request_free(request);
@@ -360,13 +415,13 @@ void TransferServer::Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& statu
   if (UCS_PTR_IS_PTR(r)) (void)answer.release();  // the callback frees it
 }
 
-void TransferServer::EndStuckSends() {
+void TransferServer::EndStuckSends(Lane& lane) {
   const auto cutoff = SteadyClock::now() - std::chrono::milliseconds(send_timeout_ms_.load());
   std::vector<ucp_ep_h> stuck;
   {
     std::lock_guard lock(sends_mu_);
     for (const auto& [key, send] : sends_) {
-      if (send->start < cutoff && std::find(stuck.begin(), stuck.end(), send->ep) == stuck.end()) {
+      if (send->lane == &lane && send->start < cutoff && std::find(stuck.begin(), stuck.end(), send->ep) == stuck.end()) {
         stuck.push_back(send->ep);
       }
     }
@@ -380,15 +435,16 @@ void TransferServer::EndStuckSends() {
     ucs_status_ptr_t r = ucp_ep_close_nbx(ep, &param);
     if (UCS_PTR_IS_PTR(r)) {
       int rounds = 0;
-      while (ucp_request_check_status(r) == UCS_INPROGRESS && rounds++ < 100000) push_worker_->Progress();
+      while (ucp_request_check_status(r) == UCS_INPROGRESS && rounds++ < 100000) lane.worker->Progress();
       ucp_request_free(r);
     }
     // Whatever the close did not complete is written off: its callback, should it still come,
     // touches nothing but the abandoned record.
     std::lock_guard lock(sends_mu_);
     for (auto it = sends_.begin(); it != sends_.end();) {
-      if (it->second->ep == ep) {
+      if (it->second->ep == ep && it->second->lane == &lane) {
         it->second->abandoned = true;
+        lane.sends_in_flight.fetch_sub(1, std::memory_order_relaxed);
         sends_failed_.fetch_add(1, std::memory_order_relaxed);
         (void)it->second.release();  // a few bytes per written-off send, kept for its late callback
         it = sends_.erase(it);
@@ -396,7 +452,6 @@ void TransferServer::EndStuckSends() {
         ++it;
       }
     }
-    sends_in_flight_.store(sends_.size(), std::memory_order_relaxed);
   }
 }
 
@@ -415,12 +470,18 @@ void TransferServer::OnReceived(void*, ucs_status_t status, const ucp_tag_recv_i
   delete ref;  // the owner frees the request (CancelReceive), never this callback
 }
 
-Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout) {
+Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout,
+                                     size_t lane) {
   if (length == 0 || !region_->Contains(at, length)) {
     return InvalidArgument("a receive must lie inside the registered memory");
   }
+  if (lane >= lanes_.size()) {
+    return InvalidArgument("lane " + std::to_string(lane) + " does not exist (this daemon has " +
+                           std::to_string(lanes_.size()) + ")");
+  }
   auto receive = std::make_shared<Receive>();
   receive->server = this;
+  receive->lane = lanes_[lane].get();
   receive->tag = tag;
   receive->at = at;
   receive->length = length;
@@ -429,27 +490,27 @@ Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length,
     std::lock_guard lock(receives_mu_);
     if (receives_.contains(tag)) return InvalidArgument("tag " + std::to_string(tag) + " is already expected");
     receives_.emplace(tag, receive);
-    to_post_.push_back(receive);
+    receive->lane->to_post.push_back(receive);
   }
   // Posted by the progress thread (RunReceiveChanges): a caller's thread never contends for the
   // worker's lock, which spins. A send that arrives first waits in UCX as an unexpected message.
-  push_worker_->Signal();
+  receive->lane->worker->Signal();
   return Status::Ok();
 }
 
-void TransferServer::RunReceiveChanges() {
+void TransferServer::RunReceiveChanges(Lane& lane) {
   std::vector<std::shared_ptr<Receive>> post;
   std::vector<std::shared_ptr<Receive>> cancel;
   {
     std::lock_guard lock(receives_mu_);
-    if (to_post_.empty() && to_cancel_.empty()) return;
-    for (auto& receive : to_post_) {
+    if (lane.to_post.empty() && lane.to_cancel.empty()) return;
+    for (auto& receive : lane.to_post) {
       if (receive->withdrawn) continue;  // cancelled before it was posted
       receive->posting = true;
       post.push_back(std::move(receive));
     }
-    to_post_.clear();
-    cancel.swap(to_cancel_);
+    lane.to_post.clear();
+    cancel.swap(lane.to_cancel);
   }
   bool failed = false;
   for (auto& receive : post) {
@@ -462,7 +523,7 @@ void TransferServer::RunReceiveChanges() {
     param.memh = push_region_->handle();
     // Outside receives_mu_: the completion callback may run inside this call (a send that
     // arrived before the receive) and takes that lock.
-    ucs_status_ptr_t r = ucp_tag_recv_nbx(push_worker_->handle(), receive->at, receive->length, receive->tag,
+    ucs_status_ptr_t r = ucp_tag_recv_nbx(lane.worker->handle(), receive->at, receive->length, receive->tag,
                                           ~uint64_t{0}, &param);
     std::lock_guard lock(receives_mu_);
     receive->posting = false;
@@ -480,7 +541,7 @@ void TransferServer::RunReceiveChanges() {
   // region's quarantine (the tier reuses an expired reservation's region only after another
   // timeout), which also covers the one progress round a withdrawal waits here.
   for (auto& receive : cancel) {
-    ucp_request_cancel(push_worker_->handle(), receive->request);
+    ucp_request_cancel(lane.worker->handle(), receive->request);
     ucp_request_free(receive->request);
   }
 }
@@ -507,6 +568,7 @@ Status TransferServer::AwaitReceive(uint64_t tag, std::chrono::milliseconds wait
 }
 
 void TransferServer::CancelReceive(uint64_t tag) {
+  Lane* lane = nullptr;
   {
     std::lock_guard lock(receives_mu_);
     auto it = receives_.find(tag);
@@ -516,9 +578,10 @@ void TransferServer::CancelReceive(uint64_t tag) {
     receive->withdrawn = true;
     // Posted: the progress thread cancels it. Being posted or not posted yet: the progress thread
     // sees `withdrawn` and cancels it after posting, or never posts it.
-    if (receive->request != nullptr) to_cancel_.push_back(std::move(receive));
+    lane = receive->lane;
+    if (receive->request != nullptr) receive->lane->to_cancel.push_back(std::move(receive));
   }
-  push_worker_->Signal();
+  lane->worker->Signal();
 }
 
 void TransferServer::ExpireReceives() {
@@ -537,7 +600,8 @@ void TransferServer::ExpireReceives() {
 
 ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t header_length, void*, size_t length,
                                         const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<TransferServer*>(arg);
+  Lane& lane = *static_cast<Lane*>(arg);
+  TransferServer* self = lane.server;
   const std::optional<push::GetRequest> request =
       ReadRequest<push::GetRequest>(header, header_length, length, param, self->rejected_);
   if (!request) return UCS_OK;
@@ -565,7 +629,7 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
   }
   // The bytes first, then the answer with what the reader checks them against; the lease ends
   // when the send has.
-  const Status posted = self->PostSend(param->reply_ep, found->data, found->size, req.reply_tag,
+  const Status posted = self->PostSend(lane, param->reply_ep, found->data, found->size, req.reply_tag,
                                        std::make_pair(key, found->lease_epoch));
   if (!posted.ok()) return refuse(posted);
   self->eager_gets_sent_.fetch_add(1, std::memory_order_relaxed);
@@ -577,13 +641,15 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
 
 ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t header_length, void*, size_t length,
                                         const ucp_am_recv_param_t* param) {
-  auto* self = static_cast<TransferServer*>(arg);
+  Lane& lane = *static_cast<Lane*>(arg);
+  TransferServer* self = lane.server;
   const std::optional<push::PutRequest> request =
       ReadRequest<push::PutRequest>(header, header_length, length, param, self->rejected_);
   if (!request) return UCS_OK;
   const push::PutRequest& req = *request;
   auto receive = std::make_unique<EagerReceive>();
   receive->server = self;
+  receive->lane = &lane;
   receive->tag = req.data_tag;
   receive->reply_ep = param->reply_ep;
   receive->put.key = KeyFromWire(req.key);
@@ -593,7 +659,7 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
   receive->put.pin = (req.flags & push::kPutPin) != 0;
   receive->deadline = SteadyClock::now() + std::chrono::milliseconds(self->eager_timeout_ms_.load());
 
-  bool tag_in_use = self->eager_.contains(req.data_tag);
+  bool tag_in_use = lane.eager.contains(req.data_tag);
   if (!tag_in_use) {
     std::lock_guard lock(self->receives_mu_);
     tag_in_use = self->receives_.contains(req.data_tag);
@@ -632,11 +698,11 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
     self->eager_refused_.fetch_add(1, std::memory_order_relaxed);
     self->Answer(param->reply_ep, req.data_tag, refused);
   }
-  self->ReceiveEagerBytes(std::move(receive));
+  self->ReceiveEagerBytes(lane, std::move(receive));
   return UCS_OK;
 }
 
-void TransferServer::ReceiveEagerBytes(std::unique_ptr<EagerReceive> receive) {
+void TransferServer::ReceiveEagerBytes(Lane& lane, std::unique_ptr<EagerReceive> receive) {
   static std::byte sink_hole[1];
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FLAG_NO_IMM_CMPL;
@@ -649,14 +715,14 @@ void TransferServer::ReceiveEagerBytes(std::unique_ptr<EagerReceive> receive) {
     param.memh = push_region_->handle();
   }
   EagerReceive* raw = receive.get();
-  eager_.emplace(raw->tag, std::move(receive));
-  eager_open_.store(eager_.size(), std::memory_order_relaxed);
+  lane.eager.emplace(raw->tag, std::move(receive));
+  lane.eager_open.store(lane.eager.size(), std::memory_order_relaxed);
   // The callback only records the outcome (it may run inside this call, when the bytes came
   // first); FinishEagerPuts acts on it.
-  ucs_status_ptr_t r = ucp_tag_recv_nbx(push_worker_->handle(), into, length, raw->tag, ~uint64_t{0}, &param);
+  ucs_status_ptr_t r = ucp_tag_recv_nbx(lane.worker->handle(), into, length, raw->tag, ~uint64_t{0}, &param);
   if (UCS_PTR_IS_ERR(r)) {
     raw->status = UCS_PTR_STATUS(r);
-    eager_ended_.push_back(raw);
+    lane.eager_ended.push_back(raw);
     return;
   }
   raw->request = r;
@@ -666,14 +732,14 @@ void TransferServer::OnEagerReceived(void*, ucs_status_t status, const ucp_tag_r
   auto* receive = static_cast<EagerReceive*>(user_data);
   receive->status = status;
   receive->received = info != nullptr ? info->length : 0;
-  receive->server->eager_ended_.push_back(receive);
+  receive->lane->eager_ended.push_back(receive);
 }
 
-void TransferServer::FinishEagerPuts() {
+void TransferServer::FinishEagerPuts(Lane& lane) {
   std::vector<EagerReceive*> answered;
   {
     std::lock_guard lock(verify_mu_);
-    answered.swap(verified_);
+    answered.swap(lane.verified);
   }
   auto finish = [&](EagerReceive* receive, const Status& outcome) {
     (outcome.ok() ? eager_stored_ : eager_failed_).fetch_add(1, std::memory_order_relaxed);
@@ -681,15 +747,15 @@ void TransferServer::FinishEagerPuts() {
   };
   auto forget = [&](EagerReceive* receive) {
     if (receive->request != nullptr) ucp_request_free(receive->request);
-    eager_.erase(receive->tag);  // frees `receive`
+    lane.eager.erase(receive->tag);  // frees `receive`
   };
   for (EagerReceive* receive : answered) {
     finish(receive, receive->outcome);
     forget(receive);
   }
-  if (!eager_ended_.empty()) {
+  if (!lane.eager_ended.empty()) {
     std::vector<EagerReceive*> ended;
-    ended.swap(eager_ended_);
+    ended.swap(lane.eager_ended);
     PutSink* sink = put_sink_.load(std::memory_order_acquire);
     size_t queued = 0;
     for (EagerReceive* receive : ended) {
@@ -723,12 +789,12 @@ void TransferServer::FinishEagerPuts() {
     if (queued == 1) verify_cv_.notify_one();
     if (queued > 1) verify_cv_.notify_all();
   }
-  eager_open_.store(eager_.size(), std::memory_order_relaxed);
+  lane.eager_open.store(lane.eager.size(), std::memory_order_relaxed);
 }
 
-void TransferServer::ExpireEagerPuts() {
+void TransferServer::ExpireEagerPuts(Lane& lane) {
   const auto now = SteadyClock::now();
-  for (auto& [tag, receive] : eager_) {
+  for (auto& [tag, receive] : lane.eager) {
     if (receive->deadline >= now || receive->cancelled || receive->request == nullptr ||
         receive->status != UCS_INPROGRESS) {
       continue;
@@ -736,7 +802,7 @@ void TransferServer::ExpireEagerPuts() {
     // A receive UCX has already matched cannot be cancelled: it ends when its bytes are in, and
     // the store then refuses a commit whose reservation expired.
     receive->cancelled = true;
-    ucp_request_cancel(push_worker_->handle(), receive->request);
+    ucp_request_cancel(lane.worker->handle(), receive->request);
   }
 }
 
@@ -754,7 +820,7 @@ TwoSidedCounters TransferServer::counters() const {
   c.sends_failed = sends_failed_.load(std::memory_order_relaxed);
   c.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
   c.requests_rejected = rejected_.load(std::memory_order_relaxed);
-  c.receives_open += eager_open_.load(std::memory_order_relaxed);
+  for (const auto& lane : lanes_) c.receives_open += lane->eager_open.load(std::memory_order_relaxed);
   c.eager_puts_stored = eager_stored_.load(std::memory_order_relaxed);
   c.eager_puts_refused = eager_refused_.load(std::memory_order_relaxed);
   c.eager_puts_failed = eager_failed_.load(std::memory_order_relaxed);

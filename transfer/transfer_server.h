@@ -20,7 +20,13 @@
 // A send that has not completed within send_timeout_ms (a peer that vanished mid-receive) has its
 // endpoint closed, which ends the send: no request outlives its peer.
 //
-// Progress model: one progress thread; it sleeps on the worker's event fd when idle
+// Lanes: the two-sided protocol is served by `lanes` push workers (default one per four hardware
+// threads, at most kMaxLanes), each progressed by a thread of its own, so that on a host with the
+// cores several peers' transfers are received, copied and answered at once. A peer talks to one
+// lane (push_worker_addresses()[i]); a two-phase put names its lane to PutBegin, whose receive is
+// posted there. Lane 0's thread also progresses the one-sided worker.
+//
+// Progress model: one progress thread per lane; it sleeps on the worker's event fd when idle
 // (UCP_FEATURE_WAKEUP), so an idle daemon burns no CPU. While sends are in flight, and for 500 us
 // after any activity, it sleeps in 50 us steps instead (never a busy spin: a spinning thread on a
 // host with more runnable threads than cores is descheduled for whole time slices). Push requests are handled and their sends
@@ -133,18 +139,26 @@ class TransferServer {
  public:
   // Registers [base, base + length) and starts the progress thread. Peers' one-sided operations
   // on such memory may be emulated by UCX with messages this server's progress thread answers.
-  static Result<std::unique_ptr<TransferServer>> Start(const UcxOptions& options, void* base, size_t length);
+  // `lanes`: push workers (0 = DefaultLanes(); at most kMaxLanes).
+  static Result<std::unique_ptr<TransferServer>> Start(const UcxOptions& options, void* base, size_t length,
+                                                       size_t lanes = 0);
   // Has UCX allocate `length` bytes (shared memory when it can) and serves them; memory() is the
   // region. Peers on the same host then map it and move bytes with their own CPU, truly one-sided.
-  static Result<std::unique_ptr<TransferServer>> StartAllocated(const UcxOptions& options, size_t length);
+  static Result<std::unique_ptr<TransferServer>> StartAllocated(const UcxOptions& options, size_t length,
+                                                                size_t lanes = 0);
+  static constexpr size_t kMaxLanes = 16;
+  static size_t DefaultLanes();  // one per four hardware threads, 1..4
 
   std::byte* memory() const { return region_->base(); }
   size_t memory_bytes() const { return region_->length(); }
   ~TransferServer();  // stops
 
   const std::string& worker_address() const { return worker_address_; }
-  // The worker of the two-sided protocol (its own UCX context: UcxOptions::messages).
-  const std::string& push_worker_address() const { return push_worker_address_; }
+  // The workers of the two-sided protocol (its own UCX context: UcxOptions::messages), one per lane;
+  // push_worker_address() is lane 0's.
+  const std::string& push_worker_address() const;
+  std::vector<std::string> push_worker_addresses() const;
+  size_t lanes() const;
   const std::string& packed_rkey() const { return region_->packed_rkey(); }
   const std::string& transports() const { return transports_; }
 
@@ -171,7 +185,9 @@ class TransferServer {
   // is withdrawn by CancelReceive or, at the latest, after `timeout`. INVALID_ARGUMENT for a
   // range outside the memory or a tag already expected; a failure to post is reported by
   // AwaitReceive.
-  Status ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout);
+  // `lane`: the lane the peer sends on (INVALID_ARGUMENT when there is no such lane).
+  Status ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout,
+                       size_t lane = 0);
   // Waits up to `wait` for the receive under `tag` to complete. OK when exactly its length
   // arrived; NOT_FOUND when no such receive is open; DEADLINE_EXCEEDED when nothing (complete)
   // arrived in time; DATA_LOSS when the peer sent a different size. The receive stays open until
@@ -185,13 +201,14 @@ class TransferServer {
   void Stop();
 
  private:
+  struct Lane;
   struct Send;
   struct Receive;
   struct EagerReceive;
   TransferServer() = default;
   static Result<std::unique_ptr<TransferServer>> Finish(std::unique_ptr<TransferServer> server,
-                                                        const UcxOptions& options);
-  void ProgressLoop();
+                                                        const UcxOptions& options, size_t lanes);
+  void ProgressLoop(Lane& lane);
   static ucs_status_t OnPushRequest(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                     const ucp_am_recv_param_t* param);
   static void OnSent(void* request, ucs_status_t status, void* user_data);
@@ -200,69 +217,60 @@ class TransferServer {
                                  const ucp_am_recv_param_t* param);
   // Posts one send from the registered memory to a peer's receive under `reply_tag`, tracked until
   // it completes (then `release`, if set, ends the block's lease). The status of posting it.
-  Status PostSend(ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
+  Status PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
                   std::optional<std::pair<BlockKey, uint64_t>> release);
   static ucs_status_t OnEagerPut(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
   static void OnEagerReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
   // Posts the receive of an eager put's bytes: into `at`, or into nothing (`at` null: a refused
   // put, whose bytes are dropped by a truncating receive).
-  void ReceiveEagerBytes(std::unique_ptr<EagerReceive> receive);
+  void ReceiveEagerBytes(Lane& lane, std::unique_ptr<EagerReceive> receive);
   // Progress thread, after progress: commits or aborts the eager puts whose receives ended, and
   // answers their peers.
-  void FinishEagerPuts();
+  void FinishEagerPuts(Lane& lane);
   // A verifier thread: commits the eager puts whose bytes are in (PutSink::Commit) and hands the
   // outcomes back to the progress thread, which answers the peers.
   void VerifyLoop();
   void StopVerifiers();
-  void ExpireEagerPuts();
+  void ExpireEagerPuts(Lane& lane);
   void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status, uint64_t size = 0, uint64_t checksum = 0);
   void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
-  void EndStuckSends();
+  void EndStuckSends(Lane& lane);
   void ExpireReceives();
   // Progress thread: posts the receives ExpectReceive queued and cancels those CancelReceive
   // withdrew, so that only this thread calls into the two-sided worker for puts.
-  void RunReceiveChanges();
+  void RunReceiveChanges(Lane& lane);
 
   std::shared_ptr<UcxContext> context_;
   std::unique_ptr<MemoryRegion> region_;
-  std::unique_ptr<UcxWorker> worker_;  // progressed only by the progress thread after Start
+  std::unique_ptr<UcxWorker> worker_;  // progressed only by lane 0's thread after Start
   std::string worker_address_;
-  // The two-sided protocol's context, the same memory registered in it, and its worker.
+  // The two-sided protocol's context, the same memory registered in it, and its lanes.
   std::shared_ptr<UcxContext> push_context_;
   std::unique_ptr<MemoryRegion> push_region_;
-  std::unique_ptr<UcxWorker> push_worker_;
-  std::string push_worker_address_;
+  std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Start
   std::string transports_;
   std::atomic<bool> stop_{false};
   std::atomic<SendAuthorizer*> authorizer_{nullptr};
   std::atomic<int64_t> send_timeout_ms_{60'000};
-  std::thread thread_;
 
   mutable std::mutex sends_mu_;
-  std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight; guarded by sends_mu_
-  std::atomic<size_t> sends_in_flight_{0};                   // sends_.size(), read without the lock
+  std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight, all lanes; guarded by sends_mu_
   std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0}, rejected_{0};
 
   mutable std::mutex receives_mu_;
   std::condition_variable receive_done_;
   std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_;  // guarded by receives_mu_
-  std::vector<std::shared_ptr<Receive>> to_post_;    // guarded by receives_mu_
-  std::vector<std::shared_ptr<Receive>> to_cancel_;  // guarded by receives_mu_
 
-  // Eager puts: touched by the progress thread only (handlers and callbacks run inside progress).
+  // Eager requests (their per-lane state is in Lane).
   std::atomic<PutSink*> put_sink_{nullptr};
   std::atomic<GetSource*> get_source_{nullptr};
   std::atomic<uint64_t> eager_gets_sent_{0}, eager_gets_refused_{0};
   std::atomic<int64_t> eager_timeout_ms_{30'000};
-  std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager_;  // open receives, by data tag
-  std::vector<EagerReceive*> eager_ended_;                             // receives whose callback ran
-  std::atomic<size_t> eager_open_{0};                                  // eager_.size(), for counters()
   std::atomic<uint64_t> eager_stored_{0}, eager_refused_{0}, eager_failed_{0};
   std::mutex verify_mu_;
   std::condition_variable verify_cv_;
   std::deque<EagerReceive*> to_verify_;   // guarded by verify_mu_; bytes in, not yet committed
-  std::vector<EagerReceive*> verified_;   // guarded by verify_mu_; committed or refused, to answer
   bool verifiers_stop_ = false;           // guarded by verify_mu_
   std::vector<std::thread> verifiers_;    // started by SetPutSink, joined by Stop
 };

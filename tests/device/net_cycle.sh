@@ -14,6 +14,14 @@ done
 timeout 120 kvstash-bench-transfer --kvstashd $DEVNET/bin/kvstashd --systems kvstash iperf3 redis --transports tcp \
   --block-kib 1024 > $OUT/transfer_tcp_3.txt 2>&1; echo "tcp run: rc=$?"
 grep -E "^\| (iperf3|redis|kvstash) \| tcp .*1024 KiB|^\| iperf3" $OUT/transfer_full_1.txt | head -40
+# A/B of the daemon's lanes when LANES_AB names two counts ("1 4"): alternated tcp 1 MiB runs.
+for r in 1 2; do
+  for l in ${LANES_AB:-}; do
+    timeout 100 kvstash-bench-transfer --kvstashd $DEVNET/bin/kvstashd --systems kvstash iperf3 redis --transports tcp \
+      --block-kib 1024 --ucx-lanes $l > $OUT/lanes_${l}_$r.txt 2>&1
+    echo "== lanes $l run $r"; grep -E "^\| (kvstash|iperf3|redis)" $OUT/lanes_${l}_$r.txt | awk -F'|' '{print $2, $4, $6, $7, substr($11,1,30)}'
+  done
+done
 # A/B against a baseline daemon when one is carried (bin/kvstashd.base): alternated tcp 1 MiB runs.
 if [[ -x $DEVNET/bin/kvstashd.base ]]; then
   for r in 1 2; do

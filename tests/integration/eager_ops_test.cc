@@ -440,6 +440,112 @@ TEST(EagerGetTest, BlocksBelowDramAreLocatedTheUsualWay) {
   std::filesystem::remove_all(dir);
 }
 
+// Several lanes (push workers with a thread each): clients are dealt out over them, and every kind
+// of two-sided transfer — two-phase and eager puts, gets by key and pre-located reads — works on
+// each, byte for byte; a PutBegin naming a lane the daemon lacks is refused.
+TEST(LanesTest, ClientsSpreadOverLanesAndEveryTransferWorksOnEach) {
+  auto daemon = StartDaemon({"--ucx-lanes", "3"});
+  ASSERT_TRUE(daemon->ok());
+  auto stub = v1::Store::NewStub(grpc::CreateChannel(daemon->grpc_address(), grpc::InsecureChannelCredentials()));
+  {
+    grpc::ClientContext ctx;
+    v1::DataPlaneResponse dp;
+    ASSERT_TRUE(stub->DataPlane(&ctx, v1::DataPlaneRequest(), &dp).ok());
+    ASSERT_EQ(dp.push_lane_addresses_size(), 3);
+    EXPECT_EQ(dp.push_lane_addresses(0), dp.push_worker_address());
+    EXPECT_NE(dp.push_lane_addresses(1), dp.push_lane_addresses(2));
+    grpc::ClientContext again_ctx;
+    v1::DataPlaneResponse again;
+    ASSERT_TRUE(stub->DataPlane(&again_ctx, v1::DataPlaneRequest(), &again).ok());
+    EXPECT_EQ(again.suggested_push_lane(), (dp.suggested_push_lane() + 1) % 3) << "lanes are dealt out in turn";
+  }
+  {
+    v1::PutBeginRequest begin;
+    begin.set_two_sided(true);
+    begin.set_push_lane(3);
+    auto* item = begin.add_items();
+    const BlockKey key = BlockKey::FromParts(0x1A, 1);
+    item->set_key(std::string(key.AsBytes()));
+    item->set_size(4096);
+    grpc::ClientContext ctx;
+    v1::PutBeginResponse begun;
+    EXPECT_EQ(stub->PutBegin(&ctx, begin, &begun).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  constexpr int kClients = 6;
+  constexpr uint64_t kBlocks = 48;
+  auto key = [](int c, uint64_t i) { return BlockKey::FromParts(0x1A0 + static_cast<uint64_t>(c), i + 1); };
+  auto size_of = [](uint64_t i) { return size_t{1} + (i * 37'813) % (512 << 10); };
+  std::vector<Status> errors(kClients);
+  std::vector<uint64_t> mismatches(kClients, 0);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      auto client = Connect(daemon->grpc_address());
+      if (!client) return;
+      std::vector<std::vector<std::byte>> data;
+      for (uint64_t i = 0; i < kBlocks; ++i) data.push_back(BytesFor(key(c, i), size_of(i)));
+      // Halves: two-phase puts of 8 per call, then eager puts of 8 per call.
+      for (uint64_t i = 0; i < kBlocks && errors[c].ok(); i += 8) {
+        std::vector<PutItem> items;
+        for (uint64_t j = i; j < i + 8; ++j) items.push_back({key(c, j), std::nullopt, data[j]});
+        auto r = client->Put(items, PutOptions{.eager = i >= kBlocks / 2});
+        if (!r.ok()) errors[c] = r.status();
+        else if (r->stored != 8) errors[c] = Internal("stored " + std::to_string(r->stored) + " of 8");
+      }
+      if (!errors[c].ok()) return;
+      // Gets by key of all, then pre-located reads of all.
+      for (int round = 0; round < 2 && errors[c].ok(); ++round) {
+        std::vector<BlockKey> keys;
+        for (uint64_t i = 0; i < kBlocks; ++i) keys.push_back(key(c, i));
+        std::optional<LookupResult> located;
+        if (round == 1) {
+          auto l = client->Lookup(keys, 10'000);
+          if (!l.ok() || l->hit_blocks != kBlocks) {
+            errors[c] = l.ok() ? Internal("lookup found " + std::to_string(l->hit_blocks)) : l.status();
+            return;
+          }
+          located = std::move(*l);
+        }
+        std::vector<std::vector<std::byte>> back(kBlocks);
+        std::vector<GetItem> gets(kBlocks);
+        for (uint64_t i = 0; i < kBlocks; ++i) {
+          back[i].resize(size_of(i));
+          gets[i].key = keys[i];
+          gets[i].buffer = back[i];
+          if (located) gets[i].located = &located->blocks[i];
+        }
+        if (Status st = client->Get(gets); !st.ok()) {
+          errors[c] = st;
+          return;
+        }
+        for (uint64_t i = 0; i < kBlocks; ++i) {
+          if (!gets[i].found || back[i] != data[i]) ++mismatches[c];
+        }
+        if (located) (void)client->ReleaseLeases(located->blocks);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int c = 0; c < kClients; ++c) {
+    EXPECT_TRUE(errors[c].ok()) << "client " << c << ": " << errors[c].ToString();
+    EXPECT_EQ(mismatches[c], 0u) << "client " << c;
+  }
+  auto checker = Connect(daemon->grpc_address());
+  ASSERT_NE(checker, nullptr);
+  auto stats = checker->Stats();
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->tiers[0].blocks, kClients * kBlocks);
+  EXPECT_EQ(stats->eager_puts_stored, kClients * kBlocks / 2);
+  EXPECT_EQ(stats->eager_gets_sent, kClients * kBlocks);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        auto s = checker->Stats();
+        return s.ok() && s->two_sided_receives_open == 0 && s->two_sided_sends_in_flight == 0 &&
+               s->reservations_open == 0;
+      },
+      std::chrono::seconds(10)));
+}
+
 TEST(EagerPutFallbackTest, EagerOptionOverSharedMemoryPutsTwoPhase) {
   auto daemon = std::make_unique<DaemonProcess>(
       KVSTASHD_PATH, std::vector<std::string>{"--dram-capacity", "256MiB", "--ucx-transports", "posix,sysv,cma,self"});
