@@ -1,13 +1,13 @@
 #!/bin/bash
 # Device cycle (issues 7 and 4) on a 16-core host: the data-plane bench (kvstash beside memcpy,
-# iperf3 and Redis, shm and tcp; FULL_RUNS="1 2" for two), then the cluster scaling bench (daemons on network
+# iperf3 and Redis, shm and tcp; FULL_RUNS="1 2" for two, FULL_RUNS="" for none), then the cluster scaling bench (daemons on network
 # namespaces) where namespaces can be made. Carry .devnet.tar.xz (tests/device/make_netcarry.sh).
 set -u
 export DEVNET=/tmp/devnet
 mkdir -p $DEVNET && tar -C $DEVNET -xJf .devnet.tar.xz
 export PATH=$DEVNET/bin:$PATH LD_LIBRARY_PATH=$DEVNET/lib UCX_MODULE_DIR=$DEVNET/ucx
 { nproc; lscpu | grep -E "Model name|^CPU\(s\)|Thread|NUMA node\(s\)"; uname -r; head -2 /etc/os-release; uptime; } | tee $OUT/host.txt
-for r in ${FULL_RUNS:-1}; do
+for r in ${FULL_RUNS-1}; do
   timeout 280 kvstash-bench-transfer --kvstashd $DEVNET/bin/kvstashd > $OUT/transfer_full_$r.txt 2>&1
   echo "transfer run $r: rc=$?"; uptime
 done
