@@ -37,6 +37,9 @@
 // during two-sided puts (perf, 2-core VM). The two-sided worker stays thread-shared
 // (UCS_THREAD_MODE_MULTI) for Signal() and the accessors.
 //
+// Sources: transfer_server.cc (start, lanes, progress), push_gets.cc, push_puts.cc; their shared
+// private structures are in transfer_server_internal.h.
+//
 // Thread-safety: accessors and the *Receive methods may be called from any thread; Start, Stop
 // and SetSendAuthorizer by the owner (the authorizer before peers are told the address).
 #pragma once
