@@ -104,7 +104,9 @@ transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) con
   // The registered range bounds every address this daemon hands out (checked before transfers).
   const std::string& push = dp.push_lane_addresses_size() > 0 ? dp.push_lane_addresses(static_cast<int>(LaneOf(dp)))
                                                                : dp.push_worker_address();
-  return transfer::RemoteTarget{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol, push};
+  transfer::RemoteTarget t{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol, push};
+  t.push_lane_addresses.assign(dp.push_lane_addresses().begin(), dp.push_lane_addresses().end());
+  return t;
 }
 
 uint32_t Connection::LaneOf(const v1::DataPlaneResponse& dp) const {

@@ -549,6 +549,29 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   auto splittable = [&](const TransferOp& op) {
     return !(target.protocol == Protocol::kTwoSided && op.kind != OpKind::kGet);
   };
+  const size_t daemon_lanes = target.push_lane_addresses.size();
+  if (two_sided && daemon_lanes > 1 && slots.size() > 1 && ops.size() > 1 &&
+      std::none_of(ops.begin(), ops.end(), [](const TransferOp& op) { return op.kind == OpKind::kPut; })) {
+    const size_t n = std::min({slots.size(), daemon_lanes, ops.size()});
+    const auto own = std::find(target.push_lane_addresses.begin(), target.push_lane_addresses.end(),
+                               target.push_worker_address);
+    const size_t start = own == target.push_lane_addresses.end()
+                             ? 0
+                             : static_cast<size_t>(own - target.push_lane_addresses.begin());
+    std::vector<RemoteTarget> targets(n, target);
+    std::vector<std::vector<TransferOp*>> groups(n);
+    for (size_t g = 0; g < n; ++g) {
+      targets[g].push_worker_address = target.push_lane_addresses[(start + g) % daemon_lanes];
+    }
+    for (size_t i = 0; i < ops.size(); ++i) groups[i % n].push_back(&ops[i]);
+    std::vector<std::thread> helpers;
+    for (size_t g = 1; g < n; ++g) {
+      helpers.emplace_back([&, g] { (void)RunOnWorker(*slots[(first + g) % slots.size()], targets[g], groups[g]); });
+    }
+    (void)RunOnWorker(*slots[first], targets[0], groups[0]);
+    for (auto& t : helpers) t.join();
+    return Status::Ok();
+  }
   size_t largest = 0;
   for (const TransferOp& op : ops) {
     if (splittable(op)) largest = std::max(largest, op.length);
@@ -599,6 +622,9 @@ void TransferEngine::ForgetTarget(const RemoteTarget& target) {
   for (auto& slot : push_slots_) {
     std::lock_guard lock(slot->mu);
     slot->worker->DropPeer(target.push_worker_address);
+    for (const std::string& lane : target.push_lane_addresses) {
+      if (lane != target.push_worker_address) slot->worker->DropPeer(lane);
+    }
   }
 }
 

@@ -68,6 +68,9 @@ struct RemoteTarget {
   uint64_t length = 0;
   Protocol protocol = Protocol::kOneSided;  // how Run moves bytes to and from this target
   std::string push_worker_address{};  // kTwoSided: the daemon's two-sided worker (its own UCX context)
+  // kTwoSided: all the daemon's lanes (push_worker_address is one of them). A batch with no
+  // two-phase put is dealt over several of them, one engine worker each (see Run).
+  std::vector<std::string> push_lane_addresses{};
 };
 
 enum class OpKind { kGet, kPut, kEagerPut, kEagerGet };
@@ -105,7 +108,10 @@ class TransferEngine {
   static Result<std::unique_ptr<TransferEngine>> Create(const TransferEngineOptions& options);
   ~TransferEngine();
 
-  // Runs a batch against one daemon and waits for all of it. Returns non-OK only when nothing
+  // Runs a batch against one daemon and waits for all of it. Two-sided batches of several ops
+  // with no two-phase put (kPut, whose receives wait on the target's own lane) are dealt over up to
+  // `workers` of the daemon's lanes, each progressed by its own thread, so that one caller uses
+  // several daemon threads. Returns non-OK only when nothing
   // could be attempted (bad target, no endpoint); per-op failures are in ops[i].status
   // (UNAVAILABLE when the peer failed, DEADLINE_EXCEEDED on timeout). After a peer failure the
   // endpoint is rebuilt on the next call, so a restarted daemon is reached again.
