@@ -118,6 +118,24 @@ class TierManagerTest : public ::testing::Test {
     };
   }
 
+  // A manager whose SSD writes wait at `gate` (one block per batch), after 24 puts: the first
+  // victims are held at the gate or queued. Null (with a failure recorded) if a put failed.
+  std::unique_ptr<TierManager> MakeGatedWithVictims(Gate& gate) {
+    TierManagerOptions o = Options();
+    o.demotion_batch_blocks = 1;
+    GateSsdWrites(o, gate);
+    auto m = Make(o);
+    if (!m) return nullptr;
+    for (uint64_t i = 0; i < 24; ++i) {
+      if (auto put = Put(*m, K(i)); !put.ok()) {
+        ADD_FAILURE() << "put " << i << ": " << put.status().ToString();
+        gate.Open();
+        return nullptr;
+      }
+    }
+    return m;
+  }
+
   // Find must hand out a DRAM address whose bytes are the block's.
   static void ExpectServedFromDram(TierManager& m, const BlockKey& key, uint64_t size = kBlock) {
     auto meta = m.Find(key, 0);
@@ -247,13 +265,9 @@ TEST_F(TierManagerTest, FullDemotionQueueDropsVictimsWithoutStallingPuts) {
 
 TEST_F(TierManagerTest, RemoveCancelsAQueuedDemotion) {
   Gate gate;
-  TierManagerOptions o = Options();
-  o.demotion_batch_blocks = 1;
-  GateSsdWrites(o, gate);
-  auto m = Make(o);
+  auto m = MakeGatedWithVictims(gate);
   ASSERT_TRUE(m);
   OpenAtExit open_at_exit{gate};
-  for (uint64_t i = 0; i < 24; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
   ASSERT_GT(m->ManagerCounters().demotions_queued, 3u);
   // K(0) and K(3) were evicted first; each is either held at the gate or still queued.
   ASSERT_FALSE(m->dram().Peek(K(0)));
@@ -273,13 +287,9 @@ TEST_F(TierManagerTest, RemoveCancelsAQueuedDemotion) {
 // A victim still waiting for the SSD writer is found: copied back from its staging copy.
 TEST_F(TierManagerTest, AVictimWaitingForTheSsdIsStillFound) {
   Gate gate;
-  TierManagerOptions o = Options();
-  o.demotion_batch_blocks = 1;
-  GateSsdWrites(o, gate);
-  auto m = Make(o);
+  auto m = MakeGatedWithVictims(gate);
   ASSERT_TRUE(m);
   OpenAtExit open_at_exit{gate};
-  for (uint64_t i = 0; i < 24; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
   ASSERT_GT(m->ManagerCounters().demotions_queued, 2u);
   // The worker holds the first victim at the gate; the most recently evicted one is queued.
   std::optional<BlockKey> waiting;
