@@ -173,6 +173,10 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
 
   v1::PutCommitRequest commit;
   commit.set_pin(put_options.pin);
+  if (put_options.advice) {
+    commit.set_advice(*put_options.advice == ReuseAdvice::kLikely ? v1::REUSE_ADVICE_LIKELY
+                                                                   : v1::REUSE_ADVICE_UNLIKELY);
+  }
   std::vector<uint64_t> reserved;
   std::vector<transfer::TransferOp> writes;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -245,7 +249,8 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
     op.length = items[i].data.size();
     op.key = items[i].key;
     op.parent = items[i].parent;
-    op.pin = put_options.pin;  // the engine hashes each block just before sending it
+    op.pin = put_options.pin;
+    op.advice = put_options.advice;  // the engine hashes each block just before sending it
   }
   KVSTASH_RETURN_IF_ERROR(engine->Run(to, ops));
   std::vector<std::optional<PutOutcome>> answered(items.size());

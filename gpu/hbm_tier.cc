@@ -130,6 +130,7 @@ std::optional<tiers::BlockMeta> HbmTier::Peek(const BlockKey& key) const { retur
 Result<tiers::BlockMeta> HbmTier::Read(const BlockKey& key, std::span<std::byte> out) { return tier_->Read(key, out); }
 Status HbmTier::Remove(const BlockKey& key) { return tier_->Remove(key); }
 Status HbmTier::SetPinned(const BlockKey& key, bool pinned) { return tier_->SetPinned(key, pinned); }
+Status HbmTier::Advise(const BlockKey& key, ReuseAdvice advice) { return tier_->Advise(key, advice); }
 tiers::ListPage HbmTier::List(const std::optional<BlockKey>& after, size_t limit) const {
   return tier_->List(after, limit);
 }

@@ -49,6 +49,7 @@ class HbmTier final : public tiers::Tier {
   Result<tiers::BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
   Status Remove(const BlockKey& key) override;
   Status SetPinned(const BlockKey& key, bool pinned) override;
+  Status Advise(const BlockKey& key, ReuseAdvice advice) override;
   tiers::ListPage List(const std::optional<BlockKey>& after, size_t limit) const override;
   size_t ReclaimExpired() override;
   tiers::TierUsage Usage() const override;

@@ -19,7 +19,7 @@ namespace kvstash::scheduler {
 namespace {
 
 struct CacheOptions {
-  std::string trace, policy = "all";
+  std::string trace, policy = "all", advice = "output-length";
   uint64_t capacity_blocks = 0;
   std::vector<uint64_t> sweep;
   bool json = false;
@@ -36,16 +36,21 @@ int Fail(const std::string& msg) {
   return 1;
 }
 
-// Policies first (the daemon's default marked), then the references lru, belady, infinite. "lru"
+// Policies first (the daemon's default marked; with engine advice, the default policy once more
+// as "<name>+advice", fed the engine's advice), then the references lru, belady, infinite. "lru"
 // is both a policy and a reference: it is listed once, from the real tiers/ object.
 Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
-                               const std::vector<std::string>& policies) {
+                               const std::vector<std::string>& policies, EngineAdvice advice) {
   const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
   std::vector<Row> rows;
   for (const std::string& name : policies) {
     if (name == "lru") continue;
     KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, ReplayPolicy(trace, capacity, name));
     rows.push_back({name, r.hit_ratio(), name == default_policy});
+    if (advice != EngineAdvice::kNone && name == default_policy) {
+      KVSTASH_ASSIGN_OR_RETURN(CacheSimResult advised, ReplayPolicy(trace, capacity, name, advice));
+      rows.push_back({name + "+advice", advised.hit_ratio(), false});
+    }
   }
   KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru, ReplayPolicy(trace, capacity, "lru"));
   rows.push_back({"lru", lru.hit_ratio(), default_policy == "lru"});
@@ -70,9 +75,9 @@ void PrintTable(const std::vector<Row>& rows, uint64_t capacity) {
   }
   std::printf("capacity %llu blocks (%llu tokens)\n", static_cast<unsigned long long>(capacity),
               static_cast<unsigned long long>(capacity * kTraceBlockTokens));
-  std::printf("  %-12s %9s %9s\n", "policy", "hit_ratio", "vs_lru");
+  std::printf("  %-17s %9s %9s\n", "policy", "hit_ratio", "vs_lru");
   for (const Row& r : rows) {
-    std::printf("  %-12s %9.4f %+9.4f%s\n", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru,
+    std::printf("  %-17s %9.4f %+9.4f%s\n", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru,
                 r.is_default ? "  (default)" : "");
   }
 }
@@ -85,6 +90,12 @@ int RunCache(const CacheOptions& o) {
     if (auto p = tiers::MakeEvictionPolicy(o.policy); !p.ok()) return Fail(p.status().ToString());
     policies = {o.policy};
   }
+  EngineAdvice advice = EngineAdvice::kNone;
+  if (o.advice == "output-length") {
+    advice = EngineAdvice::kOutputLength;
+  } else if (o.advice != "none") {
+    return Fail("--advice must be output-length or none, not " + o.advice);
+  }
   std::vector<uint64_t> capacities = o.sweep;
   if (capacities.empty()) {
     if (o.capacity_blocks == 0) return Fail("--capacity-blocks or --sweep is required");
@@ -95,7 +106,7 @@ int RunCache(const CacheOptions& o) {
 
   nlohmann::json sweep = nlohmann::json::array();
   for (uint64_t capacity : capacities) {
-    auto rows = RunAt(*trace, capacity, policies);
+    auto rows = RunAt(*trace, capacity, policies, advice);
     if (!rows.ok()) return Fail(rows.status().ToString());
     if (!o.json) {
       PrintTable(*rows, capacity);
@@ -126,6 +137,10 @@ void RegisterCacheCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--capacity-blocks", o->capacity_blocks, "cache capacity in 512-token blocks")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--policy", o->policy, "lru|prefix|prefix-arc|all")->capture_default_str();
+  cmd->add_option("--advice", o->advice,
+                  "how the simulated engine advises its puts: output-length (adds the row "
+                  "<default policy>+advice, docs/EVICTION.md) or none")
+      ->capture_default_str();
   cmd->add_option("--sweep", o->sweep,
                   "capacities to replay instead of --capacity-blocks, e.g. --sweep 1000,5859,50000")
       ->delimiter(',')

@@ -34,16 +34,29 @@ size_t PrefixBlocks(const TraceRequest& r, const Contains& contains) {
 
 }  // namespace
 
+std::optional<ReuseAdvice> OutputLengthAdvice(const TraceRequest& r, bool new_context) {
+  if (!new_context) return std::nullopt;
+  if (r.output_length <= kLikelyMaxOutput) return ReuseAdvice::kLikely;
+  if (r.output_length > kUnlikelyMinOutput) return ReuseAdvice::kUnlikely;
+  return std::nullopt;
+}
+
 Result<CacheSimResult> ReplayPolicy(const std::vector<TraceRequest>& trace, uint64_t capacity_blocks,
-                                    std::string_view policy_name) {
+                                    std::string_view policy_name, EngineAdvice engine_advice) {
   if (capacity_blocks == 0) return InvalidArgument("capacity must be at least one block");
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<tiers::EvictionPolicy> policy,
                            tiers::MakeEvictionPolicy(policy_name));
   std::unordered_set<BlockKey, BlockKeyHash> resident;
   CacheSimResult out;
+  std::unordered_set<uint64_t> named;  // hash ids of earlier requests, for new_context
   const auto all = [](const BlockKey&) { return true; };
   for (const TraceRequest& r : trace) {
     const size_t hit = PrefixBlocks(r, [&](uint64_t id) { return resident.contains(KeyOf(id)); });
+    std::optional<ReuseAdvice> advice;
+    if (engine_advice == EngineAdvice::kOutputLength && !r.hash_ids.empty()) {
+      advice = OutputLengthAdvice(r, !named.contains(r.hash_ids.front()));
+      named.insert(r.hash_ids.begin(), r.hash_ids.end());
+    }
     out.hit_tokens += Score(r, hit);
     out.input_tokens += r.input_length;
     std::optional<BlockKey> parent;
@@ -66,6 +79,7 @@ Result<CacheSimResult> ReplayPolicy(const std::vector<TraceRequest>& trace, uint
         if (room) {
           resident.insert(key);
           policy->OnInsert(key, parent, 1);
+          if (advice) policy->OnAdvise(key, *advice);
         }
       }
       parent = key;

@@ -57,4 +57,14 @@ Result<std::vector<BlockKey>> ParseKeyBatch(const google::protobuf::RepeatedPtrF
   return out;
 }
 
+Result<std::optional<ReuseAdvice>> ParseAdvice(v1::ReuseAdvice advice, std::string_view field) {
+  switch (advice) {
+    case v1::REUSE_ADVICE_UNSPECIFIED: return std::optional<ReuseAdvice>();
+    case v1::REUSE_ADVICE_LIKELY: return std::optional<ReuseAdvice>(ReuseAdvice::kLikely);
+    case v1::REUSE_ADVICE_UNLIKELY: return std::optional<ReuseAdvice>(ReuseAdvice::kUnlikely);
+    default:
+      return InvalidArgument(std::string(field) + ": unknown reuse advice " + std::to_string(static_cast<int>(advice)));
+  }
+}
+
 }  // namespace kvstash::server

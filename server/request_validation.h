@@ -10,6 +10,8 @@
 
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
+#include "kvstash/reuse_advice.h"
+#include "kvstash/v1/store.pb.h"
 
 namespace kvstash::server {
 
@@ -24,6 +26,9 @@ Result<std::optional<BlockKey>> ParseOptionalKey(const std::string& bytes, std::
 Status CheckBatchCount(size_t count, std::string_view field);
 // 1 .. max_block bytes.
 Status CheckBlockSize(uint64_t size, uint64_t max_block, std::string_view field);
+
+// UNSPECIFIED -> nullopt (no advice); LIKELY/UNLIKELY; any other number is INVALID_ARGUMENT.
+Result<std::optional<ReuseAdvice>> ParseAdvice(v1::ReuseAdvice advice, std::string_view field);
 
 // "field[index]".
 std::string FieldAt(std::string_view field, size_t index);

@@ -239,6 +239,7 @@ grpc::Status StoreService::PutCommit(grpc::ServerContext*, const v1::PutCommitRe
 
 Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
+  KVSTASH_ASSIGN_OR_RETURN(const std::optional<ReuseAdvice> advice, ParseAdvice(req.advice(), "advice"));
   // Check the whole batch before committing any of it, so a bad item changes nothing. The tier
   // hashes each block again as it commits it, so a batch of one is left to that check alone.
   const bool check_first = req.items_size() > 1;
@@ -293,6 +294,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
     if (received[static_cast<size_t>(i)]) options_.data_plane.transfer->CancelReceive(PushTag(reservation.id));
     if (!item.data().empty()) std::memcpy(reservation.data, item.data().data(), reservation.size);
     Result<tiers::BlockMeta> committed = tier_.Commit(reservation.id, item.checksum(), req.pin());
+    if (committed.ok() && advice) (void)tier_.Advise(reservation.key, *advice);
     if (!committed.ok()) {
       // Only a reservation that expired after the check gets here; earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
@@ -342,6 +344,7 @@ grpc::Status StoreService::Put(grpc::ServerContext*, const v1::PutRequest* req, 
 
 Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
+  KVSTASH_ASSIGN_OR_RETURN(const std::optional<ReuseAdvice> advice, ParseAdvice(req.advice(), "advice"));
   struct Parsed {
     BlockKey key;
     std::optional<BlockKey> parent;
@@ -387,6 +390,7 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
     }
     std::memcpy(reservation->data, data.data(), data.size());
     Result<tiers::BlockMeta> committed = tier_.Commit(reservation->id, item.checksum, req.pin());
+    if (committed.ok() && advice) (void)tier_.Advise(item.key, *advice);
     if (!committed.ok()) {
       (void)tier_.Abort(reservation->id);
       metrics_.RecordPuts(stored, deduplicated);

@@ -611,6 +611,19 @@ Status DramTier::SetPinned(const BlockKey& key, bool pinned) {
   return Status::Ok();
 }
 
+Status DramTier::Advise(const BlockKey& key, ReuseAdvice advice) {
+  Impl& d = *impl_;
+  std::lock_guard write_lock(d.write_mu);
+  {
+    const Shard& shard = d.ShardFor(key);
+    std::shared_lock lock(shard.mu);
+    if (!shard.blocks.contains(key)) return NotFound("block " + key.ToHex() + " is not stored");
+  }
+  d.DrainAccessesLocked();  // reads that came first reach the policy first
+  d.policy->OnAdvise(key, advice);
+  return Status::Ok();
+}
+
 // Cost: every shard is scanned under its shared lock (O(n) key comparisons per call) and at most
 // `limit` keys per shard are kept (O(limit) extra memory per shard via nth_element), then the
 // shards' survivors are merged and the page's metadata is read. Admin use only.

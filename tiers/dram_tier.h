@@ -79,6 +79,7 @@ class DramTier final : public Tier {
   Result<BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
   Status Remove(const BlockKey& key) override;
   Status SetPinned(const BlockKey& key, bool pinned) override;
+  Status Advise(const BlockKey& key, ReuseAdvice advice) override;
   ListPage List(const std::optional<BlockKey>& after, size_t limit) const override;
   // The `n` resident blocks with the most hits, most first (admin: scans every shard, holding
   // each one's lock shared in turn).

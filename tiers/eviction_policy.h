@@ -14,6 +14,7 @@
 
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
+#include "kvstash/reuse_advice.h"
 
 namespace kvstash::tiers {
 
@@ -30,6 +31,9 @@ class EvictionPolicy {
   virtual void OnAccess(const BlockKey& key) = 0;
   // A resident block left the tier (evicted or removed). Unknown keys are ignored.
   virtual void OnErase(const BlockKey& key) = 0;
+  // The engine's advice about a resident block (kvstash/reuse_advice.h). Unknown keys are ignored;
+  // so is all advice in policies that rank by recency alone ("lru", "prefix").
+  virtual void OnAdvise(const BlockKey& /*key*/, ReuseAdvice /*advice*/) {}
 
   // The next block to evict among those for which `evictable(key)` is true, or nullopt when none
   // is. Does not erase it: the tier calls OnErase once it has actually removed the block.
@@ -46,7 +50,8 @@ std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy();
 // "prefix-arc": ARC (recency list + frequency list, adapted by ghost hits) restricted to the
 // leaves of the resident prefix forest, so it keeps prefix's guarantee and resists one-touch
-// blocks (docs/EVICTION.md). The daemon's default.
+// blocks (docs/EVICTION.md). Takes reuse advice: "likely" ranks a not-yet-reused block as reused,
+// "unlikely" makes it leave before any unadvised block. The daemon's default.
 std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy();
 // Names MakeEvictionPolicy accepts, in a stable order.
 std::vector<std::string_view> EvictionPolicyNames();

@@ -12,13 +12,21 @@
 // run of ghost hits, and only the run's first block moves p (StartsGhostRun), so one long chain
 // counts as one piece of evidence, not one per block. docs/EVICTION.md has the measurements.
 //
+// Reuse advice (OnAdvise) acts only on blocks not reused since they became resident: "likely"
+// moves one from T1 (or the cold list) to T2, as if touched twice; "unlikely" moves one from T1
+// to a cold list whose leaves leave before any other block. A block in T2 keeps its place:
+// observed reuse outranks advice. A cold block that is read moves to T2 like any other, and on
+// eviction it is remembered in B1, as T1's blocks are.
+//
 // Bookkeeping, all O(log n) per call (amortised O(1) for the ghosts):
 //  * nodes_: every resident key with its parent, list (T1/T2), recency tick and resident children;
 //  * waiting_children_: resident children of a non-resident parent, as in "prefix";
-//  * leaves_[T1], leaves_[T2]: (tick, key) of resident leaves of each list, coldest first;
+//  * leaves_[T1], leaves_[T2], leaves_[kCold]: (tick, key) of resident leaves of each list,
+//    coldest first;
 //  * ghosts_[B1], ghosts_[B2]: FIFO of evicted keys, each bounded by kGhostFactor x resident keys.
-// PickVictim takes the coldest evictable leaf of T1 when T1 holds more than p blocks (else of T2),
-// falling back to the other list; it skips keys the tier says are not evictable, O(k log n).
+// PickVictim takes the coldest evictable leaf of the cold list, then of T1 when T1 holds more than
+// p blocks (else of T2), falling back to the other list; it skips keys the tier says are not
+// evictable, O(k log n).
 #include <algorithm>
 #include <array>
 #include <list>
@@ -36,7 +44,8 @@ namespace {
 constexpr size_t kGhostFactor = 3;
 constexpr size_t kMinGhosts = 64;
 
-enum List : int { kT1 = 0, kT2 = 1 };
+// kT1/kT2 index the ghost lists too (B1/B2); cold blocks are remembered in B1.
+enum List : int { kT1 = 0, kT2 = 1, kCold = 2 };
 
 class PrefixArcPolicy final : public EvictionPolicy {
  public:
@@ -87,6 +96,14 @@ class PrefixArcPolicy final : public EvictionPolicy {
     if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
   }
 
+  void OnAdvise(const BlockKey& key, ReuseAdvice advice) override {
+    auto it = nodes_.find(key);
+    if (it == nodes_.end() || it->second.list == kT2) return;
+    const List to = advice == ReuseAdvice::kLikely ? kT2 : kCold;
+    if (advice == ReuseAdvice::kUnlikely && it->second.list != kT1) return;
+    Move(it->first, it->second, to);
+  }
+
   void OnErase(const BlockKey& key) override {
     auto it = nodes_.find(key);
     if (it == nodes_.end()) return;
@@ -99,7 +116,7 @@ class PrefixArcPolicy final : public EvictionPolicy {
       // Removed out of order (an admin Remove): its resident children now wait for it.
       waiting_children_[key] += node.children;
     }
-    RememberGhost(node.list, key);
+    RememberGhost(node.list == kT2 ? kT2 : kT1, key);
     if (!node.parent) return;
     if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
       if (--p->second.children == 0) leaves_[p->second.list].emplace(p->second.tick, p->first);
@@ -112,7 +129,7 @@ class PrefixArcPolicy final : public EvictionPolicy {
       const std::function<bool(const BlockKey&)>& evictable) override {
     const List first =
         static_cast<double>(list_size_[kT1]) > p_ || list_size_[kT2] == 0 ? kT1 : kT2;
-    for (List list : {first, first == kT1 ? kT2 : kT1}) {
+    for (List list : {kCold, first, first == kT1 ? kT2 : kT1}) {
       for (const auto& [tick, key] : leaves_[list]) {
         if (evictable(key)) return key;
       }
@@ -127,7 +144,7 @@ class PrefixArcPolicy final : public EvictionPolicy {
     std::optional<BlockKey> parent;
     uint64_t tick = 0;
     uint64_t children = 0;  // resident children
-    List list = kT1;
+    List list = kT1;  // kT1, kT2 or kCold
     bool accessed = false;  // the latest call on this key was OnAccess, not OnInsert
   };
   struct Ghosts {
@@ -144,6 +161,17 @@ class PrefixArcPolicy final : public EvictionPolicy {
     if (!parent) return true;
     auto it = nodes_.find(*parent);
     return it == nodes_.end() || it->second.accessed;
+  }
+
+  // Moves a resident node to another list, keeping its recency tick.
+  void Move(const BlockKey& key, Node& node, List to) {
+    if (node.children == 0) {
+      leaves_[node.list].erase({node.tick, key});
+      leaves_[to].emplace(node.tick, key);
+    }
+    --list_size_[node.list];
+    ++list_size_[to];
+    node.list = to;
   }
 
   double Ratio(List num, List den) const {
@@ -177,10 +205,10 @@ class PrefixArcPolicy final : public EvictionPolicy {
 
   uint64_t tick_ = 0;
   double p_ = 0;  // ARC's target size of T1, in blocks
-  std::array<size_t, 2> list_size_{};
+  std::array<size_t, 3> list_size_{};
   std::unordered_map<BlockKey, Node, BlockKeyHash> nodes_;
   std::unordered_map<BlockKey, uint64_t, BlockKeyHash> waiting_children_;
-  std::array<std::set<std::pair<uint64_t, BlockKey>>, 2> leaves_;
+  std::array<std::set<std::pair<uint64_t, BlockKey>>, 3> leaves_;
   std::array<Ghosts, 2> ghosts_;
 };
 

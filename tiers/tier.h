@@ -23,6 +23,7 @@
 
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
+#include "kvstash/reuse_advice.h"
 
 namespace kvstash::tiers {
 
@@ -117,6 +118,10 @@ class Tier {
   virtual Status Remove(const BlockKey& key) = 0;
   // NOT_FOUND when absent.
   virtual Status SetPinned(const BlockKey& key, bool pinned) = 0;
+  // Passes the engine's reuse advice to the eviction policy of each tier holding the block
+  // (kvstash/reuse_advice.h); blocks only on SSD take none (its reclamation is FIFO). NOT_FOUND
+  // when absent from the tiers that take advice.
+  virtual Status Advise(const BlockKey& key, ReuseAdvice advice) = 0;
 
   // Committed blocks with key > after (all when nullopt), at most `limit`, ordered by key.
   virtual ListPage List(const std::optional<BlockKey>& after, size_t limit) const = 0;

@@ -553,6 +553,15 @@ Status TierManager::SetPinned(const BlockKey& key, bool pinned) {
   return st;
 }
 
+Status TierManager::Advise(const BlockKey& key, ReuseAdvice advice) {
+  Status st = impl_->dram->Advise(key, advice);
+  if (impl_->hbm) {
+    Status hbm_st = impl_->hbm->Advise(key, advice);
+    if (hbm_st.ok()) return hbm_st;
+  }
+  return st;
+}
+
 ListPage TierManager::List(const std::optional<BlockKey>& after, size_t limit) const {
   ListPage dram_page = impl_->dram->List(after, limit);
   if (!impl_->ssd && !impl_->hbm) return dram_page;

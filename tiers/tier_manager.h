@@ -131,6 +131,7 @@ class TierManager final : public Tier {
   Result<BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
   Status Remove(const BlockKey& key) override;
   Status SetPinned(const BlockKey& key, bool pinned) override;
+  Status Advise(const BlockKey& key, ReuseAdvice advice) override;
   ListPage List(const std::optional<BlockKey>& after, size_t limit) const override;
   size_t ReclaimExpired() override;
   TierUsage Usage() const override;

@@ -71,7 +71,9 @@ struct GetRequest {
 
 inline constexpr uint32_t kPutPin = 1;        // PutRequest::flags: pin the block
 inline constexpr uint32_t kPutHasParent = 2;  // PutRequest::flags: `parent` is set
-inline constexpr uint32_t kPutKnownFlags = kPutPin | kPutHasParent;
+inline constexpr uint32_t kPutAdviseLikely = 4;    // PutRequest::flags: ReuseAdvice::kLikely
+inline constexpr uint32_t kPutAdviseUnlikely = 8;  // PutRequest::flags: ReuseAdvice::kUnlikely (not both)
+inline constexpr uint32_t kPutKnownFlags = kPutPin | kPutHasParent | kPutAdviseLikely | kPutAdviseUnlikely;
 
 struct PutRequest {
   uint32_t magic = kMagic;

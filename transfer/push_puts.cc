@@ -197,6 +197,8 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
   receive->put.size = req.size;
   receive->put.checksum = req.checksum;
   receive->put.pin = (req.flags & push::kPutPin) != 0;
+  if ((req.flags & push::kPutAdviseLikely) != 0) receive->put.advice = ReuseAdvice::kLikely;
+  if ((req.flags & push::kPutAdviseUnlikely) != 0) receive->put.advice = ReuseAdvice::kUnlikely;
   receive->deadline = SteadyClock::now() + std::chrono::milliseconds(self->eager_timeout_ms_.load());
 
   bool tag_in_use = lane.eager.contains(req.data_tag);
@@ -209,6 +211,8 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
     refused = InvalidArgument("unknown put-request version");
   } else if ((req.flags & ~push::kPutKnownFlags) != 0) {
     refused = InvalidArgument("unknown put-request flags " + std::to_string(req.flags));
+  } else if ((req.flags & push::kPutAdviseLikely) != 0 && (req.flags & push::kPutAdviseUnlikely) != 0) {
+    refused = InvalidArgument("a put cannot be advised both likely and unlikely to be reused");
   } else if (req.size == 0 || req.size > self->region_->length()) {
     refused = InvalidArgument("a block of " + std::to_string(req.size) + " bytes cannot be stored here");
   } else if (tag_in_use) {

@@ -328,6 +328,7 @@ Status TransferEngine::RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& 
       op.checksum = BlockChecksum(op.local, op.length);
       h.checksum = op.checksum;
       h.flags = (op.pin ? push::kPutPin : 0) | (op.parent ? push::kPutHasParent : 0);
+      if (op.advice) h.flags |= *op.advice == ReuseAdvice::kLikely ? push::kPutAdviseLikely : push::kPutAdviseUnlikely;
       std::memcpy(h.key, op.key.bytes().data(), sizeof(h.key));
       if (op.parent) std::memcpy(h.parent, op.parent->bytes().data(), sizeof(h.parent));
       ucp_request_param_t am{};

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "kvstash/block_key.h"
+#include "kvstash/reuse_advice.h"
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
 
@@ -94,6 +95,7 @@ struct TransferOp {
   std::optional<BlockKey> parent{};
   uint64_t checksum = 0;  // filled by Run: the XXH3-64 of the bytes it sent (common/checksum.h)
   bool pin = false;
+  std::optional<ReuseAdvice> advice{};  // for the daemon's eviction policy
   // kEagerGet uses `key` (remote_addr unused; `length` is the room in `local`). On OK the block's
   // bytes are in local[0, got_size) and got_checksum is the daemon's checksum of them (the caller
   // verifies). Otherwise `status` is NOT_FOUND (a miss), FAILED_PRECONDITION (stored where the

@@ -59,6 +59,7 @@
 #include <vector>
 
 #include "kvstash/block_key.h"
+#include "kvstash/reuse_advice.h"
 #include "transfer/memory_region.h"
 #include "transfer/ucx_context.h"
 #include "transfer/ucx_worker.h"
@@ -81,6 +82,7 @@ struct EagerPut {
   uint64_t size = 0;
   uint64_t checksum = 0;  // XXH3-64 the peer claims for the bytes
   bool pin = false;
+  std::optional<ReuseAdvice> advice{};
 };
 
 // Stores eager puts (the daemon's store implements it). Reserve and Abort are called on the

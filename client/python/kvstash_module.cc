@@ -114,8 +114,13 @@ class PyClient {
   }
 
   py::dict Put(const py::sequence& keys, const py::sequence& arrays, const py::object& parent, bool chain, bool pin,
-               const KvCodec* codec, bool eager) {
-    const PutOptions put_options{.pin = pin, .eager = eager};
+               const KvCodec* codec, bool eager, const py::object& advice) {
+    PutOptions put_options{.pin = pin, .eager = eager};
+    if (!advice.is_none()) {
+      const std::string name = py::cast<std::string>(advice);
+      put_options.advice = ParseReuseAdvice(name);
+      if (!put_options.advice) throw py::value_error("put: advice must be 'likely', 'unlikely' or None, not '" + name + "'");
+    }
     if (keys.size() != arrays.size()) throw py::value_error("put: one array per key");
     const auto ks = KeysOf(keys);
     std::vector<ArrayView> views;
@@ -369,10 +374,12 @@ PYBIND11_MODULE(kvstash, m) {
       .def("lookup", &PyClient::Lookup, py::arg("keys"), "Length of the longest stored prefix of the chain.")
       .def("put", &PyClient::Put, py::arg("keys"), py::arg("arrays"), py::arg("parent") = py::none(),
            py::arg("chain") = true, py::arg("pin") = false, py::arg("codec") = nullptr, py::arg("eager") = false,
+           py::arg("advice") = py::none(),
            "Stores one array per key; with chain=True key i's parent is key i-1 (key 0's is `parent`). "
            "With a codec (kvstash.BlockCodec) each array is a raw block, stored encoded. With eager=True "
            "each block's bytes go with its request, no reservation round (two-sided UCX; for keys just "
-           "looked up: an existing key's bytes still cross the network). "
+           "looked up: an existing key's bytes still cross the network). advice='likely' or 'unlikely' "
+           "tells the daemon's eviction policy whether the blocks will be requested again. "
            "Returns {'stored', 'existed', 'failed'}.")
       .def("get", &PyClient::Get, py::arg("keys"), py::arg("arrays"), py::arg("codec") = nullptr,
            "Writes each found block into its array in place; returns found flags. With a codec the stored "

@@ -268,6 +268,9 @@ TEST_F(EagerPutRequestTest, BadRequestsGetClearErrorsAndStoreNothing) {
   auto bad_flags = RequestFor(key, data, ++tag);
   bad_flags.flags = 0x80;
   EXPECT_EQ(CodeOf(sender_->Send(&bad_flags, sizeof(bad_flags), tag, data)), StatusCode::kInvalidArgument);
+  auto both_advices = RequestFor(key, data, ++tag);
+  both_advices.flags |= transfer::push::kPutAdviseLikely | transfer::push::kPutAdviseUnlikely;
+  EXPECT_EQ(CodeOf(sender_->Send(&both_advices, sizeof(both_advices), tag, data)), StatusCode::kInvalidArgument);
 
   // Larger than the largest block (64 MiB), though it would fit the arena; and empty.
   auto too_big = RequestFor(key, data, ++tag);
@@ -299,7 +302,7 @@ TEST_F(EagerPutRequestTest, BadRequestsGetClearErrorsAndStoreNothing) {
   auto stats = client_->Stats();
   EXPECT_EQ(stats->tiers[0].blocks, 0u);
   EXPECT_EQ(stats->eager_puts_stored, 0u);
-  EXPECT_EQ(stats->eager_puts_refused, 4u);
+  EXPECT_EQ(stats->eager_puts_refused, 5u);  // magic, flags, both advices, too big, empty
   EXPECT_EQ(stats->eager_puts_failed, 3u);
 
   // The connection still works, and a well-formed request stores the block byte for byte.

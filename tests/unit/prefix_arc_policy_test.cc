@@ -1,6 +1,6 @@
 // "prefix-arc": prefix safety (never a victim with a resident child), one-touch blocks leave before
-// reused ones, ghost hits promote, a run of ghost hits moves ARC's target once, ghost memory is
-// bounded, and the bookkeeping stays consistent.
+// reused ones, reuse advice moves not-yet-reused blocks, ghost hits promote, a run of ghost hits
+// moves ARC's target once, ghost memory is bounded, and the bookkeeping stays consistent.
 #include <optional>
 #include <set>
 
@@ -50,6 +50,64 @@ TEST(PrefixArcPolicyTest, SkipsUnevictableAndFallsBackToTheOtherList) {
   p->OnInsert(K(2), std::nullopt, 1);
   EXPECT_EQ(p->PickVictim([](const BlockKey& k) { return k != K(2); }), K(1));
   EXPECT_FALSE(p->PickVictim([](const BlockKey&) { return false; }).has_value());
+}
+
+TEST(PrefixArcPolicyTest, UnlikelyAdviceLeavesFirst) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnAccess(K(1));                   // T2
+  p->OnInsert(K(2), std::nullopt, 1);  // T1, colder than 3
+  p->OnInsert(K(3), std::nullopt, 1);
+  p->OnAdvise(K(3), ReuseAdvice::kUnlikely);
+  EXPECT_EQ(p->PickVictim(kAll), K(3));  // before T1's coldest and before T2
+  p->OnErase(K(3));
+  EXPECT_EQ(p->PickVictim(kAll), K(2));
+  // Unevictable cold blocks are skipped like any other.
+  p->OnAdvise(K(2), ReuseAdvice::kUnlikely);
+  EXPECT_EQ(p->PickVictim([](const BlockKey& k) { return k != K(2); }), K(1));
+}
+
+TEST(PrefixArcPolicyTest, LikelyAdviceKeepsLikeReused) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnAdvise(K(1), ReuseAdvice::kLikely);  // T2, though touched once
+  p->OnInsert(K(2), std::nullopt, 1);       // T1
+  EXPECT_EQ(p->PickVictim(kAll), K(2));
+  // Likely also lifts a block advised unlikely before.
+  p->OnAdvise(K(2), ReuseAdvice::kUnlikely);
+  p->OnAdvise(K(2), ReuseAdvice::kLikely);
+  p->OnInsert(K(3), std::nullopt, 1);  // T1
+  EXPECT_EQ(p->PickVictim(kAll), K(3));
+}
+
+TEST(PrefixArcPolicyTest, ReuseOutranksAdviceAndUnknownKeysAreIgnored) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnAccess(K(1));                          // reused: T2
+  p->OnAdvise(K(1), ReuseAdvice::kUnlikely);  // ignored
+  p->OnInsert(K(2), std::nullopt, 1);         // T1
+  EXPECT_EQ(p->PickVictim(kAll), K(2));
+  p->OnAdvise(K(99), ReuseAdvice::kUnlikely);  // not resident
+  EXPECT_EQ(p->size(), 2u);
+  // A cold block that is read is reused: it leaves T2's order, not first.
+  p->OnAdvise(K(2), ReuseAdvice::kUnlikely);
+  p->OnAccess(K(2));
+  p->OnInsert(K(3), std::nullopt, 1);
+  EXPECT_EQ(p->PickVictim(kAll), K(3));
+}
+
+TEST(PrefixArcPolicyTest, AdviceKeepsChainsTailFirst) {
+  auto p = MakePrefixArcPolicy();
+  p->OnInsert(K(1), std::nullopt, 1);
+  p->OnInsert(K(2), K(1), 1);
+  p->OnInsert(K(3), K(2), 1);
+  p->OnAdvise(K(1), ReuseAdvice::kUnlikely);  // the head: cold, but not a leaf
+  p->OnAdvise(K(3), ReuseAdvice::kLikely);
+  for (uint64_t want : {3, 2, 1}) {  // the only leaf each time, whatever the advice
+    EXPECT_EQ(p->PickVictim(kAll), K(want));
+    p->OnErase(K(want));
+  }
+  EXPECT_EQ(p->size(), 0u);
 }
 
 TEST(PrefixArcPolicyTest, ReturningGhostIsTreatedAsReused) {
@@ -132,7 +190,7 @@ TEST(PrefixArcPolicyTest, ParentInsertedAfterChildIsNotALeaf) {
   EXPECT_EQ(p->PickVictim(kAll), K(1));
 }
 
-// A randomised forest: every victim has no resident child, and size() matches.
+// A randomised forest with random advice: every victim has no resident child, and size() matches.
 TEST(PrefixArcPolicyTest, NeverPicksABlockWithAResidentChild) {
   auto p = MakePrefixArcPolicy();
   std::set<uint64_t> resident;
@@ -157,6 +215,8 @@ TEST(PrefixArcPolicyTest, NeverPicksABlockWithAResidentChild) {
       }
       resident.insert(id);
       p->OnInsert(K(id), i == 0 ? std::nullopt : std::optional<BlockKey>(K(id - 1)), 1);
+      const uint64_t advice = (next() >> 33) % 4;
+      if (advice < 2) p->OnAdvise(K(id), advice == 0 ? ReuseAdvice::kLikely : ReuseAdvice::kUnlikely);
     }
     ASSERT_EQ(p->size(), resident.size());
   }

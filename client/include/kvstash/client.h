@@ -41,6 +41,7 @@
 #include "kvstash/block_key.h"
 #include "kvstash/limits.h"
 #include "kvstash/result.h"
+#include "kvstash/reuse_advice.h"
 
 namespace kvstash {
 
@@ -131,6 +132,11 @@ struct PutOptions {
   // bytes cross the network, which the two-phase put avoids. Takes effect where the two-sided UCX
   // protocol is in use (tcp between hosts, see Client::data_path()); elsewhere puts are two-phase.
   bool eager = false;
+  // What the caller knows of the blocks' future, for the daemon's eviction policy
+  // (kvstash/reuse_advice.h): kLikely when the context will be extended or resent (an agent's
+  // tool call, an open conversation), kUnlikely when it will not (a finished one-off request).
+  // Advice never pins or refuses a block; blocks that were already stored keep their rank.
+  std::optional<ReuseAdvice> advice{};
 };
 
 struct GetItem {
