@@ -64,13 +64,25 @@ class ModuleTest(unittest.TestCase):
             rng = np.random.default_rng(5)
             keys = kvstash.PrefixHasher("eager", 8).chain(rng.integers(0, 50000, size=8 * 4))
             blocks = [rng.standard_normal((3, 8, 16)).astype(np.float32) for _ in keys]
-            self.assertEqual(client.put(keys, blocks, eager=True)["stored"], 4)
+            self.assertEqual(client.put(keys, blocks, eager=True, advice="likely")["stored"], 4)
             again = client.put(keys, blocks, eager=True)
             self.assertEqual((again["stored"], again["existed"]), (0, 4))
             out = [np.zeros_like(b) for b in blocks]
             self.assertEqual(client.get(keys, out), [True] * 4)
             for a, b in zip(blocks, out):
                 self.assertTrue(np.array_equal(a.view(np.uint32), b.view(np.uint32)))
+
+    def test_put_with_reuse_advice(self):
+        keys = kvstash.PrefixHasher("advice", 4).chain(list(range(4 * 3)))
+        blocks = [np.arange(64, dtype=np.float32) + i for i in range(3)]
+        self.assertEqual(self.client.put(keys, blocks, advice="unlikely")["stored"], 3)
+        out = [np.zeros_like(b) for b in blocks]
+        self.assertEqual(self.client.get(keys, out), [True] * 3)
+        self.assertTrue(all(np.array_equal(a, b) for a, b in zip(blocks, out)))
+        other = kvstash.PrefixHasher("advice-bad", 4).chain(list(range(4)))
+        with self.assertRaises(ValueError):
+            self.client.put(other, [blocks[0]], advice="sometimes")
+        self.assertEqual(self.client.lookup(other), 0)
 
     def test_rejects_bad_arguments(self):
         keys = kvstash.PrefixHasher("bad", 4).chain(list(range(4)))
