@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include <spdlog/spdlog.h>
+
 namespace kvstash::transfer {
 
 Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context, bool shared) {
@@ -29,7 +31,26 @@ Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext>
 UcxWorker::~UcxWorker() {
   for (auto& [address, peer] : peers_) ClosePeer(*peer);
   peers_.clear();
-  if (worker_ != nullptr) ucp_worker_destroy(worker_);
+  if (worker_ == nullptr) return;
+  // Send what the worker still owes on endpoints peers opened to it before destroying it: UCX 1.13
+  // aborts the process when ucp_worker_destroy purges a wireup reply still pending (openucx/ucx
+  // PR 8175 removed that assertion upstream). Such a reply waits for the peer to progress — a
+  // client connected but idle while the daemon stops. Then the worker is left to the process's
+  // exit instead of destroyed (its memory and sockets are the only cost), and that is logged.
+  ucp_request_param_t param{};
+  ucs_status_ptr_t flush = ucp_worker_flush_nbx(worker_, &param);
+  bool flushed = !UCS_PTR_IS_ERR(flush);
+  if (UCS_PTR_IS_PTR(flush)) {
+    int rounds = 0;
+    while (ucp_request_check_status(flush) == UCS_INPROGRESS && rounds++ < 100000) ucp_worker_progress(worker_);
+    flushed = ucp_request_check_status(flush) == UCS_OK;
+    if (flushed) ucp_request_free(flush);
+  }
+  if (!flushed) {
+    spdlog::warn("a UCX worker still has connections a peer has not completed; leaving it undestroyed");
+    return;
+  }
+  ucp_worker_destroy(worker_);
 }
 
 Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {

@@ -49,6 +49,28 @@ std::unique_ptr<Client> Connect(const std::string& address) {
 
 using testing::Eventually;
 
+// A daemon stopped while a tcp client is still connected, and idle, exits cleanly: the client's
+// half-finished connection must not abort it on the way out (UCX 1.13 asserts when a worker is
+// destroyed with a wireup reply pending; ucx_worker.cc).
+TEST(EagerPutTest, DaemonStopsCleanlyUnderAnIdleConnectedClient) {
+  auto daemon = StartDaemon();
+  ASSERT_TRUE(daemon->ok());
+  auto client = Connect(daemon->grpc_address());
+  ASSERT_NE(client, nullptr);
+  const BlockKey key = BlockKey::FromParts(0x1D1E, 1);
+  const auto bytes = BytesFor(key, 64 << 10);
+  PutItem item{key, std::nullopt, bytes};
+  auto put = client->Put(std::span(&item, 1), PutOptions{.eager = true});
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  std::vector<std::byte> back(bytes.size());
+  GetItem get;
+  get.key = key;
+  get.buffer = back;
+  ASSERT_TRUE(client->Get(std::span(&get, 1)).ok());
+  ASSERT_TRUE(get.found);
+  EXPECT_EQ(daemon->Stop(), 0) << "kvstashd did not stop cleanly with a client connected";
+}
+
 TEST(EagerPutTest, ConcurrentEagerPutsAreByteExactAndStoredOnce) {
   auto daemon = StartDaemon();
   ASSERT_TRUE(daemon->ok());

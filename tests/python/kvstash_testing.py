@@ -34,6 +34,7 @@ class Daemon:
         self.address = fields["grpc"]
 
     def stop(self):
+        """Stops the daemon; returns its exit status (0 after a clean stop)."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -41,9 +42,12 @@ class Daemon:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        return self.proc.returncode
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        status = self.stop()
+        if exc[0] is None and status != 0:
+            raise AssertionError(f"kvstashd exited with status {status} instead of stopping cleanly")

@@ -22,7 +22,9 @@ class ModuleTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.stop()
+        status = cls.daemon.stop()
+        if status != 0:
+            raise AssertionError(f"kvstashd exited with status {status} instead of stopping cleanly")
 
     def test_prefix_hasher_is_deterministic_and_prefix_shaped(self):
         h = kvstash.PrefixHasher("model|vllm-per-layer|fp32|0", block_tokens=4)
@@ -163,7 +165,9 @@ class CodecTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.daemon.stop()
+        status = cls.daemon.stop()
+        if status != 0:
+            raise AssertionError(f"kvstashd exited with status {status} instead of stopping cleanly")
 
     def codec(self, ns):
         return kvstash.BlockCodec(ns, self.LAYERS, self.TOKENS, self.HEADS, self.DIM)
