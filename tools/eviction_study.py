@@ -23,7 +23,8 @@ T0, T1, T2 = 0, 1, 2  # T0: advised "unlikely reuse", evicted before anything el
 
 
 class PrefixArc:
-    """tiers/prefix_arc_policy.cc, plus an `advice` argument to OnInsert for the study."""
+    """tiers/prefix_arc_policy.cc: insert = OnInsert, access = OnAccess, erase = OnErase,
+    advise = OnAdvise, victim = PickVictim."""
 
     def __init__(self):
         self.tick, self.p = 0, 0.0
@@ -48,7 +49,7 @@ class PrefixArc:
         self.size[dest] += 1
         node["list"] = dest
 
-    def insert(self, key, parent, advice=None):
+    def insert(self, key, parent):
         self.tick += 1
         node = {"parent": parent, "tick": self.tick, "list": T1, "children": 0, "accessed": False}
         resident = len(self.nodes) + 1
@@ -76,9 +77,14 @@ class PrefixArc:
             self.leaves[node["list"]].add((node["tick"], key))
         self.size[node["list"]] += 1
         self.nodes[key] = node
-        if advice == "likely" and node["list"] == T1:
+
+    def advise(self, key, advice):
+        node = self.nodes.get(key)
+        if node is None or node["list"] == T2:
+            return
+        if advice == "likely":
             self._move(key, node, T2)
-        elif advice == "unlikely" and node["list"] == T1:
+        elif node["list"] == T1:
             self._move(key, node, T0)
 
     def access(self, key):
@@ -128,20 +134,27 @@ class PrefixArc:
         return None
 
 
-def replay_arc(trace, capacity, advise):
-    """advise(request, document_request_count) -> None | "likely" | "unlikely" for its new blocks."""
+def prefix_score(r, resident):
+    """Tokens request r hits: its longest resident prefix, capped at its input length."""
+    ids, n = r["hash_ids"], 0
+    while n < len(ids) and ids[n] in resident:
+        n += 1
+    return min(n * 512, r["input_length"])
+
+
+def replay_arc(trace, capacity, advise, after_request=False):
+    """advise(request, document_request_count) -> None | "likely" | "unlikely" for its new blocks,
+    given with each block's insert (as the daemon applies PutOptions::advice) or, with
+    after_request, once the whole request is in."""
     policy, resident, hit, total = PrefixArc(), set(), 0, 0
     seen = collections.Counter()
     for r in trace:
         ids = r["hash_ids"]
-        n = 0
-        while n < len(ids) and ids[n] in resident:
-            n += 1
-        hit += min(n * 512, r["input_length"])
+        hit += prefix_score(r, resident)
         total += r["input_length"]
         seen[ids[0]] += 1
         advice = advise(r, seen[ids[0]])
-        parent = None
+        parent, inserted = None, []
         for block in ids:
             if block in resident:
                 policy.access(block)
@@ -151,8 +164,14 @@ def replay_arc(trace, capacity, advise):
                     resident.discard(v)
                     policy.erase(v)
                 resident.add(block)
-                policy.insert(block, parent, advice)
+                policy.insert(block, parent)
+                inserted.append(block)
+                if advice and not after_request:
+                    policy.advise(block, advice)
             parent = block
+        if advice and after_request:
+            for block in inserted:
+                policy.advise(block, advice)
     return hit / total
 
 
@@ -212,10 +231,7 @@ def replay_fitted_density(trace, capacity, horizon, use_output):
 
     for now, r in enumerate(trace):
         ids = r["hash_ids"]
-        k = 0
-        while k < len(ids) and ids[k] in resident:
-            k += 1
-        hit += min(k * 512, r["input_length"])
+        hit += prefix_score(r, resident)
         total += r["input_length"]
         seen[ids[0]] += 1
         c = cls(seen[ids[0]], r)
@@ -275,6 +291,9 @@ def main():
         print(f"  AUC of the first request's {name}: {auc:.3f}")
 
     rows = [("prefix-arc (port of the C++ policy)", replay_arc(trace, args.capacity, lambda r, k: None))]
+    def shipped(r, k):  # scheduler/cache_sim.h, EngineAdvice::kOutputLength
+        return None if k > 1 else "likely" if r["output_length"] <= 20 else "unlikely" if r["output_length"] > 200 else None
+
     for hot in (10, 20):
         rows.append((f"prefix-arc, new document with output <= {hot}: likely",
                      replay_arc(trace, args.capacity,
@@ -285,6 +304,8 @@ def main():
                                 else "unlikely" if r["output_length"] > 200 else None)))
     rows.append(("prefix-arc, any new block with output <= 10: likely",
                  replay_arc(trace, args.capacity, lambda r, k: "likely" if r["output_length"] <= 10 else None)))
+    rows.append(("the shipped model, advice given after the whole request was put",
+                 replay_arc(trace, args.capacity, shipped, after_request=True)))
     for horizon in (100, 300):
         rows.append((f"fitted P(reuse | count, age), horizon {horizon}",
                      replay_fitted_density(trace, args.capacity, horizon, False)))
