@@ -27,7 +27,10 @@ Status EagerPutSink::Commit(const transfer::EagerPut& put, uint64_t reservation_
     }
     return committed.status();
   }
-  if (put.advice) (void)tier_.Advise(put.key, *put.advice);
+  if (put.advice) {
+    (void)tier_.Advise(put.key, *put.advice);
+    metrics_.RecordAdvice(*put.advice, 1);
+  }
   metrics_.RecordPuts(1, 0);
   metrics_.RecordPutBytesTwoSided(put.size);
   return Status::Ok();

@@ -33,6 +33,11 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std
       put_bytes_inline_(put_bytes_.WithLabels({"inline"})),
       put_bytes_one_sided_(put_bytes_.WithLabels({"ucx"})),
       put_bytes_two_sided_(put_bytes_.WithLabels({"ucx_two_sided"})),
+      put_advice_(r.AddCounter("kvstash_put_advice_total",
+                               "Committed blocks that came with reuse advice from the engine, by advice.",
+                               {"advice"})),
+      put_advice_likely_(put_advice_.WithLabels({ReuseAdviceName(ReuseAdvice::kLikely)})),
+      put_advice_unlikely_(put_advice_.WithLabels({ReuseAdviceName(ReuseAdvice::kUnlikely)})),
       lookup_hits_(lookup_blocks_.WithLabels({"hit"})),
       lookup_misses_(lookup_blocks_.WithLabels({"miss"})),
       get_hits_(get_blocks_.WithLabels({"hit"})),
@@ -95,6 +100,9 @@ void ServerMetrics::RecordPuts(uint64_t stored, uint64_t deduplicated) {
 void ServerMetrics::RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_bytes) {
   put_bytes_inline_.Inc(static_cast<double>(inline_bytes));
   put_bytes_one_sided_.Inc(static_cast<double>(one_sided_bytes));
+}
+void ServerMetrics::RecordAdvice(ReuseAdvice advice, uint64_t blocks) {
+  (advice == ReuseAdvice::kLikely ? put_advice_likely_ : put_advice_unlikely_).Inc(static_cast<double>(blocks));
 }
 void ServerMetrics::RecordPutBytesTwoSided(uint64_t bytes) { put_bytes_two_sided_.Inc(static_cast<double>(bytes)); }
 uint64_t ServerMetrics::put_bytes_two_sided() const { return static_cast<uint64_t>(put_bytes_two_sided_.Value()); }

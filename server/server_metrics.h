@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/metrics.h"
+#include "kvstash/reuse_advice.h"
 #include "kvstash/status.h"
 #include "tiers/tier_manager.h"
 
@@ -28,6 +29,8 @@ class ServerMetrics {
   void RecordPutBytes(uint64_t inline_bytes, uint64_t one_sided_bytes);
   // ... or by the two-sided UCX protocol (two-phase or eager puts).
   void RecordPutBytesTwoSided(uint64_t bytes);
+  // Committed blocks that came with reuse advice (PutOptions::advice).
+  void RecordAdvice(ReuseAdvice advice, uint64_t blocks);
   uint64_t put_bytes_inline() const;
   uint64_t put_bytes_one_sided() const;
   uint64_t put_bytes_two_sided() const;
@@ -52,6 +55,9 @@ class ServerMetrics {
   metrics::Counter& put_bytes_inline_;
   metrics::Counter& put_bytes_one_sided_;
   metrics::Counter& put_bytes_two_sided_;
+  metrics::Family<metrics::Counter>& put_advice_;
+  metrics::Counter& put_advice_likely_;
+  metrics::Counter& put_advice_unlikely_;
   metrics::Counter& lookup_hits_;
   metrics::Counter& lookup_misses_;
   metrics::Counter& get_hits_;

@@ -294,7 +294,10 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
     if (received[static_cast<size_t>(i)]) options_.data_plane.transfer->CancelReceive(PushTag(reservation.id));
     if (!item.data().empty()) std::memcpy(reservation.data, item.data().data(), reservation.size);
     Result<tiers::BlockMeta> committed = tier_.Commit(reservation.id, item.checksum(), req.pin());
-    if (committed.ok() && advice) (void)tier_.Advise(reservation.key, *advice);
+    if (committed.ok() && advice) {
+      (void)tier_.Advise(reservation.key, *advice);
+      metrics_.RecordAdvice(*advice, 1);
+    }
     if (!committed.ok()) {
       // Only a reservation that expired after the check gets here; earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
@@ -390,7 +393,10 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
     }
     std::memcpy(reservation->data, data.data(), data.size());
     Result<tiers::BlockMeta> committed = tier_.Commit(reservation->id, item.checksum, req.pin());
-    if (committed.ok() && advice) (void)tier_.Advise(item.key, *advice);
+    if (committed.ok() && advice) {
+      (void)tier_.Advise(item.key, *advice);
+      metrics_.RecordAdvice(*advice, 1);
+    }
     if (!committed.ok()) {
       (void)tier_.Abort(reservation->id);
       metrics_.RecordPuts(stored, deduplicated);

@@ -4,6 +4,7 @@
 // and the eager two-sided put (tcp). Bad advice over the raw RPCs is refused and stores nothing.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <memory>
 #include <string>
@@ -117,6 +118,15 @@ TEST_P(AdviceTest, LikelyOutlivesAndUnlikelyLeavesFirst) {
   EXPECT_EQ(Resident(6), kChainBlocks);
   EXPECT_TRUE(ByteExact(3));
   EXPECT_EQ(Resident(1), kChainBlocks);
+
+  // Operators see the advice arrive.
+  const std::string& addr = daemon_->metrics_address();
+  const size_t colon = addr.rfind(':');
+  httplib::Client http(addr.substr(0, colon), std::stoi(addr.substr(colon + 1)));
+  auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kvstash_put_advice_total{advice=\"likely\"} 8\n"), std::string::npos) << metrics->body;
+  EXPECT_NE(metrics->body.find("kvstash_put_advice_total{advice=\"unlikely\"} 8\n"), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, AdviceTest, ::testing::Values(Mode{"two_phase", false}, Mode{"eager_tcp", true}),
