@@ -249,8 +249,8 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
     op.length = items[i].data.size();
     op.key = items[i].key;
     op.parent = items[i].parent;
-    op.pin = put_options.pin;
-    op.advice = put_options.advice;  // the engine hashes each block just before sending it
+    op.pin = put_options.pin;  // the engine hashes each block just before sending it
+    op.advice = put_options.advice;
   }
   KVSTASH_RETURN_IF_ERROR(engine->Run(to, ops));
   std::vector<std::optional<PutOutcome>> answered(items.size());
