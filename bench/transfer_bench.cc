@@ -124,8 +124,8 @@ Row RunPhase(const std::string& transport, const std::string& op, uint64_t block
 
 // put, get and read rows for one block size and client count against a running daemon.
 std::vector<Row> MeasureKvstash(const std::string& address, const std::string& transport, const std::string& tls,
-                                UcxProtocol protocol, uint64_t block, int clients, uint64_t working_set,
-                                double seconds, std::string& error) {
+                                UcxProtocol protocol, size_t transfer_workers, uint64_t block, int clients,
+                                uint64_t working_set, double seconds, std::string& error) {
   std::vector<std::unique_ptr<Client>> conns;
   for (int c = 0; c < clients; ++c) {
     ClientOptions o;
@@ -133,6 +133,7 @@ std::vector<Row> MeasureKvstash(const std::string& address, const std::string& t
     o.data_path = DataPath::kUcx;
     o.ucx_transports = tls;
     o.ucx_protocol = protocol;
+    if (transfer_workers > 0) o.transfer_workers = transfer_workers;
     auto client = Client::Connect(o);
     if (!client.ok()) {
       error = client.status().ToString();
@@ -334,6 +335,10 @@ int main(int argc, char** argv) {
   app.add_option("--working-set-mib", working_set_mib, "bytes touched per row [128 quick, 256 full]");
   uint64_t ucx_lanes = 0;
   app.add_option("--ucx-lanes", ucx_lanes, "the daemon's two-sided lanes (--ucx-lanes; 0 = its default)");
+  size_t transfer_workers = 0;
+  app.add_option("--transfer-workers", transfer_workers,
+                 "each kvstash client's UCX workers (ClientOptions::transfer_workers; 0 = the SDK default). "
+                 "1 keeps every batch on one lane");
   app.add_option("--systems", systems, "which systems to measure")->delimiter(',');
   app.add_option("--block-kib", sizes_kib, "block sizes in KiB")->delimiter(',');
   app.add_option("--transports", transports, "which kvstash transports to measure (shm, tcp)")
@@ -406,7 +411,7 @@ int main(int argc, char** argv) {
       for (int c : client_counts) {
         progress("kvstash " + transport + " " + std::to_string(s) + " x" + std::to_string(c));
         std::string error;
-        auto got = MeasureKvstash(daemon.grpc_address(), transport, tls, protocol, s, c, ws, seconds, error);
+        auto got = MeasureKvstash(daemon.grpc_address(), transport, tls, protocol, transfer_workers, s, c, ws, seconds, error);
         rows.insert(rows.end(), got.begin(), got.end());
         if (!error.empty()) {
           std::fprintf(stderr, "kvstash %s %llu x%d: %s\n", transport.c_str(), static_cast<unsigned long long>(s), c,
