@@ -49,6 +49,17 @@ std::unique_ptr<Client> Connect(const std::string& address) {
 
 using testing::Eventually;
 
+// One block read back through the SDK: its bytes, or the miss / error status.
+Result<std::vector<std::byte>> GetOne(Client& client, const BlockKey& key, size_t size) {
+  std::vector<std::byte> back(size);
+  GetItem get;
+  get.key = key;
+  get.buffer = back;
+  KVSTASH_RETURN_IF_ERROR(client.Get(std::span(&get, 1)));
+  if (!get.found) return get.status;
+  return back;
+}
+
 // A daemon stopped while a tcp client is still connected, and idle, exits cleanly: the client's
 // half-finished connection must not abort it on the way out (UCX 1.13 asserts when a worker is
 // destroyed with a wireup reply pending; ucx_worker.cc).
@@ -62,12 +73,9 @@ TEST(EagerPutTest, DaemonStopsCleanlyUnderAnIdleConnectedClient) {
   PutItem item{key, std::nullopt, bytes};
   auto put = client->Put(std::span(&item, 1), PutOptions{.eager = true});
   ASSERT_TRUE(put.ok()) << put.status().ToString();
-  std::vector<std::byte> back(bytes.size());
-  GetItem get;
-  get.key = key;
-  get.buffer = back;
-  ASSERT_TRUE(client->Get(std::span(&get, 1)).ok());
-  ASSERT_TRUE(get.found);
+  auto back = GetOne(*client, key, bytes.size());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, bytes);
   EXPECT_EQ(daemon->Stop(), 0) << "kvstashd did not stop cleanly with a client connected";
 }
 
@@ -330,13 +338,9 @@ TEST_F(EagerPutRequestTest, BadRequestsGetClearErrorsAndStoreNothing) {
   // The connection still works, and a well-formed request stores the block byte for byte.
   auto good = RequestFor(key, data, ++tag);
   EXPECT_EQ(CodeOf(sender_->Send(&good, sizeof(good), tag, data)), StatusCode::kOk);
-  std::vector<std::byte> back(data.size());
-  GetItem get;
-  get.key = key;
-  get.buffer = back;
-  ASSERT_TRUE(client_->Get(std::span(&get, 1)).ok());
-  EXPECT_TRUE(get.found);
-  EXPECT_EQ(back, data);
+  auto back = GetOne(*client_, key, data.size());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, data);
 }
 
 TEST_F(EagerPutRequestTest, RequestWhoseBytesNeverComeIsReclaimed) {
@@ -399,20 +403,16 @@ TEST_F(EagerPutRequestTest, BadGetRequestsGetClearErrorsAndChangeNothing) {
   EXPECT_EQ(stats->tiers[0].leased_blocks, 0u) << "a refused get left a lease behind";
 
   // The block is intact and an SDK Get by key (the same request, well formed) reads it.
-  std::vector<std::byte> back(data.size());
-  GetItem get;
-  get.key = key;
-  get.buffer = back;
-  ASSERT_TRUE(client_->Get(std::span(&get, 1)).ok());
-  EXPECT_TRUE(get.found) << get.status.ToString();
-  EXPECT_EQ(back, data);
+  auto back = GetOne(*client_, key, data.size());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(*back, data);
   // A buffer one byte short is OUT_OF_RANGE, a missing key a miss; neither is an error of the call.
   std::vector<std::byte> short_buffer(data.size() - 1);
   GetItem gets[2];
   gets[0].key = key;
   gets[0].buffer = short_buffer;
   gets[1].key = BlockKey::FromParts(0x6E7, 2);
-  gets[1].buffer = back;
+  gets[1].buffer = *back;
   ASSERT_TRUE(client_->Get(gets).ok());
   EXPECT_FALSE(gets[0].found);
   EXPECT_EQ(gets[0].status.code(), StatusCode::kOutOfRange) << gets[0].status.ToString();
