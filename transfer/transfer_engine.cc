@@ -559,17 +559,23 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
     const size_t start = own == target.push_lane_addresses.end()
                              ? 0
                              : static_cast<size_t>(own - target.push_lane_addresses.begin());
+    // Each engine worker always talks to the same lane (slot s to lane start + s): calls still
+    // rotate over the workers, but a worker never alternates between lanes from call to call,
+    // which halved the reads of 4 concurrent 8-block readers (docs/BENCHMARKS.md, "Where the
+    // regression comes from").
+    std::vector<size_t> slot_of(n);
     std::vector<RemoteTarget> targets(n, target);
     std::vector<std::vector<TransferOp*>> groups(n);
     for (size_t g = 0; g < n; ++g) {
-      targets[g].push_worker_address = target.push_lane_addresses[(start + g) % daemon_lanes];
+      slot_of[g] = (first + g) % slots.size();
+      targets[g].push_worker_address = target.push_lane_addresses[(start + slot_of[g]) % daemon_lanes];
     }
     for (size_t i = 0; i < ops.size(); ++i) groups[i % n].push_back(&ops[i]);
     std::vector<std::thread> helpers;
     for (size_t g = 1; g < n; ++g) {
-      helpers.emplace_back([&, g] { (void)RunOnWorker(*slots[(first + g) % slots.size()], targets[g], groups[g]); });
+      helpers.emplace_back([&, g] { (void)RunOnWorker(*slots[slot_of[g]], targets[g], groups[g]); });
     }
-    (void)RunOnWorker(*slots[first], targets[0], groups[0]);
+    (void)RunOnWorker(*slots[slot_of[0]], targets[0], groups[0]);
     for (auto& t : helpers) t.join();
     return Status::Ok();
   }
