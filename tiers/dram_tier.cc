@@ -18,7 +18,13 @@
 //    completes;
 //  * a Reserve that ends in RESOURCE_EXHAUSTED may already have evicted blocks on the way (cache
 //    contents only; no reservation or block becomes inconsistent);
-//  * List(after, 0) returns an empty page whose next_after is `after` when keys remain after it.
+//  * List(after, 0) returns an empty page whose next_after is `after` when keys remain after it;
+//  * parent links (tiers/parent_walk.h): Reserve refuses, with INVALID_ARGUMENT and before it
+//    evicts anything, a parent link that would make the block its own ancestor among committed and
+//    reserved blocks. The walk runs only when a committed or reserved block already names the new
+//    key as its parent (`named_parents`), and follows at most kMaxParentWalk links: a link it
+//    cannot clear within them is accepted, and the prefix policies, which check resident links
+//    themselves, keep it out of their forest. A self link is dropped, as before.
 #include "tiers/dram_tier.h"
 
 #include <algorithm>
@@ -31,7 +37,6 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -39,6 +44,7 @@
 #include "tiers/arena.h"
 #include "tiers/block_allocator.h"
 #include "tiers/eviction_policy.h"
+#include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -109,7 +115,10 @@ struct DramTier::Impl {
   std::unordered_map<uint64_t, ReservationState> reservations;
   std::set<std::pair<uint64_t, uint64_t>>
       deadlines;  // (deadline_ms, id) of open, idle reservations
-  std::unordered_set<BlockKey, BlockKeyHash> in_flight;
+  // Key -> parent link of each open reservation.
+  std::unordered_map<BlockKey, std::optional<BlockKey>, BlockKeyHash> in_flight;
+  // Parent key -> how many committed or reserved blocks name it as their parent.
+  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> named_parents;
   struct Quarantined {
     uint64_t offset, alloc_bytes, release_at_ms;
   };
@@ -192,6 +201,39 @@ struct DramTier::Impl {
     }
   }
 
+  // Counts `parent` as named by one more (delta +1) or one fewer (-1) committed or reserved block.
+  // REQUIRES: write_mu.
+  void CountParentLocked(const std::optional<BlockKey>& parent, int delta) {
+    if (!parent) return;
+    if (delta > 0) {
+      ++named_parents[*parent];
+    } else if (auto it = named_parents.find(*parent); it != named_parents.end() && --it->second == 0) {
+      named_parents.erase(it);
+    }
+  }
+
+  // The parent link of a committed or reserved block, for a walk. REQUIRES: write_mu (which keeps
+  // every link in place).
+  ParentLink LinkOfLocked(const BlockKey& key) const {
+    if (auto r = in_flight.find(key); r != in_flight.end()) return {true, r->second};
+    const Shard& shard = ShardFor(key);
+    std::shared_lock lock(shard.mu);
+    auto it = shard.blocks.find(key);
+    return it == shard.blocks.end() ? ParentLink{} : ParentLink{true, it->second.parent};
+  }
+
+  // INVALID_ARGUMENT when giving `key` (neither committed nor reserved) the parent `parent` would
+  // make it its own ancestor. A walk that reaches kMaxParentWalk links is accepted (see the top of
+  // this file). REQUIRES: write_mu.
+  Status CheckParentLocked(const BlockKey& key, const std::optional<BlockKey>& parent) const {
+    if (!parent || *parent == key || !named_parents.contains(key)) return Status::Ok();
+    const Ancestry ancestry =
+        WouldBeOwnAncestor(key, parent, [&](const BlockKey& k) { return LinkOfLocked(k); });
+    if (ancestry != Ancestry::kYes) return Status::Ok();
+    return InvalidArgument("parent " + parent->ToHex() + " would make block " + key.ToHex() +
+                           " its own ancestor: that parent descends from it (a parent cycle)");
+  }
+
   static bool EvictableNow(const Entry& e, uint64_t now) {
     return !e.pinned && e.lease_until_ms.load(std::memory_order_acquire) <= now;
   }
@@ -241,6 +283,7 @@ struct DramTier::Impl {
   void EraseBlockLocked(Shard& shard,
                         std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it) {
     const BlockKey key = it->first;
+    CountParentLocked(it->second.parent, -1);
     allocator.Free(it->second.offset, it->second.alloc_bytes);
     used_bytes.fetch_sub(it->second.alloc_bytes, std::memory_order_relaxed);
     if (it->second.pinned) pinned_blocks.fetch_sub(1, std::memory_order_relaxed);
@@ -263,6 +306,7 @@ struct DramTier::Impl {
     }
     reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
     reservation_count.fetch_sub(1, std::memory_order_relaxed);
+    CountParentLocked(r.parent, -1);
     in_flight.erase(r.key);
     if (!r.committing) deadlines.erase({r.deadline_ms, it->first});
     reservations.erase(it);
@@ -356,6 +400,7 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   if (d.in_flight.contains(key)) {
     return Aborted("another reservation for block " + key.ToHex() + " is in flight");
   }
+  KVSTASH_RETURN_IF_ERROR(d.CheckParentLocked(key, parent));
   if (alloc_bytes > d.allocator.total_bytes()) {
     return ResourceExhausted("block of " + std::to_string(size) +
                              " bytes exceeds the tier's capacity");
@@ -394,7 +439,8 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
       SaturatingAdd(d.Now(), timeout_ms == 0 ? kDefaultReservationTimeoutMs : timeout_ms);
   d.reservations.emplace(id, r);
   d.deadlines.emplace(r.deadline_ms, id);
-  d.in_flight.insert(key);
+  d.in_flight.emplace(key, r.parent);
+  d.CountParentLocked(r.parent, +1);  // the committed block keeps naming it; erasing it forgets
   d.used_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
   d.reserved_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
   d.reservation_count.fetch_add(1, std::memory_order_relaxed);

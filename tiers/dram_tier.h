@@ -8,6 +8,9 @@
 // evicted (policy order, never leased, pinned or reserved ones) until used bytes fall to
 // low_watermark * capacity or below, or nothing more is evictable.
 //
+// Parent links: Reserve refuses (INVALID_ARGUMENT) a parent that would make the block its own
+// ancestor among committed and reserved blocks, checked within tiers/parent_walk.h's bound.
+//
 // Locking: the index is split into `index_shards` shards, each behind a std::shared_mutex. Reads
 // (Find/Peek/Read/List) take only their shard's lock in shared mode plus a per-shard access buffer
 // mutex — no global lock on the read path. Writers (Reserve/Commit/Abort/Remove/eviction) take the

@@ -27,6 +27,12 @@
 // PickVictim takes the coldest evictable leaf of the cold list, then of T1 when T1 holds more than
 // p blocks (else of T2), falling back to the other list; it skips keys the tier says are not
 // evictable, O(k log n).
+//
+// Any parent graph: as in "prefix", OnInsert drops a link that would close a cycle of resident
+// links (or that it cannot clear within kMaxParentWalk links, tiers/parent_walk.h), so nodes_
+// always holds a forest: every block with a resident child has a leaf below it, and with nothing
+// pinned or leased PickVictim always finds a victim until the policy is empty. Parent cycles once
+// left every block of the cycle with a resident child and none a leaf: unevictable (issue 13).
 #include <algorithm>
 #include <array>
 #include <list>
@@ -35,6 +41,7 @@
 #include <utility>
 
 #include "tiers/eviction_policy.h"
+#include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -55,7 +62,11 @@ class PrefixArcPolicy final : public EvictionPolicy {
                 uint64_t /*size*/) override {
     if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
     Node node;
-    if (parent && *parent != key) node.parent = parent;
+    if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
+      node.children = w->second;
+      waiting_children_.erase(w);
+    }
+    node.parent = ForestParent(nodes_, key, parent, node.children > 0);
     node.tick = ++tick_;
     node.list = kT1;
     const double resident = static_cast<double>(nodes_.size() + 1);
@@ -66,10 +77,6 @@ class PrefixArcPolicy final : public EvictionPolicy {
     } else if (ForgetGhost(kT2, key)) {
       if (adapt) p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
       node.list = kT2;
-    }
-    if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
-      node.children = w->second;
-      waiting_children_.erase(w);
     }
     if (node.parent) {
       if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {

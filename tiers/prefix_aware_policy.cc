@@ -12,12 +12,19 @@
 // its own (older) tick. PickVictim walks leaves coldest first and skips keys the tier says are not
 // evictable, so it is O(k log n) in the number of keys skipped.
 //
+// Any parent graph: the links kept in nodes_ always form a forest. OnInsert drops a link that would
+// make the block its own ancestor among resident blocks (A's parent B, then B's parent A; a self
+// link; a cycle closed by a re-put), or that it cannot clear within kMaxParentWalk links
+// (tiers/parent_walk.h). So every block with a resident child has a leaf below it, and with
+// nothing pinned or leased PickVictim always finds a victim until the policy is empty.
+//
 // A chain whose leaf is pinned or leased keeps all its ancestors resident, by design.
 #include <set>
 #include <unordered_map>
 #include <utility>
 
 #include "tiers/eviction_policy.h"
+#include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -30,12 +37,12 @@ class PrefixAwarePolicy final : public EvictionPolicy {
                 uint64_t /*size*/) override {
     if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
     Node node;
-    if (parent && *parent != key) node.parent = parent;
     node.tick = ++tick_;
     if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
       node.children = w->second;
       waiting_children_.erase(w);
     }
+    node.parent = ForestParent(nodes_, key, parent, node.children > 0);
     if (node.parent) {
       if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
         if (p->second.children++ == 0) leaves_.erase({p->second.tick, p->first});

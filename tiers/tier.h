@@ -88,7 +88,9 @@ class Tier {
 
   // Reserves `size` bytes for `key`. ALREADY_EXISTS when the key is committed (dedup: send
   // nothing), ABORTED when another reservation for the key is in flight, INVALID_ARGUMENT for a
-  // size outside [1, max_block_bytes], RESOURCE_EXHAUSTED when eviction cannot make room.
+  // size outside [1, max_block_bytes] or for a `parent` that would make the block its own
+  // ancestor among the blocks the tier holds or has reserved (a parent cycle; a parent equal to
+  // `key` is dropped instead), RESOURCE_EXHAUSTED when eviction cannot make room.
   virtual Result<Reservation> Reserve(const BlockKey& key, uint64_t size,
                                       const std::optional<BlockKey>& parent, uint64_t timeout_ms) = 0;
   // Makes the reservation's block visible. NOT_FOUND for an unknown or expired reservation;

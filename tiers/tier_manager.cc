@@ -102,7 +102,7 @@ struct TierManager::Impl {
   // HBM eviction callback: under the HBM tier's locks. Writes the victim into DRAM (which may evict
   // DRAM blocks to the SSD queue in turn); never calls into the HBM tier.
   void OnHbmEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
-    Result<Reservation> r = dram->Reserve(meta.key, bytes.size(), meta.parent, options.promotion_timeout_ms);
+    Result<Reservation> r = ReserveCopyInDram(meta.key, bytes.size(), meta.parent);
     if (!r.ok()) {
       const StatusCode code = r.status().code();
       if (code == StatusCode::kAlreadyExists || code == StatusCode::kAborted) {
@@ -123,6 +123,17 @@ struct TierManager::Impl {
       return;
     }
     hbm_demoted.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Reserves DRAM for a copy of a block another tier holds (a promotion, an HBM victim). Each tier
+  // checks parent links against its own blocks only, so the copy's link can close a cycle with
+  // what DRAM holds (A -> B went to SSD, then B -> A was put into DRAM): DRAM refuses that link
+  // (INVALID_ARGUMENT), and the copy is then made without it, as a root — the bytes matter more
+  // than the order of one pair. A size DRAM refuses is refused again, changing nothing.
+  Result<Reservation> ReserveCopyInDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent) {
+    Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms);
+    if (r.ok() || r.status().code() != StatusCode::kInvalidArgument || !parent) return r;
+    return dram->Reserve(key, size, std::nullopt, options.promotion_timeout_ms);
   }
 
   // Copies an open DRAM reservation's bytes into HBM and commits them there.
@@ -336,7 +347,7 @@ struct TierManager::Impl {
   template <typename Fill>
   Status StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
                        std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed, Fill&& fill) {
-    Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms);
+    Result<Reservation> r = ReserveCopyInDram(key, size, parent);
     if (!r.ok()) {
       if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
       failed.fetch_add(1, std::memory_order_relaxed);

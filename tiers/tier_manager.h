@@ -34,6 +34,13 @@
 // evicting the block again costs no SSD write. When DRAM cannot take it (everything leased or
 // pinned) Read copies from SSD directly into the caller's buffer and Find reports a miss.
 //
+// Parent links: each tier refuses a link that would make a block its own ancestor among its own
+// blocks (Tier::Reserve); a put is refused so when DRAM would hold the cycle. A link that closes a
+// cycle only across tiers (A -> B on SSD or in HBM, B -> A put into DRAM) is accepted; when DRAM
+// then refuses it for a copy of A (promotion, HBM demotion), the copy is made without the link.
+// HBM refusing a new block's link keeps the block in DRAM (counted in hbm_place_fallbacks). No
+// tier's eviction ever depends on links across tiers.
+//
 // Leases live in DRAM only (Find leases the DRAM copy): a leased block is never evicted from DRAM.
 // Pins apply to every tier holding the block (SetPinned and Commit(pin) pin the HBM copy too).
 // ReleaseLease of a block that is no longer in DRAM is OK (its lease had ended when it left).

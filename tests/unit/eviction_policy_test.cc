@@ -1,13 +1,18 @@
 // Eviction policies: LRU order and the prefix-aware invariant (a parent is never picked while a
-// resident child exists), including parents that are absent or arrive after their children.
+// resident child exists), including parents that are absent or arrive after their children; and
+// every policy under parent links that are not a forest (cycles, self links, re-puts with new
+// parents): every block still leaves.
 #include "tiers/eviction_policy.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <random>
+#include <string>
 #include <unordered_set>
 #include <vector>
+
+#include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -168,6 +173,176 @@ TEST(PrefixAwarePolicyTest, RandomForestNeverEvictsParentBeforeResidentChild) {
   EXPECT_TRUE(resident.empty());
   EXPECT_EQ(p->size(), 0u);
 }
+
+// ---- Any parent graph (issue 13) ----------------------------------------------------------
+// Clients name any block as a parent, so the links need not form a forest. A(parent B) then
+// B(parent A) once left both blocks with a resident child and neither a leaf: "prefix" and
+// "prefix-arc" never picked them again, and a cache full of such pairs refused every put.
+
+class AnyParentGraphTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto p = MakeEvictionPolicy(GetParam());
+    ASSERT_TRUE(p.ok());
+    p_ = std::move(p).value();
+  }
+  bool prefix_order() const { return GetParam() != "lru"; }
+
+  // Picks and erases until PickVictim answers nothing (at most `limit` times), returning the order.
+  std::vector<BlockKey> DrainAtMost(size_t limit) {
+    std::vector<BlockKey> order;
+    while (order.size() < limit) {
+      std::optional<BlockKey> v = p_->PickVictim(kAll);
+      if (!v) break;
+      order.push_back(*v);
+      p_->OnErase(*v);
+    }
+    return order;
+  }
+
+  // Every one of the n tracked blocks leaves, each once.
+  void ExpectEveryBlockLeaves(size_t n) {
+    ASSERT_EQ(p_->size(), n);
+    const std::vector<BlockKey> order = DrainAtMost(2 * n + 1);
+    EXPECT_EQ(order.size(), n);
+    const std::unordered_set<BlockKey, BlockKeyHash> distinct(order.begin(), order.end());
+    EXPECT_EQ(distinct.size(), order.size());
+    EXPECT_EQ(p_->size(), 0u);
+  }
+
+  std::unique_ptr<EvictionPolicy> p_;
+};
+
+TEST_P(AnyParentGraphTest, TwoCycle) {
+  p_->OnInsert(K(1), K(2), 1);  // B absent: A waits for it
+  p_->OnInsert(K(2), K(1), 1);  // closes the cycle
+  EXPECT_TRUE(p_->PickVictim(kAll).has_value());
+  ExpectEveryBlockLeaves(2);
+}
+
+TEST_P(AnyParentGraphTest, ManyTwoCycles) {
+  for (uint64_t i = 0; i < 31; ++i) {
+    p_->OnInsert(K(100 + i), K(200 + i), 1);
+    p_->OnInsert(K(200 + i), K(100 + i), 1);
+  }
+  ExpectEveryBlockLeaves(62);
+}
+
+TEST_P(AnyParentGraphTest, ThreeCycle) {
+  p_->OnInsert(K(1), K(2), 1);
+  p_->OnInsert(K(2), K(3), 1);
+  p_->OnInsert(K(3), K(1), 1);
+  EXPECT_TRUE(p_->PickVictim(kAll).has_value());
+  ExpectEveryBlockLeaves(3);
+}
+
+TEST_P(AnyParentGraphTest, SelfLoops) {
+  p_->OnInsert(K(1), K(1), 1);
+  p_->OnInsert(K(2), K(1), 1);
+  p_->OnInsert(K(2), K(2), 1);  // re-put as its own parent: drops its link to 1
+  ExpectEveryBlockLeaves(2);
+}
+
+// A chain whose root end runs into a 2-cycle: 5 -> 4 -> 3 -> 1 <-> 2. The chain still leaves from
+// its tail, then the blocks of the cycle.
+TEST_P(AnyParentGraphTest, CycleHangingOffAChain) {
+  p_->OnInsert(K(1), K(2), 1);
+  p_->OnInsert(K(2), K(1), 1);  // the link that closes the cycle is the one not kept
+  p_->OnInsert(K(3), K(1), 1);
+  p_->OnInsert(K(4), K(3), 1);
+  p_->OnInsert(K(5), K(4), 1);
+  if (prefix_order()) {
+    EXPECT_EQ(DrainAtMost(10), (std::vector<BlockKey>{K(5), K(4), K(3), K(1), K(2)}));
+  } else {
+    ExpectEveryBlockLeaves(5);
+  }
+  EXPECT_EQ(p_->size(), 0u);
+}
+
+// 1 <- 2 <- 3; 1 leaves out of order (an admin Remove) and comes back as the child of 3.
+TEST_P(AnyParentGraphTest, CycleClosedByAReput) {
+  p_->OnInsert(K(1), std::nullopt, 1);
+  p_->OnInsert(K(2), K(1), 1);
+  p_->OnInsert(K(3), K(2), 1);
+  p_->OnErase(K(1));
+  p_->OnInsert(K(1), K(3), 1);
+  if (prefix_order()) {
+    EXPECT_EQ(DrainAtMost(10), (std::vector<BlockKey>{K(3), K(2), K(1)}));
+  } else {
+    ExpectEveryBlockLeaves(3);
+  }
+  EXPECT_EQ(p_->size(), 0u);
+}
+
+// Re-inserting resident keys with new parents (as a tier does when a key is put again) rebuilds
+// cycles over and over; the counts of resident children must stay right through all of it.
+TEST_P(AnyParentGraphTest, ReinsertsWithNewParents) {
+  for (uint64_t round = 0; round < 5; ++round) {
+    for (uint64_t i = 0; i < 6; ++i) p_->OnInsert(K(i), K((i + 1 + round) % 6), 1);
+  }
+  p_->OnErase(K(2));
+  p_->OnInsert(K(2), K(4), 1);
+  ExpectEveryBlockLeaves(6);
+}
+
+// A cycle longer than the walk kMaxParentWalk: the policy cannot show the closing link is safe,
+// so it keeps the link out, and the rest still leaves from the tail.
+TEST_P(AnyParentGraphTest, CycleLongerThanTheWalk) {
+  const uint64_t n = kMaxParentWalk + 44;
+  for (uint64_t i = 0; i < n; ++i) p_->OnInsert(K(i), K((i + 1) % n), 1);
+  if (prefix_order()) {
+    EXPECT_EQ(p_->PickVictim(kAll), K(0));  // 0's only child, n-1, is not linked
+  }
+  ExpectEveryBlockLeaves(n);
+}
+
+// Random parent links over a small key space (self links, cycles of every length, re-puts,
+// removals, reads): whenever a block is tracked, PickVictim finds one, and everything leaves.
+TEST_P(AnyParentGraphTest, RandomGraphsAlwaysHaveAVictim) {
+  for (uint64_t seed = 1; seed <= 20; ++seed) {
+    SetUp();
+    std::mt19937_64 rng(seed);
+    std::unordered_set<BlockKey, BlockKeyHash> resident;
+    for (int step = 0; step < 3000; ++step) {
+      const BlockKey key = K(rng() % 40);
+      switch (rng() % 8) {
+        case 0:
+          p_->OnErase(key);
+          resident.erase(key);
+          break;
+        case 1:
+          p_->OnAccess(key);
+          break;
+        case 2: {
+          std::optional<BlockKey> v = p_->PickVictim(kAll);
+          ASSERT_TRUE(v.has_value() || resident.empty()) << "seed " << seed << " step " << step;
+          if (v) {
+            ASSERT_TRUE(resident.contains(*v));
+            p_->OnErase(*v);
+            resident.erase(*v);
+          }
+          break;
+        }
+        default: {
+          const uint64_t roll = rng() % 10;
+          const std::optional<BlockKey> parent =
+              roll == 0 ? std::nullopt : roll == 1 ? std::optional<BlockKey>(key) : std::optional<BlockKey>(K(rng() % 40));
+          p_->OnInsert(key, parent, 1);
+          resident.insert(key);
+        }
+      }
+      ASSERT_EQ(p_->size(), resident.size()) << "seed " << seed << " step " << step;
+    }
+    ExpectEveryBlockLeaves(resident.size());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, AnyParentGraphTest, ::testing::Values("lru", "prefix", "prefix-arc"),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           std::string name = info.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace kvstash::tiers

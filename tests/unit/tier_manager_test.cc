@@ -1,6 +1,7 @@
 // TierManager: demotion of DRAM victims to SSD and promotion back (bytes served from the DRAM
 // arena), dedup across tiers, leases and pins across tiers, a full demotion queue dropping victims
-// without stalling puts, cancelling queued demotions, listing and accounting, and restart.
+// without stalling puts, cancelling queued demotions, listing and accounting, restart, and parent
+// links that would close a cycle across tiers.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,7 +10,9 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <string>
 
 #include "common/checksum.h"
 #include "tests/unit/tier_test_support.h"
@@ -80,7 +83,7 @@ class TierManagerTest : public ::testing::Test {
     TierManagerOptions o;
     o.dram.capacity_bytes = dram_bytes;
     o.dram.max_block_bytes = 1 * kMiB;
-    o.dram.eviction_policy = "lru";
+    o.dram.eviction_policy = policy_;
     o.dram.huge_pages = HugePages::kOff;
     o.dram.index_shards = 4;
     o.dram.clock = &clock_;
@@ -103,8 +106,9 @@ class TierManagerTest : public ::testing::Test {
     return m.ok() ? std::move(m).value() : nullptr;
   }
 
-  static Result<BlockMeta> Put(Tier& tier, const BlockKey& key, uint64_t size = kBlock, bool pin = false) {
-    KVSTASH_ASSIGN_OR_RETURN(Reservation r, tier.Reserve(key, size, std::nullopt, 10'000));
+  static Result<BlockMeta> Put(Tier& tier, const BlockKey& key, uint64_t size = kBlock, bool pin = false,
+                               const std::optional<BlockKey>& parent = std::nullopt) {
+    KVSTASH_ASSIGN_OR_RETURN(Reservation r, tier.Reserve(key, size, parent, 10'000));
     const auto bytes = Pattern(key, size);
     std::memcpy(r.data, bytes.data(), size);
     return tier.Commit(r.id, BlockChecksum(bytes.data(), size), pin);
@@ -149,6 +153,7 @@ class TierManagerTest : public ::testing::Test {
 
   ManualClock clock_;
   TempDir dir_;
+  std::string policy_ = "lru";  // DRAM's (and a test HBM's) eviction policy
 };
 
 TEST_F(TierManagerTest, DramOnlyIsAPlainDramTier) {
@@ -309,6 +314,34 @@ TEST_F(TierManagerTest, AVictimWaitingForTheSsdIsStillFound) {
   gate.Open();
   m->DrainDemotions();
   EXPECT_EQ(m->ManagerCounters().demotions_failed, 0u);
+}
+
+// Parent cycles across tiers (issue 13): A -> B went to SSD, then B -> A was put into DRAM, which
+// held no A and so had nothing to refuse. Promoting A must not close the cycle in DRAM (prefix
+// eviction could then take neither block): the copy is made without the link DRAM refuses.
+TEST_F(TierManagerTest, PromotionLeavesOutALinkThatWouldCloseACycle) {
+  policy_ = "prefix";
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  const BlockKey a = K(1), b = K(2);
+  ASSERT_TRUE(Put(*m, a, kBlock, false, b).ok());
+  for (uint64_t i = 100; i < 124; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());  // 16 blocks fit; A is the coldest
+  m->DrainDemotions();
+  ASSERT_FALSE(m->dram().Peek(a));
+  ASSERT_TRUE(m->ssd()->Contains(a));
+  auto put_b = Put(*m, b, kBlock, false, a);
+  ASSERT_TRUE(put_b.ok()) << put_b.status().ToString();
+  ASSERT_TRUE(m->dram().Peek(b));
+
+  ExpectServedFromDram(*m, a);  // promoted from SSD
+  auto promoted = m->dram().Peek(a);
+  ASSERT_TRUE(promoted);
+  EXPECT_FALSE(promoted->parent);
+  EXPECT_EQ(m->ManagerCounters().promotions_failed, 0u);
+  // Both leave DRAM when room is needed.
+  for (uint64_t i = 200; i < 240; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+  EXPECT_FALSE(m->dram().Peek(a));
+  EXPECT_FALSE(m->dram().Peek(b));
 }
 
 TEST_F(TierManagerTest, ListAndUsageCoverBothTiers) {
@@ -553,6 +586,33 @@ TEST_F(TierManagerHbmTest, HbmToDramToSsdKeepsEveryBlock) {
   for (uint64_t i = 100; i < 112; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
   m->DrainDemotions();
   EXPECT_GE(m->ManagerCounters().demotions_skipped_in_hbm + m->ManagerCounters().demotions_already_on_ssd, 1u);
+}
+
+// Parent cycles with HBM (issue 13): new blocks land in HBM, which refuses B -> A while it holds
+// A -> B; B then stays in DRAM (a placement fallback). When A leaves HBM, DRAM refuses A -> B in
+// turn, and A's copy is made without the link rather than dropped. No tier holds a cycle, every
+// block is still served, and A does leave HBM.
+TEST_F(TierManagerHbmTest, ParentCycleAcrossHbmAndDramPinsNothing) {
+  policy_ = "prefix";
+  auto m = Make(HbmOptions(512 * kKiB, 1 * kMiB, false));  // 8 blocks of HBM
+  ASSERT_TRUE(m);
+  const BlockKey a = K(1), b = K(2);
+  auto put_a = Put(*m, a, kBlock, false, b);
+  ASSERT_TRUE(put_a.ok()) << put_a.status().ToString();
+  EXPECT_EQ(put_a->tier, TierKind::kHbm);
+  auto put_b = Put(*m, b, kBlock, false, a);
+  ASSERT_TRUE(put_b.ok()) << put_b.status().ToString();
+  EXPECT_EQ(put_b->tier, TierKind::kDram);
+  EXPECT_EQ(m->ManagerCounters().hbm_place_fallbacks, 1u);
+
+  for (uint64_t i = 100; i < 116; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());  // twice what HBM holds
+  EXPECT_FALSE(m->hbm()->Peek(a));
+  EXPECT_EQ(m->ManagerCounters().hbm_demotions_dropped, 0u);
+  auto demoted = m->dram().Peek(a);
+  ASSERT_TRUE(demoted);
+  EXPECT_FALSE(demoted->parent);
+  ExpectServedFromDram(*m, a);
+  ExpectServedFromDram(*m, b);
 }
 
 }  // namespace

@@ -7,11 +7,13 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "common/checksum.h"
 #include "tests/unit/tier_test_support.h"
 #include "tiers/dram_tier.h"
+#include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -341,6 +343,115 @@ TEST_F(DramTierTest, PrefixPolicyEvictsChainsFromTheTail) {
   }
   EXPECT_GT(tier->Counters().evicted_capacity, 0u);
   EXPECT_TRUE(tier->Peek(K(0)));  // the hot chain's root survives
+}
+
+// ---- Parent cycles (issue 13) ---------------------------------------------------------------
+// A put whose parent link would make the block its own ancestor is refused before anything
+// changes; links that merely name absent blocks, or that stop closing a cycle once a block left,
+// are fine.
+
+// The number of committed blocks and the bytes in use, which a refused put must leave alone.
+std::pair<uint64_t, uint64_t> Footprint(const DramTier& tier) {
+  const TierUsage u = tier.Usage();
+  return {u.blocks, u.used_bytes};
+}
+
+TEST_F(DramTierTest, ParentCycleIsRefusedAndNothingChanges) {
+  for (const char* policy : {"prefix-arc", "prefix", "lru"}) {
+    SCOPED_TRACE(policy);
+    // 16 blocks of 4 KiB; evicting starts above 12. The refused puts come when one more block
+    // would need eviction: nothing may be evicted for them.
+    auto tier = Make(64 * kKiB, policy, 0.75, 0.5);
+    ASSERT_TRUE(Put(*tier, K(1), 4096, K(2)).ok());  // names an absent parent: fine
+    ASSERT_TRUE(Put(*tier, K(3), 4096, K(4)).ok());
+    ASSERT_TRUE(Put(*tier, K(4), 4096, K(5)).ok());
+    for (uint64_t i = 10; i < 19; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096).ok());
+    const auto before = Footprint(*tier);
+    ASSERT_EQ(before.first, 12u);
+
+    auto two = tier->Reserve(K(2), 4096, K(1), 10'000);  // 1 -> 2 -> 1
+    ASSERT_FALSE(two.ok());
+    EXPECT_EQ(two.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(two.status().message().find("its own ancestor"), std::string::npos) << two.status().message();
+    EXPECT_EQ(tier->Reserve(K(5), 4096, K(3), 10'000).status().code(),  // 3 -> 4 -> 5 -> 3
+              StatusCode::kInvalidArgument);
+    EXPECT_EQ(Footprint(*tier), before);
+    EXPECT_EQ(tier->Usage().reservations, 0u);
+    EXPECT_EQ(tier->Counters().evicted_capacity, 0u);
+    EXPECT_FALSE(tier->Peek(K(2)));
+    EXPECT_FALSE(tier->Peek(K(5)));
+
+    // The same keys are welcome without the cyclic link.
+    auto other = Put(*tier, K(2), 4096, K(9));
+    ASSERT_TRUE(other.ok()) << other.status().ToString();
+    EXPECT_EQ(other->parent, K(9));
+    EXPECT_TRUE(Put(*tier, K(5), 4096).ok());
+  }
+}
+
+TEST_F(DramTierTest, SelfParentIsDropped) {
+  auto tier = Make(1 << 20, "prefix-arc");
+  auto meta = Put(*tier, K(1), 4096, K(1));
+  ASSERT_TRUE(meta.ok()) << meta.status().ToString();
+  EXPECT_FALSE(meta->parent);
+}
+
+TEST_F(DramTierTest, ParentCycleThroughAnOpenReservationIsRefused) {
+  auto tier = Make(1 << 20, "prefix-arc");
+  auto one = tier->Reserve(K(1), 4096, K(2), 10'000);  // reserved, not committed
+  ASSERT_TRUE(one.ok());
+  EXPECT_EQ(tier->Reserve(K(2), 4096, K(1), 10'000).status().code(), StatusCode::kInvalidArgument);
+  ASSERT_TRUE(tier->Abort(one->id).ok());  // its link goes with it
+  auto two = Put(*tier, K(2), 4096, K(1));
+  ASSERT_TRUE(two.ok()) << two.status().ToString();
+  EXPECT_EQ(two->parent, K(1));
+}
+
+TEST_F(DramTierTest, ParentCycleClosedByAReputIsRefused) {
+  auto tier = Make(1 << 20, "prefix-arc");
+  ASSERT_TRUE(Put(*tier, K(1), 4096).ok());
+  ASSERT_TRUE(Put(*tier, K(2), 4096, K(1)).ok());
+  ASSERT_TRUE(Put(*tier, K(3), 4096, K(2)).ok());
+  ASSERT_TRUE(tier->Remove(K(1)).ok());
+  EXPECT_EQ(Put(*tier, K(1), 4096, K(3)).status().code(), StatusCode::kInvalidArgument);  // 1 -> 3 -> 2 -> 1
+  ASSERT_TRUE(tier->Remove(K(2)).ok());  // 3 -> 2 now ends at an absent block
+  EXPECT_TRUE(Put(*tier, K(1), 4096, K(3)).ok());
+}
+
+// The attack of issue 13 at the tier: pairs of blocks naming each other as parents once filled
+// the tier with blocks prefix-arc never evicted, and every larger put failed.
+TEST_F(DramTierTest, ParentPairsCannotPinTheTier) {
+  auto tier = Make(256 * kKiB, "prefix-arc");  // 64 blocks of 4 KiB
+  for (uint64_t i = 0; i < 31; ++i) {
+    ASSERT_TRUE(Put(*tier, K(100 + i), 4096, K(200 + i)).ok()) << i;
+    EXPECT_EQ(Put(*tier, K(200 + i), 4096, K(100 + i)).status().code(), StatusCode::kInvalidArgument) << i;
+  }
+  for (uint64_t i = 0; i < 16; ++i) {
+    auto big = Put(*tier, K(1000 + i), 32 * kKiB);
+    ASSERT_TRUE(big.ok()) << i << ": " << big.status().ToString();
+  }
+  EXPECT_GT(tier->Counters().evicted_capacity, 0u);
+}
+
+// Past kMaxParentWalk links the tier cannot show a link is safe; it accepts it (a long chain must
+// not make a put expensive, nor a legitimate put fail), and the policy keeps that link out of its
+// forest, so the cycle is still evicted when room is needed. A shorter cycle is refused.
+TEST_F(DramTierTest, CycleLongerThanTheWalkIsAcceptedAndStillEvicted) {
+  auto tier = Make(2 << 20, "prefix-arc");
+  const uint64_t shorter = 100;
+  for (uint64_t i = 0; i + 1 < shorter; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096, K(i + 1)).ok());
+  EXPECT_EQ(Put(*tier, K(shorter - 1), 4096, K(0)).status().code(), StatusCode::kInvalidArgument);
+
+  const uint64_t longer = kMaxParentWalk + 44;  // 300 blocks, 1.2 MiB of the 2 MiB
+  for (uint64_t i = 0; i < longer; ++i) {
+    ASSERT_TRUE(Put(*tier, K(1000 + i), 4096, K(1000 + (i + 1) % longer)).ok()) << i;
+  }
+  EXPECT_EQ(tier->Peek(K(1000 + longer - 1))->parent, K(1000));
+  auto big = Put(*tier, K(5000), 1 << 20);  // needs some of the long cycle's room
+  ASSERT_TRUE(big.ok()) << big.status().ToString();
+  size_t left = 0;
+  for (uint64_t i = 0; i < longer; ++i) left += tier->Peek(K(1000 + i)) ? 1 : 0;
+  EXPECT_LT(left, longer);
 }
 
 TEST_F(DramTierTest, RemoveOfLeasedBlockFails) {
