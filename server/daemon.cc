@@ -20,6 +20,7 @@
 #include "server/hbm_setup.h"
 #include "server/server_metrics.h"
 #include "server/store_service.h"
+#include "server/ucx_listen.h"
 #include "server/version.h"
 #include "tiers/arena.h"
 #include "tiers/dram_tier.h"
@@ -43,6 +44,35 @@ Result<std::pair<std::string, int>> SplitHostPort(const std::string& address) {
   const int port = std::stoi(port_text);
   if (port > 65535) return InvalidArgument("port out of range: " + address);
   return std::make_pair(host, port);
+}
+
+// The UCX options every context of this daemon gets: its transports, and the network devices
+// --ucx-listen resolves to (server/ucx_listen.h). INVALID_ARGUMENT when that setting names no
+// usable interface.
+Result<transfer::UcxOptions> DaemonUcxOptions(const DaemonConfig& config) {
+  transfer::UcxOptions ucx;
+  ucx.transports = config.ucx_transports;
+  if (!config.ucx_enabled) return ucx;
+  KVSTASH_ASSIGN_OR_RETURN(const auto grpc_hp, SplitHostPort(config.listen));
+  KVSTASH_ASSIGN_OR_RETURN(const UcxListen where, ResolveUcxListen(config.ucx_listen, grpc_hp.first));
+  ucx.net_devices = where.net_devices;
+  spdlog::info("UCX data plane network: {}", where.description);
+  return ucx;
+}
+
+// A UCX-allocated arena's System V segment is left 0600 by MemoryRegion::Allocate; --shm-mode
+// 0660 opens it to the daemon's group. Arenas of other origins have no segment mode to set.
+Status ApplyArenaShmMode(const std::byte* arena, uint32_t mode) {
+  const std::string octal = fmt::format("0{:o}", mode);
+  if (mode != 0600) {
+    Status set = transfer::SetSysvSegmentMode(arena, mode);
+    if (set.code() == StatusCode::kNotFound) spdlog::warn("--shm-mode {} not applied: the arena is not a System V segment", octal);
+    else if (!set.ok()) return Status(set.code(), "--shm-mode " + octal + ": " + set.message());
+  }
+  if (Result<uint32_t> now = transfer::SysvSegmentMode(arena); now.ok()) {
+    spdlog::info("DRAM arena: System V segment mode 0{:o} (who may map it: docs/SAME_HOST_TRUST.md)", *now);
+  }
+  return Status::Ok();
 }
 
 }  // namespace
@@ -108,14 +138,14 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   // it and move bytes with their own CPU. Failing that (shared-memory limits), the tier maps its
   // own arena and UCX registers it; peers' operations are then emulated through this daemon's
   // progress thread.
-  transfer::UcxOptions ucx;
-  ucx.transports = config.ucx_transports;
+  KVSTASH_ASSIGN_OR_RETURN(const transfer::UcxOptions ucx, DaemonUcxOptions(config));
   std::string arena_kind = "private";
   if (config.ucx_enabled) {
     Result<std::unique_ptr<transfer::TransferServer>> allocated =
         transfer::TransferServer::StartAllocated(ucx, config.dram_capacity, config.ucx_lanes);
     if (allocated.ok()) {
       impl->transfer = std::move(*allocated);
+      KVSTASH_RETURN_IF_ERROR(ApplyArenaShmMode(impl->transfer->memory(), config.ucx_shm_mode));
       dram_options.external_arena = impl->transfer->memory();
       arena_kind = "UCX-allocated (peers map it)";
     } else {

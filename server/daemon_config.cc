@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <toml++/toml.h>
 
+#include <cstdio>
 #include <optional>
 #include <sstream>
 
@@ -125,6 +126,21 @@ Status ApplyHbmTable(const toml::table& table, const std::string& origin, Daemon
   return Status::Ok();
 }
 
+// ucx.shm_mode as a string ("0660", octal) or a TOML integer (0o660: TOML writes octal so).
+Status ReadShmMode(const toml::node& node, const std::string& origin, std::string_view key, uint32_t& out) {
+  if (auto v = node.value<int64_t>(); v && *v >= 0 && *v <= 07777) {
+    out = static_cast<uint32_t>(*v);
+    return Status::Ok();
+  }
+  if (auto s = node.value<std::string>()) {
+    Result<uint32_t> mode = ParseShmMode(*s);
+    if (!mode.ok()) return InvalidArgument(origin + ": '" + std::string(key) + "': " + mode.status().message());
+    out = *mode;
+    return Status::Ok();
+  }
+  return TypeError(origin, key, "an octal mode such as \"0600\" or 0o600");
+}
+
 Status ApplyUcxTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
@@ -134,6 +150,8 @@ Status ApplyUcxTable(const toml::table& table, const std::string& origin, Daemon
     else if (key == "protocol") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_protocol));
     else if (key == "send_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ucx_send_timeout_ms));
     else if (key == "lanes") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.ucx_lanes));
+    else if (key == "listen") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.ucx_listen));
+    else if (key == "shm_mode") KVSTASH_RETURN_IF_ERROR(ReadShmMode(node, origin, full, c.ucx_shm_mode));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -200,6 +218,14 @@ Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConf
 }
 
 }  // namespace
+
+Result<uint32_t> ParseShmMode(const std::string& given) {
+  const std::string text = given.rfind("0o", 0) == 0 ? given.substr(2) : given;  // TOML's octal prefix
+  if (text.empty() || text.size() > 5 || text.find_first_not_of("01234567") != std::string::npos) {
+    return InvalidArgument("shm mode must be octal permission bits such as 0600, not '" + given + "'");
+  }
+  return static_cast<uint32_t>(std::stoul(text, nullptr, 8));
+}
 
 // Debian's toml++ is built with exceptions: parse errors arrive as toml::parse_error and are
 // turned into a Status here, at the edge of this module.
@@ -277,6 +303,12 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("ucx send_timeout_ms must be 100..600000");
   }
   if (ucx_lanes > 16) return InvalidArgument("ucx lanes must be 0 (automatic) .. 16");
+  if (ucx_shm_mode != 0600 && ucx_shm_mode != 0660) {
+    char given[16];
+    std::snprintf(given, sizeof(given), "0%o", ucx_shm_mode);
+    return InvalidArgument(std::string("ucx shm_mode must be 0600 (this uid only) or 0660 (and its group), not ") +
+                           given + " (in TOML write \"0660\" or 0o660)");
+  }
   if (gpu < 0 || gpu > 1023) return InvalidArgument("gpu must be a CUDA device index 0..1023");
   if (hbm_capacity != 0) {
     // Blocks larger than the HBM tier stay in DRAM (TierManager placement falls back).
@@ -336,6 +368,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<uint64_t> ucx_send_timeout_ms;
   std::optional<uint64_t> ucx_lanes;
   std::optional<std::string> ucx_transports, ssd_dir, ssd_capacity, hbm_capacity;
+  std::optional<std::string> ucx_listen, shm_mode;
   std::optional<int> gpu;
   bool standalone = false;
   bool no_ucx = false;
@@ -368,6 +401,11 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
                  "end a two-sided send whose reader stopped receiving after this long [60000]");
   app.add_option("--ucx-lanes", ucx_lanes,
                  "two-sided push workers, each with its own progress thread; 0 = one per 4 hardware threads, 1..4 [0]");
+  app.add_option("--ucx-listen", ucx_listen,
+                 "where the UCX data plane listens: an interface, an IP address (its interface) or all "
+                 "[the interface of --listen]");
+  app.add_option("--shm-mode", shm_mode,
+                 "mode of the arena's shared-memory segment: 0600 (this uid) or 0660 (and its group) [0600]");
   app.add_option("--ssd-dir", ssd_dir, "directory for the SSD tier (segment files + index); empty = no SSD tier");
   app.add_option("--ssd-capacity", ssd_capacity, "SSD tier size, e.g. 64GiB [16GiB]");
   app.add_option("--hbm-capacity", hbm_capacity, "GPU memory lent as the HBM tier, e.g. 8GiB; 0 = no HBM tier [0]");
@@ -411,6 +449,12 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (ucx_protocol) config.ucx_protocol = *ucx_protocol;
   if (ucx_send_timeout_ms) config.ucx_send_timeout_ms = *ucx_send_timeout_ms;
   if (ucx_lanes) config.ucx_lanes = *ucx_lanes;
+  if (ucx_listen) config.ucx_listen = *ucx_listen;
+  if (shm_mode) {
+    auto mode = ParseShmMode(*shm_mode);
+    if (!mode.ok()) return InvalidArgument("--shm-mode: " + mode.status().message());
+    config.ucx_shm_mode = *mode;
+  }
   if (no_ucx) config.ucx_enabled = false;
   if (dram_prefault) config.dram_prefault = true;
   if (ssd_dir) config.ssd_dir = *ssd_dir;

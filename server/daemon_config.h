@@ -46,6 +46,13 @@ struct DaemonConfig {
   // Two-sided lanes: push workers, each with a progress thread of its own (transfer_server.h);
   // 0 = one per four hardware threads, 1..4.
   uint64_t ucx_lanes = 0;
+  // Where the data plane listens (server/ucx_listen.h): an interface ("eth0"), an IP address (the
+  // interface that carries it), or "all"; empty = the interfaces of the gRPC listen address (every
+  // interface when that is 0.0.0.0 or ::). An address no interface carries refuses the start.
+  std::string ucx_listen;
+  // Permission bits of the System V segment that holds a UCX-allocated DRAM arena: 0600 (only this
+  // daemon's uid may map it) or 0660 (its group too). docs/SAME_HOST_TRUST.md says who that trusts.
+  uint32_t ucx_shm_mode = 0600;
 
   // [cluster] (used when standalone is false: membership on etcd)
   std::vector<std::string> etcd_endpoints;  // "http://host:port"; required unless standalone
@@ -87,6 +94,10 @@ struct DaemonConfig {
   // Checks ranges and combinations; INVALID_ARGUMENT naming the first bad setting.
   Status Validate() const;
 };
+
+// "0600", "600", "0o600" or "0660" (octal, as chmod takes it) -> the mode; INVALID_ARGUMENT
+// otherwise. Which modes a daemon accepts is Validate's business.
+Result<uint32_t> ParseShmMode(const std::string& text);
 
 // Applies a TOML document on top of `config`. Unknown keys are an error (a typo must not be
 // silently ignored). INVALID_ARGUMENT with the file, key and reason.

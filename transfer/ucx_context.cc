@@ -65,6 +65,13 @@ Result<std::shared_ptr<UcxContext>> UcxContext::Create(const UcxOptions& options
       return UcxError(StatusCode::kInvalidArgument, "UCX transports '" + options.transports + "'", status);
     }
   }
+  if (!options.net_devices.empty()) {
+    status = ucp_config_modify(config, "NET_DEVICES", options.net_devices.c_str());
+    if (status != UCS_OK) {
+      ucp_config_release(config);
+      return UcxError(StatusCode::kInvalidArgument, "UCX network devices '" + options.net_devices + "'", status);
+    }
+  }
   if (options.messages && options.eager_sends) {
     status = ucp_config_modify(config, "RNDV_THRESH", "inf");
     if (status != UCS_OK) {

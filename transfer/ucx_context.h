@@ -31,6 +31,13 @@ struct UcxOptions {
   // buffers into the posted receive (one memcpy). The client's two-sided context sets it: a put is
   // then one message the daemon never has to answer (docs/DATA_PLANE.md has the measurements).
   bool eager_sends = false;
+  // Network devices UCX may use, in UCX's NET_DEVICES syntax ("lo", "eth0", "eth0,mlx5_0:1");
+  // empty keeps UCX's default: every device. UCX 1.13's tcp transport opens one listening socket
+  // per device it uses, bound to that device's address (lo -> 127.0.0.1 only), in every worker:
+  // this is what keeps a daemon's data plane off interfaces it was not told to listen on. Shared
+  // memory transports are not network devices and are unaffected. UCX does not refuse a name it
+  // does not know (it warns and leaves the device out): callers check names themselves.
+  std::string net_devices = {};
 };
 
 class UcxContext {
