@@ -48,7 +48,24 @@ nlohmann::json TransfersJson(const StoreStats& stats) {
            {{"stored", stats.eager_puts_stored},
             {"refused", stats.eager_puts_refused},
             {"failed", stats.eager_puts_failed}}},
-          {"eager_gets", {{"sent", stats.eager_gets_sent}, {"refused", stats.eager_gets_refused}}}};
+          {"eager_gets", {{"sent", stats.eager_gets_sent}, {"refused", stats.eager_gets_refused}}},
+          {"refused_messages", stats.refused_messages},
+          {"corrupt_blocks", stats.corrupt_blocks},
+          {"one_sided_transports", stats.one_sided_transports}};
+}
+
+// "12 (malformed 10, unknown_message 2)", or "none".
+std::string RefusedLine(const StoreStats& stats) {
+  uint64_t total = 0;
+  std::string parts;
+  for (const auto& [reason, count] : stats.refused_messages) {
+    if (count == 0) continue;
+    total += count;
+    parts += (parts.empty() ? "" : ", ") + reason + " " + std::to_string(count);
+  }
+  std::string line = total == 0 ? std::string("none") : std::to_string(total) + " (" + parts + ")";
+  if (stats.corrupt_blocks > 0) line += "; " + std::to_string(stats.corrupt_blocks) + " corrupt blocks not sent inline";
+  return line;
 }
 
 nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
@@ -82,6 +99,10 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
                           {"member", stats.member_id},
                           {"uptime", FormatUptime(stats.uptime_ms)},
                           {"data plane", stats.data_plane},
+                          {"one-sided", stats.one_sided_transports.empty() ? std::string("-")
+                                        : stats.one_sided_transports == "self"
+                                            ? std::string("none (every peer two-sided)")
+                                            : stats.one_sided_transports + " (same-host peers only)"},
                           {"gpu data", stats.gpu_data_path}});
   std::cout << '\n';
   using A = Table::Align;
@@ -118,7 +139,8 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
        {"eager", std::to_string(stats.eager_puts_stored) + " puts stored, " +
                      std::to_string(stats.eager_puts_refused + stats.eager_puts_failed) + " refused or failed; " +
                      std::to_string(stats.eager_gets_sent) + " gets sent, " +
-                     std::to_string(stats.eager_gets_refused) + " refused"}});
+                     std::to_string(stats.eager_gets_refused) + " refused"},
+       {"refused msgs", RefusedLine(stats)}});
   if (!stats.hottest.empty()) {
     std::cout << "\nhottest blocks\n";
     Table hot({"key", "hits", "size"}, {Table::Align::kLeft, Table::Align::kRight, Table::Align::kRight});

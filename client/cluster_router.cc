@@ -556,6 +556,9 @@ Result<StoreStats> ClusterRouter::Stats() {
     total.eager_puts_failed += s.eager_puts_failed;
     total.eager_gets_sent += s.eager_gets_sent;
     total.eager_gets_refused += s.eager_gets_refused;
+    for (const auto& [reason, count] : s.refused_messages) total.refused_messages[reason] += count;
+    total.corrupt_blocks += s.corrupt_blocks;
+    if (total.one_sided_transports.empty()) total.one_sided_transports = s.one_sided_transports;
   }
   if (reachable == 0 && !all.empty())
     return Unavailable("no member of cluster " + options_.cluster + " answers");

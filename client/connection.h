@@ -115,7 +115,7 @@ class Connection {
   Status PutRoundEager(std::span<const PutItem> items, const PutOptions& put_options,
                        std::vector<PutOutcome>& outcomes);
   // Gives reservations back (best effort) after a failed round.
-  void AbortReservations(const std::vector<uint64_t>& ids);
+  void AbortReservations(const std::vector<std::string>& handles);
 
   // Inline get of items[indices]; present blocks over the response budget land in `deferred`.
   Status GetRoundInline(std::span<GetItem> items, const std::vector<size_t>& indices,

@@ -134,15 +134,19 @@ Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneRespons
   // emulate it (docs/DATA_PLANE.md has the measurements behind this rule).
   transfer::RemoteTarget probe{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(),
                                transfer::Protocol::kOneSided, dp.push_worker_address()};
-  KVSTASH_ASSIGN_OR_RETURN(const transfer::Protocol preferred, engine->PreferredProtocol(probe));
-  if (preferred == transfer::Protocol::kTwoSided && dp.push_worker_address().empty()) return transfer::Protocol::kOneSided;
-  return preferred;
+  Result<transfer::Protocol> preferred = engine->PreferredProtocol(probe);
+  const bool can_push = !dp.push_worker_address().empty();
+  // The daemon's one-sided worker speaks same-host shared memory only (transfer/transport_policy.h):
+  // from another host, or with transports that exclude it, it cannot be reached at all.
+  if (!preferred.ok()) return can_push ? Result<transfer::Protocol>(transfer::Protocol::kTwoSided) : preferred;
+  if (*preferred == transfer::Protocol::kTwoSided && !can_push) return transfer::Protocol::kOneSided;
+  return *preferred;
 }
 
-void Connection::AbortReservations(const std::vector<uint64_t>& ids) {
-  if (ids.empty()) return;
+void Connection::AbortReservations(const std::vector<std::string>& handles) {
+  if (handles.empty()) return;
   v1::PutAbortRequest abort;
-  for (uint64_t id : ids) abort.add_reservation_ids(id);
+  for (const std::string& handle : handles) abort.add_reservations(handle);
   v1::PutAbortResponse aborted;
   auto ctx = Context();
   (void)stub->PutAbort(ctx.get(), abort, &aborted);
@@ -177,16 +181,16 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
     commit.set_advice(*put_options.advice == ReuseAdvice::kLikely ? v1::REUSE_ADVICE_LIKELY
                                                                    : v1::REUSE_ADVICE_UNLIKELY);
   }
-  std::vector<uint64_t> reserved;
+  std::vector<std::string> reserved;
   std::vector<transfer::TransferOp> writes;
   for (size_t i = 0; i < items.size(); ++i) {
     const auto& r = begun.results(static_cast<int>(i));
     switch (r.outcome()) {
       case v1::PutBeginResult::RESERVED: {
         v1::PutCommitItem* c = commit.add_items();
-        c->set_reservation_id(r.reservation_id());
+        c->set_reservation(r.reservation());
         c->set_checksum(BlockChecksum(items[i].data.data(), items[i].data.size()));
-        reserved.push_back(r.reservation_id());
+        reserved.push_back(r.reservation());
         if (engine) {
           if (r.remote_addr() == 0 || (two_sided && r.push_tag() == 0)) {
             AbortReservations(reserved);

@@ -96,6 +96,9 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.eager_puts_failed = p.eager_puts_failed();
   s.eager_gets_sent = p.eager_gets_sent();
   s.eager_gets_refused = p.eager_gets_refused();
+  for (const auto& [reason, count] : p.refused_messages()) s.refused_messages[reason] = count;
+  s.corrupt_blocks = p.corrupt_blocks();
+  s.one_sided_transports = p.one_sided_transports();
   return s;
 }
 

@@ -232,8 +232,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     service_options.data_plane.region_bytes = dram.arena_bytes();
     std::random_device entropy;
     service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
-    spdlog::info("UCX {} data plane on the DRAM arena (transports: {})", service_options.data_plane.ucx_version,
-                 service_options.data_plane.transports);
+    spdlog::info("UCX {} data plane on the DRAM arena (transports: {}; one-sided: {})",
+                 service_options.data_plane.ucx_version, service_options.data_plane.transports,
+                 impl->transfer->serves_one_sided()
+                     ? impl->transfer->one_sided_transports() + ", same-host peers only"
+                     : std::string("none, every peer is served two-sided"));
+    impl->server_metrics->WatchDataPlane(impl->transfer.get());
   }
   {
     // Which way GPU-resident KV would reach this daemon's memory.
@@ -245,6 +249,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
   }
   service_options.default_lease_ms = config.default_lease_ms;
+  service_options.verify_sends = config.verify_sends;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
   service_options.max_block_bytes = config.max_block;
   service_options.eviction_policy = std::string(dram.policy_name());
@@ -256,13 +261,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   }
   impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->server_metrics);
   if (impl->transfer && config.ucx_protocol != "one-sided") {
-    impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default());
+    impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default(), config.verify_sends);
     impl->transfer->SetSendAuthorizer(impl->read_grants.get());
     impl->transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
     impl->eager_puts = std::make_unique<EagerPutSink>(*impl->tier, *impl->server_metrics, config.max_block);
     impl->transfer->SetPutSink(impl->eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
     impl->eager_gets = std::make_unique<EagerGetSource>(*impl->tier, *impl->server_metrics, config.default_lease_ms,
-                                                        service_options.access_hooks);
+                                                        service_options.access_hooks, config.verify_sends);
     impl->transfer->SetGetSource(impl->eager_gets.get());
   }
   builder.RegisterService(impl->service.get());

@@ -79,6 +79,7 @@ Status ApplyServerTable(const toml::table& table, const std::string& origin, Dae
     else if (key == "reservation_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reservation_timeout_ms));
     else if (key == "reaper_interval_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reaper_interval_ms));
     else if (key == "default_lease_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.default_lease_ms));
+    else if (key == "verify_sends") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.verify_sends));
     else return InvalidArgument(origin + ": unknown setting '" + full + "'");
   }
   return Status::Ok();
@@ -394,6 +395,9 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--default-lease-ms", default_lease_ms, "lease for located blocks when none is asked [5000]");
   app.add_option("--ucx-transports", ucx_transports, "UCX transport list, as UCX_TLS [UCX default]");
   app.add_flag("--no-ucx", no_ucx, "offer only the inline gRPC data path");
+  bool no_verify_sends = false;
+  app.add_flag("--no-verify-sends", no_verify_sends,
+               "send blocks without hashing them first (only to measure what the check costs)");
   app.add_option("--ucx-protocol", ucx_protocol,
                  "how bytes move over UCX: auto (one-sided where memory maps or RMA is native, two-sided over tcp), "
                  "one-sided, two-sided [auto]");
@@ -456,6 +460,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
     config.ucx_shm_mode = *mode;
   }
   if (no_ucx) config.ucx_enabled = false;
+  if (no_verify_sends) config.verify_sends = false;
   if (dram_prefault) config.dram_prefault = true;
   if (ssd_dir) config.ssd_dir = *ssd_dir;
   if (ssd_capacity) {

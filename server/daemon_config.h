@@ -24,6 +24,9 @@ struct DaemonConfig {
   uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation
   uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
   uint64_t default_lease_ms = 5'000;              // lease given to located blocks when the caller names none
+  // Hash every block before sending it inline or two-sided and refuse one that fails (docs/DATA_PLANE.md).
+  // Off only to measure what it costs.
+  bool verify_sends = true;
 
   // [ssd] (off when dir is empty): blocks evicted from DRAM are demoted here and promoted back
   std::string ssd_dir;                        // segment files and the RocksDB index live here

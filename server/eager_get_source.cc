@@ -1,5 +1,7 @@
 #include "server/eager_get_source.h"
 
+#include "common/checksum.h"
+
 namespace kvstash::server {
 
 Result<transfer::GetSource::Found> EagerGetSource::Acquire(const BlockKey& key) {
@@ -11,6 +13,10 @@ Result<transfer::GetSource::Found> EagerGetSource::Acquire(const BlockKey& key) 
     }
     metrics_.RecordGetBlocks(0, 1);
     return NotFound("block " + key.ToHex() + " is not stored");
+  }
+  if (verify_ && BlockChecksum(meta->data, meta->size) != meta->checksum) {
+    (void)tier_.ReleaseLease(key, meta->lease_epoch);
+    return DataLoss("block " + key.ToHex() + " failed its checksum on the daemon; not sent");
   }
   metrics_.RecordGetBlocks(1, 0);
   if (hooks_ != nullptr) hooks_->OnHit(key);

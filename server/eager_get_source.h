@@ -18,8 +18,10 @@ namespace kvstash::server {
 class EagerGetSource final : public transfer::GetSource {
  public:
   // `hooks` may be null (no hot-block replication).
-  EagerGetSource(tiers::TierManager& tier, ServerMetrics& metrics, uint64_t lease_ms, AccessHooks* hooks)
-      : tier_(tier), metrics_(metrics), lease_ms_(lease_ms), hooks_(hooks) {}
+  // `verify`: hash each block before it is sent and refuse (DATA_LOSS) one that fails.
+  EagerGetSource(tiers::TierManager& tier, ServerMetrics& metrics, uint64_t lease_ms, AccessHooks* hooks,
+                 bool verify = true)
+      : tier_(tier), metrics_(metrics), lease_ms_(lease_ms), hooks_(hooks), verify_(verify) {}
 
   Result<Found> Acquire(const BlockKey& key) override;
   void Release(const BlockKey& key, uint64_t lease_epoch) override;
@@ -29,6 +31,7 @@ class EagerGetSource final : public transfer::GetSource {
   ServerMetrics& metrics_;
   const uint64_t lease_ms_;
   AccessHooks* hooks_;
+  const bool verify_;
 };
 
 }  // namespace kvstash::server

@@ -74,7 +74,16 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std
                                    "HBM blocks copied into DRAM for one-sided readers, by result.", {"result"})),
       ssd_checksum_drops_(r.AddCounter("kvstash_ssd_checksum_failures_total",
                                        "SSD reads whose bytes failed their checksum (block dropped, served as a miss).")
-                              .WithLabels({})) {
+                              .WithLabels({})),
+      corrupt_blocks_(r.AddCounter("kvstash_corrupt_blocks_total",
+                                   "DRAM blocks whose bytes failed their checksum on the daemon before an inline send "
+                                   "(not sent; two-sided ones count as kvstash_data_plane_refused_total{reason=\"corrupt\"}).")
+                          .WithLabels({})),
+      refused_(r.AddCounter("kvstash_data_plane_refused_total",
+                            "UCX data-plane messages refused, by reason (docs/DATA_PLANE.md).", {"reason"})) {
+  for (size_t i = 0; i < transfer::kRefusalKinds; ++i) {
+    (void)refused_.WithLabels({transfer::RefusalName(static_cast<transfer::Refusal>(i))});  // every reason, at 0
+  }
   r.AddGauge("kvstash_build_info", "Build information; always 1.", {"version"}).WithLabels({version}).Set(1);
   r.AddCollector([this] { Collect(); });
 }
@@ -106,6 +115,14 @@ void ServerMetrics::RecordAdvice(ReuseAdvice advice, uint64_t blocks) {
 }
 void ServerMetrics::RecordPutBytesTwoSided(uint64_t bytes) { put_bytes_two_sided_.Inc(static_cast<double>(bytes)); }
 uint64_t ServerMetrics::put_bytes_two_sided() const { return static_cast<uint64_t>(put_bytes_two_sided_.Value()); }
+void ServerMetrics::RecordCorruptBlock() { corrupt_blocks_.Inc(); }
+uint64_t ServerMetrics::corrupt_blocks() const { return static_cast<uint64_t>(corrupt_blocks_.Value()); }
+
+void ServerMetrics::WatchDataPlane(const transfer::TransferServer* transfer) {
+  std::lock_guard lock(collect_mu_);
+  transfer_ = transfer;
+}
+
 uint64_t ServerMetrics::put_bytes_inline() const { return static_cast<uint64_t>(put_bytes_inline_.Value()); }
 uint64_t ServerMetrics::put_bytes_one_sided() const { return static_cast<uint64_t>(put_bytes_one_sided_.Value()); }
 
@@ -170,6 +187,14 @@ void ServerMetrics::Collect() {
   }
   ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
   last_manager_ = m;
+  if (transfer_ != nullptr) {
+    const transfer::TwoSidedCounters c = transfer_->counters();
+    for (size_t i = 0; i < transfer::kRefusalKinds; ++i) {
+      refused_.WithLabels({transfer::RefusalName(static_cast<transfer::Refusal>(i))})
+          .Inc(delta(c.refused[i], last_refused_[i]));
+      last_refused_[i] = c.refused[i];
+    }
+  }
 }
 
 }  // namespace kvstash::server

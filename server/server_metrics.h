@@ -12,6 +12,7 @@
 #include "kvstash/reuse_advice.h"
 #include "kvstash/status.h"
 #include "tiers/tier_manager.h"
+#include "transfer/transfer_server.h"
 
 namespace kvstash::server {
 
@@ -31,6 +32,12 @@ class ServerMetrics {
   void RecordPutBytesTwoSided(uint64_t bytes);
   // Committed blocks that came with reuse advice (PutOptions::advice).
   void RecordAdvice(ReuseAdvice advice, uint64_t blocks);
+  // A block that failed its checksum on the daemon before being sent inline (not sent).
+  void RecordCorruptBlock();
+  uint64_t corrupt_blocks() const;
+  // Mirrors `transfer`'s refused data-plane messages into kvstash_data_plane_refused_total at
+  // every scrape. Call once before serving; `transfer` must outlive the registry's scrapes.
+  void WatchDataPlane(const transfer::TransferServer* transfer);
   uint64_t put_bytes_inline() const;
   uint64_t put_bytes_one_sided() const;
   uint64_t put_bytes_two_sided() const;
@@ -85,6 +92,10 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& hbm_demotions_;
   metrics::Family<metrics::Counter>& hbm_promotions_;
   metrics::Counter& ssd_checksum_drops_;
+  metrics::Counter& corrupt_blocks_;
+  metrics::Family<metrics::Counter>& refused_;
+  const transfer::TransferServer* transfer_ = nullptr;
+  std::array<uint64_t, transfer::kRefusalKinds> last_refused_{};  // guarded by collect_mu_
 };
 
 }  // namespace kvstash::server

@@ -44,13 +44,6 @@ grpc::Status Serve(ServerMetrics& metrics, std::atomic<int64_t>& in_flight, std:
   return ToGrpc(status);
 }
 
-// splitmix64's finalizer: a bijection, so distinct reservations get distinct tags.
-uint64_t Mix(uint64_t x) {
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 // How long PutCommit waits for the bytes of a two-sided put that the client already sent.
 constexpr auto kReceiveWait = std::chrono::seconds(10);
 
@@ -74,6 +67,10 @@ Status ReadGrantChecker::AuthorizeSend(const std::byte* addr, size_t length, std
     return OutOfRange("range [+" + std::to_string(addr - begin) + ", " + std::to_string(length) +
                       " bytes) lies outside block " + key->ToHex() + " of " + std::to_string(meta->size) + " bytes");
   }
+  // The whole block, even for a read of part of it: its checksum covers nothing smaller.
+  if (verify_ && BlockChecksum(begin, meta->size) != meta->checksum) {
+    return DataLoss("block " + key->ToHex() + " failed its checksum on the daemon; not sent");
+  }
   return Status::Ok();
 }
 
@@ -87,10 +84,7 @@ StoreService::StoreService(StoreServiceOptions options, tiers::TierManager& tier
       tier_(tier),
       metrics_(metrics),
       start_ms_(options_.clock->NowMs()),
-      push_tag_secret_(std::random_device{}() | static_cast<uint64_t>(std::random_device{}()) << 32),
       member_id_(options_.member_id) {}
-
-uint64_t StoreService::PushTag(uint64_t reservation_id) const { return Mix(reservation_id ^ push_tag_secret_); }
 
 void StoreService::SetMemberId(std::string member_id) {
   std::lock_guard lock(member_id_mu_);
@@ -146,12 +140,13 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 
 // ---- Two-phase put ------------------------------------------------------------------------
 
-grpc::Status StoreService::PutBegin(grpc::ServerContext*, const v1::PutBeginRequest* req,
+grpc::Status StoreService::PutBegin(grpc::ServerContext* context, const v1::PutBeginRequest* req,
                                     v1::PutBeginResponse* resp) {
-  return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(*req, *resp); });
+  return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), *req, *resp); });
 }
 
-Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResponse& resp) {
+Status StoreService::DoPutBegin(const std::string& session, const v1::PutBeginRequest& req,
+                                v1::PutBeginResponse& resp) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
   if (req.timeout_ms() > limits::kMaxReservationTimeoutMs) {
     return InvalidArgument("timeout_ms is " + std::to_string(req.timeout_ms()) + "; the limit is " +
@@ -185,30 +180,41 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
   }
 
   uint64_t deduplicated = 0;
-  std::vector<uint64_t> opened;
+  std::vector<std::pair<std::string, ReservationHandles::Entry>> opened;
   resp.set_instance_id(options_.data_plane.instance_id);
+  auto still_open = [&](uint64_t id) { return tier_.GetReservation(id).ok(); };
   for (const Parsed& item : items) {
     v1::PutBeginResult* result = resp.add_results();
     Result<tiers::Reservation> reservation = tier_.Reserve(item.key, item.size, item.parent, timeout_ms);
     if (reservation.ok()) {
+      ReservationHandles::Entry entry;
+      entry.id = reservation->id;
+      entry.session = session;
+      entry.two_sided = req.two_sided();
+      entry.deadline_ms = reservation->deadline_ms;
+      if (entry.two_sided) {
+        entry.push_tag = ReservationHandles::RandomTag();
+      } else {
+        // Bytes written one-sided cannot be proven to have arrived: clear the region, so that a
+        // commit of bytes never written publishes zeros, never a removed block's bytes. (A
+        // two-sided commit needs the whole receive; inline and eager puts fill the region.)
+        std::memset(reservation->data, 0, reservation->size);
+      }
+      std::string handle = handles_.Open(entry, options_.clock->NowMs(), still_open);
+      opened.emplace_back(handle, entry);
       result->set_outcome(v1::PutBeginResult::RESERVED);
-      result->set_reservation_id(reservation->id);
+      result->set_reservation(handle);
       result->set_deadline_ms(reservation->deadline_ms);
       if (options_.data_plane.ucx) result->set_remote_addr(reinterpret_cast<uint64_t>(reservation->data));
-      opened.push_back(reservation->id);
-      if (req.two_sided()) {
+      if (entry.two_sided) {
         // The receive lives no longer than the reservation; its region is quarantined after that.
-        const uint64_t tag = PushTag(reservation->id);
         const Status posted = options_.data_plane.transfer->ExpectReceive(
-            tag, reservation->data, reservation->size, std::chrono::milliseconds(timeout_ms), req.push_lane());
+            entry.push_tag, reservation->data, reservation->size, std::chrono::milliseconds(timeout_ms), req.push_lane());
         if (!posted.ok()) {
-          for (uint64_t id : opened) {
-            options_.data_plane.transfer->CancelReceive(PushTag(id));
-            (void)tier_.Abort(id);
-          }
+          Unwind(opened);
           return posted;
         }
-        result->set_push_tag(tag);
+        result->set_push_tag(entry.push_tag);
       }
       continue;
     }
@@ -221,10 +227,7 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
       case StatusCode::kResourceExhausted: result->set_outcome(v1::PutBeginResult::NO_SPACE); break;
       default:
         // Unexpected: give back what this request opened so it leaves nothing behind.
-        for (uint64_t id : opened) {
-          if (req.two_sided()) options_.data_plane.transfer->CancelReceive(PushTag(id));
-          (void)tier_.Abort(id);
-        }
+        Unwind(opened);
         return reservation.status();
     }
   }
@@ -232,38 +235,54 @@ Status StoreService::DoPutBegin(const v1::PutBeginRequest& req, v1::PutBeginResp
   return Status::Ok();
 }
 
-grpc::Status StoreService::PutCommit(grpc::ServerContext*, const v1::PutCommitRequest* req,
-                                     v1::PutCommitResponse*) {
-  return Serve(metrics_, in_flight_, "put_commit", [&] { return DoPutCommit(*req); });
+void StoreService::Unwind(const std::vector<std::pair<std::string, ReservationHandles::Entry>>& opened) {
+  for (const auto& [handle, entry] : opened) {
+    if (entry.two_sided) options_.data_plane.transfer->CancelReceive(entry.push_tag);
+    (void)tier_.Abort(entry.id);
+    handles_.Close(handle);
+  }
 }
 
-Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
+grpc::Status StoreService::PutCommit(grpc::ServerContext* context, const v1::PutCommitRequest* req,
+                                     v1::PutCommitResponse*) {
+  return Serve(metrics_, in_flight_, "put_commit", [&] { return DoPutCommit(context->peer(), *req); });
+}
+
+Status StoreService::DoPutCommit(const std::string& session, const v1::PutCommitRequest& req) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
   KVSTASH_ASSIGN_OR_RETURN(const std::optional<ReuseAdvice> advice, ParseAdvice(req.advice(), "advice"));
   // Check the whole batch before committing any of it, so a bad item changes nothing. The tier
   // hashes each block again as it commits it, so a batch of one is left to that check alone.
+  // No message names a checksum the daemon computed: that would hand out a hash of bytes the
+  // caller has not written (a removed block's, once), to retry with.
   const bool check_first = req.items_size() > 1;
-  std::vector<tiers::Reservation> reservations;
-  reservations.reserve(static_cast<size_t>(req.items_size()));
-  std::unordered_set<uint64_t> seen;
+  struct Checked {
+    std::string handle;
+    ReservationHandles::Entry entry;
+    tiers::Reservation reservation;
+  };
+  std::vector<Checked> checked;
+  checked.reserve(static_cast<size_t>(req.items_size()));
+  std::unordered_set<std::string> seen;
   uint64_t inline_bytes = 0;
-  std::vector<bool> received(static_cast<size_t>(req.items_size()), false);  // arrived two-sided
   for (int i = 0; i < req.items_size(); ++i) {
     const auto& item = req.items(i);
     const std::string field = FieldAt("items", static_cast<size_t>(i));
-    if (!seen.insert(item.reservation_id()).second) {
-      return InvalidArgument(field + " repeats reservation " + std::to_string(item.reservation_id()));
-    }
-    Result<tiers::Reservation> reservation = tier_.GetReservation(item.reservation_id());
+    if (!seen.insert(item.reservation()).second) return InvalidArgument(field + " repeats a reservation");
+    Result<ReservationHandles::Entry> entry = handles_.Find(item.reservation(), session);
+    if (!entry.ok()) return Status(entry.status().code(), field + ": " + entry.status().message());
+    Result<tiers::Reservation> reservation = tier_.GetReservation(entry->id);
     if (!reservation.ok()) {
-      return NotFound(field + ": no open reservation " + std::to_string(item.reservation_id()) +
-                      " (never begun, already committed or aborted, or expired)");
+      return NotFound(field + ": the reservation is no longer open (expired, or ended by another request)");
     }
     inline_bytes += item.data().size();
     if (inline_bytes > limits::kMaxInlineBytes) {
       return InvalidArgument("inline data exceeds " + std::to_string(limits::kMaxInlineBytes) + " bytes");
     }
     if (!item.data().empty()) {
+      if (entry->two_sided) {
+        return InvalidArgument(field + ": a two-sided reservation's bytes come through its receive, not inline");
+      }
       if (item.data().size() != reservation->size) {
         return InvalidArgument(field + ".data is " + std::to_string(item.data().size()) +
                                " bytes; the reservation is " + std::to_string(reservation->size));
@@ -272,34 +291,32 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
         return DataLoss(field + ": data does not match checksum " + std::to_string(item.checksum()));
       }
     } else {
-      if (options_.data_plane.transfer != nullptr) {
-        // A two-sided put: its bytes must have landed before they are hashed. NOT_FOUND means no
-        // receive was posted: the bytes were written one-sided.
-        const Status arrived = options_.data_plane.transfer->AwaitReceive(PushTag(reservation->id), kReceiveWait);
-        if (!arrived.ok() && arrived.code() != StatusCode::kNotFound) {
-          return Status(arrived.code(), field + ": " + arrived.message());
-        }
-        received[static_cast<size_t>(i)] = arrived.ok();
+      if (entry->two_sided) {
+        // Every byte of the region must have come through the receive before it is hashed.
+        const Status arrived = options_.data_plane.transfer->AwaitReceive(entry->push_tag, kReceiveWait);
+        if (!arrived.ok()) return Status(arrived.code(), field + ": " + arrived.message());
       }
       if (check_first && BlockChecksum(reservation->data, reservation->size) != item.checksum()) {
         return DataLoss(field + ": reserved region does not match checksum " + std::to_string(item.checksum()));
       }
     }
-    reservations.push_back(*reservation);
+    checked.push_back({item.reservation(), *entry, *reservation});
   }
   uint64_t stored = 0, bytes_inline = 0, bytes_one_sided = 0, bytes_two_sided = 0;
   for (int i = 0; i < req.items_size(); ++i) {
     const auto& item = req.items(i);
-    const tiers::Reservation& reservation = reservations[static_cast<size_t>(i)];
-    if (received[static_cast<size_t>(i)]) options_.data_plane.transfer->CancelReceive(PushTag(reservation.id));
-    if (!item.data().empty()) std::memcpy(reservation.data, item.data().data(), reservation.size);
-    Result<tiers::BlockMeta> committed = tier_.Commit(reservation.id, item.checksum(), req.pin());
+    const Checked& c = checked[static_cast<size_t>(i)];
+    if (c.entry.two_sided) options_.data_plane.transfer->CancelReceive(c.entry.push_tag);
+    if (!item.data().empty()) std::memcpy(c.reservation.data, item.data().data(), c.reservation.size);
+    Result<tiers::BlockMeta> committed = tier_.Commit(c.entry.id, item.checksum(), req.pin());
+    if (committed.ok()) handles_.Close(c.handle);
     if (committed.ok() && advice) {
-      (void)tier_.Advise(reservation.key, *advice);
+      (void)tier_.Advise(c.reservation.key, *advice);
       metrics_.RecordAdvice(*advice, 1);
     }
     if (!committed.ok()) {
-      // Only a reservation that expired after the check gets here; earlier items stay committed.
+      // A reservation that expired after the check, or a single block whose bytes do not match;
+      // earlier items stay committed.
       metrics_.RecordPuts(stored, 0);
       metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
       metrics_.RecordPutBytesTwoSided(bytes_two_sided);
@@ -307,8 +324,7 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
                     FieldAt("items", static_cast<size_t>(i)) + ": " + committed.status().message());
     }
     ++stored;
-    (!item.data().empty() ? bytes_inline : received[static_cast<size_t>(i)] ? bytes_two_sided : bytes_one_sided) +=
-        reservation.size;
+    (!item.data().empty() ? bytes_inline : c.entry.two_sided ? bytes_two_sided : bytes_one_sided) += c.reservation.size;
   }
   metrics_.RecordPuts(stored, 0);
   metrics_.RecordPutBytes(bytes_inline, bytes_one_sided);
@@ -316,24 +332,29 @@ Status StoreService::DoPutCommit(const v1::PutCommitRequest& req) {
   return Status::Ok();
 }
 
-grpc::Status StoreService::PutAbort(grpc::ServerContext*, const v1::PutAbortRequest* req, v1::PutAbortResponse* resp) {
-  return Serve(metrics_, in_flight_, "put_abort", [&] { return DoPutAbort(*req, *resp); });
+grpc::Status StoreService::PutAbort(grpc::ServerContext* context, const v1::PutAbortRequest* req,
+                                    v1::PutAbortResponse* resp) {
+  return Serve(metrics_, in_flight_, "put_abort", [&] { return DoPutAbort(context->peer(), *req, *resp); });
 }
 
-Status StoreService::DoPutAbort(const v1::PutAbortRequest& req, v1::PutAbortResponse& resp) {
-  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.reservation_ids_size()), "reservation_ids"));
-  std::unordered_set<uint64_t> seen;
-  for (int i = 0; i < req.reservation_ids_size(); ++i) {
-    if (!seen.insert(req.reservation_ids(i)).second) {
-      return InvalidArgument(FieldAt("reservation_ids", static_cast<size_t>(i)) + " is repeated");
+Status StoreService::DoPutAbort(const std::string& session, const v1::PutAbortRequest& req,
+                                v1::PutAbortResponse& resp) {
+  KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.reservations_size()), "reservations"));
+  std::unordered_set<std::string> seen;
+  for (int i = 0; i < req.reservations_size(); ++i) {
+    if (!seen.insert(req.reservations(i)).second) {
+      return InvalidArgument(FieldAt("reservations", static_cast<size_t>(i)) + " is repeated");
     }
   }
   uint32_t aborted = 0;
-  for (uint64_t id : req.reservation_ids()) {
-    const bool was_open = tier_.GetReservation(id).ok();
+  for (const std::string& handle : req.reservations()) {
+    // Another connection's handle, or a malformed one, is simply not ours to abort.
+    Result<ReservationHandles::Entry> entry = handles_.Find(handle, session);
+    if (!entry.ok()) continue;
     // Withdraw a two-sided receive first, so nothing lands in the region once it is free.
-    if (was_open && options_.data_plane.transfer != nullptr) options_.data_plane.transfer->CancelReceive(PushTag(id));
-    if (tier_.Abort(id).ok()) ++aborted;
+    if (entry->two_sided) options_.data_plane.transfer->CancelReceive(entry->push_tag);
+    if (tier_.Abort(entry->id).ok()) ++aborted;
+    handles_.Close(handle);
   }
   resp.set_aborted(aborted);
   return Status::Ok();
@@ -466,6 +487,16 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
       continue;
     }
     data->resize(read->size);
+    if (options_.verify_sends && BlockChecksum(data->data(), data->size()) != read->checksum) {
+      // Changed since it was committed (a same-host peer's write, or memory damage): never sent.
+      // Dropped where no reader holds it, so the next put of the key stores it afresh.
+      data->clear();
+      metrics_.RecordCorruptBlock();
+      (void)tier_.Remove(key);
+      result->set_outcome(v1::GetResult::MISSING);
+      ++misses;
+      continue;
+    }
     budget -= read->size;
     result->set_outcome(v1::GetResult::FOUND);
     FillInfo(*read, *result->mutable_info());
@@ -606,7 +637,13 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
     resp.set_eager_puts_failed(pushed.eager_puts_failed);
     resp.set_eager_gets_sent(pushed.eager_gets_sent);
     resp.set_eager_gets_refused(pushed.eager_gets_refused);
+    for (size_t i = 0; i < transfer::kRefusalKinds; ++i) {
+      (*resp.mutable_refused_messages())[std::string(transfer::RefusalName(static_cast<transfer::Refusal>(i)))] =
+          pushed.refused[i];
+    }
+    resp.set_one_sided_transports(options_.data_plane.transfer->one_sided_transports());
   }
+  resp.set_corrupt_blocks(metrics_.corrupt_blocks());
   return Status::Ok();
 }
 

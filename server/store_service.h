@@ -13,6 +13,7 @@
 
 #include "common/clock.h"
 #include "kvstash/v1/store.grpc.pb.h"
+#include "server/reservation_handles.h"
 #include "server/server_metrics.h"
 #include "tiers/tier_manager.h"
 #include "transfer/transfer_server.h"
@@ -39,14 +40,18 @@ struct DataPlaneInfo {
 // Serves two-sided reads (common/read_grant.h) only of bytes that lie inside the committed block
 // the grant names, while that block is leased (the grant must claim a lease): the lease keeps the
 // bytes in place while they are sent, exactly as it does for a one-sided read (docs/DATA_PLANE.md).
+// With `verify`, a block whose bytes no longer match its checksum is refused (DATA_LOSS) instead
+// of sent: nothing a peer with write access to the arena changed is ever served.
 class ReadGrantChecker final : public transfer::SendAuthorizer {
  public:
-  ReadGrantChecker(tiers::TierManager& tier, const Clock* clock) : tier_(tier), clock_(clock) {}
+  ReadGrantChecker(tiers::TierManager& tier, const Clock* clock, bool verify = true)
+      : tier_(tier), clock_(clock), verify_(verify) {}
   Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) override;
 
  private:
   tiers::TierManager& tier_;
   const Clock* clock_;
+  const bool verify_;
 };
 
 // Observes block accesses for hot-block replication (server/replication/replicator.h). Called on
@@ -68,6 +73,8 @@ struct StoreServiceOptions {
   bool huge_pages = false;       // reported by Stats
   const Clock* clock = SteadyClock::Default();
   AccessHooks* access_hooks = nullptr;  // optional, not owned; outlives the service
+  // Hash a block before sending it inline, and refuse it when it fails (docs/DATA_PLANE.md).
+  bool verify_sends = true;
 };
 
 class StoreService final : public kvstash::v1::Store::Service {
@@ -97,9 +104,9 @@ class StoreService final : public kvstash::v1::Store::Service {
  private:
   // Each handler body returns a kvstash Status; the wrappers time it, count it and convert it.
   Status DoLookup(const v1::LookupRequest&, v1::LookupResponse&);
-  Status DoPutBegin(const v1::PutBeginRequest&, v1::PutBeginResponse&);
-  Status DoPutCommit(const v1::PutCommitRequest&);
-  Status DoPutAbort(const v1::PutAbortRequest&, v1::PutAbortResponse&);
+  Status DoPutBegin(const std::string& session, const v1::PutBeginRequest&, v1::PutBeginResponse&);
+  Status DoPutCommit(const std::string& session, const v1::PutCommitRequest&);
+  Status DoPutAbort(const std::string& session, const v1::PutAbortRequest&, v1::PutAbortResponse&);
   Status DoPut(const v1::PutRequest&, v1::PutResponse&);
   Status DoGet(const v1::GetRequest&, v1::GetResponse&);
   Status DoReleaseLeases(const v1::ReleaseLeasesRequest&, v1::ReleaseLeasesResponse&);
@@ -117,16 +124,15 @@ class StoreService final : public kvstash::v1::Store::Service {
   bool two_sided() const {
     return options_.data_plane.transfer != nullptr && options_.data_plane.protocol != "one-sided";
   }
-  // The tag of the receive posted for a two-sided put into reservation `id`: unguessable by other
-  // clients, derived rather than stored.
-  uint64_t PushTag(uint64_t reservation_id) const;
+  // Gives back reservations PutBegin opened before it failed: their receives, their regions, their handles.
+  void Unwind(const std::vector<std::pair<std::string, ReservationHandles::Entry>>& opened);
 
   StoreServiceOptions options_;
   tiers::TierManager& tier_;
   ServerMetrics& metrics_;
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};
-  const uint64_t push_tag_secret_;
+  ReservationHandles handles_;
   std::atomic<uint64_t> next_lane_{0};  // DataPlane deals two-sided lanes out in turn
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_

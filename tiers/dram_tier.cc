@@ -494,8 +494,10 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
   if (actual != checksum) {
     d.deadlines.emplace(r.deadline_ms, reservation_id);
     d.checksum_mismatches.fetch_add(1, std::memory_order_relaxed);
-    return DataLoss("checksum mismatch for block " + r.key.ToHex() + ": expected " +
-                    std::to_string(checksum) + ", bytes hash to " + std::to_string(actual));
+    // The message never names `actual`: that would be a hash of bytes the caller may not have
+    // written (a removed block's), to retry the commit with.
+    return DataLoss("checksum mismatch for block " + r.key.ToHex() + ": the bytes do not hash to " +
+                    std::to_string(checksum));
   }
 
   const uint64_t now = d.Now();

@@ -18,19 +18,23 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
                                            const ucp_am_recv_param_t* param) {
   Lane& lane = *static_cast<Lane*>(arg);
   TransferServer* self = lane.server;
+  Refusal why{};
   const std::optional<push::PushRequest> request =
-      ReadRequest<push::PushRequest>(header, header_length, length, param, self->rejected_);
-  if (!request) return UCS_OK;
+      ReadRequest<push::PushRequest>(header, header_length, length, param, why);
+  if (!request) {
+    self->Refuse(why);
+    return UCS_OK;
+  }
   const push::PushRequest& req = *request;
   if (req.magic != push::kMagic) {
-    self->Reject(param->reply_ep, req.reply_tag, InvalidArgument("unknown push-request version"));
+    self->Reject(param->reply_ep, req.reply_tag, Refusal::kMalformed, InvalidArgument("unknown push-request version"));
     return UCS_OK;
   }
   const MemoryRegion& region = *self->region_;
   const uint64_t base = reinterpret_cast<uint64_t>(region.base());
   if (req.length == 0 || req.remote_addr < base || req.length > region.length() ||
       req.remote_addr - base > region.length() - req.length) {
-    self->Reject(param->reply_ep, req.reply_tag,
+    self->Reject(param->reply_ep, req.reply_tag, Refusal::kOutOfRange,
                  OutOfRange("range [" + std::to_string(req.remote_addr) + ", +" + std::to_string(req.length) +
                             ") is empty or lies outside the daemon's registered memory"));
     return UCS_OK;
@@ -45,13 +49,13 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
                                ? authorizer->AuthorizeSend(addr, req.length, grant)
                                : FailedPrecondition("this daemon serves no two-sided reads");
     if (!allowed.ok()) {
-      self->Reject(param->reply_ep, req.reply_tag, allowed);
+      self->Reject(param->reply_ep, req.reply_tag, RefusalOf(allowed), allowed);
       return UCS_OK;
     }
   }
   // Straight from the registered memory: no copy on this side.
   if (Status posted = self->PostSend(lane, param->reply_ep, addr, req.length, req.reply_tag, std::nullopt); !posted.ok()) {
-    self->Reject(param->reply_ep, req.reply_tag, posted);
+    self->Answer(param->reply_ep, req.reply_tag, posted);
   }
   return UCS_OK;
 }
@@ -117,8 +121,8 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
   ucp_request_free(request);
 }
 
-void TransferServer::Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why) {
-  rejected_.fetch_add(1, std::memory_order_relaxed);
+void TransferServer::Reject(ucp_ep_h ep, uint64_t reply_tag, Refusal reason, const Status& why) {
+  Refuse(reason);
   Answer(ep, reply_tag, why);
 }
 
@@ -188,12 +192,17 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
                                         const ucp_am_recv_param_t* param) {
   Lane& lane = *static_cast<Lane*>(arg);
   TransferServer* self = lane.server;
-  const std::optional<push::GetRequest> request =
-      ReadRequest<push::GetRequest>(header, header_length, length, param, self->rejected_);
-  if (!request) return UCS_OK;
+  Refusal why{};
+  const std::optional<push::GetRequest> request = ReadRequest<push::GetRequest>(header, header_length, length, param, why);
+  if (!request) {
+    self->Refuse(why);
+    return UCS_OK;
+  }
   const push::GetRequest& req = *request;
   auto refuse = [&](const Status& why) {
     self->eager_gets_refused_.fetch_add(1, std::memory_order_relaxed);
+    // A miss, or a block to ask for through the control plane, is an answer; the rest are refusals.
+    if (why.code() != StatusCode::kNotFound && why.code() != StatusCode::kFailedPrecondition) self->Refuse(RefusalOf(why));
     self->Answer(param->reply_ep, req.reply_tag, why);
     return UCS_OK;
   };

@@ -183,9 +183,12 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
                                         const ucp_am_recv_param_t* param) {
   Lane& lane = *static_cast<Lane*>(arg);
   TransferServer* self = lane.server;
-  const std::optional<push::PutRequest> request =
-      ReadRequest<push::PutRequest>(header, header_length, length, param, self->rejected_);
-  if (!request) return UCS_OK;
+  Refusal why{};
+  const std::optional<push::PutRequest> request = ReadRequest<push::PutRequest>(header, header_length, length, param, why);
+  if (!request) {
+    self->Refuse(why);
+    return UCS_OK;
+  }
   const push::PutRequest& req = *request;
   auto receive = std::make_unique<EagerReceive>();
   receive->server = self;
@@ -240,6 +243,7 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
   if (!refused.ok()) {
     // The answer goes now; the bytes, already on their way, are received into nothing.
     self->eager_refused_.fetch_add(1, std::memory_order_relaxed);
+    if (refused.code() == StatusCode::kInvalidArgument) self->Refuse(Refusal::kMalformed);
     self->Answer(param->reply_ep, req.data_tag, refused);
   }
   self->ReceiveEagerBytes(lane, std::move(receive));

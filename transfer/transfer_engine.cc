@@ -103,13 +103,9 @@ Result<std::vector<std::unique_ptr<TransferEngine::Slot>>> TransferEngine::Creat
     auto slot = std::make_unique<Slot>();
     KVSTASH_ASSIGN_OR_RETURN(slot->worker, UcxWorker::Create(context));
     if (messages) {
-      ucp_am_handler_param_t handler{};
-      handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-      handler.id = push::kPushAnswerAm;
-      handler.cb = &Slot::OnAnswer;
-      handler.arg = slot.get();
-      const ucs_status_t set = ucp_worker_set_am_recv_handler(slot->worker->handle(), &handler);
-      if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering a UCX message handler", set);
+      // Every other id is dropped: a daemon's message must not crash the engine either.
+      const std::pair<uint16_t, ucp_am_recv_callback_t> answers[] = {{push::kPushAnswerAm, &Slot::OnAnswer}};
+      KVSTASH_RETURN_IF_ERROR(slot->worker->SetMessageHandlers(answers, slot.get(), &UcxWorker::DropMessage));
       // Random start: tags of this process never meet tags of an earlier one at a daemon.
       slot->next_tag = std::random_device{}() | (static_cast<uint64_t>(std::random_device{}()) << 32);
     }

@@ -11,9 +11,7 @@ namespace kvstash::transfer {
 Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& options, void* base,
                                                               size_t length, size_t lanes) {
   std::unique_ptr<TransferServer> server(new TransferServer());
-  UcxOptions with_wakeup = options;
-  with_wakeup.wakeup = true;
-  KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(with_wakeup));
+  KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(server->OneSidedOptions(options)));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Register(server->context_, base, length));
   return Finish(std::move(server), options, lanes);
 }
@@ -21,11 +19,17 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& 
 Result<std::unique_ptr<TransferServer>> TransferServer::StartAllocated(const UcxOptions& options, size_t length,
                                                                        size_t lanes) {
   std::unique_ptr<TransferServer> server(new TransferServer());
-  UcxOptions with_wakeup = options;
-  with_wakeup.wakeup = true;
-  KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(with_wakeup));
+  KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(server->OneSidedOptions(options)));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Allocate(server->context_, length));
   return Finish(std::move(server), options, lanes);
+}
+
+UcxOptions TransferServer::OneSidedOptions(const UcxOptions& options) {
+  UcxOptions one_sided = options;
+  one_sided.wakeup = true;
+  one_sided.transports = OneSidedTransports(options.transports);
+  one_sided_transports_ = one_sided.transports;
+  return one_sided;
 }
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<TransferServer> server,
@@ -45,18 +49,7 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<T
     lane->server = server.get();
     lane->index = i;
     KVSTASH_ASSIGN_OR_RETURN(lane->worker, UcxWorker::Create(server->push_context_, /*shared=*/true));
-    ucp_am_handler_param_t handler{};
-    handler.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
-    handler.arg = lane.get();
-    const std::pair<uint16_t, ucp_am_recv_callback_t> handlers[] = {{push::kPushRequestAm, &TransferServer::OnPushRequest},
-                                                                   {push::kPutRequestAm, &TransferServer::OnEagerPut},
-                                                                   {push::kGetRequestAm, &TransferServer::OnEagerGet}};
-    for (const auto& [id, cb] : handlers) {
-      handler.id = id;
-      handler.cb = cb;
-      const ucs_status_t set = ucp_worker_set_am_recv_handler(lane->worker->handle(), &handler);
-      if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering a two-sided request handler", set);
-    }
+    KVSTASH_RETURN_IF_ERROR(RegisterHandlers(*lane));
     lane->address = lane->worker->address();
     server->lanes_.push_back(std::move(lane));
   }
@@ -67,6 +60,41 @@ Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<T
     lane->thread = std::thread([raw] { raw->server->ProgressLoop(*raw); });
   }
   return server;
+}
+
+Status TransferServer::RegisterHandlers(Lane& lane) {
+  const std::pair<uint16_t, ucp_am_recv_callback_t> handlers[] = {{push::kPushRequestAm, &TransferServer::OnPushRequest},
+                                                                 {push::kPutRequestAm, &TransferServer::OnEagerPut},
+                                                                 {push::kGetRequestAm, &TransferServer::OnEagerGet}};
+  return lane.worker->SetMessageHandlers(handlers, &lane, &TransferServer::OnUnknownMessage);
+}
+
+ucs_status_t TransferServer::OnUnknownMessage(void* arg, const void*, size_t, void*, size_t,
+                                              const ucp_am_recv_param_t*) {
+  // UCS_OK without receiving: UCX drops the message (and completes a rendezvous sender's request).
+  static_cast<Lane*>(arg)->server->Refuse(Refusal::kUnknownMessage);
+  return UCS_OK;
+}
+
+std::string_view RefusalName(Refusal reason) {
+  switch (reason) {
+    case Refusal::kUnknownMessage: return "unknown_message";
+    case Refusal::kMalformed: return "malformed";
+    case Refusal::kRendezvous: return "rendezvous";
+    case Refusal::kOutOfRange: return "out_of_range";
+    case Refusal::kNotAuthorized: return "not_authorized";
+    case Refusal::kCorrupt: return "corrupt";
+  }
+  return "unknown";
+}
+
+Refusal RefusalOf(const Status& status) {
+  switch (status.code()) {
+    case StatusCode::kOutOfRange: return Refusal::kOutOfRange;
+    case StatusCode::kDataLoss: return Refusal::kCorrupt;
+    case StatusCode::kInvalidArgument: return Refusal::kMalformed;
+    default: return Refusal::kNotAuthorized;
+  }
 }
 
 const std::string& TransferServer::push_worker_address() const { return lanes_.front()->address; }
@@ -187,7 +215,10 @@ TwoSidedCounters TransferServer::counters() const {
   c.sends_completed = sends_completed_.load(std::memory_order_relaxed);
   c.sends_failed = sends_failed_.load(std::memory_order_relaxed);
   c.bytes_sent = bytes_sent_.load(std::memory_order_relaxed);
-  c.requests_rejected = rejected_.load(std::memory_order_relaxed);
+  for (size_t i = 0; i < kRefusalKinds; ++i) {
+    c.refused[i] = refused_[i].load(std::memory_order_relaxed);
+    c.requests_rejected += c.refused[i];
+  }
   for (const auto& lane : lanes_) c.receives_open += lane->eager_open.load(std::memory_order_relaxed);
   c.eager_puts_stored = eager_stored_.load(std::memory_order_relaxed);
   c.eager_puts_refused = eager_refused_.load(std::memory_order_relaxed);

@@ -44,6 +44,7 @@
 // and SetSendAuthorizer by the owner (the authorizer before peers are told the address).
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -61,6 +62,7 @@
 #include "kvstash/block_key.h"
 #include "kvstash/reuse_advice.h"
 #include "transfer/memory_region.h"
+#include "transfer/transport_policy.h"
 #include "transfer/ucx_context.h"
 #include "transfer/ucx_worker.h"
 
@@ -126,12 +128,29 @@ class GetSource {
   virtual void Release(const BlockKey& key, uint64_t lease_epoch) = 0;
 };
 
+// Why the data plane refused a message from a peer. Every message any peer sends to a push worker
+// is one of ours, checked field by field, or refused and counted under one of these.
+enum class Refusal : uint8_t {
+  kUnknownMessage,  // an active-message id the protocol does not use
+  kMalformed,       // wrong header size, a payload, no reply endpoint, unknown version or flags
+  kRendezvous,      // a request sent with UCX's rendezvous protocol (requests are header-only)
+  kOutOfRange,      // a range outside the registered memory or the block it names
+  kNotAuthorized,   // no lease behind the grant, or a block that is not stored here
+  kCorrupt,         // the block failed its checksum on the daemon: not sent
+};
+inline constexpr size_t kRefusalKinds = 6;
+// "unknown_message", "malformed", ... (the metric's reason label).
+std::string_view RefusalName(Refusal reason);
+// The refusal an authorizer's status stands for.
+Refusal RefusalOf(const Status& status);
+
 struct TwoSidedCounters {
   uint64_t sends_in_flight = 0;     // pushes posted and not yet completed
   uint64_t sends_completed = 0;
   uint64_t sends_failed = 0;        // ended with an error (peer gone, endpoint closed)
   uint64_t bytes_sent = 0;          // of completed sends
-  uint64_t requests_rejected = 0;   // push requests refused (malformed, out of range, not authorised)
+  uint64_t requests_rejected = 0;   // messages refused, all reasons (the sum of `refused`)
+  std::array<uint64_t, kRefusalKinds> refused{};  // by Refusal
   uint64_t receives_open = 0;       // put receives posted and not yet withdrawn (both kinds of put)
   uint64_t eager_puts_stored = 0;   // eager puts committed
   uint64_t eager_puts_refused = 0;  // eager puts answered no before their bytes came (exists, busy, ...)
@@ -166,6 +185,11 @@ class TransferServer {
   size_t lanes() const;
   const std::string& packed_rkey() const { return region_->packed_rkey(); }
   const std::string& transports() const { return transports_; }
+  // The transports of the one-sided (RMA) context: same-host shared memory only, or "self" when
+  // the configuration allows none (then no peer can use the one-sided protocol); see
+  // transport_policy.h for why no network transport may carry it.
+  const std::string& one_sided_transports() const { return one_sided_transports_; }
+  bool serves_one_sided() const { return !ServesNoPeers(one_sided_transports_); }
 
   // Two-sided gets are refused (FAILED_PRECONDITION) until an authorizer is set; the 8-byte
   // connectivity probe at memory() (an all-zero grant) is always served. Not owned; must outlive
@@ -213,7 +237,17 @@ class TransferServer {
   TransferServer() = default;
   static Result<std::unique_ptr<TransferServer>> Finish(std::unique_ptr<TransferServer> server,
                                                         const UcxOptions& options, size_t lanes);
+  // The one-sided context's options: `options` with the transports transport_policy.h allows.
+  UcxOptions OneSidedOptions(const UcxOptions& options);
+  // Registers the protocol's handlers on the lane's worker, and OnUnknownMessage for every other id.
+  static Status RegisterHandlers(Lane& lane);
   void ProgressLoop(Lane& lane);
+  // Every active-message id the protocol does not use: counted and dropped. Registered for all
+  // 65536 ids so that UCX's table of handlers covers any id a peer can send (UCX 1.13 reads the
+  // entry of an unregistered id past the table's end on the rendezvous path: a remote crash).
+  static ucs_status_t OnUnknownMessage(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                       const ucp_am_recv_param_t* param);
+  void Refuse(Refusal reason) { refused_[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed); }
   static ucs_status_t OnPushRequest(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                     const ucp_am_recv_param_t* param);
   static void OnSent(void* request, ucs_status_t status, void* user_data);
@@ -239,7 +273,7 @@ class TransferServer {
   void StopVerifiers();
   void ExpireEagerPuts(Lane& lane);
   void Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& status, uint64_t size = 0, uint64_t checksum = 0);
-  void Reject(ucp_ep_h ep, uint64_t reply_tag, const Status& why);
+  void Reject(ucp_ep_h ep, uint64_t reply_tag, Refusal reason, const Status& why);
   void EndStuckSends(Lane& lane);
   void ExpireReceives();
   // Progress thread: posts the receives ExpectReceive queued and cancels those CancelReceive
@@ -255,13 +289,15 @@ class TransferServer {
   std::unique_ptr<MemoryRegion> push_region_;
   std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Start
   std::string transports_;
+  std::string one_sided_transports_;
   std::atomic<bool> stop_{false};
   std::atomic<SendAuthorizer*> authorizer_{nullptr};
   std::atomic<int64_t> send_timeout_ms_{60'000};
 
   mutable std::mutex sends_mu_;
   std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight, all lanes; guarded by sends_mu_
-  std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0}, rejected_{0};
+  std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0};
+  std::array<std::atomic<uint64_t>, kRefusalKinds> refused_{};
 
   mutable std::mutex receives_mu_;
   std::condition_variable receive_done_;

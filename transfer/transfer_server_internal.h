@@ -24,14 +24,18 @@ namespace kvstash::transfer::server_internal {
 using SteadyClock = std::chrono::steady_clock;
 
 // The request header of an active message, when the message is one of ours: exactly
-// sizeof(Header) bytes of header, no payload, and a reply endpoint to answer on. Anything else is
-// counted in `rejected` and dropped (there is nobody to tell).
+// sizeof(Header) bytes of header, no payload, sent eagerly, and a reply endpoint to answer on.
+// Anything else is refused (`why` says how) and dropped: there is nobody to tell.
 template <typename Header>
 inline std::optional<Header> ReadRequest(const void* header, size_t header_length, size_t length,
-                                         const ucp_am_recv_param_t* param, std::atomic<uint64_t>& rejected) {
+                                         const ucp_am_recv_param_t* param, Refusal& why) {
   const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
-  if (header_length != sizeof(Header) || length != 0 || !can_reply) {
-    rejected.fetch_add(1, std::memory_order_relaxed);
+  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
+    why = Refusal::kRendezvous;  // returning without receiving lets UCX complete the sender's request
+    return std::nullopt;
+  }
+  if (header == nullptr || header_length != sizeof(Header) || length != 0 || !can_reply) {
+    why = Refusal::kMalformed;
     return std::nullopt;
   }
   Header h;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 #include <ucs/debug/log_def.h>
 
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <mutex>
@@ -25,8 +26,39 @@ std::shared_ptr<spdlog::logger> UcxLogger() {
   return logger;
 }
 
+// At most this many UCX warnings a second reach the log; the rest are counted and summed up in
+// the next second's first line. A peer can make UCX warn at will (an active message for a
+// transport-level id nobody handles logs a hex dump and a backtrace): it must not flood the log.
+constexpr int kUcxWarningsPerSecond = 50;
+
+// Whether one more warning may be logged now; `suppressed` receives how many were dropped since
+// the last one that was.
+bool AdmitWarning(uint64_t& suppressed) {
+  static std::mutex mu;
+  static std::chrono::steady_clock::time_point window;
+  static int in_window = 0;
+  static uint64_t dropped = 0;
+  std::lock_guard lock(mu);
+  const auto now = std::chrono::steady_clock::now();
+  if (now - window >= std::chrono::seconds(1)) {
+    window = now;
+    in_window = 0;
+  }
+  if (in_window >= kUcxWarningsPerSecond) {
+    ++dropped;
+    return false;
+  }
+  ++in_window;
+  suppressed = dropped;
+  dropped = 0;
+  return true;
+}
+
 ucs_log_func_rc_t RouteUcxLog(const char* file, unsigned line, const char*, ucs_log_level_t level,
                               const ucs_log_component_config_t*, const char* format, va_list ap) {
+  uint64_t suppressed = 0;
+  if (level <= UCS_LOG_LEVEL_WARN && !AdmitWarning(suppressed)) return UCS_LOG_FUNC_RC_STOP;
+  if (suppressed > 0) UcxLogger()->warn("UCX: {} warnings suppressed (more than {} a second)", suppressed, kUcxWarningsPerSecond);
   char message[1024];
   std::vsnprintf(message, sizeof(message), format, ap);
   if (level <= UCS_LOG_LEVEL_WARN) {

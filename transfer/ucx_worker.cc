@@ -3,6 +3,7 @@
 #include <poll.h>
 
 #include <chrono>
+#include <limits>
 #include <vector>
 #include <cstdio>
 #include <cstdlib>
@@ -98,6 +99,28 @@ Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {
     return UcxError(StatusCode::kUnavailable, "completing the UCX connection handshake", UCS_PTR_STATUS(flush));
   }
   return ep;
+}
+
+Status UcxWorker::SetMessageHandlers(std::span<const std::pair<uint16_t, ucp_am_recv_callback_t>> handlers, void* arg,
+                                     ucp_am_recv_callback_t others) {
+  ucp_am_handler_param_t param{};
+  param.field_mask = UCP_AM_HANDLER_PARAM_FIELD_ID | UCP_AM_HANDLER_PARAM_FIELD_CB | UCP_AM_HANDLER_PARAM_FIELD_ARG;
+  param.arg = arg;
+  // From the highest id down, so that UCX sizes its table once.
+  for (uint32_t id = std::numeric_limits<uint16_t>::max() + 1; id-- > 0;) {
+    param.id = id;
+    param.cb = others;
+    for (const auto& [handled, cb] : handlers) {
+      if (handled == id) param.cb = cb;
+    }
+    const ucs_status_t set = ucp_worker_set_am_recv_handler(worker_, &param);
+    if (set != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering UCX message handlers", set);
+  }
+  return Status::Ok();
+}
+
+ucs_status_t UcxWorker::DropMessage(void*, const void*, size_t, void*, size_t, const ucp_am_recv_param_t*) {
+  return UCS_OK;
 }
 
 Result<ucp_rkey_h> UcxWorker::RemoteKey(const std::string& peer_address, const std::string& packed_rkey) {

@@ -15,6 +15,7 @@
 #include <chrono>
 #include <initializer_list>
 #include <memory>
+#include <span>
 #include <string>
 #include <unordered_map>
 
@@ -46,6 +47,17 @@ class UcxWorker {
   void MarkFailed(const std::string& peer_address);
   // Forgets the peer: destroys its rkeys and closes its endpoint (forcefully when it failed).
   void DropPeer(const std::string& peer_address);
+
+  // Active-message handlers (UCP_FEATURE_AM): `handlers` for their ids, `others` for every other
+  // one of the 65536 ids a peer can send, all with `arg`. Covering every id is what keeps a peer's
+  // message safe: UCX 1.13 reads the handler entry of an id beyond its table before checking the
+  // id (ucp_am_handler_common, ucp_am_rndv_process_rts), so an unknown id crashed the receiver.
+  // `others` should drop the message (return UCS_OK without receiving it).
+  Status SetMessageHandlers(std::span<const std::pair<uint16_t, ucp_am_recv_callback_t>> handlers, void* arg,
+                            ucp_am_recv_callback_t others);
+  // An `others` that drops every message.
+  static ucs_status_t DropMessage(void* arg, const void* header, size_t header_length, void* data, size_t length,
+                                  const ucp_am_recv_param_t* param);
 
   // One round of progress; returns the number of events processed.
   unsigned Progress() { return ucp_worker_progress(worker_); }

@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   std::vector<std::byte> half(size / 2, std::byte{0x5A});
   transfer::TransferOp op{transfer::OpKind::kPut, half.data(), half.size(), begun.results(0).remote_addr(), {}};
   if (!(*engine)->Run({dp.worker_address(), dp.rkey()}, std::span(&op, 1)).ok() || !op.status.ok()) return 1;
-  std::printf("reserved %llu\n", static_cast<unsigned long long>(begun.results(0).reservation_id()));
+  std::printf("reserved %zu-byte handle\n", begun.results(0).reservation().size());
   std::fflush(stdout);
   char c;
   while (std::fread(&c, 1, 1, stdin) == 1) {

@@ -165,8 +165,8 @@ TEST(AdviceRpcTest, UnknownAdviceIsRefusedAndStoresNothing) {
   ASSERT_EQ(begun.results(0).outcome(), v1::PutBeginResult::RESERVED);
   v1::PutCommitRequest commit;
   auto* c = commit.add_items();
-  c->set_reservation_id(begun.results(0).reservation_id());
-  c->set_checksum(begun.results(0).reservation_id());  // never checked: the advice is refused first
+  c->set_reservation(begun.results(0).reservation());
+  c->set_checksum(1);  // never checked: the advice is refused first
   c->set_data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   commit.set_advice(static_cast<v1::ReuseAdvice>(-1));
   v1::PutCommitResponse committed;
@@ -185,7 +185,7 @@ TEST(AdviceRpcTest, UnknownAdviceIsRefusedAndStoresNothing) {
   EXPECT_FALSE(stat_resp.entries(0).found()) << "a refused put is visible";
   // The reservation is still the writer's, untouched: it can still be aborted.
   v1::PutAbortRequest abort;
-  abort.add_reservation_ids(begun.results(0).reservation_id());
+  abort.add_reservations(begun.results(0).reservation());
   v1::PutAbortResponse aborted;
   {
     grpc::ClientContext ctx;

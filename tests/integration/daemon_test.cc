@@ -243,6 +243,13 @@ TEST_F(DaemonTest, MetricsEndpointPassesPromtool) {
   EXPECT_NE(body.find("kvstash_ops_total{op=\"lookup\",result=\"ok\"} 2\n"), std::string::npos);
   EXPECT_NE(body.find("kvstash_op_duration_seconds_bucket{op=\"put_commit\",le=\"+Inf\"} 1\n"), std::string::npos);
   EXPECT_NE(body.find("kvstash_tier_capacity_bytes{tier=\"dram\"} 268435456\n"), std::string::npos);
+  // Every refusal reason is exported from the start, at 0 here (data_plane_attack_test makes them move).
+  for (const char* reason : {"unknown_message", "malformed", "rendezvous", "out_of_range", "not_authorized", "corrupt"}) {
+    EXPECT_NE(body.find(std::string("kvstash_data_plane_refused_total{reason=\"") + reason + "\"} 0\n"),
+              std::string::npos)
+        << reason;
+  }
+  EXPECT_NE(body.find("kvstash_corrupt_blocks_total 0\n"), std::string::npos);
 
   const auto path = std::filesystem::temp_directory_path() / ("kvstashd_metrics_" + std::to_string(::getpid()));
   std::ofstream(path) << body;

@@ -145,14 +145,15 @@ TEST(TwoSidedTest, AutoPicksTwoSidedForTcpOnlyAndOneSidedForSharedMemory) {
     auto client = Connect(daemon->grpc_address(), "tcp");
     ASSERT_TRUE(client.ok()) << client.status().ToString();
     EXPECT_EQ((*client)->data_path(), "ucx (tcp, two-sided)");
-    // An explicit choice wins over the rule, and works.
+    // An explicit one-sided choice cannot be honoured over tcp: the daemon's one-sided worker
+    // speaks same-host shared memory only (transfer/transport_policy.h), so it is refused clearly.
     auto one = Connect(daemon->grpc_address(), "tcp", UcxProtocol::kOneSided);
-    ASSERT_TRUE(one.ok());
-    EXPECT_EQ((*one)->data_path(), "ucx (tcp, one-sided)");
+    ASSERT_FALSE(one.ok());
+    EXPECT_EQ(one.status().code(), StatusCode::kUnavailable) << one.status().ToString();
     const BlockKey key = BlockKey::FromParts(0x77, 1);
     const auto data = BytesFor(key, 100'000);
     PutItem item{key, std::nullopt, data};
-    ASSERT_TRUE((*one)->Put(std::span(&item, 1)).ok());
+    ASSERT_TRUE((*client)->Put(std::span(&item, 1)).ok());
     std::vector<std::byte> back(data.size());
     GetItem get = GetOf(key, back);
     ASSERT_TRUE((*client)->Get(std::span(&get, 1)).ok());
@@ -168,12 +169,15 @@ TEST(TwoSidedTest, AutoPicksTwoSidedForTcpOnlyAndOneSidedForSharedMemory) {
   }
   {
     // A daemon that serves no two-sided transfers: auto follows it; asking for two-sided fails clearly.
-    auto daemon = StartDaemon("tcp", {"--ucx-protocol", "one-sided"});
+    auto daemon = StartDaemon("posix,sysv,cma,tcp", {"--ucx-protocol", "one-sided"});
     ASSERT_TRUE(daemon->ok());
-    auto client = Connect(daemon->grpc_address(), "tcp");
+    auto client = Connect(daemon->grpc_address(), "posix,sysv,cma,tcp");
     ASSERT_TRUE(client.ok());
-    EXPECT_EQ((*client)->data_path(), "ucx (tcp, one-sided)");
-    auto refused = Connect(daemon->grpc_address(), "tcp", UcxProtocol::kTwoSided);
+    EXPECT_EQ((*client)->data_path(), "ucx (posix,sysv,cma,tcp, one-sided)");
+    // A tcp-only client has no way in: one-sided is same-host only, and two-sided is off.
+    auto tcp_only = Connect(daemon->grpc_address(), "tcp");
+    EXPECT_FALSE(tcp_only.ok());
+    auto refused = Connect(daemon->grpc_address(), "posix,sysv,cma,tcp", UcxProtocol::kTwoSided);
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition);
     EXPECT_NE(refused.status().message().find("two-sided"), std::string::npos) << refused.status().message();
@@ -294,7 +298,7 @@ TEST_F(TwoSidedRequestTest, OversizePutIsRefusedAtCommitAndLeavesNothing) {
   ASSERT_TRUE(engine_->Run(target_, std::span(&op, 1)).ok());
   v1::PutCommitRequest commit;
   auto* c = commit.add_items();
-  c->set_reservation_id(begun.results(0).reservation_id());
+  c->set_reservation(begun.results(0).reservation());
   c->set_checksum(BlockChecksum(data.data(), 64 << 10));
   v1::PutCommitResponse committed;
   grpc::ClientContext ctx;
@@ -304,7 +308,7 @@ TEST_F(TwoSidedRequestTest, OversizePutIsRefusedAtCommitAndLeavesNothing) {
   EXPECT_FALSE((*client_->Stat(keys))[0].has_value()) << "a refused put is visible";
   // The aborted reservation withdraws its receive.
   v1::PutAbortRequest abort;
-  abort.add_reservation_ids(begun.results(0).reservation_id());
+  abort.add_reservations(begun.results(0).reservation());
   v1::PutAbortResponse aborted;
   grpc::ClientContext abort_ctx;
   ASSERT_TRUE(stub->PutAbort(&abort_ctx, abort, &aborted).ok());

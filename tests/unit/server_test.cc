@@ -234,14 +234,14 @@ TEST_F(BadInputTest, CommitWithoutBegin) {
   const Snapshot before = Take();
   v1::PutCommitRequest commit;
   auto* c = commit.add_items();
-  c->set_reservation_id(987654321);
+  c->set_reservation(std::string(16, '\x07'));
   c->set_checksum(1);
   c->set_data("bytes");
   v1::PutCommitResponse cr;
   ExpectRejected(Call(&v1::Store::Stub::PutCommit, commit, cr), grpc::StatusCode::NOT_FOUND, before);
 
   v1::PutAbortRequest abort;
-  abort.add_reservation_ids(987654321);
+  abort.add_reservations(std::string(16, '\x07'));
   v1::PutAbortResponse ar;
   ASSERT_TRUE(Call(&v1::Store::Stub::PutAbort, abort, ar).ok());
   EXPECT_EQ(ar.aborted(), 0u);
@@ -266,11 +266,11 @@ TEST_F(BadInputTest, CommitWithWrongChecksumChangesNothingAndBatchIsAtomic) {
   const std::string good = "goodgood", bad = "badbadba";
   v1::PutCommitRequest commit;
   auto* c0 = commit.add_items();
-  c0->set_reservation_id(br.results(0).reservation_id());
+  c0->set_reservation(br.results(0).reservation());
   c0->set_data(good);
   c0->set_checksum(BlockChecksum(good.data(), good.size()));
   auto* c1 = commit.add_items();
-  c1->set_reservation_id(br.results(1).reservation_id());
+  c1->set_reservation(br.results(1).reservation());
   c1->set_data(bad);
   c1->set_checksum(BlockChecksum(good.data(), good.size()));  // wrong for `bad`
   v1::PutCommitResponse cr;
@@ -355,10 +355,10 @@ TEST_F(BadInputTest, RandomGarbageNeverCrashesTheDaemon) {
         if (Call(&v1::Store::Stub::PutBegin, req, resp).ok()) {
           v1::PutAbortRequest abort;
           for (const auto& r : resp.results()) {
-            if (r.outcome() == v1::PutBeginResult::RESERVED) abort.add_reservation_ids(r.reservation_id());
+            if (r.outcome() == v1::PutBeginResult::RESERVED) abort.add_reservations(r.reservation());
           }
           v1::PutAbortResponse ar;
-          if (abort.reservation_ids_size() > 0) (void)Call(&v1::Store::Stub::PutAbort, abort, ar);
+          if (abort.reservations_size() > 0) (void)Call(&v1::Store::Stub::PutAbort, abort, ar);
         }
         break;
       }
@@ -366,7 +366,7 @@ TEST_F(BadInputTest, RandomGarbageNeverCrashesTheDaemon) {
         v1::PutCommitRequest req;
         for (int k = 0, n = static_cast<int>(rng() % 4); k < n; ++k) {
           auto* item = req.add_items();
-          item->set_reservation_id(rng());
+          item->set_reservation(random_bytes(rng() % 2 == 0 ? 16 : rng() % 40));
           item->set_checksum(rng());
           item->set_data(random_bytes(64));
         }

@@ -10,6 +10,7 @@
 
 #include "transfer/transfer_engine.h"
 #include "transfer/transfer_server.h"
+#include "transfer/transport_policy.h"
 #include "transfer/ucx_worker.h"
 
 namespace kvstash::transfer {
@@ -195,11 +196,53 @@ TEST(UcxAllocatedRegionTest, SameHostPutAndGet) {
   worker->reset();
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, TransferTest, ::testing::Values("posix,sysv,cma,self", "cma,tcp", "tcp"),
+// One-sided transfers are same-host only (transport_policy.h): a server asked for tcp keeps it out
+// of its one-sided context, so only the shared-memory families run these tests.
+INSTANTIATE_TEST_SUITE_P(Transports, TransferTest, ::testing::Values("posix,sysv,cma,self", "posix,sysv,cma,tcp"),
                          [](const auto& info) {
-                           if (info.param == "tcp") return std::string("tcp");
-                           return info.param == "cma,tcp" ? std::string("cma_tcp") : std::string("shm");
+                           return info.param == "posix,sysv,cma,tcp" ? std::string("shm_with_tcp") : std::string("shm");
                          });
+
+TEST(OneSidedTransportsTest, OnlySameHostSharedMemoryEverCarriesTheOneSidedProtocol) {
+  EXPECT_EQ(OneSidedTransports(""), "sm");
+  EXPECT_EQ(OneSidedTransports("all"), "sm");
+  EXPECT_EQ(OneSidedTransports("tcp"), "self");
+  EXPECT_EQ(OneSidedTransports("cma,tcp"), "self");  // cma alone cannot carry UCX's connection setup
+  EXPECT_EQ(OneSidedTransports("posix,sysv,cma,self,tcp"), "posix,sysv,cma");
+  EXPECT_EQ(OneSidedTransports("rc,ud,tcp,sysv"), "sysv");
+  EXPECT_EQ(OneSidedTransports("shm,tcp"), "sm");
+  EXPECT_EQ(OneSidedTransports("mm"), "posix,sysv,xpmem");
+  EXPECT_EQ(OneSidedTransports("^tcp"), "sm");
+  EXPECT_EQ(OneSidedTransports("^cma,tcp"), "posix,sysv,xpmem,knem");
+  EXPECT_EQ(OneSidedTransports("^sm"), "self");
+  EXPECT_EQ(OneSidedTransports("posix:aux,tcp"), "posix");
+  EXPECT_TRUE(ServesNoPeers(OneSidedTransports("tcp")));
+}
+
+// A server configured for tcp serves one-sided transfers to no peer: a tcp client cannot even
+// connect to its one-sided worker, so no emulated RMA reaches its memory.
+TEST(OneSidedTransportsTest, TcpPeerCannotReachTheOneSidedWorker) {
+  constexpr size_t kArena = 1 << 20;
+  std::vector<std::byte> arena(kArena, std::byte{0});
+  for (const char* configured : {"tcp", "posix,sysv,cma,tcp"}) {
+    UcxOptions ucx;
+    ucx.transports = configured;
+    auto server = TransferServer::Start(ucx, arena.data(), kArena);
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    EXPECT_EQ((*server)->one_sided_transports().find("tcp"), std::string::npos);
+    TransferEngineOptions options;
+    options.ucx.transports = "tcp";
+    options.timeout_ms = 5'000;
+    auto engine = TransferEngine::Create(options);
+    ASSERT_TRUE(engine.ok());
+    std::vector<std::byte> src(4096, std::byte{0x5A});
+    TransferOp put{OpKind::kPut, src.data(), src.size(), reinterpret_cast<uint64_t>(arena.data()), {}};
+    const Status run = (*engine)->Run({(*server)->worker_address(), (*server)->packed_rkey()}, std::span(&put, 1));
+    EXPECT_FALSE(run.ok() && put.status.ok()) << configured;
+    EXPECT_EQ(arena[0], std::byte{0}) << configured;
+    engine->reset();
+  }
+}
 
 // A two-sided put is sent eagerly (UcxOptions::eager_sends on the engine's two-sided context): it
 // completes at the client once its bytes are in the socket, without the receiver's help. Under

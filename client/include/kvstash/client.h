@@ -32,6 +32,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -185,7 +186,12 @@ struct StoreStats {
   uint64_t put_bytes_two_sided = 0;  // block bytes committed after arriving as two-sided sends
   uint64_t get_bytes_two_sided = 0;  // block bytes the daemon sent to two-sided readers
   uint64_t two_sided_sends_in_flight = 0;  // two-sided reads being sent now
-  uint64_t two_sided_rejected = 0;         // two-sided read requests the daemon refused
+  uint64_t two_sided_rejected = 0;         // data-plane messages the daemon refused, all reasons
+  // ... by reason ("unknown_message", "malformed", "rendezvous", "out_of_range", "not_authorized",
+  // "corrupt"; docs/DATA_PLANE.md).
+  std::map<std::string, uint64_t> refused_messages;
+  uint64_t corrupt_blocks = 0;             // blocks that failed their checksum on the daemon before an inline send
+  std::string one_sided_transports;        // same-host transports of the one-sided protocol ("self": none)
   uint64_t two_sided_receives_open = 0;    // two-sided put receives not yet committed, aborted or expired
   uint64_t eager_puts_stored = 0;          // eager puts (PutOptions::eager) committed
   uint64_t eager_puts_refused = 0;         // eager puts refused before their bytes came (exists, busy, ...)
