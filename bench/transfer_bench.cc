@@ -339,6 +339,9 @@ int main(int argc, char** argv) {
   app.add_option("--transfer-workers", transfer_workers,
                  "each kvstash client's UCX workers (ClientOptions::transfer_workers; 0 = the SDK default). "
                  "1 keeps every batch on one lane");
+  std::vector<std::string> daemon_args;
+  app.add_option("--daemon-arg", daemon_args,
+                 "one more kvstashd argument (repeatable), e.g. --daemon-arg=--no-verify-sends for an A/B");
   app.add_option("--systems", systems, "which systems to measure")->delimiter(',');
   app.add_option("--block-kib", sizes_kib, "block sizes in KiB")->delimiter(',');
   app.add_option("--transports", transports, "which kvstash transports to measure (shm, tcp)")
@@ -400,9 +403,11 @@ int main(int argc, char** argv) {
     if (std::find(transports.begin(), transports.end(), transport) == transports.end()) continue;
     // --dram-prefault, as deploy/kvstashd.toml runs a daemon: puts land on resident pages, not
     // on first-touch faults of a freshly started arena.
-    testing::DaemonProcess daemon(kvstashd, {"--dram-capacity", std::to_string((ws >> 20) * 2 + 256) + "MiB",
-                                             "--ucx-transports", tls, "--dram-prefault", "--ucx-lanes",
-                                             std::to_string(ucx_lanes)});
+    std::vector<std::string> args = {"--dram-capacity", std::to_string((ws >> 20) * 2 + 256) + "MiB",
+                                     "--ucx-transports", tls, "--dram-prefault", "--ucx-lanes",
+                                     std::to_string(ucx_lanes)};
+    args.insert(args.end(), daemon_args.begin(), daemon_args.end());
+    testing::DaemonProcess daemon(kvstashd, args);
     if (!daemon.ok()) {
       std::fprintf(stderr, "kvstashd did not start: %s\n", daemon.error().c_str());
       return 1;
