@@ -1,0 +1,18 @@
+// kvstash-node: the inference-node runtime. Exit codes: 0 ok, 1 command failed, 2 usage error.
+#include <CLI/CLI.hpp>
+
+#include "node/commands.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"kvstash-node: the inference-node runtime of kvstash", "kvstash-node"};
+  app.require_subcommand(1);
+  int exit_code = 0;
+  kvstash::node::RegisterMakeModelCommand(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+  return exit_code;
+}
