@@ -2,12 +2,14 @@
 #include <CLI/CLI.hpp>
 
 #include "node/commands.h"
+#include "node/logits_cmd.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kvstash-node: the inference-node runtime of kvstash", "kvstash-node"};
   app.require_subcommand(1);
   int exit_code = 0;
   kvstash::node::RegisterMakeModelCommand(app, &exit_code);
+  kvstash::node::AddLogitsCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
