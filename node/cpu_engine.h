@@ -17,6 +17,7 @@
 
 #include "kvstash/result.h"
 #include "node/checkpoint.h"
+#include "node/engine.h"
 #include "node/kv_pages.h"
 #include "node/model_config.h"
 #include "node/parallel.h"
@@ -27,12 +28,13 @@ struct CpuEngineOptions {
   size_t threads = 1;
 };
 
-class CpuEngine {
+class CpuEngine final : public Engine {
  public:
   // Loads every tensor the config names (NOT_FOUND / INVALID_ARGUMENT naming the tensor).
   static Result<std::unique_ptr<CpuEngine>> Load(const Checkpoint& checkpoint, const CpuEngineOptions& options);
 
-  const ModelConfig& config() const { return config_; }
+  std::string_view name() const override { return "cpu"; }
+  const ModelConfig& config() const override { return config_; }
 
   // Runs `tokens` at positions [start, start + tokens.size()) of one sequence. The KV of positions
   // [0, start) is read from the pages of `page_table` (in token order); the new tokens' KV is
@@ -41,7 +43,7 @@ class CpuEngine {
   // INVALID_ARGUMENT (nothing written) for an empty step, a token id >= vocab_size, positions past
   // max_position_embeddings or a page table that is too short.
   Status Forward(std::span<const uint32_t> tokens, uint32_t start, std::span<const uint32_t> page_table,
-                 KvPagePool& pool, std::vector<float>* logits, bool last_only = true);
+                 KvPagePool& pool, std::vector<float>* logits, bool last_only = true) override;
 
  private:
   struct Layer {

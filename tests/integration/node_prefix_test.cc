@@ -17,6 +17,7 @@
 #include "node/kv_block_store.h"
 #include "node/kv_pages.h"
 #include "node/random_model.h"
+#include "node/runtime.h"
 #include "tests/support/daemon_process.h"
 
 namespace kvstash::node {
@@ -144,6 +145,57 @@ TEST_F(NodePrefixTest, PrefixFromTheStoreGivesBitIdenticalLogits) {
   EXPECT_EQ(down.blocks, 0u);
   EXPECT_TRUE(down.store_down);
   EXPECT_EQ(down_logits, tail);
+}
+
+// Two runtimes on one store, as two nodes: the second serves the first's prompt with its prefix
+// fetched from the store, and produces the same tokens and the same first logits, bit for bit.
+TEST_F(NodePrefixTest, SecondNodeServesThePrefixFromTheStore) {
+  NodeOptions options;
+  options.block_tokens = kBlockTokens;
+  options.page_tokens = kPageTokens;
+  options.pool_pages = 64;
+  const auto id = checkpoint_->Identity();
+  const std::string ns = std::string(reinterpret_cast<const char*>(id.data()), id.size()) + "|paged16|fp32";
+  auto start = [&] {
+    auto engine = CpuEngine::Load(*checkpoint_, {2});
+    EXPECT_TRUE(engine.ok());
+    auto runtime = NodeRuntime::Start(std::move(*engine), client_.get(), ns, options);
+    EXPECT_TRUE(runtime.ok()) << runtime.status().ToString();
+    return std::move(*runtime);
+  };
+  CompletionRequest request;
+  request.prompt = prompt_;
+  request.sampling.max_tokens = 10;
+  auto first_node = start();
+  auto first = first_node->Complete(request);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  EXPECT_EQ(first->prompt.computed, 100u);
+  first_node->Drain();  // its blocks are in the store once the background puts are done
+  const size_t block_bytes = KvPagePool(config_, kPageTokens, 1).page_bytes() * (kBlockTokens / kPageTokens);
+  EXPECT_EQ(first_node->Stats().kv_bytes_stored, 3 * block_bytes);
+
+  auto second_node = start();
+  auto second = second_node->Complete(request);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(second->prompt.store, 96u);
+  EXPECT_EQ(second->prompt.local, 0u);
+  EXPECT_EQ(second->prompt.computed, 4u);
+  EXPECT_EQ(second->tokens, first->tokens);
+  EXPECT_EQ(second->first_logits, first->first_logits);
+  // Again on the second node: now from its own cache.
+  auto third = second_node->Complete(request);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(third->prompt.local, 96u);
+  EXPECT_EQ(third->tokens, first->tokens);
+
+  // The store down: a third node computes everything, and says so.
+  daemon_->Stop();
+  auto lonely = start();
+  auto computed = lonely->Complete(request);
+  ASSERT_TRUE(computed.ok()) << computed.status().ToString();
+  EXPECT_EQ(computed->prompt.computed, 100u);
+  EXPECT_EQ(computed->tokens, first->tokens);
+  EXPECT_GE(lonely->Stats().store_errors, 1u);
 }
 
 }  // namespace

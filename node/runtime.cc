@@ -1,0 +1,433 @@
+#include "node/runtime.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "kvstash/prefix_hasher.h"
+#include "node/kv_block_store.h"
+#include "node/local_prefix_cache.h"
+
+namespace kvstash::node {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+// One request from admission to its last token.
+struct Sequence {
+  CompletionRequest request;
+  TokenCallback on_token;
+  std::promise<Result<CompletionResult>> done;
+  Clock::time_point submitted;
+  std::optional<Sampler> sampler;
+  std::vector<BlockKey> chain;      // the prompt's full blocks
+  size_t local_blocks = 0;          // chain[0, local_blocks) are the local cache's pages
+  size_t reused_blocks = 0;         // local + fetched: their KV was not computed here
+  std::vector<uint32_t> pages;      // the page table: the local cache's pages, then this sequence's own
+  size_t computed_to = 0;           // prompt tokens whose KV is in the pages
+  std::vector<uint32_t> generated;
+  CompletionResult result;
+};
+
+struct NodeRuntime::Impl {
+  std::unique_ptr<Engine> engine;
+  Client* store = nullptr;
+  NodeOptions options;
+  PrefixHasher hasher;
+  KvPagePool pool;
+  LocalPrefixCache cache;
+  std::optional<KvBlockStore> blocks;
+  size_t pages_per_block;
+
+  mutable std::mutex mu;
+  std::condition_variable work_cv;
+  std::deque<std::unique_ptr<Sequence>> waiting;  // guarded by mu
+  bool draining = false;                          // guarded by mu
+  bool stop = false;                              // guarded by mu
+  size_t in_flight = 0;                           // guarded by mu: admitted and not finished
+  std::condition_variable idle_cv;
+  RuntimeStats stats;                             // guarded by mu
+
+  // Step thread only.
+  std::list<std::unique_ptr<Sequence>> prefilling, decoding;
+
+  // Background puts: copies of newly computed blocks, put to the store in order.
+  struct PutJob {
+    std::vector<BlockKey> keys;
+    std::optional<BlockKey> first_parent;
+    std::vector<std::vector<std::byte>> bytes;
+  };
+  std::mutex put_mu;
+  std::condition_variable put_cv;
+  std::deque<PutJob> puts;  // guarded by put_mu
+  bool put_stop = false;    // guarded by put_mu
+  size_t puts_busy = 0;     // guarded by put_mu
+  std::thread put_thread, step_thread;
+
+  Impl(std::unique_ptr<Engine> e, Client* s, const std::string& ns, const NodeOptions& o)
+      : engine(std::move(e)),
+        store(s),
+        options(o),
+        hasher(ns, o.block_tokens),
+        pool(engine->config(), o.page_tokens, o.pool_pages),
+        cache(pool),
+        pages_per_block(o.block_tokens / o.page_tokens) {
+    if (store != nullptr) blocks.emplace(*store, pool, o.block_tokens);
+  }
+
+  void StepLoop();
+  void PutLoop();
+  // Takes waiting requests while pages allow; false when the first one cannot be placed yet.
+  void Admit();
+  bool Place(Sequence& s);
+  void PrefillChunk(Sequence& s);
+  void DecodeStep();
+  void Emit(Sequence& s, std::vector<float>& logits);
+  void Finish(std::unique_ptr<Sequence> s, Status status);
+  void QueuePuts(Sequence& s, size_t from, size_t to);
+};
+
+Result<std::unique_ptr<NodeRuntime>> NodeRuntime::Start(std::unique_ptr<Engine> engine, Client* store,
+                                                        std::string namespace_id, const NodeOptions& options) {
+  if (engine == nullptr) return InvalidArgument("no engine");
+  if (options.page_tokens == 0 || options.block_tokens == 0 || options.block_tokens % options.page_tokens != 0) {
+    return InvalidArgument("block_tokens (" + std::to_string(options.block_tokens) + ") must be a multiple of page_tokens (" +
+                           std::to_string(options.page_tokens) + ")");
+  }
+  if (options.pool_pages == 0 || options.max_batch_tokens == 0 || options.max_running == 0) {
+    return InvalidArgument("pool_pages, max_batch_tokens and max_running must be positive");
+  }
+  auto impl = std::make_unique<Impl>(std::move(engine), store, namespace_id, options);
+  Impl* raw = impl.get();
+  raw->stats.pool_pages = options.pool_pages;
+  raw->step_thread = std::thread([raw] { raw->StepLoop(); });
+  raw->put_thread = std::thread([raw] { raw->PutLoop(); });
+  return std::unique_ptr<NodeRuntime>(new NodeRuntime(std::move(impl)));
+}
+
+NodeRuntime::NodeRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+NodeRuntime::~NodeRuntime() {
+  Drain();
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stop = true;
+  }
+  impl_->work_cv.notify_all();
+  impl_->step_thread.join();
+  {
+    std::lock_guard lock(impl_->put_mu);
+    impl_->put_stop = true;
+  }
+  impl_->put_cv.notify_all();
+  impl_->put_thread.join();
+}
+
+const ModelConfig& NodeRuntime::config() const { return impl_->engine->config(); }
+
+Result<std::future<Result<CompletionResult>>> NodeRuntime::Submit(CompletionRequest request, TokenCallback on_token) {
+  const ModelConfig& c = config();
+  if (request.prompt.empty()) return InvalidArgument("the prompt has no tokens");
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    if (request.prompt[i] >= c.vocab_size) {
+      return InvalidArgument("prompt token " + std::to_string(i) + " is id " + std::to_string(request.prompt[i]) +
+                             "; the vocabulary has " + std::to_string(c.vocab_size));
+    }
+  }
+  KVSTASH_RETURN_IF_ERROR(request.sampling.Validate(c.vocab_size));
+  const size_t total = request.prompt.size() + request.sampling.max_tokens;
+  if (total > c.max_position_embeddings) {
+    return InvalidArgument("prompt (" + std::to_string(request.prompt.size()) + " tokens) plus max_tokens (" +
+                           std::to_string(request.sampling.max_tokens) + ") exceeds the context of " +
+                           std::to_string(c.max_position_embeddings));
+  }
+  if (CeilDiv(total, impl_->options.page_tokens) > impl_->options.pool_pages) {
+    return InvalidArgument("the request needs more KV pages than the pool has (" +
+                           std::to_string(impl_->options.pool_pages) + ")");
+  }
+  auto s = std::make_unique<Sequence>();
+  s->request = std::move(request);
+  s->on_token = std::move(on_token);
+  s->submitted = Clock::now();
+  auto future = s->done.get_future();
+  {
+    std::lock_guard lock(impl_->mu);
+    if (impl_->draining) return Unavailable("the node is draining: no new requests");
+    impl_->waiting.push_back(std::move(s));
+    impl_->stats.waiting = impl_->waiting.size();
+  }
+  impl_->work_cv.notify_all();
+  return future;
+}
+
+Result<CompletionResult> NodeRuntime::Complete(CompletionRequest request) {
+  KVSTASH_ASSIGN_OR_RETURN(auto future, Submit(std::move(request)));
+  return future.get();
+}
+
+RuntimeStats NodeRuntime::Stats() const {
+  std::lock_guard lock(impl_->mu);
+  RuntimeStats s = impl_->stats;
+  s.pool_free_pages = impl_->pool.free_pages();
+  return s;
+}
+
+void NodeRuntime::Drain() {
+  {
+    std::unique_lock lock(impl_->mu);
+    impl_->draining = true;
+    impl_->work_cv.notify_all();
+    impl_->idle_cv.wait(lock, [&] { return impl_->waiting.empty() && impl_->in_flight == 0; });
+  }
+  std::unique_lock lock(impl_->put_mu);
+  impl_->put_cv.wait(lock, [&] { return impl_->puts.empty() && impl_->puts_busy == 0; });
+}
+
+// ---- the step thread ------------------------------------------------------------------------
+
+void NodeRuntime::Impl::StepLoop() {
+  while (true) {
+    {
+      std::unique_lock lock(mu);
+      work_cv.wait(lock, [&] { return stop || !waiting.empty() || !prefilling.empty() || !decoding.empty(); });
+      if (stop && waiting.empty() && prefilling.empty() && decoding.empty()) return;
+    }
+    const auto step_start = Clock::now();
+    Admit();
+    if (!prefilling.empty()) PrefillChunk(*prefilling.front());
+    if (!prefilling.empty() && prefilling.front()->computed_to == prefilling.front()->request.prompt.size()) {
+      decoding.push_back(std::move(prefilling.front()));
+      prefilling.pop_front();
+    }
+    DecodeStep();
+    std::lock_guard lock(mu);
+    stats.running = prefilling.size() + decoding.size();
+    stats.cached_blocks = cache.blocks();
+    stats.last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
+  }
+}
+
+void NodeRuntime::Impl::Admit() {
+  while (prefilling.size() + decoding.size() < options.max_running) {
+    std::unique_ptr<Sequence> s;
+    {
+      std::lock_guard lock(mu);
+      if (waiting.empty()) return;
+      s = std::move(waiting.front());
+      waiting.pop_front();
+      stats.waiting = waiting.size();
+      ++in_flight;
+    }
+    if (!Place(*s)) {
+      // No room while others run: back to the head of the queue until pages free up.
+      std::lock_guard lock(mu);
+      waiting.push_front(std::move(s));
+      stats.waiting = waiting.size();
+      --in_flight;
+      return;
+    }
+    prefilling.push_back(std::move(s));
+  }
+}
+
+bool NodeRuntime::Impl::Place(Sequence& s) {
+  const std::vector<uint32_t>& prompt = s.request.prompt;
+  const size_t total = prompt.size() + s.request.sampling.max_tokens;
+  s.chain = hasher.Chain(prompt);
+  // At least the last prompt token is computed: its logits choose the first output token.
+  const size_t reusable = std::min(s.chain.size(), (prompt.size() - 1) / options.block_tokens);
+  s.pages.clear();
+  s.local_blocks = options.local_cache ? cache.AcquirePrefix(s.chain, reusable, s.pages) : 0;
+  const size_t own = CeilDiv(total, options.page_tokens) - s.pages.size();
+  cache.MakeRoom(own);
+  auto allocated = pool.AllocateMany(own);
+  if (!allocated) {
+    cache.Release(std::span(s.chain).first(s.local_blocks));
+    s.pages.clear();
+    return false;
+  }
+  s.pages.insert(s.pages.end(), allocated->begin(), allocated->end());
+  size_t fetched = 0;
+  if (blocks && s.local_blocks < reusable) {
+    const FetchResult got =
+        blocks->FetchPrefix(std::span(s.chain).subspan(s.local_blocks), reusable - s.local_blocks,
+                            std::span(s.pages).subspan(s.local_blocks * pages_per_block), pool, options.lease_ms);
+    fetched = got.blocks;
+    std::lock_guard lock(mu);
+    stats.kv_bytes_fetched += got.blocks * blocks->block_bytes();
+    stats.blocks_rejected += got.rejected;
+    stats.store_errors += got.store_down ? 1 : 0;
+  }
+  s.reused_blocks = s.local_blocks + fetched;
+  s.computed_to = s.reused_blocks * options.block_tokens;
+  s.result.prompt.local = s.local_blocks * options.block_tokens;
+  s.result.prompt.store = fetched * options.block_tokens;
+  s.result.prompt.computed = prompt.size() - s.computed_to;
+  s.sampler.emplace(s.request.sampling);
+  return true;
+}
+
+void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
+  const std::vector<uint32_t>& prompt = s.request.prompt;
+  const size_t n = std::min(options.max_batch_tokens, prompt.size() - s.computed_to);
+  const bool last = s.computed_to + n == prompt.size();
+  std::vector<float> logits;
+  const Status st = engine->Forward(std::span(prompt).subspan(s.computed_to, n), static_cast<uint32_t>(s.computed_to),
+                                    s.pages, pool, last ? &logits : nullptr);
+  if (!st.ok()) {
+    std::unique_ptr<Sequence> failed = std::move(prefilling.front());
+    prefilling.pop_front();
+    Finish(std::move(failed), st);
+    return;
+  }
+  s.computed_to += n;
+  if (!last) return;
+  // Every full prompt block computed here goes to the store, in the background.
+  QueuePuts(s, s.reused_blocks, s.chain.size());
+  s.result.first_logits = logits;
+  s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
+  Emit(s, logits);
+}
+
+void NodeRuntime::Impl::Emit(Sequence& s, std::vector<float>& logits) {
+  const uint32_t token = s.sampler->Next(logits);
+  s.generated.push_back(token);
+  if (s.on_token) s.on_token(token);
+}
+
+void NodeRuntime::Impl::DecodeStep() {
+  for (auto it = decoding.begin(); it != decoding.end();) {
+    Sequence& s = **it;
+    const auto& stops = s.request.sampling.stop_tokens;
+    const bool stopped = !s.generated.empty() && std::find(stops.begin(), stops.end(), s.generated.back()) != stops.end();
+    if (stopped || s.generated.size() >= s.request.sampling.max_tokens) {
+      s.result.finish_reason = stopped ? "stop" : "length";
+      std::unique_ptr<Sequence> done = std::move(*it);
+      it = decoding.erase(it);
+      Finish(std::move(done), Status::Ok());
+      continue;
+    }
+    const uint32_t position = static_cast<uint32_t>(s.request.prompt.size() + s.generated.size() - 1);
+    std::vector<float> logits;
+    const Status st = engine->Forward(std::span(&s.generated.back(), 1), position, s.pages, pool, &logits);
+    if (!st.ok()) {
+      std::unique_ptr<Sequence> failed = std::move(*it);
+      it = decoding.erase(it);
+      Finish(std::move(failed), st);
+      continue;
+    }
+    Emit(s, logits);
+    ++it;
+  }
+}
+
+void NodeRuntime::Impl::QueuePuts(Sequence& s, size_t from, size_t to) {
+  if (!blocks || !options.store_puts || from >= to) return;
+  PutJob job;
+  job.keys.assign(s.chain.begin() + static_cast<long>(from), s.chain.begin() + static_cast<long>(to));
+  if (from > 0) job.first_parent = s.chain[from - 1];
+  const size_t page_bytes = pool.page_bytes();
+  for (size_t b = from; b < to; ++b) {
+    std::vector<std::byte> bytes(blocks->block_bytes());
+    for (size_t p = 0; p < pages_per_block; ++p) {
+      auto page = pool.PageBytes(s.pages[b * pages_per_block + p]);
+      std::memcpy(bytes.data() + p * page_bytes, page.data(), page_bytes);
+    }
+    job.bytes.push_back(std::move(bytes));
+  }
+  {
+    std::lock_guard lock(put_mu);
+    puts.push_back(std::move(job));
+  }
+  put_cv.notify_one();
+}
+
+void NodeRuntime::Impl::Finish(std::unique_ptr<Sequence> s, Status status) {
+  // Full prompt blocks held in this sequence's own pages join the local cache; the rest is freed.
+  const size_t full = s->chain.size();
+  std::vector<bool> kept(s->pages.size(), false);
+  for (size_t b = 0; b < s->local_blocks; ++b) {
+    for (size_t p = 0; p < pages_per_block; ++p) kept[b * pages_per_block + p] = true;  // the cache's own pages
+  }
+  if (status.ok() && options.local_cache) {
+    for (size_t b = s->local_blocks; b < full; ++b) {
+      std::span<const uint32_t> block_pages = std::span(s->pages).subspan(b * pages_per_block, pages_per_block);
+      if (cache.Insert(s->chain[b], block_pages)) {
+        for (size_t p = 0; p < pages_per_block; ++p) kept[b * pages_per_block + p] = true;
+      }
+    }
+  }
+  for (size_t i = 0; i < s->pages.size(); ++i) {
+    if (!kept[i]) pool.Free(s->pages[i]);
+  }
+  cache.Release(std::span(s->chain).first(s->local_blocks));
+  {
+    std::lock_guard lock(mu);
+    if (status.ok()) {
+      ++stats.requests_done;
+      stats.prompt_tokens_local += s->result.prompt.local;
+      stats.prompt_tokens_store += s->result.prompt.store;
+      stats.prompt_tokens_computed += s->result.prompt.computed;
+    } else {
+      ++stats.requests_failed;
+    }
+    --in_flight;
+  }
+  idle_cv.notify_all();
+  if (status.ok()) {
+    s->result.tokens = std::move(s->generated);
+    s->done.set_value(std::move(s->result));
+  } else {
+    s->done.set_value(status);
+  }
+}
+
+void NodeRuntime::Impl::PutLoop() {
+  while (true) {
+    PutJob job;
+    {
+      std::unique_lock lock(put_mu);
+      put_cv.wait(lock, [&] { return put_stop || !puts.empty(); });
+      if (puts.empty()) return;
+      job = std::move(puts.front());
+      puts.pop_front();
+      ++puts_busy;
+    }
+    std::vector<PutItem> items;
+    for (size_t i = 0; i < job.keys.size(); ++i) {
+      PutItem item;
+      item.key = job.keys[i];
+      item.parent = i == 0 ? job.first_parent : std::optional<BlockKey>(job.keys[i - 1]);
+      item.data = job.bytes[i];
+      items.push_back(item);
+    }
+    Result<PutResult> put = store->Put(items);
+    {
+      std::lock_guard lock(mu);
+      if (put.ok()) {
+        stats.kv_bytes_stored += put->stored * (job.bytes.empty() ? 0 : job.bytes.front().size());
+      } else {
+        ++stats.store_errors;
+      }
+    }
+    if (!put.ok()) spdlog::warn("kvstash-node: storing {} blocks failed: {}", items.size(), put.status().ToString());
+    std::lock_guard lock(put_mu);
+    --puts_busy;
+    put_cv.notify_all();
+  }
+}
+
+}  // namespace kvstash::node

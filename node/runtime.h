@@ -1,0 +1,105 @@
+// NodeRuntime: serves completions on one Engine — the prefix from the node's local cache, then
+// from the store, the rest computed in chunks, then decode under continuous batching.
+//
+// A request's prompt is hashed into its block chain (PrefixHasher over `namespace_id`, which the
+// caller derives from the model's identity and the KV layout, so two models never share blocks).
+// Its longest prefix of full blocks held by the local cache (pages of finished requests, kept by
+// LRU until the pool needs them) is used in place; the next blocks are fetched from the store
+// (Lookup with a lease, Get, checksum verified) into fresh pages; the remaining tokens are
+// computed (chunked prefill, at most max_batch_tokens per step); every newly completed block is
+// put to the store in the background (dedup, parents linked) so the step loop never waits on it.
+// A block that fails to fetch or verify is computed instead, never used; a store that is down
+// means computing, not an error.
+//
+// Decode: each step, every running sequence advances one token (the step loop interleaves
+// prefill chunks of waiting requests with decode steps); sequences join and leave the batch at
+// every step. A sequence's tokens depend only on its own prompt and sampling parameters.
+//
+// Thread-safety: Submit, Stats and Drain may be called from any thread. Token callbacks run on
+// the runtime's step thread and must be quick.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kvstash/client.h"
+#include "kvstash/result.h"
+#include "node/engine.h"
+#include "node/sampling.h"
+
+namespace kvstash::node {
+
+struct NodeOptions {
+  uint32_t page_tokens = 16;         // KV page size; divides block_tokens
+  size_t pool_pages = 4096;          // pages in the KV pool (all sequences plus the local cache)
+  uint32_t block_tokens = 512;       // the store's block size (PrefixHasher's)
+  size_t max_batch_tokens = 2048;    // prefill tokens per step (chunked prefill)
+  size_t max_running = 64;           // sequences decoding at once
+  uint64_t lease_ms = 5'000;         // lease on blocks between Lookup and Get
+  bool local_cache = true;           // keep finished requests' full blocks for reuse
+  bool store_puts = true;            // put newly computed blocks to the store
+};
+
+struct CompletionRequest {
+  std::vector<uint32_t> prompt;  // token ids, 1..context
+  SamplingParams sampling;
+};
+
+// Where each prompt token's KV came from.
+struct PromptSources {
+  uint64_t local = 0;     // the node's own cache
+  uint64_t store = 0;     // fetched from kvstash
+  uint64_t computed = 0;  // prefilled here
+};
+
+struct CompletionResult {
+  std::vector<uint32_t> tokens;   // generated
+  std::string finish_reason;      // "length" or "stop"
+  PromptSources prompt;
+  double ttft_seconds = 0;        // submit to first token
+  std::vector<float> first_logits;  // logits that chose the first token (for tests and debugging)
+};
+
+struct RuntimeStats {
+  uint64_t requests_done = 0, requests_failed = 0;
+  uint64_t prompt_tokens_local = 0, prompt_tokens_store = 0, prompt_tokens_computed = 0;
+  uint64_t kv_bytes_fetched = 0, kv_bytes_stored = 0;
+  uint64_t blocks_rejected = 0;    // fetched but not used (missing, corrupt, wrong size)
+  uint64_t store_errors = 0;       // lookups or puts that could not reach the store
+  size_t running = 0, waiting = 0;
+  size_t pool_pages = 0, pool_free_pages = 0, cached_blocks = 0;
+  double last_step_seconds = 0;
+};
+
+// Called with each generated token as it is chosen (on the step thread).
+using TokenCallback = std::function<void(uint32_t token)>;
+
+class NodeRuntime {
+ public:
+  // `store` may be null (no store: local cache and compute only); not owned, outlives the runtime.
+  static Result<std::unique_ptr<NodeRuntime>> Start(std::unique_ptr<Engine> engine, Client* store,
+                                                    std::string namespace_id, const NodeOptions& options);
+  ~NodeRuntime();  // Drain()
+
+  const ModelConfig& config() const;
+  // Queues a request. INVALID_ARGUMENT at once (nothing queued) for an empty prompt, a token id
+  // outside the vocabulary, prompt + max_tokens beyond the context, or bad sampling parameters;
+  // UNAVAILABLE after Drain. The future holds the result once the sequence has finished.
+  Result<std::future<Result<CompletionResult>>> Submit(CompletionRequest request, TokenCallback on_token = {});
+  // Submit and wait.
+  Result<CompletionResult> Complete(CompletionRequest request);
+  RuntimeStats Stats() const;
+  // Refuses new requests, finishes those in flight and waits for the background puts.
+  void Drain();
+
+ private:
+  struct Impl;
+  explicit NodeRuntime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstash::node
