@@ -42,47 +42,47 @@ std::unique_ptr<v1::Store::Stub> RawStub(const std::string& address) {
   return v1::Store::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
 }
 
-v1::DataPlaneResponse DataPlaneOf(v1::Store::Stub& stub) {
+v1::DataPlaneResponse DataPlaneOf(v1::Store::Stub& rpc) {
   v1::DataPlaneResponse dp;
   grpc::ClientContext ctx;
-  EXPECT_TRUE(stub.DataPlane(&ctx, v1::DataPlaneRequest(), &dp).ok());
+  EXPECT_TRUE(rpc.DataPlane(&ctx, v1::DataPlaneRequest(), &dp).ok());
   return dp;
 }
 
-bool Serving(v1::Store::Stub& stub) {
+bool Serving(v1::Store::Stub& rpc) {
   v1::HealthResponse health;
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-  return stub.Health(&ctx, v1::HealthRequest(), &health).ok() && health.serving();
+  return rpc.Health(&ctx, v1::HealthRequest(), &health).ok() && health.serving();
 }
 
-void InlinePut(v1::Store::Stub& stub, const BlockKey& key, const std::vector<std::byte>& bytes) {
+void InlinePut(v1::Store::Stub& rpc, const BlockKey& key, const std::vector<std::byte>& bytes) {
   v1::PutRequest put;
   auto* item = put.add_items();
   item->set_key(std::string(key.AsBytes()));
   item->set_data(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   v1::PutResponse resp;
   grpc::ClientContext ctx;
-  ASSERT_TRUE(stub.Put(&ctx, put, &resp).ok());
+  ASSERT_TRUE(rpc.Put(&ctx, put, &resp).ok());
   ASSERT_EQ(resp.outcomes(0), v1::PutResponse::STORED);
 }
 
 // The block's bytes as the inline Get serves them (the CLI's path), or nothing on a miss.
-std::optional<std::string> InlineGet(v1::Store::Stub& stub, const BlockKey& key) {
+std::optional<std::string> InlineGet(v1::Store::Stub& rpc, const BlockKey& key) {
   v1::GetRequest get;
   get.add_keys(std::string(key.AsBytes()));
   v1::GetResponse resp;
   grpc::ClientContext ctx;
-  if (!stub.Get(&ctx, get, &resp).ok() || resp.results(0).outcome() != v1::GetResult::FOUND) return std::nullopt;
+  if (!rpc.Get(&ctx, get, &resp).ok() || resp.results(0).outcome() != v1::GetResult::FOUND) return std::nullopt;
   return resp.results(0).data();
 }
 
-uint64_t AddressOf(v1::Store::Stub& stub, const BlockKey& key) {
+uint64_t AddressOf(v1::Store::Stub& rpc, const BlockKey& key) {
   v1::StatRequest stat;
   stat.add_keys(std::string(key.AsBytes()));
   v1::StatResponse resp;
   grpc::ClientContext ctx;
-  EXPECT_TRUE(stub.Stat(&ctx, stat, &resp).ok());
+  EXPECT_TRUE(rpc.Stat(&ctx, stat, &resp).ok());
   return resp.entries(0).found() ? resp.entries(0).info().remote_addr() : 0;
 }
 
@@ -134,13 +134,13 @@ TEST_P(OneSidedOverTcpTest, CannotOverwriteCommittedBlocksOrWriteOutsideTheArena
   if (!GetParam().empty()) args.insert(args.end(), {"--ucx-transports", GetParam()});
   auto daemon = StartDaemon(args);
   ASSERT_TRUE(daemon->ok());
-  auto stub = RawStub(daemon->grpc_address());
+  auto rpc = RawStub(daemon->grpc_address());
   const BlockKey key = BlockKey::FromParts(0xA77AC4, 1);
   const auto original = BytesFor(key, 64 << 10);
-  InlinePut(*stub, key, original);
-  const v1::DataPlaneResponse dp = DataPlaneOf(*stub);
+  InlinePut(*rpc, key, original);
+  const v1::DataPlaneResponse dp = DataPlaneOf(*rpc);
   ASSERT_TRUE(dp.ucx_available());
-  const uint64_t at = AddressOf(*stub, key);
+  const uint64_t at = AddressOf(*rpc, key);
   ASSERT_NE(at, 0u);
 
   const std::vector<std::byte> garbage(64 << 10, std::byte{0xEE});
@@ -152,13 +152,13 @@ TEST_P(OneSidedOverTcpTest, CannotOverwriteCommittedBlocksOrWriteOutsideTheArena
   EXPECT_FALSE(RawTcpPut(dp.push_worker_address(), dp.rkey(), at, garbage))
       << "a tcp peer wrote one-sided through the two-sided worker";
 
-  ASSERT_TRUE(Serving(*stub)) << "kvstashd died under one-sided writes from a tcp peer";
-  const auto served = InlineGet(*stub, key);
+  ASSERT_TRUE(Serving(*rpc)) << "kvstashd died under one-sided writes from a tcp peer";
+  const auto served = InlineGet(*rpc, key);
   ASSERT_TRUE(served.has_value());
   EXPECT_EQ(*served, AsString(original)) << "a committed block's bytes changed";
   v1::StatsResponse stats;
   grpc::ClientContext ctx;
-  ASSERT_TRUE(stub->Stats(&ctx, v1::StatsRequest(), &stats).ok());
+  ASSERT_TRUE(rpc->Stats(&ctx, v1::StatsRequest(), &stats).ok());
   EXPECT_EQ(stats.one_sided_transports().find("tcp"), std::string::npos) << stats.one_sided_transports();
 }
 
@@ -174,8 +174,8 @@ INSTANTIATE_TEST_SUITE_P(DaemonTransports, OneSidedOverTcpTest, ::testing::Value
 TEST(PushWorkerFuzzTest, RandomActiveMessagesAreRefusedAndCounted) {
   auto daemon = StartDaemon({"--dram-capacity", "64MiB", "--ucx-transports", "tcp"});
   ASSERT_TRUE(daemon->ok());
-  auto stub = RawStub(daemon->grpc_address());
-  const v1::DataPlaneResponse dp = DataPlaneOf(*stub);
+  auto rpc = RawStub(daemon->grpc_address());
+  const v1::DataPlaneResponse dp = DataPlaneOf(*rpc);
   ASSERT_FALSE(dp.push_worker_address().empty());
 
   transfer::UcxOptions options;
@@ -222,7 +222,7 @@ TEST(PushWorkerFuzzTest, RandomActiveMessagesAreRefusedAndCounted) {
     for (int p = 0; p < 8; ++p) (*worker)->Progress();
   }
   ASSERT_GT(sent, 100);
-  ASSERT_TRUE(Serving(*stub)) << "kvstashd died under random active messages (" << sent << " sent)";
+  ASSERT_TRUE(Serving(*rpc)) << "kvstashd died under random active messages (" << sent << " sent)";
 
   // It still serves the protocol it was attacked through.
   ClientOptions client_options;
@@ -333,18 +333,18 @@ TEST(ReservationTest, HandlesAreRandomAndBoundToTheirConnection) {
 TEST(ReservationTest, RemovedBytesCannotBeReadBackThroughANewReservation) {
   auto daemon = StartDaemon({"--dram-capacity", "64MiB"});
   ASSERT_TRUE(daemon->ok());
-  auto stub = RawStub(daemon->grpc_address());
+  auto rpc = RawStub(daemon->grpc_address());
   const BlockKey secret = BlockKey::FromParts(0x5EC2E7, 1), probe = BlockKey::FromParts(0x5EC2E7, 2);
   const auto secret_bytes = BytesFor(secret, 1 << 20);
   const uint64_t secret_sum = BlockChecksum(secret_bytes.data(), secret_bytes.size());
-  InlinePut(*stub, secret, secret_bytes);
-  const uint64_t secret_at = AddressOf(*stub, secret);
+  InlinePut(*rpc, secret, secret_bytes);
+  const uint64_t secret_at = AddressOf(*rpc, secret);
   {
     v1::RemoveRequest remove;
     remove.add_keys(std::string(secret.AsBytes()));
     v1::RemoveResponse removed;
     grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->Remove(&ctx, remove, &removed).ok());
+    ASSERT_TRUE(rpc->Remove(&ctx, remove, &removed).ok());
   }
   v1::PutBeginRequest begin;
   auto* item = begin.add_items();
@@ -353,7 +353,7 @@ TEST(ReservationTest, RemovedBytesCannotBeReadBackThroughANewReservation) {
   v1::PutBeginResponse begun;
   {
     grpc::ClientContext ctx;
-    ASSERT_TRUE(stub->PutBegin(&ctx, begin, &begun).ok());
+    ASSERT_TRUE(rpc->PutBegin(&ctx, begin, &begun).ok());
   }
   ASSERT_EQ(begun.results(0).outcome(), v1::PutBeginResult::RESERVED);
   ASSERT_EQ(begun.results(0).remote_addr(), secret_at) << "the test needs the removed block's region again";
@@ -365,7 +365,7 @@ TEST(ReservationTest, RemovedBytesCannotBeReadBackThroughANewReservation) {
     c->set_checksum(checksum);
     v1::PutCommitResponse none;
     grpc::ClientContext ctx;
-    return stub->PutCommit(&ctx, commit, &none);
+    return rpc->PutCommit(&ctx, commit, &none);
   };
   const std::vector<std::byte> zeros(secret_bytes.size());
   const uint64_t zeros_sum = BlockChecksum(zeros.data(), zeros.size());
@@ -377,7 +377,7 @@ TEST(ReservationTest, RemovedBytesCannotBeReadBackThroughANewReservation) {
       << "the refusal revealed what the region hashes to: " << wrong.error_message();
   const grpc::Status replay = commit_with(secret_sum);
   EXPECT_EQ(replay.error_code(), grpc::StatusCode::DATA_LOSS) << "a commit of unwritten bytes matched the removed block";
-  const auto served = InlineGet(*stub, probe);
+  const auto served = InlineGet(*rpc, probe);
   EXPECT_TRUE(!served.has_value() || *served != AsString(secret_bytes)) << "removed bytes were served under a new key";
 }
 
@@ -387,12 +387,12 @@ TEST(ReservationTest, RemovedBytesCannotBeReadBackThroughANewReservation) {
 TEST(VerifyBeforeSendTest, AlteredBlockIsNeitherSentInlineNorTwoSided) {
   auto daemon = StartDaemon({"--dram-capacity", "64MiB", "--ucx-transports", "tcp,posix,sysv,cma"});
   ASSERT_TRUE(daemon->ok());
-  auto stub = RawStub(daemon->grpc_address());
+  auto rpc = RawStub(daemon->grpc_address());
   const BlockKey inline_key = BlockKey::FromParts(0xC022, 1), pushed_key = BlockKey::FromParts(0xC022, 2);
   const auto inline_bytes = BytesFor(inline_key, 64 << 10), pushed_bytes = BytesFor(pushed_key, 64 << 10);
-  InlinePut(*stub, inline_key, inline_bytes);
-  InlinePut(*stub, pushed_key, pushed_bytes);
-  const v1::DataPlaneResponse dp = DataPlaneOf(*stub);
+  InlinePut(*rpc, inline_key, inline_bytes);
+  InlinePut(*rpc, pushed_key, pushed_bytes);
+  const v1::DataPlaneResponse dp = DataPlaneOf(*rpc);
 
   // The same-host peer's write, through the one-sided protocol over shared memory.
   transfer::TransferEngineOptions engine_options;
@@ -402,12 +402,12 @@ TEST(VerifyBeforeSendTest, AlteredBlockIsNeitherSentInlineNorTwoSided) {
   const transfer::RemoteTarget target{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes()};
   std::vector<std::byte> flipped(16, std::byte{0x01});
   for (const BlockKey& k : {inline_key, pushed_key}) {
-    transfer::TransferOp op{transfer::OpKind::kPut, flipped.data(), flipped.size(), AddressOf(*stub, k) + 100, {}};
+    transfer::TransferOp op{transfer::OpKind::kPut, flipped.data(), flipped.size(), AddressOf(*rpc, k) + 100, {}};
     ASSERT_TRUE((*engine)->Run(target, std::span(&op, 1)).ok());
     ASSERT_TRUE(op.status.ok()) << op.status.ToString();
   }
 
-  EXPECT_FALSE(InlineGet(*stub, inline_key).has_value()) << "an altered block was sent inline";
+  EXPECT_FALSE(InlineGet(*rpc, inline_key).has_value()) << "an altered block was sent inline";
   // A two-sided reader that does not verify (checksums off) would take whatever comes.
   ClientOptions options;
   options.address = daemon->grpc_address();
