@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <random>
 #include <unordered_set>
 
 #include "common/checksum.h"
