@@ -3,6 +3,7 @@
 
 #include "node/commands.h"
 #include "node/logits_cmd.h"
+#include "node/serve_cmd.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"kvstash-node: the inference-node runtime of kvstash", "kvstash-node"};
@@ -10,6 +11,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   kvstash::node::RegisterMakeModelCommand(app, &exit_code);
   kvstash::node::AddLogitsCommand(app, exit_code);
+  kvstash::node::AddServeCommand(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
