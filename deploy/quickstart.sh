@@ -17,12 +17,13 @@ step "dependencies"
 ./deploy/install-deps.sh
 
 step "build (Release into $build_dir)"
-./deploy/build.sh Release "$build_dir" kvstashd kvstash kvstash-demo
+./deploy/build.sh Release "$build_dir" kvstashd kvstash kvstash-demo kvstash-node
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kvstash-quickstart.XXXXXX")
 daemon_log="$work/kvstashd.log"
 daemon_pid=""
 drain_pid=""
+node_pids=()
 
 cleanup() {
   local rc=$?
@@ -30,6 +31,10 @@ cleanup() {
     kill -KILL "$daemon_pid" 2>/dev/null || true
     wait "$daemon_pid" 2>/dev/null || true
   fi
+  for pid in "${node_pids[@]}"; do
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   if [[ -n "$drain_pid" ]]; then
     kill "$drain_pid" 2>/dev/null || true
     wait "$drain_pid" 2>/dev/null || true
@@ -86,6 +91,48 @@ step "curl -s http://$metrics_addr/metrics | head"
 metrics=$(curl -fsS "http://$metrics_addr/metrics")
 head -n 10 <<<"$metrics"
 
+step "serve a model: a tiny seeded Llama, two kvstash-node processes on this daemon"
+cat >"$work/tiny.json" <<'JSON'
+{"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "intermediate_size": 128, "vocab_size": 97, "max_position_embeddings": 1024, "torch_dtype": "float32"}
+JSON
+"$build_dir/node/kvstash-node" make-model --config "$work/tiny.json" --seed 1 --out "$work/model"
+# Starts a node and sets node_http / node_metrics from its ready line.
+start_node() {
+  local name=$1 fifo="$work/$1.ready" line
+  mkfifo "$fifo"
+  "$build_dir/node/kvstash-node" serve --model "$work/model" --engine cpu --store "$grpc_addr" \
+    --block-tokens 32 --http-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    >"$fifo" 2>"$work/$name.log" &
+  node_pids+=($!)
+  if ! read -r -t 60 line <"$fifo"; then
+    echo "quickstart: kvstash-node $name did not print its ready line" >&2
+    exit 1
+  fi
+  [[ "$line" =~ ^kvstash-node\ ready\ http=([^ ]+)\ metrics=([^ ]+)$ ]] || { echo "bad ready line: $line" >&2; exit 1; }
+  node_http=${BASH_REMATCH[1]}
+  node_metrics=${BASH_REMATCH[2]}
+  echo "$name: $line"
+}
+start_node a
+a_http=$node_http a_metrics=$node_metrics
+start_node b
+b_http=$node_http
+body="{\"prompt\": [$(seq -s, 3 102 | awk -F, '{for(i=1;i<=NF;i++) printf "%s%d", (i>1?",":""), $i % 97}')], \"max_tokens\": 8, \"temperature\": 0}"
+usage() { /usr/bin/python3 -c 'import json,sys; r=json.load(sys.stdin); u=r["usage"]; k=u["kvstash"]; print("tokens", r["choices"][0]["token_ids"], "| prompt", u["prompt_tokens"], "cached", u["prompt_tokens_details"]["cached_tokens"], "(store", k["cached_tokens_store"], "local", k["cached_tokens_local"], ") computed", k["computed_tokens"])'; }
+echo "node a: $(curl -fsS -H 'Content-Type: application/json' -d "$body" "http://$a_http/v1/completions" | usage)"
+# Node a stores its blocks in the background: wait until its metrics show them stored.
+for _ in $(seq 1 100); do
+  stored=$(curl -fsS "http://$a_metrics/metrics" | awk '/^kvstash_node_kv_bytes_total\{direction="stored"\}/ {print $2}')
+  [[ -n "$stored" && "$stored" != "0" ]] && break
+  sleep 0.1
+done
+answer_b=$(curl -fsS -H 'Content-Type: application/json' -d "$body" "http://$b_http/v1/completions" | usage)
+echo "node b: $answer_b"
+[[ "$answer_b" == *"store 96"* ]] || { echo "quickstart: node b did not take the prefix from the store" >&2; exit 1; }
+for pid in "${node_pids[@]}"; do kill -TERM "$pid"; wait "$pid"; done
+node_pids=()
+
 step "stop kvstashd (SIGTERM)"
 kill -TERM "$daemon_pid"
 if ! timeout 30 tail --pid="$daemon_pid" -f /dev/null; then
@@ -103,5 +150,5 @@ wait "$drain_pid" 2>/dev/null || true
 drain_pid=""
 echo "kvstashd stopped cleanly"
 
-printf '\nquickstart: OK. Run a daemon yourself with:\n'
+printf '\nquickstart: OK. Serve a model yourself: README.md, "Serve a model". Run a daemon with:\n'
 printf '  %s/server/kvstashd --config deploy/kvstashd.toml\n' "$build_dir"

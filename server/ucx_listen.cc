@@ -116,8 +116,13 @@ std::string DescribeInterfaces(const std::vector<InterfaceAddress>& addresses) {
   for (const InterfaceAddress& a : addresses) {
     auto same = [&](const std::string& entry) { return entry.rfind(a.interface + " ", 0) == 0; };
     auto found = std::find_if(interfaces.begin(), interfaces.end(), same);
-    if (found == interfaces.end()) interfaces.push_back(a.interface + " " + ToText(a.ip));
-    else *found += " " + ToText(a.ip);
+    if (found == interfaces.end()) {
+      interfaces.push_back(a.interface + " " + ToText(a.ip));
+    } else {
+      // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive) on " " + string&&.
+      found->append(" ");
+      found->append(ToText(a.ip));
+    }
   }
   return interfaces.empty() ? "none" : Join(interfaces, ", ");
 }
