@@ -17,6 +17,7 @@
 #include "node/kv_block_store.h"
 #include "node/kv_pages.h"
 #include "node/random_model.h"
+#include "tests/support/tiny_model.h"
 #include "node/runtime.h"
 #include "tests/support/daemon_process.h"
 
@@ -28,16 +29,10 @@ constexpr uint32_t kPageTokens = 16, kBlockTokens = 32;
 class NodePrefixTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kvstash_node_prefix_" + std::to_string(::getpid()));
-    config_.hidden_size = 64;
-    config_.num_hidden_layers = 2;
-    config_.num_attention_heads = 4;
-    config_.num_key_value_heads = 2;
-    config_.intermediate_size = 128;
-    config_.vocab_size = 97;
-    config_.max_position_embeddings = 512;
-    ASSERT_TRUE(MakeRandomModel(config_, 9, dir_).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
+    config_ = testing::TinyLlamaConfig(512);
+    model_ = std::make_unique<testing::TinyModelDir>(config_, 9, "node_prefix");
+    ASSERT_TRUE(model_->status().ok()) << model_->status().ToString();
+    auto checkpoint = Checkpoint::Open(model_->path());
     ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
     checkpoint_ = std::move(*checkpoint);
     auto engine = CpuEngine::Load(*checkpoint_, {2});
@@ -61,7 +56,6 @@ class NodePrefixTest : public ::testing::Test {
     ASSERT_TRUE(client.ok()) << client.status().ToString();
     client_ = std::move(*client);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // The logits of positions [from, 100) computed in `pool` after the first `from` tokens' KV is
   // already in `table`'s pages.
@@ -97,7 +91,7 @@ class NodePrefixTest : public ::testing::Test {
     return {fetched, logits};
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::TinyModelDir> model_;
   ModelConfig config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   std::unique_ptr<CpuEngine> engine_;

@@ -9,6 +9,7 @@
 #include "node/cpu_engine.h"
 #include "node/kv_pages.h"
 #include "node/random_model.h"
+#include "tests/support/tiny_model.h"
 
 namespace kvstash::node {
 namespace {
@@ -16,22 +17,15 @@ namespace {
 class CpuEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kvstash_node_engine_" + std::to_string(::getpid()));
-    config_.hidden_size = 64;
-    config_.num_hidden_layers = 2;
-    config_.num_attention_heads = 4;
-    config_.num_key_value_heads = 2;
-    config_.intermediate_size = 128;
-    config_.vocab_size = 97;
-    config_.max_position_embeddings = 256;
-    ASSERT_TRUE(MakeRandomModel(config_, 5, dir_).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
+    config_ = testing::TinyLlamaConfig(256);
+    model_ = std::make_unique<testing::TinyModelDir>(config_, 5, "node_engine");
+    ASSERT_TRUE(model_->status().ok()) << model_->status().ToString();
+    auto checkpoint = Checkpoint::Open(model_->path());
     ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
     checkpoint_ = std::move(*checkpoint);
     std::mt19937_64 rng(3);
     for (int i = 0; i < 70; ++i) prompt_.push_back(static_cast<uint32_t>(rng() % config_.vocab_size));
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<CpuEngine> Engine(size_t threads) {
     auto engine = CpuEngine::Load(*checkpoint_, {threads});
@@ -53,7 +47,7 @@ class CpuEngineTest : public ::testing::Test {
     return all;
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::TinyModelDir> model_;
   ModelConfig config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   std::vector<uint32_t> prompt_;

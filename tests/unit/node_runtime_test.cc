@@ -9,6 +9,7 @@
 #include "node/checkpoint.h"
 #include "node/cpu_engine.h"
 #include "node/random_model.h"
+#include "tests/support/tiny_model.h"
 #include "node/runtime.h"
 
 namespace kvstash::node {
@@ -17,20 +18,13 @@ namespace {
 class NodeRuntimeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() / ("kvstash_node_runtime_" + std::to_string(::getpid()));
-    config_.hidden_size = 64;
-    config_.num_hidden_layers = 2;
-    config_.num_attention_heads = 4;
-    config_.num_key_value_heads = 2;
-    config_.intermediate_size = 128;
-    config_.vocab_size = 97;
-    config_.max_position_embeddings = 512;
-    ASSERT_TRUE(MakeRandomModel(config_, 21, dir_).ok());
-    auto checkpoint = Checkpoint::Open(dir_);
+    config_ = testing::TinyLlamaConfig(512);
+    model_ = std::make_unique<testing::TinyModelDir>(config_, 21, "node_runtime");
+    ASSERT_TRUE(model_->status().ok()) << model_->status().ToString();
+    auto checkpoint = Checkpoint::Open(model_->path());
     ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
     checkpoint_ = std::move(*checkpoint);
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
 
   std::unique_ptr<NodeRuntime> Start(NodeOptions options = {}) {
     auto engine = CpuEngine::Load(*checkpoint_, {2});
@@ -49,7 +43,7 @@ class NodeRuntimeTest : public ::testing::Test {
     return out;
   }
 
-  std::filesystem::path dir_;
+  std::unique_ptr<testing::TinyModelDir> model_;
   ModelConfig config_;
   std::unique_ptr<Checkpoint> checkpoint_;
 };
