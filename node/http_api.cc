@@ -206,6 +206,8 @@ struct HttpApi::Impl {
     size_t prompt_tokens = 0;
     uint32_t max_tokens = 0;
     std::vector<uint32_t> stop_tokens;
+    // Set when the client goes away mid-stream: the runtime ends the sequence at its next step.
+    std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     std::mutex mu;
     std::condition_variable cv;
     std::deque<uint32_t> pending;  // guarded by mu
@@ -291,6 +293,7 @@ void HttpApi::Impl::StartStream(ParsedCompletion parsed, std::shared_ptr<InFligh
     }
     s->cv.notify_one();
   };
+  parsed.request.cancel = s->cancel;
   auto submitted = runtime.Submit(std::move(parsed.request), Timed(push));
   if (!submitted.ok()) return Refuse(res, submitted.status());
   s->done = std::move(*submitted);
@@ -324,7 +327,10 @@ bool HttpApi::Impl::StreamStep(Stream& s, httplib::DataSink& sink) {
     chunk["choices"] = json::array(
         {{{"index", 0}, {"text", ""}, {"token_ids", {token}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
     const std::string event = SseEvent(chunk);
-    if (!sink.write(event.data(), event.size())) return false;
+    if (!sink.write(event.data(), event.size())) {
+      s.cancel->store(true, std::memory_order_release);  // nobody reads the rest: stop computing it
+      return false;
+    }
     ++s.sent;
     s.last_sent = token;
   }

@@ -24,6 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
 
+Status CancelledStatus() { return Status(StatusCode::kCancelled, "the request was cancelled (its client went away)"); }
+
 }  // namespace
 
 // One request from admission to its last token.
@@ -40,6 +42,8 @@ struct Sequence {
   size_t computed_to = 0;           // prompt tokens whose KV is in the pages
   std::vector<uint32_t> generated;
   CompletionResult result;
+
+  bool cancelled() const { return request.cancel && request.cancel->load(std::memory_order_acquire); }
 };
 
 struct NodeRuntime::Impl {
@@ -207,6 +211,15 @@ void NodeRuntime::Impl::StepLoop() {
     }
     const auto step_start = Clock::now();
     Admit();
+    for (auto it = prefilling.begin(); it != prefilling.end();) {
+      if (!(*it)->cancelled()) {
+        ++it;
+        continue;
+      }
+      std::unique_ptr<Sequence> gone = std::move(*it);
+      it = prefilling.erase(it);
+      Finish(std::move(gone), CancelledStatus());
+    }
     if (!prefilling.empty()) PrefillChunk(*prefilling.front());
     if (!prefilling.empty() && prefilling.front()->computed_to == prefilling.front()->request.prompt.size()) {
       decoding.push_back(std::move(prefilling.front()));
@@ -230,6 +243,10 @@ void NodeRuntime::Impl::Admit() {
       waiting.pop_front();
       stats.waiting = waiting.size();
       ++in_flight;
+    }
+    if (s->cancelled()) {
+      Finish(std::move(s), CancelledStatus());
+      continue;
     }
     if (!Place(*s)) {
       // No room while others run: back to the head of the queue until pages free up.
@@ -311,6 +328,12 @@ void NodeRuntime::Impl::Emit(Sequence& s, std::vector<float>& logits) {
 void NodeRuntime::Impl::DecodeStep() {
   for (auto it = decoding.begin(); it != decoding.end();) {
     Sequence& s = **it;
+    if (s.cancelled()) {
+      std::unique_ptr<Sequence> gone = std::move(*it);
+      it = decoding.erase(it);
+      Finish(std::move(gone), CancelledStatus());
+      continue;
+    }
     const auto& stops = s.request.sampling.stop_tokens;
     const bool stopped = !s.generated.empty() && std::find(stops.begin(), stops.end(), s.generated.back()) != stops.end();
     if (stopped || s.generated.size() >= s.request.sampling.max_tokens) {
@@ -381,6 +404,8 @@ void NodeRuntime::Impl::Finish(std::unique_ptr<Sequence> s, Status status) {
       stats.prompt_tokens_local += s->result.prompt.local;
       stats.prompt_tokens_store += s->result.prompt.store;
       stats.prompt_tokens_computed += s->result.prompt.computed;
+    } else if (status.code() == StatusCode::kCancelled) {
+      ++stats.requests_cancelled;
     } else {
       ++stats.requests_failed;
     }

@@ -19,6 +19,7 @@
 // the runtime's step thread and must be quick.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <future>
@@ -47,6 +48,10 @@ struct NodeOptions {
 struct CompletionRequest {
   std::vector<uint32_t> prompt;  // token ids, 1..context
   SamplingParams sampling;
+  // Optional. Set it (from any thread) to end the sequence before its next step — its client went
+  // away: the result is CANCELLED, its pages go back to the pool, nothing it computed is lost
+  // (blocks already queued for the store are still stored).
+  std::shared_ptr<std::atomic<bool>> cancel;
 };
 
 // Where each prompt token's KV came from.
@@ -65,7 +70,7 @@ struct CompletionResult {
 };
 
 struct RuntimeStats {
-  uint64_t requests_done = 0, requests_failed = 0;
+  uint64_t requests_done = 0, requests_failed = 0, requests_cancelled = 0;
   uint64_t prompt_tokens_local = 0, prompt_tokens_store = 0, prompt_tokens_computed = 0;
   uint64_t kv_bytes_fetched = 0, kv_bytes_stored = 0;
   uint64_t blocks_rejected = 0;    // fetched but not used (missing, corrupt, wrong size)

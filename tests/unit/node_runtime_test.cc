@@ -134,6 +134,37 @@ TEST_F(NodeRuntimeTest, EosStopsASequence) {
   EXPECT_EQ(stopped->tokens, std::vector<uint32_t>(free_run->tokens.begin(), first_stop + 1));
 }
 
+// A client that goes away: its sequence ends at the next step, its pages return to the pool, and the
+// runtime goes on serving the others.
+TEST_F(NodeRuntimeTest, CancelledSequenceEndsAndGivesItsPagesBack) {
+  auto runtime = Start();
+  CompletionRequest r;
+  r.prompt = Prompt(11, 50);
+  r.sampling.max_tokens = 300;
+  r.cancel = std::make_shared<std::atomic<bool>>(false);
+  size_t seen = 0;
+  auto submitted = runtime->Submit(r, [&](uint32_t) {
+    if (++seen == 3) r.cancel->store(true);
+  });
+  ASSERT_TRUE(submitted.ok());
+  auto done = submitted->get();
+  EXPECT_EQ(done.status().code(), StatusCode::kCancelled);
+  EXPECT_EQ(seen, 3u) << "the sequence ran on after it was cancelled";
+  // Cancelled before it was ever admitted.
+  CompletionRequest early = r;
+  early.cancel = std::make_shared<std::atomic<bool>>(true);
+  EXPECT_EQ(runtime->Complete(early).status().code(), StatusCode::kCancelled);
+  // Nothing of either is left, and others are served as before.
+  CompletionRequest other;
+  other.prompt = Prompt(12, 20);
+  other.sampling.max_tokens = 4;
+  EXPECT_TRUE(runtime->Complete(other).ok());
+  const auto stats = runtime->Stats();
+  EXPECT_EQ(stats.requests_cancelled, 2u);
+  EXPECT_EQ(stats.requests_done, 1u);
+  EXPECT_EQ(stats.pool_free_pages, stats.pool_pages);  // no full block was kept: 20 tokens < one block
+}
+
 TEST_F(NodeRuntimeTest, BadRequestsAreRefusedAndNothingIsQueued) {
   auto runtime = Start();
   auto refused = [&](CompletionRequest r) { return runtime->Submit(std::move(r)).status().code(); };
