@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/tiny_model.h"
 #include "node/checkpoint.h"
 #include "node/float16.h"
 #include "node/llama_tensors.h"
@@ -61,14 +62,7 @@ TensorData MakeTensor(const std::string& name, DType dtype, std::vector<uint64_t
 }
 
 ModelConfig GqaConfig(DType dtype) {
-  ModelConfig c;
-  c.hidden_size = 64;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.intermediate_size = 128;
-  c.vocab_size = 97;
-  c.max_position_embeddings = 256;
+  ModelConfig c = testing::TinyLlamaConfig(256);
   c.torch_dtype = dtype;
   return c;
 }
