@@ -1,0 +1,57 @@
+#!/bin/bash
+# Device cycle for the cuda engine (issue 14). Carry build-gpu/nodecarry (tests/device/make_nodecarry.sh).
+#   STEPS="test check prefix serve bench" (default: all), BENCH_PROMPTS, BENCH_HITS, BENCH_ARGS.
+# Logs go to $OUT; the bench's tables are printed last.
+D=$(cd "${NODECARRY:-build-gpu/nodecarry}" && pwd)
+R=$(pwd)
+STEPS=${STEPS:-"test check prefix serve bench"}
+OUT=${OUT:-/tmp/out}; mkdir -p $OUT
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+# Use the device's libstdc++ unless it is older than Debian 12's (GLIBCXX_3.4.30).
+if ! strings $(ldconfig -p | awk '/libstdc\+\+\.so\.6 /{print $NF; exit}') 2>/dev/null | grep -q GLIBCXX_3.4.30; then
+  echo "device libstdc++ too old: using the carried one"; EXTRA=$D/libstd:
+fi
+# cuBLAS and cudart 13 from the image (the CUDA toolkit, else the pip wheels beside torch).
+CULIBS=""
+for dir in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $(python3 - <<'PY' 2>/dev/null
+import glob, site
+for s in site.getsitepackages():
+    for d in glob.glob(s + '/nvidia/*/lib'): print(d)
+PY
+); do
+  ls $dir/libcublas.so.13 >/dev/null 2>&1 && CULIBS=$CULIBS:$dir
+  ls $dir/libcudart.so.13 >/dev/null 2>&1 && CULIBS=$CULIBS:$dir
+done
+echo "CUDA libraries from: $CULIBS"
+export LD_LIBRARY_PATH=${EXTRA}$D/lib${CULIBS}:$LD_LIBRARY_PATH UCX_MODULE_DIR=$D/ucx
+ldd $D/bin/kvstash-node-cuda-check | grep -E "not found|cublas|cudart"
+W=/tmp/nodework; mkdir -p $W
+case " $STEPS " in *" test "*)
+  echo "== node_cuda_engine_test"
+  timeout 300 $D/bin/node_cuda_engine_test 2>&1 | tee $OUT/node_cuda_engine_test.log | grep -E "^\[  |Failure|Expected|Which is|relative error|Skipped" | head -40
+esac
+case " $STEPS " in *" check "*)
+  echo "== logits vs transformers"
+  PYTHONUNBUFFERED=1 timeout 300 python3 $R/tests/device/node_cuda_check.py $D/bin $W 2>&1 | grep -vE "Warning|warn|^\s*$" | tee $OUT/node_cuda_check.log | tail -12
+esac
+case " $STEPS " in *" prefix "*)
+  echo "== cached-prefix replay (1B-shaped, 4 layers)"
+  cat > $W/mid.json <<'JSON'
+{"hidden_size": 2048, "num_hidden_layers": 4, "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192,
+ "vocab_size": 32000, "max_position_embeddings": 8192, "torch_dtype": "bfloat16", "rope_theta": 500000.0}
+JSON
+  $D/bin/kvstash-node make-model --config $W/mid.json --seed 3 --out $W/mid > /dev/null
+  TOK=$(python3 -c 'import random; r=random.Random(1); print(",".join(str(r.randrange(32000)) for _ in range(3000)))')
+  timeout 120 $D/bin/kvstash-node-cuda-check --model $W/mid --tokens $TOK --chunk 1024 --prefix-tokens 2048 --greedy 32 2>&1 | tee $OUT/prefix.log | tail -4
+esac
+case " $STEPS " in *" serve "*)
+  echo "== kvstash-node serve --engine cuda: two nodes on one kvstashd"
+  bash $R/tests/device/node_serve_cuda.sh $D $W 2>&1 | tee $OUT/serve.log | tail -8
+esac
+case " $STEPS " in *" bench "*)
+  echo "== kvstash-bench-node --engine cuda"
+  timeout ${BENCH_TIMEOUT:-420} $D/bin/kvstash-bench-node --engine cuda --kvstashd $D/bin/kvstashd --hidden 2048 --layers 16 \
+    --heads 32 --kv-heads 8 --intermediate 8192 --vocab 32000 --dram-capacity 8GiB --check-tokens 8 \
+    --prompt-tokens ${BENCH_PROMPTS:-1024,2048,4096,8192,16384,32768} --hit-percent ${BENCH_HITS:-0,50,90} ${BENCH_ARGS:-} \
+    2>&1 | tee $OUT/bench.log
+esac
