@@ -16,6 +16,7 @@ PACKAGES=(
   etcd-server etcd-client python3-yaml iproute2  # cluster membership and its tests (etcd, netns, manifests)
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
+  libsentencepiece-dev sentencepiece  # kvstash-node text prompts (tokenizer.model); spm_train makes test tokenizers
   python3 curl
 )
 

@@ -97,19 +97,19 @@ cat >"$work/tiny.json" <<'JSON'
  "intermediate_size": 128, "vocab_size": 97, "max_position_embeddings": 1024, "torch_dtype": "float32"}
 JSON
 "$build_dir/node/kvstash-node" make-model --config "$work/tiny.json" --seed 1 --out "$work/model"
-# Starts a node and sets node_http / node_metrics from its ready line.
+# Starts a node and sets node_http / node_metrics from its ready line (its gRPC address is not used here).
 start_node() {
   local name=$1 fifo="$work/$1.ready" line
   mkfifo "$fifo"
   "$build_dir/node/kvstash-node" serve --model "$work/model" --engine cpu --store "$grpc_addr" \
-    --block-tokens 32 --http-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
+    --block-tokens 32 --listen 127.0.0.1:0 --http-listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 \
     >"$fifo" 2>"$work/$name.log" &
   node_pids+=($!)
   if ! read -r -t 60 line <"$fifo"; then
     echo "quickstart: kvstash-node $name did not print its ready line" >&2
     exit 1
   fi
-  [[ "$line" =~ ^kvstash-node\ ready\ http=([^ ]+)\ metrics=([^ ]+)$ ]] || { echo "bad ready line: $line" >&2; exit 1; }
+  [[ "$line" =~ ^kvstash-node\ ready\ grpc=[^\ ]+\ http=([^ ]+)\ metrics=([^ ]+)$ ]] || { echo "bad ready line: $line" >&2; exit 1; }
   node_http=${BASH_REMATCH[1]}
   node_metrics=${BASH_REMATCH[2]}
   echo "$name: $line"

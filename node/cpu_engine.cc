@@ -148,6 +148,11 @@ Status CpuEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std:
     return InvalidArgument("positions up to " + std::to_string(start + n) + " exceed the context of " +
                            std::to_string(c.max_position_embeddings));
   }
+  const KvGeometry want = kv_geometry();
+  if (!pool.host_accessible() || pool.geometry().element_bytes != 4 || pool.geometry().layers != want.layers ||
+      pool.geometry().kv_heads != want.kv_heads || pool.geometry().head_dim != want.head_dim) {
+    return InvalidArgument("the pool's pages are not this model's fp32 KV in host memory");
+  }
   if (static_cast<uint64_t>(page_table.size()) * pool.page_tokens() < start + n) {
     return InvalidArgument("the page table covers " + std::to_string(page_table.size() * pool.page_tokens()) +
                            " tokens; the step needs " + std::to_string(start + n));

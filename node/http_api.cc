@@ -76,15 +76,18 @@ Result<std::vector<uint32_t>> ReadTokenIds(const json& v, const std::string& wha
   return ids;
 }
 
-Result<std::vector<uint32_t>> ReadPrompt(const json& body, bool has_tokenizer) {
+Result<std::vector<uint32_t>> ReadPrompt(const json& body, const Tokenizer* tokenizer) {
   const json* v = Field(body, "prompt");
-  if (v == nullptr) return InvalidArgument("prompt is required: an array of token ids");
+  if (v == nullptr) return InvalidArgument("prompt is required: text or an array of token ids");
   if (v->is_string()) {
-    return InvalidArgument(has_tokenizer
-                               ? "text prompts are not supported yet (SentencePiece is not wired into kvstash-node): "
-                                 "send the prompt as an array of token ids"
-                               : "this model has no tokenizer (tokenizer.model): send the prompt as an array of token "
-                                 "ids");
+    if (tokenizer == nullptr) {
+      return InvalidArgument("this model has no tokenizer (tokenizer.model): send the prompt as an array of token ids");
+    }
+    const std::string& text = v->get_ref<const std::string&>();
+    if (text.empty()) return InvalidArgument("prompt is an empty string");
+    Result<std::vector<uint32_t>> ids = tokenizer->Encode(text);
+    if (!ids.ok()) return InvalidArgument("prompt: " + ids.status().message());
+    return ids;
   }
   return ReadTokenIds(*v, "prompt");
 }
@@ -97,18 +100,18 @@ Status CheckUnsupported(const json& body) {
   KVSTASH_ASSIGN_OR_RETURN(bool echo, ReadBool(body, "echo", false));
   if (echo) return InvalidArgument("echo is not supported");
   if (const json* stop = Field(body, "stop"); stop != nullptr && !stop->empty() && *stop != "") {
-    return InvalidArgument("stop strings need a tokenizer: use stop_token_ids");
+    return InvalidArgument("stop strings are not supported: use stop_token_ids");
   }
   return Status::Ok();
 }
 
-Result<ParsedCompletion> ParseCompletion(const std::string& text, bool has_tokenizer) {
+Result<ParsedCompletion> ParseCompletion(const std::string& text, const Tokenizer* tokenizer) {
   const json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return InvalidArgument("the body is not valid JSON");
   if (!body.is_object()) return InvalidArgument("the body must be a JSON object");
   KVSTASH_RETURN_IF_ERROR(CheckUnsupported(body));
   ParsedCompletion out;
-  KVSTASH_ASSIGN_OR_RETURN(out.request.prompt, ReadPrompt(body, has_tokenizer));
+  KVSTASH_ASSIGN_OR_RETURN(out.request.prompt, ReadPrompt(body, tokenizer));
   SamplingParams& s = out.request.sampling;
   KVSTASH_ASSIGN_OR_RETURN(uint64_t max_tokens,
                            ReadUnsigned(body, "max_tokens", s.max_tokens, std::numeric_limits<uint32_t>::max()));
@@ -120,6 +123,11 @@ Result<ParsedCompletion> ParseCompletion(const std::string& text, bool has_token
     KVSTASH_ASSIGN_OR_RETURN(s.stop_tokens, ReadTokenIds(*stops, "stop_token_ids"));
   }
   KVSTASH_ASSIGN_OR_RETURN(out.stream, ReadBool(body, "stream", false));
+  // kvstash's extension: the conductor's request id (its Route's), so the TTFT is reported back.
+  if (Field(body, "kvstash_request_id") != nullptr) {
+    KVSTASH_ASSIGN_OR_RETURN(out.request.request_id,
+                             ReadUnsigned(body, "kvstash_request_id", 0, std::numeric_limits<uint64_t>::max()));
+  }
   return out;
 }
 
@@ -206,6 +214,7 @@ struct HttpApi::Impl {
     size_t prompt_tokens = 0;
     uint32_t max_tokens = 0;
     std::vector<uint32_t> stop_tokens;
+    std::optional<IncrementalDecoder> decoder;  // with a tokenizer: each chunk's text
     // Set when the client goes away mid-stream: the runtime ends the sequence at its next step.
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
     std::mutex mu;
@@ -254,7 +263,7 @@ struct HttpApi::Impl {
 void HttpApi::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res) {
   auto in_flight = std::make_shared<InFlight>(*this);  // before the drain check: WaitIdle sees this one
   if (draining.load()) return Refuse(res, Unavailable("the node is draining: no new requests"));
-  Result<ParsedCompletion> parsed = ParseCompletion(req.body, options.has_tokenizer);
+  Result<ParsedCompletion> parsed = ParseCompletion(req.body, options.tokenizer);
   if (!parsed.ok()) return Refuse(res, parsed.status());
   if (parsed->stream) return StartStream(std::move(*parsed), std::move(in_flight), res);
   Complete(std::move(*parsed), res);
@@ -262,14 +271,21 @@ void HttpApi::Impl::HandleCompletion(const httplib::Request& req, httplib::Respo
 
 void HttpApi::Impl::Complete(ParsedCompletion parsed, httplib::Response& res) {
   const size_t prompt_tokens = parsed.request.prompt.size();
+  std::optional<IncrementalDecoder> decoder;
+  if (options.tokenizer != nullptr) decoder.emplace(*options.tokenizer, parsed.request.prompt);
   auto submitted = runtime.Submit(std::move(parsed.request), Timed({}));
   if (!submitted.ok()) return Refuse(res, submitted.status());
   const Result<CompletionResult> result = submitted->get();
   Finished(result);
   if (!result.ok()) return ReplyError(res, result.status());
+  // The same text a stream would carry, piece by piece.
+  if (decoder) {
+    for (uint32_t token : result->tokens) decoder->Push(token);
+    decoder->Finish();
+  }
   json body = Head();
   body["choices"] = json::array({{{"index", 0},
-                                  {"text", ""},
+                                  {"text", decoder ? decoder->text() : std::string()},
                                   {"token_ids", result->tokens},
                                   {"logprobs", nullptr},
                                   {"finish_reason", result->finish_reason}}});
@@ -285,6 +301,7 @@ void HttpApi::Impl::StartStream(ParsedCompletion parsed, std::shared_ptr<InFligh
   s->prompt_tokens = parsed.request.prompt.size();
   s->max_tokens = parsed.request.sampling.max_tokens;
   s->stop_tokens = parsed.request.sampling.stop_tokens;
+  if (options.tokenizer != nullptr) s->decoder.emplace(*options.tokenizer, parsed.request.prompt);
   // The callback keeps the queue alive while the runtime holds it, even after a client left.
   auto push = [s](uint32_t token) {
     {
@@ -325,7 +342,11 @@ bool HttpApi::Impl::StreamStep(Stream& s, httplib::DataSink& sink) {
   for (uint32_t token : tokens) {
     json chunk = s.head;
     chunk["choices"] = json::array(
-        {{{"index", 0}, {"text", ""}, {"token_ids", {token}}, {"logprobs", nullptr}, {"finish_reason", nullptr}}});
+        {{{"index", 0},
+          {"text", s.decoder ? s.decoder->Push(token) : std::string()},
+          {"token_ids", {token}},
+          {"logprobs", nullptr},
+          {"finish_reason", nullptr}}});
     const std::string event = SseEvent(chunk);
     if (!sink.write(event.data(), event.size())) {
       s.cancel->store(true, std::memory_order_release);  // nobody reads the rest: stop computing it
@@ -346,8 +367,14 @@ bool HttpApi::Impl::StreamEnd(Stream& s, httplib::DataSink& sink) {
     // Tokens the callback had not delivered (none in practice) go with the last chunk.
     std::vector<uint32_t> rest;
     if (result->tokens.size() > s.sent) rest.assign(result->tokens.begin() + s.sent, result->tokens.end());
+    // Their text and whatever the decoder still held back (an unfinished character at the end).
+    std::string text;
+    if (s.decoder) {
+      for (uint32_t token : rest) text += s.decoder->Push(token);
+      text += s.decoder->Finish();
+    }
     chunk["choices"] = json::array({{{"index", 0},
-                                     {"text", ""},
+                                     {"text", text},
                                      {"token_ids", rest},
                                      {"logprobs", nullptr},
                                      {"finish_reason", result->finish_reason}}});

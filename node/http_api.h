@@ -1,19 +1,24 @@
 // kvstash-node's OpenAI-compatible HTTP front (cpp-httplib):
 //
-//   POST /v1/completions  {"prompt": [token ids], "max_tokens", "temperature", "top_p", "seed",
-//                          "stop_token_ids" (kvstash's: EOS ids), "stream", "model" (ignored)}
+//   POST /v1/completions  {"prompt": [token ids] or "text", "max_tokens", "temperature", "top_p",
+//                          "seed", "stop_token_ids" (kvstash's: EOS ids), "stream", "model" (ignored)}
 //   GET  /v1/models       the one model this node serves
 //   GET  /healthz         "ok" (503 "draining" once BeginDrain ran)
 //
-// A completion answers OpenAI's shape: choices[0].text (empty: no tokenizer is wired yet, so the
-// generated ids are in choices[0].token_ids) and finish_reason "length" | "stop"; usage carries
+// A text prompt needs the model's tokenizer (HttpApiOptions::tokenizer; BOS first, as Llama); without
+// one it is a 400 that says so. A completion answers OpenAI's shape: choices[0].text (the generated
+// ids decoded, empty without a tokenizer), choices[0].token_ids and finish_reason "length" |
+// "stop"; usage carries
 // prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details.cached_tokens (local +
 // store) and kvstash's split {cached_tokens_local, cached_tokens_store, computed_tokens, ttft_ms}.
 // With "stream": true the answer is text/event-stream: one `data: {chunk}` per token as the
-// runtime chooses it, a last chunk with finish_reason and usage, then `data: [DONE]`.
+// runtime chooses it (its "text" holds whole UTF-8 characters only: node/tokenizer.h's
+// IncrementalDecoder), a last chunk with finish_reason, usage and any text still held back, then
+// `data: [DONE]`.
 //
 // Errors: {"error": {"message", "type", "param": null, "code": null}} with HTTP 400 for a body
-// that is not valid JSON, a field of the wrong type, a missing prompt, a text prompt, or anything
+// that is not valid JSON, a field of the wrong type, a missing prompt, a text prompt the node
+// cannot encode (no tokenizer, not UTF-8), or anything
 // NodeRuntime::Submit refuses as INVALID_ARGUMENT (nothing is queued or changed); 503 while
 // draining; 500 for a request that failed inside the runtime.
 //
@@ -31,12 +36,13 @@
 #include "kvstash/result.h"
 #include "node/node_metrics.h"
 #include "node/runtime.h"
+#include "node/tokenizer.h"
 
 namespace kvstash::node {
 
 struct HttpApiOptions {
   std::string model_name;       // "model" in answers and /v1/models
-  bool has_tokenizer = false;   // the model directory has tokenizer.model (text prompts are still refused)
+  const Tokenizer* tokenizer = nullptr;  // not owned; null: prompts are token ids only
   size_t threads = 64;          // worker threads: completions served at once
   size_t max_body_bytes = 16 << 20;
 };

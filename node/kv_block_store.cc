@@ -42,9 +42,15 @@ FetchResult KvBlockStore::FetchPrefix(std::span<const BlockKey> chain, size_t ma
       result.rejected = items.size() - i;
       break;
     }
-    for (size_t p = 0; p < pages_per_block_; ++p) {
-      auto page = pool.PageBytes(page_table[i * pages_per_block_ + p]);
-      std::memcpy(page.data(), staging.data() + i * block_bytes() + p * page_bytes_, page_bytes_);
+    bool written = true;
+    for (size_t p = 0; p < pages_per_block_ && written; ++p) {
+      written = pool.WritePage(page_table[i * pages_per_block_ + p],
+                               std::span(staging).subspan(i * block_bytes() + p * page_bytes_, page_bytes_))
+                    .ok();
+    }
+    if (!written) {  // the pages may hold part of it: this block and the rest are computed
+      result.rejected = items.size() - i;
+      break;
     }
     ++result.blocks;
   }
@@ -64,8 +70,8 @@ Result<PutResult> KvBlockStore::Store(std::span<const BlockKey> chain, size_t fr
     std::vector<std::byte>& bytes = blocks[i - from];
     bytes.resize(block_bytes());
     for (size_t p = 0; p < pages_per_block_; ++p) {
-      auto page = pool.PageBytes(page_table[i * pages_per_block_ + p]);
-      std::memcpy(bytes.data() + p * page_bytes_, page.data(), page_bytes_);
+      KVSTASH_RETURN_IF_ERROR(
+          pool.ReadPage(page_table[i * pages_per_block_ + p], std::span(bytes).subspan(p * page_bytes_, page_bytes_)));
     }
     PutItem item;
     item.key = chain[i];

@@ -1,15 +1,63 @@
 #include "node/kv_pages.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace kvstash::node {
 
+namespace {
+
+std::unique_ptr<PageMemory> HostMemoryOrDie(size_t bytes) {
+  Result<std::unique_ptr<PageMemory>> memory = AllocateHostPageMemory(bytes);
+  if (!memory.ok()) {
+    std::fprintf(stderr, "KvPagePool: %s\n", memory.status().ToString().c_str());
+    std::abort();
+  }
+  return std::move(*memory);
+}
+
+size_t PlaneBytes(const KvGeometry& g, uint32_t page_tokens) {
+  return size_t{g.kv_heads} * page_tokens * g.head_dim * g.element_bytes;
+}
+
+}  // namespace
+
 KvPagePool::KvPagePool(const ModelConfig& config, uint32_t page_tokens, size_t pages)
-    : page_tokens_(page_tokens),
-      plane_floats_(static_cast<size_t>(config.num_key_value_heads) * page_tokens * config.head_dim()),
-      page_floats_(2 * static_cast<size_t>(config.num_hidden_layers) * plane_floats_),
-      storage_(pages * page_floats_, 0.0f),
+    : KvPagePool(KvGeometry::Fp32(config), page_tokens, pages,
+                 HostMemoryOrDie(pages * 2 * config.num_hidden_layers * PlaneBytes(KvGeometry::Fp32(config), page_tokens))) {}
+
+KvPagePool::KvPagePool(const KvGeometry& geometry, uint32_t page_tokens, size_t pages,
+                       std::unique_ptr<PageMemory> memory)
+    : geometry_(geometry),
+      page_tokens_(page_tokens),
+      plane_bytes_(PlaneBytes(geometry, page_tokens)),
+      page_bytes_(2 * size_t{geometry.layers} * plane_bytes_),
+      memory_(std::move(memory)),
       free_flags_(pages, true) {
   free_list_.reserve(pages);
   for (size_t p = pages; p-- > 0;) free_list_.push_back(static_cast<uint32_t>(p));
+}
+
+Result<std::unique_ptr<KvPagePool>> KvPagePool::Create(const KvGeometry& geometry, uint32_t page_tokens, size_t pages,
+                                                       std::unique_ptr<PageMemory> memory) {
+  if (geometry.BytesPerToken() == 0 || page_tokens == 0 || pages == 0) {
+    return InvalidArgument("a KV pool needs a non-empty geometry, page_tokens >= 1 and pages >= 1");
+  }
+  if (pages > (size_t{1} << 32) || memory == nullptr || memory->size() / pages < page_tokens * geometry.BytesPerToken()) {
+    return InvalidArgument("the KV pool's memory does not hold " + std::to_string(pages) + " pages of " +
+                           std::to_string(page_tokens * geometry.BytesPerToken()) + " bytes");
+  }
+  return std::unique_ptr<KvPagePool>(new KvPagePool(geometry, page_tokens, pages, std::move(memory)));
+}
+
+Status KvPagePool::ReadPage(uint32_t page, std::span<std::byte> out) const {
+  if (page >= pages() || out.size() != page_bytes_) return InvalidArgument("ReadPage: page or size out of range");
+  return memory_->CopyOut(page * page_bytes_, out);
+}
+
+Status KvPagePool::WritePage(uint32_t page, std::span<const std::byte> bytes) {
+  if (page >= pages() || bytes.size() != page_bytes_) return InvalidArgument("WritePage: page or size out of range");
+  return memory_->CopyIn(page * page_bytes_, bytes);
 }
 
 size_t KvPagePool::free_pages() const {

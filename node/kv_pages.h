@@ -2,9 +2,11 @@
 // holding `page_tokens` tokens of K and V for every layer. A sequence owns a page table (page
 // indices in token order); the engine reads and writes KV through it.
 //
-// Page layout (fp32): [layer][K|V][kv_head][token in page][head_dim]. A store block of B tokens is
-// the B / page_tokens consecutive pages of a sequence, their bytes concatenated in that order
-// (PageBytes), so a block moves between the store and the pool with one copy per page.
+// Page layout: [layer][K|V][kv_head][token in page][head_dim], elements of geometry.element_bytes
+// (4 for the cpu engine's fp32; the model's 2 for emulated and cuda). A store block of B tokens is
+// the B / page_tokens consecutive pages of a sequence, their bytes concatenated in that order, so a
+// block moves between the store and the pool with one copy per page (ReadPage / WritePage, which
+// work whether the pages live in host memory or in HBM).
 //
 // Thread-safety: Allocate/Free/free_pages are thread-safe; page contents are the caller's to
 // synchronise (a page belongs to one sequence at a time).
@@ -12,26 +14,45 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include "kvstash/result.h"
 #include "node/model_config.h"
+#include "node/page_memory.h"
 
 namespace kvstash::node {
 
+// The shape of one token's KV.
+struct KvGeometry {
+  uint32_t layers = 0, kv_heads = 0, head_dim = 0, element_bytes = 4;
+
+  static KvGeometry Fp32(const ModelConfig& config) {
+    return {config.num_hidden_layers, config.num_key_value_heads, config.head_dim(), 4};
+  }
+  uint64_t BytesPerToken() const { return uint64_t{2} * layers * kv_heads * head_dim * element_bytes; }
+};
+
 class KvPagePool {
  public:
-  // REQUIRES: config validated, page_tokens >= 1, pages >= 1.
+  // A host pool of fp32 KV for `config` (the cpu engine's). Aborts if the memory cannot be mapped.
   KvPagePool(const ModelConfig& config, uint32_t page_tokens, size_t pages);
+  // Any geometry over memory the caller allocated (at least pages * page bytes).
+  // INVALID_ARGUMENT for an empty geometry, page_tokens or pages of 0, or memory that is too small.
+  static Result<std::unique_ptr<KvPagePool>> Create(const KvGeometry& geometry, uint32_t page_tokens, size_t pages,
+                                                    std::unique_ptr<PageMemory> memory);
 
+  const KvGeometry& geometry() const { return geometry_; }
   uint32_t page_tokens() const { return page_tokens_; }
   size_t pages() const { return free_flags_.size(); }
   size_t free_pages() const;
-  // Floats of K (or V) of one layer in one page: kv_heads * page_tokens * head_dim.
-  size_t plane_floats() const { return plane_floats_; }
-  size_t page_bytes() const { return page_floats_ * sizeof(float); }
+  // Bytes of K (or V) of one layer in one page: kv_heads * page_tokens * head_dim elements.
+  size_t plane_bytes() const { return plane_bytes_; }
+  size_t page_bytes() const { return page_bytes_; }
+  bool host_accessible() const { return memory_->host_accessible(); }
 
   std::optional<uint32_t> Allocate();
   // Allocates `n` pages or none.
@@ -39,24 +60,29 @@ class KvPagePool {
   void Free(uint32_t page);
   void FreeAll(std::span<const uint32_t> pages);
 
-  // K (or V) of `layer` in `page`: [kv_head][token in page][head_dim].
-  float* K(uint32_t page, uint32_t layer) { return Page(page) + (2 * layer) * plane_floats_; }
-  float* V(uint32_t page, uint32_t layer) { return Page(page) + (2 * layer + 1) * plane_floats_; }
-  const float* K(uint32_t page, uint32_t layer) const { return Page(page) + (2 * layer) * plane_floats_; }
-  const float* V(uint32_t page, uint32_t layer) const { return Page(page) + (2 * layer + 1) * plane_floats_; }
-  // The whole page as bytes (all layers, K and V).
-  std::span<std::byte> PageBytes(uint32_t page) {
-    return {reinterpret_cast<std::byte*>(Page(page)), page_bytes()};
+  // K (kv = 0) or V (kv = 1) of `layer` in `page`: [kv_head][token in page][head_dim]. A device
+  // address when the memory is not host-accessible.
+  std::byte* Plane(uint32_t page, uint32_t layer, uint32_t kv) {
+    return memory_->data() + page * page_bytes_ + (2 * size_t{layer} + kv) * plane_bytes_;
   }
+  // fp32 views for host pools of element_bytes 4 (the cpu engine).
+  float* K(uint32_t page, uint32_t layer) { return reinterpret_cast<float*>(Plane(page, layer, 0)); }
+  float* V(uint32_t page, uint32_t layer) { return reinterpret_cast<float*>(Plane(page, layer, 1)); }
+  const float* K(uint32_t page, uint32_t layer) const { return const_cast<KvPagePool*>(this)->K(page, layer); }
+  const float* V(uint32_t page, uint32_t layer) const { return const_cast<KvPagePool*>(this)->V(page, layer); }
+
+  // The whole page (all layers, K and V) to or from host bytes of page_bytes(). REQUIRES: page < pages().
+  Status ReadPage(uint32_t page, std::span<std::byte> out) const;
+  Status WritePage(uint32_t page, std::span<const std::byte> bytes);
 
  private:
-  float* Page(uint32_t page) { return storage_.data() + static_cast<size_t>(page) * page_floats_; }
-  const float* Page(uint32_t page) const { return storage_.data() + static_cast<size_t>(page) * page_floats_; }
+  KvPagePool(const KvGeometry& geometry, uint32_t page_tokens, size_t pages, std::unique_ptr<PageMemory> memory);
 
+  KvGeometry geometry_;
   uint32_t page_tokens_;
-  size_t plane_floats_;
-  size_t page_floats_;
-  std::vector<float> storage_;
+  size_t plane_bytes_;
+  size_t page_bytes_;
+  std::unique_ptr<PageMemory> memory_;
   mutable std::mutex mu_;
   std::vector<bool> free_flags_;      // guarded by mu_
   std::vector<uint32_t> free_list_;   // guarded by mu_

@@ -1,5 +1,7 @@
 #include "node/local_prefix_cache.h"
 
+#include <utility>
+
 namespace kvstash::node {
 
 size_t LocalPrefixCache::AcquirePrefix(std::span<const BlockKey> chain, size_t max_blocks,
@@ -30,6 +32,7 @@ bool LocalPrefixCache::Insert(const BlockKey& key, std::span<const uint32_t> pag
   block.pages.assign(pages.begin(), pages.end());
   block.lru = lru_.insert(lru_.end(), key);
   blocks_.emplace(key, std::move(block));
+  if (record_events_) inserted_.push_back(key);
   return true;
 }
 
@@ -38,9 +41,14 @@ bool LocalPrefixCache::MakeRoom(size_t pages) {
     auto it = blocks_.find(lru_.front());
     lru_.pop_front();
     pool_.FreeAll(it->second.pages);
+    if (record_events_) evicted_.push_back(it->first);
     blocks_.erase(it);
   }
   return pool_.free_pages() >= pages;
+}
+
+std::pair<std::vector<BlockKey>, std::vector<BlockKey>> LocalPrefixCache::TakeEvents() {
+  return {std::exchange(inserted_, {}), std::exchange(evicted_, {})};
 }
 
 }  // namespace kvstash::node

@@ -35,6 +35,11 @@ class LocalPrefixCache {
 
   size_t blocks() const { return blocks_.size(); }
 
+  // Blocks inserted and evicted since the last call (in order), when recording is on — what the
+  // conductor's prefix index of this node needs (KV events).
+  void set_record_events(bool on) { record_events_ = on; }
+  std::pair<std::vector<BlockKey>, std::vector<BlockKey>> TakeEvents();
+
  private:
   struct Block {
     std::vector<uint32_t> pages;
@@ -44,6 +49,8 @@ class LocalPrefixCache {
   KvPagePool& pool_;
   std::unordered_map<BlockKey, Block, BlockKeyHash> blocks_;
   std::list<BlockKey> lru_;  // unpinned blocks, least recently used first
+  bool record_events_ = false;
+  std::vector<BlockKey> inserted_, evicted_;
 };
 
 }  // namespace kvstash::node

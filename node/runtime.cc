@@ -51,7 +51,8 @@ struct NodeRuntime::Impl {
   Client* store = nullptr;
   NodeOptions options;
   PrefixHasher hasher;
-  KvPagePool pool;
+  std::unique_ptr<KvPagePool> pool_owner;
+  KvPagePool& pool;
   LocalPrefixCache cache;
   std::optional<KvBlockStore> blocks;
   size_t pages_per_block;
@@ -64,6 +65,7 @@ struct NodeRuntime::Impl {
   size_t in_flight = 0;                           // guarded by mu: admitted and not finished
   std::condition_variable idle_cv;
   RuntimeStats stats;                             // guarded by mu
+  RuntimeLoad load;                               // guarded by mu; waiting requests not included
 
   // Step thread only.
   std::list<std::unique_ptr<Sequence>> prefilling, decoding;
@@ -81,15 +83,20 @@ struct NodeRuntime::Impl {
   size_t puts_busy = 0;     // guarded by put_mu
   std::thread put_thread, step_thread;
 
-  Impl(std::unique_ptr<Engine> e, Client* s, const std::string& ns, const NodeOptions& o)
+  // Step thread only: what the current step computed, for Engine::FinishStep.
+  StepShape step;
+
+  Impl(std::unique_ptr<Engine> e, std::unique_ptr<KvPagePool> p, Client* s, const std::string& ns, const NodeOptions& o)
       : engine(std::move(e)),
         store(s),
         options(o),
         hasher(ns, o.block_tokens),
-        pool(engine->config(), o.page_tokens, o.pool_pages),
+        pool_owner(std::move(p)),
+        pool(*pool_owner),
         cache(pool),
         pages_per_block(o.block_tokens / o.page_tokens) {
     if (store != nullptr) blocks.emplace(*store, pool, o.block_tokens);
+    cache.set_record_events(static_cast<bool>(o.kv_events));
   }
 
   void StepLoop();
@@ -102,7 +109,42 @@ struct NodeRuntime::Impl {
   void Emit(Sequence& s, std::vector<float>& logits);
   void Finish(std::unique_ptr<Sequence> s, Status status);
   void QueuePuts(Sequence& s, size_t from, size_t to);
+  void ReportKvEvents();
+  // The load after a step that began at `began` (prefill seconds per token measured over the
+  // whole step, decode included, as the engine spent it).
+  RuntimeLoad StepLoad(Clock::time_point began, double decode_seconds);
+  double prefill_seconds_per_token = 0;  // step thread only
+  RuntimeLoad::Sequence Load(const Sequence& s) const {
+    const uint64_t generated = s.generated.size();
+    return {s.request.prompt.size() + generated, s.request.sampling.max_tokens - std::min<uint64_t>(generated, s.request.sampling.max_tokens)};
+  }
 };
+
+void NodeRuntime::Impl::ReportKvEvents() {
+  if (!options.kv_events) return;
+  auto [stored, evicted] = cache.TakeEvents();
+  if (!stored.empty() || !evicted.empty()) options.kv_events(std::move(stored), std::move(evicted));
+}
+
+RuntimeLoad NodeRuntime::Impl::StepLoad(Clock::time_point began, double decode_seconds) {
+  uint64_t prefilled = 0;
+  for (const StepShape::Chunk& c : step.prefill) prefilled += c.tokens;
+  if (prefilled > 0) {
+    const double step_seconds = std::chrono::duration<double>(Clock::now() - began).count();
+    const double per_token = std::max(0.0, step_seconds - decode_seconds) / double(prefilled);
+    prefill_seconds_per_token =
+        prefill_seconds_per_token == 0 ? per_token : 0.8 * prefill_seconds_per_token + 0.2 * per_token;
+  }
+  RuntimeLoad l;
+  l.prefill_seconds_per_token = prefill_seconds_per_token;
+  l.decode_step_seconds = decode_seconds;
+  for (const auto& s : prefilling) {
+    l.queued_prefill_tokens += s->request.prompt.size() - s->computed_to;
+    l.sequences.push_back(Load(*s));
+  }
+  for (const auto& s : decoding) l.sequences.push_back(Load(*s));
+  return l;
+}
 
 Result<std::unique_ptr<NodeRuntime>> NodeRuntime::Start(std::unique_ptr<Engine> engine, Client* store,
                                                         std::string namespace_id, const NodeOptions& options) {
@@ -114,7 +156,17 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::Start(std::unique_ptr<Engine> 
   if (options.pool_pages == 0 || options.max_batch_tokens == 0 || options.max_running == 0) {
     return InvalidArgument("pool_pages, max_batch_tokens and max_running must be positive");
   }
-  auto impl = std::make_unique<Impl>(std::move(engine), store, namespace_id, options);
+  const KvGeometry geometry = engine->kv_geometry();
+  const uint64_t page_bytes = uint64_t{options.page_tokens} * geometry.BytesPerToken();
+  if (page_bytes == 0 || options.pool_pages > (uint64_t{1} << 46) / page_bytes) {
+    return InvalidArgument("a pool of " + std::to_string(options.pool_pages) + " pages of " + std::to_string(page_bytes) +
+                           " bytes is too large");
+  }
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<PageMemory> memory,
+                           engine->AllocatePageMemory(options.pool_pages * page_bytes));
+  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<KvPagePool> pool,
+                           KvPagePool::Create(geometry, options.page_tokens, options.pool_pages, std::move(memory)));
+  auto impl = std::make_unique<Impl>(std::move(engine), std::move(pool), store, namespace_id, options);
   Impl* raw = impl.get();
   raw->stats.pool_pages = options.pool_pages;
   raw->step_thread = std::thread([raw] { raw->StepLoop(); });
@@ -189,6 +241,17 @@ RuntimeStats NodeRuntime::Stats() const {
   return s;
 }
 
+RuntimeLoad NodeRuntime::Load() const {
+  std::lock_guard lock(impl_->mu);
+  RuntimeLoad l = impl_->load;
+  for (const auto& s : impl_->waiting) {
+    l.queued_prefill_tokens += s->request.prompt.size();
+    l.sequences.push_back(impl_->Load(*s));
+  }
+  l.queue_seconds = double(l.queued_prefill_tokens) * l.prefill_seconds_per_token;
+  return l;
+}
+
 void NodeRuntime::Drain() {
   {
     std::unique_lock lock(impl_->mu);
@@ -210,6 +273,7 @@ void NodeRuntime::Impl::StepLoop() {
       if (stop && waiting.empty() && prefilling.empty() && decoding.empty()) return;
     }
     const auto step_start = Clock::now();
+    step = StepShape{};
     Admit();
     for (auto it = prefilling.begin(); it != prefilling.end();) {
       if (!(*it)->cancelled()) {
@@ -225,8 +289,14 @@ void NodeRuntime::Impl::StepLoop() {
       decoding.push_back(std::move(prefilling.front()));
       prefilling.pop_front();
     }
+    const auto decode_start = Clock::now();
     DecodeStep();
+    const double decode_seconds = std::chrono::duration<double>(Clock::now() - decode_start).count();
+    if (!step.empty()) engine->FinishStep(step);
+    ReportKvEvents();
+    RuntimeLoad now = StepLoad(step_start, decode_seconds);
     std::lock_guard lock(mu);
+    load = std::move(now);
     stats.running = prefilling.size() + decoding.size();
     stats.cached_blocks = cache.blocks();
     stats.last_step_seconds = std::chrono::duration<double>(Clock::now() - step_start).count();
@@ -304,6 +374,7 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   std::vector<float> logits;
   const Status st = engine->Forward(std::span(prompt).subspan(s.computed_to, n), static_cast<uint32_t>(s.computed_to),
                                     s.pages, pool, last ? &logits : nullptr);
+  step.prefill.push_back({n, s.computed_to});
   if (!st.ok()) {
     std::unique_ptr<Sequence> failed = std::move(prefilling.front());
     prefilling.pop_front();
@@ -317,6 +388,7 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   s.result.first_logits = logits;
   s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
   Emit(s, logits);
+  if (s.request.request_id && options.ttft_reports) options.ttft_reports(*s.request.request_id, s.result.ttft_seconds);
 }
 
 void NodeRuntime::Impl::Emit(Sequence& s, std::vector<float>& logits) {
@@ -346,6 +418,8 @@ void NodeRuntime::Impl::DecodeStep() {
     const uint32_t position = static_cast<uint32_t>(s.request.prompt.size() + s.generated.size() - 1);
     std::vector<float> logits;
     const Status st = engine->Forward(std::span(&s.generated.back(), 1), position, s.pages, pool, &logits);
+    ++step.decode_sequences;
+    step.decode_context_tokens += position + 1;
     if (!st.ok()) {
       std::unique_ptr<Sequence> failed = std::move(*it);
       it = decoding.erase(it);
@@ -366,11 +440,19 @@ void NodeRuntime::Impl::QueuePuts(Sequence& s, size_t from, size_t to) {
   for (size_t b = from; b < to; ++b) {
     std::vector<std::byte> bytes(blocks->block_bytes());
     for (size_t p = 0; p < pages_per_block; ++p) {
-      auto page = pool.PageBytes(s.pages[b * pages_per_block + p]);
-      std::memcpy(bytes.data() + p * page_bytes, page.data(), page_bytes);
+      const Status read =
+          pool.ReadPage(s.pages[b * pages_per_block + p], std::span(bytes).subspan(p * page_bytes, page_bytes));
+      if (!read.ok()) {  // not stored (the chain stops here); the request itself is unaffected
+        spdlog::warn("kvstash-node: cannot read block {} of a sequence for the store: {}", b, read.ToString());
+        to = b;
+        break;
+      }
     }
+    if (b >= to) break;
     job.bytes.push_back(std::move(bytes));
   }
+  job.keys.resize(job.bytes.size());
+  if (job.keys.empty()) return;
   {
     std::lock_guard lock(put_mu);
     puts.push_back(std::move(job));

@@ -24,6 +24,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ struct NodeOptions {
   uint64_t lease_ms = 5'000;         // lease on blocks between Lookup and Get
   bool local_cache = true;           // keep finished requests' full blocks for reuse
   bool store_puts = true;            // put newly computed blocks to the store
+  // When set, called on the step thread after a step in which full blocks joined (`stored`) or
+  // left (`evicted`) the local cache: the KV events a conductor indexes this node's cache by.
+  // Must be quick (queue them).
+  std::function<void(std::vector<BlockKey> stored, std::vector<BlockKey> evicted)> kv_events;
+  // When set, called on the step thread with the TTFT of every request that has a request_id.
+  std::function<void(uint64_t request_id, double ttft_seconds)> ttft_reports;
 };
 
 struct CompletionRequest {
@@ -52,6 +59,9 @@ struct CompletionRequest {
   // away: the result is CANCELLED, its pages go back to the pool, nothing it computed is lost
   // (blocks already queued for the store are still stored).
   std::shared_ptr<std::atomic<bool>> cancel;
+  // The conductor's id for this request (its Route's request_id), when it routed it: the TTFT is
+  // reported to NodeOptions::ttft_reports.
+  std::optional<uint64_t> request_id;
 };
 
 // Where each prompt token's KV came from.
@@ -80,6 +90,18 @@ struct RuntimeStats {
   double last_step_seconds = 0;
 };
 
+// What a conductor needs to predict this node's next TTFT and TBT (its heartbeat).
+struct RuntimeLoad {
+  struct Sequence {
+    uint64_t context_tokens = 0, remaining_tokens = 0;
+  };
+  uint64_t queued_prefill_tokens = 0;  // prompt tokens waiting or not yet computed
+  double prefill_seconds_per_token = 0;  // measured (moving average of recent chunks); 0 until one ran
+  double queue_seconds = 0;            // queued_prefill_tokens × prefill_seconds_per_token
+  double decode_step_seconds = 0;      // the last decode step
+  std::vector<Sequence> sequences;     // decoding, prefilling and waiting
+};
+
 // Called with each generated token as it is chosen (on the step thread).
 using TokenCallback = std::function<void(uint32_t token)>;
 
@@ -98,6 +120,8 @@ class NodeRuntime {
   // Submit and wait.
   Result<CompletionResult> Complete(CompletionRequest request);
   RuntimeStats Stats() const;
+  // As of the end of the last step (waiting requests as of now).
+  RuntimeLoad Load() const;
   // Refuses new requests, finishes those in flight and waits for the background puts.
   void Drain();
 

@@ -1,8 +1,10 @@
 #include "node/serve_cmd.h"
 
 #include <signal.h>
+#include <unistd.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -12,24 +14,31 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "kvstash/client.h"
-#include "node/checkpoint.h"
-#include "node/cpu_engine.h"
+#include "node/conductor_link.h"
+#include "node/emulated_flags.h"
+#include "node/engine_factory.h"
+#include "node/grpc_service.h"
 #include "node/http_api.h"
 #include "node/node_metrics.h"
 #include "node/runtime.h"
+#include "node/tokenizer.h"
 
 namespace kvstash::node {
 namespace {
 
 struct ServeArgs {
-  std::string model, engine = "cpu", store;
+  std::string model, store;
+  std::vector<std::string> etcd;   // cluster mode: the store's members through etcd
+  std::string cluster = "default";
+  EngineChoice engine;
   std::string http_listen = "127.0.0.1:8000", metrics_listen = "127.0.0.1:7372";
+  std::string listen = "127.0.0.1:7380";  // the gRPC service (kvstash.v1.Node)
   std::string log_level = "info";
-  size_t threads = 1;
   size_t http_threads = 64;
   uint64_t store_timeout_ms = 5'000;
   bool no_local_cache = false, no_store_puts = false;
   NodeOptions node;
+  ConductorLinkOptions conductor;  // address empty: no conductor
 };
 
 struct HostPort {
@@ -54,34 +63,25 @@ Result<HostPort> SplitHostPort(const std::string& address) {
   return hp;
 }
 
-// The namespace of the node's prefix hashes: the model and the KV layout, so that nodes share
-// blocks exactly when their KV bytes are interchangeable.
-std::string NamespaceId(const Checkpoint& checkpoint, uint32_t page_tokens) {
-  std::string hex;
-  char buf[3];
-  for (uint8_t b : checkpoint.Identity()) {
-    std::snprintf(buf, sizeof buf, "%02x", b);
-    hex += buf;
-  }
-  return hex + "|paged" + std::to_string(page_tokens) + "|fp32";
-}
-
 // The store's client, or null (logged) when none was named or it cannot be reached.
 std::unique_ptr<Client> ConnectStore(const ServeArgs& a) {
-  if (a.store.empty()) {
-    spdlog::info("no --store: prefixes come from the local cache or are computed");
+  if (a.store.empty() && a.etcd.empty()) {
+    spdlog::info("no --store or --etcd: prefixes come from the local cache or are computed");
     return nullptr;
   }
   ClientOptions options;
   options.address = a.store;
+  options.etcd_endpoints = a.etcd;
+  options.cluster = a.cluster;
   options.timeout_ms = a.store_timeout_ms;
+  const std::string where = a.etcd.empty() ? a.store : "cluster " + a.cluster + " via etcd " + a.etcd.front();
   Result<std::unique_ptr<Client>> client = Client::Connect(options);
   if (!client.ok()) {
     spdlog::warn("cannot reach the store at {} ({}): serving without it, every prompt is computed or found locally",
-                 a.store, client.status().ToString());
+                 where, client.status().ToString());
     return nullptr;
   }
-  spdlog::info("connected to the store at {}", a.store);
+  spdlog::info("connected to the store at {}", where);
   return std::move(*client);
 }
 
@@ -93,33 +93,65 @@ struct Node {
   std::unique_ptr<NodeMetrics> node_metrics;
   std::unique_ptr<metrics::MetricsHttpServer> metrics_server;
   std::unique_ptr<HttpApi> http;
+  std::unique_ptr<Tokenizer> tokenizer;  // null: the model has no tokenizer.model
+  std::unique_ptr<GrpcServer> grpc;
+  HostPort grpc_address;
+  std::unique_ptr<ConductorLink> conductor;
+  // Read by the runtime's callbacks; set once the link exists (before any request is served).
+  std::atomic<ConductorLink*> conductor_link{nullptr};
   HostPort http_address, metrics_address;
 
   // New requests get 503; those in flight finish, the background puts complete, the answers are
   // written; then the servers stop.
   void Drain() {
     http->BeginDrain();
+    grpc->BeginDrain();
     runtime->Drain();
     if (!http->WaitIdle(std::chrono::seconds(30))) spdlog::warn("answers still being written after 30 s: cut");
+    if (!grpc->WaitIdle(std::chrono::seconds(30))) spdlog::warn("gRPC answers still being written after 30 s: cut");
     http->Stop();
+    grpc->Stop();
+    if (conductor) conductor->Stop();
     metrics_server->Stop();
   }
 };
+
+// The id a node registers under when none is given: this host's name and its HTTP port (unique
+// per host, unlike a wildcard listen address).
+std::string DefaultInstanceId(const HostPort& http) {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return http.ToString();
+  return std::string(host) + ":" + std::to_string(http.port);
+}
 
 Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   auto node = std::make_unique<Node>();
   KVSTASH_ASSIGN_OR_RETURN(node->http_address, SplitHostPort(a.http_listen));
   KVSTASH_ASSIGN_OR_RETURN(node->metrics_address, SplitHostPort(a.metrics_listen));
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<Checkpoint> checkpoint, Checkpoint::Open(a.model));
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<CpuEngine> engine, CpuEngine::Load(*checkpoint, {a.threads}));
+  KVSTASH_ASSIGN_OR_RETURN(node->grpc_address, SplitHostPort(a.listen));
+  EngineChoice choice = a.engine;
+  choice.model_dir = a.model;
+  choice.page_tokens = a.node.page_tokens;
+  choice.block_tokens = a.node.block_tokens;
+  KVSTASH_ASSIGN_OR_RETURN(LoadedEngine loaded, MakeEngine(choice));
   node->store = ConnectStore(a);
   NodeOptions options = a.node;
   options.local_cache = !a.no_local_cache;
   options.store_puts = !a.no_store_puts;
-  const std::string namespace_id = NamespaceId(*checkpoint, options.page_tokens);
-  KVSTASH_ASSIGN_OR_RETURN(node->runtime,
-                           NodeRuntime::Start(std::move(engine), node->store.get(), namespace_id, options));
-  spdlog::info("model {} on the {} engine ({} threads), namespace {}", a.model, a.engine, a.threads, namespace_id);
+  if (!a.conductor.address.empty()) {
+    Node* n = node.get();
+    options.kv_events = [n](std::vector<BlockKey> stored, std::vector<BlockKey> evicted) {
+      if (ConductorLink* link = n->conductor_link.load(std::memory_order_acquire)) {
+        link->KvEvents(std::move(stored), std::move(evicted));
+      }
+    };
+    options.ttft_reports = [n](uint64_t request_id, double seconds) {
+      if (ConductorLink* link = n->conductor_link.load(std::memory_order_acquire)) link->ReportTtft(request_id, seconds);
+    };
+  }
+  spdlog::info("model {} on the {} engine, namespace {}", a.model, choice.engine, loaded.namespace_id);
+  KVSTASH_ASSIGN_OR_RETURN(node->runtime, NodeRuntime::Start(std::move(loaded.engine), node->store.get(),
+                                                             loaded.namespace_id, options));
 
   node->registry = std::make_unique<metrics::Registry>();
   NodeRuntime* runtime = node->runtime.get();
@@ -131,11 +163,39 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   HttpApiOptions http;
   http.model_name = std::filesystem::path(a.model).lexically_normal().filename().string();
   if (http.model_name.empty()) http.model_name = std::filesystem::path(a.model).parent_path().filename().string();
-  http.has_tokenizer = std::filesystem::exists(std::filesystem::path(a.model) / "tokenizer.model");
+  KVSTASH_ASSIGN_OR_RETURN(node->tokenizer, Tokenizer::LoadFromModelDir(a.model));
+  if (node->tokenizer && node->tokenizer->vocab_size() > node->runtime->config().vocab_size) {
+    return InvalidArgument("tokenizer.model has " + std::to_string(node->tokenizer->vocab_size()) +
+                           " pieces; the model's vocabulary has only " +
+                           std::to_string(node->runtime->config().vocab_size));
+  }
+  spdlog::info(node->tokenizer ? "tokenizer.model loaded: text prompts are accepted"
+                               : "no tokenizer.model: prompts are token ids");
+  http.tokenizer = node->tokenizer.get();
   http.threads = a.http_threads;
   node->http = std::make_unique<HttpApi>(*node->runtime, *node->node_metrics, http);
   KVSTASH_ASSIGN_OR_RETURN(node->http_address.port,
                            node->http->Start(node->http_address.host, node->http_address.port));
+  GrpcServiceOptions grpc;
+  grpc.model_name = http.model_name;
+  grpc.engine = choice.engine;
+  grpc.namespace_id = loaded.namespace_id;
+  grpc.page_tokens = options.page_tokens;
+  grpc.block_tokens = options.block_tokens;
+  grpc.tokenizer = node->tokenizer.get();
+  grpc.store = node->store.get();
+  grpc.metrics = node->node_metrics.get();
+  grpc.threads = a.http_threads;
+  node->grpc = std::make_unique<GrpcServer>(*node->runtime, grpc);
+  KVSTASH_ASSIGN_OR_RETURN(node->grpc_address.port,
+                           node->grpc->Start(node->grpc_address.host, node->grpc_address.port));
+  if (!a.conductor.address.empty()) {
+    ConductorLinkOptions link = a.conductor;
+    if (link.instance_id.empty()) link.instance_id = DefaultInstanceId(node->http_address);
+    KVSTASH_ASSIGN_OR_RETURN(node->conductor, ConductorLink::Start(link, [runtime] { return runtime->Load(); }));
+    node->conductor_link.store(node->conductor.get(), std::memory_order_release);
+    spdlog::info("reporting to the conductor at {} as {} ({})", link.address, link.instance_id, link.role);
+  }
   return node;
 }
 
@@ -158,8 +218,9 @@ int RunServe(const ServeArgs& a) {
   }
   spdlog::info("serving /v1/completions on {} and /metrics on {}", (*node)->http_address.ToString(),
                (*node)->metrics_address.ToString());
-  std::printf("kvstash-node ready http=%s metrics=%s\n", (*node)->http_address.ToString().c_str(),
-              (*node)->metrics_address.ToString().c_str());
+  spdlog::info("serving kvstash.v1.Node over gRPC on {}", (*node)->grpc_address.ToString());
+  std::printf("kvstash-node ready grpc=%s http=%s metrics=%s\n", (*node)->grpc_address.ToString().c_str(),
+              (*node)->http_address.ToString().c_str(), (*node)->metrics_address.ToString().c_str());
   std::fflush(stdout);
 
   int signal_number = 0;
@@ -178,11 +239,23 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("serve", "serve a model over an OpenAI-compatible HTTP API");
   cmd->option_defaults()->always_capture_default();
   cmd->add_option("--model", a->model, "model directory (config.json + *.safetensors)")->required();
-  cmd->add_option("--engine", a->engine, "engine (cpu; cuda and emulated are not built yet)")
-      ->check(CLI::IsMember({"cpu"}));
-  cmd->add_option("--threads", a->threads, "engine threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--engine", a->engine.engine, "engine: cpu (reference math), emulated (cost-model time, true KV bytes)"
+#ifdef KVSTASH_NODE_CUDA
+                  ", cuda"
+#endif
+                  )
+      ->check(CLI::IsMember(AvailableEngines()));
+  cmd->add_option("--threads", a->engine.threads, "cpu engine threads")->check(CLI::Range(1, 256));
+  cmd->add_option("--cuda-device", a->engine.cuda_device, "cuda engine: the CUDA device it runs on")
+      ->check(CLI::Range(0, 1023));
+  AddEmulatedFlags(cmd, a->engine.emulated);
   cmd->add_option("--store", a->store, "a kvstashd's gRPC HOST:PORT (none: local cache and compute only)");
+  cmd->add_option("--etcd", a->etcd,
+                  "etcd endpoint(s) http://HOST:PORT: use the kvstash cluster registered there (instead of --store)")
+      ->excludes("--store");
+  cmd->add_option("--cluster", a->cluster, "the cluster's name in etcd (with --etcd)");
   cmd->add_option("--store-timeout-ms", a->store_timeout_ms, "per-RPC timeout towards the store");
+  cmd->add_option("--listen", a->listen, "gRPC service (kvstash.v1.Node) address HOST:PORT (port 0 picks one)");
   cmd->add_option("--http-listen", a->http_listen, "HTTP API address HOST:PORT (port 0 picks one)");
   cmd->add_option("--metrics-listen", a->metrics_listen, "/metrics address HOST:PORT (port 0 picks one)");
   cmd->add_option("--http-threads", a->http_threads, "HTTP workers: completions served at once")
@@ -197,6 +270,13 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--lease-ms", a->node.lease_ms, "lease on store blocks between Lookup and Get");
   cmd->add_flag("--no-local-cache", a->no_local_cache, "do not keep finished requests' blocks for reuse");
   cmd->add_flag("--no-store-puts", a->no_store_puts, "do not put newly computed blocks to the store");
+  cmd->add_option("--conductor", a->conductor.address,
+                  "kvstash-conductor's gRPC HOST:PORT: register, heartbeat, KV events, TTFT reports (optional)");
+  cmd->add_option("--instance-id", a->conductor.instance_id, "id at the conductor (default: hostname:http-port)");
+  cmd->add_option("--role", a->conductor.role, "role at the conductor: prefill, decode or both")
+      ->check(CLI::IsMember({"prefill", "decode", "both"}));
+  cmd->add_option("--heartbeat-ms", a->conductor.heartbeat_ms, "heartbeat interval towards the conductor")
+      ->check(CLI::Range(10, 600'000));
   cmd->add_option("--log-level", a->log_level, "trace|debug|info|warn|error|off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
   cmd->callback([a, &exit_code] { exit_code = RunServe(*a); });

@@ -69,11 +69,10 @@ class NodePrefixTest : public ::testing::Test {
   // A pool whose pages hold NaN, so that any page the fetch failed to fill shows.
   std::unique_ptr<KvPagePool> PoisonedPool() {
     auto pool = std::make_unique<KvPagePool>(config_, kPageTokens, 16);
-    for (uint32_t p = 0; p < 16; ++p) {
-      auto bytes = pool->PageBytes(p);
-      const float nan = std::numeric_limits<float>::quiet_NaN();
-      for (size_t i = 0; i + sizeof(float) <= bytes.size(); i += sizeof(float)) std::memcpy(bytes.data() + i, &nan, 4);
-    }
+    std::vector<std::byte> bytes(pool->page_bytes());
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (size_t i = 0; i + sizeof(float) <= bytes.size(); i += sizeof(float)) std::memcpy(bytes.data() + i, &nan, 4);
+    for (uint32_t p = 0; p < 16; ++p) EXPECT_TRUE(pool->WritePage(p, bytes).ok());
     return pool;
   }
   // Fetches what the store has, computes the rest, and returns the rest's logits with the count.

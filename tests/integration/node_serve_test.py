@@ -67,7 +67,8 @@ class Process:
 
 def start_node(model, store, *extra):
     argv = [NODE, "serve", "--model", model, "--engine", "cpu", "--threads", "1",
-            "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--page-tokens", "16",
+            "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+            "--page-tokens", "16",
             "--pool-pages", "256", "--block-tokens", str(BLOCK_TOKENS), "--max-batch-tokens", "2048",
             "--log-level", "warn", *extra]
     if store:

@@ -79,10 +79,10 @@ TEST_F(CpuEngineTest, PrefixKvMovedAsBytesGivesTheSameBits) {
   (void)fresh.AllocateMany(5);  // other page numbers than the first pool's
   auto table = fresh.AllocateMany(5);
   ASSERT_TRUE(table.has_value());
+  std::vector<std::byte> page(computed.page_bytes());
   for (size_t i = 0; i < 3; ++i) {
-    auto from = computed.PageBytes((*first)[i]);
-    auto to = fresh.PageBytes((*table)[i]);
-    std::copy(from.begin(), from.end(), to.begin());
+    ASSERT_TRUE(computed.ReadPage((*first)[i], page).ok());
+    ASSERT_TRUE(fresh.WritePage((*table)[i], page).ok());
   }
   std::vector<float> rest;
   ASSERT_TRUE(engine->Forward(std::span(prompt_).subspan(kPrefix), kPrefix, *table, fresh, &rest, false).ok());
@@ -94,7 +94,8 @@ TEST_F(CpuEngineTest, BadStepsAreRefusedAndWriteNothing) {
   auto engine = Engine(1);
   KvPagePool pool(config_, 16, 4);
   auto table = pool.AllocateMany(2);
-  const auto before = std::vector<std::byte>(pool.PageBytes((*table)[0]).begin(), pool.PageBytes((*table)[0]).end());
+  std::vector<std::byte> before(pool.page_bytes()), after(pool.page_bytes());
+  ASSERT_TRUE(pool.ReadPage((*table)[0], before).ok());
   std::vector<float> logits;
   const std::vector<uint32_t> bad_token = {1, 2, config_.vocab_size};
   EXPECT_EQ(engine->Forward(bad_token, 0, *table, pool, &logits).code(), StatusCode::kInvalidArgument);
@@ -106,8 +107,8 @@ TEST_F(CpuEngineTest, BadStepsAreRefusedAndWriteNothing) {
   EXPECT_EQ(engine->Forward({}, 0, *table, pool, &logits).code(), StatusCode::kInvalidArgument);
   const std::vector<uint32_t> outside = {99};
   EXPECT_EQ(engine->Forward(ok_tokens, 0, outside, pool, &logits).code(), StatusCode::kInvalidArgument);
-  const auto after = pool.PageBytes((*table)[0]);
-  EXPECT_TRUE(std::equal(before.begin(), before.end(), after.begin()));
+  ASSERT_TRUE(pool.ReadPage((*table)[0], after).ok());
+  EXPECT_EQ(before, after);
 }
 
 TEST(KvPagePoolTest, AllocatesFreesAndIgnoresDoubleFrees) {
