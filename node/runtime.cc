@@ -48,7 +48,8 @@ struct Sequence {
 
 struct NodeRuntime::Impl {
   std::unique_ptr<Engine> engine;
-  Client* store = nullptr;
+  Client* store = nullptr;       // step thread (and the put thread, for jobs queued after it was set)
+  Client* attached_store = nullptr;  // guarded by mu: AttachStore's, taken by the next step
   NodeOptions options;
   PrefixHasher hasher;
   std::unique_ptr<KvPagePool> pool_owner;
@@ -110,6 +111,16 @@ struct NodeRuntime::Impl {
   void Finish(std::unique_ptr<Sequence> s, Status status);
   void QueuePuts(Sequence& s, size_t from, size_t to);
   void ReportKvEvents();
+  void TakeAttachedStore() {
+    Client* attached;
+    {
+      std::lock_guard lock(mu);
+      attached = std::exchange(attached_store, nullptr);
+    }
+    if (attached == nullptr || blocks) return;
+    store = attached;
+    blocks.emplace(*store, pool, options.block_tokens);
+  }
   // The load after a step that began at `began` (prefill seconds per token measured over the
   // whole step, decode included, as the engine spent it).
   RuntimeLoad StepLoad(Clock::time_point began, double decode_seconds);
@@ -241,6 +252,14 @@ RuntimeStats NodeRuntime::Stats() const {
   return s;
 }
 
+void NodeRuntime::AttachStore(Client* store) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->attached_store = store;
+  }
+  impl_->work_cv.notify_all();
+}
+
 RuntimeLoad NodeRuntime::Load() const {
   std::lock_guard lock(impl_->mu);
   RuntimeLoad l = impl_->load;
@@ -274,6 +293,7 @@ void NodeRuntime::Impl::StepLoop() {
     }
     const auto step_start = Clock::now();
     step = StepShape{};
+    TakeAttachedStore();
     Admit();
     for (auto it = prefilling.begin(); it != prefilling.end();) {
       if (!(*it)->cancelled()) {

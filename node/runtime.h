@@ -120,6 +120,9 @@ class NodeRuntime {
   // Submit and wait.
   Result<CompletionResult> Complete(CompletionRequest request);
   RuntimeStats Stats() const;
+  // Gives a runtime started without a store (it was down) one; requests admitted from the next
+  // step on use it. Ignored when the runtime already has a store. Not owned; outlives the runtime.
+  void AttachStore(Client* store);
   // As of the end of the last step (waiting requests as of now).
   RuntimeLoad Load() const;
   // Refuses new requests, finishes those in flight and waits for the background puts.

@@ -5,6 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -63,9 +66,13 @@ Result<HostPort> SplitHostPort(const std::string& address) {
   return hp;
 }
 
-// The store's client, or null (logged) when none was named or it cannot be reached.
-std::unique_ptr<Client> ConnectStore(const ServeArgs& a) {
-  if (a.store.empty() && a.etcd.empty()) {
+constexpr int kStoreRetryMs = 2'000;
+
+bool StoreNamed(const ServeArgs& a) { return !a.store.empty() || !a.etcd.empty(); }
+
+// The store's client, or null (logged unless `quiet`) when none was named or it cannot be reached.
+std::unique_ptr<Client> ConnectStore(const ServeArgs& a, bool quiet = false) {
+  if (!StoreNamed(a)) {
     spdlog::info("no --store or --etcd: prefixes come from the local cache or are computed");
     return nullptr;
   }
@@ -77,8 +84,11 @@ std::unique_ptr<Client> ConnectStore(const ServeArgs& a) {
   const std::string where = a.etcd.empty() ? a.store : "cluster " + a.cluster + " via etcd " + a.etcd.front();
   Result<std::unique_ptr<Client>> client = Client::Connect(options);
   if (!client.ok()) {
-    spdlog::warn("cannot reach the store at {} ({}): serving without it, every prompt is computed or found locally",
-                 where, client.status().ToString());
+    if (!quiet) {
+      spdlog::warn("cannot reach the store at {} ({}): serving without it (every prompt is computed or found "
+                   "locally) and retrying every {} ms",
+                   where, client.status().ToString(), kStoreRetryMs);
+    }
     return nullptr;
   }
   spdlog::info("connected to the store at {}", where);
@@ -87,7 +97,36 @@ std::unique_ptr<Client> ConnectStore(const ServeArgs& a) {
 
 // Everything the node runs, in the order it is built; stopped in reverse.
 struct Node {
-  std::unique_ptr<Client> store;
+  std::unique_ptr<Client> store;  // set by the retry thread when the store was down at start
+  // Connects to a store that was down at start, then gives it to the runtime.
+  std::thread store_retry;
+  std::mutex retry_mu;
+  std::condition_variable retry_cv;
+  bool retry_stop = false;  // guarded by retry_mu
+
+  void RetryStore(const ServeArgs& a) {
+    std::unique_lock lock(retry_mu);
+    while (!retry_cv.wait_for(lock, std::chrono::milliseconds(kStoreRetryMs), [&] { return retry_stop; })) {
+      lock.unlock();
+      std::unique_ptr<Client> client = ConnectStore(a, /*quiet=*/true);
+      lock.lock();
+      if (client) {
+        store = std::move(client);
+        runtime->AttachStore(store.get());
+        spdlog::info("the store is reachable now: prefixes are fetched and stored from the next request on");
+        return;
+      }
+    }
+  }
+  ~Node() { StopRetrying(); }
+  void StopRetrying() {
+    {
+      std::lock_guard lock(retry_mu);
+      retry_stop = true;
+    }
+    retry_cv.notify_all();
+    if (store_retry.joinable()) store_retry.join();
+  }
   std::unique_ptr<NodeRuntime> runtime;
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<NodeMetrics> node_metrics;
@@ -104,6 +143,7 @@ struct Node {
   // New requests get 503; those in flight finish, the background puts complete, the answers are
   // written; then the servers stop.
   void Drain() {
+    StopRetrying();
     http->BeginDrain();
     grpc->BeginDrain();
     runtime->Drain();
@@ -152,6 +192,10 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   spdlog::info("model {} on the {} engine, namespace {}", a.model, choice.engine, loaded.namespace_id);
   KVSTASH_ASSIGN_OR_RETURN(node->runtime, NodeRuntime::Start(std::move(loaded.engine), node->store.get(),
                                                              loaded.namespace_id, options));
+  if (!node->store && StoreNamed(a)) {
+    Node* n = node.get();
+    node->store_retry = std::thread([n, a] { n->RetryStore(a); });
+  }
 
   node->registry = std::make_unique<metrics::Registry>();
   NodeRuntime* runtime = node->runtime.get();

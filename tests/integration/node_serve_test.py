@@ -311,12 +311,26 @@ def check_store_down(model, prompt, expected):
         s.bind(("127.0.0.1", 0))
         dead = f"127.0.0.1:{s.getsockname()[1]}"
     c = start_node(model, dead)
+    late = None
     try:
         reply = complete(c, dict(prompt=prompt, max_tokens=8, temperature=0))
         assert reply["choices"][0]["token_ids"] == expected and usage_split(reply) == (0, 0, 100), reply
+        # The store comes up on that address later: the node finds it and stores new prompts' blocks.
+        late = Process("kvstashd", [KVSTASHD, "--standalone", "--listen", dead, "--metrics-listen", "127.0.0.1:0",
+                                    "--dram-capacity", "64MiB", "--log-level", "warn"])
+        rng = random.Random(99)
+
+        def stores_a_fresh_prompt():
+            fresh = [rng.randrange(CONFIG["vocab_size"]) for _ in range(40)]
+            complete(c, dict(prompt=fresh, max_tokens=1, temperature=0))
+            return (node_metric(c, "kvstash_node_kv_bytes_total", 'direction="stored"') or 0) > 0
+
+        wait_for("the node to attach the store that came up late", stores_a_fresh_prompt)
     finally:
         assert c.stop() == 0
-    print("a store down at start: the node computes, same tokens", flush=True)
+        if late:
+            assert late.stop() == 0
+    print("a store down at start: the node computes, same tokens; it attaches the store once it is up", flush=True)
 
 
 def check_sigterm_drains(a, prompt):
