@@ -71,7 +71,7 @@ struct TokenQueue {
 class NodeService final : public v1::Node::Service {
  public:
   NodeService(NodeRuntime& runtime, const GrpcServiceOptions& options)
-      : runtime_(runtime), options_(options), hasher_(options.namespace_id, options.block_tokens) {
+      : runtime_(runtime), options_(options), hasher_(options.namespace_id, options.block_tokens), store_(options.store) {
     const ModelConfig& c = runtime.config();
     limits_.vocab_size = c.vocab_size;
     limits_.context_tokens = c.max_position_embeddings;
@@ -84,6 +84,7 @@ class NodeService final : public v1::Node::Service {
   grpc::Status Info(grpc::ServerContext* context, const v1::InfoRequest* req, v1::InfoResult* out) override;
 
   void BeginDrain() { draining_.store(true); }
+  void AttachStore(Client* store) { store_.store(store, std::memory_order_release); }
   bool WaitIdle(std::chrono::milliseconds timeout) {
     std::unique_lock lock(idle_mu_);
     return idle_cv_.wait_for(lock, timeout, [&] { return in_flight_ == 0; });
@@ -146,6 +147,7 @@ class NodeService final : public v1::Node::Service {
   const GrpcServiceOptions options_;
   RequestLimits limits_;
   PrefixHasher hasher_;
+  std::atomic<Client*> store_;  // options_.store, or the one attached later
   std::atomic<bool> draining_{false};
   std::mutex idle_mu_;
   std::condition_variable idle_cv_;
@@ -269,7 +271,7 @@ grpc::Status NodeService::Prefill(grpc::ServerContext* context, const v1::Prefil
   if (!req->prompt_text().empty()) out->mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
   const std::vector<BlockKey> chain = hasher_.Chain(prompt);
   for (const BlockKey& key : chain) out->add_block_keys(std::string(key.AsBytes()));
-  out->set_store_connected(options_.store != nullptr);
+  out->set_store_connected(store_.load(std::memory_order_acquire) != nullptr);
   out->set_blocks_in_store(ConfirmInStore(context, chain, std::chrono::milliseconds(store_wait_ms)));
   return grpc::Status::OK;
 }
@@ -279,11 +281,12 @@ grpc::Status NodeService::Prefill(grpc::ServerContext* context, const v1::Prefil
 // bounded by `wait`. (A per-request "stored" signal from the runtime would replace the polling.)
 uint32_t NodeService::ConfirmInStore(grpc::ServerContext* context, const std::vector<BlockKey>& chain,
                                      std::chrono::milliseconds wait) {
-  if (options_.store == nullptr || chain.empty()) return 0;
+  Client* store = store_.load(std::memory_order_acquire);
+  if (store == nullptr || chain.empty()) return 0;
   const auto give_up = Clock::now() + wait;
   auto pause = std::chrono::milliseconds(1);
   while (true) {
-    Result<LookupResult> found = options_.store->Lookup(chain);
+    Result<LookupResult> found = store->Lookup(chain);
     if (!found.ok()) {
       spdlog::warn("kvstash-node: Prefill cannot look its blocks up in the store: {}", found.status().ToString());
       return 0;
@@ -312,7 +315,7 @@ grpc::Status NodeService::Info(grpc::ServerContext*, const v1::InfoRequest*, v1:
     if (t->bos_id()) out->set_bos_token_id(*t->bos_id());
     if (t->eos_id()) out->set_eos_token_id(*t->eos_id());
   }
-  out->set_store_connected(options_.store != nullptr);
+  out->set_store_connected(store_.load(std::memory_order_acquire) != nullptr);
   out->set_draining(draining_.load());
   out->set_max_request_bytes(options_.max_request_bytes);
   const RuntimeStats s = runtime_.Stats();
@@ -376,6 +379,8 @@ Result<int> GrpcServer::Start(const std::string& host, int port) {
   }
   return bound;
 }
+
+void GrpcServer::AttachStore(Client* store) { impl_->service.AttachStore(store); }
 
 void GrpcServer::BeginDrain() { impl_->service.BeginDrain(); }
 

@@ -27,7 +27,7 @@ struct GrpcServiceOptions {
   std::string namespace_id;             // the runtime's: Prefill hashes the prompt's blocks with it
   uint32_t page_tokens = 16, block_tokens = 512;
   const Tokenizer* tokenizer = nullptr;  // not owned; null: token-id prompts only
-  Client* store = nullptr;               // not owned; null: Prefill confirms no blocks
+  Client* store = nullptr;               // not owned; null: Prefill confirms no blocks (see AttachStore)
   NodeMetrics* metrics = nullptr;        // not owned; null: nothing recorded
   size_t threads = 64;                   // RPCs served at once
   size_t max_request_bytes = 1 << 20;    // larger requests: INVALID_ARGUMENT (gRPC itself takes 4x)
@@ -43,6 +43,9 @@ class GrpcServer {
 
   // Listens on host:port (port 0 picks one); the bound port. UNAVAILABLE when it cannot bind.
   Result<int> Start(const std::string& host, int port);
+  // The store Prefill confirms blocks in, for a node whose store came up after it started (as
+  // NodeRuntime::AttachStore). Not owned; outlives this. Any thread.
+  void AttachStore(Client* store);
   // New RPCs get UNAVAILABLE from now on; those in flight go on to their end.
   void BeginDrain();
   // Waits until no RPC is in flight or `timeout` passes; true when idle.

@@ -274,6 +274,7 @@ TEST_F(NodeGrpcTest, ATextPromptGivesTheTokensOfItsIds) {
   v1::GenerateRequest by_text;
   by_text.set_prompt_text(text);
   by_text.mutable_sampling()->set_max_tokens(20);
+  by_text.set_request_id(42);  // a conductor's id: its TTFT would be reported there (none here)
   const Streamed a = Generate(*s_->stub, by_text);
   const Streamed b = Generate(*s_->stub, IdsRequest(*ids, 20));
   ASSERT_TRUE(a.status.ok()) << a.status.error_message();
