@@ -113,6 +113,7 @@ struct Node {
       if (client) {
         store = std::move(client);
         runtime->AttachStore(store.get());
+        if (grpc) grpc->AttachStore(store.get());  // set under retry_mu (StartNode)
         spdlog::info("the store is reachable now: prefixes are fetched and stored from the next request on");
         return;
       }
@@ -227,10 +228,13 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   grpc.page_tokens = options.page_tokens;
   grpc.block_tokens = options.block_tokens;
   grpc.tokenizer = node->tokenizer.get();
-  grpc.store = node->store.get();
   grpc.metrics = node->node_metrics.get();
   grpc.threads = a.http_threads;
-  node->grpc = std::make_unique<GrpcServer>(*node->runtime, grpc);
+  {
+    std::lock_guard lock(node->retry_mu);  // the retry thread may be attaching a store meanwhile
+    grpc.store = node->store.get();
+    node->grpc = std::make_unique<GrpcServer>(*node->runtime, grpc);
+  }
   KVSTASH_ASSIGN_OR_RETURN(node->grpc_address.port,
                            node->grpc->Start(node->grpc_address.host, node->grpc_address.port));
   if (!a.conductor.address.empty()) {
