@@ -7,9 +7,11 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -499,6 +501,50 @@ TEST_F(NodeGrpcTest, PrefillLeavesThePromptsBlocksInTheStore) {
   auto ids = s_->tokenizer->Encode(text.prompt_text());
   ASSERT_TRUE(ids.ok());
   EXPECT_EQ(std::vector<uint32_t>(second.prompt_token_ids().begin(), second.prompt_token_ids().end()), *ids);
+}
+
+// A port nothing listens on (bound, read, closed).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// A node whose store is down at start finds it later; Prefill then confirms its blocks there.
+TEST_F(NodeGrpcTest, PrefillUsesAStoreThatCameUpAfterStart) {
+  testing::TinyModelDir model(testing::TinyLlamaConfig(kContext), 6, "node_grpc_late");
+  ASSERT_TRUE(model.status().ok());
+  const std::string dead = "127.0.0.1:" + std::to_string(FreePort());
+  NodeProcess node(model.path().string(), dead);
+  ASSERT_TRUE(node.ok()) << node.ready_line();
+  auto stub = Connect(node.field("grpc"));
+  EXPECT_FALSE(Info(*stub).store_connected());
+  const std::vector<uint32_t> prompt = RandomPrompt(70, 97, 71);
+  {
+    grpc::ClientContext ctx;
+    v1::PrefillResult result;
+    v1::PrefillRequest req = AsPrefill(IdsRequest(prompt, 4));
+    ASSERT_TRUE(stub->Prefill(&ctx, req, &result).ok());
+    EXPECT_FALSE(result.store_connected());
+    EXPECT_EQ(result.block_keys_size(), 2);
+    EXPECT_EQ(result.blocks_in_store(), 0u);
+  }
+  testing::DaemonProcess late(KVSTASHD_PATH, {"--listen", dead, "--dram-capacity", "64MiB"});
+  ASSERT_TRUE(late.ok()) << late.error();
+  EXPECT_TRUE(testing::Eventually([&] { return Info(*stub).store_connected(); }, std::chrono::seconds(30)));
+  const std::vector<uint32_t> fresh = RandomPrompt(70, 97, 72);  // not in the node's cache
+  grpc::ClientContext ctx;
+  v1::PrefillResult result;
+  ASSERT_TRUE(stub->Prefill(&ctx, AsPrefill(IdsRequest(fresh, 4)), &result).ok());
+  EXPECT_TRUE(result.store_connected());
+  EXPECT_EQ(result.prompt().computed(), 70u);
+  EXPECT_EQ(result.blocks_in_store(), 2u);
 }
 
 // A node of its own (no tokenizer, no store), stopped by the test.
