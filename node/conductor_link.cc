@@ -67,6 +67,8 @@ bool ConductorLink::Impl::Register() {
     v1::RegisterInstanceRequest req;
     req.set_instance_id(id);
     req.set_role(role);
+    req.set_address(options.node_address);
+    req.set_namespace_id(options.namespace_id);
     v1::RegisterInstanceResponse resp;
     const grpc::Status s = stub->RegisterInstance(Context().get(), req, &resp);
     if (!s.ok()) {

@@ -39,6 +39,9 @@ struct ConductorLinkOptions {
   std::string role = "both";   // prefill | decode | both
   uint64_t heartbeat_ms = 500;
   uint64_t rpc_timeout_ms = 2'000;
+  // Registered with the instance: where the conductor's front door reaches this node's
+  // kvstash.v1.Node service, and the namespace its prefix hashes live in.
+  std::string node_address, namespace_id;
 };
 
 struct ConductorLinkStats {

@@ -42,6 +42,7 @@ struct ServeArgs {
   bool no_local_cache = false, no_store_puts = false;
   NodeOptions node;
   ConductorLinkOptions conductor;  // address empty: no conductor
+  std::string advertise;           // the gRPC address given to the conductor; default: from --listen
 };
 
 struct HostPort {
@@ -157,6 +158,17 @@ struct Node {
   }
 };
 
+// Where others reach a service bound to `bound`: a wildcard host is replaced by this host's name.
+std::string AdvertisedAddress(const HostPort& bound) {
+  if (bound.host != "0.0.0.0" && bound.host != "::" && !bound.host.empty()) {
+    return bound.host.find(':') != std::string::npos ? "[" + bound.host + "]:" + std::to_string(bound.port)
+                                                     : bound.ToString();
+  }
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return bound.ToString();
+  return std::string(host) + ":" + std::to_string(bound.port);
+}
+
 // The id a node registers under when none is given: this host's name and its HTTP port (unique
 // per host, unlike a wildcard listen address).
 std::string DefaultInstanceId(const HostPort& http) {
@@ -240,6 +252,8 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   if (!a.conductor.address.empty()) {
     ConductorLinkOptions link = a.conductor;
     if (link.instance_id.empty()) link.instance_id = DefaultInstanceId(node->http_address);
+    link.node_address = a.advertise.empty() ? AdvertisedAddress(node->grpc_address) : a.advertise;
+    link.namespace_id = loaded.namespace_id;
     KVSTASH_ASSIGN_OR_RETURN(node->conductor, ConductorLink::Start(link, [runtime] { return runtime->Load(); }));
     node->conductor_link.store(node->conductor.get(), std::memory_order_release);
     spdlog::info("reporting to the conductor at {} as {} ({})", link.address, link.instance_id, link.role);
@@ -320,6 +334,9 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-store-puts", a->no_store_puts, "do not put newly computed blocks to the store");
   cmd->add_option("--conductor", a->conductor.address,
                   "kvstash-conductor's gRPC HOST:PORT: register, heartbeat, KV events, TTFT reports (optional)");
+  cmd->add_option("--advertise", a->advertise,
+                  "the gRPC HOST:PORT the conductor's front door uses to reach this node (default: --listen's, a "
+                  "wildcard host replaced by the hostname)");
   cmd->add_option("--instance-id", a->conductor.instance_id, "id at the conductor (default: hostname:http-port)");
   cmd->add_option("--role", a->conductor.role, "role at the conductor: prefill, decode or both")
       ->check(CLI::IsMember({"prefill", "decode", "both"}));

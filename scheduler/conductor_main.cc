@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "scheduler/conductor_service.h"
+#include "scheduler/front_door.h"
 #include "scheduler/spec_flags.h"
 
 int main(int argc, char** argv) {
@@ -30,7 +31,20 @@ int main(int argc, char** argv) {
   app.add_option("--kvcache-balancing-threshold", popt.kvcache_balancing_threshold,
                  "global-cache-aware fetches the best holder's prefix when best > threshold x own")
       ->capture_default_str();
-  std::string store_address;
+  std::string store_address, http_listen;
+  FrontDoorOptions front;
+  app.add_option("--http", http_listen,
+                 "serve POST /v1/completions for the cluster on HOST:PORT (port 0 picks one; default: off)");
+  app.add_option("--http-threads", front.threads, "front-door completions served at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
+  app.add_option("--node-timeout-ms", front.node_timeout_ms, "deadline of one node call (a whole generation)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 86'400'000));
+  app.add_option("--store-wait-ms", front.store_wait_ms,
+                 "a prefill node waits this long for the prompt's blocks to be in the store")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 60'000));
   app.add_option("--store", store_address,
                  "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
   AddAdmissionFlags(&app, admission_flags);
@@ -78,6 +92,22 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvstash-conductor: metrics on http://%s:%d/metrics\n",
                  metrics_host.c_str(), *port);
   }
+  std::unique_ptr<FrontDoor> front_door;
+  if (!http_listen.empty()) {
+    const size_t colon = http_listen.rfind(':');
+    if (colon == std::string::npos) return fail(kvstash::InvalidArgument("--http must be HOST:PORT"));
+    int http_port = 0;
+    try {
+      http_port = std::stoi(http_listen.substr(colon + 1));
+    } catch (const std::exception&) {
+      return fail(kvstash::InvalidArgument("--http must be HOST:PORT"));
+    }
+    const std::string http_host = http_listen.substr(0, colon);
+    front_door = std::make_unique<FrontDoor>(service, &registry, front);
+    auto port = front_door->Start(http_host, http_port);
+    if (!port.ok()) return fail(port.status());
+    std::fprintf(stderr, "kvstash-conductor: front door on http://%s:%d/v1/completions\n", http_host.c_str(), *port);
+  }
   int bound = 0;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound);
@@ -89,6 +119,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
   int sig = 0;
   sigwait(&stop, &sig);
+  if (front_door) front_door->Stop();
   server->Shutdown();
   server->Wait();
   return 0;

@@ -89,7 +89,7 @@ grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
   auto role = RoleOf(req->role());
   if (!role.ok()) return ToGrpc(role.status());
   std::lock_guard lock(mu_);
-  auto index = state_.Register(req->instance_id(), *role);
+  auto index = state_.Register(req->instance_id(), *role, req->address(), req->namespace_id());
   if (!index.ok()) return ToGrpc(index.status());
   resp->set_index(*index);
   return grpc::Status::OK;
@@ -259,6 +259,16 @@ grpc::Status ConductorService::ReportTtft(grpc::ServerContext*, const v1::Report
   observed_ttft_.Observe(req->ttft_seconds());
   ttft_error_.Observe(std::fabs(req->ttft_seconds() - predicted));
   return grpc::Status::OK;
+}
+
+Result<std::pair<std::string, std::string>> ConductorService::InstanceEndpoint(const std::string& id) {
+  std::lock_guard lock(mu_);
+  return state_.Endpoint(id);
+}
+
+std::string ConductorService::RegisteredNamespace() {
+  std::lock_guard lock(mu_);
+  return state_.AnyNamespace();
 }
 
 }  // namespace kvstash::scheduler

@@ -48,6 +48,12 @@ class ConductorService final : public v1::Conductor::Service {
   grpc::Status ReportTtft(grpc::ServerContext*, const v1::ReportTtftRequest*,
                           v1::ReportTtftResponse*) override;
 
+  // For the HTTP front door (front_door.h), which routes through Route above in-process.
+  // The Node address and namespace an instance registered with; NOT_FOUND when it is unknown.
+  Result<std::pair<std::string, std::string>> InstanceEndpoint(const std::string& id);
+  // A namespace some registered instance gave (empty when none did): prompts are hashed in it.
+  std::string RegisteredNamespace();
+
  private:
   static constexpr size_t kRememberedPredictions = 100'000;
   double Now() const { return double(clock_->NowMs()) / 1000.0; }

@@ -14,8 +14,12 @@ Status CheckTime(double t, const char* what) {
 
 }  // namespace
 
-Result<uint32_t> ConductorState::Register(const std::string& id, Role role) {
+Result<uint32_t> ConductorState::Register(const std::string& id, Role role, const std::string& address,
+                                          const std::string& namespace_id) {
   if (id.empty() || id.size() > 256) return InvalidArgument("instance id must be 1..256 bytes");
+  if (address.size() > 256) return InvalidArgument("address must be at most 256 bytes");
+  if (namespace_id.size() > 256) return InvalidArgument("namespace_id must be at most 256 bytes");
+  if (auto it = ids_.find(id); it != ids_.end() && it->second.first == role) endpoints_[id] = {address, namespace_id};
   if (auto it = ids_.find(id); it != ids_.end()) {
     if (it->second.first != role)
       return AlreadyExists("instance " + id + " is registered with the other role");
@@ -44,6 +48,7 @@ Result<uint32_t> ConductorState::Register(const std::string& id, Role role) {
     decode_.back().id = id;
   }
   ids_.emplace(id, std::make_pair(role, index));
+  endpoints_[id] = {address, namespace_id};
   return index;
 }
 
@@ -130,6 +135,19 @@ DecodeLoad ConductorState::DecodeLoadAt(size_t j, double at_s) const {
     if (in.ready_s <= at_s) ++l.batch, l.context_tokens += in.context;
   }
   return l;
+}
+
+Result<std::pair<std::string, std::string>> ConductorState::Endpoint(const std::string& id) const {
+  auto it = endpoints_.find(id);
+  if (it == endpoints_.end()) return NotFound("instance " + id + " is not registered");
+  return std::make_pair(it->second.address, it->second.namespace_id);
+}
+
+std::string ConductorState::AnyNamespace() const {
+  for (const auto& [id, where] : endpoints_) {
+    if (!where.namespace_id.empty()) return where.namespace_id;
+  }
+  return "";
 }
 
 }  // namespace kvstash::scheduler

@@ -39,7 +39,8 @@ class ConductorState final : public ClusterView {
   // over-long id; ALREADY_EXISTS when the id is registered with the other role;
   // RESOURCE_EXHAUSTED past PrefixIndex::kMaxInstances prefill or kMaxDecode decode instances.
   // Re-registering a prefill instance forgets its indexed blocks (it restarted empty).
-  Result<uint32_t> Register(const std::string& id, Role role);
+  Result<uint32_t> Register(const std::string& id, Role role, const std::string& address = "",
+                            const std::string& namespace_id = "");
 
   // NOT_FOUND for an unknown id; FAILED_PRECONDITION for the wrong role; INVALID_ARGUMENT for a
   // negative or non-finite time.
@@ -54,6 +55,10 @@ class ConductorState final : public ClusterView {
 
   // NOT_FOUND for an unknown id.
   Result<Role> RoleOf(const std::string& id) const;
+  // The address and namespace it registered with (empty when it gave none). NOT_FOUND when unknown.
+  Result<std::pair<std::string, std::string>> Endpoint(const std::string& id) const;
+  // A namespace some instance registered with (empty when none did).
+  std::string AnyNamespace() const;
   const std::string& PrefillId(uint32_t i) const { return prefill_[i].id; }
   const std::string& DecodeId(uint32_t j) const { return decode_[j].id; }
   uint64_t indexed_blocks() const { return index_.blocks(); }
@@ -67,6 +72,9 @@ class ConductorState final : public ClusterView {
   DecodeLoad DecodeLoadAt(size_t j, double at_s) const override;
 
  private:
+  struct Where {
+    std::string address, namespace_id;
+  };
   struct Prefill {
     std::string id;
     double busy_until = 0;
@@ -84,6 +92,7 @@ class ConductorState final : public ClusterView {
   Result<std::pair<Role, uint32_t>> Find(const std::string& id) const;
 
   std::unordered_map<std::string, std::pair<Role, uint32_t>> ids_;
+  std::unordered_map<std::string, Where> endpoints_;
   std::vector<Prefill> prefill_;
   std::vector<Decode> decode_;
   PrefixIndex index_;

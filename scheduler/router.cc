@@ -23,8 +23,9 @@ std::string_view RejectReasonName(RejectReason reason) {
 
 Result<RouteDecision> Router::Route(const RouteRequest& req, const ClusterView& view) {
   const std::string who = "request " + std::to_string(req.id) + ": ";
-  if (req.chain.empty()) return InvalidArgument(who + "empty block chain");
   if (req.input_tokens == 0) return InvalidArgument(who + "input_tokens is zero");
+  // A prompt shorter than one block has no full block: an empty chain, nothing to reuse.
+  if (req.chain.empty() && req.input_tokens >= cost_.block_tokens) return InvalidArgument(who + "empty block chain");
   if (req.input_tokens > options_.max_input_tokens) {
     return InvalidArgument(who + "input_tokens " + std::to_string(req.input_tokens) +
                            " exceeds the limit " + std::to_string(options_.max_input_tokens));

@@ -117,10 +117,9 @@ TEST_F(ConductorTest, BadInputGetsClearErrors) {
   v1::RouteRequest short_prompt;
   short_prompt.set_model("m");
   for (uint32_t t = 0; t < 100; ++t) short_prompt.add_token_ids(t);
+  // Shorter than one block: no full block to hash, nothing to reuse, but a valid request.
   auto empty = Route(short_prompt, &resp);
-  EXPECT_EQ(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  EXPECT_NE(empty.error_message().find("empty block chain"), std::string::npos)
-      << empty.error_message();
+  EXPECT_NE(empty.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << empty.error_message();
   v1::RouteRequest bad_key = IdsRequest(2, {});
   bad_key.set_input_tokens(512);
   bad_key.add_block_keys(std::string(15, 'x'));

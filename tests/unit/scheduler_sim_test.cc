@@ -128,7 +128,7 @@ TEST(Simulator, PredictedAdmissionRejectsUnderOverload) {
 
 TEST(Simulator, BadInputGetsClearErrors) {
   std::vector<TraceRequest> trace = {Request(0, {1, 2}), Request(10, {})};
-  trace[1].input_length = 100;
+  trace[1].input_length = 1000;  // two blocks' worth of tokens and no block
   auto r = Simulate(trace, Cost(), "round-robin", Options());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("trace line 2"), std::string::npos) << r.status().message();

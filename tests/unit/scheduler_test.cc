@@ -284,10 +284,13 @@ TEST(Router, BadInputGetsClearErrors) {
   Router router = MakeRouter("global-cache-aware");
   FakeView v = View({0}, {0});
   Req empty(0);
-  empty.r.input_tokens = 100;
+  empty.r.input_tokens = 1000;
   auto e = router.Route(empty.r, v);
   ASSERT_FALSE(e.ok());
   EXPECT_NE(e.status().message().find("empty block chain"), std::string::npos);
+  Req short_prompt(0);  // shorter than a block: no full block, a valid request with nothing to reuse
+  short_prompt.r.input_tokens = 100;
+  EXPECT_TRUE(router.Route(short_prompt.r, v).ok());
   Req mismatch(3);
   mismatch.r.input_tokens = 5000;
   auto m = router.Route(mismatch.r, v);

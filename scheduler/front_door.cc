@@ -1,0 +1,455 @@
+#include "scheduler/front_door.h"
+
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <functional>
+#include <limits>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+#include <thread>
+
+#include "kvstash/v1/node.grpc.pb.h"
+
+namespace kvstash::scheduler {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kMaxPromptTokens = size_t{1} << 20;
+constexpr size_t kMaxBodyBytes = size_t{64} << 20;
+
+// One parsed completion request.
+struct Completion {
+  std::vector<uint32_t> prompt;
+  v1::SamplingParams sampling;
+  uint32_t max_tokens = 16;  // the node's default when unset
+  bool stream = false;
+};
+
+Result<uint64_t> Unsigned(const json& j, const std::string& field, uint64_t max) {
+  if (!j.is_number_unsigned() || j.get<uint64_t>() > max) {
+    return InvalidArgument(field + ": must be an integer in 0.." + std::to_string(max));
+  }
+  return j.get<uint64_t>();
+}
+
+// Types are checked here; ranges are the node's to check (its INVALID_ARGUMENT comes back as 400).
+Result<Completion> Parse(const std::string& body) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("the body must be a JSON object");
+  Completion c;
+  const auto prompt = j.find("prompt");
+  if (prompt == j.end()) return InvalidArgument("prompt: required (an array of token ids)");
+  if (prompt->is_string()) {
+    return InvalidArgument("prompt: the conductor takes token ids (it has no tokenizer); send text to a node");
+  }
+  if (!prompt->is_array() || prompt->empty() || prompt->size() > kMaxPromptTokens) {
+    return InvalidArgument("prompt: must be an array of 1.." + std::to_string(kMaxPromptTokens) + " token ids");
+  }
+  for (size_t i = 0; i < prompt->size(); ++i) {
+    KVSTASH_ASSIGN_OR_RETURN(uint64_t t, Unsigned((*prompt)[i], "prompt[" + std::to_string(i) + "]",
+                                                  std::numeric_limits<uint32_t>::max()));
+    c.prompt.push_back(static_cast<uint32_t>(t));
+  }
+  // OpenAI fields the cluster does not implement are refused rather than ignored (as the node does).
+  for (const char* field : {"n", "best_of"}) {
+    if (j.contains(field) && !(j[field].is_number_integer() && j[field].get<int64_t>() == 1)) {
+      return InvalidArgument(std::string(field) + ": only 1 is supported");
+    }
+  }
+  if (j.contains("echo") && !(j["echo"].is_boolean() && !j["echo"].get<bool>())) {
+    return InvalidArgument("echo: not supported");
+  }
+  if (const auto stop = j.find("stop"); stop != j.end() && !stop->is_null() && !(stop->is_string() && stop->empty()) &&
+                                        !(stop->is_array() && stop->empty())) {
+    return InvalidArgument("stop: stop strings need a tokenizer; use stop_token_ids");
+  }
+  if (const auto v = j.find("max_tokens"); v != j.end() && !v->is_null()) {
+    KVSTASH_ASSIGN_OR_RETURN(uint64_t n, Unsigned(*v, "max_tokens", std::numeric_limits<uint32_t>::max()));
+    c.max_tokens = static_cast<uint32_t>(n);
+    c.sampling.set_max_tokens(c.max_tokens);
+  }
+  for (const char* field : {"temperature", "top_p"}) {
+    const auto v = j.find(field);
+    if (v == j.end() || v->is_null()) continue;
+    if (!v->is_number()) return InvalidArgument(std::string(field) + ": must be a number");
+    if (std::string(field) == "temperature") {
+      c.sampling.set_temperature(v->get<double>());
+    } else {
+      c.sampling.set_top_p(v->get<double>());
+    }
+  }
+  if (const auto v = j.find("seed"); v != j.end() && !v->is_null()) {
+    KVSTASH_ASSIGN_OR_RETURN(uint64_t seed, Unsigned(*v, "seed", std::numeric_limits<uint64_t>::max()));
+    c.sampling.set_seed(seed);
+  }
+  if (const auto v = j.find("stop_token_ids"); v != j.end() && !v->is_null()) {
+    if (!v->is_array()) return InvalidArgument("stop_token_ids: must be an array of token ids");
+    for (size_t i = 0; i < v->size(); ++i) {
+      KVSTASH_ASSIGN_OR_RETURN(uint64_t t, Unsigned((*v)[i], "stop_token_ids[" + std::to_string(i) + "]",
+                                                    std::numeric_limits<uint32_t>::max()));
+      c.sampling.add_stop_token_ids(static_cast<uint32_t>(t));
+    }
+  }
+  if (const auto v = j.find("stream"); v != j.end() && !v->is_null()) {
+    if (!v->is_boolean()) return InvalidArgument("stream: must be true or false");
+    c.stream = v->get<bool>();
+  }
+  return c;
+}
+
+int HttpStatusOf(StatusCode code) {
+  switch (code) {
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kOutOfRange:
+      return 400;
+    case StatusCode::kResourceExhausted:
+      return 429;
+    case StatusCode::kUnavailable:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kNotFound:
+      return 503;
+    case StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 502;
+  }
+}
+
+const char* ResultLabel(StatusCode code) {
+  switch (HttpStatusOf(code)) {
+    case 400:
+      return "bad_request";
+    case 429:
+      return "rejected";
+    case 503:
+      return "unavailable";
+    default:
+      return "failed";
+  }
+}
+
+json ErrorJson(int http_status, const std::string& message) {
+  const char* type = http_status == 400   ? "invalid_request_error"
+                     : http_status == 429 ? "rate_limit_exceeded"
+                     : http_status == 503 ? "service_unavailable"
+                                          : "server_error";
+  return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
+}
+
+Status FromGrpc(const grpc::Status& s, const std::string& who) {
+  return Status(static_cast<StatusCode>(s.error_code()), who + ": " + s.error_message());
+}
+
+json SourcesJson(const v1::PromptSources& p) {
+  return {{"cached_tokens_local", p.local()}, {"cached_tokens_store", p.store()}, {"computed_tokens", p.computed()}};
+}
+
+// A routed request: where it goes.
+struct Plan {
+  uint64_t request_id = 0;
+  v1::RouteResponse route;
+  std::string prefill_address, decode_address;
+  Clock::time_point arrived;
+};
+
+// What came back.
+struct Outcome {
+  std::vector<uint32_t> tokens;
+  std::string finish_reason = "length";
+  v1::PromptSources prompt;                        // of the node that computed the prompt's KV
+  std::optional<v1::PromptSources> decode_prompt;  // the decode node's, when it was another node
+  double ttft_seconds = 0;                         // arrival here to the first token
+};
+
+}  // namespace
+
+struct FrontDoor::Impl {
+  ConductorService& service;
+  FrontDoorOptions options;
+  httplib::Server server;
+  std::thread thread;
+  std::atomic<uint64_t> next_id;
+  std::mutex stubs_mu;
+  std::map<std::string, std::shared_ptr<v1::Node::Stub>> stubs;  // guarded by stubs_mu
+  metrics::Family<metrics::Counter>& requests;
+  metrics::Histogram& ttft;
+
+  Impl(ConductorService& s, metrics::Registry* registry, FrontDoorOptions o)
+      : service(s),
+        options(std::move(o)),
+        next_id(std::random_device{}() | (uint64_t{std::random_device{}()} << 32)),
+        requests(registry->AddCounter("kvstash_conductor_http_requests_total",
+                                      "Completions through the front door, by result", {"result"})),
+        ttft(registry
+                 ->AddHistogram("kvstash_conductor_http_ttft_seconds",
+                                "Arrival at the front door to the first token, answered completions", {},
+                                {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
+                 .WithLabels({})) {}
+
+  std::shared_ptr<v1::Node::Stub> Stub(const std::string& address) {
+    std::lock_guard lock(stubs_mu);
+    auto& stub = stubs[address];
+    if (!stub) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(64 << 20);
+      args.SetMaxSendMessageSize(64 << 20);
+      stub = v1::Node::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    }
+    return stub;
+  }
+  std::unique_ptr<grpc::ClientContext> Context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.node_timeout_ms));
+    return ctx;
+  }
+
+  Result<Plan> Route(const Completion& c);
+  Result<Outcome> Run(const Completion& c, const Plan& plan, const std::function<bool(uint32_t)>& on_token);
+  // Relays `address`'s Generate; with `expected_first`, its first token must be that one and is
+  // not passed on (the prefill node's, already sent).
+  Status Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
+                  std::optional<uint32_t> expected_first, const std::function<bool(uint32_t)>& on_token,
+                  Outcome& out);
+  json Head(uint64_t request_id) const {
+    return {{"id", "cmpl-" + std::to_string(request_id)},
+            {"object", "text_completion"},
+            {"created", std::time(nullptr)},
+            {"model", options.model_name}};
+  }
+  json Usage(const Completion& c, const Plan& plan, const Outcome& out) const;
+  void HandleCompletion(const httplib::Request& req, httplib::Response& res);
+  void Answer(httplib::Response& res, const Status& status) {
+    const int code = HttpStatusOf(status.code());
+    requests.WithLabels({ResultLabel(status.code())}).Inc();
+    res.status = code;
+    res.set_content(ErrorJson(code, status.message()).dump() + "\n", "application/json");
+  }
+};
+
+Result<Plan> FrontDoor::Impl::Route(const Completion& c) {
+  const std::string namespace_id = service.RegisteredNamespace();
+  if (namespace_id.empty()) return Unavailable("no node has registered with the conductor (kvstash-node --conductor)");
+  Plan plan;
+  plan.arrived = Clock::now();
+  plan.request_id = next_id.fetch_add(1);
+  v1::RouteRequest req;
+  req.set_request_id(plan.request_id);
+  req.set_model(namespace_id);
+  req.set_output_tokens(c.max_tokens);
+  for (uint32_t t : c.prompt) req.add_token_ids(t);
+  const grpc::Status routed = service.ConductorService::Route(nullptr, &req, &plan.route);
+  if (!routed.ok()) return FromGrpc(routed, "route");
+  for (auto [id, address] : {std::pair{&plan.route.prefill_instance(), &plan.prefill_address},
+                             std::pair{&plan.route.decode_instance(), &plan.decode_address}}) {
+    KVSTASH_ASSIGN_OR_RETURN(auto endpoint, service.InstanceEndpoint(*id));
+    if (endpoint.first.empty()) return Unavailable("instance " + *id + " registered without a node address");
+    *address = endpoint.first;
+  }
+  return plan;
+}
+
+Status FrontDoor::Impl::Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
+                                 std::optional<uint32_t> expected_first,
+                                 const std::function<bool(uint32_t)>& on_token, Outcome& out) {
+  v1::GenerateRequest g;
+  for (uint32_t t : c.prompt) g.add_prompt_token_ids(t);
+  *g.mutable_sampling() = c.sampling;
+  if (report_ttft) g.set_request_id(plan.request_id);
+  auto ctx = Context();
+  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = Stub(address)->Generate(ctx.get(), g);
+  v1::GenerateEvent event;
+  bool cancelled = false, first = true;
+  Status mismatch = Status::Ok();
+  while (reader->Read(&event)) {
+    if (event.has_token() && !cancelled && mismatch.ok()) {
+      const uint32_t token = event.token().id();
+      if (first && expected_first) {
+        first = false;
+        if (token != *expected_first) {
+          mismatch = DataLoss("the decode node's first token (" + std::to_string(token) +
+                              ") differs from the prefill node's (" + std::to_string(*expected_first) +
+                              "): the request is ended rather than continued from KV that disagrees");
+          ctx->TryCancel();
+        }
+        continue;
+      }
+      if (first) out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
+      first = false;
+      out.tokens.push_back(token);
+      if (!on_token(token)) {
+        cancelled = true;
+        ctx->TryCancel();  // the client went away: the node ends the sequence at its next step
+      }
+    } else if (event.has_finished()) {
+      out.finish_reason = event.finished().finish_reason() == v1::FINISH_REASON_STOP ? "stop" : "length";
+      if (expected_first) {
+        out.decode_prompt = event.finished().usage().prompt();
+      } else {
+        out.prompt = event.finished().usage().prompt();
+      }
+    }
+  }
+  const grpc::Status finished = reader->Finish();
+  if (!mismatch.ok()) return mismatch;
+  if (cancelled) return Status(StatusCode::kCancelled, "the client went away");
+  if (!finished.ok()) return FromGrpc(finished, "node " + address);
+  return Status::Ok();
+}
+
+Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
+                                     const std::function<bool(uint32_t)>& on_token) {
+  Outcome out;
+  if (plan.prefill_address == plan.decode_address) {
+    KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.prefill_address, true, std::nullopt, on_token, out));
+    return out;
+  }
+  v1::PrefillRequest p;
+  for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
+  *p.mutable_sampling() = c.sampling;
+  p.set_store_wait_ms(options.store_wait_ms);
+  p.set_request_id(plan.request_id);
+  v1::PrefillResult prefilled;
+  auto ctx = Context();
+  const grpc::Status st = Stub(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
+  if (!st.ok()) return FromGrpc(st, "prefill node " + plan.prefill_address);
+  out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
+  out.prompt = prefilled.prompt();
+  const uint32_t first = prefilled.first_token().id();
+  out.tokens.push_back(first);
+  if (!on_token(first)) return Status(StatusCode::kCancelled, "the client went away");
+  if (prefilled.finished()) {
+    const auto& stops = c.sampling.stop_token_ids();
+    out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
+    return out;
+  }
+  KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.decode_address, false, first, on_token, out));
+  return out;
+}
+
+json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome& out) const {
+  json kv = SourcesJson(out.prompt);
+  kv["request_id"] = plan.request_id;
+  kv["policy"] = plan.route.policy();
+  kv["prefill_instance"] = plan.route.prefill_instance();
+  kv["decode_instance"] = plan.route.decode_instance();
+  kv["predicted_ttft_ms"] = plan.route.predicted_ttft_seconds() * 1000;
+  kv["ttft_ms"] = out.ttft_seconds * 1000;
+  if (out.decode_prompt) kv["decode"] = SourcesJson(*out.decode_prompt);
+  const uint64_t cached = out.prompt.local() + out.prompt.store();
+  return {{"prompt_tokens", c.prompt.size()},
+          {"completion_tokens", out.tokens.size()},
+          {"total_tokens", c.prompt.size() + out.tokens.size()},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}},
+          {"kvstash", kv}};
+}
+
+void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res) {
+  Result<Completion> parsed = Parse(req.body);
+  if (!parsed.ok()) return Answer(res, parsed.status());
+  Result<Plan> plan = Route(*parsed);
+  if (!plan.ok()) return Answer(res, plan.status());
+  if (!parsed->stream) {
+    Result<Outcome> out = Run(*parsed, *plan, [](uint32_t) { return true; });
+    if (!out.ok()) return Answer(res, out.status());
+    json body = Head(plan->request_id);
+    body["choices"] = json::array(
+        {{{"index", 0}, {"text", ""}, {"token_ids", out->tokens}, {"finish_reason", out->finish_reason}}});
+    body["usage"] = Usage(*parsed, *plan, *out);
+    requests.WithLabels({"ok"}).Inc();
+    ttft.Observe(out->ttft_seconds);
+    res.set_content(body.dump() + "\n", "application/json");
+    return;
+  }
+  auto request = std::make_shared<Completion>(std::move(*parsed));
+  auto routed = std::make_shared<Plan>(std::move(*plan));
+  res.set_chunked_content_provider("text/event-stream", [this, request, routed](size_t, httplib::DataSink& sink) {
+    auto send = [&](const json& event) {
+      const std::string line = "data: " + event.dump() + "\n\n";
+      return sink.write(line.data(), line.size());
+    };
+    const json head = Head(routed->request_id);
+    Result<Outcome> out = Run(*request, *routed, [&](uint32_t token) {
+      json chunk = head;
+      chunk["choices"] =
+          json::array({{{"index", 0}, {"text", ""}, {"token_ids", {token}}, {"finish_reason", nullptr}}});
+      return send(chunk);
+    });
+    if (out.ok()) {
+      json last = head;
+      last["choices"] = json::array(
+          {{{"index", 0}, {"text", ""}, {"token_ids", json::array()}, {"finish_reason", out->finish_reason}}});
+      last["usage"] = Usage(*request, *routed, *out);
+      requests.WithLabels({"ok"}).Inc();
+      ttft.Observe(out->ttft_seconds);
+      send(last);
+    } else if (out.status().code() == StatusCode::kCancelled) {
+      requests.WithLabels({"cancelled"}).Inc();
+      return false;
+    } else {
+      requests.WithLabels({ResultLabel(out.status().code())}).Inc();
+      send(ErrorJson(HttpStatusOf(out.status().code()), out.status().message()));
+    }
+    static constexpr char kDone[] = "data: [DONE]\n\n";
+    sink.write(kDone, sizeof kDone - 1);
+    sink.done();
+    return true;
+  });
+}
+
+FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, FrontDoorOptions options)
+    : impl_(std::make_unique<Impl>(service, registry, std::move(options))) {
+  const size_t threads = std::max<size_t>(1, impl_->options.threads);
+  impl_->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  impl_->server.set_payload_max_length(kMaxBodyBytes);
+  Impl* impl = impl_.get();
+  impl_->server.Post("/v1/completions",
+                     [impl](const httplib::Request& req, httplib::Response& res) { impl->HandleCompletion(req, res); });
+  impl_->server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  impl_->server.set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        const std::string why = res.status == 404 ? "no such endpoint: " + req.method + " " + req.path
+                                                  : "HTTP " + std::to_string(res.status);
+        res.set_content(ErrorJson(res.status, why).dump() + "\n", "application/json");
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+}
+
+FrontDoor::~FrontDoor() { Stop(); }
+
+Result<int> FrontDoor::Start(const std::string& host, int port) {
+  if (impl_->thread.joinable()) return FailedPrecondition("the front door is already started");
+  int bound = -1;
+  if (port == 0) {
+    bound = impl_->server.bind_to_any_port(host);
+  } else if (impl_->server.bind_to_port(host, port)) {
+    bound = port;
+  }
+  if (bound <= 0) return Unavailable("cannot listen for HTTP on " + host + ":" + std::to_string(port));
+  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
+  // stop() is a no-op until the accept loop runs: wait for it.
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (!impl_->server.is_running() && Clock::now() < give_up) std::this_thread::yield();
+  return bound;
+}
+
+void FrontDoor::Stop() {
+  if (impl_->thread.joinable()) {
+    impl_->server.stop();
+    impl_->thread.join();
+  }
+}
+
+}  // namespace kvstash::scheduler

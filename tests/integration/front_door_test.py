@@ -1,0 +1,208 @@
+"""The conductor as the cluster's front door (issue 15): `kvstash-conductor --http` routes OpenAI
+completions to kvstash-node processes, on run-time ports, with a real HTTP client.
+
+* Prefill/decode on two nodes through a kvstashd: the prefill node computes the prompt and stores its
+  full blocks; the decode node takes them from the store (96 of 100 tokens) and generates. The tokens
+  equal a single node's, non-streamed, streamed and with seeded sampling.
+* Prefill and decode on one `--role both` node: the same tokens again.
+* Admission: with an SLO no request can meet, 429 naming the reason.
+* Bad requests get 400 (the conductor's own checks and the node's, passed through).
+* A decode node killed with SIGKILL: the request fails with an error, never with other tokens.
+
+Usage: front_door_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
+"""
+import http.client
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+NODE, KVSTASHD, CONDUCTOR = sys.argv[1:4]
+CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+              intermediate_size=128, vocab_size=97, max_position_embeddings=1024, rope_theta=10000.0,
+              rms_norm_eps=1e-5, torch_dtype="float32")
+BLOCK_TOKENS = 32
+DEADLINE_S = 30
+
+
+def wait_for(what, condition, deadline_s=DEADLINE_S):
+    give_up = time.monotonic() + deadline_s
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def stop(proc, sig=signal.SIGTERM):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def start_ready(name, argv):
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    if not line.startswith(f"{name} ready "):
+        stop(proc)
+        raise AssertionError(f"{name} did not become ready: {line!r}")
+    return proc, dict(f.split("=", 1) for f in line.split()[2:])
+
+
+def start_conductor(*extra):
+    """(process, grpc address, metrics address, front-door address)."""
+    proc = subprocess.Popen([CONDUCTOR, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--http", "127.0.0.1:0",
+                             "--block-tokens", str(BLOCK_TOKENS), *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics_line, front_line, listen_line = proc.stderr.readline(), proc.stderr.readline(), proc.stdout.readline()
+    m = re.search(r"http://([^/]+)/metrics", metrics_line)
+    f = re.search(r"http://([^/]+)/v1/completions", front_line)
+    p = re.search(r"listening on port (\d+)", listen_line)
+    if not (m and f and p):
+        stop(proc)
+        raise AssertionError(f"kvstash-conductor did not start: {metrics_line!r} {front_line!r} {listen_line!r}")
+    return proc, f"127.0.0.1:{p.group(1)}", m.group(1), f.group(1)
+
+
+def start_node(model, *extra):
+    return start_ready("kvstash-node", [NODE, "serve", "--model", model, "--engine", "cpu", "--listen", "127.0.0.1:0",
+                                        "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                                        "--page-tokens", "16", "--block-tokens", str(BLOCK_TOKENS),
+                                        "--pool-pages", "256", "--heartbeat-ms", "50", "--log-level", "warn", *extra])
+
+
+def request(address, body, method="POST", path="/v1/completions"):
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    try:
+        conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        return resp.status, resp.getheader("Content-Type"), resp.read()
+    finally:
+        conn.close()
+
+
+def complete(address, body):
+    status, _, data = request(address, body)
+    assert status == 200, (status, data)
+    return json.loads(data)
+
+
+def stream(address, body):
+    status, ctype, data = request(address, dict(body, stream=True))
+    assert status == 200 and ctype.startswith("text/event-stream"), (status, ctype, data)
+    events = [line[len("data: "):] for line in data.decode().split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events[-3:]
+    return [json.loads(e) for e in events[:-1]]
+
+
+def metric(address, name, labels=""):
+    status, _, data = request(address, None, "GET", "/metrics")
+    assert status == 200, status
+    pattern = "^" + re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)$"
+    match = re.search(pattern, data.decode(), re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def registered(conductor_metrics, prefill, decode):
+    return lambda: (metric(conductor_metrics, "kvstash_conductor_instances", 'role="prefill"') == prefill and
+                    metric(conductor_metrics, "kvstash_conductor_instances", 'role="decode"') == decode)
+
+
+def main():
+    with tempfile.TemporaryDirectory(prefix="kvstash_front_door_") as tmp:
+        config = os.path.join(tmp, "config.json")
+        with open(config, "w") as f:
+            json.dump(CONFIG, f)
+        model = os.path.join(tmp, "model")
+        subprocess.run([NODE, "make-model", "--config", config, "--seed", "3", "--out", model], check=True,
+                       stdout=subprocess.DEVNULL)
+        rng = random.Random(11)
+        prompt = [rng.randrange(CONFIG["vocab_size"]) for _ in range(100)]
+        greedy = dict(prompt=prompt, max_tokens=8, temperature=0)
+        sampled = dict(prompt=prompt, max_tokens=10, temperature=0.9, top_p=0.9, seed=4)
+        procs = []
+        try:
+            single, single_at = start_node(model)
+            procs.append(single)
+            expected = complete(single_at["http"], greedy)["choices"][0]["token_ids"]
+            expected_sampled = complete(single_at["http"], sampled)["choices"][0]["token_ids"]
+
+            daemon, store = start_ready("kvstashd", [KVSTASHD, "--standalone", "--listen", "127.0.0.1:0",
+                                                     "--metrics-listen", "127.0.0.1:0", "--dram-capacity", "64MiB",
+                                                     "--log-level", "warn"])
+            procs.append(daemon)
+            conductor, grpc_at, metrics_at, front = start_conductor()
+            procs.append(conductor)
+            prefill, _ = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "prefill",
+                                    "--instance-id", "p")
+            decode, _ = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "decode",
+                                   "--instance-id", "d")
+            procs += [prefill, decode]
+            wait_for("P and D registered", registered(metrics_at, 1, 1))
+
+            reply = complete(front, greedy)
+            assert reply["choices"][0]["token_ids"] == expected, (reply, expected)
+            kv = reply["usage"]["kvstash"]
+            assert (kv["prefill_instance"], kv["decode_instance"]) == ("p", "d"), kv
+            assert kv["computed_tokens"] == 100 and kv["decode"]["cached_tokens_store"] == 96, kv
+            assert kv["decode"]["computed_tokens"] == 4 and kv["ttft_ms"] > 0, kv
+            events = stream(front, greedy)
+            assert [t for e in events for t in e["choices"][0]["token_ids"]] == expected, events
+            assert events[-1]["choices"][0]["finish_reason"] == "length", events[-1]
+            assert complete(front, sampled)["choices"][0]["token_ids"] == expected_sampled
+            print("P/D on two nodes through the store: the single node's tokens (greedy, streamed, sampled)",
+                  flush=True)
+
+            for bad, why in ((dict(greedy, prompt="text"), "token ids"), (dict(greedy, prompt=[]), "prompt"),
+                             (dict(greedy, prompt=[1, 2, 97]), "vocab"), (dict(greedy, temperature="hot"), "number"),
+                             (dict(greedy, max_tokens=-1), "max_tokens"), (dict(greedy, n=2), "n:")):
+                status, _, data = request(front, bad)
+                assert status == 400 and why in data.decode(), (bad, status, data)
+            status, _, data = request(front, None, "POST", "/v1/completions")
+            assert status == 400, (status, data)
+            assert metric(metrics_at, "kvstash_conductor_http_requests_total", 'result="bad_request"') == 7
+
+            # A decode node that dies: the request ends with an error, never with other tokens.
+            assert stop(decode, signal.SIGKILL) is not None
+            status, _, data = request(front, greedy)
+            assert status in (502, 503), (status, data)
+            assert "error" in json.loads(data), data
+            print("bad requests 400; a killed decode node fails the request cleanly", flush=True)
+
+            both_conductor, both_grpc, both_metrics, both_front = start_conductor()
+            procs.append(both_conductor)
+            both, _ = start_node(model, "--conductor", both_grpc, "--role", "both", "--instance-id", "b")
+            procs.append(both)
+            wait_for("the both node registered", registered(both_metrics, 1, 1))
+            reply = complete(both_front, greedy)
+            assert reply["choices"][0]["token_ids"] == expected, reply
+            assert reply["usage"]["kvstash"]["prefill_instance"] == "b/prefill", reply["usage"]
+            assert reply["usage"]["kvstash"]["decode_instance"] == "b/decode", reply["usage"]
+
+            strict, strict_grpc, strict_metrics, strict_front = start_conductor("--ttft-slo-s", "1e-9")
+            procs.append(strict)
+            lone, _ = start_node(model, "--conductor", strict_grpc, "--instance-id", "s")
+            procs.append(lone)
+            wait_for("the lone node registered", registered(strict_metrics, 1, 1))
+            status, _, data = request(strict_front, greedy)
+            assert status == 429 and "ttft_slo" in data.decode(), (status, data)
+            print("one `both` node: same tokens; an SLO nobody meets: 429 with the reason", flush=True)
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+    print("PASS", flush=True)
+
+
+if __name__ == "__main__":
+    main()
