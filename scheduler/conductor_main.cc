@@ -32,6 +32,11 @@ int main(int argc, char** argv) {
                  "global-cache-aware fetches the best holder's prefix when best > threshold x own")
       ->capture_default_str();
   std::string store_address, http_listen;
+  double instance_timeout_s = 10;
+  app.add_option("--instance-timeout-s", instance_timeout_s,
+                 "instances not heard from for this long are left out of routing (0: never)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 86400.0));
   FrontDoorOptions front;
   app.add_option("--http", http_listen,
                  "serve POST /v1/completions for the cluster on HOST:PORT (port 0 picks one; default: off)");
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
   kvstash::metrics::Registry registry;
   ConductorService service(Router(std::move(*p), *cost, *router_options),
                            kvstash::SteadyClock::Default(), &registry, store.get());
+  service.set_instance_timeout(instance_timeout_s);
   kvstash::metrics::MetricsHttpServer metrics_http(&registry);
   if (metrics_port >= 0) {
     auto port = metrics_http.Start(metrics_host, metrics_port);

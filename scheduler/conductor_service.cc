@@ -1,5 +1,7 @@
 #include "scheduler/conductor_service.h"
 
+#include "scheduler/live_view.h"
+
 #include <chrono>
 #include <cmath>
 
@@ -75,10 +77,15 @@ ConductorService::ConductorService(Router router, const Clock* clock, metrics::R
       registry->AddGauge("kvstash_conductor_instances", "Registered instances by role", {"role"});
   auto& blocks =
       registry->AddGauge("kvstash_conductor_indexed_blocks", "Distinct blocks in the prefix index");
-  registry->AddCollector([this, &instances, &blocks] {
+  auto& live_instances = registry->AddGauge(
+      "kvstash_conductor_live_instances", "Instances heard from within their timeout (routable), by role", {"role"});
+  registry->AddCollector([this, &instances, &blocks, &live_instances] {
     std::lock_guard lock(mu_);
     instances.WithLabels({"prefill"}).Set(double(state_.prefill_count()));
     instances.WithLabels({"decode"}).Set(double(state_.decode_count()));
+    const LiveView live(state_, Now(), instance_timeout_s_);
+    live_instances.WithLabels({"prefill"}).Set(double(live.prefill_count()));
+    live_instances.WithLabels({"decode"}).Set(double(live.decode_count()));
     blocks.WithLabels({}).Set(double(state_.indexed_blocks()));
   });
 }
@@ -91,6 +98,7 @@ grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
   std::lock_guard lock(mu_);
   auto index = state_.Register(req->instance_id(), *role, req->address(), req->namespace_id());
   if (!index.ok()) return ToGrpc(index.status());
+  (void)state_.Touch(req->instance_id(), Now());
   resp->set_index(*index);
   return grpc::Status::OK;
 }
@@ -104,10 +112,11 @@ grpc::Status ConductorService::Heartbeat(grpc::ServerContext*, const v1::Heartbe
   const double now = Now();
   auto role = state_.RoleOf(req->instance_id());
   if (!role.ok()) return ToGrpc(role.status());
-  if (*role == Role::kPrefill)
-    return ToGrpc(state_.PrefillHeartbeat(req->instance_id(), now, req->queue_seconds()));
-  return ToGrpc(
-      state_.DecodeHeartbeat(req->instance_id(), now, req->step_seconds(), std::move(seqs)));
+  const Status beat = *role == Role::kPrefill
+                          ? state_.PrefillHeartbeat(req->instance_id(), now, req->queue_seconds())
+                          : state_.DecodeHeartbeat(req->instance_id(), now, req->step_seconds(), std::move(seqs));
+  if (beat.ok()) (void)state_.Touch(req->instance_id(), now);
+  return ToGrpc(beat);
 }
 
 Status ConductorService::ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsSummary* summary) {
@@ -126,6 +135,7 @@ Status ConductorService::ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsS
   }
   std::lock_guard lock(mu_);
   KVSTASH_RETURN_IF_ERROR(state_.KvEvent(batch.instance_id(), stored, evicted));
+  (void)state_.Touch(batch.instance_id(), Now());
   summary->set_batches(summary->batches() + 1);
   summary->set_blocks_stored(summary->blocks_stored() + stored.size());
   summary->set_blocks_evicted(summary->blocks_evicted() + evicted.size());
@@ -201,8 +211,10 @@ grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteReques
 
   std::unique_lock lock(mu_);
   RouteRequest r{req->request_id(), Now(), input_tokens, req->output_tokens(), chain, store_blocks};
-  auto d = router_.Route(r, state_);
+  const LiveView live(state_, r.now_s, instance_timeout_s_);
+  auto d = router_.Route(r, live);
   if (!d.ok()) return invalid(d.status());
+  *d = live.ToUnderlying(*d);
   if (d->rejected()) {
     lock.unlock();
     const std::string reason(RejectReasonName(d->reject));

@@ -48,6 +48,11 @@ class ConductorService final : public v1::Conductor::Service {
   grpc::Status ReportTtft(grpc::ServerContext*, const v1::ReportTtftRequest*,
                           v1::ReportTtftResponse*) override;
 
+  // Instances not heard from (registration, heartbeat, KV events) for this long are left out of
+  // routing until they are heard from again; 0 (the default) keeps every registered instance.
+  // Call before serving.
+  void set_instance_timeout(double seconds) { instance_timeout_s_ = seconds; }
+
   // For the HTTP front door (front_door.h), which routes through Route above in-process.
   // The Node address and namespace an instance registered with; NOT_FOUND when it is unknown.
   Result<std::pair<std::string, std::string>> InstanceEndpoint(const std::string& id);
@@ -73,6 +78,7 @@ class ConductorService final : public v1::Conductor::Service {
   metrics::Histogram& observed_ttft_;
   metrics::Histogram& ttft_error_;
   Client* store_;  // may be null
+  double instance_timeout_s_ = 0;
   metrics::Family<metrics::Counter>& store_lookups_;
 };
 

@@ -143,6 +143,16 @@ Result<std::pair<std::string, std::string>> ConductorState::Endpoint(const std::
   return std::make_pair(it->second.address, it->second.namespace_id);
 }
 
+Status ConductorState::Touch(const std::string& id, double now_s) {
+  KVSTASH_ASSIGN_OR_RETURN(auto where, Find(id));
+  if (where.first == Role::kPrefill) {
+    prefill_[where.second].last_seen_s = now_s;
+  } else {
+    decode_[where.second].last_seen_s = now_s;
+  }
+  return Status::Ok();
+}
+
 std::string ConductorState::AnyNamespace() const {
   for (const auto& [id, where] : endpoints_) {
     if (!where.namespace_id.empty()) return where.namespace_id;

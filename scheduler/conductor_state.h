@@ -50,6 +50,12 @@ class ConductorState final : public ClusterView {
   Status KvEvent(const std::string& id, std::span<const BlockId> stored,
                  std::span<const BlockId> evicted);
 
+  // The instance was heard from at now_s (registration, heartbeat, KV events): LiveView counts it
+  // live until now_s + its timeout. NOT_FOUND for an unknown id.
+  Status Touch(const std::string& id, double now_s);
+  double PrefillLastSeen(size_t i) const { return prefill_[i].last_seen_s; }
+  double DecodeLastSeen(size_t j) const { return decode_[j].last_seen_s; }
+
   // Records an admitted decision made at now_s so later decisions see its load.
   void Commit(const RouteRequest& req, const RouteDecision& d);
 
@@ -77,6 +83,7 @@ class ConductorState final : public ClusterView {
   };
   struct Prefill {
     std::string id;
+    double last_seen_s = 0;
     double busy_until = 0;
   };
   struct Incoming {
@@ -85,6 +92,7 @@ class ConductorState final : public ClusterView {
   };
   struct Decode {
     std::string id;
+    double last_seen_s = 0;
     double as_of = 0, step_s = 0;
     std::vector<SequenceLoad> seqs;
     std::vector<Incoming> incoming;

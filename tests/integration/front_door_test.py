@@ -7,7 +7,8 @@ completions to kvstash-node processes, on run-time ports, with a real HTTP clien
 * Prefill and decode on one `--role both` node: the same tokens again.
 * Admission: with an SLO no request can meet, 429 naming the reason.
 * Bad requests get 400 (the conductor's own checks and the node's, passed through).
-* A decode node killed with SIGKILL: the request fails with an error, never with other tokens.
+* A decode node killed with SIGKILL: the request fails with an error, never with other tokens; the
+  conductor drops it from routing within its instance timeout and routes to a new decode node.
 
 Usage: front_door_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
 """
@@ -142,7 +143,7 @@ def main():
                                                      "--metrics-listen", "127.0.0.1:0", "--dram-capacity", "64MiB",
                                                      "--log-level", "warn"])
             procs.append(daemon)
-            conductor, grpc_at, metrics_at, front = start_conductor()
+            conductor, grpc_at, metrics_at, front = start_conductor("--instance-timeout-s", "1")
             procs.append(conductor)
             prefill, _ = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "prefill",
                                     "--instance-id", "p")
@@ -173,12 +174,25 @@ def main():
             assert status == 400, (status, data)
             assert metric(metrics_at, "kvstash_conductor_http_requests_total", 'result="bad_request"') == 7
 
-            # A decode node that dies: the request ends with an error, never with other tokens.
+            # A decode node that dies: the request ends with an error, never with other tokens; within
+            # the instance timeout (1 s here) it leaves routing, and a new decode node takes over.
             assert stop(decode, signal.SIGKILL) is not None
             status, _, data = request(front, greedy)
             assert status in (502, 503), (status, data)
             assert "error" in json.loads(data), data
-            print("bad requests 400; a killed decode node fails the request cleanly", flush=True)
+            wait_for("the dead decode node to leave routing",
+                     lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 0)
+            status, _, data = request(front, greedy)
+            assert status == 503 and "no decode instance" in data.decode(), (status, data)
+            decode2, _ = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "decode",
+                                    "--instance-id", "d2")
+            procs.append(decode2)
+            wait_for("d2 live", lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 1)
+            reply = complete(front, greedy)
+            assert reply["choices"][0]["token_ids"] == expected, reply
+            assert reply["usage"]["kvstash"]["decode_instance"] == "d2", reply["usage"]
+            print("bad requests 400; a killed decode node fails the request cleanly, leaves routing within "
+                  "its timeout, and a new one takes its requests", flush=True)
 
             both_conductor, both_grpc, both_metrics, both_front = start_conductor()
             procs.append(both_conductor)

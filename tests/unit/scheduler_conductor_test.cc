@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <random>
+#include <set>
 
 #include "kvstash/prefix_hasher.h"
 #include "scheduler/conductor_service.h"
@@ -262,6 +263,46 @@ TEST_F(ConductorTest, RoutesAScriptIdenticallyToTheSimulator) {
     fetches += want.fetched_blocks > 0;
   }
   EXPECT_GT(fetches, 0u) << "the script should exercise remote prefix fetches";
+}
+
+}  // namespace
+}  // namespace kvstash::scheduler
+
+namespace kvstash::scheduler {
+namespace {
+
+// Instances not heard from within the timeout leave routing (LiveView) and return with their next
+// heartbeat; the decision is committed against the right (underlying) instance.
+TEST_F(ConductorTest, SilentInstancesLeaveRoutingUntilHeardFromAgain) {
+  Start("round-robin", RouterOptions{});
+  service_->set_instance_timeout(5);
+  ASSERT_TRUE(Register("p0", v1::INSTANCE_ROLE_PREFILL).ok());
+  ASSERT_TRUE(Register("p1", v1::INSTANCE_ROLE_PREFILL).ok());
+  ASSERT_TRUE(Register("d0", v1::INSTANCE_ROLE_DECODE).ok());
+  clock_.AdvanceMs(6000);  // everyone silent for longer than the timeout
+  v1::RouteResponse resp;
+  grpc::Status none = Route(IdsRequest(1, {1, 2}), &resp);
+  EXPECT_EQ(none.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << none.error_message();
+  ASSERT_TRUE(Heartbeat("p1", 0).ok());
+  {
+    grpc::ClientContext ctx;
+    v1::HeartbeatRequest req;
+    v1::HeartbeatResponse r;
+    req.set_instance_id("d0");
+    ASSERT_TRUE(client_->Heartbeat(&ctx, req, &r).ok());
+  }
+  for (uint64_t id = 2; id < 6; ++id) {  // round-robin over the live prefill instances: p1 only
+    ASSERT_TRUE(Route(IdsRequest(id, {id * 10}), &resp).ok());
+    EXPECT_EQ(resp.prefill_instance(), "p1");
+    EXPECT_EQ(resp.decode_instance(), "d0");
+  }
+  ASSERT_TRUE(Heartbeat("p0", 0).ok());
+  std::set<std::string> chosen;
+  for (uint64_t id = 6; id < 10; ++id) {
+    ASSERT_TRUE(Route(IdsRequest(id, {id * 10}), &resp).ok());
+    chosen.insert(resp.prefill_instance());
+  }
+  EXPECT_EQ(chosen, (std::set<std::string>{"p0", "p1"}));
 }
 
 }  // namespace
