@@ -23,6 +23,7 @@ using Clock = std::chrono::steady_clock;
 // How long an RPC waiting on the runtime goes without looking whether its client left. The sync
 // API has no cancellation callback; this bounds how long a cancelled request keeps computing.
 constexpr auto kWake = std::chrono::milliseconds(20);
+constexpr auto kStopGrace = std::chrono::seconds(5);
 
 grpc::Status ToGrpc(const Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -388,7 +389,9 @@ bool GrpcServer::WaitIdle(std::chrono::milliseconds timeout) { return impl_->ser
 
 void GrpcServer::Stop() {
   if (!impl_->server) return;
-  impl_->server->Shutdown(std::chrono::system_clock::now());  // cancels whatever still runs
+  // A handler that has returned may still have its last message and status to send: they get a
+  // grace period; an RPC still running after it is cancelled (and sees so within kWake).
+  impl_->server->Shutdown(std::chrono::system_clock::now() + kStopGrace);
   impl_->server->Wait();
   impl_->server.reset();
 }

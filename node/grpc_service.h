@@ -50,7 +50,8 @@ class GrpcServer {
   void BeginDrain();
   // Waits until no RPC is in flight or `timeout` passes; true when idle.
   bool WaitIdle(std::chrono::milliseconds timeout);
-  // Shuts the server down: RPCs still running are cancelled. BeginDrain and WaitIdle first.
+  // Shuts the server down: answers already given are flushed (up to 5 s), RPCs still running are
+  // then cancelled. BeginDrain and WaitIdle first.
   void Stop();
 
  private:
