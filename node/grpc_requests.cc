@@ -101,6 +101,7 @@ Result<ParsedRequest> ParseCommon(const Req& req, const Tokenizer* tokenizer, co
   KVSTASH_ASSIGN_OR_RETURN(out.request.prompt, ParsePrompt(req.prompt_token_ids(), req.prompt_text(), tokenizer,
                                                            limits, &out.prompt_was_text));
   KVSTASH_ASSIGN_OR_RETURN(out.request.sampling, ParseSampling(req.has_sampling(), req.sampling(), limits));
+  AddEosStop(tokenizer, req.sampling().ignore_eos(), out.request.sampling.stop_tokens);
   if (req.has_request_id()) out.request.request_id = req.request_id();
   const size_t total = out.request.prompt.size() + out.request.sampling.max_tokens;
   if (total > limits.context_tokens) {

@@ -31,7 +31,8 @@ struct ParsedRequest {
   bool prompt_was_text = false;
 };
 
-// `tokenizer` may be null: text prompts are then refused.
+// `tokenizer` may be null: text prompts are then refused. With one, its EOS joins the stop tokens
+// (unless sampling.ignore_eos).
 Result<ParsedRequest> ParseGenerateRequest(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
                                            const RequestLimits& limits);
 // As Generate (the whole request is checked, max_tokens included), plus store_wait_ms.

@@ -122,6 +122,8 @@ Result<ParsedCompletion> ParseCompletion(const std::string& text, const Tokenize
   if (const json* stops = Field(body, "stop_token_ids"); stops != nullptr) {
     KVSTASH_ASSIGN_OR_RETURN(s.stop_tokens, ReadTokenIds(*stops, "stop_token_ids"));
   }
+  KVSTASH_ASSIGN_OR_RETURN(bool ignore_eos, ReadBool(body, "ignore_eos", false));
+  AddEosStop(tokenizer, ignore_eos, s.stop_tokens);
   KVSTASH_ASSIGN_OR_RETURN(out.stream, ReadBool(body, "stream", false));
   // kvstash's extension: the conductor's request id (its Route's), so the TTFT is reported back.
   if (Field(body, "kvstash_request_id") != nullptr) {

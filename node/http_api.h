@@ -1,7 +1,9 @@
 // kvstash-node's OpenAI-compatible HTTP front (cpp-httplib):
 //
 //   POST /v1/completions  {"prompt": [token ids] or "text", "max_tokens", "temperature", "top_p",
-//                          "seed", "stop_token_ids" (kvstash's: EOS ids), "stream", "model" (ignored)}
+//                          "seed", "stop_token_ids" (kvstash's: EOS ids), "ignore_eos" (vLLM's),
+//                          "stream", "model" (ignored)}
+//   With a tokenizer, its EOS ends a completion unless "ignore_eos" is true.
 //   GET  /v1/models       the one model this node serves
 //   GET  /healthz         "ok" (503 "draining" once BeginDrain ran)
 //

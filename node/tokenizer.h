@@ -53,6 +53,17 @@ class Tokenizer {
   std::optional<uint32_t> bos_, eos_;
 };
 
+// A request's stop tokens as served: its own, plus the tokenizer's EOS (when there is a tokenizer
+// that defines one) unless the request set ignore_eos — a model's completion ends at its EOS, as in
+// OpenAI-compatible servers.
+inline void AddEosStop(const Tokenizer* tokenizer, bool ignore_eos, std::vector<uint32_t>& stop_tokens) {
+  if (tokenizer == nullptr || ignore_eos || !tokenizer->eos_id()) return;
+  for (uint32_t t : stop_tokens) {
+    if (t == *tokenizer->eos_id()) return;
+  }
+  stop_tokens.push_back(*tokenizer->eos_id());
+}
+
 // True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past U+10FFFF).
 bool IsValidUtf8(std::string_view text);
 

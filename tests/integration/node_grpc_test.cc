@@ -143,10 +143,12 @@ std::vector<uint32_t> RandomPrompt(size_t n, uint32_t vocab, uint64_t seed) {
   return p;
 }
 
+// ignore_eos: the tests count on lengths; EosEndsACompletionUnlessIgnored covers the default.
 v1::GenerateRequest IdsRequest(const std::vector<uint32_t>& prompt, uint32_t max_tokens) {
   v1::GenerateRequest req;
   req.mutable_prompt_token_ids()->Add(prompt.begin(), prompt.end());
   req.mutable_sampling()->set_max_tokens(max_tokens);
+  req.mutable_sampling()->set_ignore_eos(true);
   return req;
 }
 
@@ -270,6 +272,7 @@ TEST_F(NodeGrpcTest, StreamedTokensEqualTheHttpApis) {
     EXPECT_EQ(joined, got.finished->text());
 
     const json answer = Http(s_->node->field("http"), {{"prompt", prompt},
+                                                       {"ignore_eos", true},
                                                        {"max_tokens", 24},
                                                        {"temperature", c.temperature},
                                                        {"top_p", c.top_p},
@@ -288,6 +291,7 @@ TEST_F(NodeGrpcTest, ATextPromptGivesTheTokensOfItsIds) {
   v1::GenerateRequest by_text;
   by_text.set_prompt_text(text);
   by_text.mutable_sampling()->set_max_tokens(20);
+  by_text.mutable_sampling()->set_ignore_eos(true);
   by_text.set_request_id(42);  // a conductor's id: its TTFT would be reported there (none here)
   const Streamed a = Generate(*s_->stub, by_text);
   const Streamed b = Generate(*s_->stub, IdsRequest(*ids, 20));
@@ -300,7 +304,7 @@ TEST_F(NodeGrpcTest, ATextPromptGivesTheTokensOfItsIds) {
   EXPECT_EQ(b.finished->prompt_token_ids_size(), 0);  // sent as ids: not echoed
 
   // The HTTP API takes the same text.
-  const json answer = Http(s_->node->field("http"), {{"prompt", text}, {"max_tokens", 20}, {"temperature", 0}});
+  const json answer = Http(s_->node->field("http"), {{"prompt", text}, {"max_tokens", 20}, {"temperature", 0}, {"ignore_eos", true}});
   ASSERT_TRUE(answer.contains("choices")) << answer.dump();
   EXPECT_EQ(answer["choices"][0]["token_ids"].get<std::vector<uint32_t>>(), a.ids);
   EXPECT_EQ(answer["choices"][0]["text"].get<std::string>(), a.finished->text());
@@ -329,7 +333,8 @@ TEST_F(NodeGrpcTest, StreamedTextPiecesAreWholeCharacters) {
   // The same through server-sent events: each chunk's text, then the rest in the last chunk.
   const std::string http = s_->node->field("http");
   httplib::Client client(http.substr(0, http.rfind(':')), std::stoi(http.substr(http.rfind(':') + 1)));
-  const json body = {{"prompt", prompt}, {"max_tokens", 300}, {"temperature", 1.0}, {"seed", 5}, {"stream", true}};
+  const json body = {{"prompt", prompt}, {"max_tokens", 300}, {"temperature", 1.0},
+                     {"seed", 5},      {"stream", true},     {"ignore_eos", true}};
   auto res = client.Post("/v1/completions", body.dump(), "application/json");
   ASSERT_TRUE(res);
   std::string sse_text;
@@ -345,6 +350,35 @@ TEST_F(NodeGrpcTest, StreamedTextPiecesAreWholeCharacters) {
   }
   EXPECT_EQ(sse_ids, got.ids);
   EXPECT_EQ(sse_text, got.finished->text());
+}
+
+// With a tokenizer its EOS ends a completion (finish_reason stop), in both APIs, unless ignore_eos.
+TEST_F(NodeGrpcTest, EosEndsACompletionUnlessIgnored) {
+  const uint32_t eos = *s_->tokenizer->eos_id();
+  const std::vector<uint32_t> prompt = RandomPrompt(30, testing::kTinyTokenizerPieces, 81);
+  // A seed whose sampled run meets EOS (1 id in 320: within 300 tokens most seeds do).
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    v1::GenerateRequest req = IdsRequest(prompt, 300);
+    req.mutable_sampling()->set_temperature(1.0);
+    req.mutable_sampling()->set_seed(seed);
+    const Streamed ignoring = Generate(*s_->stub, req);
+    ASSERT_TRUE(ignoring.status.ok());
+    const auto at = std::find(ignoring.ids.begin(), ignoring.ids.end(), eos);
+    if (at == ignoring.ids.end()) continue;
+    EXPECT_EQ(ignoring.ids.size(), 300u);  // ignored: it ran on
+    req.mutable_sampling()->clear_ignore_eos();
+    const Streamed stopping = Generate(*s_->stub, req);
+    ASSERT_TRUE(stopping.status.ok() && stopping.finished);
+    EXPECT_EQ(stopping.ids, std::vector<uint32_t>(ignoring.ids.begin(), at + 1));  // EOS is the last token
+    EXPECT_EQ(stopping.finished->finish_reason(), v1::FINISH_REASON_STOP);
+    const json answer = Http(s_->node->field("http"),
+                             {{"prompt", prompt}, {"max_tokens", 300}, {"temperature", 1.0}, {"seed", seed}});
+    ASSERT_TRUE(answer.contains("choices")) << answer.dump();
+    EXPECT_EQ(answer["choices"][0]["token_ids"].get<std::vector<uint32_t>>(), stopping.ids);
+    EXPECT_EQ(answer["choices"][0]["finish_reason"], "stop");
+    return;
+  }
+  FAIL() << "no seed in 1..40 met EOS in 300 tokens";
 }
 
 bool SameStats(const v1::NodeStats& a, const v1::NodeStats& b) {
