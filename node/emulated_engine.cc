@@ -55,6 +55,7 @@ Result<std::unique_ptr<EmulatedEngine>> EmulatedEngine::Create(const ModelConfig
   if (!std::isfinite(options.time_scale) || options.time_scale < 0) {
     return InvalidArgument("time_scale must be finite and >= 0");
   }
+  if (!(options.kv_bytes_scale > 0 && options.kv_bytes_scale <= 1)) return InvalidArgument("kv_bytes_scale must be in (0, 1]");
   const scheduler::ModelSpec spec = SpecFromConfig(config, options.hardware, block_tokens);
   if (!(spec.mfu > 0 && spec.mfu <= 1) || !(spec.mbu > 0 && spec.mbu <= 1) || !(spec.gpu_tflops > 0) ||
       !(spec.hbm_gbytes_s > 0) || spec.gpus == 0) {
@@ -65,17 +66,30 @@ Result<std::unique_ptr<EmulatedEngine>> EmulatedEngine::Create(const ModelConfig
     KVSTASH_ASSIGN_OR_RETURN(profile, scheduler::LoadProfile(options.profile));
   }
   KVSTASH_ASSIGN_OR_RETURN(scheduler::CostModel cost, scheduler::CostModel::Fit(profile, spec, options.decode_max_batch));
-  return std::unique_ptr<EmulatedEngine>(new EmulatedEngine(config, cost, options.time_scale));
+  return std::unique_ptr<EmulatedEngine>(new EmulatedEngine(config, cost, options.time_scale, options.kv_bytes_scale));
 }
 
 KvGeometry EmulatedEngine::kv_geometry() const {
-  return {config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim(),
-          static_cast<uint32_t>(DTypeBytes(config_.torch_dtype))};
+  const uint32_t element_bytes = static_cast<uint32_t>(DTypeBytes(config_.torch_dtype));
+  KvGeometry g{config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim(), element_bytes};
+  if (kv_bytes_scale_ >= 1) return g;
+  // Shrink head_dim first (down to the 8 bytes a run needs for its seed), then the KV heads, then
+  // the layers, until the bytes per token are the scaled size (or the 16-byte floor).
+  const double target = double(g.BytesPerToken()) * kv_bytes_scale_;
+  const uint32_t min_head_dim = (8 + element_bytes - 1) / element_bytes;
+  auto shrink = [&](uint32_t& dim, uint32_t floor) {
+    const double factor = target / double(g.BytesPerToken());
+    if (factor < 1) dim = std::max(floor, static_cast<uint32_t>(std::lround(dim * factor)));
+  };
+  shrink(g.head_dim, min_head_dim);
+  shrink(g.kv_heads, 1);
+  shrink(g.layers, 1);
+  return g;
 }
 
 uint64_t EmulatedEngine::ReadSeed(uint32_t position, std::span<const uint32_t> page_table, KvPagePool& pool) const {
   const uint32_t page_tokens = pool.page_tokens();
-  const size_t run = size_t{config_.head_dim()} * pool.geometry().element_bytes;
+  const size_t run = size_t{pool.geometry().head_dim} * pool.geometry().element_bytes;
   uint64_t seed;
   std::memcpy(&seed, pool.Plane(page_table[position / page_tokens], 0, 0) + (position % page_tokens) * run, sizeof seed);
   return seed;

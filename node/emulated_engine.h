@@ -43,6 +43,10 @@ struct EmulatedOptions {
   scheduler::ModelSpec hardware;
   std::string profile;        // a measured profile file (scheduler/profile.h); empty: analytic
   double time_scale = 1.0;    // predicted seconds × this; 0 runs as fast as the fills allow
+  // KV bytes per token × this (head_dim shrunk first, to the 8 bytes a head's run needs, then KV
+  // heads, then layers; 16 bytes a token at least): a model whose true KV is more than the machine
+  // carries at the replayed rate. 1 = the model's true size. Time is unaffected.
+  double kv_bytes_scale = 1.0;
   uint32_t decode_max_batch = 128;
 };
 
@@ -77,8 +81,8 @@ class EmulatedEngine final : public Engine {
                                        uint32_t page_tokens) const;
 
  private:
-  EmulatedEngine(const ModelConfig& config, const scheduler::CostModel& cost, double time_scale)
-      : config_(config), cost_(cost), time_scale_(time_scale) {}
+  EmulatedEngine(const ModelConfig& config, const scheduler::CostModel& cost, double time_scale, double kv_bytes_scale)
+      : config_(config), cost_(cost), time_scale_(time_scale), kv_bytes_scale_(kv_bytes_scale) {}
   // Writes token `position`'s KV (seed `seed`) into its slot of `page`.
   void FillToken(uint64_t seed, uint32_t position, std::span<const uint32_t> page_table, KvPagePool& pool) const;
   uint64_t ReadSeed(uint32_t position, std::span<const uint32_t> page_table, KvPagePool& pool) const;
@@ -86,6 +90,7 @@ class EmulatedEngine final : public Engine {
   ModelConfig config_;
   scheduler::CostModel cost_;
   double time_scale_;
+  double kv_bytes_scale_;
   std::optional<std::chrono::steady_clock::time_point> step_began_;
   std::atomic<uint64_t> overrun_us_{0};
 };

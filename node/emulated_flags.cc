@@ -8,6 +8,9 @@ void AddEmulatedFlags(CLI::App* cmd, EmulatedOptions& o) {
       "emulated", "--engine emulated: the instance's hardware (the model comes from --model's config.json)");
   g->add_option("--time-scale", o.time_scale, "predicted step seconds x this (0: as fast as possible)")
       ->check(CLI::Range(0.0, 1e6));
+  g->add_option("--kv-bytes-scale", o.kv_bytes_scale,
+                "KV bytes per token x this (0 < s <= 1): a model whose true KV is more than the machine carries")
+      ->check(CLI::Range(1e-6, 1.0));
   g->add_option("--profile", o.profile, "measured cost profile (scheduler/profile.h format); default analytic");
   g->add_option("--decode-max-batch", o.decode_max_batch, "sequences per decode batch in the cost model")
       ->check(CLI::Range(1, 100000));

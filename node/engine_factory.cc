@@ -49,6 +49,11 @@ Result<LoadedEngine> MakeEmulated(const EngineChoice& c) {
   LoadedEngine loaded;
   loaded.namespace_id = "emulated:" + Hex(id.digest, sizeof id.digest) + "|paged" + std::to_string(c.page_tokens) +
                         "|" + KvDtypeName(engine->kv_geometry().element_bytes, config.torch_dtype);
+  // Scaled KV is other bytes: its blocks never mix with the true-size ones.
+  const KvGeometry g = engine->kv_geometry();
+  if (g.head_dim != config.head_dim() || g.kv_heads != config.num_key_value_heads || g.layers != config.num_hidden_layers) {
+    loaded.namespace_id += "|kv" + std::to_string(g.layers) + "x" + std::to_string(g.kv_heads) + "x" + std::to_string(g.head_dim);
+  }
   loaded.engine = std::move(engine);
   return loaded;
 }

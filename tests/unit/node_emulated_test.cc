@@ -199,3 +199,29 @@ TEST(EmulatedRuntimeTest, LocalCacheReuseGivesTheSameTokensAndLoadIsReported) {
 
 }  // namespace
 }  // namespace kvstash::node
+
+namespace kvstash::node {
+namespace {
+
+TEST(EmulatedEngineTest, KvBytesScaleShrinksEachHeadAndKeepsContentVerifiable) {
+  EmulatedOptions o;
+  o.time_scale = 0;
+  o.kv_bytes_scale = 0.25;
+  auto engine = EmulatedEngine::Create(Fp16Config(), o, 32).value();
+  EXPECT_EQ(engine->kv_geometry().head_dim, Fp16Config().head_dim() / 4);
+  EXPECT_EQ(engine->kv_geometry().BytesPerToken() * 4, Emulated()->kv_geometry().BytesPerToken());
+  const std::vector<uint32_t> prompt = Prompt(64, 9);
+  auto pool = Pool(*engine, 16, 4);
+  auto table = *pool->AllocateMany(4);
+  // In two chunks: the second reads the first's last seed back from the shrunken pages.
+  ASSERT_TRUE(engine->Forward(std::span(prompt).first(40), 0, table, *pool, nullptr).ok());
+  ASSERT_TRUE(engine->Forward(std::span(prompt).subspan(40), 40, table, *pool, nullptr).ok());
+  EXPECT_EQ(engine->ExpectedBlock(prompt, 1, 32, 16), PagesOf(*pool, std::span(table).subspan(2, 2)));
+  o.kv_bytes_scale = 0;
+  EXPECT_EQ(EmulatedEngine::Create(Fp16Config(), o, 32).status().code(), StatusCode::kInvalidArgument);
+  o.kv_bytes_scale = 1.5;
+  EXPECT_EQ(EmulatedEngine::Create(Fp16Config(), o, 32).status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace kvstash::node
