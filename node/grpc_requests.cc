@@ -103,6 +103,19 @@ Result<ParsedRequest> ParseCommon(const Req& req, const Tokenizer* tokenizer, co
   KVSTASH_ASSIGN_OR_RETURN(out.request.sampling, ParseSampling(req.has_sampling(), req.sampling(), limits));
   AddEosStop(tokenizer, req.sampling().ignore_eos(), out.request.sampling.stop_tokens);
   if (req.has_request_id()) out.request.request_id = req.request_id();
+  if (req.has_handoff()) {
+    Result<BlockKey> key = BlockKey::FromBytes(req.handoff().tail_key());
+    if (!key.ok()) return InvalidArgument("handoff.tail_key must be exactly 16 bytes");
+    CompletionRequest::Handoff handoff{*key, std::nullopt};
+    if (req.handoff().has_first_token()) {
+      if (req.handoff().first_token() >= limits.vocab_size) {
+        return InvalidArgument("handoff.first_token is " + std::to_string(req.handoff().first_token()) +
+                               "; the vocabulary has " + std::to_string(limits.vocab_size) + " ids");
+      }
+      handoff.first_token = req.handoff().first_token();
+    }
+    out.request.handoff = handoff;
+  }
   const size_t total = out.request.prompt.size() + out.request.sampling.max_tokens;
   if (total > limits.context_tokens) {
     return InvalidArgument("the prompt (" + std::to_string(out.request.prompt.size()) +
@@ -116,11 +129,17 @@ Result<ParsedRequest> ParseCommon(const Req& req, const Tokenizer* tokenizer, co
 
 Result<ParsedRequest> ParseGenerateRequest(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
                                            const RequestLimits& limits) {
+  if (req.has_handoff() && !req.handoff().has_first_token()) {
+    return InvalidArgument("handoff.first_token: Generate takes a handoff with the prefill node's first token");
+  }
   return ParseCommon(req, tokenizer, limits);
 }
 
 Result<ParsedRequest> ParsePrefillRequest(const v1::PrefillRequest& req, const Tokenizer* tokenizer,
                                           const RequestLimits& limits, uint32_t* store_wait_ms) {
+  if (req.has_handoff() && req.handoff().has_first_token()) {
+    return InvalidArgument("handoff.first_token: only Generate takes it (Prefill chooses the first token)");
+  }
   KVSTASH_ASSIGN_OR_RETURN(ParsedRequest out, ParseCommon(req, tokenizer, limits));
   *store_wait_ms = kDefaultStoreWaitMs;
   if (req.has_store_wait_ms()) {

@@ -82,4 +82,33 @@ Result<PutResult> KvBlockStore::Store(std::span<const BlockKey> chain, size_t fr
   return client_.Put(items, options);
 }
 
+Status KvBlockStore::StoreTail(const BlockKey& key, std::optional<BlockKey> parent,
+                               std::span<const uint32_t> page_table, KvPagePool& pool) {
+  std::vector<std::byte> bytes(page_table.size() * page_bytes_);
+  for (size_t p = 0; p < page_table.size(); ++p) {
+    KVSTASH_RETURN_IF_ERROR(pool.ReadPage(page_table[p], std::span(bytes).subspan(p * page_bytes_, page_bytes_)));
+  }
+  PutItem item;
+  item.key = key;
+  item.parent = parent;
+  item.data = bytes;
+  KVSTASH_ASSIGN_OR_RETURN(PutResult put, client_.Put(std::span(&item, 1)));
+  if (put.stored + put.existed == 0) return ResourceExhausted("the store did not take the handoff tail");
+  return Status::Ok();
+}
+
+bool KvBlockStore::FetchTail(const BlockKey& key, std::span<const uint32_t> page_table, KvPagePool& pool) {
+  std::vector<std::byte> bytes(page_table.size() * page_bytes_);
+  GetItem item;
+  item.key = key;
+  item.buffer = bytes;
+  if (!client_.Get(std::span(&item, 1)).ok() || !item.found || item.size != bytes.size()) return false;
+  for (size_t p = 0; p < page_table.size(); ++p) {
+    if (!pool.WritePage(page_table[p], std::span(bytes).subspan(p * page_bytes_, page_bytes_)).ok()) return false;
+  }
+  return true;
+}
+
+void KvBlockStore::RemoveTail(const BlockKey& key) { (void)client_.Remove(std::span(&key, 1)); }
+
 }  // namespace kvstash::node

@@ -39,6 +39,15 @@ class KvBlockStore {
   FetchResult FetchPrefix(std::span<const BlockKey> chain, size_t max_blocks, std::span<const uint32_t> page_table,
                           KvPagePool& pool, uint64_t lease_ms = 0);
 
+  // The partial last block of a prompt (a P/D handoff's tail): `pages` pages' bytes under `key`,
+  // read from / written to the pages of `page_table` (exactly those pages). Fetch returns false
+  // (pages untouched or to be recomputed) when the object is missing, has another size or the
+  // store cannot be reached.
+  Status StoreTail(const BlockKey& key, std::optional<BlockKey> parent, std::span<const uint32_t> page_table,
+                   KvPagePool& pool);
+  bool FetchTail(const BlockKey& key, std::span<const uint32_t> page_table, KvPagePool& pool);
+  void RemoveTail(const BlockKey& key);
+
   // Stores blocks [from, to) of `chain` from the pages (each linked to its parent in the chain).
   Result<PutResult> Store(std::span<const BlockKey> chain, size_t from, size_t to,
                           std::span<const uint32_t> page_table, KvPagePool& pool, const PutOptions& options = {});

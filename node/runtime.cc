@@ -42,6 +42,7 @@ struct Sequence {
   size_t computed_to = 0;           // prompt tokens whose KV is in the pages
   std::vector<uint32_t> generated;
   CompletionResult result;
+  bool handed_off = false;          // a decode-side handoff loaded the whole prompt: decode at once
 
   bool cancelled() const { return request.cancel && request.cancel->load(std::memory_order_acquire); }
 };
@@ -111,6 +112,39 @@ struct NodeRuntime::Impl {
   void Finish(std::unique_ptr<Sequence> s, Status status);
   void QueuePuts(Sequence& s, size_t from, size_t to);
   void ReportKvEvents();
+  // Decode side of a handoff whose full blocks all arrived: the tail too, then the given first token.
+  void TakeHandoffTail(Sequence& s) {
+    const std::vector<uint32_t>& prompt = s.request.prompt;
+    const size_t tail = prompt.size() - s.computed_to;
+    const size_t first_page = s.computed_to / options.page_tokens;
+    const size_t tail_pages = CeilDiv(tail, options.page_tokens);
+    if (tail > 0 && !blocks->FetchTail(s.request.handoff->tail_key,
+                                      std::span(s.pages).subspan(first_page, tail_pages), pool)) {
+      return;  // computed here instead
+    }
+    if (tail > 0) blocks->RemoveTail(s.request.handoff->tail_key);
+    s.computed_to = prompt.size();
+    s.result.prompt.store += tail;
+    const uint32_t first = *s.request.handoff->first_token;
+    s.sampler->Skip();
+    s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
+    s.generated.push_back(first);
+    if (s.on_token) s.on_token(first);
+    s.handed_off = true;
+  }
+  // Prefill side of a handoff: the pages after the last full block, under the tail key.
+  void PutHandoffTail(Sequence& s) {
+    const size_t full_tokens = s.chain.size() * options.block_tokens;
+    const size_t tail = s.request.prompt.size() - full_tokens;
+    if (tail == 0 || !blocks) return;
+    const size_t first_page = full_tokens / options.page_tokens;
+    const Status put = blocks->StoreTail(s.request.handoff->tail_key,
+                                         s.chain.empty() ? std::nullopt : std::optional(s.chain.back()),
+                                         std::span(s.pages).subspan(first_page, CeilDiv(tail, options.page_tokens)),
+                                         pool);
+    if (!put.ok()) spdlog::warn("kvstash-node: the handoff tail was not stored ({}): the decode node computes it",
+                                put.ToString());
+  }
   void TakeAttachedStore() {
     Client* attached;
     {
@@ -346,7 +380,11 @@ void NodeRuntime::Impl::Admit() {
       --in_flight;
       return;
     }
-    prefilling.push_back(std::move(s));
+    if (s->handed_off) {
+      decoding.push_back(std::move(s));
+    } else {
+      prefilling.push_back(std::move(s));
+    }
   }
 }
 
@@ -354,8 +392,11 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   const std::vector<uint32_t>& prompt = s.request.prompt;
   const size_t total = prompt.size() + s.request.sampling.max_tokens;
   s.chain = hasher.Chain(prompt);
-  // At least the last prompt token is computed: its logits choose the first output token.
-  const size_t reusable = std::min(s.chain.size(), (prompt.size() - 1) / options.block_tokens);
+  // At least the last prompt token is computed: its logits choose the first output token. A
+  // decode node taking a handoff is given that token, so it may reuse every full block.
+  const bool taking_handoff = s.request.handoff && s.request.handoff->first_token && blocks;
+  const size_t reusable =
+      taking_handoff ? s.chain.size() : std::min(s.chain.size(), (prompt.size() - 1) / options.block_tokens);
   s.pages.clear();
   s.local_blocks = options.local_cache ? cache.AcquirePrefix(s.chain, reusable, s.pages) : 0;
   const size_t own = CeilDiv(total, options.page_tokens) - s.pages.size();
@@ -382,8 +423,9 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   s.computed_to = s.reused_blocks * options.block_tokens;
   s.result.prompt.local = s.local_blocks * options.block_tokens;
   s.result.prompt.store = fetched * options.block_tokens;
-  s.result.prompt.computed = prompt.size() - s.computed_to;
   s.sampler.emplace(s.request.sampling);
+  if (taking_handoff && s.reused_blocks == s.chain.size()) TakeHandoffTail(s);
+  s.result.prompt.computed = prompt.size() - s.computed_to;
   return true;
 }
 
@@ -405,6 +447,7 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   if (!last) return;
   // Every full prompt block computed here goes to the store, in the background.
   QueuePuts(s, s.reused_blocks, s.chain.size());
+  if (s.request.handoff && !s.request.handoff->first_token) PutHandoffTail(s);
   s.result.first_logits = logits;
   s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
   Emit(s, logits);

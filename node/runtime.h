@@ -62,10 +62,24 @@ struct CompletionRequest {
   // The conductor's id for this request (its Route's request_id), when it routed it: the TTFT is
   // reported to NodeOptions::ttft_reports.
   std::optional<uint64_t> request_id;
+  // Prefill/decode handoff through the store (the conductor's front door sets both sides).
+  // Prefill side: once the prompt is computed, the partial last block's pages (the tokens after
+  // the last full block) are also put, under `tail_key` (a request-scoped key), before the first
+  // token is returned; the full blocks go as usual. Decode side (with `first_token`): every full
+  // block and the tail are fetched; when all arrive nothing is computed, `first_token` is the
+  // first generated token, and the tail is removed from the store. Whatever does not arrive is
+  // computed as usual (the first token then comes from this node's own logits).
+  struct Handoff {
+    BlockKey tail_key;
+    std::optional<uint32_t> first_token;  // set on the decode side
+  };
+  std::optional<Handoff> handoff;
 };
 
 // Where each prompt token's KV came from.
 struct PromptSources {
+  // On a decode node taking a handoff, `store` includes the tail tokens fetched under the
+  // request's tail key.
   uint64_t local = 0;     // the node's own cache
   uint64_t store = 0;     // fetched from kvstash
   uint64_t computed = 0;  // prefilled here

@@ -28,6 +28,11 @@ class Sampler {
   // The next token given the logits of the last position (vocab_size floats). Greedy picks the
   // lowest id among equal maxima.
   uint32_t Next(std::span<const float> logits);
+  // Accounts for a token chosen elsewhere with these parameters (a prefill node's first token
+  // handed to this decode node): the next draw is the one a single node would make.
+  void Skip() {
+    if (params_.temperature != 0.0) rng_();
+  }
 
  private:
   SamplingParams params_;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <cstring>
 #include <chrono>
 #include <ctime>
 #include <functional>
@@ -219,7 +220,7 @@ struct FrontDoor::Impl {
   // not passed on (the prefill node's, already sent).
   Status Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
                   std::optional<uint32_t> expected_first, const std::function<bool(uint32_t)>& on_token,
-                  Outcome& out);
+                  Outcome& out, const std::string& tail_key = "");
   json Head(uint64_t request_id) const {
     return {{"id", "cmpl-" + std::to_string(request_id)},
             {"object", "text_completion"},
@@ -260,11 +261,16 @@ Result<Plan> FrontDoor::Impl::Route(const Completion& c) {
 
 Status FrontDoor::Impl::Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
                                  std::optional<uint32_t> expected_first,
-                                 const std::function<bool(uint32_t)>& on_token, Outcome& out) {
+                                 const std::function<bool(uint32_t)>& on_token, Outcome& out,
+                                 const std::string& tail_key) {
   v1::GenerateRequest g;
   for (uint32_t t : c.prompt) g.add_prompt_token_ids(t);
   *g.mutable_sampling() = c.sampling;
   if (report_ttft) g.set_request_id(plan.request_id);
+  if (!tail_key.empty() && expected_first) {
+    g.mutable_handoff()->set_tail_key(tail_key);
+    g.mutable_handoff()->set_first_token(*expected_first);
+  }
   auto ctx = Context();
   std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = Stub(address)->Generate(ctx.get(), g);
   v1::GenerateEvent event;
@@ -313,7 +319,17 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
     KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.prefill_address, true, std::nullopt, on_token, out));
     return out;
   }
+  // The partial last block goes through the store under a key only this request knows.
+  std::string tail_key(16, '\0');
+  {
+    std::random_device os_random;  // the kernel's generator: nobody can predict another request's key
+    for (size_t i = 0; i < tail_key.size(); i += 4) {
+      const uint32_t r = os_random();
+      std::memcpy(tail_key.data() + i, &r, 4);
+    }
+  }
   v1::PrefillRequest p;
+  p.mutable_handoff()->set_tail_key(tail_key);
   for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
   *p.mutable_sampling() = c.sampling;
   p.set_store_wait_ms(options.store_wait_ms);
@@ -332,7 +348,7 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
     out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
     return out;
   }
-  KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.decode_address, false, first, on_token, out));
+  KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.decode_address, false, first, on_token, out, tail_key));
   return out;
 }
 

@@ -2,8 +2,10 @@
 completions to kvstash-node processes, on run-time ports, with a real HTTP client.
 
 * Prefill/decode on two nodes through a kvstashd: the prefill node computes the prompt and stores its
-  full blocks; the decode node takes them from the store (96 of 100 tokens) and generates. The tokens
-  equal a single node's, non-streamed, streamed and with seeded sampling.
+  full blocks and, under the request's handoff key, its partial last block; the decode node takes all
+  100 prompt tokens' KV from the store, computes nothing and generates. The tokens equal a single
+  node's, non-streamed, streamed and with seeded sampling (the decode node's sampler skips the draw
+  the prefill node made).
 * Prefill and decode on one `--role both` node: the same tokens again.
 * Admission: with an SLO no request can meet, 429 naming the reason.
 * Bad requests get 400 (the conductor's own checks and the node's, passed through).
@@ -156,14 +158,16 @@ def main():
             assert reply["choices"][0]["token_ids"] == expected, (reply, expected)
             kv = reply["usage"]["kvstash"]
             assert (kv["prefill_instance"], kv["decode_instance"]) == ("p", "d"), kv
-            assert kv["computed_tokens"] == 100 and kv["decode"]["cached_tokens_store"] == 96, kv
-            assert kv["decode"]["computed_tokens"] == 4 and kv["ttft_ms"] > 0, kv
+            # The decode node computes nothing: 96 tokens of full blocks and the 4-token tail (under
+            # the request's handoff key) come from the store.
+            assert kv["computed_tokens"] == 100 and kv["decode"]["cached_tokens_store"] == 100, kv
+            assert kv["decode"]["computed_tokens"] == 0 and kv["ttft_ms"] > 0, kv
             events = stream(front, greedy)
             assert [t for e in events for t in e["choices"][0]["token_ids"]] == expected, events
             assert events[-1]["choices"][0]["finish_reason"] == "length", events[-1]
             assert complete(front, sampled)["choices"][0]["token_ids"] == expected_sampled
-            print("P/D on two nodes through the store: the single node's tokens (greedy, streamed, sampled)",
-                  flush=True)
+            print("P/D on two nodes through the store (the decode node computes nothing): the single node's "
+                  "tokens (greedy, streamed, sampled)", flush=True)
 
             for bad, why in ((dict(greedy, prompt="text"), "token ids"), (dict(greedy, prompt=[]), "prompt"),
                              (dict(greedy, prompt=[1, 2, 97]), "vocab"), (dict(greedy, temperature="hot"), "number"),

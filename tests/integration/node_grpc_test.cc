@@ -478,6 +478,38 @@ TEST_F(NodeGrpcTest, BadRequestsAreRefusedByNameAndChangeNothing) {
     EXPECT_NE(st.error_message().find("store_wait_ms"), std::string::npos) << st.error_message();
   }
   {
+    // Handoff fields: a key that is not 16 bytes, a first token outside the vocabulary, a decode
+    // handoff without its first token, a prefill handoff with one.
+    struct Handoff {
+      std::string key;
+      std::optional<uint32_t> first;
+      bool prefill;
+      std::string says;
+    };
+    for (const Handoff& h : {Handoff{"short", 1, false, "handoff.tail_key"},
+                             Handoff{std::string(16, 'k'), testing::kTinyTokenizerPieces + 5, false, "handoff.first_token"},
+                             Handoff{std::string(16, 'k'), std::nullopt, false, "handoff.first_token"},
+                             Handoff{std::string(16, 'k'), 1, true, "handoff.first_token"},
+                             Handoff{std::string(17, 'k'), std::nullopt, true, "handoff.tail_key"}}) {
+      grpc::Status st;
+      if (h.prefill) {
+        v1::PrefillRequest r = AsPrefill(IdsRequest(prompt, 4));
+        r.mutable_handoff()->set_tail_key(h.key);
+        if (h.first) r.mutable_handoff()->set_first_token(*h.first);
+        grpc::ClientContext ctx;
+        v1::PrefillResult result;
+        st = s_->stub->Prefill(&ctx, r, &result);
+      } else {
+        v1::GenerateRequest r = IdsRequest(prompt, 4);
+        r.mutable_handoff()->set_tail_key(h.key);
+        if (h.first) r.mutable_handoff()->set_first_token(*h.first);
+        st = Generate(*s_->stub, r).status;
+      }
+      EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << h.says;
+      EXPECT_NE(st.error_message().find(h.says), std::string::npos) << st.error_message();
+    }
+  }
+  {
     // Past gRPC's own receive limit (4x the node's): refused by gRPC before the node sees it.
     v1::GenerateRequest r;
     r.set_prompt_text(std::string(5 << 20, 'a'));
