@@ -8,7 +8,9 @@ size. Both nodes register with the conductor under both roles and heartbeat; A's
 the conductor's prefix index (KV events); a completion carrying the conductor's request id has its
 TTFT reported. A config file with an unknown key is refused.
 
-Usage: node_emulated_cluster_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
+The shipped deploy/kvstash-node.toml starts a node too (every key in it is a real flag).
+
+Usage: node_emulated_cluster_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR REPO (standard library only).
 """
 import http.client
 import json
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 
-NODE, KVSTASHD, CONDUCTOR = sys.argv[1:4]
+NODE, KVSTASHD, CONDUCTOR, REPO = sys.argv[1:5]
 CONFIG = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
               intermediate_size=512, vocab_size=1000, max_position_embeddings=8192, rope_theta=10000.0,
               rms_norm_eps=1e-5, torch_dtype="float16")
@@ -127,6 +129,11 @@ def main():
             f.write(f'[serve]\nmodel = "{model}"\nengine = "emulated"\nhttp-lisen = "127.0.0.1:0"\n')
         refused = subprocess.run([NODE, "--config", bad, "serve"], capture_output=True, text=True, timeout=60)
         assert refused.returncode == 2 and "http-lisen" in refused.stdout + refused.stderr, refused
+        shipped, _ = start_ready("kvstash-node", [NODE, "--config", os.path.join(REPO, "deploy", "kvstash-node.toml"),
+                                                  "serve", "--model", model, "--engine", "emulated",
+                                                  "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+                                                  "--metrics-listen", "127.0.0.1:0", "--pool-pages", "64"])
+        assert stop(shipped) == 0, "the node from deploy/kvstash-node.toml did not stop cleanly"
 
         daemon, store = start_ready("kvstashd", [KVSTASHD, "--standalone", "--listen", "127.0.0.1:0",
                                                  "--metrics-listen", "127.0.0.1:0", "--dram-capacity", "256MiB",
