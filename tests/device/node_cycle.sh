@@ -28,11 +28,11 @@ ldd $D/bin/kvstash-node-cuda-check | grep -E "not found|cublas|cudart"
 W=/tmp/nodework; mkdir -p $W
 case " $STEPS " in *" test "*)
   echo "== node_cuda_engine_test"
-  timeout 300 $D/bin/node_cuda_engine_test 2>&1 | tee $OUT/node_cuda_engine_test.log | grep -E "^\[  |Failure|Expected|Which is|relative error|Skipped" | head -40
+  timeout ${TEST_TIMEOUT:-300} $D/bin/node_cuda_engine_test 2>&1 | tee $OUT/node_cuda_engine_test.log | grep -E "^\[  |Failure|Expected|Which is|relative error|Skipped" | head -40
 esac
 case " $STEPS " in *" check "*)
   echo "== logits vs transformers"
-  PYTHONUNBUFFERED=1 timeout 300 python3 $R/tests/device/node_cuda_check.py $D/bin $W 2>&1 | grep -vE "Warning|warn|^\s*$" | tee $OUT/node_cuda_check.log | tail -12
+  PYTHONUNBUFFERED=1 timeout ${CHECK_TIMEOUT:-300} python3 $R/tests/device/node_cuda_check.py $D/bin $W 2>&1 | grep -vE "Warning|warn|^\s*$" | tee $OUT/node_cuda_check.log | tail -12
 esac
 case " $STEPS " in *" prefix "*)
   echo "== cached-prefix replay (1B-shaped, 4 layers)"
@@ -42,16 +42,16 @@ case " $STEPS " in *" prefix "*)
 JSON
   $D/bin/kvstash-node make-model --config $W/mid.json --seed 3 --out $W/mid > /dev/null
   TOK=$(python3 -c 'import random; r=random.Random(1); print(",".join(str(r.randrange(32000)) for _ in range(3000)))')
-  timeout 120 $D/bin/kvstash-node-cuda-check --model $W/mid --tokens $TOK --chunk 1024 --prefix-tokens 2048 --greedy 32 2>&1 | tee $OUT/prefix.log | tail -4
+  timeout ${PREFIX_TIMEOUT:-120} $D/bin/kvstash-node-cuda-check --model $W/mid --tokens $TOK --chunk 1024 --prefix-tokens 2048 --greedy 32 2>&1 | tee $OUT/prefix.log | tail -4
 esac
 case " $STEPS " in *" serve "*)
   echo "== kvstash-node serve --engine cuda: two nodes on one kvstashd"
-  bash $R/tests/device/node_serve_cuda.sh $D $W 2>&1 | tee $OUT/serve.log | tail -8
+  timeout ${SERVE_TIMEOUT:-120} bash $R/tests/device/node_serve_cuda.sh $D $W 2>&1 | tee $OUT/serve.log | tail -8
 esac
 case " $STEPS " in *" bench "*)
   echo "== kvstash-bench-node --engine cuda"
   timeout ${BENCH_TIMEOUT:-420} $D/bin/kvstash-bench-node --engine cuda --kvstashd $D/bin/kvstashd --hidden 2048 --layers 16 \
-    --heads 32 --kv-heads 8 --intermediate 8192 --vocab 32000 --dram-capacity 8GiB --check-tokens 8 \
+    --heads 32 --kv-heads 8 --intermediate 8192 --vocab 32000 --dram-capacity 4GiB --check-tokens 8 \
     --prompt-tokens ${BENCH_PROMPTS:-1024,2048,4096,8192,16384,32768} --hit-percent ${BENCH_HITS:-0,50,90} ${BENCH_ARGS:-} \
     2>&1 | tee $OUT/bench.log
 esac
