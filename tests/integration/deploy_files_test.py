@@ -64,14 +64,16 @@ check(set(conf["cluster"]) <= {"etcd_endpoints", "name", "weight", "lease_ttl_s"
 
 # Grafana dashboard.
 exported = set()
-for src in glob.glob(os.path.join(root, "server/**/*.cc"), recursive=True) + glob.glob(os.path.join(root, "common/*.cc")):
+for src in (glob.glob(os.path.join(root, "server/**/*.cc"), recursive=True) + glob.glob(os.path.join(root, "common/*.cc")) +
+            glob.glob(os.path.join(root, "node/*.cc")) + glob.glob(os.path.join(root, "scheduler/*.cc"))):
     with open(src) as f:
         exported |= set(re.findall(r'"(kvstash_[a-z_]+)"', f.read()))
 with open(os.path.join(root, "deploy/grafana/kvstash-dashboard.json")) as f:
     dash = json.load(f)
 check(len(dash["panels"]) >= 8, "the dashboard has too few panels")
 titles = " ".join(p["title"].lower() for p in dash["panels"])
-for topic in ["capacity", "hit ratio", "throughput", "latency", "evictions", "replicas"]:
+for topic in ["capacity", "hit ratio", "throughput", "latency", "evictions", "replicas", "node ttft",
+              "prompt tokens by source", "conductor decisions", "live instances"]:
     check(topic in titles, f"the dashboard has no {topic} panel")
 for p in dash["panels"]:
     for t in p["targets"]:
