@@ -158,6 +158,12 @@ grpc::Status ConductorService::StreamKvEvents(grpc::ServerContext*,
 
 grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteRequest* req,
                                      v1::RouteResponse* resp) {
+  return RouteExcluding(*req, {}, resp);
+}
+
+grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, const std::set<std::string>& excluded,
+                                              v1::RouteResponse* resp) {
+  const v1::RouteRequest* req = &request;
   const auto t0 = std::chrono::steady_clock::now();
   const std::string policy(router_.policy().name());
   auto invalid = [&](const Status& s) {
@@ -211,7 +217,7 @@ grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteReques
 
   std::unique_lock lock(mu_);
   RouteRequest r{req->request_id(), Now(), input_tokens, req->output_tokens(), chain, store_blocks};
-  const LiveView live(state_, r.now_s, instance_timeout_s_);
+  const LiveView live(state_, r.now_s, instance_timeout_s_, &excluded);
   auto d = router_.Route(r, live);
   if (!d.ok()) return invalid(d.status());
   *d = live.ToUnderlying(*d);

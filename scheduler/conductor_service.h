@@ -17,6 +17,8 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <string>
 #include <unordered_map>
 
 #include "common/clock.h"
@@ -52,6 +54,11 @@ class ConductorService final : public v1::Conductor::Service {
   // routing until they are heard from again; 0 (the default) keeps every registered instance.
   // Call before serving.
   void set_instance_timeout(double seconds) { instance_timeout_s_ = seconds; }
+
+  // Route, leaving out the instances named in `excluded` (the front door retrying a request
+  // whose node failed before anything was streamed).
+  grpc::Status RouteExcluding(const v1::RouteRequest& req, const std::set<std::string>& excluded,
+                              v1::RouteResponse* resp);
 
   // For the HTTP front door (front_door.h), which routes through Route above in-process.
   // The Node address and namespace an instance registered with; NOT_FOUND when it is unknown.

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "kvstash/v1/node.grpc.pb.h"
@@ -214,8 +215,16 @@ struct FrontDoor::Impl {
     return ctx;
   }
 
-  Result<Plan> Route(const Completion& c);
-  Result<Outcome> Run(const Completion& c, const Plan& plan, const std::function<bool(uint32_t)>& on_token);
+  Result<Plan> Route(const Completion& c, const std::set<std::string>& excluded = {});
+  // Run, and when a node could not be reached before anything was streamed, once more on
+  // instances routed without it (`plan` becomes the new plan).
+  // `streaming`: on_token sends each token to the client (so after the first one there is no retry);
+  // otherwise nothing reaches the client before the whole answer.
+  Result<Outcome> RunWithRetry(const Completion& c, Plan& plan, bool streaming,
+                               const std::function<bool(uint32_t)>& on_token);
+  // `failed` names the instance whose node failed, when one did.
+  Result<Outcome> Run(const Completion& c, const Plan& plan, const std::function<bool(uint32_t)>& on_token,
+                      std::string* failed = nullptr);
   // Relays `address`'s Generate; with `expected_first`, its first token must be that one and is
   // not passed on (the prefill node's, already sent).
   Status Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
@@ -237,7 +246,7 @@ struct FrontDoor::Impl {
   }
 };
 
-Result<Plan> FrontDoor::Impl::Route(const Completion& c) {
+Result<Plan> FrontDoor::Impl::Route(const Completion& c, const std::set<std::string>& excluded) {
   const std::string namespace_id = service.RegisteredNamespace();
   if (namespace_id.empty()) return Unavailable("no node has registered with the conductor (kvstash-node --conductor)");
   Plan plan;
@@ -248,7 +257,7 @@ Result<Plan> FrontDoor::Impl::Route(const Completion& c) {
   req.set_model(namespace_id);
   req.set_output_tokens(c.max_tokens);
   for (uint32_t t : c.prompt) req.add_token_ids(t);
-  const grpc::Status routed = service.ConductorService::Route(nullptr, &req, &plan.route);
+  const grpc::Status routed = service.RouteExcluding(req, excluded, &plan.route);
   if (!routed.ok()) return FromGrpc(routed, "route");
   for (auto [id, address] : {std::pair{&plan.route.prefill_instance(), &plan.prefill_address},
                              std::pair{&plan.route.decode_instance(), &plan.decode_address}}) {
@@ -312,11 +321,34 @@ Status FrontDoor::Impl::Generate(const Completion& c, const Plan& plan, const st
   return Status::Ok();
 }
 
+Result<Outcome> FrontDoor::Impl::RunWithRetry(const Completion& c, Plan& plan, bool streaming,
+                                              const std::function<bool(uint32_t)>& on_token) {
+  size_t sent = 0;
+  auto counting = [&](uint32_t token) {
+    sent += streaming ? 1 : 0;
+    return on_token(token);
+  };
+  std::string failed;
+  Result<Outcome> out = Run(c, plan, counting, &failed);
+  if (out.ok() || sent > 0 || failed.empty() || out.status().code() != StatusCode::kUnavailable) return out;
+  spdlog::warn("front door: {} (instance {}); routing request {} again without it", out.status().message(), failed,
+               plan.request_id);
+  Result<Plan> again = Route(c, {failed});
+  if (!again.ok()) return again.status();
+  plan = std::move(*again);
+  return Run(c, plan, counting);
+}
+
 Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
-                                     const std::function<bool(uint32_t)>& on_token) {
+                                     const std::function<bool(uint32_t)>& on_token, std::string* failed) {
   Outcome out;
+  auto blame = [&](const std::string& instance, Status st) {
+    if (failed != nullptr) *failed = instance;
+    return st;
+  };
   if (plan.prefill_address == plan.decode_address) {
-    KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.prefill_address, true, std::nullopt, on_token, out));
+    const Status st = Generate(c, plan, plan.prefill_address, true, std::nullopt, on_token, out);
+    if (!st.ok()) return blame(plan.route.prefill_instance(), st);
     return out;
   }
   // The partial last block goes through the store under a key only this request knows.
@@ -337,7 +369,7 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
   v1::PrefillResult prefilled;
   auto ctx = Context();
   const grpc::Status st = Stub(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
-  if (!st.ok()) return FromGrpc(st, "prefill node " + plan.prefill_address);
+  if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
   out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
   out.prompt = prefilled.prompt();
   const uint32_t first = prefilled.first_token().id();
@@ -348,7 +380,8 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
     out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
     return out;
   }
-  KVSTASH_RETURN_IF_ERROR(Generate(c, plan, plan.decode_address, false, first, on_token, out, tail_key));
+  const Status decoded = Generate(c, plan, plan.decode_address, false, first, on_token, out, tail_key);
+  if (!decoded.ok()) return blame(plan.route.decode_instance(), decoded);
   return out;
 }
 
@@ -375,7 +408,7 @@ void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Res
   Result<Plan> plan = Route(*parsed);
   if (!plan.ok()) return Answer(res, plan.status());
   if (!parsed->stream) {
-    Result<Outcome> out = Run(*parsed, *plan, [](uint32_t) { return true; });
+    Result<Outcome> out = RunWithRetry(*parsed, *plan, false, [](uint32_t) { return true; });
     if (!out.ok()) return Answer(res, out.status());
     json body = Head(plan->request_id);
     body["choices"] = json::array(
@@ -394,7 +427,7 @@ void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Res
       return sink.write(line.data(), line.size());
     };
     const json head = Head(routed->request_id);
-    Result<Outcome> out = Run(*request, *routed, [&](uint32_t token) {
+    Result<Outcome> out = RunWithRetry(*request, *routed, true, [&](uint32_t token) {
       json chunk = head;
       chunk["choices"] =
           json::array({{{"index", 0}, {"text", ""}, {"token_ids", {token}}, {"finish_reason", nullptr}}});

@@ -2,12 +2,19 @@
 
 namespace kvstash::scheduler {
 
-LiveView::LiveView(const ConductorState& state, double now_s, double timeout_s) : state_(state) {
+LiveView::LiveView(const ConductorState& state, double now_s, double timeout_s,
+                   const std::set<std::string>* excluded)
+    : state_(state) {
+  auto out = [&](const std::string& id) { return excluded != nullptr && excluded->contains(id); };
   for (uint32_t i = 0; i < state.prefill_count(); ++i) {
-    if (timeout_s <= 0 || now_s - state.PrefillLastSeen(i) <= timeout_s) prefill_.push_back(i);
+    if ((timeout_s <= 0 || now_s - state.PrefillLastSeen(i) <= timeout_s) && !out(state.PrefillId(i))) {
+      prefill_.push_back(i);
+    }
   }
   for (uint32_t j = 0; j < state.decode_count(); ++j) {
-    if (timeout_s <= 0 || now_s - state.DecodeLastSeen(j) <= timeout_s) decode_.push_back(j);
+    if ((timeout_s <= 0 || now_s - state.DecodeLastSeen(j) <= timeout_s) && !out(state.DecodeId(j))) {
+      decode_.push_back(j);
+    }
   }
 }
 

@@ -7,6 +7,8 @@
 // Thread-safety: a snapshot for one Route call, under the caller's lock on `state`.
 #pragma once
 
+#include <set>
+#include <string>
 #include <vector>
 
 #include "scheduler/conductor_state.h"
@@ -16,8 +18,9 @@ namespace kvstash::scheduler {
 
 class LiveView final : public ClusterView {
  public:
-  // timeout_s <= 0: every instance is live.
-  LiveView(const ConductorState& state, double now_s, double timeout_s);
+  // timeout_s <= 0: every instance is live. Instances named in `excluded` (may be null) are left
+  // out too.
+  LiveView(const ConductorState& state, double now_s, double timeout_s, const std::set<std::string>* excluded = nullptr);
 
   size_t prefill_count() const override { return prefill_.size(); }
   size_t decode_count() const override { return decode_.size(); }

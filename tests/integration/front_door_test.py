@@ -9,8 +9,9 @@ completions to kvstash-node processes, on run-time ports, with a real HTTP clien
 * Prefill and decode on one `--role both` node: the same tokens again.
 * Admission: with an SLO no request can meet, 429 naming the reason.
 * Bad requests get 400 (the conductor's own checks and the node's, passed through).
-* A decode node killed with SIGKILL: the request fails with an error, never with other tokens; the
-  conductor drops it from routing within its instance timeout and routes to a new decode node.
+* A decode node killed with SIGKILL while another is up: requests routed to it are routed again to
+  the other before anything was streamed (same tokens); with none left, the request fails with an
+  error, never with other tokens, and the dead nodes leave routing within the instance timeout.
 
 Usage: front_door_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
 """
@@ -178,25 +179,30 @@ def main():
             assert status == 400, (status, data)
             assert metric(metrics_at, "kvstash_conductor_http_requests_total", 'result="bad_request"') == 7
 
-            # A decode node that dies: the request ends with an error, never with other tokens; within
-            # the instance timeout (1 s here) it leaves routing, and a new decode node takes over.
-            assert stop(decode, signal.SIGKILL) is not None
-            status, _, data = request(front, greedy)
-            assert status in (502, 503), (status, data)
-            assert "error" in json.loads(data), data
-            wait_for("the dead decode node to leave routing",
-                     lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 0)
-            status, _, data = request(front, greedy)
-            assert status == 503 and "no decode instance" in data.decode(), (status, data)
+            # A decode node that dies while another is up: the next request is routed to the dead one
+            # (it is still within its instance timeout), fails before anything was streamed, and is
+            # routed again without it: the client gets the same tokens from the other node.
             decode2, _ = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "decode",
                                     "--instance-id", "d2")
             procs.append(decode2)
-            wait_for("d2 live", lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 1)
-            reply = complete(front, greedy)
-            assert reply["choices"][0]["token_ids"] == expected, reply
-            assert reply["usage"]["kvstash"]["decode_instance"] == "d2", reply["usage"]
-            print("bad requests 400; a killed decode node fails the request cleanly, leaves routing within "
-                  "its timeout, and a new one takes its requests", flush=True)
+            wait_for("d2 live", lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 2)
+            assert stop(decode, signal.SIGKILL) is not None
+            for _ in range(3):
+                reply = complete(front, greedy)
+                assert reply["choices"][0]["token_ids"] == expected, reply
+                assert reply["usage"]["kvstash"]["decode_instance"] == "d2", reply["usage"]
+            # With no decode node left the request fails with an error, never with other tokens; within
+            # the instance timeout (1 s here) the dead nodes leave routing.
+            assert stop(decode2, signal.SIGKILL) is not None
+            status, _, data = request(front, greedy)
+            assert status in (502, 503), (status, data)
+            assert "error" in json.loads(data), data
+            wait_for("the dead decode nodes to leave routing",
+                     lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 0)
+            status, _, data = request(front, greedy)
+            assert status == 503 and "no decode instance" in data.decode(), (status, data)
+            print("bad requests 400; a killed decode node's request is routed again to another node before "
+                  "anything was streamed; with none left the request fails cleanly", flush=True)
 
             both_conductor, both_grpc, both_metrics, both_front = start_conductor()
             procs.append(both_conductor)
