@@ -12,7 +12,8 @@
 # [global-cache-aware], ADMISSION [off], SPEED [1] (trace seconds per wall second), TIME_SCALE [1]
 # (node step time x this; SPEED=1/TIME_SCALE keeps the run like for like), KV_BYTES_SCALE [0.002]
 # (the emulated KV's share of the model's true 320 KiB/token), MAX_OUTPUT [64] (cap on output
-# tokens), STORE [on] (off: nodes reuse only their own caches), POOL_PAGES [65536], KEEP [0] (1:
+# tokens), STORE [on] (off: no prefix reuse: every prefill recomputes its prompt; the P/D handoff
+# still goes through the store; the simulator is given no cache), POOL_PAGES [65536], KEEP [0] (1:
 # leave the work directory), KVSTASH_BUILD_DIR [build]. Prometheus file_sd targets of every
 # /metrics endpoint are written to WORK/prometheus-targets.json while the cluster runs.
 set -euo pipefail
@@ -87,8 +88,12 @@ conductor_metrics=$(wait_line "$work/conductor.err" "metrics on" | grep -o "http
 front_door=$(wait_line "$work/conductor.err" "front door on" | grep -o "http://[^/]*" | sed 's#http://##')
 targets+=("$conductor_metrics")
 
-store_args=()
-[[ "$store_mode" == on ]] && store_args=(--etcd "$etcd_url" --cluster demo)
+store_args=(--etcd "$etcd_url" --cluster demo)
+sim_cache_blocks=$((pool_pages / 32))
+if [[ "$store_mode" == off ]]; then
+  store_args+=(--no-prefix-reuse)
+  sim_cache_blocks=0
+fi
 n=0
 for role in $(printf 'prefill %.0s' $(seq "$prefill")) $(printf 'decode %.0s' $(seq "$decode")); do
   n=$((n + 1))
@@ -113,5 +118,5 @@ echo "cluster-demo: etcd, 2 kvstashd, conductor (front door http://$front_door),
   "emulated nodes (store $store_mode); replaying ${window}s of $trace" >&2
 "$build/replay/kvstash-replay" --front-door "$front_door" --trace "$trace" --window-s "$window" --speed "$speed" \
   --time-scale "$time_scale" --policy "$policy" --admission "$admission" --prefill "$prefill" --decode "$decode" \
-  --local-cache-blocks $((pool_pages / 32)) --profile "$work/profile" --max-output-tokens "$max_output" \
+  --local-cache-blocks "$sim_cache_blocks" --profile "$work/profile" --max-output-tokens "$max_output" \
   --vocab 32000

@@ -398,7 +398,9 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   const size_t reusable =
       taking_handoff ? s.chain.size() : std::min(s.chain.size(), (prompt.size() - 1) / options.block_tokens);
   s.pages.clear();
-  s.local_blocks = options.local_cache ? cache.AcquirePrefix(s.chain, reusable, s.pages) : 0;
+  // Without prefix reuse only a handoff's blocks are taken (they are this request's own KV).
+  const bool reuse = options.reuse_prefixes || taking_handoff;
+  s.local_blocks = options.local_cache && reuse ? cache.AcquirePrefix(s.chain, reusable, s.pages) : 0;
   const size_t own = CeilDiv(total, options.page_tokens) - s.pages.size();
   cache.MakeRoom(own);
   auto allocated = pool.AllocateMany(own);
@@ -409,7 +411,7 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   }
   s.pages.insert(s.pages.end(), allocated->begin(), allocated->end());
   size_t fetched = 0;
-  if (blocks && s.local_blocks < reusable) {
+  if (blocks && reuse && s.local_blocks < reusable) {
     const FetchResult got =
         blocks->FetchPrefix(std::span(s.chain).subspan(s.local_blocks), reusable - s.local_blocks,
                             std::span(s.pages).subspan(s.local_blocks * pages_per_block), pool, options.lease_ms);

@@ -44,6 +44,9 @@ struct NodeOptions {
   uint64_t lease_ms = 5'000;         // lease on blocks between Lookup and Get
   bool local_cache = true;           // keep finished requests' full blocks for reuse
   bool store_puts = true;            // put newly computed blocks to the store
+  // Look prompts' prefixes up (local cache, then store). Off: every prefill recomputes its whole
+  // prompt (the "store off" baseline); a decode node still takes a P/D handoff's blocks.
+  bool reuse_prefixes = true;
   // When set, called on the step thread after a step in which full blocks joined (`stored`) or
   // left (`evicted`) the local cache: the KV events a conductor indexes this node's cache by.
   // Must be quick (queue them).

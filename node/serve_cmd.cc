@@ -39,7 +39,7 @@ struct ServeArgs {
   std::string log_level = "info";
   size_t http_threads = 64;
   uint64_t store_timeout_ms = 5'000;
-  bool no_local_cache = false, no_store_puts = false;
+  bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
   NodeOptions node;
   ConductorLinkOptions conductor;  // address empty: no conductor
   std::string advertise;           // the gRPC address given to the conductor; default: from --listen
@@ -191,6 +191,7 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   NodeOptions options = a.node;
   options.local_cache = !a.no_local_cache;
   options.store_puts = !a.no_store_puts;
+  options.reuse_prefixes = !a.no_prefix_reuse;
   if (!a.conductor.address.empty()) {
     Node* n = node.get();
     options.kv_events = [n](std::vector<BlockKey> stored, std::vector<BlockKey> evicted) {
@@ -332,6 +333,8 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--lease-ms", a->node.lease_ms, "lease on store blocks between Lookup and Get");
   cmd->add_flag("--no-local-cache", a->no_local_cache, "do not keep finished requests' blocks for reuse");
   cmd->add_flag("--no-store-puts", a->no_store_puts, "do not put newly computed blocks to the store");
+  cmd->add_flag("--no-prefix-reuse", a->no_prefix_reuse,
+                "recompute every prompt (no local-cache or store lookups); P/D handoffs still go through the store");
   cmd->add_option("--conductor", a->conductor.address,
                   "kvstash-conductor's gRPC HOST:PORT: register, heartbeat, KV events, TTFT reports (optional)");
   cmd->add_option("--advertise", a->advertise,

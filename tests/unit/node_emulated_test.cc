@@ -225,3 +225,30 @@ TEST(EmulatedEngineTest, KvBytesScaleShrinksEachHeadAndKeepsContentVerifiable) {
 
 }  // namespace
 }  // namespace kvstash::node
+
+namespace kvstash::node {
+namespace {
+
+// The "store off" baseline: without prefix reuse the same prompt is computed again, with the same
+// tokens, although its blocks are in the local cache.
+TEST(EmulatedRuntimeTest, WithoutPrefixReuseEveryPromptIsComputed) {
+  NodeOptions o;
+  o.page_tokens = 16;
+  o.block_tokens = 32;
+  o.pool_pages = 64;
+  o.reuse_prefixes = false;
+  auto runtime = NodeRuntime::Start(Emulated(), nullptr, "emulated-test", o).value();
+  CompletionRequest req;
+  req.prompt = Prompt(100, 6);
+  req.sampling.max_tokens = 4;
+  Result<CompletionResult> first = runtime->Complete(req);
+  Result<CompletionResult> second = runtime->Complete(req);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->tokens, second->tokens);
+  EXPECT_EQ(second->prompt.local, 0u);
+  EXPECT_EQ(second->prompt.computed, 100u);
+  EXPECT_GT(runtime->Stats().cached_blocks, 0u);  // kept, just not used
+}
+
+}  // namespace
+}  // namespace kvstash::node
