@@ -10,7 +10,8 @@
 # TRACE defaults to ../shared/traces/synthetic_trace.jsonl beside the checkout; WINDOW_SECONDS (of
 # trace time) to 60. Environment knobs (defaults in brackets): PREFILL [2], DECODE [2], POLICY
 # [global-cache-aware], ADMISSION [off], SPEED [1] (trace seconds per wall second), TIME_SCALE [1]
-# (node step time x this; SPEED=1/TIME_SCALE keeps the run like for like), KV_BYTES_SCALE [0.002]
+# (node step time x this; SPEED=1/TIME_SCALE keeps the run like for like), WINDOW_START [0] (trace
+# seconds skipped before the window), KV_BYTES_SCALE [0.002]
 # (the emulated KV's share of the model's true 320 KiB/token), MAX_OUTPUT [64] (cap on output
 # tokens), STORE [on] (off: no prefix reuse: every prefill recomputes its prompt; the P/D handoff
 # still goes through the store; the simulator is given no cache), POOL_PAGES [65536], KEEP [0] (1:
@@ -119,4 +120,4 @@ echo "cluster-demo: etcd, 2 kvstashd, conductor (front door http://$front_door),
 "$build/replay/kvstash-replay" --front-door "$front_door" --trace "$trace" --window-s "$window" --speed "$speed" \
   --time-scale "$time_scale" --policy "$policy" --admission "$admission" --prefill "$prefill" --decode "$decode" \
   --local-cache-blocks "$sim_cache_blocks" --profile "$work/profile" --max-output-tokens "$max_output" \
-  --vocab 32000
+  --vocab 32000 --window-start-s "${WINDOW_START:-0}"

@@ -27,7 +27,7 @@ std::vector<std::string> ConductorInstanceIds(const ConductorLinkOptions& o) {
 struct ConductorLink::Impl {
   ConductorLinkOptions options;
   std::function<RuntimeLoad()> load;
-  std::unique_ptr<v1::Conductor::Stub> stub;
+  std::unique_ptr<v1::Conductor::Stub> conductor;  // the generated gRPC client
   std::string prefill_id, decode_id;  // empty when that role is not served
 
   mutable std::mutex mu;
@@ -70,7 +70,7 @@ bool ConductorLink::Impl::Register() {
     req.set_address(options.node_address);
     req.set_namespace_id(options.namespace_id);
     v1::RegisterInstanceResponse resp;
-    const grpc::Status s = stub->RegisterInstance(Context().get(), req, &resp);
+    const grpc::Status s = conductor->RegisterInstance(Context().get(), req, &resp);
     if (!s.ok()) {
       CountFailure("RegisterInstance", s);
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE && s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
@@ -112,7 +112,7 @@ bool ConductorLink::Impl::Heartbeat(bool& unreachable) {
       }
     }
     v1::HeartbeatResponse resp;
-    const grpc::Status s = stub->Heartbeat(Context().get(), req, &resp);
+    const grpc::Status s = conductor->Heartbeat(Context().get(), req, &resp);
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
       spdlog::warn("conductor {} no longer knows {}: registering again", options.address, *id);
       std::lock_guard lock(mu);
@@ -134,7 +134,7 @@ void ConductorLink::Impl::SendEvents(std::vector<BlockKey> add, std::vector<Bloc
   if (prefill_id.empty() || (add.empty() && remove.empty())) return;
   v1::KvEventsSummary summary;
   auto ctx = Context();
-  std::unique_ptr<grpc::ClientWriter<v1::KvEventBatch>> writer = stub->StreamKvEvents(ctx.get(), &summary);
+  std::unique_ptr<grpc::ClientWriter<v1::KvEventBatch>> writer = conductor->StreamKvEvents(ctx.get(), &summary);
   size_t a = 0, r = 0, batches = 0;
   while (a < add.size() || r < remove.size()) {
     v1::KvEventBatch batch;
@@ -170,7 +170,7 @@ void ConductorLink::Impl::SendTtfts() {
     req.set_request_id(request_id);
     req.set_ttft_seconds(seconds);
     v1::ReportTtftResponse resp;
-    const grpc::Status s = stub->ReportTtft(Context().get(), req, &resp);
+    const grpc::Status s = conductor->ReportTtft(Context().get(), req, &resp);
     if (!s.ok()) {
       CountFailure("ReportTtft", s);  // a request the conductor did not route is NOT_FOUND: dropped
       continue;
@@ -238,7 +238,7 @@ Result<std::unique_ptr<ConductorLink>> ConductorLink::Start(const ConductorLinkO
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  impl->stub = v1::Conductor::NewStub(
+  impl->conductor = v1::Conductor::NewStub(
       grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args));
   const std::vector<std::string> ids = ConductorInstanceIds(options);
   if (ServesPrefill(options.role)) impl->prefill_id = ids.front();

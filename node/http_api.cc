@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/http_serve.h"
+
 namespace kvstash::node {
 namespace {
 
@@ -430,19 +432,7 @@ HttpApi::HttpApi(NodeRuntime& runtime, NodeMetrics& metrics, HttpApiOptions opti
 HttpApi::~HttpApi() { Stop(); }
 
 Result<int> HttpApi::Start(const std::string& host, int port) {
-  if (impl_->thread.joinable()) return FailedPrecondition("HTTP server already started");
-  int bound = -1;
-  if (port == 0) {
-    bound = impl_->server.bind_to_any_port(host);
-  } else if (impl_->server.bind_to_port(host, port)) {
-    bound = port;
-  }
-  if (bound <= 0) return Unavailable("cannot listen for HTTP on " + host + ":" + std::to_string(port));
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-  // stop() is a no-op until the accept loop runs: wait for it (as MetricsHttpServer does).
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
-  while (!impl_->server.is_running() && Clock::now() < give_up) std::this_thread::yield();
-  return bound;
+  return ServeInBackground(impl_->server, host, port, impl_->thread, "HTTP");
 }
 
 void HttpApi::BeginDrain() { impl_->draining.store(true); }
@@ -452,11 +442,6 @@ bool HttpApi::WaitIdle(std::chrono::milliseconds timeout) {
   return impl_->idle_cv.wait_for(lock, timeout, [&] { return impl_->in_flight == 0; });
 }
 
-void HttpApi::Stop() {
-  if (impl_->thread.joinable()) {
-    impl_->server.stop();
-    impl_->thread.join();
-  }
-}
+void HttpApi::Stop() { StopServing(impl_->server, impl_->thread); }
 
 }  // namespace kvstash::node

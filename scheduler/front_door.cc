@@ -18,7 +18,9 @@
 #include <set>
 #include <thread>
 
+#include "common/http_serve.h"
 #include "kvstash/v1/node.grpc.pb.h"
+#include "scheduler/front_door_request.h"
 
 namespace kvstash::scheduler {
 namespace {
@@ -26,88 +28,7 @@ namespace {
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
-constexpr size_t kMaxPromptTokens = size_t{1} << 20;
 constexpr size_t kMaxBodyBytes = size_t{64} << 20;
-
-// One parsed completion request.
-struct Completion {
-  std::vector<uint32_t> prompt;
-  v1::SamplingParams sampling;
-  uint32_t max_tokens = 16;  // the node's default when unset
-  bool stream = false;
-};
-
-Result<uint64_t> Unsigned(const json& j, const std::string& field, uint64_t max) {
-  if (!j.is_number_unsigned() || j.get<uint64_t>() > max) {
-    return InvalidArgument(field + ": must be an integer in 0.." + std::to_string(max));
-  }
-  return j.get<uint64_t>();
-}
-
-// Types are checked here; ranges are the node's to check (its INVALID_ARGUMENT comes back as 400).
-Result<Completion> Parse(const std::string& body) {
-  const json j = json::parse(body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return InvalidArgument("the body must be a JSON object");
-  Completion c;
-  const auto prompt = j.find("prompt");
-  if (prompt == j.end()) return InvalidArgument("prompt: required (an array of token ids)");
-  if (prompt->is_string()) {
-    return InvalidArgument("prompt: the conductor takes token ids (it has no tokenizer); send text to a node");
-  }
-  if (!prompt->is_array() || prompt->empty() || prompt->size() > kMaxPromptTokens) {
-    return InvalidArgument("prompt: must be an array of 1.." + std::to_string(kMaxPromptTokens) + " token ids");
-  }
-  for (size_t i = 0; i < prompt->size(); ++i) {
-    KVSTASH_ASSIGN_OR_RETURN(uint64_t t, Unsigned((*prompt)[i], "prompt[" + std::to_string(i) + "]",
-                                                  std::numeric_limits<uint32_t>::max()));
-    c.prompt.push_back(static_cast<uint32_t>(t));
-  }
-  // OpenAI fields the cluster does not implement are refused rather than ignored (as the node does).
-  for (const char* field : {"n", "best_of"}) {
-    if (j.contains(field) && !(j[field].is_number_integer() && j[field].get<int64_t>() == 1)) {
-      return InvalidArgument(std::string(field) + ": only 1 is supported");
-    }
-  }
-  if (j.contains("echo") && !(j["echo"].is_boolean() && !j["echo"].get<bool>())) {
-    return InvalidArgument("echo: not supported");
-  }
-  if (const auto stop = j.find("stop"); stop != j.end() && !stop->is_null() && !(stop->is_string() && stop->empty()) &&
-                                        !(stop->is_array() && stop->empty())) {
-    return InvalidArgument("stop: stop strings need a tokenizer; use stop_token_ids");
-  }
-  if (const auto v = j.find("max_tokens"); v != j.end() && !v->is_null()) {
-    KVSTASH_ASSIGN_OR_RETURN(uint64_t n, Unsigned(*v, "max_tokens", std::numeric_limits<uint32_t>::max()));
-    c.max_tokens = static_cast<uint32_t>(n);
-    c.sampling.set_max_tokens(c.max_tokens);
-  }
-  for (const char* field : {"temperature", "top_p"}) {
-    const auto v = j.find(field);
-    if (v == j.end() || v->is_null()) continue;
-    if (!v->is_number()) return InvalidArgument(std::string(field) + ": must be a number");
-    if (std::string(field) == "temperature") {
-      c.sampling.set_temperature(v->get<double>());
-    } else {
-      c.sampling.set_top_p(v->get<double>());
-    }
-  }
-  if (const auto v = j.find("seed"); v != j.end() && !v->is_null()) {
-    KVSTASH_ASSIGN_OR_RETURN(uint64_t seed, Unsigned(*v, "seed", std::numeric_limits<uint64_t>::max()));
-    c.sampling.set_seed(seed);
-  }
-  if (const auto v = j.find("stop_token_ids"); v != j.end() && !v->is_null()) {
-    if (!v->is_array()) return InvalidArgument("stop_token_ids: must be an array of token ids");
-    for (size_t i = 0; i < v->size(); ++i) {
-      KVSTASH_ASSIGN_OR_RETURN(uint64_t t, Unsigned((*v)[i], "stop_token_ids[" + std::to_string(i) + "]",
-                                                    std::numeric_limits<uint32_t>::max()));
-      c.sampling.add_stop_token_ids(static_cast<uint32_t>(t));
-    }
-  }
-  if (const auto v = j.find("stream"); v != j.end() && !v->is_null()) {
-    if (!v->is_boolean()) return InvalidArgument("stream: must be true or false");
-    c.stream = v->get<bool>();
-  }
-  return c;
-}
 
 int HttpStatusOf(StatusCode code) {
   switch (code) {
@@ -181,8 +102,8 @@ struct FrontDoor::Impl {
   httplib::Server server;
   std::thread thread;
   std::atomic<uint64_t> next_id;
-  std::mutex stubs_mu;
-  std::map<std::string, std::shared_ptr<v1::Node::Stub>> stubs;  // guarded by stubs_mu
+  std::mutex clients_mu;
+  std::map<std::string, std::shared_ptr<v1::Node::Stub>> clients;  // guarded by clients_mu: one per node address
   metrics::Family<metrics::Counter>& requests;
   metrics::Histogram& ttft;
 
@@ -198,16 +119,16 @@ struct FrontDoor::Impl {
                                 {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                  .WithLabels({})) {}
 
-  std::shared_ptr<v1::Node::Stub> Stub(const std::string& address) {
-    std::lock_guard lock(stubs_mu);
-    auto& stub = stubs[address];
-    if (!stub) {
+  std::shared_ptr<v1::Node::Stub> NodeClient(const std::string& address) {
+    std::lock_guard lock(clients_mu);
+    auto& client = clients[address];
+    if (!client) {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(64 << 20);
       args.SetMaxSendMessageSize(64 << 20);
-      stub = v1::Node::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      client = v1::Node::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
     }
-    return stub;
+    return client;
   }
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -281,7 +202,7 @@ Status FrontDoor::Impl::Generate(const Completion& c, const Plan& plan, const st
     g.mutable_handoff()->set_first_token(*expected_first);
   }
   auto ctx = Context();
-  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = Stub(address)->Generate(ctx.get(), g);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> reader = NodeClient(address)->Generate(ctx.get(), g);
   v1::GenerateEvent event;
   bool cancelled = false, first = true;
   Status mismatch = Status::Ok();
@@ -335,6 +256,7 @@ Result<Outcome> FrontDoor::Impl::RunWithRetry(const Completion& c, Plan& plan, b
                plan.request_id);
   Result<Plan> again = Route(c, {failed});
   if (!again.ok()) return again.status();
+  again->arrived = plan.arrived;  // the client's wait counts from its arrival
   plan = std::move(*again);
   return Run(c, plan, counting);
 }
@@ -368,7 +290,7 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
   p.set_request_id(plan.request_id);
   v1::PrefillResult prefilled;
   auto ctx = Context();
-  const grpc::Status st = Stub(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
+  const grpc::Status st = NodeClient(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
   if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
   out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
   out.prompt = prefilled.prompt();
@@ -403,7 +325,7 @@ json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome
 }
 
 void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res) {
-  Result<Completion> parsed = Parse(req.body);
+  Result<Completion> parsed = ParseCompletion(req.body);
   if (!parsed.ok()) return Answer(res, parsed.status());
   Result<Plan> plan = Route(*parsed);
   if (!plan.ok()) return Answer(res, plan.status());
@@ -479,26 +401,9 @@ FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, Fro
 FrontDoor::~FrontDoor() { Stop(); }
 
 Result<int> FrontDoor::Start(const std::string& host, int port) {
-  if (impl_->thread.joinable()) return FailedPrecondition("the front door is already started");
-  int bound = -1;
-  if (port == 0) {
-    bound = impl_->server.bind_to_any_port(host);
-  } else if (impl_->server.bind_to_port(host, port)) {
-    bound = port;
-  }
-  if (bound <= 0) return Unavailable("cannot listen for HTTP on " + host + ":" + std::to_string(port));
-  impl_->thread = std::thread([this] { impl_->server.listen_after_bind(); });
-  // stop() is a no-op until the accept loop runs: wait for it.
-  const auto give_up = Clock::now() + std::chrono::seconds(5);
-  while (!impl_->server.is_running() && Clock::now() < give_up) std::this_thread::yield();
-  return bound;
+  return ServeInBackground(impl_->server, host, port, impl_->thread, "the front door's HTTP");
 }
 
-void FrontDoor::Stop() {
-  if (impl_->thread.joinable()) {
-    impl_->server.stop();
-    impl_->thread.join();
-  }
-}
+void FrontDoor::Stop() { StopServing(impl_->server, impl_->thread); }
 
 }  // namespace kvstash::scheduler

@@ -15,66 +15,25 @@ completions to kvstash-node processes, on run-time ports, with a real HTTP clien
 
 Usage: front_door_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
 """
-import http.client
 import json
 import os
 import random
-import re
 import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from kvstash_procs import metric, request, start_conductor as start_conductor_at, start_ready, stop, wait_for
 
 NODE, KVSTASHD, CONDUCTOR = sys.argv[1:4]
 CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
               intermediate_size=128, vocab_size=97, max_position_embeddings=1024, rope_theta=10000.0,
               rms_norm_eps=1e-5, torch_dtype="float32")
 BLOCK_TOKENS = 32
-DEADLINE_S = 30
-
-
-def wait_for(what, condition, deadline_s=DEADLINE_S):
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def stop(proc, sig=signal.SIGTERM):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def start_ready(name, argv):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith(f"{name} ready "):
-        stop(proc)
-        raise AssertionError(f"{name} did not become ready: {line!r}")
-    return proc, dict(f.split("=", 1) for f in line.split()[2:])
 
 
 def start_conductor(*extra):
-    """(process, grpc address, metrics address, front-door address)."""
-    proc = subprocess.Popen([CONDUCTOR, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--http", "127.0.0.1:0",
-                             "--block-tokens", str(BLOCK_TOKENS), *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics_line, front_line, listen_line = proc.stderr.readline(), proc.stderr.readline(), proc.stdout.readline()
-    m = re.search(r"http://([^/]+)/metrics", metrics_line)
-    f = re.search(r"http://([^/]+)/v1/completions", front_line)
-    p = re.search(r"listening on port (\d+)", listen_line)
-    if not (m and f and p):
-        stop(proc)
-        raise AssertionError(f"kvstash-conductor did not start: {metrics_line!r} {front_line!r} {listen_line!r}")
-    return proc, f"127.0.0.1:{p.group(1)}", m.group(1), f.group(1)
+    return start_conductor_at(CONDUCTOR, BLOCK_TOKENS, *extra)
 
 
 def start_node(model, *extra):
@@ -82,18 +41,6 @@ def start_node(model, *extra):
                                         "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
                                         "--page-tokens", "16", "--block-tokens", str(BLOCK_TOKENS),
                                         "--pool-pages", "256", "--heartbeat-ms", "50", "--log-level", "warn", *extra])
-
-
-def request(address, body, method="POST", path="/v1/completions"):
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        conn.request(method, path, body=None if body is None else json.dumps(body).encode(),
-                     headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type"), resp.read()
-    finally:
-        conn.close()
 
 
 def complete(address, body):
@@ -108,14 +55,6 @@ def stream(address, body):
     events = [line[len("data: "):] for line in data.decode().split("\n") if line.startswith("data: ")]
     assert events[-1] == "[DONE]", events[-3:]
     return [json.loads(e) for e in events[:-1]]
-
-
-def metric(address, name, labels=""):
-    status, _, data = request(address, None, "GET", "/metrics")
-    assert status == 200, status
-    pattern = "^" + re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)$"
-    match = re.search(pattern, data.decode(), re.MULTILINE)
-    return float(match.group(1)) if match else None
 
 
 def registered(conductor_metrics, prefill, decode):

@@ -42,7 +42,7 @@ class Conductor {
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(port_, 0);
-    stub_ = v1::Conductor::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
+    client_ = v1::Conductor::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
   }
   void Stop() {
     if (server_) server_->Shutdown();
@@ -66,7 +66,7 @@ class Conductor {
     for (const BlockKey& k : chain) req.add_block_keys(std::string(k.AsBytes()));
     v1::RouteResponse resp;
     grpc::ClientContext ctx;
-    const grpc::Status s = stub_->Route(&ctx, req, &resp);
+    const grpc::Status s = client_->Route(&ctx, req, &resp);
     if (!s.ok()) return Internal(s.error_message());
     return resp;
   }
@@ -76,7 +76,7 @@ class Conductor {
   std::unique_ptr<metrics::Registry> registry_;
   std::unique_ptr<scheduler::ConductorService> service_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::Conductor::Stub> stub_;
+  std::unique_ptr<v1::Conductor::Stub> client_;
 };
 
 // A node: the emulated engine under a runtime, its KV events and TTFTs going to a ConductorLink.

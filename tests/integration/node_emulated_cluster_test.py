@@ -12,16 +12,14 @@ The shipped deploy/kvstash-node.toml starts a node too (every key in it is a rea
 
 Usage: node_emulated_cluster_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR REPO (standard library only).
 """
-import http.client
 import json
 import os
 import random
-import re
-import signal
 import subprocess
 import sys
 import tempfile
-import time
+
+from kvstash_procs import metric, request, start_conductor, start_ready, stop, wait_for
 
 NODE, KVSTASHD, CONDUCTOR, REPO = sys.argv[1:5]
 CONFIG = dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2,
@@ -31,70 +29,6 @@ BLOCK_TOKENS = 32
 HEAD_DIM = CONFIG["hidden_size"] // CONFIG["num_attention_heads"]
 # K and V of every layer in fp16: the true bytes of one 32-token block.
 BLOCK_BYTES = BLOCK_TOKENS * CONFIG["num_hidden_layers"] * 2 * CONFIG["num_key_value_heads"] * HEAD_DIM * 2
-DEADLINE_S = 30
-
-
-def wait_for(what, condition, deadline_s=DEADLINE_S):
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
-
-
-def start_ready(name, argv):
-    """A child printing `<name> ready k=v ...` on stdout: (process, fields)."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
-    line = proc.stdout.readline()
-    if not line.startswith(f"{name} ready "):
-        stop(proc)
-        raise AssertionError(f"{name} did not become ready: {line!r}")
-    return proc, dict(f.split("=", 1) for f in line.split()[2:])
-
-
-def start_conductor():
-    """kvstash-conductor on run-time ports: (process, grpc address, metrics address)."""
-    proc = subprocess.Popen([CONDUCTOR, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--block-tokens",
-                             str(BLOCK_TOKENS)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    metrics_line = proc.stderr.readline()
-    listen_line = proc.stdout.readline()
-    m = re.search(r"http://([^/]+)/metrics", metrics_line)
-    p = re.search(r"listening on port (\d+)", listen_line)
-    if not m or not p:
-        stop(proc)
-        raise AssertionError(f"kvstash-conductor did not start: {metrics_line!r} {listen_line!r}")
-    return proc, f"127.0.0.1:{p.group(1)}", m.group(1)
-
-
-def request(address, method, path, body=None):
-    host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        conn.request(method, path, body=data, headers={"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
-
-
-def metric(address, name, labels=""):
-    status, data = request(address, "GET", "/metrics")
-    assert status == 200, status
-    pattern = "^" + re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)$"
-    match = re.search(pattern, data.decode(), re.MULTILINE)
-    return float(match.group(1)) if match else None
 
 
 def write_config(path, model, store, conductor, instance):
@@ -138,7 +72,7 @@ def main():
         daemon, store = start_ready("kvstashd", [KVSTASHD, "--standalone", "--listen", "127.0.0.1:0",
                                                  "--metrics-listen", "127.0.0.1:0", "--dram-capacity", "256MiB",
                                                  "--log-level", "warn"])
-        conductor, conductor_grpc, conductor_metrics = start_conductor()
+        conductor, conductor_grpc, conductor_metrics, _ = start_conductor(CONDUCTOR, BLOCK_TOKENS)
         nodes = []
         try:
             for name in ("a", "b"):
@@ -153,14 +87,14 @@ def main():
             rng = random.Random(5)
             prompt = [rng.randrange(CONFIG["vocab_size"]) for _ in range(100)]
             body = dict(prompt=prompt, max_tokens=6, temperature=0)
-            status, data = request(a_fields["http"], "POST", "/v1/completions", body)
+            status, _, data = request(a_fields["http"], body)
             assert status == 200, (status, data)
             first = json.loads(data)
             assert first["usage"]["kvstash"]["computed_tokens"] == 100, first["usage"]
             wait_for("node A to store 3 blocks of the true size",
                      lambda: metric(a_fields["metrics"], "kvstash_node_kv_bytes_total", 'direction="stored"') ==
                      3 * BLOCK_BYTES)
-            status, data = request(b_fields["http"], "POST", "/v1/completions", body)
+            status, _, data = request(b_fields["http"], body)
             assert status == 200, (status, data)
             second = json.loads(data)
             assert second["usage"]["kvstash"]["cached_tokens_store"] == 96, second["usage"]
@@ -173,8 +107,7 @@ def main():
 
             # A completion carrying the conductor's request id has its TTFT reported back. The
             # conductor must have routed that id: a request it never saw is not counted.
-            status, data = request(a_fields["http"], "POST", "/v1/completions",
-                                   dict(body, kvstash_request_id=123456))
+            status, _, data = request(a_fields["http"], dict(body, kvstash_request_id=123456))
             assert status == 200, (status, data)
             assert metric(conductor_metrics, "kvstash_conductor_observed_ttft_seconds_count") in (None, 0)
             for proc, _ in nodes:

@@ -1,5 +1,5 @@
 // kvstash-node's gRPC service, kvstash.v1.Node (issue 14), against a real `kvstash-node serve`
-// process on a live kvstashd, through the generated stub: streamed tokens equal the HTTP API's for
+// process on a live kvstashd, through the generated gRPC client: streamed tokens equal the HTTP API's for
 // the same request, a text prompt (SentencePiece, trained here) gives the tokens of its ids, bad
 // requests are INVALID_ARGUMENT naming the field and change nothing, a cancelled stream frees its
 // request, Prefill leaves the prompt's blocks in the store, and a draining node answers
@@ -118,10 +118,10 @@ struct Streamed {
   bool indices_in_order = true;
 };
 
-Streamed Generate(v1::Node::Stub& stub, const v1::GenerateRequest& req) {
+Streamed Generate(v1::Node::Stub& client, const v1::GenerateRequest& req) {
   Streamed out;
   grpc::ClientContext ctx;
-  auto reader = stub.Generate(&ctx, req);
+  auto reader = client.Generate(&ctx, req);
   v1::GenerateEvent event;
   while (reader->Read(&event)) {
     if (event.has_token()) {
@@ -177,27 +177,27 @@ class NodeGrpcTest : public ::testing::Test {
     ASSERT_TRUE(s_->daemon->ok()) << s_->daemon->error();
     s_->node = std::make_unique<NodeProcess>(s_->model->path().string(), s_->daemon->grpc_address());
     ASSERT_TRUE(s_->node->ok()) << "ready line: " << s_->node->ready_line();
-    s_->stub = Connect(s_->node->field("grpc"));
+    s_->client = Connect(s_->node->field("grpc"));
   }
   static void TearDownTestSuite() {
     delete s_;
     s_ = nullptr;
   }
-  void SetUp() override { ASSERT_NE(s_, nullptr); ASSERT_NE(s_->stub, nullptr); }
+  void SetUp() override { ASSERT_NE(s_, nullptr); ASSERT_NE(s_->client, nullptr); }
 
-  static v1::InfoResult Info(v1::Node::Stub& stub) {
+  static v1::InfoResult Info(v1::Node::Stub& client) {
     grpc::ClientContext ctx;
     v1::InfoResult info;
-    EXPECT_TRUE(stub.Info(&ctx, v1::InfoRequest(), &info).ok());
+    EXPECT_TRUE(client.Info(&ctx, v1::InfoRequest(), &info).ok());
     return info;
   }
   // The counters once no sequence runs: they are as of the runtime's last step, and a request's
   // answer can reach its client before the step that finished it has ended.
-  static v1::NodeStats Idle(v1::Node::Stub& stub) {
+  static v1::NodeStats Idle(v1::Node::Stub& client) {
     v1::NodeStats stats;
     EXPECT_TRUE(testing::Eventually(
         [&] {
-          stats = Info(stub).stats();
+          stats = Info(client).stats();
           return stats.running() == 0 && stats.waiting() == 0;
         },
         std::chrono::seconds(30)));
@@ -219,7 +219,7 @@ class NodeGrpcTest : public ::testing::Test {
     std::unique_ptr<Tokenizer> tokenizer;
     std::unique_ptr<testing::DaemonProcess> daemon;
     std::unique_ptr<NodeProcess> node;
-    std::unique_ptr<v1::Node::Stub> stub;
+    std::unique_ptr<v1::Node::Stub> client;
   };
   static Shared* s_;
 };
@@ -228,7 +228,7 @@ NodeGrpcTest::Shared* NodeGrpcTest::s_ = nullptr;
 TEST_F(NodeGrpcTest, ReadyLineAndInfo) {
   EXPECT_FALSE(s_->node->field("http").empty());
   EXPECT_FALSE(s_->node->field("metrics").empty());
-  const v1::InfoResult info = Info(*s_->stub);
+  const v1::InfoResult info = Info(*s_->client);
   EXPECT_EQ(info.engine(), "cpu");
   EXPECT_EQ(info.vocab_size(), testing::kTinyTokenizerPieces);
   EXPECT_EQ(info.context_tokens(), kContext);
@@ -255,7 +255,7 @@ TEST_F(NodeGrpcTest, StreamedTokensEqualTheHttpApis) {
     req.mutable_sampling()->set_temperature(c.temperature);
     req.mutable_sampling()->set_top_p(c.top_p);
     req.mutable_sampling()->set_seed(c.seed);
-    const Streamed got = Generate(*s_->stub, req);
+    const Streamed got = Generate(*s_->client, req);
     ASSERT_TRUE(got.status.ok()) << got.status.error_message();
     ASSERT_TRUE(got.finished.has_value());
     EXPECT_TRUE(got.indices_in_order);
@@ -293,8 +293,8 @@ TEST_F(NodeGrpcTest, ATextPromptGivesTheTokensOfItsIds) {
   by_text.mutable_sampling()->set_max_tokens(20);
   by_text.mutable_sampling()->set_ignore_eos(true);
   by_text.set_request_id(42);  // a conductor's id: its TTFT would be reported there (none here)
-  const Streamed a = Generate(*s_->stub, by_text);
-  const Streamed b = Generate(*s_->stub, IdsRequest(*ids, 20));
+  const Streamed a = Generate(*s_->client, by_text);
+  const Streamed b = Generate(*s_->client, IdsRequest(*ids, 20));
   ASSERT_TRUE(a.status.ok()) << a.status.error_message();
   ASSERT_TRUE(b.status.ok()) << b.status.error_message();
   EXPECT_EQ(a.ids, b.ids);
@@ -316,7 +316,7 @@ TEST_F(NodeGrpcTest, StreamedTextPiecesAreWholeCharacters) {
   v1::GenerateRequest req = IdsRequest(prompt, 300);
   req.mutable_sampling()->set_temperature(1.0);  // wander over the byte pieces too
   req.mutable_sampling()->set_seed(5);
-  const Streamed got = Generate(*s_->stub, req);
+  const Streamed got = Generate(*s_->client, req);
   ASSERT_TRUE(got.status.ok()) << got.status.error_message();
   ASSERT_TRUE(got.finished.has_value());
   IncrementalDecoder local(*s_->tokenizer, prompt);
@@ -361,13 +361,13 @@ TEST_F(NodeGrpcTest, EosEndsACompletionUnlessIgnored) {
     v1::GenerateRequest req = IdsRequest(prompt, 300);
     req.mutable_sampling()->set_temperature(1.0);
     req.mutable_sampling()->set_seed(seed);
-    const Streamed ignoring = Generate(*s_->stub, req);
+    const Streamed ignoring = Generate(*s_->client, req);
     ASSERT_TRUE(ignoring.status.ok());
     const auto at = std::find(ignoring.ids.begin(), ignoring.ids.end(), eos);
     if (at == ignoring.ids.end()) continue;
     EXPECT_EQ(ignoring.ids.size(), 300u);  // ignored: it ran on
     req.mutable_sampling()->clear_ignore_eos();
-    const Streamed stopping = Generate(*s_->stub, req);
+    const Streamed stopping = Generate(*s_->client, req);
     ASSERT_TRUE(stopping.status.ok() && stopping.finished);
     EXPECT_EQ(stopping.ids, std::vector<uint32_t>(ignoring.ids.begin(), at + 1));  // EOS is the last token
     EXPECT_EQ(stopping.finished->finish_reason(), v1::FINISH_REASON_STOP);
@@ -456,15 +456,15 @@ TEST_F(NodeGrpcTest, BadRequestsAreRefusedByNameAndChangeNothing) {
     cases.push_back({"text past the context", r, "exceeds the context"});
   }
 
-  const v1::NodeStats before = Idle(*s_->stub);
+  const v1::NodeStats before = Idle(*s_->client);
   for (const Case& c : cases) {
-    const Streamed got = Generate(*s_->stub, c.req);
+    const Streamed got = Generate(*s_->client, c.req);
     EXPECT_EQ(got.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name << ": " << got.status.error_message();
     EXPECT_NE(got.status.error_message().find(c.says), std::string::npos) << c.name << ": " << got.status.error_message();
     EXPECT_TRUE(got.ids.empty() && !got.finished) << c.name;
     grpc::ClientContext ctx;
     v1::PrefillResult result;
-    const grpc::Status prefill = s_->stub->Prefill(&ctx, AsPrefill(c.req), &result);
+    const grpc::Status prefill = s_->client->Prefill(&ctx, AsPrefill(c.req), &result);
     EXPECT_EQ(prefill.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name << " (Prefill)";
     EXPECT_NE(prefill.error_message().find(c.says), std::string::npos) << c.name << ": " << prefill.error_message();
   }
@@ -473,7 +473,7 @@ TEST_F(NodeGrpcTest, BadRequestsAreRefusedByNameAndChangeNothing) {
     r.set_store_wait_ms(60'001);
     grpc::ClientContext ctx;
     v1::PrefillResult result;
-    const grpc::Status st = s_->stub->Prefill(&ctx, r, &result);
+    const grpc::Status st = s_->client->Prefill(&ctx, r, &result);
     EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_NE(st.error_message().find("store_wait_ms"), std::string::npos) << st.error_message();
   }
@@ -498,12 +498,12 @@ TEST_F(NodeGrpcTest, BadRequestsAreRefusedByNameAndChangeNothing) {
         if (h.first) r.mutable_handoff()->set_first_token(*h.first);
         grpc::ClientContext ctx;
         v1::PrefillResult result;
-        st = s_->stub->Prefill(&ctx, r, &result);
+        st = s_->client->Prefill(&ctx, r, &result);
       } else {
         v1::GenerateRequest r = IdsRequest(prompt, 4);
         r.mutable_handoff()->set_tail_key(h.key);
         if (h.first) r.mutable_handoff()->set_first_token(*h.first);
-        st = Generate(*s_->stub, r).status;
+        st = Generate(*s_->client, r).status;
       }
       EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << h.says;
       EXPECT_NE(st.error_message().find(h.says), std::string::npos) << st.error_message();
@@ -513,17 +513,17 @@ TEST_F(NodeGrpcTest, BadRequestsAreRefusedByNameAndChangeNothing) {
     // Past gRPC's own receive limit (4x the node's): refused by gRPC before the node sees it.
     v1::GenerateRequest r;
     r.set_prompt_text(std::string(5 << 20, 'a'));
-    EXPECT_EQ(Generate(*s_->stub, r).status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_EQ(Generate(*s_->client, r).status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   }
-  EXPECT_TRUE(SameStats(before, Info(*s_->stub).stats())) << before.DebugString() << "\nvs\n"
-                                                           << Info(*s_->stub).stats().DebugString();
+  EXPECT_TRUE(SameStats(before, Info(*s_->client).stats())) << before.DebugString() << "\nvs\n"
+                                                           << Info(*s_->client).stats().DebugString();
 }
 
 TEST_F(NodeGrpcTest, CancellingAStreamFreesItsRequest) {
-  const v1::NodeStats before = Idle(*s_->stub);
+  const v1::NodeStats before = Idle(*s_->client);
   const std::vector<uint32_t> prompt = RandomPrompt(50, testing::kTinyTokenizerPieces, 41);
   grpc::ClientContext ctx;
-  auto reader = s_->stub->Generate(&ctx, IdsRequest(prompt, 4096));
+  auto reader = s_->client->Generate(&ctx, IdsRequest(prompt, 4096));
   v1::GenerateEvent event;
   size_t received = 0;
   while (received < 3 && reader->Read(&event)) received += event.has_token();
@@ -535,7 +535,7 @@ TEST_F(NodeGrpcTest, CancellingAStreamFreesItsRequest) {
   v1::NodeStats after;
   EXPECT_TRUE(testing::Eventually(
       [&] {
-        after = Info(*s_->stub).stats();
+        after = Info(*s_->client).stats();
         return after.requests_cancelled() == before.requests_cancelled() + 1 && after.running() == 0 &&
                after.waiting() == 0;
       },
@@ -550,7 +550,7 @@ TEST_F(NodeGrpcTest, PrefillLeavesThePromptsBlocksInTheStore) {
   v1::PrefillRequest req = AsPrefill(IdsRequest(prompt, 16));
   grpc::ClientContext ctx;
   v1::PrefillResult first;
-  ASSERT_TRUE(s_->stub->Prefill(&ctx, req, &first).ok());
+  ASSERT_TRUE(s_->client->Prefill(&ctx, req, &first).ok());
   EXPECT_EQ(first.prompt_tokens(), 100u);
   EXPECT_EQ(first.prompt().computed(), 100u);  // a prompt nobody has seen
   EXPECT_FALSE(first.finished());
@@ -561,7 +561,7 @@ TEST_F(NodeGrpcTest, PrefillLeavesThePromptsBlocksInTheStore) {
   EXPECT_EQ(first.first_token().index(), 0u);
 
   // Generate continues from the node's cache and chooses the same first token.
-  const Streamed gen = Generate(*s_->stub, IdsRequest(prompt, 16));
+  const Streamed gen = Generate(*s_->client, IdsRequest(prompt, 16));
   ASSERT_TRUE(gen.status.ok());
   ASSERT_FALSE(gen.ids.empty());
   EXPECT_EQ(gen.ids.front(), first.first_token().id());
@@ -574,7 +574,7 @@ TEST_F(NodeGrpcTest, PrefillLeavesThePromptsBlocksInTheStore) {
   text.mutable_sampling()->set_max_tokens(1);
   grpc::ClientContext ctx2;
   v1::PrefillResult second;
-  ASSERT_TRUE(s_->stub->Prefill(&ctx2, text, &second).ok());
+  ASSERT_TRUE(s_->client->Prefill(&ctx2, text, &second).ok());
   EXPECT_TRUE(second.finished());
   auto ids = s_->tokenizer->Encode(text.prompt_text());
   ASSERT_TRUE(ids.ok());
@@ -601,25 +601,25 @@ TEST_F(NodeGrpcTest, PrefillUsesAStoreThatCameUpAfterStart) {
   const std::string dead = "127.0.0.1:" + std::to_string(FreePort());
   NodeProcess node(model.path().string(), dead);
   ASSERT_TRUE(node.ok()) << node.ready_line();
-  auto stub = Connect(node.field("grpc"));
-  EXPECT_FALSE(Info(*stub).store_connected());
+  auto client = Connect(node.field("grpc"));
+  EXPECT_FALSE(Info(*client).store_connected());
   const std::vector<uint32_t> prompt = RandomPrompt(70, 97, 71);
   {
     grpc::ClientContext ctx;
     v1::PrefillResult result;
     v1::PrefillRequest req = AsPrefill(IdsRequest(prompt, 4));
-    ASSERT_TRUE(stub->Prefill(&ctx, req, &result).ok());
+    ASSERT_TRUE(client->Prefill(&ctx, req, &result).ok());
     EXPECT_FALSE(result.store_connected());
     EXPECT_EQ(result.block_keys_size(), 2);
     EXPECT_EQ(result.blocks_in_store(), 0u);
   }
   testing::DaemonProcess late(KVSTASHD_PATH, {"--listen", dead, "--dram-capacity", "64MiB"});
   ASSERT_TRUE(late.ok()) << late.error();
-  EXPECT_TRUE(testing::Eventually([&] { return Info(*stub).store_connected(); }, std::chrono::seconds(30)));
+  EXPECT_TRUE(testing::Eventually([&] { return Info(*client).store_connected(); }, std::chrono::seconds(30)));
   const std::vector<uint32_t> fresh = RandomPrompt(70, 97, 72);  // not in the node's cache
   grpc::ClientContext ctx;
   v1::PrefillResult result;
-  ASSERT_TRUE(stub->Prefill(&ctx, AsPrefill(IdsRequest(fresh, 4)), &result).ok());
+  ASSERT_TRUE(client->Prefill(&ctx, AsPrefill(IdsRequest(fresh, 4)), &result).ok());
   EXPECT_TRUE(result.store_connected());
   EXPECT_EQ(result.prompt().computed(), 70u);
   EXPECT_EQ(result.blocks_in_store(), 2u);
@@ -631,13 +631,13 @@ TEST_F(NodeGrpcTest, WithoutATokenizerTextIsRefusedAndADrainingNodeAnswersUnavai
   ASSERT_TRUE(model.status().ok());
   NodeProcess node(model.path().string(), "");
   ASSERT_TRUE(node.ok()) << node.ready_line();
-  auto stub = Connect(node.field("grpc"));
-  EXPECT_FALSE(Info(*stub).has_tokenizer());
-  EXPECT_FALSE(Info(*stub).store_connected());
+  auto client = Connect(node.field("grpc"));
+  EXPECT_FALSE(Info(*client).has_tokenizer());
+  EXPECT_FALSE(Info(*client).store_connected());
 
   v1::GenerateRequest text;
   text.set_prompt_text("the cat");
-  const Streamed refused = Generate(*stub, text);
+  const Streamed refused = Generate(*client, text);
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(refused.status.error_message().find("no tokenizer"), std::string::npos) << refused.status.error_message();
   int http_status = 0;
@@ -648,15 +648,15 @@ TEST_F(NodeGrpcTest, WithoutATokenizerTextIsRefusedAndADrainingNodeAnswersUnavai
   // A long stream in flight across SIGTERM: new requests are refused, the stream runs to its end.
   const std::vector<uint32_t> prompt = RandomPrompt(30, 97, 61);
   grpc::ClientContext ctx;
-  auto reader = stub->Generate(&ctx, IdsRequest(prompt, 4096));
+  auto reader = client->Generate(&ctx, IdsRequest(prompt, 4096));
   v1::GenerateEvent event;
   ASSERT_TRUE(reader->Read(&event));
   node.Signal(SIGTERM);
-  EXPECT_TRUE(testing::Eventually([&] { return Info(*stub).draining(); }, std::chrono::seconds(30)));
-  EXPECT_EQ(Generate(*stub, IdsRequest(prompt, 4)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(testing::Eventually([&] { return Info(*client).draining(); }, std::chrono::seconds(30)));
+  EXPECT_EQ(Generate(*client, IdsRequest(prompt, 4)).status.error_code(), grpc::StatusCode::UNAVAILABLE);
   grpc::ClientContext pctx;
   v1::PrefillResult presult;
-  EXPECT_EQ(stub->Prefill(&pctx, AsPrefill(IdsRequest(prompt, 4)), &presult).error_code(),
+  EXPECT_EQ(client->Prefill(&pctx, AsPrefill(IdsRequest(prompt, 4)), &presult).error_code(),
             grpc::StatusCode::UNAVAILABLE);
   size_t tokens = event.has_token() ? 1 : 0;
   std::optional<v1::GenerateFinished> finished;
