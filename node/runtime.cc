@@ -43,6 +43,7 @@ struct Sequence {
   std::vector<uint32_t> generated;
   CompletionResult result;
   bool handed_off = false;          // a decode-side handoff loaded the whole prompt: decode at once
+  bool first_released = false;      // its first token has been passed on (TTFT stamped)
 
   bool cancelled() const { return request.cancel && request.cancel->load(std::memory_order_acquire); }
 };
@@ -128,6 +129,7 @@ struct NodeRuntime::Impl {
     const uint32_t first = *s.request.handoff->first_token;
     s.sampler->Skip();
     s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
+    s.first_released = true;
     s.generated.push_back(first);
     if (s.on_token) s.on_token(first);
     s.handed_off = true;
@@ -155,9 +157,14 @@ struct NodeRuntime::Impl {
     store = attached;
     blocks.emplace(*store, pool, options.block_tokens);
   }
-  // The load after a step that began at `began` (prefill seconds per token measured over the
-  // whole step, decode included, as the engine spent it).
-  RuntimeLoad StepLoad(Clock::time_point began, double decode_seconds);
+  // The load after a step of `step_seconds` (as the engine spent it, modelled time included): a
+  // step with decode tokens sets the decode step time (what TBT sees); a step with prefill tokens
+  // updates the prefill seconds per token.
+  RuntimeLoad StepLoad(double step_seconds);
+  double decode_step_seconds = 0;  // step thread only
+  // Tokens chosen in this step, passed on (callbacks, TTFT) once the step is over.
+  std::vector<std::pair<Sequence*, uint32_t>> step_tokens;
+  void ReleaseTokens();
   double prefill_seconds_per_token = 0;  // step thread only
   RuntimeLoad::Sequence Load(const Sequence& s) const {
     const uint64_t generated = s.generated.size();
@@ -171,18 +178,18 @@ void NodeRuntime::Impl::ReportKvEvents() {
   if (!stored.empty() || !evicted.empty()) options.kv_events(std::move(stored), std::move(evicted));
 }
 
-RuntimeLoad NodeRuntime::Impl::StepLoad(Clock::time_point began, double decode_seconds) {
+RuntimeLoad NodeRuntime::Impl::StepLoad(double step_seconds) {
   uint64_t prefilled = 0;
   for (const StepShape::Chunk& c : step.prefill) prefilled += c.tokens;
   if (prefilled > 0) {
-    const double step_seconds = std::chrono::duration<double>(Clock::now() - began).count();
-    const double per_token = std::max(0.0, step_seconds - decode_seconds) / double(prefilled);
+    const double per_token = step_seconds / double(prefilled);
     prefill_seconds_per_token =
         prefill_seconds_per_token == 0 ? per_token : 0.8 * prefill_seconds_per_token + 0.2 * per_token;
   }
+  if (step.decode_sequences > 0) decode_step_seconds = step_seconds;
   RuntimeLoad l;
   l.prefill_seconds_per_token = prefill_seconds_per_token;
-  l.decode_step_seconds = decode_seconds;
+  l.decode_step_seconds = decode_step_seconds;
   for (const auto& s : prefilling) {
     l.queued_prefill_tokens += s->request.prompt.size() - s->computed_to;
     l.sequences.push_back(Load(*s));
@@ -339,16 +346,18 @@ void NodeRuntime::Impl::StepLoop() {
       Finish(std::move(gone), CancelledStatus());
     }
     if (!prefilling.empty()) PrefillChunk(*prefilling.front());
+    DecodeStep();
+    // A sequence whose prefill ended in this step joins the batch from the next one, after its
+    // first token has been passed on.
     if (!prefilling.empty() && prefilling.front()->computed_to == prefilling.front()->request.prompt.size()) {
       decoding.push_back(std::move(prefilling.front()));
       prefilling.pop_front();
     }
-    const auto decode_start = Clock::now();
-    DecodeStep();
-    const double decode_seconds = std::chrono::duration<double>(Clock::now() - decode_start).count();
     if (!step.empty()) engine->FinishStep(step);
+    // Tokens become visible only once the step is over (an engine with modelled time has slept it).
+    ReleaseTokens();
     ReportKvEvents();
-    RuntimeLoad now = StepLoad(step_start, decode_seconds);
+    RuntimeLoad now = StepLoad(std::chrono::duration<double>(Clock::now() - step_start).count());
     std::lock_guard lock(mu);
     load = std::move(now);
     stats.running = prefilling.size() + decoding.size();
@@ -451,15 +460,26 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   QueuePuts(s, s.reused_blocks, s.chain.size());
   if (s.request.handoff && !s.request.handoff->first_token) PutHandoffTail(s);
   s.result.first_logits = logits;
-  s.result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s.submitted).count();
   Emit(s, logits);
-  if (s.request.request_id && options.ttft_reports) options.ttft_reports(*s.request.request_id, s.result.ttft_seconds);
 }
 
 void NodeRuntime::Impl::Emit(Sequence& s, std::vector<float>& logits) {
   const uint32_t token = s.sampler->Next(logits);
   s.generated.push_back(token);
-  if (s.on_token) s.on_token(token);
+  step_tokens.emplace_back(&s, token);
+}
+
+void NodeRuntime::Impl::ReleaseTokens() {
+  // Every sequence here is alive: none is finished in the step that chose one of its tokens.
+  for (const auto& [s, token] : step_tokens) {
+    if (!s->first_released) {
+      s->first_released = true;
+      s->result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s->submitted).count();
+      if (s->request.request_id && options.ttft_reports) options.ttft_reports(*s->request.request_id, s->result.ttft_seconds);
+    }
+    if (s->on_token) s->on_token(token);
+  }
+  step_tokens.clear();
 }
 
 void NodeRuntime::Impl::DecodeStep() {

@@ -252,3 +252,36 @@ TEST(EmulatedRuntimeTest, WithoutPrefixReuseEveryPromptIsComputed) {
 
 }  // namespace
 }  // namespace kvstash::node
+
+namespace kvstash::node {
+namespace {
+
+// A token is passed on only once the step that chose it has taken its modelled time: the TTFT of a
+// one-chunk prompt is at least the cost model's prefill time, the first token's callback included.
+TEST(EmulatedRuntimeTest, TheFirstTokenComesAfterThePrefillsModelledTime) {
+  NodeOptions o;
+  o.page_tokens = 16;
+  o.block_tokens = 32;
+  o.pool_pages = 64;
+  StepShape prefill;
+  prefill.prefill.push_back({200, 0});
+  const double predicted = Emulated(1.0)->PredictSeconds(prefill);
+  ASSERT_GT(predicted, 0);
+  auto runtime = NodeRuntime::Start(Emulated(1.0), nullptr, "emulated-test", o).value();
+  CompletionRequest req;
+  req.prompt = Prompt(200, 8);
+  req.sampling.max_tokens = 2;
+  const auto submitted = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point first_seen{};
+  auto future = runtime->Submit(req, [&](uint32_t) {
+    if (first_seen == std::chrono::steady_clock::time_point{}) first_seen = std::chrono::steady_clock::now();
+  });
+  ASSERT_TRUE(future.ok());
+  Result<CompletionResult> done = future->get();
+  ASSERT_TRUE(done.ok());
+  EXPECT_GE(done->ttft_seconds, predicted);
+  EXPECT_GE(std::chrono::duration<double>(first_seen - submitted).count(), predicted);
+}
+
+}  // namespace
+}  // namespace kvstash::node
