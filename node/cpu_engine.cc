@@ -137,29 +137,7 @@ Status CpuEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std:
                           KvPagePool& pool, std::vector<float>* logits, bool last_only) {
   const ModelConfig& c = config_;
   const size_t n = tokens.size();
-  if (n == 0) return InvalidArgument("a forward step needs at least one token");
-  for (size_t i = 0; i < n; ++i) {
-    if (tokens[i] >= c.vocab_size) {
-      return InvalidArgument("token " + std::to_string(i) + " is id " + std::to_string(tokens[i]) +
-                             "; the vocabulary has " + std::to_string(c.vocab_size));
-    }
-  }
-  if (static_cast<uint64_t>(start) + n > c.max_position_embeddings) {
-    return InvalidArgument("positions up to " + std::to_string(start + n) + " exceed the context of " +
-                           std::to_string(c.max_position_embeddings));
-  }
-  const KvGeometry want = kv_geometry();
-  if (!pool.host_accessible() || pool.geometry().element_bytes != 4 || pool.geometry().layers != want.layers ||
-      pool.geometry().kv_heads != want.kv_heads || pool.geometry().head_dim != want.head_dim) {
-    return InvalidArgument("the pool's pages are not this model's fp32 KV in host memory");
-  }
-  if (static_cast<uint64_t>(page_table.size()) * pool.page_tokens() < start + n) {
-    return InvalidArgument("the page table covers " + std::to_string(page_table.size() * pool.page_tokens()) +
-                           " tokens; the step needs " + std::to_string(start + n));
-  }
-  for (uint32_t page : page_table) {
-    if (page >= pool.pages()) return InvalidArgument("page " + std::to_string(page) + " is not in the pool");
-  }
+  KVSTASH_RETURN_IF_ERROR(ValidateStep(c, kv_geometry(), /*needs_host=*/true, tokens, start, page_table, pool));
   const size_t hidden = c.hidden_size, hd = c.head_dim(), heads = c.num_attention_heads,
                kv = c.num_key_value_heads, inter = c.intermediate_size, page_tokens = pool.page_tokens();
   std::vector<float> x(n * hidden), h(n * hidden), q(n * heads * hd), k(n * kv * hd), v(n * kv * hd),

@@ -120,29 +120,7 @@ Status EmulatedEngine::Forward(std::span<const uint32_t> tokens, uint32_t start,
                                KvPagePool& pool, std::vector<float>* logits, bool last_only) {
   if (!step_began_) step_began_ = Clock::now();
   const size_t n = tokens.size();
-  if (n == 0) return InvalidArgument("a forward step needs at least one token");
-  for (uint32_t t : tokens) {
-    if (t >= config_.vocab_size) {
-      return InvalidArgument("token id " + std::to_string(t) + " is outside the vocabulary of " +
-                             std::to_string(config_.vocab_size));
-    }
-  }
-  if (uint64_t{start} + n > config_.max_position_embeddings) {
-    return InvalidArgument("positions up to " + std::to_string(start + n) + " exceed the context of " +
-                           std::to_string(config_.max_position_embeddings));
-  }
-  const KvGeometry want = kv_geometry(), have = pool.geometry();
-  if (!pool.host_accessible() || have.layers != want.layers || have.kv_heads != want.kv_heads ||
-      have.head_dim != want.head_dim || have.element_bytes != want.element_bytes || have.head_dim * have.element_bytes < 8) {
-    return InvalidArgument("the pool's pages are not this model's KV in host memory");
-  }
-  if (uint64_t{page_table.size()} * pool.page_tokens() < uint64_t{start} + n) {
-    return InvalidArgument("the page table covers " + std::to_string(page_table.size() * pool.page_tokens()) +
-                           " tokens; the step needs " + std::to_string(start + n));
-  }
-  for (uint32_t page : page_table) {
-    if (page >= pool.pages()) return InvalidArgument("page " + std::to_string(page) + " is not in the pool");
-  }
+  KVSTASH_RETURN_IF_ERROR(ValidateStep(config_, kv_geometry(), /*needs_host=*/true, tokens, start, page_table, pool));
   uint64_t seed = start == 0 ? kFirstSeed : ReadSeed(start - 1, page_table, pool);
   if (logits != nullptr) logits->assign((last_only ? 1 : n) * size_t{config_.vocab_size}, 0.0f);
   for (size_t i = 0; i < n; ++i) {

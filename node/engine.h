@@ -30,6 +30,14 @@ struct StepShape {
   bool empty() const { return prefill.empty() && decode_sequences == 0; }
 };
 
+// The checks every engine makes before a forward step writes anything: at least one token, every id
+// in the vocabulary, positions within the context, a pool of exactly `geometry` (host-accessible when
+// `needs_host`), and a page table that covers the step with pages of the pool. INVALID_ARGUMENT
+// naming the problem.
+Status ValidateStep(const ModelConfig& config, const KvGeometry& geometry, bool needs_host,
+                    std::span<const uint32_t> tokens, uint32_t start, std::span<const uint32_t> page_table,
+                    const KvPagePool& pool);
+
 class Engine {
  public:
   virtual ~Engine() = default;
