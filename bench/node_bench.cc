@@ -416,6 +416,11 @@ int main(int argc, char** argv) {
         (void)flush->Flush();
         const double fetch_seconds = Seconds(t0);
         row.store_fetch = got.blocks == cached_blocks ? row.bytes / fetch_seconds / 1e9 : 0;
+        std::printf("load: %u tokens, %u %%: %.0f MiB, pinned cudaMemcpy %.1f GB/s; pages from pinned %.1f, pageable ring "
+                    "%.1f, pageable driver %.1f, store fetch %.1f GB/s\n",
+                    n, hit, row.bytes / 1048576.0, row.pinned_memcpy, row.pool_pinned, row.pool_pageable,
+                    row.pool_driver, row.store_fetch);
+        std::fflush(stdout);
         loads.push_back(row);
       }
 #endif
