@@ -242,18 +242,7 @@ Status CudaEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std
                            KvPagePool& pool, std::vector<float>* logits, bool last_only) {
   const ModelConfig& c = config_;
   const size_t n = tokens.size();
-  if (n == 0) return InvalidArgument("a forward step needs at least one token");
-  for (size_t i = 0; i < n; ++i) {
-    if (tokens[i] >= c.vocab_size) {
-      return InvalidArgument("token " + std::to_string(i) + " is id " + std::to_string(tokens[i]) +
-                             "; the vocabulary has " + std::to_string(c.vocab_size));
-    }
-  }
-  if (static_cast<uint64_t>(start) + n > c.max_position_embeddings) {
-    return InvalidArgument("positions up to " + std::to_string(start + n) + " exceed the context of " +
-                           std::to_string(c.max_position_embeddings));
-  }
-  const KvGeometry want = kv_geometry(), have = pool.geometry();
+  KVSTASH_RETURN_IF_ERROR(ValidateStep(c, kv_geometry(), /*needs_host=*/false, tokens, start, page_table, pool));
   bool on_device = false;
   if (!pool.host_accessible() && pool.pages() > 0) {
     cudaPointerAttributes attr{};
@@ -261,17 +250,7 @@ Status CudaEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std
                 attr.type == cudaMemoryTypeDevice && attr.device == impl_->device;
     cudaGetLastError();
   }
-  if (!on_device || have.element_bytes != 2 || have.layers != want.layers || have.kv_heads != want.kv_heads ||
-      have.head_dim != want.head_dim) {
-    return InvalidArgument("the pool's pages are not this model's 16-bit KV in this engine's GPU memory");
-  }
-  if (static_cast<uint64_t>(page_table.size()) * pool.page_tokens() < start + n) {
-    return InvalidArgument("the page table covers " + std::to_string(page_table.size() * pool.page_tokens()) +
-                           " tokens; the step needs " + std::to_string(start + n));
-  }
-  for (uint32_t page : page_table) {
-    if (page >= pool.pages()) return InvalidArgument("page " + std::to_string(page) + " is not in the pool");
-  }
+  if (!on_device) return InvalidArgument("the pool's pages are not in this engine's GPU memory");
 
   Impl& m = *impl_;
   const size_t hidden = c.hidden_size, hd = c.head_dim(), heads = c.num_attention_heads,

@@ -62,6 +62,15 @@ std::vector<std::byte> PagesOf(KvPagePool& pool, std::span<const uint32_t> pages
   return out;
 }
 
+// Pages of 16 tokens, blocks of 32, 64 pages: room for a few short requests and their cached blocks.
+NodeOptions SmallPool() {
+  NodeOptions o;
+  o.page_tokens = 16;
+  o.block_tokens = 32;
+  o.pool_pages = 64;
+  return o;
+}
+
 size_t ArgMax(const std::vector<float>& v) { return std::max_element(v.begin(), v.end()) - v.begin(); }
 
 TEST(EmulatedEngineTest, KvHasTheModelsTrueSize) {
@@ -169,10 +178,7 @@ TEST(EmulatedEngineTest, StepsTakeTheCostModelsTime) {
 
 TEST(EmulatedRuntimeTest, LocalCacheReuseGivesTheSameTokensAndLoadIsReported) {
   std::vector<std::pair<std::vector<BlockKey>, std::vector<BlockKey>>> events;
-  NodeOptions o;
-  o.page_tokens = 16;
-  o.block_tokens = 32;
-  o.pool_pages = 64;
+  NodeOptions o = SmallPool();
   o.kv_events = [&](std::vector<BlockKey> stored, std::vector<BlockKey> evicted) {
     events.emplace_back(std::move(stored), std::move(evicted));
   };
@@ -232,10 +238,7 @@ namespace {
 // The "store off" baseline: without prefix reuse the same prompt is computed again, with the same
 // tokens, although its blocks are in the local cache.
 TEST(EmulatedRuntimeTest, WithoutPrefixReuseEveryPromptIsComputed) {
-  NodeOptions o;
-  o.page_tokens = 16;
-  o.block_tokens = 32;
-  o.pool_pages = 64;
+  NodeOptions o = SmallPool();
   o.reuse_prefixes = false;
   auto runtime = NodeRuntime::Start(Emulated(), nullptr, "emulated-test", o).value();
   CompletionRequest req;
@@ -259,10 +262,7 @@ namespace {
 // A token is passed on only once the step that chose it has taken its modelled time: the TTFT of a
 // one-chunk prompt is at least the cost model's prefill time, the first token's callback included.
 TEST(EmulatedRuntimeTest, TheFirstTokenComesAfterThePrefillsModelledTime) {
-  NodeOptions o;
-  o.page_tokens = 16;
-  o.block_tokens = 32;
-  o.pool_pages = 64;
+  NodeOptions o = SmallPool();
   StepShape prefill;
   prefill.prefill.push_back({200, 0});
   const double predicted = Emulated(1.0)->PredictSeconds(prefill);
