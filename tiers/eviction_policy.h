@@ -48,14 +48,19 @@ std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 // "prefix": LRU among blocks with no resident child, so a chain is evicted from its tail and a
 // child is never left without its parent (DESIGN.md §4).
 std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy();
-// "prefix-arc": ARC (recency list + frequency list, adapted by ghost hits) restricted to the
-// leaves of the resident prefix forest, so it keeps prefix's guarantee and resists one-touch
+// "prefix-arc-unguarded": ARC (recency list + frequency list, adapted by ghost hits) restricted to
+// the leaves of the resident prefix forest, so it keeps prefix's guarantee and resists one-touch
 // blocks (docs/EVICTION.md). Takes reuse advice: "likely" ranks a not-yet-reused block as reused,
-// "unlikely" makes it leave before any unadvised block. The daemon's default.
+// "unlikely" makes it leave before any unadvised block. Loses to LRU on multi-turn traces.
+std::unique_ptr<EvictionPolicy> MakeUnguardedPrefixArcPolicy();
+// "prefix-arc": the same ARC, guarded by shadow replays of itself and of leaf LRU: it evicts in
+// leaf-LRU order while that order is measured to be winning (tiers/lru_guard_policy.h). The
+// daemon's default.
 std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy();
-// Names MakeEvictionPolicy accepts, in a stable order.
+// Names MakeEvictionPolicy accepts, in a stable order. (The daemon's configuration accepts the
+// first three; "prefix-arc-unguarded" is for `kvstash-sim cache` and tests.)
 std::vector<std::string_view> EvictionPolicyNames();
-// By name ("lru", "prefix", "prefix-arc"); INVALID_ARGUMENT for anything else.
+// By name ("lru", "prefix", "prefix-arc", "prefix-arc-unguarded"); INVALID_ARGUMENT for anything else.
 Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name);
 
 }  // namespace kvstash::tiers

@@ -33,14 +33,10 @@
 // always holds a forest: every block with a resident child has a leaf below it, and with nothing
 // pinned or leased PickVictim always finds a victim until the policy is empty. Parent cycles once
 // left every block of the cycle with a resident child and none a leaf: unevictable (issue 13).
-#include <algorithm>
-#include <array>
-#include <list>
-#include <set>
-#include <unordered_map>
-#include <utility>
+#include "tiers/prefix_arc_policy.h"
 
-#include "tiers/eviction_policy.h"
+#include <algorithm>
+
 #include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
@@ -51,178 +47,170 @@ namespace {
 constexpr size_t kGhostFactor = 3;
 constexpr size_t kMinGhosts = 64;
 
-// kT1/kT2 index the ghost lists too (B1/B2); cold blocks are remembered in B1.
-enum List : int { kT1 = 0, kT2 = 1, kCold = 2 };
-
-class PrefixArcPolicy final : public EvictionPolicy {
- public:
-  std::string_view name() const override { return "prefix-arc"; }
-
-  void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent,
-                uint64_t /*size*/) override {
-    if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
-    Node node;
-    if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
-      node.children = w->second;
-      waiting_children_.erase(w);
-    }
-    node.parent = ForestParent(nodes_, key, parent, node.children > 0);
-    node.tick = ++tick_;
-    node.list = kT1;
-    const double resident = static_cast<double>(nodes_.size() + 1);
-    const bool adapt = StartsGhostRun(node.parent);
-    if (ForgetGhost(kT1, key)) {
-      if (adapt) p_ = std::min(resident, p_ + std::max(1.0, Ratio(kT2, kT1)));
-      node.list = kT2;
-    } else if (ForgetGhost(kT2, key)) {
-      if (adapt) p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
-      node.list = kT2;
-    }
-    if (node.parent) {
-      if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
-        if (p->second.children++ == 0) leaves_[p->second.list].erase({p->second.tick, p->first});
-      } else {
-        ++waiting_children_[*node.parent];
-      }
-    }
-    if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
-    ++list_size_[node.list];
-    nodes_.emplace(key, node);
-  }
-
-  void OnAccess(const BlockKey& key) override {
-    auto it = nodes_.find(key);
-    if (it == nodes_.end()) return;
-    Node& node = it->second;
-    if (node.children == 0) leaves_[node.list].erase({node.tick, key});
-    --list_size_[node.list];
-    node.list = kT2;
-    ++list_size_[node.list];
-    node.tick = ++tick_;
-    node.accessed = true;
-    if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
-  }
-
-  void OnAdvise(const BlockKey& key, ReuseAdvice advice) override {
-    auto it = nodes_.find(key);
-    if (it == nodes_.end() || it->second.list == kT2) return;
-    const List to = advice == ReuseAdvice::kLikely ? kT2 : kCold;
-    if (advice == ReuseAdvice::kUnlikely && it->second.list != kT1) return;
-    Move(it->first, it->second, to);
-  }
-
-  void OnErase(const BlockKey& key) override {
-    auto it = nodes_.find(key);
-    if (it == nodes_.end()) return;
-    const Node node = it->second;
-    nodes_.erase(it);
-    --list_size_[node.list];
-    if (node.children == 0) {
-      leaves_[node.list].erase({node.tick, key});
-    } else {
-      // Removed out of order (an admin Remove): its resident children now wait for it.
-      waiting_children_[key] += node.children;
-    }
-    RememberGhost(node.list == kT2 ? kT2 : kT1, key);
-    if (!node.parent) return;
-    if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
-      if (--p->second.children == 0) leaves_[p->second.list].emplace(p->second.tick, p->first);
-    } else if (auto w = waiting_children_.find(*node.parent); w != waiting_children_.end()) {
-      if (--w->second == 0) waiting_children_.erase(w);
-    }
-  }
-
-  std::optional<BlockKey> PickVictim(
-      const std::function<bool(const BlockKey&)>& evictable) override {
-    const List first =
-        static_cast<double>(list_size_[kT1]) > p_ || list_size_[kT2] == 0 ? kT1 : kT2;
-    for (List list : {kCold, first, first == kT1 ? kT2 : kT1}) {
-      for (const auto& [tick, key] : leaves_[list]) {
-        if (evictable(key)) return key;
-      }
-    }
-    return std::nullopt;
-  }
-
-  size_t size() const override { return nodes_.size(); }
-
- private:
-  struct Node {
-    std::optional<BlockKey> parent;
-    uint64_t tick = 0;
-    uint64_t children = 0;  // resident children
-    List list = kT1;  // kT1, kT2 or kCold
-    bool accessed = false;  // the latest call on this key was OnAccess, not OnInsert
-  };
-  struct Ghosts {
-    std::list<BlockKey> fifo;  // front = oldest
-    std::unordered_map<BlockKey, std::list<BlockKey>::iterator, BlockKeyHash> index;
-  };
-
-  // Whether a ghost hit on a block with this parent is new evidence for ARC's target. A chain
-  // re-put after its tail was evicted is a run of ghost hits, one per block; the run is one missed
-  // prefix extension, so only its first block (no parent, a parent this tier does not hold, or a
-  // resident parent that was read rather than just inserted) moves p. Counting every block let one
-  // long chain swing p by its length.
-  bool StartsGhostRun(const std::optional<BlockKey>& parent) const {
-    if (!parent) return true;
-    auto it = nodes_.find(*parent);
-    return it == nodes_.end() || it->second.accessed;
-  }
-
-  // Moves a resident node to another list, keeping its recency tick.
-  void Move(const BlockKey& key, Node& node, List to) {
-    if (node.children == 0) {
-      leaves_[node.list].erase({node.tick, key});
-      leaves_[to].emplace(node.tick, key);
-    }
-    --list_size_[node.list];
-    ++list_size_[to];
-    node.list = to;
-  }
-
-  double Ratio(List num, List den) const {
-    const double d = static_cast<double>(ghosts_[den].index.size());
-    return d == 0 ? 1.0 : static_cast<double>(ghosts_[num].index.size()) / d;
-  }
-
-  bool ForgetGhost(List list, const BlockKey& key) {
-    Ghosts& g = ghosts_[list];
-    auto it = g.index.find(key);
-    if (it == g.index.end()) return false;
-    g.fifo.erase(it->second);
-    g.index.erase(it);
-    return true;
-  }
-
-  void RememberGhost(List list, const BlockKey& key) {
-    ForgetGhost(kT1, key);
-    ForgetGhost(kT2, key);
-    Ghosts& g = ghosts_[list];
-    g.fifo.push_back(key);
-    g.index.emplace(key, std::prev(g.fifo.end()));
-    const size_t bound = std::max(kMinGhosts, kGhostFactor * nodes_.size());
-    for (Ghosts& each : ghosts_) {
-      while (each.index.size() > bound) {
-        each.index.erase(each.fifo.front());
-        each.fifo.pop_front();
-      }
-    }
-  }
-
-  uint64_t tick_ = 0;
-  double p_ = 0;  // ARC's target size of T1, in blocks
-  std::array<size_t, 3> list_size_{};
-  std::unordered_map<BlockKey, Node, BlockKeyHash> nodes_;
-  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> waiting_children_;
-  std::array<std::set<std::pair<uint64_t, BlockKey>>, 3> leaves_;
-  std::array<Ghosts, 2> ghosts_;
-};
-
 }  // namespace
 
-std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy() {
-  return std::make_unique<PrefixArcPolicy>();
+void PrefixArcPolicy::OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size) {
+  if (nodes_.contains(key)) OnErase(key);  // a re-insert starts over with its new parent
+  Node node;
+  if (auto w = waiting_children_.find(key); w != waiting_children_.end()) {
+    node.children = w->second;
+    waiting_children_.erase(w);
+  }
+  node.parent = ForestParent(nodes_, key, parent, node.children > 0);
+  node.tick = ++tick_;
+  node.size = size;
+  node.list = kT1;
+  const double resident = static_cast<double>(nodes_.size() + 1);
+  const bool adapt = StartsGhostRun(node.parent);
+  if (ForgetGhost(kT1, key)) {
+    if (adapt) p_ = std::min(resident, p_ + std::max(1.0, Ratio(kT2, kT1)));
+    node.list = kT2;
+  } else if (ForgetGhost(kT2, key)) {
+    if (adapt) p_ = std::max(0.0, p_ - std::max(1.0, Ratio(kT1, kT2)));
+    node.list = kT2;
+  }
+  if (node.parent) {
+    if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
+      if (p->second.children++ == 0) leaves_[p->second.list].erase({p->second.tick, p->first});
+    } else {
+      ++waiting_children_[*node.parent];
+    }
+  }
+  if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
+  ++list_size_[node.list];
+  bytes_ += size;
+  nodes_.emplace(key, node);
 }
+
+void PrefixArcPolicy::OnAccess(const BlockKey& key) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;
+  Node& node = it->second;
+  if (node.children == 0) leaves_[node.list].erase({node.tick, key});
+  --list_size_[node.list];
+  node.list = kT2;
+  ++list_size_[node.list];
+  node.tick = ++tick_;
+  node.accessed = true;
+  if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
+}
+
+void PrefixArcPolicy::OnAdvise(const BlockKey& key, ReuseAdvice advice) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end() || it->second.list == kT2) return;
+  const List to = advice == ReuseAdvice::kLikely ? kT2 : kCold;
+  if (advice == ReuseAdvice::kUnlikely && it->second.list != kT1) return;
+  Move(it->first, it->second, to);
+}
+
+void PrefixArcPolicy::OnErase(const BlockKey& key) {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return;
+  const Node node = it->second;
+  nodes_.erase(it);
+  --list_size_[node.list];
+  bytes_ -= node.size;
+  if (node.children == 0) {
+    leaves_[node.list].erase({node.tick, key});
+  } else {
+    // Removed out of order (an admin Remove): its resident children now wait for it.
+    waiting_children_[key] += node.children;
+  }
+  RememberGhost(node.list == kT2 ? kT2 : kT1, key);
+  if (!node.parent) return;
+  if (auto p = nodes_.find(*node.parent); p != nodes_.end()) {
+    if (--p->second.children == 0) leaves_[p->second.list].emplace(p->second.tick, p->first);
+  } else if (auto w = waiting_children_.find(*node.parent); w != waiting_children_.end()) {
+    if (--w->second == 0) waiting_children_.erase(w);
+  }
+}
+
+std::optional<BlockKey> PrefixArcPolicy::PickVictim(const std::function<bool(const BlockKey&)>& evictable) {
+  for (const auto& [tick, key] : leaves_[kCold]) {
+    if (evictable(key)) return key;
+  }
+  return order_ == VictimOrder::kArc ? ArcVictim(evictable) : LeafLruVictim(evictable);
+}
+
+std::optional<BlockKey> PrefixArcPolicy::ArcVictim(const std::function<bool(const BlockKey&)>& evictable) const {
+  const List first = static_cast<double>(list_size_[kT1]) > p_ || list_size_[kT2] == 0 ? kT1 : kT2;
+  for (List list : {first, first == kT1 ? kT2 : kT1}) {
+    for (const auto& [tick, key] : leaves_[list]) {
+      if (evictable(key)) return key;
+    }
+  }
+  return std::nullopt;
+}
+
+// T1's and T2's leaves merged by tick (ticks are one clock for both lists), coldest first.
+std::optional<BlockKey> PrefixArcPolicy::LeafLruVictim(const std::function<bool(const BlockKey&)>& evictable) const {
+  auto a = leaves_[kT1].begin();
+  auto b = leaves_[kT2].begin();
+  while (a != leaves_[kT1].end() || b != leaves_[kT2].end()) {
+    const bool take_a = b == leaves_[kT2].end() || (a != leaves_[kT1].end() && *a < *b);
+    const BlockKey& key = take_a ? (a++)->second : (b++)->second;
+    if (evictable(key)) return key;
+  }
+  return std::nullopt;
+}
+
+std::optional<PrefixArcPolicy::Resident> PrefixArcPolicy::Find(const BlockKey& key) const {
+  auto it = nodes_.find(key);
+  if (it == nodes_.end()) return std::nullopt;
+  return Resident{it->second.parent, it->second.size};
+}
+
+// Whether a ghost hit on a block with this parent is new evidence for ARC's target. A chain
+// re-put after its tail was evicted is a run of ghost hits, one per block; the run is one missed
+// prefix extension, so only its first block (no parent, a parent this tier does not hold, or a
+// resident parent that was read rather than just inserted) moves p. Counting every block let one
+// long chain swing p by its length.
+bool PrefixArcPolicy::StartsGhostRun(const std::optional<BlockKey>& parent) const {
+  if (!parent) return true;
+  auto it = nodes_.find(*parent);
+  return it == nodes_.end() || it->second.accessed;
+}
+
+// Moves a resident node to another list, keeping its recency tick.
+void PrefixArcPolicy::Move(const BlockKey& key, Node& node, List to) {
+  if (node.children == 0) {
+    leaves_[node.list].erase({node.tick, key});
+    leaves_[to].emplace(node.tick, key);
+  }
+  --list_size_[node.list];
+  ++list_size_[to];
+  node.list = to;
+}
+
+double PrefixArcPolicy::Ratio(List num, List den) const {
+  const double d = static_cast<double>(ghosts_[den].index.size());
+  return d == 0 ? 1.0 : static_cast<double>(ghosts_[num].index.size()) / d;
+}
+
+bool PrefixArcPolicy::ForgetGhost(List list, const BlockKey& key) {
+  Ghosts& g = ghosts_[list];
+  auto it = g.index.find(key);
+  if (it == g.index.end()) return false;
+  g.fifo.erase(it->second);
+  g.index.erase(it);
+  return true;
+}
+
+void PrefixArcPolicy::RememberGhost(List list, const BlockKey& key) {
+  ForgetGhost(kT1, key);
+  ForgetGhost(kT2, key);
+  Ghosts& g = ghosts_[list];
+  g.fifo.push_back(key);
+  g.index.emplace(key, std::prev(g.fifo.end()));
+  const size_t bound = std::max(kMinGhosts, kGhostFactor * nodes_.size());
+  for (Ghosts& each : ghosts_) {
+    while (each.index.size() > bound) {
+      each.index.erase(each.fifo.front());
+      each.fifo.pop_front();
+    }
+  }
+}
+
+std::unique_ptr<EvictionPolicy> MakeUnguardedPrefixArcPolicy() { return std::make_unique<PrefixArcPolicy>(); }
 
 }  // namespace kvstash::tiers

@@ -1,0 +1,70 @@
+// LruGuardPolicy ("prefix-arc", the daemon's default): prefix-arc that never stays behind LRU.
+//
+// prefix-arc (tiers/prefix_arc_policy.h) beats LRU where once-touched blocks are rarely reused, and
+// loses to it where they are the next turn of a conversation (docs/EVICTION.md, "Why prefix-arc
+// lost to LRU"). No ranking found is right on both, so this policy measures, online, which order
+// is winning on the references it sees and evicts in that order:
+//  * two shadows (tiers/shadow_policy.h) replay every reference — each OnInsert, and each OnAccess
+//    of a resident block — on resident sets of their own, one under prefix-arc's order and one
+//    under leaf LRU ("prefix"), each held to the real tier's resident bytes;
+//  * an exponentially decayed difference of their prefix hits (bytes), over a window of
+//    kWindowFactor x the resident blocks (at least kMinWindow references), decides: past
+//    kSwitchMargin of the decayed referenced bytes in LRU's favour the real policy evicts in leaf-LRU
+//    order, past the same margin in ARC's favour it returns to ARC's. It starts in ARC's order.
+// The real bookkeeping is one PrefixArcPolicy throughout (lists, ghosts and ARC's target keep
+// adapting in both orders), so a switch moves no block; both orders evict only leaves, so chains
+// still leave from the tail, and "unlikely" advice still leaves first.
+//
+// Cost: each reference runs the real policy and both shadows: about 3x prefix-arc's time and
+// bookkeeping memory (measured in docs/EVICTION.md, "Overhead"); no bytes are copied.
+//
+// Thread-safety: NOT thread-safe, like every EvictionPolicy.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "tiers/eviction_policy.h"
+#include "tiers/prefix_arc_policy.h"
+#include "tiers/shadow_policy.h"
+
+namespace kvstash::tiers {
+
+class LruGuardPolicy final : public EvictionPolicy {
+ public:
+  // The decision window, in references: kWindowFactor x resident blocks, at least kMinWindow.
+  static constexpr double kWindowFactor = 4.0;
+  static constexpr double kMinWindow = 1024.0;
+  // The lead (a fraction of the decayed referenced bytes) one order needs to take over.
+  static constexpr double kSwitchMargin = 0.002;
+
+  LruGuardPolicy();
+
+  std::string_view name() const override { return "prefix-arc"; }
+  void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size) override;
+  void OnAccess(const BlockKey& key) override;
+  void OnAdvise(const BlockKey& key, ReuseAdvice advice) override;
+  void OnErase(const BlockKey& key) override { real_.OnErase(key); }
+  std::optional<BlockKey> PickVictim(const std::function<bool(const BlockKey&)>& evictable) override {
+    return real_.PickVictim(evictable);
+  }
+  size_t size() const override { return real_.size(); }
+
+  // The order the real policy evicts in now.
+  PrefixArcPolicy::VictimOrder victim_order() const { return real_.victim_order(); }
+  // Times the order changed.
+  uint64_t switches() const { return switches_; }
+
+ private:
+  // Replays one reference on both shadows and updates the decision.
+  void Observe(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size);
+
+  PrefixArcPolicy real_;
+  ShadowPolicy arc_;
+  ShadowPolicy lru_;
+  double lru_lead_ = 0;     // decayed (LRU shadow's hit bytes - ARC shadow's hit bytes)
+  double referenced_ = 0;   // decayed referenced bytes
+  uint64_t switches_ = 0;
+};
+
+}  // namespace kvstash::tiers
