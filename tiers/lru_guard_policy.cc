@@ -1,6 +1,7 @@
 #include "tiers/lru_guard_policy.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace kvstash::tiers {
 
@@ -32,9 +33,11 @@ void LruGuardPolicy::Observe(const BlockKey& key, const std::optional<BlockKey>&
   const double keep = 1.0 - 1.0 / window;
   const double bytes = static_cast<double>(size);
   lru_lead_ = lru_lead_ * keep + (lru_hit ? bytes : 0.0) - (arc_hit ? bytes : 0.0);
-  referenced_ = referenced_ * keep + bytes;
+  disagreed_sq_ = disagreed_sq_ * keep + (lru_hit != arc_hit ? bytes * bytes : 0.0);
   using Order = PrefixArcPolicy::VictimOrder;
-  const double margin = kSwitchMargin * referenced_;
+  // Were both orders equally good, the lead would be a sum of +-bytes over the references where
+  // the shadows disagree: standard deviation sqrt(disagreed_sq_).
+  const double margin = kConfidence * std::sqrt(disagreed_sq_);
   Order want = real_.victim_order();
   if (lru_lead_ > margin) want = Order::kLeafLru;
   if (lru_lead_ < -margin) want = Order::kArc;
