@@ -1,6 +1,8 @@
 // kvstash-sim cache: replays a Mooncake-format trace against the real eviction policies of tiers/
 // at one capacity (or a sweep of capacities) and prints each policy's token-level prefix hit ratio
-// next to the references LRU, Belady's offline optimum and an infinite cache.
+// next to the references LRU, Belady's offline optimum and an infinite cache. With --ssd-blocks it
+// replays the tiered daemon instead (DRAM under each policy above a FIFO SSD log,
+// scheduler/tiered_cache_sim.h) and reports the system's hit ratio and the share served from DRAM.
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -12,6 +14,7 @@
 #include "common/trace.h"
 #include "scheduler/cache_sim.h"
 #include "scheduler/sim_commands.h"
+#include "scheduler/tiered_cache_sim.h"
 #include "tiers/dram_tier.h"
 #include "tiers/eviction_policy.h"
 
@@ -19,8 +22,10 @@ namespace kvstash::scheduler {
 namespace {
 
 struct CacheOptions {
-  std::string trace, policy = "all", advice = "output-length";
+  std::string trace, policy = "all", advice = "output-length", ssd_reclaim = "fifo";
   uint64_t capacity_blocks = 0;
+  uint64_t ssd_blocks = 0;  // 0: DRAM only
+  uint64_t ssd_segment_blocks = 0;
   std::vector<uint64_t> sweep;
   bool json = false;
 };
@@ -29,6 +34,7 @@ struct Row {
   std::string policy;
   double hit_ratio = 0;
   bool is_default = false;
+  double dram_hit_ratio = -1;  // tiered rows: the part served from DRAM; -1 otherwise
 };
 
 int Fail(const std::string& msg) {
@@ -60,25 +66,62 @@ Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t 
   return rows;
 }
 
+// Tiered (--ssd-blocks): each policy drives DRAM above the SSD log (reclaim as asked); "lru" is
+// the same system with LRU in DRAM; the references are one LRU cache of DRAM + SSD blocks
+// ("lru-over-both") and an infinite cache.
+Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
+                                     const std::vector<std::string>& policies, EngineAdvice advice,
+                                     const CacheOptions& o) {
+  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  TieredSimOptions tiered;
+  tiered.dram_blocks = capacity;
+  tiered.ssd_blocks = o.ssd_blocks;
+  tiered.segment_blocks = o.ssd_segment_blocks;
+  tiered.reclaim = o.ssd_reclaim == "prefix" ? SsdReclaim::kPrefix : SsdReclaim::kFifo;
+  std::vector<Row> rows;
+  const auto add = [&](const std::string& label, const std::string& policy, EngineAdvice a) -> Status {
+    KVSTASH_ASSIGN_OR_RETURN(TieredSimResult r, ReplayTiered(trace, tiered, policy, a));
+    const double dram = r.system.input_tokens == 0 ? 0.0 : double(r.dram_hit_tokens) / double(r.system.input_tokens);
+    rows.push_back({label, r.system.hit_ratio(), policy == default_policy && a == EngineAdvice::kNone, dram});
+    return Status::Ok();
+  };
+  for (const std::string& name : policies) {
+    if (name == "lru") continue;
+    KVSTASH_RETURN_IF_ERROR(add(name, name, EngineAdvice::kNone));
+    if (advice != EngineAdvice::kNone && name == default_policy) {
+      KVSTASH_RETURN_IF_ERROR(add(name + "+advice", name, advice));
+    }
+  }
+  KVSTASH_RETURN_IF_ERROR(add("lru", "lru", EngineAdvice::kNone));
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult both, ReplayPolicy(trace, capacity + o.ssd_blocks, "lru"));
+  rows.push_back({"lru-over-both", both.hit_ratio(), false});
+  rows.push_back({"infinite", ReplayInfinite(trace).hit_ratio(), false});
+  return rows;
+}
+
 nlohmann::json RowsJson(const std::vector<Row>& rows) {
   nlohmann::json out = nlohmann::json::array();
   for (const Row& r : rows) {
-    out.push_back({{"policy", r.policy}, {"hit_ratio", r.hit_ratio}, {"default", r.is_default}});
+    nlohmann::json row = {{"policy", r.policy}, {"hit_ratio", r.hit_ratio}, {"default", r.is_default}};
+    if (r.dram_hit_ratio >= 0) row["dram_hit_ratio"] = r.dram_hit_ratio;
+    out.push_back(row);
   }
   return out;
 }
 
-void PrintTable(const std::vector<Row>& rows, uint64_t capacity) {
+void PrintTable(const std::vector<Row>& rows, uint64_t capacity, uint64_t ssd_blocks) {
   double lru = 0;
   for (const Row& r : rows) {
     if (r.policy == "lru") lru = r.hit_ratio;
   }
-  std::printf("capacity %llu blocks (%llu tokens)\n", static_cast<unsigned long long>(capacity),
+  std::printf("capacity %llu blocks (%llu tokens)", static_cast<unsigned long long>(capacity),
               static_cast<unsigned long long>(capacity * kTraceBlockTokens));
-  std::printf("  %-17s %9s %9s\n", "policy", "hit_ratio", "vs_lru");
+  if (ssd_blocks > 0) std::printf(" of DRAM above %llu SSD blocks", static_cast<unsigned long long>(ssd_blocks));
+  std::printf("\n  %-22s %9s %9s%s\n", "policy", "hit_ratio", "vs_lru", ssd_blocks > 0 ? "  from_dram" : "");
   for (const Row& r : rows) {
-    std::printf("  %-17s %9.4f %+9.4f%s\n", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru,
-                r.is_default ? "  (default)" : "");
+    std::printf("  %-22s %9.4f %+9.4f", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru);
+    if (r.dram_hit_ratio >= 0) std::printf("  %9.4f", r.dram_hit_ratio);
+    std::printf("%s\n", r.is_default ? "  (default)" : "");
   }
 }
 
@@ -101,15 +144,19 @@ int RunCache(const CacheOptions& o) {
     if (o.capacity_blocks == 0) return Fail("--capacity-blocks or --sweep is required");
     capacities = {o.capacity_blocks};
   }
+  if (o.ssd_reclaim != "fifo" && o.ssd_reclaim != "prefix") {
+    return Fail("--ssd-reclaim must be fifo or prefix, not " + o.ssd_reclaim);
+  }
   auto trace = LoadTrace(o.trace);
   if (!trace.ok()) return Fail(trace.status().ToString());
 
   nlohmann::json sweep = nlohmann::json::array();
   for (uint64_t capacity : capacities) {
-    auto rows = RunAt(*trace, capacity, policies, advice);
+    auto rows = o.ssd_blocks > 0 ? RunTieredAt(*trace, capacity, policies, advice, o)
+                                 : RunAt(*trace, capacity, policies, advice);
     if (!rows.ok()) return Fail(rows.status().ToString());
     if (!o.json) {
-      PrintTable(*rows, capacity);
+      PrintTable(*rows, capacity, o.ssd_blocks);
     } else if (o.sweep.empty()) {
       nlohmann::json doc = {
           {"trace", o.trace}, {"capacity_blocks", capacity}, {"rows", RowsJson(*rows)}};
@@ -136,7 +183,16 @@ void RegisterCacheCommand(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--capacity-blocks", o->capacity_blocks, "cache capacity in 512-token blocks")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--policy", o->policy, "lru|prefix|prefix-arc|all")->capture_default_str();
+  cmd->add_option("--policy", o->policy, "lru|prefix|prefix-arc|prefix-arc-unguarded|all")->capture_default_str();
+  cmd->add_option("--ssd-blocks", o->ssd_blocks,
+                  "replay the tiered daemon: --capacity-blocks (or --sweep) of DRAM above this many SSD "
+                  "blocks; rows are the system's hit ratio (docs/EVICTION.md)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--ssd-segment-blocks", o->ssd_segment_blocks,
+                  "blocks per SSD segment (default: --ssd-blocks / 64, as 16 GiB of 256 MiB segments)");
+  cmd->add_option("--ssd-reclaim", o->ssd_reclaim,
+                  "fifo (the daemon's) or prefix (never re-append blocks no prefix lookup can reach)")
+      ->capture_default_str();
   cmd->add_option("--advice", o->advice,
                   "how the simulated engine advises its puts: output-length (adds the row "
                   "<default policy>+advice, docs/EVICTION.md) or none")
@@ -146,7 +202,8 @@ void RegisterCacheCommand(CLI::App& app, int* exit_code) {
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json,
-                "print JSON: {trace, capacity_blocks, rows[{policy, hit_ratio, default}]}, or "
+                "print JSON: {trace, capacity_blocks, rows[{policy, hit_ratio, default, "
+                "dram_hit_ratio (tiered)}]}, or "
                 "{trace, sweep[{capacity_blocks, rows}]} with --sweep");
   cmd->callback([o, exit_code] { *exit_code = RunCache(*o); });
 }
