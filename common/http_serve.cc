@@ -9,6 +9,12 @@ namespace kvstash {
 Result<int> ServeInBackground(httplib::Server& server, const std::string& host, int port, std::thread& thread,
                               std::string_view what) {
   if (thread.joinable()) return FailedPrecondition(std::string(what) + " server already started");
+  // httplib sets SO_REUSEPORT, which lets a second process bind the same port and take half its
+  // connections: keep only SO_REUSEADDR, so a port in use is refused.
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<void*>(&yes), sizeof(yes));
+  });
   int bound = -1;
   if (port == 0) {
     bound = server.bind_to_any_port(host);

@@ -18,7 +18,7 @@ namespace kvstash {
 
 // Binds HOST:PORT (port 0 picks a free one), runs the accept loop on `thread` and returns the bound
 // port once the loop runs (httplib's stop() is a no-op before that, so a StopServing right after
-// cannot leave it running). FAILED_PRECONDITION when `thread` already runs; UNAVAILABLE naming
+// cannot leave it running). The port is bound without SO_REUSEPORT: one in use is refused. FAILED_PRECONDITION when `thread` already runs; UNAVAILABLE naming
 // `what` when the address cannot be bound.
 Result<int> ServeInBackground(httplib::Server& server, const std::string& host, int port, std::thread& thread,
                               std::string_view what);
