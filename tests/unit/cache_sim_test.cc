@@ -1,5 +1,5 @@
 // kvstash-sim cache: the references (LRU, Belady, infinite) on hand-made traces with known
-// answers, determinism, and the acceptance check on the shared synthetic trace when present.
+// answers, determinism, and the acceptance check on the shared synthetic trace.
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -53,7 +53,7 @@ TEST(CacheSimTest, BeladyKeepsPrefixesAndNeverLosesToPolicies) {
   auto belady = ReplayBelady(t, 3);
   ASSERT_TRUE(belady.ok());
   EXPECT_EQ(belady->hit_tokens, 5u * 2 * kTraceBlockTokens);  // every repeat hits the prefix
-  for (const char* p : {"lru", "prefix", "prefix-arc"}) {
+  for (const char* p : {"lru", "prefix", "prefix-arc", "prefix-arc-unguarded"}) {
     auto r = ReplayPolicy(t, 3, p);
     ASSERT_TRUE(r.ok()) << p;
     EXPECT_LE(r->hit_tokens, belady->hit_tokens) << p;
@@ -74,7 +74,7 @@ TEST(CacheSimTest, ReplayIsDeterministic) {
     const uint64_t doc = (i * 7919) % 23;
     t.push_back(Req({doc, 1000 + doc, 2000 + doc, 100000 + i}));
   }
-  for (const char* p : {"lru", "prefix", "prefix-arc"}) {
+  for (const char* p : {"lru", "prefix", "prefix-arc", "prefix-arc-unguarded"}) {
     auto a = ReplayPolicy(t, 20, p);
     auto b = ReplayPolicy(t, 20, p);
     ASSERT_TRUE(a.ok() && b.ok());
@@ -117,28 +117,36 @@ TEST(CacheSimTest, AdviceChangesWhatPrefixArcKeeps) {
   EXPECT_EQ(lru->hit_tokens, 0u);
 }
 
-// Acceptance on the shared trace (skipped without ../shared): the daemon's default, with and
-// without the engine's advice, never falls below LRU at any capacity of docs/EVICTION.md's sweep,
-// and keeps its measured 0.3459 (0.3645 with advice) at 5,859 blocks (regression guards; issue 3
-// asks 0.45, which docs/EVICTION.md shows no online policy tried reaches).
+// Acceptance on the shared trace (issue 21): the daemon's default, with and without the engine's
+// advice, is never below LRU - 0.002 at any capacity of docs/EVICTION.md's sweep, and reaches 0.34
+// at 5,859 blocks (0.3423 measured; 0.3645 with advice). The unguarded ARC keeps its measured
+// 0.3459 (a regression guard on the policy the default is built on).
+//
+// The trace lies beside the checkout (KVSTASH_SHARED_TRACE, from CMake: <source>/../shared/traces),
+// where CI puts it too. A missing trace fails the test rather than skipping it: a skip here once
+// hid that CI never ran the check.
 TEST(CacheSimTest, DefaultPolicyNeverBelowLruOnSharedTrace) {
-  const std::filesystem::path path =
-      std::filesystem::path(KVSTASH_SOURCE_DIR) / "../shared/traces/synthetic_trace.jsonl";
-  if (!std::filesystem::exists(path)) GTEST_SKIP() << "no " << path;
+  const std::filesystem::path path = KVSTASH_SHARED_TRACE;
+  ASSERT_TRUE(std::filesystem::exists(path)) << "no shared trace at " << path
+                                             << " (a checkout needs ../shared/traces beside it)";
   auto trace = LoadTrace(path.string());
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
   const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  constexpr double kTolerance = 0.002;
   for (uint64_t capacity : {1000u, 2000u, 3000u, 5859u, 8000u, 10000u, 15000u, 20000u, 25000u,
                             30000u, 35000u, 40000u, 45000u, 50000u}) {
     auto lru = ReplayPolicy(*trace, capacity, "lru");
     auto def = ReplayPolicy(*trace, capacity, default_policy);
     auto advised = ReplayPolicy(*trace, capacity, default_policy, EngineAdvice::kOutputLength);
     ASSERT_TRUE(lru.ok() && def.ok() && advised.ok());
-    EXPECT_GE(def->hit_tokens, lru->hit_tokens) << default_policy << " at " << capacity;
-    EXPECT_GE(advised->hit_tokens, lru->hit_tokens) << default_policy << "+advice at " << capacity;
+    EXPECT_GE(def->hit_ratio(), lru->hit_ratio() - kTolerance) << default_policy << " at " << capacity;
+    EXPECT_GE(advised->hit_ratio(), lru->hit_ratio() - kTolerance) << default_policy << "+advice at " << capacity;
     if (capacity == 5859) {
-      EXPECT_GE(def->hit_ratio(), 0.345) << default_policy;
+      EXPECT_GE(def->hit_ratio(), 0.34) << default_policy;
       EXPECT_GE(advised->hit_ratio(), 0.364) << default_policy << "+advice";
+      auto unguarded = ReplayPolicy(*trace, capacity, "prefix-arc-unguarded");
+      ASSERT_TRUE(unguarded.ok());
+      EXPECT_GE(unguarded->hit_ratio(), 0.345);
     }
   }
 }

@@ -1,0 +1,111 @@
+// kvstash-sim cache --ssd-blocks (scheduler/tiered_cache_sim.h) on hand-made traces with known
+// answers: demotion to SSD, a system hit served from SSD, promotion, FIFO reclaim with hot
+// re-append, prefix-aware reclaim, and the references.
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "common/trace.h"
+#include "scheduler/cache_sim.h"
+#include "scheduler/tiered_cache_sim.h"
+
+namespace kvstash::scheduler {
+namespace {
+
+TraceRequest Req(std::vector<uint64_t> ids) {
+  TraceRequest r;
+  r.input_length = ids.size() * kTraceBlockTokens;
+  r.hash_ids = std::move(ids);
+  return r;
+}
+
+TieredSimOptions Tiers(uint64_t dram, uint64_t ssd, uint64_t segment) {
+  TieredSimOptions o;
+  o.dram_blocks = dram;
+  o.ssd_blocks = ssd;
+  o.segment_blocks = segment;
+  return o;
+}
+
+TEST(TieredCacheSimTest, DramVictimIsServedFromSsdAndPromoted) {
+  // One DRAM block. 1 is evicted by 2 and demoted; the third request finds 1 on SSD (a system
+  // hit, not a DRAM one) and promotes it, demoting 2.
+  std::vector<TraceRequest> t = {Req({1}), Req({2}), Req({1})};
+  auto r = ReplayTiered(t, Tiers(1, 4, 2), "lru");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->system.hit_tokens, kTraceBlockTokens);
+  EXPECT_EQ(r->dram_hit_tokens, 0u);
+  EXPECT_EQ(r->ssd_hit_tokens, kTraceBlockTokens);
+  EXPECT_EQ(r->promotions, 1u);
+  EXPECT_EQ(r->demotions, 2u);
+  auto dram_only = ReplayPolicy(t, 1, "lru");
+  ASSERT_TRUE(dram_only.ok());
+  EXPECT_EQ(dram_only->hit_tokens, 0u);
+}
+
+TEST(TieredCacheSimTest, PrefixStopsAtTheFirstBlockNeitherTierHolds) {
+  // DRAM 1, SSD of two 1-block segments. Demotions: 1 (by 2), 2 (by 3), 3 (by 4); the third
+  // reclaims 1's segment (1 was never read: dropped). The SSD holds 2 and 3, but the chain's head
+  // is gone, so the last request hits nothing: a prefix needs its head.
+  std::vector<TraceRequest> t = {Req({1, 2, 3}), Req({4}), Req({1, 2, 3})};
+  auto r = ReplayTiered(t, Tiers(1, 2, 1), "lru");
+  ASSERT_TRUE(r.ok());
+  EXPECT_GE(r->ssd_dropped, 1u);
+  EXPECT_EQ(r->system.hit_tokens, 0u);
+}
+
+TEST(TieredCacheSimTest, ReclaimReappendsBlocksReadSinceWritten) {
+  // DRAM 1, SSD of two 2-block segments. 1 is demoted (segment 0), read back from SSD (a hit:
+  // hot), and not written again when DRAM evicts it (the SSD holds it). One-off blocks fill the
+  // log until segment 0 is reclaimed: re-appended, 1 is a hit once more; without re-append
+  // (reinsert_min_hits 0) it is dropped and missed.
+  std::vector<TraceRequest> t = {Req({1}), Req({2}), Req({1}), Req({3}), Req({4}), Req({5}), Req({6}), Req({1})};
+  TieredSimOptions hot = Tiers(1, 4, 2);
+  TieredSimOptions cold = hot;
+  cold.reinsert_min_hits = 0;
+  auto with = ReplayTiered(t, hot, "lru");
+  auto without = ReplayTiered(t, cold, "lru");
+  ASSERT_TRUE(with.ok() && without.ok());
+  EXPECT_EQ(with->ssd_reinserted, 1u);
+  EXPECT_EQ(without->ssd_reinserted, 0u);
+  EXPECT_EQ(with->system.hit_tokens, 2 * kTraceBlockTokens);
+  EXPECT_EQ(without->system.hit_tokens, kTraceBlockTokens);
+}
+
+TEST(TieredCacheSimTest, SystemNeverBelowDramAloneAndReferencesBound) {
+  std::vector<TraceRequest> t;
+  for (uint64_t i = 0; i < 400; ++i) {
+    const uint64_t doc = (i * 7919) % 37;
+    t.push_back(Req({doc, 1000 + doc, 2000 + doc, 100000 + i}));
+  }
+  for (const char* policy : {"lru", "prefix", "prefix-arc"}) {
+    auto tiered = ReplayTiered(t, Tiers(20, 60, 10), policy);
+    auto dram = ReplayPolicy(t, 20, policy);
+    ASSERT_TRUE(tiered.ok() && dram.ok()) << policy;
+    EXPECT_GE(tiered->system.hit_tokens, dram->hit_tokens) << policy;
+    EXPECT_EQ(tiered->dram_hit_tokens + tiered->ssd_hit_tokens, tiered->system.hit_tokens) << policy;
+    EXPECT_LE(tiered->system.hit_tokens, ReplayInfinite(t).hit_tokens) << policy;
+  }
+}
+
+TEST(TieredCacheSimTest, PrefixReclaimNeverReappendsUnreachableBlocks) {
+  TieredSimOptions o = Tiers(2, 8, 2);
+  o.reclaim = SsdReclaim::kPrefix;
+  std::vector<TraceRequest> t;
+  for (uint64_t i = 0; i < 200; ++i) t.push_back(Req({i % 13, 100 + i % 13, 1000 + i}));
+  auto prefix = ReplayTiered(t, o, "prefix-arc");
+  o.reclaim = SsdReclaim::kFifo;
+  auto fifo = ReplayTiered(t, o, "prefix-arc");
+  ASSERT_TRUE(prefix.ok() && fifo.ok());
+  EXPECT_LE(prefix->ssd_reinserted, fifo->ssd_reinserted);
+}
+
+TEST(TieredCacheSimTest, RejectsBadOptions) {
+  std::vector<TraceRequest> t = {Req({1})};
+  EXPECT_FALSE(ReplayTiered(t, Tiers(0, 4, 2), "lru").ok());
+  EXPECT_FALSE(ReplayTiered(t, Tiers(1, 3, 2), "lru").ok());  // under two segments
+  EXPECT_FALSE(ReplayTiered(t, Tiers(1, 4, 2), "nope").ok());
+}
+
+}  // namespace
+}  // namespace kvstash::scheduler
