@@ -3,6 +3,7 @@
 // next to the references LRU, Belady's offline optimum and an infinite cache. With --ssd-blocks it
 // replays the tiered daemon instead (DRAM under each policy above a FIFO SSD log,
 // scheduler/tiered_cache_sim.h) and reports the system's hit ratio and the share served from DRAM.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <memory>
@@ -28,6 +29,7 @@ struct CacheOptions {
   uint64_t ssd_segment_blocks = 0;
   std::vector<uint64_t> sweep;
   bool json = false;
+  bool time = false;
 };
 
 struct Row {
@@ -35,7 +37,21 @@ struct Row {
   double hit_ratio = 0;
   bool is_default = false;
   double dram_hit_ratio = -1;  // tiered rows: the part served from DRAM; -1 otherwise
+  double ns_per_reference = -1;  // --time, policy rows: replay wall time / block references
 };
+
+// Runs one replay and, with `time`, its wall time per block reference (every hash id of every
+// request is one reference: one OnAccess or OnInsert, plus the evictions it causes).
+Result<CacheSimResult> TimedReplay(const std::vector<TraceRequest>& trace, uint64_t capacity,
+                                   const std::string& policy, EngineAdvice advice, double* ns_per_reference) {
+  uint64_t references = 0;
+  for (const TraceRequest& r : trace) references += r.hash_ids.size();
+  const auto start = std::chrono::steady_clock::now();
+  Result<CacheSimResult> r = ReplayPolicy(trace, capacity, policy, advice);
+  const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - start;
+  *ns_per_reference = references == 0 ? 0.0 : took.count() / static_cast<double>(references);
+  return r;
+}
 
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "kvstash-sim: cache: %s\n", msg.c_str());
@@ -51,15 +67,17 @@ Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t 
   std::vector<Row> rows;
   for (const std::string& name : policies) {
     if (name == "lru") continue;
-    KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, ReplayPolicy(trace, capacity, name));
-    rows.push_back({name, r.hit_ratio(), name == default_policy});
+    double ns = 0;
+    KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, TimedReplay(trace, capacity, name, EngineAdvice::kNone, &ns));
+    rows.push_back({name, r.hit_ratio(), name == default_policy, -1, ns});
     if (advice != EngineAdvice::kNone && name == default_policy) {
-      KVSTASH_ASSIGN_OR_RETURN(CacheSimResult advised, ReplayPolicy(trace, capacity, name, advice));
-      rows.push_back({name + "+advice", advised.hit_ratio(), false});
+      KVSTASH_ASSIGN_OR_RETURN(CacheSimResult advised, TimedReplay(trace, capacity, name, advice, &ns));
+      rows.push_back({name + "+advice", advised.hit_ratio(), false, -1, ns});
     }
   }
-  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru, ReplayPolicy(trace, capacity, "lru"));
-  rows.push_back({"lru", lru.hit_ratio(), default_policy == "lru"});
+  double lru_ns = 0;
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru, TimedReplay(trace, capacity, "lru", EngineAdvice::kNone, &lru_ns));
+  rows.push_back({"lru", lru.hit_ratio(), default_policy == "lru", -1, lru_ns});
   KVSTASH_ASSIGN_OR_RETURN(CacheSimResult belady, ReplayBelady(trace, capacity));
   rows.push_back({"belady", belady.hit_ratio(), false});
   rows.push_back({"infinite", ReplayInfinite(trace).hit_ratio(), false});
@@ -104,12 +122,13 @@ nlohmann::json RowsJson(const std::vector<Row>& rows) {
   for (const Row& r : rows) {
     nlohmann::json row = {{"policy", r.policy}, {"hit_ratio", r.hit_ratio}, {"default", r.is_default}};
     if (r.dram_hit_ratio >= 0) row["dram_hit_ratio"] = r.dram_hit_ratio;
+    if (r.ns_per_reference >= 0) row["ns_per_reference"] = r.ns_per_reference;
     out.push_back(row);
   }
   return out;
 }
 
-void PrintTable(const std::vector<Row>& rows, uint64_t capacity, uint64_t ssd_blocks) {
+void PrintTable(const std::vector<Row>& rows, uint64_t capacity, uint64_t ssd_blocks, bool time) {
   double lru = 0;
   for (const Row& r : rows) {
     if (r.policy == "lru") lru = r.hit_ratio;
@@ -117,10 +136,12 @@ void PrintTable(const std::vector<Row>& rows, uint64_t capacity, uint64_t ssd_bl
   std::printf("capacity %llu blocks (%llu tokens)", static_cast<unsigned long long>(capacity),
               static_cast<unsigned long long>(capacity * kTraceBlockTokens));
   if (ssd_blocks > 0) std::printf(" of DRAM above %llu SSD blocks", static_cast<unsigned long long>(ssd_blocks));
-  std::printf("\n  %-22s %9s %9s%s\n", "policy", "hit_ratio", "vs_lru", ssd_blocks > 0 ? "  from_dram" : "");
+  std::printf("\n  %-22s %9s %9s%s%s\n", "policy", "hit_ratio", "vs_lru", ssd_blocks > 0 ? "  from_dram" : "",
+              time ? "  ns/ref" : "");
   for (const Row& r : rows) {
     std::printf("  %-22s %9.4f %+9.4f", r.policy.c_str(), r.hit_ratio, r.hit_ratio - lru);
     if (r.dram_hit_ratio >= 0) std::printf("  %9.4f", r.dram_hit_ratio);
+    if (time && r.ns_per_reference >= 0) std::printf("  %6.0f", r.ns_per_reference);
     std::printf("%s\n", r.is_default ? "  (default)" : "");
   }
 }
@@ -155,8 +176,11 @@ int RunCache(const CacheOptions& o) {
     auto rows = o.ssd_blocks > 0 ? RunTieredAt(*trace, capacity, policies, advice, o)
                                  : RunAt(*trace, capacity, policies, advice);
     if (!rows.ok()) return Fail(rows.status().ToString());
+    if (!o.time) {
+      for (Row& r : *rows) r.ns_per_reference = -1;  // wall times only when asked: output stays deterministic
+    }
     if (!o.json) {
-      PrintTable(*rows, capacity, o.ssd_blocks);
+      PrintTable(*rows, capacity, o.ssd_blocks, o.time);
     } else if (o.sweep.empty()) {
       nlohmann::json doc = {
           {"trace", o.trace}, {"capacity_blocks", capacity}, {"rows", RowsJson(*rows)}};
@@ -201,6 +225,9 @@ void RegisterCacheCommand(CLI::App& app, int* exit_code) {
                   "capacities to replay instead of --capacity-blocks, e.g. --sweep 1000,5859,50000")
       ->delimiter(',')
       ->check(CLI::PositiveNumber);
+  cmd->add_flag("--time", o->time,
+                "print each policy's replay wall time per block reference (ns/ref; LRU's is the "
+                "baseline in the same run)");
   cmd->add_flag("--json", o->json,
                 "print JSON: {trace, capacity_blocks, rows[{policy, hit_ratio, default, "
                 "dram_hit_ratio (tiered)}]}, or "
