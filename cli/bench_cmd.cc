@@ -47,6 +47,8 @@ nlohmann::json PhaseJson(const PhaseResult& r) {
     j["verified"] = r.verified;
     j["mismatches"] = r.mismatches;
   }
+  j["unreachable"] = r.unreachable;
+  if (!r.unreachable_member.empty()) j["unreachable_member"] = r.unreachable_member;
   if (!r.first_error.ok()) j["first_error"] = r.first_error.ToString();
   return j;
 }
@@ -74,10 +76,13 @@ void PrintReport(const std::string& address, const BenchPlan& plan,
   for (const PhaseResult& r : phases) {
     if (r.op == "put") {
       std::cout << "put: " << r.stored << " stored, " << r.existed << " existed, " << r.failed
-                << " failed (busy or no space)\n";
+                << " failed (busy or no space), " << r.unreachable << " to members that did not answer\n";
     } else {
       std::cout << "get: " << r.hits << " hits, " << r.misses << " misses, " << r.verified
-                << " compared byte-exact with what was put, " << r.mismatches << " mismatches\n";
+                << " compared byte-exact with what was put, " << r.mismatches << " mismatches"
+                << (r.unreachable > 0 ? " (" + std::to_string(r.unreachable) + " misses from members that did not answer)"
+                                      : std::string())
+                << '\n';
     }
   }
   std::cout << "block latency = rpc latency / blocks in the rpc; GB/s = 1e9 bytes/s\n";
@@ -184,6 +189,9 @@ int RunBench(const GlobalOptions& global, const BenchCommand& cmd) {
       rc = ReportFailure(where,
                          DataLoss(std::to_string(r.mismatches) +
                                   " blocks came back wrong; first: " + r.first_error.ToString()));
+    } else if (r.unreachable > 0) {
+      rc = ReportFailure(where, Unavailable(std::to_string(r.unreachable) + " blocks' members did not answer (" +
+                                            r.unreachable_member + ")"));
     } else if (r.failed > 0) {
       rc = ReportFailure(where, ResourceExhausted(std::to_string(r.failed) +
                                                   " puts were refused (daemon busy or full)"));

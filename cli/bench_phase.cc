@@ -125,7 +125,10 @@ PhaseResult RunPhase(Op op, Client& client, const BenchPlan& plan, const Workloa
           mine.stored += outcome == PutOutcome::kStored;
           mine.existed += outcome == PutOutcome::kExists;
           mine.failed += outcome == PutOutcome::kBusy || outcome == PutOutcome::kNoSpace;
+          mine.unreachable += outcome == PutOutcome::kUnreachable;
         }
+        if (mine.unreachable_member.empty() && !put_result->unreachable.empty())
+          mine.unreachable_member = put_result->unreachable.front();
       } else {
         for (uint64_t k = 0; k < n; ++k) {
           const GetItem& item = gets[k];
@@ -133,6 +136,10 @@ PhaseResult RunPhase(Op op, Client& client, const BenchPlan& plan, const Workloa
           if (!item.found) {
             if (item.status.code() == StatusCode::kNotFound || item.status.ok()) {
               ++mine.misses;
+            } else if (item.status.code() == StatusCode::kUnavailable) {
+              ++mine.misses;
+              ++mine.unreachable;
+              if (mine.unreachable_member.empty()) mine.unreachable_member = item.status.message();
             } else {
               ++mine.mismatches;  // DATA_LOSS (checksum) or OUT_OF_RANGE (wrong size)
               if (mine.first_error.ok()) mine.first_error = item.status;

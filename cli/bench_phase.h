@@ -54,7 +54,11 @@ struct PhaseResult {
   LatencySummary rpc_latency;
   LatencySummary block_latency;  // RPC latency / blocks in that RPC
   // put outcomes per block
-  uint64_t stored = 0, existed = 0, failed = 0;
+  uint64_t stored = 0, existed = 0, failed = 0;  // failed: busy or no space
+  // blocks whose member did not answer (puts: PutOutcome::kUnreachable; gets: misses too), and
+  // the first such member as the SDK named it
+  uint64_t unreachable = 0;
+  std::string unreachable_member;
   // get outcomes per block; a mismatch is wrong bytes, a checksum failure or a wrong size
   uint64_t hits = 0, misses = 0, verified = 0, mismatches = 0;
   Status first_error;  // the first failure seen, OK when none
@@ -67,6 +71,8 @@ struct PhaseResult {
     stored += o.stored;
     existed += o.existed;
     failed += o.failed;
+    unreachable += o.unreachable;
+    if (unreachable_member.empty()) unreachable_member = o.unreachable_member;
     hits += o.hits;
     misses += o.misses;
     verified += o.verified;

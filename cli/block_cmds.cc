@@ -59,7 +59,8 @@ int RunPut(const GlobalOptions& global, const PutCommand& cmd) {
     PrintJson({{"key", key->ToHex()},
                {"outcome", std::string(ToString(outcome))},
                {"size", data->size()},
-               {"pinned", cmd.pin}});
+               {"pinned", cmd.pin},
+               {"unreachable", result->unreachable}});
   } else if (outcome == PutOutcome::kStored || outcome == PutOutcome::kExists) {
     std::cout << (outcome == PutOutcome::kStored ? "stored " : "exists ") << key->ToHex() << "  "
               << FormatBytes(data->size()) << '\n';
@@ -74,6 +75,11 @@ int RunPut(const GlobalOptions& global, const PutCommand& cmd) {
     case PutOutcome::kNoSpace:
       return ReportFailure(kCommand, ResourceExhausted("no space for " + FormatBytes(data->size()) +
                                                        " (key " + key->ToHex() + ")"));
+    case PutOutcome::kUnreachable:
+      return ReportFailure(kCommand, Unavailable("the owner of key " + key->ToHex() + ", " +
+                                                 (result->unreachable.empty() ? std::string("a member")
+                                                                              : result->unreachable.front()) +
+                                                 ", did not answer (down, or unreachable from here)"));
   }
   return kExitFailure;
 }
@@ -89,18 +95,26 @@ int RunGet(const GlobalOptions& global, const GetCommand& cmd) {
   // between Stat and Get (the block can only disappear, which Get reports as a miss).
   auto info = session.client->Stat(std::span<const BlockKey>(&*key, 1));
   if (!info.ok()) return ReportFailure(kCommand, info.status());
-  if (!info->at(0)) return ReportFailure(kCommand, KeyNotStored(*key));
-  std::vector<std::byte> buffer(info->at(0)->size);
+  // Stat has no per-key outcome: a one-byte Get says whether the miss is a member that did not
+  // answer (UNAVAILABLE, naming it) or a key that is not stored.
+  std::vector<std::byte> buffer(info->at(0) ? info->at(0)->size : 1);
   GetItem item;
   item.key = *key;
   item.buffer = std::span<std::byte>(buffer);
   const Status status = session.client->Get(std::span<GetItem>(&item, 1));
   if (!status.ok()) return ReportFailure(kCommand, status);
   if (!item.found) {
-    if (item.status.code() == StatusCode::kNotFound || item.status.ok()) {
-      return ReportFailure(kCommand, KeyNotStored(*key));
+    const Status why = item.status.code() == StatusCode::kNotFound || item.status.ok() ||
+                               (!info->at(0) && item.status.code() == StatusCode::kOutOfRange)
+                           ? KeyNotStored(*key)
+                           : item.status;
+    if (global.json) {
+      PrintJson({{"key", key->ToHex()},
+                 {"found", false},
+                 {"code", std::string(StatusCodeName(why.code()))},
+                 {"error", why.message()}});
     }
-    return ReportFailure(kCommand, item.status);
+    return ReportFailure(kCommand, why);
   }
   const Status written =
       WriteWholeFile(cmd.output, std::span<const std::byte>(buffer.data(), item.size));

@@ -1,5 +1,6 @@
 // `kvstash --etcd ... status` (the cluster view) and `kvstash drain MEMBER`.
 #include <algorithm>
+#include <chrono>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -16,11 +17,38 @@ double Ratio(uint64_t part, uint64_t whole) {
   return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
 }
 
+// Hits over every read: blocks found by lookups plus gets that found their block.
+struct HitCount {
+  uint64_t hits = 0, reads = 0;
+  void Add(const StoreStats& s) {
+    hits += s.lookup_hit_blocks + s.get_hits;
+    reads += s.lookup_hit_blocks + s.lookup_miss_blocks + s.get_hits + s.get_misses;
+  }
+  std::string Percent() const {
+    return reads == 0 ? std::string("-") : FormatFixed(100.0 * Ratio(hits, reads), 1) + "%";
+  }
+};
+
+HitCount HitsOf(const StoreStats& s) {
+  HitCount h;
+  h.Add(s);
+  return h;
+}
+
+// The registration word of a member's Stats.membership ("registered", "conflict", ...).
+std::string RegistrationOf(const MemberStats& m) {
+  if (!m.reachable) return "-";
+  const std::string& text = m.stats.membership;
+  if (text.empty()) return "?";  // a daemon older than this field
+  return text.substr(0, text.find_first_of(" :"));
+}
+
 struct Totals {
   std::vector<TierStats> tiers;
   uint64_t lookup_hits = 0, lookup_misses = 0, get_hits = 0, get_misses = 0, leased = 0,
            reservations = 0;
   size_t reachable = 0, draining = 0;
+  HitCount hits;
 };
 
 Totals Sum(const std::vector<MemberStats>& members) {
@@ -35,6 +63,7 @@ Totals Sum(const std::vector<MemberStats>& members) {
     t.get_hits += s.get_hits;
     t.get_misses += s.get_misses;
     t.reservations += s.reservations_open;
+    t.hits.Add(s);
     for (const TierStats& tier : s.tiers) {
       t.leased += tier.leased_blocks;
       auto it = std::find_if(t.tiers.begin(), t.tiers.end(),
@@ -102,6 +131,8 @@ nlohmann::json ClusterJson(const std::string& cluster, const std::vector<MemberS
                     {"uptime_ms", m.stats.uptime_ms},
                     {"tiers", tiers},
                     {"lookup_hit_ratio", Ratio(m.stats.lookup_hit_blocks, lookups)},
+                    {"hit_ratio", Ratio(HitsOf(m.stats).hits, HitsOf(m.stats).reads)},
+                    {"membership", m.stats.membership},
                     {"reservations_open", m.stats.reservations_open}});
   }
   nlohmann::json tiers = nlohmann::json::array();
@@ -121,6 +152,7 @@ nlohmann::json ClusterJson(const std::string& cluster, const std::vector<MemberS
             {"miss_blocks", t.lookup_misses},
             {"hit_ratio", Ratio(t.lookup_hits, t.lookup_hits + t.lookup_misses)}}},
           {"get", {{"hits", t.get_hits}, {"misses", t.get_misses}}},
+          {"hits", {{"hits", t.hits.hits}, {"reads", t.hits.reads}, {"hit_ratio", Ratio(t.hits.hits, t.hits.reads)}}},
           {"leases", {{"leased_blocks", t.leased}, {"reservations_open", t.reservations}}},
           {"hottest", HottestJson(members)}};
 }
@@ -133,28 +165,40 @@ void PrintCluster(const std::string& cluster, const std::vector<MemberStats>& me
                                " reachable, " + std::to_string(t.draining) + " draining)"}});
   std::cout << '\n';
   using A = Table::Align;
-  Table table({"member", "address", "state", "weight", "capacity", "used", "use%", "blocks",
-               "leased", "hit%", "uptime"},
-              {A::kLeft, A::kLeft, A::kLeft, A::kRight, A::kRight, A::kRight, A::kRight, A::kRight,
-               A::kRight, A::kRight, A::kRight});
+  // One column per tier any member has: each tier's use is its own (a full DRAM tier must not
+  // hide behind an empty SSD).
+  std::vector<std::string> header = {"member", "address", "state", "etcd", "weight"};
+  std::vector<A> align = {A::kLeft, A::kLeft, A::kLeft, A::kLeft, A::kRight};
+  for (const TierStats& tier : t.tiers) {
+    header.push_back(std::string(ToString(tier.tier)) + " used/capacity");
+    align.push_back(A::kRight);
+  }
+  for (const char* h : {"blocks", "leased", "hit%", "uptime"}) {
+    header.push_back(h);
+    align.push_back(A::kRight);
+  }
+  Table table(header, align);
   for (const MemberStats& m : members) {
     const std::string state = !m.reachable        ? "UNREACHABLE"
                               : m.member.draining ? "draining"
                                                   : "serving";
-    uint64_t cap = 0, used = 0, leased = 0;
-    for (const TierStats& tier : m.stats.tiers) {
-      cap += tier.capacity_bytes;
-      used += tier.used_bytes;
-      leased += tier.leased_blocks;
+    std::vector<std::string> row = {m.member.id, m.member.address, state, RegistrationOf(m),
+                                    FormatFixed(m.member.weight, 2)};
+    uint64_t leased = 0;
+    for (const TierStats& tier : m.stats.tiers) leased += tier.leased_blocks;
+    for (const TierStats& kind : t.tiers) {
+      auto it = std::find_if(m.stats.tiers.begin(), m.stats.tiers.end(),
+                             [&](const TierStats& x) { return x.tier == kind.tier; });
+      row.push_back(it == m.stats.tiers.end()
+                        ? std::string("-")
+                        : FormatBytes(it->used_bytes) + " / " + FormatBytes(it->capacity_bytes) + " (" +
+                              FormatFixed(100.0 * Ratio(it->used_bytes, it->capacity_bytes), 0) + "%)");
     }
-    const uint64_t lookups = m.stats.lookup_hit_blocks + m.stats.lookup_miss_blocks;
-    table.AddRow(
-        {m.member.id, m.member.address, state, FormatFixed(m.member.weight, 2), FormatBytes(cap),
-         FormatBytes(used), FormatFixed(100.0 * Ratio(used, cap), 1) + "%",
-         std::to_string(Blocks(m.stats)), std::to_string(leased),
-         lookups == 0 ? std::string("-")
-                      : FormatFixed(100.0 * Ratio(m.stats.lookup_hit_blocks, lookups), 1) + "%",
-         m.reachable ? FormatUptime(m.stats.uptime_ms) : std::string("-")});
+    row.push_back(std::to_string(Blocks(m.stats)));
+    row.push_back(std::to_string(leased));
+    row.push_back(HitsOf(m.stats).Percent());
+    row.push_back(m.reachable ? FormatUptime(m.stats.uptime_ms) : std::string("-"));
+    table.AddRow(row);
   }
   table.Print(std::cout);
   std::cout << '\n';
@@ -178,6 +222,9 @@ void PrintCluster(const std::string& cluster, const std::vector<MemberStats>& me
                           : FormatFixed(100.0 * Ratio(t.lookup_hits, lookups), 1) + "% hit ratio") +
             ")"},
        {"gets", std::to_string(t.get_hits) + " hits / " + std::to_string(t.get_misses) + " misses"},
+       {"hit ratio", t.hits.reads == 0 ? std::string("no reads yet")
+                                       : t.hits.Percent() + " of " + std::to_string(t.hits.reads) +
+                                             " block reads (lookups and gets)"},
        {"leases", std::to_string(t.leased) + " blocks leased, " + std::to_string(t.reservations) +
                       " put reservations open"}});
   const auto hottest = Hottest(members, 10);
@@ -209,6 +256,13 @@ int RunClusterStatus(const GlobalOptions& global) {
     return ReportFailure(kCommand, Unavailable(std::to_string(members.size() - totals.reachable) +
                                                " member(s) cannot be reached"));
   }
+  for (const MemberStats& m : members) {
+    const std::string registration = RegistrationOf(m);
+    if (registration != "registered" && registration != "?") {
+      return ReportFailure(kCommand, Unavailable("member " + m.member.id + " reports its registration as " +
+                                                 m.stats.membership));
+    }
+  }
   return kExitOk;
 }
 
@@ -227,23 +281,47 @@ int RunDrain(const GlobalOptions& global, const DrainCommand& cmd) {
   const std::string key = membership::MemberKey(global.cluster, cmd.member);
   auto current = (*etcd)->Get(key);
   if (!current.ok()) return ReportFailure(kCommand, current.status());
-  if (!*current)
+  // The drain mark is what lasts (the member copies it into its record on every registration);
+  // an unregistered member can still be undrained, so that a stale mark can always be cleared.
+  if (!*current && !cmd.undo)
     return ReportFailure(kCommand,
                          NotFound("no member '" + cmd.member + "' in cluster " + global.cluster));
-  auto record = membership::MemberRecordFromJson((*current)->value);
-  if (!record.ok()) return ReportFailure(kCommand, record.status());
-  record->state = cmd.undo ? membership::MemberState::kServing : membership::MemberState::kDraining;
-  // The record stays attached to the member's own lease: it still vanishes if the member dies.
-  if (Status st = (*etcd)->Put(key, membership::ToJson(*record), 0, /*keep_lease=*/true);
-      !st.ok()) {
-    return ReportFailure(kCommand, st);
+  const std::string mark_key = membership::DrainKey(global.cluster, cmd.member);
+  uint64_t since = 0;
+  if (cmd.undo) {
+    if (Status st = (*etcd)->Delete(mark_key); !st.ok()) return ReportFailure(kCommand, st);
+  } else {
+    auto mark = (*etcd)->Get(mark_key);
+    if (!mark.ok()) return ReportFailure(kCommand, mark.status());
+    if (*mark) {
+      if (auto earlier = membership::DrainMarkFromJson((*mark)->value); earlier.ok()) since = *earlier;
+    }
+    if (since == 0) {
+      since = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+      if (Status st = (*etcd)->Put(mark_key, membership::DrainMarkJson(since)); !st.ok())
+        return ReportFailure(kCommand, st);
+    }
+  }
+  membership::MemberState state = cmd.undo ? membership::MemberState::kServing : membership::MemberState::kDraining;
+  if (*current) {
+    auto record = membership::MemberRecordFromJson((*current)->value);
+    if (!record.ok()) return ReportFailure(kCommand, record.status());
+    record->state = state;
+    record->draining_since_unix_ms = since;
+    // The record stays attached to the member's own lease: it still vanishes if the member dies.
+    if (Status st = (*etcd)->Put(key, membership::ToJson(*record), 0, /*keep_lease=*/true); !st.ok())
+      return ReportFailure(kCommand, st);
   }
   if (global.json) {
     PrintJson({{"member", cmd.member},
                {"cluster", global.cluster},
-               {"state", std::string(ToString(record->state))}});
+               {"state", std::string(ToString(state))},
+               {"registered", current->has_value()}});
   } else {
-    std::cout << "member " << cmd.member << " is " << ToString(record->state) << '\n';
+    std::cout << "member " << cmd.member << " is " << ToString(state)
+              << (current->has_value() ? "" : " (not registered now; the drain mark is cleared)") << '\n';
   }
   return kExitOk;
 }

@@ -13,6 +13,15 @@ double Ratio(uint64_t part, uint64_t whole) {
   return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
 }
 
+// Hits over every block read, lookups and gets together.
+std::string HitRatioLine(const StoreStats& s) {
+  const uint64_t hits = s.lookup_hit_blocks + s.get_hits;
+  const uint64_t reads = hits + s.lookup_miss_blocks + s.get_misses;
+  if (reads == 0) return "no reads yet";
+  return FormatFixed(100.0 * Ratio(hits, reads), 1) + "% of " + std::to_string(reads) +
+         " block reads (lookups and gets)";
+}
+
 nlohmann::json TierJson(const TierStats& t) {
   return {{"tier", std::string(ToString(t.tier))},
           {"capacity_bytes", t.capacity_bytes},
@@ -77,6 +86,7 @@ nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
           {"serving", health.serving},
           {"version", stats.version},
           {"member_id", stats.member_id},
+          {"membership", stats.membership},
           {"uptime_ms", stats.uptime_ms},
           {"tiers", tiers},
           {"lookup",
@@ -97,6 +107,7 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
   PrintFields(std::cout, {{"daemon", address + (health.serving ? "  serving" : "  NOT SERVING")},
                           {"version", stats.version},
                           {"member", stats.member_id},
+                          {"membership", stats.membership.empty() ? std::string("-") : stats.membership},
                           {"uptime", FormatUptime(stats.uptime_ms)},
                           {"data plane", stats.data_plane},
                           {"one-sided", stats.one_sided_transports.empty() ? std::string("-")
@@ -131,6 +142,7 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
             ")"},
        {"gets",
         std::to_string(stats.get_hits) + " hits / " + std::to_string(stats.get_misses) + " misses"},
+       {"hit ratio", HitRatioLine(stats)},
        {"puts", std::to_string(stats.puts_stored) + " stored / " +
                     std::to_string(stats.puts_deduplicated) + " deduplicated"},
        {"reservations", std::to_string(stats.reservations_open) + " open"},
@@ -167,8 +179,13 @@ int RunStatus(const GlobalOptions& global) {
   } else {
     PrintStatus(session.address, *health, *stats);
   }
-  return health->serving ? kExitOk
-                         : ReportFailure(kCommand, Unavailable("daemon reports it is not serving"));
+  if (!health->serving) return ReportFailure(kCommand, Unavailable("daemon reports it is not serving"));
+  // A daemon of a cluster that is not registered serves nobody who finds it through etcd.
+  if (!stats->membership.empty() && stats->membership != "standalone" &&
+      stats->membership.rfind("registered", 0) != 0) {
+    return ReportFailure(kCommand, Unavailable("daemon is not in its cluster: " + stats->membership));
+  }
+  return kExitOk;
 }
 
 }  // namespace kvstash::cli

@@ -27,6 +27,7 @@ std::string_view ToString(PutOutcome outcome) {
     case PutOutcome::kExists: return "exists";
     case PutOutcome::kBusy: return "busy";
     case PutOutcome::kNoSpace: return "no_space";
+    case PutOutcome::kUnreachable: return "unreachable";
   }
   return "unknown";
 }

@@ -46,6 +46,14 @@ struct Groups {
   }
 };
 
+// "<id> at <address>" for a member of the snapshot; the address alone for one that left it.
+std::string NameOf(const ClusterView::Snapshot& snap, const std::string& address) {
+  for (const MemberInfo& m : snap.members) {
+    if (m.address == address) return "member " + m.id + " at " + address;
+  }
+  return "member at " + address;
+}
+
 MemberInfo FromRecord(const membership::MemberRecord& r) {
   MemberInfo m;
   m.id = r.id;
@@ -57,6 +65,7 @@ MemberInfo FromRecord(const membership::MemberRecord& r) {
   m.ssd_capacity_bytes = r.ssd_capacity_bytes;
   m.hbm_capacity_bytes = r.hbm_capacity_bytes;
   m.started_unix_ms = r.started_unix_ms;
+  m.draining_since_unix_ms = r.draining_since_unix_ms;
   return m;
 }
 
@@ -284,15 +293,16 @@ Result<PutResult> ClusterRouter::Put(std::span<const PutItem> items,
     }
   }
   PutResult result;
-  result.outcomes.assign(items.size(), PutOutcome::kBusy);
+  result.outcomes.assign(items.size(), PutOutcome::kUnreachable);
   auto snap = view_.Current();
   if (!snap->empty()) {
     Groups groups;
     for (size_t i = 0; i < items.size(); ++i) groups.Add(snap->current.Owner(items[i].key), i);
     std::vector<Status> errors(groups.addresses.size());
+    std::vector<uint8_t> answered(groups.addresses.size(), 0);
     RunParallel(groups.addresses.size(), [&](size_t g) {
       std::shared_ptr<Connection> conn = ConnectionTo(groups.addresses[g]);
-      if (!conn) return;  // stays kBusy
+      if (!conn) return;  // stays kUnreachable
       std::vector<PutItem> sub;
       for (size_t i : groups.indices[g]) sub.push_back(items[i]);
       Result<PutResult> r = conn->Put(sub, put_options);
@@ -300,11 +310,15 @@ Result<PutResult> ClusterRouter::Put(std::span<const PutItem> items,
         errors[g] = r.status();
         return;
       }
+      answered[g] = 1;
       for (size_t k = 0; k < sub.size() && k < r->outcomes.size(); ++k)
         result.outcomes[groups.indices[g][k]] = r->outcomes[k];
     });
     for (const Status& st : errors) {
       if (IsRequestError(st)) return st;
+    }
+    for (size_t g = 0; g < groups.addresses.size(); ++g) {
+      if (!answered[g]) result.unreachable.push_back(NameOf(*snap, groups.addresses[g]));
     }
   }
   client_internal::CountOutcomes(result);
@@ -315,6 +329,7 @@ Status ClusterRouter::Get(std::span<GetItem> items) {
   auto snap = view_.Current();
   std::vector<std::vector<std::string>> sources(items.size());
   std::vector<size_t> next(items.size(), 0);
+  std::vector<std::string> unreachable(items.size());  // a source of item i that did not answer
   for (size_t i = 0; i < items.size(); ++i) {
     items[i].found = false;
     items[i].size = 0;
@@ -337,7 +352,10 @@ Status ClusterRouter::Get(std::span<GetItem> items) {
     std::vector<Status> errors(groups.addresses.size());
     RunParallel(groups.addresses.size(), [&](size_t g) {
       std::shared_ptr<Connection> conn = ConnectionTo(groups.addresses[g]);
-      if (!conn) return;  // misses; the next source may have them
+      if (!conn) {  // misses; the next source may have them
+        for (size_t i : groups.indices[g]) unreachable[i] = groups.addresses[g];
+        return;
+      }
       std::vector<GetItem> sub;
       for (size_t i : groups.indices[g]) {
         sub.push_back(items[i]);
@@ -355,6 +373,7 @@ Status ClusterRouter::Get(std::span<GetItem> items) {
       if (slot) slot->in_flight -= static_cast<int64_t>(sub.size());
       if (!st.ok()) {
         errors[g] = st;
+        for (size_t i : groups.indices[g]) unreachable[i] = groups.addresses[g];
         return;
       }
       for (size_t k = 0; k < sub.size(); ++k) {
@@ -369,6 +388,13 @@ Status ClusterRouter::Get(std::span<GetItem> items) {
     });
     for (const Status& st : errors) {
       if (IsRequestError(st)) return st;
+    }
+  }
+  // A miss where a source did not answer may be that member's block: say so, naming it.
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (!items[i].found && items[i].status.code() == StatusCode::kNotFound && !unreachable[i].empty()) {
+      items[i].status = Unavailable("block " + items[i].key.ToHex() + " not found; " + NameOf(*snap, unreachable[i]) +
+                                    " did not answer (down or unreachable from here)");
     }
   }
   // Blocks found at a previous owner are handed to their new owner (the pull of a join), so that

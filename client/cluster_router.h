@@ -1,8 +1,9 @@
 // ClusterRouter: the Client operations over a cluster. Each call takes the current member
 // snapshot (client/cluster_view.h), groups its keys by owner, asks the owners in parallel (one RPC
 // batch per owner), and falls back to previous owners during a join's grace period. A member that
-// cannot be reached turns into misses; only request errors (INVALID_ARGUMENT, FAILED_PRECONDITION)
-// fail a call. The member set comes from an etcd watch (membership/member_watcher.h) or a fixed
+// cannot be reached turns into misses (Get: UNAVAILABLE per item, naming it) and
+// PutOutcome::kUnreachable; only request errors (INVALID_ARGUMENT, FAILED_PRECONDITION) fail a
+// call. While etcd does not answer, the last member set seen stays in use. The member set comes from an etcd watch (membership/member_watcher.h) or a fixed
 // peer list. A block that a Get found at a previous owner is then put to its new owner (the new
 // owner "pulls" it through the reader), so it stays a hit once the grace period is over. Keys that
 // the daemons report as replicated (hot blocks) are read from any of their copies, least-loaded

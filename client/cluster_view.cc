@@ -33,6 +33,29 @@ std::vector<std::string> ClusterView::Snapshot::Copies(const BlockKey& key,
   return out;
 }
 
+ClusterView::Ring ClusterView::BeforeDrains(const std::vector<MemberInfo>& members, TimePoint now,
+                                            uint64_t now_unix_ms) const {
+  const auto grace_ms = static_cast<uint64_t>(grace_.count());
+  uint64_t longest_left_ms = 0;  // the grace left of the most recent drain
+  std::vector<RendezvousMember> ring;
+  Ring r;
+  for (const MemberInfo& m : members) {  // ordered by id
+    if (!(m.weight > 0)) continue;
+    if (m.draining) {
+      const uint64_t since = m.draining_since_unix_ms;
+      const uint64_t age_ms = now_unix_ms > since ? now_unix_ms - since : 0;
+      if (since == 0 || age_ms >= grace_ms) continue;
+      longest_left_ms = std::max(longest_left_ms, grace_ms - age_ms);
+    }
+    ring.push_back({m.id, m.weight});
+    r.addresses.push_back(m.address);
+  }
+  if (longest_left_ms == 0) return Ring{};
+  r.ring = RendezvousRing(std::move(ring));
+  r.until = now + std::chrono::milliseconds(longest_left_ms);
+  return r;
+}
+
 void ClusterView::Update(std::vector<MemberInfo> members, TimePoint now, uint64_t now_unix_ms) {
   std::sort(members.begin(), members.end(),
             [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -81,6 +104,8 @@ void ClusterView::Update(std::vector<MemberInfo> members, TimePoint now, uint64_
       before_joins.push_back(std::move(r));
     }
   }
+  Ring before_drains = BeforeDrains(members, now, now_unix_ms);
+  if (!before_drains.ring.empty()) before_joins.insert(before_joins.begin(), std::move(before_drains));
   next->members = std::move(members);
 
   std::lock_guard lock(mu_);

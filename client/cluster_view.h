@@ -45,7 +45,9 @@ class ClusterView {
 
   // Replaces the member set; when the serving set changed, the old ring enters its grace period.
   // Members that joined less than the grace period ago (by their started_unix_ms, wall clock)
-  // also yield a previous ring without them, so that a client started after a join falls back too.
+  // also yield a previous ring without them, and members drained less than the grace period ago
+  // (draining_since_unix_ms) one with them, so that a client started after a join or a drain
+  // falls back too.
   void Update(std::vector<MemberInfo> members, TimePoint now = std::chrono::steady_clock::now(),
               uint64_t now_unix_ms = WallClockMs());
   static uint64_t WallClockMs();
@@ -53,6 +55,8 @@ class ClusterView {
 
  private:
   static constexpr size_t kMaxPrevious = 4;
+  // The ring with the members drained within the grace period still serving; empty when none.
+  Ring BeforeDrains(const std::vector<MemberInfo>& members, TimePoint now, uint64_t now_unix_ms) const;
   const std::chrono::milliseconds grace_;
   mutable std::mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();  // guarded by mu_

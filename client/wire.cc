@@ -99,6 +99,7 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   for (const auto& [reason, count] : p.refused_messages()) s.refused_messages[reason] = count;
   s.corrupt_blocks = p.corrupt_blocks();
   s.one_sided_transports = p.one_sided_transports();
+  s.membership = p.membership();
   return s;
 }
 

@@ -37,6 +37,26 @@ Result<EtcdKeyValue> ParseKv(const json& kv) {
   return out;
 }
 
+// httplib's own names for its errors are single words ("Connection", "Read"): say what happened.
+std::string Describe(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection:
+      return "cannot connect (connection refused, or no route to the host)";
+    case httplib::Error::ConnectionTimeout:
+      return "connection timed out";
+    case httplib::Error::Read:
+      return "no answer in time, or the connection closed while reading";
+    case httplib::Error::Write:
+      return "the connection closed while sending";
+    case httplib::Error::BindIPAddress:
+      return "cannot bind the local address";
+    case httplib::Error::Canceled:
+      return "cancelled";
+    default:
+      return "HTTP client error " + httplib::to_string(error);
+  }
+}
+
 Result<json> ParseJson(const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
@@ -109,8 +129,11 @@ Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& option
   for (std::string e : options.endpoints) {
     const std::string original = e;
     if (e.rfind("http://", 0) == 0) e = e.substr(7);
-    if (e.rfind("https://", 0) == 0)
-      return InvalidArgument("etcd endpoint " + original + ": TLS is not supported");
+    if (e.rfind("https://", 0) == 0) {
+      return InvalidArgument("etcd endpoint " + original +
+                             ": TLS to etcd is not supported yet (issue 16); give etcd an http:// client URL "
+                             "on a trusted network (docs/OPERATIONS.md, Running a cluster)");
+    }
     while (!e.empty() && e.back() == '/') e.pop_back();
     const size_t colon = e.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == e.size() ||
@@ -144,7 +167,7 @@ Result<std::string> EtcdClient::Post(const std::string& path, const std::string&
     cli.set_write_timeout(sec, usec);
     auto res = cli.Post(path.c_str(), body, "application/json");
     if (!res) {
-      last_error = ep.host + ":" + std::to_string(ep.port) + ": " + httplib::to_string(res.error());
+      last_error = ep.host + ":" + std::to_string(ep.port) + ": " + Describe(res.error());
       continue;
     }
     preferred_.store(idx);
@@ -308,7 +331,7 @@ Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
   if (cancelled_.load() || stopped_by_callback) return Status::Ok();
   if (!stream_status.ok()) return stream_status;
   if (!sent && err == httplib::Error::Read) return DeadlineExceeded("etcd watch idle");
-  if (!sent) return Unavailable("etcd watch stream broke: " + httplib::to_string(err));
+  if (!sent) return Unavailable("etcd watch stream broke: " + Describe(err));
   return Unavailable("etcd ended the watch stream (HTTP " + std::to_string(res.status) + ")");
 }
 

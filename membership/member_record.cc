@@ -23,6 +23,7 @@ std::string ToJson(const MemberRecord& r) {
            {"ssd", r.ssd_capacity_bytes},
            {"hbm", r.hbm_capacity_bytes}}},
          {"state", ToString(r.state)},
+         {"draining_since_unix_ms", r.draining_since_unix_ms},
          {"started_unix_ms", r.started_unix_ms},
          {"version", r.version}};
   return j.dump();
@@ -60,6 +61,7 @@ Result<MemberRecord> MemberRecordFromJson(std::string_view text) {
   else
     return InvalidArgument("member record has an unknown state '" + state + "'");
   r.started_unix_ms = u64(j, "started_unix_ms");
+  r.draining_since_unix_ms = r.state == MemberState::kDraining ? u64(j, "draining_since_unix_ms") : 0;
   KVSTASH_RETURN_IF_ERROR(ValidateName("member id", r.id));
   if (r.grpc_address.empty())
     return InvalidArgument("member record " + r.id + " has no gRPC address");
@@ -73,6 +75,22 @@ std::string MembersPrefix(const std::string& cluster) {
 }
 std::string MemberKey(const std::string& cluster, const std::string& id) {
   return MembersPrefix(cluster) + id;
+}
+
+std::string DrainKey(const std::string& cluster, const std::string& id) {
+  return "/kvstash/" + cluster + "/drain/" + id;
+}
+
+std::string DrainMarkJson(uint64_t since_unix_ms) {
+  return json{{"since_unix_ms", since_unix_ms}}.dump();
+}
+
+Result<uint64_t> DrainMarkFromJson(std::string_view text) {
+  const json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return InvalidArgument("drain mark is not a JSON object");
+  auto it = j.find("since_unix_ms");
+  if (it == j.end() || !it->is_number_unsigned()) return InvalidArgument("drain mark has no since_unix_ms");
+  return it->get<uint64_t>();
 }
 
 Status ValidateName(std::string_view what, std::string_view name) {

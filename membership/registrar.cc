@@ -5,6 +5,26 @@
 #include <algorithm>
 
 namespace kvstash::membership {
+namespace {
+
+constexpr auto kFirstRetry = std::chrono::milliseconds(200);
+constexpr auto kRepeatErrorLog = std::chrono::seconds(30);
+
+}  // namespace
+
+std::string_view ToString(RegistrationState state) {
+  switch (state) {
+    case RegistrationState::kPending:
+      return "pending";
+    case RegistrationState::kRegistered:
+      return "registered";
+    case RegistrationState::kEtcdUnreachable:
+      return "etcd_unreachable";
+    case RegistrationState::kConflict:
+      return "conflict";
+  }
+  return "unknown";
+}
 
 Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& options) {
   KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
@@ -13,87 +33,163 @@ Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& opti
     return InvalidArgument("lease TTL must be 1..3600 s");
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> etcd, EtcdClient::Create(options.etcd));
   std::unique_ptr<Registrar> r(new Registrar(options, std::move(etcd)));
-  // Another live daemon with the same id would have its record overwritten: refuse instead.
-  KVSTASH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> existing, r->etcd_->Get(r->key_));
-  if (existing) {
-    Result<MemberRecord> other = MemberRecordFromJson(existing->value);
-    if (!other.ok() || other->grpc_address != options.record.grpc_address) {
-      return AlreadyExists("member id '" + options.record.id +
-                           "' is already registered in cluster '" + options.cluster + "' by " +
-                           (other.ok() ? other->grpc_address : "another process"));
-    }
+  const Status first = r->Register();
+  if (first.code() == StatusCode::kAlreadyExists) return first;
+  if (!first.ok()) {
+    spdlog::warn("etcd does not answer at start ({}); serving anyway, and registering member {} in cluster {} "
+                 "once it does (retrying with backoff up to {} ms)",
+                 first.message(), options.record.id, options.cluster, options.max_retry.count());
   }
-  KVSTASH_RETURN_IF_ERROR(r->Register());
+  r->Note(first);
   Registrar* raw = r.get();
-  r->thread_ = std::thread([raw] { raw->KeepAliveLoop(); });
+  r->thread_ = std::thread([raw] { raw->Loop(); });
   return r;
 }
 
 Registrar::Registrar(RegistrarOptions options, std::unique_ptr<EtcdClient> etcd)
     : options_(std::move(options)),
       etcd_(std::move(etcd)),
-      key_(MemberKey(options_.cluster, options_.record.id)) {}
+      key_(MemberKey(options_.cluster, options_.record.id)),
+      drain_key_(DrainKey(options_.cluster, options_.record.id)) {}
 
 Registrar::~Registrar() { Stop(); }
 
-int64_t Registrar::lease_id() const {
+RegistrationHealth Registrar::Health() const {
   std::lock_guard lock(mu_);
-  return lease_id_;
+  return health_;
+}
+
+Status Registrar::Publish(int64_t lease) {
+  MemberRecord record = options_.record;
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> mark, etcd_->Get(drain_key_));
+  if (mark) {
+    Result<uint64_t> since = DrainMarkFromJson(mark->value);
+    if (since.ok()) {
+      record.state = MemberState::kDraining;
+      record.draining_since_unix_ms = *since;
+    } else {
+      spdlog::warn("ignoring the drain mark {}: {}", drain_key_, since.status().message());
+    }
+  }
+  KVSTASH_RETURN_IF_ERROR(etcd_->Put(key_, ToJson(record), lease));
+  std::lock_guard lock(mu_);
+  health_.draining = record.state == MemberState::kDraining;
+  ++health_.registrations;
+  return Status::Ok();
 }
 
 Status Registrar::Register() {
+  // Another live daemon with the same id would have its record overwritten: refuse instead. The
+  // same address is this daemon's previous life (a restart within the old lease's TTL).
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> existing, etcd_->Get(key_));
+  if (existing) {
+    Result<MemberRecord> other = MemberRecordFromJson(existing->value);
+    if (!other.ok() || other->grpc_address != options_.record.grpc_address) {
+      return AlreadyExists("member id '" + options_.record.id + "' is already registered in cluster '" +
+                           options_.cluster + "' by " + (other.ok() ? other->grpc_address : "another process"));
+    }
+  }
   KVSTASH_ASSIGN_OR_RETURN(int64_t lease, etcd_->LeaseGrant(options_.lease_ttl_s));
-  Status put = etcd_->Put(key_, ToJson(options_.record), lease);
-  if (!put.ok()) {
+  if (Status st = Publish(lease); !st.ok()) {
     (void)etcd_->LeaseRevoke(lease);
-    return put;
+    return st;
   }
   std::lock_guard lock(mu_);
   lease_id_ = lease;
   return Status::Ok();
 }
 
-void Registrar::KeepAliveLoop() {
-  const auto interval =
-      std::chrono::milliseconds(std::max<int64_t>(200, options_.lease_ttl_s * 1000 / 3));
+Status Registrar::Maintain(int64_t lease) {
+  Result<int64_t> ttl = etcd_->LeaseKeepAlive(lease);
+  if (ttl.status().code() == StatusCode::kNotFound) {
+    spdlog::warn("etcd lease of member {} expired (etcd unreachable for longer than the {} s TTL?); registering again",
+                 options_.record.id, options_.lease_ttl_s);
+    {
+      std::lock_guard lock(mu_);
+      lease_id_ = 0;
+    }
+    return Register();
+  }
+  KVSTASH_RETURN_IF_ERROR(ttl.status());
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> current, etcd_->Get(key_));
+  if (!current) {
+    spdlog::warn("the etcd record of member {} disappeared while its lease lives (deleted, or revoked by another "
+                 "process); publishing it again",
+                 options_.record.id);
+    return Publish(lease);
+  }
+  Result<MemberRecord> record = MemberRecordFromJson(current->value);
+  if (!record.ok() || record->grpc_address != options_.record.grpc_address) {
+    return AlreadyExists("member id '" + options_.record.id + "' was taken over by " +
+                         (record.ok() ? record->grpc_address : "a record that does not parse") +
+                         "; this daemon is out of cluster '" + options_.cluster +
+                         "' until that member leaves (then it registers again)");
+  }
+  // Republish when the record is under another lease or its drain state is not the mark's.
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<EtcdKeyValue> mark, etcd_->Get(drain_key_));
+  const bool marked = mark.has_value() && DrainMarkFromJson(mark->value).ok();
+  if (current->lease != lease || marked != (record->state == MemberState::kDraining)) return Publish(lease);
+  return Status::Ok();
+}
+
+void Registrar::Note(const Status& round) {
+  std::lock_guard lock(mu_);
+  const RegistrationState before = health_.state;
+  if (round.ok()) {
+    health_.state = RegistrationState::kRegistered;
+    health_.detail.clear();
+  } else if (round.code() == StatusCode::kAlreadyExists) {
+    health_.state = RegistrationState::kConflict;
+    health_.detail = round.message();
+  } else {
+    health_.state = health_.registrations == 0 ? RegistrationState::kPending : RegistrationState::kEtcdUnreachable;
+    health_.detail = round.message();
+  }
+  const auto now = std::chrono::steady_clock::now();
+  if (health_.state == RegistrationState::kRegistered) {
+    if (before != RegistrationState::kRegistered)
+      spdlog::info("member {} is registered in cluster {}", options_.record.id, options_.cluster);
+    return;
+  }
+  if (health_.state == before && now - last_error_log_ < kRepeatErrorLog) return;
+  last_error_log_ = now;
+  if (health_.state == RegistrationState::kConflict)
+    spdlog::error("member {} is NOT in cluster {}: {}", options_.record.id, options_.cluster, health_.detail);
+  else
+    spdlog::warn("member {}: etcd: {}", options_.record.id, health_.detail);
+}
+
+void Registrar::Loop() {
+  const auto interval = std::chrono::milliseconds(std::max<int64_t>(200, options_.lease_ttl_s * 1000 / 3));
+  const auto max_retry = std::max(kFirstRetry, std::min(options_.max_retry, interval));
+  auto retry = kFirstRetry;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, interval, [this] { return stopping_; });
+    const bool healthy = health_.state == RegistrationState::kRegistered;
+    cv_.wait_for(lock, healthy ? interval : retry, [this] { return stopping_; });
     if (stopping_) break;
+    retry = healthy ? kFirstRetry : std::min(retry * 2, max_retry);
     const int64_t lease = lease_id_;
     lock.unlock();
-    Status st = Status::Ok();
-    if (lease != 0) {
-      Result<int64_t> ttl = etcd_->LeaseKeepAlive(lease);
-      st = ttl.status();
-    }
-    if (lease == 0 || st.code() == StatusCode::kNotFound) {
-      if (lease != 0)
-        spdlog::warn("etcd lease of member {} expired; registering again", options_.record.id);
-      st = Register();
-      if (st.ok())
-        spdlog::info("registered again as {} in cluster {}", options_.record.id, options_.cluster);
-      else {
-        std::lock_guard relock(mu_);
-        lease_id_ = 0;
-      }
-    }
-    if (!st.ok())
-      spdlog::warn("etcd keep-alive for member {}: {}", options_.record.id, st.message());
+    const Status round = lease == 0 ? Register() : Maintain(lease);
+    Note(round);
     lock.lock();
   }
 }
 
 void Registrar::Stop() {
-  int64_t lease = 0;
   {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     stopping_ = true;
-    lease = lease_id_;
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  int64_t lease = 0;
+  {
+    std::lock_guard lock(mu_);
+    lease = lease_id_;
+  }
   if (lease != 0) {
     Status st = etcd_->LeaseRevoke(lease);
     if (!st.ok()) spdlog::warn("could not revoke etcd lease on stop: {}", st.message());

@@ -1,15 +1,26 @@
 // Registrar: a daemon's presence in the cluster. Takes an etcd lease, publishes the daemon's
-// MemberRecord under it at /kvstash/<cluster>/members/<id>, and keeps the lease alive from a
-// background thread (every TTL/3). When the lease is lost anyway (etcd unreachable for longer than
-// the TTL), the record is published again under a new lease once etcd answers. Stop revokes the
-// lease so that the member disappears at once; a crashed daemon disappears when its TTL runs out.
+// MemberRecord under it at /kvstash/<cluster>/members/<id>, and keeps it there from a background
+// thread (every TTL/3):
+//   * the lease is kept alive; when it is lost anyway (etcd unreachable for longer than the TTL),
+//     the record is published again under a new lease once etcd answers;
+//   * the record is read back: one that disappeared (deleted by hand, or revoked by another
+//     process) is published again; one that another address took over is left alone and reported
+//     (RegistrationState::kConflict, an error in the log) until that member is gone;
+//   * the member's drain mark (DrainKey, written by `kvstash drain`) is copied into the record,
+//     so a drain survives lease loss and restarts.
+// When etcd does not answer at start, Start still succeeds and registration is retried in the
+// background with backoff; Health() says where it stands. Stop revokes the lease so that the
+// member disappears at once; a crashed daemon disappears when its TTL runs out.
 //
-// Thread-safety: Start and Stop are called by the owner; the keep-alive thread is internal.
+// Thread-safety: Start and Stop are called by the owner; Health from any thread; the keep-alive
+// thread is internal.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 
 #include "membership/etcd_client.h"
@@ -22,32 +33,62 @@ struct RegistrarOptions {
   std::string cluster = "default";
   int64_t lease_ttl_s = 10;  // 1..3600; a crashed member is dropped within this
   MemberRecord record;
+  // Longest wait between registration attempts while etcd does not answer (the first is 200 ms;
+  // each failure doubles it).
+  std::chrono::milliseconds max_retry{5'000};
+};
+
+enum class RegistrationState {
+  kPending,          // not registered yet: etcd did not answer since the start
+  kRegistered,       // the record is in etcd under this daemon's lease
+  kEtcdUnreachable,  // etcd stopped answering; the record stays until the lease runs out
+  kConflict,         // another live address holds this member id; this daemon is out of the cluster
+};
+std::string_view ToString(RegistrationState state);
+
+struct RegistrationHealth {
+  RegistrationState state = RegistrationState::kPending;
+  std::string detail;          // why not registered (the last error); empty when registered
+  bool draining = false;       // as published
+  uint64_t registrations = 0;  // times the record was published: the first, and every repair since
 };
 
 class Registrar {
  public:
-  // UNAVAILABLE when etcd cannot be reached; ALREADY_EXISTS when a live member holds the same id.
+  // INVALID_ARGUMENT for bad options; ALREADY_EXISTS when etcd answers and a live member with
+  // another address holds the same id. When etcd cannot be reached, returns a Registrar that keeps
+  // trying (Health().state == kPending).
   static Result<std::unique_ptr<Registrar>> Start(const RegistrarOptions& options);
   ~Registrar();  // Stop()
 
   // Stops the keep-alive and revokes the lease (best effort). Idempotent.
   void Stop();
 
-  int64_t lease_id() const;
+  RegistrationHealth Health() const;
   const std::string& key() const { return key_; }
 
  private:
   explicit Registrar(RegistrarOptions options, std::unique_ptr<EtcdClient> etcd);
-  Status Register();  // grant + put; sets lease_id_
-  void KeepAliveLoop();
+  // Conflict check, drain mark, a new lease, the record under it.
+  Status Register();
+  // One keep-alive round while registered: the lease, then the record and drain mark.
+  Status Maintain(int64_t lease);
+  // Puts the record (with the drain mark read now) under `lease`.
+  Status Publish(int64_t lease);
+  void Loop();
+  // Records the outcome of a round and logs state changes (errors again every 30 s).
+  void Note(const Status& round);
 
   RegistrarOptions options_;
   std::unique_ptr<EtcdClient> etcd_;
   const std::string key_;
+  const std::string drain_key_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;  // guarded by mu_
-  int64_t lease_id_ = 0;   // guarded by mu_
+  bool stopping_ = false;                                           // guarded by mu_
+  int64_t lease_id_ = 0;                                            // guarded by mu_
+  RegistrationHealth health_;                                       // guarded by mu_
+  std::chrono::steady_clock::time_point last_error_log_{};          // guarded by mu_
   std::thread thread_;
 };
 

@@ -199,8 +199,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
                      : " (UCX cannot reach GPU memory here)");
   }
   if (impl->tier->ssd() != nullptr) {
-    spdlog::info("SSD tier: {} in {} (DRAM victims are demoted there, hits promoted back)",
-                 FormatBytes(config.ssd_capacity), config.ssd_dir);
+    tiers::TierUsage ssd;
+    for (const tiers::TierUsageEntry& e : impl->tier->UsageByTier()) {
+      if (e.kind == tiers::TierKind::kSsd) ssd = e.usage;
+    }
+    spdlog::info("SSD tier: {} in {}, {} blocks ({}) recovered from it (DRAM victims are demoted there, hits "
+                 "promoted back)",
+                 FormatBytes(config.ssd_capacity), config.ssd_dir, ssd.blocks, FormatBytes(ssd.used_bytes));
   }
   impl->server_metrics = std::make_unique<ServerMetrics>(impl->registry, *impl->tier, kVersion);
 
@@ -209,6 +214,9 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  // gRPC sets SO_REUSEPORT by default: a second daemon on the same port would then start, share
+  // the port and take over this member's etcd record. Refuse a port in use instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
   builder.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
   grpc::ResourceQuota quota("kvstashd");
@@ -273,10 +281,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   builder.RegisterService(impl->service.get());
   impl->grpc_server = builder.BuildAndStart();
   if (!impl->grpc_server || bound_port == 0) {
-    return Unavailable("cannot listen for gRPC on " + config.listen);
+    return Unavailable("cannot listen for gRPC on " + config.listen + " (in use by another process?)");
   }
   impl->grpc_address = grpc_hp.first + ":" + std::to_string(bound_port);
-  service_options.member_id = config.member_id.empty() ? impl->grpc_address : config.member_id;
+  const std::string advertised_grpc = AdvertisedAddress(config, impl->grpc_address);
+  service_options.member_id = config.member_id.empty() ? advertised_grpc : config.member_id;
   impl->service->SetMemberId(service_options.member_id);
   if (impl->replicator) {
     if (Status st = impl->replicator->Start(service_options.member_id); !st.ok()) {
@@ -295,15 +304,17 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   impl->metrics_address = metrics_hp.first + ":" + std::to_string(*metrics_port);
 
   if (!config.standalone) {  // join the cluster only once both ports serve
-    Result<std::unique_ptr<membership::Registrar>> registrar = RegisterMember(
-        config, {service_options.member_id, impl->grpc_address, impl->metrics_address,
-                 service_options.data_plane.worker_address});
+    Result<std::unique_ptr<membership::Registrar>> registrar =
+        RegisterMember(config, {service_options.member_id, advertised_grpc,
+                                AdvertisedAddress(config, impl->metrics_address),
+                                service_options.data_plane.worker_address});
     if (!registrar.ok()) {
       impl->metrics_server->Stop();
       impl->grpc_server->Shutdown();
       return registrar.status();
     }
     impl->registrar = std::move(*registrar);
+    impl->service->SetMembershipSource(WatchRegistration(impl->registry, *impl->registrar));
   }
 
   Impl* raw = impl.get();

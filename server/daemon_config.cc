@@ -66,6 +66,16 @@ Status ReadSize(const toml::node& node, const std::string& origin, std::string_v
   return TypeError(origin, key, "a size such as \"1GiB\" or a byte count");
 }
 
+// A host name or IPv4 address ([A-Za-z0-9.-]), or an IPv6 address (hex digits, '.' and ':'), or empty.
+bool ValidAdvertise(const std::string& host) {
+  if (host.size() > 253) return false;
+  const bool name = host.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") ==
+                    std::string::npos;
+  const bool ipv6 = host.find(':') != std::string::npos &&
+                    host.find_first_not_of("0123456789abcdefABCDEF.:") == std::string::npos;
+  return name || ipv6;
+}
+
 Status ApplyServerTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
@@ -74,6 +84,7 @@ Status ApplyServerTable(const toml::table& table, const std::string& origin, Dae
     else if (key == "metrics_listen") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_listen));
     else if (key == "standalone") KVSTASH_RETURN_IF_ERROR(ReadBool(node, origin, full, c.standalone));
     else if (key == "member_id") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.member_id));
+    else if (key == "advertise") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.advertise));
     else if (key == "threads") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.threads));
     else if (key == "log_level") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.log_level));
     else if (key == "reservation_timeout_ms") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.reservation_timeout_ms));
@@ -343,6 +354,10 @@ Status DaemonConfig::Validate() const {
       return InvalidArgument("peer must be HOST:PORT, not '" + peer + "'");
     }
   }
+  if (!ValidAdvertise(advertise)) {
+    return InvalidArgument("advertise must be a host name, IPv4 or IPv6 address without a port, not '" + advertise +
+                           "'");
+  }
   if (replicas < 1 || replicas > 8) return InvalidArgument("replication.copies must be 1..8");
   if (hot_rate < 1) return InvalidArgument("replication.hot_rate must be at least 1 hit per second");
   if (!standalone) {
@@ -360,7 +375,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   CLI::App app{"kvstashd — the kvstash storage daemon"};
   app.set_version_flag("--version", std::string("kvstashd ") + kVersion);
   std::string config_path;
-  std::optional<std::string> listen, metrics_listen, member_id, log_level, dram_capacity, eviction_policy,
+  std::optional<std::string> listen, metrics_listen, member_id, advertise, log_level, dram_capacity, eviction_policy,
       huge_pages;
   std::optional<uint32_t> threads;
   std::optional<double> high_watermark, low_watermark;
@@ -382,7 +397,9 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--listen", listen, "gRPC address HOST:PORT (port 0 picks one) [127.0.0.1:7370]");
   app.add_option("--metrics-listen", metrics_listen, "/metrics address HOST:PORT [127.0.0.1:7371]");
   app.add_flag("--standalone", standalone, "run without etcd as a one-member cluster [default]");
-  app.add_option("--member-id", member_id, "member id [the bound gRPC address]");
+  app.add_option("--member-id", member_id, "member id [the advertised gRPC address, HOST:PORT]");
+  app.add_option("--advertise", advertise,
+                 "host name or IP peers and clients dial [the listen host; this host's name for 0.0.0.0 or ::]");
   app.add_option("--threads", threads, "most gRPC handler threads [64]");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off [info]");
   app.add_option("--dram-capacity", dram_capacity, "DRAM tier size, e.g. 4GiB [1GiB]");
@@ -436,6 +453,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (metrics_listen) config.metrics_listen = *metrics_listen;
   if (standalone) config.standalone = true;
   if (member_id) config.member_id = *member_id;
+  if (advertise) config.advertise = *advertise;
   if (threads) config.threads = *threads;
   if (log_level) config.log_level = *log_level;
   if (dram_capacity) {

@@ -18,7 +18,11 @@ struct DaemonConfig {
   std::string listen = "127.0.0.1:7370";          // gRPC; port 0 picks a free port
   std::string metrics_listen = "127.0.0.1:7371";  // Prometheus /metrics; port 0 picks a free port
   bool standalone = true;                         // no etcd: this daemon is the whole cluster
-  std::string member_id;                          // default: the bound gRPC address
+  // The host name or IP address that peers and clients dial to reach this daemon (published in its
+  // member record with the bound ports). Empty: the listen host, or this host's name when the
+  // listen host is a wildcard (0.0.0.0, ::).
+  std::string advertise;
+  std::string member_id;                          // default: the advertised gRPC address (HOST:PORT)
   uint32_t threads = 64;                          // most gRPC handler threads (1..1024); requests beyond wait
   std::string log_level = "info";
   uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation

@@ -90,6 +90,20 @@ void StoreService::SetMemberId(std::string member_id) {
   member_id_ = std::move(member_id);
 }
 
+void StoreService::SetMembershipSource(std::function<std::string()> source) {
+  std::lock_guard lock(member_id_mu_);
+  membership_ = std::move(source);
+}
+
+std::string StoreService::membership() const {
+  std::function<std::string()> source;
+  {
+    std::lock_guard lock(member_id_mu_);
+    source = membership_;
+  }
+  return source ? source() : std::string("standalone");
+}
+
 std::string StoreService::member_id() const {
   std::lock_guard lock(member_id_mu_);
   return member_id_;
@@ -619,6 +633,7 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_reservations_open(usage.reservations);
   resp.set_data_plane(options_.data_plane.ucx ? "ucx (" + options_.data_plane.transports + ")" : "inline");
   resp.set_gpu_data_path(options_.data_plane.gpu_data_path);
+  resp.set_membership(membership());
   for (const tiers::BlockMeta& meta : tier_.dram().Hottest(kHottestBlocks)) {
     if (meta.hits > 0) FillInfo(meta, *resp.add_hottest());
   }

@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,6 +84,9 @@ class StoreService final : public kvstash::v1::Store::Service {
 
   // Set once after the listening port is bound, before the first RPC is served.
   void SetMemberId(std::string member_id);
+  // Where Stats reports this daemon's cluster registration from (StatsResponse.membership); called
+  // on gRPC threads, also while RPCs are served. Unset means "standalone".
+  void SetMembershipSource(std::function<std::string()> source);
   // Handlers running right now (for a graceful stop).
   int64_t InFlight() const { return in_flight_.load(std::memory_order_acquire); }
 
@@ -121,6 +125,7 @@ class StoreService final : public kvstash::v1::Store::Service {
     if (options_.access_hooks != nullptr) options_.access_hooks->OnHit(key);
   }
   std::string member_id() const;
+  std::string membership() const;
   bool two_sided() const {
     return options_.data_plane.transfer != nullptr && options_.data_plane.protocol != "one-sided";
   }
@@ -136,6 +141,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   std::atomic<uint64_t> next_lane_{0};  // DataPlane deals two-sided lanes out in turn
   mutable std::mutex member_id_mu_;
   std::string member_id_;  // guarded by member_id_mu_
+  std::function<std::string()> membership_;  // guarded by member_id_mu_
 };
 
 // kvstash Status -> grpc::Status with the same code and message.

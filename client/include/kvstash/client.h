@@ -21,9 +21,12 @@
 // every key to its owner by weighted rendezvous hashing over the live members, splits each batch
 // by owner and asks the owners in parallel (one RPC per owner per batch). For `join_grace_ms`
 // after the member set changed, a key missing at its owner is also looked for at the owner(s) it
-// had before, so a join does not empty the cache. In a cluster a member that cannot be reached
-// gives misses (Lookup/Get/Stat), "missing" (Remove) and PutOutcome::kBusy (Put), never an error
-// and never wrong bytes; only invalid requests fail a call.
+// had before, so a join does not empty the cache; a drained member (`kvstash drain`) is read the
+// same way for `join_grace_ms` after its drain, by clients started before or after it. In a
+// cluster a member that cannot be reached gives misses (Lookup/Stat; Get with
+// GetItem::status UNAVAILABLE naming the member), "missing" (Remove) and
+// PutOutcome::kUnreachable (Put, with PutResult::unreachable naming it), never an error and never
+// wrong bytes; only invalid requests fail a call.
 //
 // Thread-safety: a Client is safe for concurrent use by multiple threads; each call is
 // independent. Calls block until the daemon answers or `timeout_ms` passes.
@@ -114,15 +117,18 @@ struct PutItem {
   std::span<const std::byte> data;  // 1 B .. 64 MiB
 };
 
-// kBusy: another writer holds a reservation for the key, or (in a cluster) its owner is unreachable.
-enum class PutOutcome { kStored, kExists, kBusy, kNoSpace };
+// kBusy: another writer holds a reservation for the key. kUnreachable (a cluster only): the key's
+// owner did not answer (down, or partitioned from this client); PutResult::unreachable names it.
+enum class PutOutcome { kStored, kExists, kBusy, kNoSpace, kUnreachable };
 std::string_view ToString(PutOutcome outcome);
 
 struct PutResult {
   std::vector<PutOutcome> outcomes;  // one per item, same order
   size_t stored = 0;
   size_t existed = 0;
-  size_t failed = 0;  // busy or no space
+  size_t failed = 0;  // busy, no space or unreachable
+  // The members that did not answer, "<id> at <host:port>" (kUnreachable outcomes), once each.
+  std::vector<std::string> unreachable;
 };
 
 struct PutOptions {
@@ -150,7 +156,8 @@ struct GetItem {
   bool found = false;
   uint64_t size = 0;            // bytes written into buffer when found
   Status status;                // why not found: NOT_FOUND (a miss), OUT_OF_RANGE (buffer too small),
-                                // DATA_LOSS (checksum mismatch)
+                                // DATA_LOSS (checksum mismatch), UNAVAILABLE (in a cluster: a member
+                                // that may hold the block did not answer; the message names it)
 };
 
 enum class RemoveOutcome { kRemoved, kMissing };
@@ -200,6 +207,9 @@ struct StoreStats {
   uint64_t eager_gets_refused = 0;         // eager gets answered without it (miss, not in DRAM, too large)
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
   std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
+  // The daemon's cluster registration: "standalone", "registered", or "pending",
+  // "etcd_unreachable", "conflict" followed by ": " and why (docs/OPERATIONS.md, Running a cluster).
+  std::string membership;
 };
 
 struct ListResult {
@@ -224,6 +234,7 @@ struct MemberInfo {
   uint64_t ssd_capacity_bytes = 0;
   uint64_t hbm_capacity_bytes = 0;
   uint64_t started_unix_ms = 0;  // when the member joined (wall clock); 0 when unknown
+  uint64_t draining_since_unix_ms = 0;  // when its drain began (wall clock); 0 when serving or unknown
 };
 
 struct MemberStats {
