@@ -162,6 +162,7 @@ Status CpuEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std:
         std::copy_n(v.data() + (t * kv + g) * hd, hd, pool.V(page, l) + at);
       }
     }
+    ReportLayers(l + 1, c.num_hidden_layers);
     Attention(q.data(), n, start, page_table, pool, l, attn.data());
     MatMul(attn.data(), n, w.o, hidden, heads * hd, proj.data());
     for (size_t i = 0; i < x.size(); ++i) x[i] += proj[i];

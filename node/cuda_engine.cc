@@ -292,6 +292,10 @@ Status CudaEngine::Forward(std::span<const uint32_t> tokens, uint32_t start, std
         launched(cuda::SwiGlu(m.half, m.gate_up, static_cast<uint32_t>(n), static_cast<uint32_t>(inter), m.act, st),
                  "SwiGLU"));
     KVSTASH_RETURN_IF_ERROR(m.Gemm(w.down, m.act, m.x, true, hidden, n, inter, true, "down projection"));
+    if (ReportsLayer(l + 1, c.num_hidden_layers)) {  // the layers' KV must have landed before it is read
+      KVSTASH_RETURN_IF_ERROR(CudaStatus(cudaStreamSynchronize(st), "layer-wise progress"));
+      ReportLayers(l + 1, c.num_hidden_layers);
+    }
   }
   if (logits != nullptr) {
     KVSTASH_RETURN_IF_ERROR(launched(cuda::RmsNorm(m.half, m.x + first * hidden, m.final_norm,

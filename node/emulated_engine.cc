@@ -145,8 +145,16 @@ double EmulatedEngine::PredictSeconds(const StepShape& step) const {
 void EmulatedEngine::FinishStep(const StepShape& step) {
   const Clock::time_point began = step_began_.value_or(Clock::now());
   step_began_.reset();
-  const auto due = began + std::chrono::duration_cast<Clock::duration>(
-                               std::chrono::duration<double>(PredictSeconds(step) * time_scale_));
+  const double seconds = PredictSeconds(step) * time_scale_;
+  const auto due = began + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  // Layer-wise progress at each layer's share of the modelled step (layers take equal time).
+  const uint32_t layers = config_.num_hidden_layers;
+  for (uint32_t l = 1; l <= layers; ++l) {
+    if (!ReportsLayer(l, layers)) continue;
+    std::this_thread::sleep_until(began + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(seconds * l / layers)));
+    ReportLayers(l, layers);
+  }
   const Clock::time_point now = Clock::now();
   if (now < due) {
     std::this_thread::sleep_until(due);

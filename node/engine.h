@@ -6,7 +6,9 @@
 // Thread-safety: Forward and FinishStep calls must not overlap (the runtime's step thread makes them).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -55,6 +57,29 @@ class Engine {
                          KvPagePool& pool, std::vector<float>* logits, bool last_only = true) = 0;
   // Called once after every step of the runtime's loop with what it computed.
   virtual void FinishStep(const StepShape& /*step*/) {}
+
+  // Layer-wise progress, for a P/D handoff that sends each group of layers' KV as soon as it is
+  // computed. With a hook set, an engine that can tell calls it on the step thread with n (every
+  // `every` layers, and after the last) once the KV of layers [0, n) of every token that the
+  // current step's Forward calls computed so far is in the pages: the cpu and cuda engines from
+  // inside Forward, the emulated engine from FinishStep at the modelled time of that layer. An
+  // engine that cannot tell never calls it; the runtime then sends all layers after the step.
+  void SetLayerProgress(std::function<void(uint32_t layers_done)> hook, uint32_t every) {
+    layer_progress_ = std::move(hook);
+    layer_every_ = std::max<uint32_t>(1, every);
+  }
+
+ protected:
+  bool ReportsLayer(uint32_t done, uint32_t total) const {
+    return layer_progress_ && (done % layer_every_ == 0 || done == total);
+  }
+  void ReportLayers(uint32_t done, uint32_t total) {
+    if (ReportsLayer(done, total)) layer_progress_(done);
+  }
+
+ private:
+  std::function<void(uint32_t)> layer_progress_;
+  uint32_t layer_every_ = 1;
 };
 
 }  // namespace kvstash::node

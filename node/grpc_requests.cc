@@ -107,6 +107,9 @@ Result<ParsedRequest> ParseCommon(const Req& req, const Tokenizer* tokenizer, co
     Result<BlockKey> key = BlockKey::FromBytes(req.handoff().tail_key());
     if (!key.ok()) return InvalidArgument("handoff.tail_key must be exactly 16 bytes");
     CompletionRequest::Handoff handoff{*key, std::nullopt};
+    if (req.handoff().layerwise() && req.handoff().has_first_token()) {
+      return InvalidArgument("handoff.first_token: a layer-wise handoff's first token comes with its KV");
+    }
     if (req.handoff().has_first_token()) {
       if (req.handoff().first_token() >= limits.vocab_size) {
         return InvalidArgument("handoff.first_token is " + std::to_string(req.handoff().first_token()) +
@@ -129,10 +132,12 @@ Result<ParsedRequest> ParseCommon(const Req& req, const Tokenizer* tokenizer, co
 
 Result<ParsedRequest> ParseGenerateRequest(const v1::GenerateRequest& req, const Tokenizer* tokenizer,
                                            const RequestLimits& limits) {
-  if (req.has_handoff() && !req.handoff().has_first_token()) {
+  if (req.has_handoff() && !req.handoff().has_first_token() && !req.handoff().layerwise()) {
     return InvalidArgument("handoff.first_token: Generate takes a handoff with the prefill node's first token");
   }
-  return ParseCommon(req, tokenizer, limits);
+  Result<ParsedRequest> parsed = ParseCommon(req, tokenizer, limits);
+  if (parsed.ok() && parsed->request.handoff) parsed->request.handoff->receive_layers = req.handoff().layerwise();
+  return parsed;
 }
 
 Result<ParsedRequest> ParsePrefillRequest(const v1::PrefillRequest& req, const Tokenizer* tokenizer,
@@ -141,6 +146,7 @@ Result<ParsedRequest> ParsePrefillRequest(const v1::PrefillRequest& req, const T
     return InvalidArgument("handoff.first_token: only Generate takes it (Prefill chooses the first token)");
   }
   KVSTASH_ASSIGN_OR_RETURN(ParsedRequest out, ParseCommon(req, tokenizer, limits));
+  if (out.request.handoff) out.request.handoff->send_layers = req.handoff().layerwise();
   *store_wait_ms = kDefaultStoreWaitMs;
   if (req.has_store_wait_ms()) {
     if (req.store_wait_ms() > kMaxStoreWaitMs) {

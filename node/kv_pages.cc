@@ -60,6 +60,23 @@ Status KvPagePool::WritePage(uint32_t page, std::span<const std::byte> bytes) {
   return memory_->CopyIn(page * page_bytes_, bytes);
 }
 
+Status KvPagePool::ReadLayers(uint32_t page, uint32_t first_layer, uint32_t layers, std::span<std::byte> out) const {
+  const size_t bytes = size_t{layers} * 2 * plane_bytes_;
+  if (page >= pages() || first_layer > geometry_.layers || layers > geometry_.layers - first_layer || out.size() != bytes) {
+    return InvalidArgument("ReadLayers: page, layers or size out of range");
+  }
+  return memory_->CopyOut(page * page_bytes_ + size_t{first_layer} * 2 * plane_bytes_, out);
+}
+
+Status KvPagePool::WriteLayers(uint32_t page, uint32_t first_layer, uint32_t layers, std::span<const std::byte> bytes) {
+  const size_t want = size_t{layers} * 2 * plane_bytes_;
+  if (page >= pages() || first_layer > geometry_.layers || layers > geometry_.layers - first_layer ||
+      bytes.size() != want) {
+    return InvalidArgument("WriteLayers: page, layers or size out of range");
+  }
+  return memory_->CopyIn(page * page_bytes_ + size_t{first_layer} * 2 * plane_bytes_, bytes);
+}
+
 size_t KvPagePool::free_pages() const {
   std::lock_guard lock(mu_);
   return free_list_.size();

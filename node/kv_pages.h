@@ -74,6 +74,10 @@ class KvPagePool {
   // The whole page (all layers, K and V) to or from host bytes of page_bytes(). REQUIRES: page < pages().
   Status ReadPage(uint32_t page, std::span<std::byte> out) const;
   Status WritePage(uint32_t page, std::span<const std::byte> bytes);
+  // Layers [first_layer, first_layer + layers) of a page (K and V of each: one contiguous range of
+  // layers × 2 × plane_bytes() bytes). INVALID_ARGUMENT for a range or size that does not fit.
+  Status ReadLayers(uint32_t page, uint32_t first_layer, uint32_t layers, std::span<std::byte> out) const;
+  Status WriteLayers(uint32_t page, uint32_t first_layer, uint32_t layers, std::span<const std::byte> bytes);
 
  private:
   KvPagePool(const KvGeometry& geometry, uint32_t page_tokens, size_t pages, std::unique_ptr<PageMemory> memory);

@@ -54,6 +54,12 @@ NodeMetrics::NodeMetrics(metrics::Registry& r, std::function<RuntimeStats()> sta
       store_errors_(r.AddCounter("kvstash_node_store_errors_total",
                                  "Lookups or puts that could not reach the store (the tokens were computed).")
                         .WithLabels({})),
+      handoff_slices_(r.AddCounter("kvstash_node_handoff_slices_total",
+                                   "Layer-wise P/D handoff slices put to the store (sent, prefill side) and loaded "
+                                   "from it (received, decode side), markers included.",
+                                   {"direction"})),
+      handoff_bytes_(r.AddCounter("kvstash_node_handoff_bytes_total",
+                                  "Bytes of the layer-wise P/D handoff slices, as handoff_slices_total.", {"direction"})),
       running_(r.AddGauge("kvstash_node_running_sequences", "Sequences in the batch (prefilling or decoding).")
                    .WithLabels({})),
       waiting_(r.AddGauge("kvstash_node_waiting_sequences", "Requests queued, not yet started.").WithLabels({})),
@@ -67,6 +73,10 @@ NodeMetrics::NodeMetrics(metrics::Registry& r, std::function<RuntimeStats()> sta
           r.AddGauge("kvstash_node_last_step_seconds", "Duration of the runtime's latest step.").WithLabels({})) {
   for (const char* source : {"local", "store", "computed"}) (void)prompt_tokens_.WithLabels({source});
   for (const char* direction : {"fetched", "stored"}) (void)kv_bytes_.WithLabels({direction});
+  for (const char* direction : {"sent", "received"}) {
+    (void)handoff_slices_.WithLabels({direction});
+    (void)handoff_bytes_.WithLabels({direction});
+  }
   for (const char* result : {"ok", "invalid_argument", "unavailable"}) (void)requests_.WithLabels({result});
   r.AddCollector([this] { Collect(); });
 }
@@ -99,6 +109,10 @@ void NodeMetrics::Collect() {
   kv_bytes_.WithLabels({"stored"}).Inc(delta(now.kv_bytes_stored, last_.kv_bytes_stored));
   blocks_rejected_.Inc(delta(now.blocks_rejected, last_.blocks_rejected));
   store_errors_.Inc(delta(now.store_errors, last_.store_errors));
+  handoff_slices_.WithLabels({"sent"}).Inc(delta(now.handoff_slices_sent, last_.handoff_slices_sent));
+  handoff_slices_.WithLabels({"received"}).Inc(delta(now.handoff_slices_received, last_.handoff_slices_received));
+  handoff_bytes_.WithLabels({"sent"}).Inc(delta(now.handoff_bytes_sent, last_.handoff_bytes_sent));
+  handoff_bytes_.WithLabels({"received"}).Inc(delta(now.handoff_bytes_received, last_.handoff_bytes_received));
   last_ = now;
 }
 

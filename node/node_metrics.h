@@ -42,6 +42,8 @@ class NodeMetrics {
   metrics::Family<metrics::Counter>& kv_bytes_;
   metrics::Counter& blocks_rejected_;
   metrics::Counter& store_errors_;
+  metrics::Family<metrics::Counter>& handoff_slices_;
+  metrics::Family<metrics::Counter>& handoff_bytes_;
   metrics::Gauge& running_;
   metrics::Gauge& waiting_;
   metrics::Gauge& pool_pages_;

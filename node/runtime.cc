@@ -12,8 +12,11 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "kvstash/prefix_hasher.h"
+#include "node/handoff_receiver.h"
+#include "node/handoff_sender.h"
 #include "node/kv_block_store.h"
 #include "node/local_prefix_cache.h"
 
@@ -27,6 +30,13 @@ size_t CeilDiv(size_t a, size_t b) { return (a + b - 1) / b; }
 Status CancelledStatus() { return Status(StatusCode::kCancelled, "the request was cancelled (its client went away)"); }
 
 }  // namespace
+
+// Copies of newly computed blocks, put to the store in order by the put thread.
+struct PutJob {
+  std::vector<BlockKey> keys;
+  std::optional<BlockKey> first_parent;
+  std::vector<std::vector<std::byte>> bytes;
+};
 
 // One request from admission to its last token.
 struct Sequence {
@@ -44,6 +54,12 @@ struct Sequence {
   CompletionResult result;
   bool handed_off = false;          // a decode-side handoff loaded the whole prompt: decode at once
   bool first_released = false;      // its first token has been passed on (TTFT stamped)
+  // Layer-wise handoff, prefill side: its slices' sequence; the first failure to read them out of
+  // the pages; its full blocks, put once the handoff's slices are all in the store.
+  std::shared_ptr<HandoffSender::Request> sending;
+  Status send_error;
+  std::shared_ptr<PutJob> deferred_puts;
+  bool receiving = false;           // layer-wise handoff, decode side: its KV comes as slices
 
   bool cancelled() const { return request.cancel && request.cancel->load(std::memory_order_acquire); }
 };
@@ -73,12 +89,6 @@ struct NodeRuntime::Impl {
   // Step thread only.
   std::list<std::unique_ptr<Sequence>> prefilling, decoding;
 
-  // Background puts: copies of newly computed blocks, put to the store in order.
-  struct PutJob {
-    std::vector<BlockKey> keys;
-    std::optional<BlockKey> first_parent;
-    std::vector<std::vector<std::byte>> bytes;
-  };
   std::mutex put_mu;
   std::condition_variable put_cv;
   std::deque<PutJob> puts;  // guarded by put_mu
@@ -89,6 +99,21 @@ struct NodeRuntime::Impl {
   // Step thread only: what the current step computed, for Engine::FinishStep.
   StepShape step;
 
+  // Layer-wise handoff. The prefill chunk of this step whose KV goes out layer group by layer
+  // group (step thread only), and the decode side's sequences waiting for their slices.
+  struct LayerCursor {
+    Sequence* s;
+    size_t first_page, end_page;
+    uint32_t sent;  // pool layers [0, sent) queued
+  };
+  std::optional<LayerCursor> layer_cursor;
+  std::unordered_map<uint64_t, std::unique_ptr<Sequence>> receiving;  // step thread only
+  uint64_t next_receive_id = 0;                                      // step thread only
+  std::vector<std::pair<uint64_t, Result<uint32_t>>> received;       // guarded by mu
+  // Created with the store (so after `blocks`); destroyed first, as their threads call back here.
+  std::unique_ptr<HandoffSender> sender;      // set under mu
+  std::unique_ptr<HandoffReceiver> receiver;  // set under mu
+
   Impl(std::unique_ptr<Engine> e, std::unique_ptr<KvPagePool> p, Client* s, const std::string& ns, const NodeOptions& o)
       : engine(std::move(e)),
         store(s),
@@ -98,9 +123,41 @@ struct NodeRuntime::Impl {
         pool(*pool_owner),
         cache(pool),
         pages_per_block(o.block_tokens / o.page_tokens) {
-    if (store != nullptr) blocks.emplace(*store, pool, o.block_tokens);
     cache.set_record_events(static_cast<bool>(o.kv_events));
+    if (store != nullptr) UseStore(store);
   }
+
+  void UseStore(Client* s) {
+    store = s;
+    blocks.emplace(*store, pool, options.block_tokens);
+    auto new_sender = std::make_unique<HandoffSender>(*store);
+    auto new_receiver = std::make_unique<HandoffReceiver>(
+        *store, pool, engine->config().vocab_size, std::chrono::milliseconds(options.handoff_timeout_ms),
+        [this](uint64_t id, Result<uint32_t> first) {
+          {
+            std::lock_guard lock(mu);
+            received.emplace_back(id, std::move(first));
+          }
+          work_cv.notify_all();
+        });
+    std::lock_guard lock(mu);
+    sender = std::move(new_sender);
+    receiver = std::move(new_receiver);
+  }
+  uint32_t LayerGroup() const {
+    const uint32_t layers = engine->config().num_hidden_layers;
+    return options.handoff_layer_group > 0 ? options.handoff_layer_group : std::max<uint32_t>(1, (layers + 7) / 8);
+  }
+  // Queues slices of pages [first_page, end_page) of `s`, pool layers [first_layer, +layers).
+  void SendLayers(Sequence& s, size_t first_page, size_t end_page, uint32_t first_layer, uint32_t layers);
+  // The engine's layer-wise progress (model layers [0, done) of this step's tokens computed).
+  void OnLayers(uint32_t done);
+  // Sends what the engine did not report of this step's chunk, and unhooks the engine.
+  void FlushLayers();
+  void StartReceiving(std::unique_ptr<Sequence> s);
+  void TakeReceived();
+  std::shared_ptr<PutJob> MakePutJob(Sequence& s, size_t from, size_t to);
+  void EnqueuePut(PutJob job);
 
   void StepLoop();
   void PutLoop();
@@ -154,8 +211,7 @@ struct NodeRuntime::Impl {
       attached = std::exchange(attached_store, nullptr);
     }
     if (attached == nullptr || blocks) return;
-    store = attached;
-    blocks.emplace(*store, pool, options.block_tokens);
+    UseStore(attached);
   }
   // The load after a step of `step_seconds` (as the engine spent it, modelled time included): a
   // step with decode tokens sets the decode step time (what TBT sees); a step with prefill tokens
@@ -290,6 +346,14 @@ RuntimeStats NodeRuntime::Stats() const {
   std::lock_guard lock(impl_->mu);
   RuntimeStats s = impl_->stats;
   s.pool_free_pages = impl_->pool.free_pages();
+  if (impl_->sender) {
+    s.handoff_slices_sent = impl_->sender->slices_put();
+    s.handoff_bytes_sent = impl_->sender->bytes_put();
+  }
+  if (impl_->receiver) {
+    s.handoff_slices_received = impl_->receiver->slices_received();
+    s.handoff_bytes_received = impl_->receiver->bytes_received();
+  }
   return s;
 }
 
@@ -319,6 +383,12 @@ void NodeRuntime::Drain() {
     impl_->work_cv.notify_all();
     impl_->idle_cv.wait(lock, [&] { return impl_->waiting.empty() && impl_->in_flight == 0; });
   }
+  HandoffSender* sender;
+  {
+    std::lock_guard lock(impl_->mu);
+    sender = impl_->sender.get();
+  }
+  if (sender != nullptr) sender->WaitIdle();  // its callbacks queue the last puts
   std::unique_lock lock(impl_->put_mu);
   impl_->put_cv.wait(lock, [&] { return impl_->puts.empty() && impl_->puts_busy == 0; });
 }
@@ -329,12 +399,15 @@ void NodeRuntime::Impl::StepLoop() {
   while (true) {
     {
       std::unique_lock lock(mu);
-      work_cv.wait(lock, [&] { return stop || !waiting.empty() || !prefilling.empty() || !decoding.empty(); });
-      if (stop && waiting.empty() && prefilling.empty() && decoding.empty()) return;
+      work_cv.wait(lock, [&] {
+        return stop || !waiting.empty() || !prefilling.empty() || !decoding.empty() || !received.empty();
+      });
+      if (stop && waiting.empty() && prefilling.empty() && decoding.empty() && receiving.empty()) return;
     }
     const auto step_start = Clock::now();
     step = StepShape{};
     TakeAttachedStore();
+    TakeReceived();
     Admit();
     for (auto it = prefilling.begin(); it != prefilling.end();) {
       if (!(*it)->cancelled()) {
@@ -354,6 +427,7 @@ void NodeRuntime::Impl::StepLoop() {
       prefilling.pop_front();
     }
     if (!step.empty()) engine->FinishStep(step);
+    FlushLayers();
     // Tokens become visible only once the step is over (an engine with modelled time has slept it).
     ReleaseTokens();
     ReportKvEvents();
@@ -367,7 +441,7 @@ void NodeRuntime::Impl::StepLoop() {
 }
 
 void NodeRuntime::Impl::Admit() {
-  while (prefilling.size() + decoding.size() < options.max_running) {
+  while (prefilling.size() + decoding.size() + receiving.size() < options.max_running) {
     std::unique_ptr<Sequence> s;
     {
       std::lock_guard lock(mu);
@@ -389,7 +463,9 @@ void NodeRuntime::Impl::Admit() {
       --in_flight;
       return;
     }
-    if (s->handed_off) {
+    if (s->receiving) {
+      StartReceiving(std::move(s));
+    } else if (s->handed_off) {
       decoding.push_back(std::move(s));
     } else {
       prefilling.push_back(std::move(s));
@@ -401,6 +477,19 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   const std::vector<uint32_t>& prompt = s.request.prompt;
   const size_t total = prompt.size() + s.request.sampling.max_tokens;
   s.chain = hasher.Chain(prompt);
+  if (s.request.handoff && s.request.handoff->receive_layers && receiver) {
+    // Every prompt token's KV comes from the prefill node's slices.
+    s.pages.clear();
+    s.local_blocks = 0;
+    const size_t own = CeilDiv(total, options.page_tokens);
+    cache.MakeRoom(own);
+    auto allocated = pool.AllocateMany(own);
+    if (!allocated) return false;
+    s.pages = std::move(*allocated);
+    s.sampler.emplace(s.request.sampling);
+    s.receiving = true;
+    return true;
+  }
   // At least the last prompt token is computed: its logits choose the first output token. A
   // decode node taking a handoff is given that token, so it may reuse every full block.
   const bool taking_handoff = s.request.handoff && s.request.handoff->first_token && blocks;
@@ -437,6 +526,10 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
   s.sampler.emplace(s.request.sampling);
   if (taking_handoff && s.reused_blocks == s.chain.size()) TakeHandoffTail(s);
   s.result.prompt.computed = prompt.size() - s.computed_to;
+  if (s.request.handoff && s.request.handoff->send_layers && sender) {
+    s.sending = sender->Begin(s.request.handoff->tail_key, static_cast<uint32_t>(prompt.size()));
+    SendLayers(s, 0, s.computed_to / options.page_tokens, 0, pool.geometry().layers);  // the reused prefix
+  }
   return true;
 }
 
@@ -445,10 +538,15 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   const size_t n = std::min(options.max_batch_tokens, prompt.size() - s.computed_to);
   const bool last = s.computed_to + n == prompt.size();
   std::vector<float> logits;
+  if (s.sending) {
+    layer_cursor = LayerCursor{&s, s.computed_to / options.page_tokens, CeilDiv(s.computed_to + n, options.page_tokens), 0};
+    engine->SetLayerProgress([this](uint32_t done) { OnLayers(done); }, LayerGroup());
+  }
   const Status st = engine->Forward(std::span(prompt).subspan(s.computed_to, n), static_cast<uint32_t>(s.computed_to),
                                     s.pages, pool, last ? &logits : nullptr);
   step.prefill.push_back({n, s.computed_to});
   if (!st.ok()) {
+    layer_cursor.reset();
     std::unique_ptr<Sequence> failed = std::move(prefilling.front());
     prefilling.pop_front();
     Finish(std::move(failed), st);
@@ -456,9 +554,14 @@ void NodeRuntime::Impl::PrefillChunk(Sequence& s) {
   }
   s.computed_to += n;
   if (!last) return;
-  // Every full prompt block computed here goes to the store, in the background.
-  QueuePuts(s, s.reused_blocks, s.chain.size());
-  if (s.request.handoff && !s.request.handoff->first_token) PutHandoffTail(s);
+  // Every full prompt block computed here goes to the store, in the background (after a
+  // layer-wise handoff's slices: they are on the decode node's critical path).
+  if (s.sending) {
+    s.deferred_puts = MakePutJob(s, s.reused_blocks, s.chain.size());
+  } else {
+    QueuePuts(s, s.reused_blocks, s.chain.size());
+    if (s.request.handoff && !s.request.handoff->first_token) PutHandoffTail(s);
+  }
   s.result.first_logits = logits;
   Emit(s, logits);
 }
@@ -517,10 +620,14 @@ void NodeRuntime::Impl::DecodeStep() {
 }
 
 void NodeRuntime::Impl::QueuePuts(Sequence& s, size_t from, size_t to) {
-  if (!blocks || !options.store_puts || from >= to) return;
-  PutJob job;
-  job.keys.assign(s.chain.begin() + static_cast<long>(from), s.chain.begin() + static_cast<long>(to));
-  if (from > 0) job.first_parent = s.chain[from - 1];
+  if (std::shared_ptr<PutJob> job = MakePutJob(s, from, to)) EnqueuePut(std::move(*job));
+}
+
+std::shared_ptr<PutJob> NodeRuntime::Impl::MakePutJob(Sequence& s, size_t from, size_t to) {
+  if (!blocks || !options.store_puts || from >= to) return nullptr;
+  auto job = std::make_shared<PutJob>();
+  job->keys.assign(s.chain.begin() + static_cast<long>(from), s.chain.begin() + static_cast<long>(to));
+  if (from > 0) job->first_parent = s.chain[from - 1];
   const size_t page_bytes = pool.page_bytes();
   for (size_t b = from; b < to; ++b) {
     std::vector<std::byte> bytes(blocks->block_bytes());
@@ -534,15 +641,101 @@ void NodeRuntime::Impl::QueuePuts(Sequence& s, size_t from, size_t to) {
       }
     }
     if (b >= to) break;
-    job.bytes.push_back(std::move(bytes));
+    job->bytes.push_back(std::move(bytes));
   }
-  job.keys.resize(job.bytes.size());
-  if (job.keys.empty()) return;
+  job->keys.resize(job->bytes.size());
+  if (job->keys.empty()) return nullptr;
+  return job;
+}
+
+void NodeRuntime::Impl::EnqueuePut(PutJob job) {
   {
     std::lock_guard lock(put_mu);
     puts.push_back(std::move(job));
   }
   put_cv.notify_one();
+}
+
+void NodeRuntime::Impl::SendLayers(Sequence& s, size_t first_page, size_t end_page, uint32_t first_layer,
+                                   uint32_t layers) {
+  if (!s.sending || !s.send_error.ok() || layers == 0 || first_page >= end_page) return;
+  const size_t per_page = size_t{layers} * 2 * pool.plane_bytes();
+  const uint32_t run = SlicePages(2 * pool.plane_bytes(), layers);
+  for (size_t p = first_page; p < end_page; p += run) {
+    const size_t n = std::min<size_t>(run, end_page - p);
+    std::vector<std::byte> payload(n * per_page);
+    for (size_t i = 0; i < n && s.send_error.ok(); ++i) {
+      s.send_error = pool.ReadLayers(s.pages[p + i], first_layer, layers, std::span(payload).subspan(i * per_page, per_page));
+    }
+    if (!s.send_error.ok()) {
+      spdlog::warn("kvstash-node: cannot read KV for the handoff: {}", s.send_error.ToString());
+      return;
+    }
+    SliceHeader header;
+    header.first_page = static_cast<uint32_t>(p);
+    header.pages = static_cast<uint32_t>(n);
+    header.first_layer = first_layer;
+    header.layers = layers;
+    sender->Send(s.sending, header, payload);
+  }
+}
+
+void NodeRuntime::Impl::OnLayers(uint32_t done) {
+  if (!layer_cursor) return;
+  const uint32_t pool_layers = pool.geometry().layers, model_layers = engine->config().num_hidden_layers;
+  // An emulated pool may keep fewer layers than the model has: the same share of them.
+  const uint32_t ready = static_cast<uint32_t>(uint64_t{std::min(done, model_layers)} * pool_layers / model_layers);
+  LayerCursor& c = *layer_cursor;
+  if (ready <= c.sent) return;
+  SendLayers(*c.s, c.first_page, c.end_page, c.sent, ready - c.sent);
+  c.sent = ready;
+}
+
+void NodeRuntime::Impl::FlushLayers() {
+  if (!layer_cursor) return;
+  OnLayers(engine->config().num_hidden_layers);
+  layer_cursor.reset();
+  engine->SetLayerProgress({}, 1);
+}
+
+void NodeRuntime::Impl::StartReceiving(std::unique_ptr<Sequence> s) {
+  const uint64_t id = next_receive_id++;
+  HandoffReceiver::Job job;
+  job.id = id;
+  job.handoff_key = s->request.handoff->tail_key;
+  job.prompt_tokens = static_cast<uint32_t>(s->request.prompt.size());
+  job.pages.assign(s->pages.begin(), s->pages.begin() + static_cast<long>(CeilDiv(job.prompt_tokens, options.page_tokens)));
+  job.cancel = s->request.cancel;
+  receiving.emplace(id, std::move(s));
+  receiver->Start(std::move(job));
+}
+
+void NodeRuntime::Impl::TakeReceived() {
+  std::vector<std::pair<uint64_t, Result<uint32_t>>> got;
+  {
+    std::lock_guard lock(mu);
+    got.swap(received);
+  }
+  for (auto& [id, first] : got) {
+    auto found = receiving.find(id);
+    if (found == receiving.end()) continue;
+    std::unique_ptr<Sequence> s = std::move(found->second);
+    receiving.erase(found);
+    if (!first.ok()) {
+      Finish(std::move(s), first.status());
+      continue;
+    }
+    const size_t prompt = s->request.prompt.size();
+    s->computed_to = prompt;
+    s->result.prompt = PromptSources{0, prompt, 0};
+    s->sampler->Skip();
+    s->result.ttft_seconds = std::chrono::duration<double>(Clock::now() - s->submitted).count();
+    s->first_released = true;
+    s->generated.push_back(*first);
+    if (s->on_token) s->on_token(*first);
+    s->handed_off = true;
+    decoding.push_back(std::move(s));
+  }
 }
 
 void NodeRuntime::Impl::Finish(std::unique_ptr<Sequence> s, Status status) {
@@ -579,6 +772,28 @@ void NodeRuntime::Impl::Finish(std::unique_ptr<Sequence> s, Status status) {
     --in_flight;
   }
   idle_cv.notify_all();
+  if (s->sending) {
+    // A layer-wise handoff's prefill: the result waits for its slices and marker to be stored.
+    const bool sent_all = status.ok() && s->send_error.ok() && !s->generated.empty();
+    auto done = std::make_shared<std::promise<Result<CompletionResult>>>(std::move(s->done));
+    auto result = std::make_shared<CompletionResult>(std::move(s->result));
+    result->tokens = s->generated;
+    sender->Finish(s->sending, sent_all ? SliceKind::kDone : SliceKind::kAborted,
+                   sent_all ? s->generated.front() : 0,
+                   [this, done, result, status, send_error = s->send_error, puts = s->deferred_puts](Status stored) {
+                     if (puts && stored.ok()) EnqueuePut(std::move(*puts));
+                     if (!status.ok()) {
+                       done->set_value(status);
+                     } else if (!send_error.ok()) {
+                       done->set_value(Status(StatusCode::kInternal, "handoff: " + send_error.ToString()));
+                     } else if (!stored.ok()) {
+                       done->set_value(stored);
+                     } else {
+                       done->set_value(std::move(*result));
+                     }
+                   });
+    return;
+  }
   if (status.ok()) {
     s->result.tokens = std::move(s->generated);
     s->done.set_value(std::move(s->result));

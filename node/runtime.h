@@ -51,6 +51,10 @@ struct NodeOptions {
   // left (`evicted`) the local cache: the KV events a conductor indexes this node's cache by.
   // Must be quick (queue them).
   std::function<void(std::vector<BlockKey> stored, std::vector<BlockKey> evicted)> kv_events;
+  // Layer-wise handoff: the grain (model layers per slice group; 0: an eighth of the layers,
+  // rounded up) and how long a decode node waits for the next slice before it gives up.
+  uint32_t handoff_layer_group = 0;
+  uint64_t handoff_timeout_ms = 30'000;
   // When set, called on the step thread with the TTFT of every request that has a request_id.
   std::function<void(uint64_t request_id, double ttft_seconds)> ttft_reports;
 };
@@ -72,9 +76,20 @@ struct CompletionRequest {
   // block and the tail are fetched; when all arrive nothing is computed, `first_token` is the
   // first generated token, and the tail is removed from the store. Whatever does not arrive is
   // computed as usual (the first token then comes from this node's own logits).
+  //
+  // Layer-wise instead (`send_layers` on the prefill side, `receive_layers` on the decode side):
+  // the prefill node sends the prompt's KV as slices (node/handoff_slices.h) keyed by `tail_key`
+  // — a reused prefix at admission, each computed chunk group of layers by group as the engine
+  // reports them — then a `done` marker with its first token; its result is ready once all of it
+  // is in the store (an error if a put failed), and only then are its full blocks put as prefix
+  // blocks. The decode node loads the slices as they arrive (HandoffReceiver), computes nothing
+  // and starts decoding from the marker's first token; a handoff that fails ends the request
+  // with that error (never with partial KV).
   struct Handoff {
     BlockKey tail_key;
-    std::optional<uint32_t> first_token;  // set on the decode side
+    std::optional<uint32_t> first_token;  // set on the decode side (after-prefill handoff)
+    bool send_layers = false;
+    bool receive_layers = false;
   };
   std::optional<Handoff> handoff;
 };
@@ -102,6 +117,8 @@ struct RuntimeStats {
   uint64_t kv_bytes_fetched = 0, kv_bytes_stored = 0;
   uint64_t blocks_rejected = 0;    // fetched but not used (missing, corrupt, wrong size)
   uint64_t store_errors = 0;       // lookups or puts that could not reach the store
+  uint64_t handoff_slices_sent = 0, handoff_bytes_sent = 0;          // layer-wise, prefill side
+  uint64_t handoff_slices_received = 0, handoff_bytes_received = 0;  // layer-wise, decode side
   size_t running = 0, waiting = 0;
   size_t pool_pages = 0, pool_free_pages = 0, cached_blocks = 0;
   double last_step_seconds = 0;

@@ -335,6 +335,12 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-store-puts", a->no_store_puts, "do not put newly computed blocks to the store");
   cmd->add_flag("--no-prefix-reuse", a->no_prefix_reuse,
                 "recompute every prompt (no local-cache or store lookups); P/D handoffs still go through the store");
+  cmd->add_option("--handoff-layer-group", a->node.handoff_layer_group,
+                  "layer-wise P/D handoff: model layers per slice group (0: an eighth of the layers)")
+      ->check(CLI::Range(0, 1 << 16));
+  cmd->add_option("--handoff-timeout-ms", a->node.handoff_timeout_ms,
+                  "layer-wise P/D handoff: how long a decode node waits for the next slice")
+      ->check(CLI::Range(1, 3'600'000));
   cmd->add_option("--conductor", a->conductor.address,
                   "kvstash-conductor's gRPC HOST:PORT: register, heartbeat, KV events, TTFT reports (optional)");
   cmd->add_option("--advertise", a->advertise,

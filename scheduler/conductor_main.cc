@@ -50,6 +50,11 @@ int main(int argc, char** argv) {
                  "a prefill node waits this long for the prompt's blocks to be in the store")
       ->capture_default_str()
       ->check(CLI::Range(0, 60'000));
+  std::string handoff = "layerwise";
+  app.add_option("--handoff", handoff,
+                 "P/D KV handoff: layerwise (loaded by the decode node while the prefill computes) or after-prefill")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"layerwise", "after-prefill"}));
   app.add_option("--store", store_address,
                  "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
   AddAdmissionFlags(&app, admission_flags);
@@ -109,6 +114,7 @@ int main(int argc, char** argv) {
       return fail(kvstash::InvalidArgument("--http must be HOST:PORT"));
     }
     const std::string http_host = http_listen.substr(0, colon);
+    front.layerwise_handoff = handoff == "layerwise";
     front_door = std::make_unique<FrontDoor>(service, &registry, front);
     auto port = front_door->Start(http_host, http_port);
     if (!port.ok()) return fail(port.status());

@@ -5,7 +5,9 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <chrono>
 #include <ctime>
 #include <functional>
@@ -92,6 +94,23 @@ struct Outcome {
   v1::PromptSources prompt;                        // of the node that computed the prompt's KV
   std::optional<v1::PromptSources> decode_prompt;  // the decode node's, when it was another node
   double ttft_seconds = 0;                         // arrival here to the first token
+  // P/D: from the Prefill call, when the prefill node chose the first token (its own TTFT) and
+  // when the decode node's first token event came (all KV loaded).
+  std::optional<double> prefill_seconds, decode_ready_seconds;
+  Clock::time_point prefill_started;
+};
+
+// The decode node's token stream of a layer-wise handoff, read on its own thread while the
+// front door waits for the prefill node.
+struct DecodeRelay {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<uint32_t> tokens;                    // guarded by mu
+  std::optional<Clock::time_point> first_at;      // guarded by mu
+  bool finished = false;                          // guarded by mu
+  grpc::Status status;                            // guarded by mu, once finished
+  std::string finish_reason = "length";           // guarded by mu
+  std::optional<v1::PromptSources> prompt;        // guarded by mu
 };
 
 }  // namespace
@@ -151,6 +170,10 @@ struct FrontDoor::Impl {
   Status Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
                   std::optional<uint32_t> expected_first, const std::function<bool(uint32_t)>& on_token,
                   Outcome& out, const std::string& tail_key = "");
+  // P/D with a layer-wise handoff: the decode node's Generate starts with the Prefill, so it
+  // loads the KV while the prefill computes it.
+  Result<Outcome> RunLayerwise(const Completion& c, const Plan& plan, const std::function<bool(uint32_t)>& on_token,
+                               const std::string& tail_key, std::string* failed);
   json Head(uint64_t request_id) const {
     return {{"id", "cmpl-" + std::to_string(request_id)},
             {"object", "text_completion"},
@@ -211,6 +234,7 @@ Status FrontDoor::Impl::Generate(const Completion& c, const Plan& plan, const st
       const uint32_t token = event.token().id();
       if (first && expected_first) {
         first = false;
+        out.decode_ready_seconds = std::chrono::duration<double>(Clock::now() - out.prefill_started).count();
         if (token != *expected_first) {
           mismatch = DataLoss("the decode node's first token (" + std::to_string(token) +
                               ") differs from the prefill node's (" + std::to_string(*expected_first) +
@@ -282,6 +306,7 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
       std::memcpy(tail_key.data() + i, &r, 4);
     }
   }
+  if (options.layerwise_handoff) return RunLayerwise(c, plan, on_token, tail_key, failed);
   v1::PrefillRequest p;
   p.mutable_handoff()->set_tail_key(tail_key);
   for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
@@ -290,9 +315,11 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
   p.set_request_id(plan.request_id);
   v1::PrefillResult prefilled;
   auto ctx = Context();
+  out.prefill_started = Clock::now();
   const grpc::Status st = NodeClient(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
   if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
   out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
+  out.prefill_seconds = prefilled.ttft_seconds();
   out.prompt = prefilled.prompt();
   const uint32_t first = prefilled.first_token().id();
   out.tokens.push_back(first);
@@ -307,6 +334,107 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
   return out;
 }
 
+Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& plan,
+                                              const std::function<bool(uint32_t)>& on_token,
+                                              const std::string& tail_key, std::string* failed) {
+  Outcome out;
+  auto blame = [&](const std::string& instance, Status st) {
+    if (failed != nullptr) *failed = instance;
+    return st;
+  };
+  v1::GenerateRequest g;
+  for (uint32_t t : c.prompt) g.add_prompt_token_ids(t);
+  *g.mutable_sampling() = c.sampling;
+  g.mutable_handoff()->set_tail_key(tail_key);
+  g.mutable_handoff()->set_layerwise(true);
+  auto relay = std::make_shared<DecodeRelay>();
+  std::shared_ptr<grpc::ClientContext> decode_ctx = Context();
+  out.prefill_started = Clock::now();
+  std::thread reader([relay, decode_ctx, g, stub = NodeClient(plan.decode_address)] {
+    std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> stream = stub->Generate(decode_ctx.get(), g);
+    v1::GenerateEvent event;
+    while (stream->Read(&event)) {
+      std::lock_guard lock(relay->mu);
+      if (event.has_token()) {
+        if (!relay->first_at) relay->first_at = Clock::now();
+        relay->tokens.push_back(event.token().id());
+      } else if (event.has_finished()) {
+        relay->finish_reason = event.finished().finish_reason() == v1::FINISH_REASON_STOP ? "stop" : "length";
+        relay->prompt = event.finished().usage().prompt();
+      }
+      relay->cv.notify_all();
+    }
+    const grpc::Status finished = stream->Finish();
+    std::lock_guard lock(relay->mu);
+    relay->status = finished;
+    relay->finished = true;
+    relay->cv.notify_all();
+  });
+  // Whatever happens below, the decode stream is ended and its thread joined.
+  struct Joiner {
+    std::thread& t;
+    grpc::ClientContext& ctx;
+    bool cancel = true;
+    ~Joiner() {
+      if (cancel) ctx.TryCancel();
+      t.join();
+    }
+  } joiner{reader, *decode_ctx};
+
+  v1::PrefillRequest p;
+  p.mutable_handoff()->set_tail_key(tail_key);
+  p.mutable_handoff()->set_layerwise(true);
+  for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
+  *p.mutable_sampling() = c.sampling;
+  p.set_store_wait_ms(0);  // the decode node does not wait for the prefix blocks: it has the slices
+  p.set_request_id(plan.request_id);
+  v1::PrefillResult prefilled;
+  auto ctx = Context();
+  const grpc::Status st = NodeClient(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
+  if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
+  out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
+  out.prefill_seconds = prefilled.ttft_seconds();
+  out.prompt = prefilled.prompt();
+  const uint32_t first = prefilled.first_token().id();
+  out.tokens.push_back(first);
+  if (!on_token(first)) return Status(StatusCode::kCancelled, "the client went away");
+  if (prefilled.finished()) {
+    const auto& stops = c.sampling.stop_token_ids();
+    out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
+    return out;
+  }
+  bool expecting_first = true;
+  while (true) {
+    std::unique_lock lock(relay->mu);
+    relay->cv.wait(lock, [&] { return !relay->tokens.empty() || relay->finished; });
+    if (relay->tokens.empty()) break;  // finished
+    const uint32_t token = relay->tokens.front();
+    relay->tokens.pop_front();
+    if (expecting_first) {
+      expecting_first = false;
+      out.decode_ready_seconds = std::chrono::duration<double>(*relay->first_at - out.prefill_started).count();
+      if (token != first) {
+        return blame(plan.route.decode_instance(),
+                     DataLoss("the decode node's first token (" + std::to_string(token) +
+                              ") differs from the prefill node's (" + std::to_string(first) +
+                              "): the request is ended rather than continued from KV that disagrees"));
+      }
+      continue;
+    }
+    lock.unlock();
+    out.tokens.push_back(token);
+    if (!on_token(token)) return Status(StatusCode::kCancelled, "the client went away");
+  }
+  std::lock_guard lock(relay->mu);
+  joiner.cancel = false;
+  if (!relay->status.ok()) {
+    return blame(plan.route.decode_instance(), FromGrpc(relay->status, "decode node " + plan.decode_address));
+  }
+  out.finish_reason = relay->finish_reason;
+  out.decode_prompt = relay->prompt;
+  return out;
+}
+
 json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome& out) const {
   json kv = SourcesJson(out.prompt);
   kv["request_id"] = plan.request_id;
@@ -316,6 +444,11 @@ json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome
   kv["predicted_ttft_ms"] = plan.route.predicted_ttft_seconds() * 1000;
   kv["ttft_ms"] = out.ttft_seconds * 1000;
   if (out.decode_prompt) kv["decode"] = SourcesJson(*out.decode_prompt);
+  if (out.prefill_seconds) kv["prefill_ms"] = *out.prefill_seconds * 1000;
+  if (out.decode_ready_seconds) {
+    kv["handoff"] = options.layerwise_handoff ? "layerwise" : "after-prefill";
+    kv["decode_ready_ms"] = *out.decode_ready_seconds * 1000;
+  }
   const uint64_t cached = out.prompt.local() + out.prompt.store();
   return {{"prompt_tokens", c.prompt.size()},
           {"completion_tokens", out.tokens.size()},

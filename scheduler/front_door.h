@@ -35,6 +35,9 @@ struct FrontDoorOptions {
   size_t threads = 64;               // requests served at once
   uint64_t node_timeout_ms = 600'000;  // deadline of one node call (a whole generation)
   uint32_t store_wait_ms = 5'000;    // Prefill waits this long for its blocks to be in the store
+  // P/D handoff: layer-wise (the decode node loads each layer group's KV while the prefill runs)
+  // or after the prefill (full blocks and the tail through the store once it is done).
+  bool layerwise_handoff = true;
   std::string model_name = "kvstash";
 };
 
