@@ -6,6 +6,8 @@ completions to kvstash-node processes, on run-time ports, with a real HTTP clien
   100 prompt tokens' KV from the store, computes nothing and generates. The tokens equal a single
   node's, non-streamed, streamed and with seeded sampling (the decode node's sampler skips the draw
   the prefill node made).
+  Both handoffs: layer-wise (the default: the decode node loads the KV slice by slice while the prefill
+  computes it) and after the prefill (`--handoff after-prefill`).
 * Prefill and decode on one `--role both` node: the same tokens again.
 * Admission: with an SLO no request can meet, 429 naming the reason.
 * Bad requests get 400 (the conductor's own checks and the node's, passed through).
@@ -102,12 +104,32 @@ def main():
             # the request's handoff key) come from the store.
             assert kv["computed_tokens"] == 100 and kv["decode"]["cached_tokens_store"] == 100, kv
             assert kv["decode"]["computed_tokens"] == 0 and kv["ttft_ms"] > 0, kv
+            assert kv["handoff"] == "layerwise" and kv["decode_ready_ms"] > 0, kv
             events = stream(front, greedy)
             assert [t for e in events for t in e["choices"][0]["token_ids"]] == expected, events
             assert events[-1]["choices"][0]["finish_reason"] == "length", events[-1]
             assert complete(front, sampled)["choices"][0]["token_ids"] == expected_sampled
             print("P/D on two nodes through the store (the decode node computes nothing): the single node's "
                   "tokens (greedy, streamed, sampled)", flush=True)
+
+            # The handoff after the whole prefill (full blocks and the tail through the store).
+            after, after_grpc, after_metrics, after_front = start_conductor("--handoff", "after-prefill")
+            procs.append(after)
+            for role in ("prefill", "decode"):
+                node, _ = start_node(model, "--store", store["grpc"], "--conductor", after_grpc, "--role", role,
+                                     "--instance-id", "after-" + role)
+                procs.append(node)
+            wait_for("after-prefill P and D registered", registered(after_metrics, 1, 1))
+            sampled_other = dict(sampled, seed=9)
+            expected_other = complete(single_at["http"], sampled_other)["choices"][0]["token_ids"]
+            for body, tokens in ((greedy, expected), (sampled_other, expected_other)):
+                reply = complete(after_front, body)
+                assert reply["choices"][0]["token_ids"] == tokens, (reply, tokens)
+                kv = reply["usage"]["kvstash"]
+                taken = kv["decode"]
+                assert kv["handoff"] == "after-prefill" and taken["computed_tokens"] == 0, kv
+                assert taken["cached_tokens_store"] + taken["cached_tokens_local"] == 100, kv
+            print("after-prefill handoff: the same tokens", flush=True)
 
             for bad, why in ((dict(greedy, prompt="text"), "token ids"), (dict(greedy, prompt=[]), "prompt"),
                              (dict(greedy, prompt=[1, 2, 97]), "vocab"), (dict(greedy, temperature="hot"), "number"),
