@@ -40,7 +40,13 @@ Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& opti
                  "once it does (retrying with backoff up to {} ms)",
                  first.message(), options.record.id, options.cluster, options.max_retry.count());
   }
-  r->Note(first);
+  {
+    // The caller logs a first success; the warning above is the first failure's log line.
+    std::lock_guard lock(r->mu_);
+    r->health_.state = first.ok() ? RegistrationState::kRegistered : RegistrationState::kPending;
+    r->health_.detail = first.ok() ? std::string() : first.message();
+    r->last_error_log_ = std::chrono::steady_clock::now();
+  }
   Registrar* raw = r.get();
   r->thread_ = std::thread([raw] { raw->Loop(); });
   return r;

@@ -198,7 +198,7 @@ class ClusterOpsTest(unittest.TestCase):
         self.etcd.start()
         self.member_daemon("m1", ttl=60)
         m2 = self.member_daemon("m2", ttl=60)
-        owners = self.put_keys(8)
+        owners = self.put_keys(16)
         on_m2 = [k for k, owner in owners.items() if owner == m2.grpc]
         self.assertTrue(on_m2, owners)
         m2.stop(signal.SIGKILL)  # its record stays for the 60 s TTL

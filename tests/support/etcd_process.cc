@@ -42,21 +42,44 @@ bool EtcdProcess::Available(const std::string& binary) {
   return std::system(cmd.c_str()) == 0;
 }
 
-EtcdProcess::EtcdProcess(const std::string& binary) {
+EtcdProcess::EtcdProcess(const std::string& binary) : binary_(binary) {
   char tmpl[] = "/tmp/kvstash-etcd-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) {
     error_ = "mkdtemp failed";
     return;
   }
   data_dir_ = tmpl;
-  const int client_port = PickFreePort(), peer_port = PickFreePort();
-  if (client_port == 0 || peer_port == 0 || client_port == peer_port) {
+  client_port_ = PickFreePort();
+  peer_port_ = PickFreePort();
+  if (client_port_ == 0 || peer_port_ == 0 || client_port_ == peer_port_) {
     error_ = "no free port";
     return;
   }
-  endpoint_ = "http://127.0.0.1:" + std::to_string(client_port);
-  const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
-  std::vector<std::string> args = {binary,
+  endpoint_ = "http://127.0.0.1:" + std::to_string(client_port_);
+  Spawn();
+}
+
+void EtcdProcess::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+bool EtcdProcess::Restart(bool fresh) {
+  Stop();
+  if (fresh) {
+    std::error_code ec;
+    std::filesystem::remove_all(data_dir_ + "/data", ec);
+  }
+  error_.clear();
+  Spawn();
+  return ok();
+}
+
+void EtcdProcess::Spawn() {
+  const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
+  std::vector<std::string> args = {binary_,
                                    "--name",
                                    "kvstash-test",
                                    "--data-dir",
@@ -82,15 +105,15 @@ EtcdProcess::EtcdProcess(const std::string& binary) {
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  const int rc = posix_spawnp(&pid_, binary.c_str(), &actions, nullptr, argv.data(), environ);
+  const int rc = posix_spawnp(&pid_, binary_.c_str(), &actions, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     pid_ = -1;
-    error_ = "cannot start " + binary;
+    error_ = "cannot start " + binary_;
     return;
   }
   // Readiness: /health answers {"health":"true"} once the member has a leader.
-  httplib::Client cli("127.0.0.1", client_port);
+  httplib::Client cli("127.0.0.1", client_port_);
   cli.set_connection_timeout(0, 200'000);
   cli.set_read_timeout(1, 0);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);

@@ -23,7 +23,19 @@ class EtcdProcess {
   // True when `binary` can be run here (for GTEST_SKIP with a clear message).
   static bool Available(const std::string& binary = "etcd");
 
+  // An outage: SIGKILLs etcd, keeping its ports and data. Restart brings it back on the same
+  // ports, with its data or (fresh) without it, and waits up to 30 s for it to be healthy; false
+  // (and error()) when it is not.
+  void Stop();
+  bool Restart(bool fresh = false);
+
  private:
+  // Starts etcd on the chosen ports and data directory and waits for /health; sets error_.
+  void Spawn();
+
+  std::string binary_;
+  int client_port_ = 0;
+  int peer_port_ = 0;
   pid_t pid_ = -1;
   std::string data_dir_;
   std::string endpoint_;

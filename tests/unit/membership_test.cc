@@ -119,6 +119,39 @@ TEST(ClusterViewTest, DrainingMembersOwnNothing) {
   for (uint64_t i = 0; i < 200; ++i) EXPECT_EQ(snap->current.Owner(Key(i)), "a:1");
 }
 
+TEST(ClusterViewTest, AClientStartedAfterADrainReadsTheDrainedMemberDuringItsGrace) {
+  using namespace std::chrono_literals;
+  client_internal::ClusterView view(30'000ms);
+  const uint64_t now_ms = 1'000'000'000;
+  MemberInfo a = Member("a"), b = Member("b", 1, /*draining=*/true), c = Member("c");
+  a.started_unix_ms = b.started_unix_ms = c.started_unix_ms = now_ms - 3'600'000;
+  b.draining_since_unix_ms = now_ms - 10'000;  // drained 10 s ago
+  const auto t0 = std::chrono::steady_clock::now();
+  view.Update({a, b, c}, t0, now_ms);  // the first view of a fresh client
+  auto snap = view.Current(t0);
+  size_t from_b = 0;
+  for (uint64_t i = 0; i < 1000; ++i) {
+    auto sources = snap->Sources(Key(i));
+    ASSERT_FALSE(sources.empty());
+    EXPECT_NE(sources[0], "b:1");  // b owns nothing
+    if (sources.size() == 2) {
+      EXPECT_EQ(sources[1], "b:1");
+      ++from_b;
+    }
+  }
+  EXPECT_GT(from_b, 200u);  // about a third of the keys were b's
+  EXPECT_TRUE(view.Current(t0 + 20'001ms)->previous.empty());  // the rest of b's grace period
+  // A drain older than the grace period, or of unknown time, yields no fallback.
+  b.draining_since_unix_ms = now_ms - 31'000;
+  client_internal::ClusterView late(30'000ms);
+  late.Update({a, b, c}, t0, now_ms);
+  EXPECT_TRUE(late.Current(t0)->previous.empty());
+  b.draining_since_unix_ms = 0;
+  client_internal::ClusterView unknown(30'000ms);
+  unknown.Update({a, b, c}, t0, now_ms);
+  EXPECT_TRUE(unknown.Current(t0)->previous.empty());
+}
+
 TEST(HotKeyTrackerTest, ReportsACrossingOncePerWindow) {
   ManualClock clock;
   server::HotKeyTracker tracker(5, &clock);
@@ -152,6 +185,21 @@ TEST(MemberRecordTest, JsonRoundTripAndValidation) {
   EXPECT_FALSE(membership::MemberRecordFromJson(R"({"id":"a","grpc":"h:1","weight":-1})").ok());
   EXPECT_FALSE(membership::MemberRecordFromJson(R"({"id":"a/b","grpc":"h:1"})").ok());
   EXPECT_FALSE(membership::MemberRecordFromJson(R"({"id":"a"})").ok());
+  // The drain time travels with a draining record only.
+  r.draining_since_unix_ms = 1234;
+  EXPECT_EQ(membership::MemberRecordFromJson(membership::ToJson(r))->draining_since_unix_ms, 1234u);
+  r.state = membership::MemberState::kServing;
+  EXPECT_EQ(membership::MemberRecordFromJson(membership::ToJson(r))->draining_since_unix_ms, 0u);
+}
+
+TEST(MemberRecordTest, DrainMarks) {
+  EXPECT_EQ(membership::DrainKey("prod", "m1"), "/kvstash/prod/drain/m1");
+  EXPECT_EQ(*membership::DrainMarkFromJson(membership::DrainMarkJson(42)), 42u);
+  EXPECT_FALSE(membership::DrainMarkFromJson("{}").ok());
+  EXPECT_FALSE(membership::DrainMarkFromJson(R"({"since_unix_ms":-1})").ok());
+  EXPECT_FALSE(membership::DrainMarkFromJson("[1]").ok());
+  // Drain marks are not under the members prefix: a member watch never sees them.
+  EXPECT_NE(membership::DrainKey("p", "m").rfind(membership::MembersPrefix("p"), 0), 0u);
 }
 
 TEST(EtcdEncodingTest, Base64AndPrefixEnd) {
@@ -194,6 +242,20 @@ TEST(ClusterConfigTest, TomlAndFlags) {
   EXPECT_FALSE(parsed->standalone);
   EXPECT_EQ(parsed->etcd_endpoints, (std::vector<std::string>{"http://a:1", "b:2"}));
   EXPECT_EQ(parsed->cluster, "c1");
+  const char* advertised[] = {"kvstashd", "--etcd", "http://a:1", "--advertise", "10.0.0.7"};
+  auto with_advertise = server::ParseCommandLine(5, const_cast<char**>(advertised));
+  ASSERT_TRUE(with_advertise.ok()) << with_advertise.status().ToString();
+  EXPECT_EQ(with_advertise->advertise, "10.0.0.7");
+  for (const char* host : {"node-1.example", "fe80::1", ""}) {
+    server::DaemonConfig ok_host;
+    ok_host.advertise = host;
+    EXPECT_TRUE(ok_host.Validate().ok()) << host;
+  }
+  for (const char* host : {"h:1", "a b", "http://h", "[::1]"}) {
+    server::DaemonConfig bad_host;
+    bad_host.advertise = host;
+    EXPECT_FALSE(bad_host.Validate().ok()) << host;
+  }
   const char* peers[] = {"kvstashd", "--standalone", "--peers", "h1:1,h2:2", "--replicas", "2"};
   auto with_peers = server::ParseCommandLine(6, const_cast<char**>(peers));
   ASSERT_TRUE(with_peers.ok()) << with_peers.status().ToString();
