@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs `kvstash-sim cache --sweep --json` on one trace and prints a Markdown table: one row per
 capacity, one column per policy and reference, and the default policy's margin over LRU
-(docs/EVICTION.md, "Generated traces").
+(docs/EVICTION.md, "Never below LRU"). Tiered runs (--extra "--ssd-blocks N") show each policy's
+system hit ratio with the part served from DRAM in parentheses.
 
     python3 tools/eviction_sweep.py --sim build/scheduler/kvstash-sim --trace T.jsonl \\
         --sweep 500,1000,2000 [--ssd-blocks N] [--advice none]
@@ -34,7 +35,8 @@ def main():
         ratio = {r["policy"]: r["hit_ratio"] for r in point["rows"]}
         margin = ratio[default] - ratio["lru"]
         worst = min(worst, margin)
-        cells = " | ".join(f"{ratio[n]:.4f}" for n in names)
+        dram = {r["policy"]: r["dram_hit_ratio"] for r in point["rows"] if "dram_hit_ratio" in r}
+        cells = " | ".join(f"{ratio[n]:.4f}" + (f" ({dram[n]:.4f})" if n in dram else "") for n in names)
         print(f"| {point['capacity_blocks']:,} | {cells} | {margin:+.4f} |")
     print(f"\nworst {default} - lru: {worst:+.4f}", file=sys.stderr)
     return 1 if worst < -0.002 else 0
