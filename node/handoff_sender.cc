@@ -30,7 +30,7 @@ std::shared_ptr<HandoffSender::Request> HandoffSender::Begin(const BlockKey& han
 }
 
 void HandoffSender::Enqueue(const std::shared_ptr<Request>& request, SliceHeader header,
-                            std::span<const std::byte> payload, std::function<void(Status)> then) {
+                            std::vector<std::byte> slice, std::function<void(Status)> then) {
   {
     std::lock_guard lock(mu_);
     header.index = request->next_index++;
@@ -39,7 +39,8 @@ void HandoffSender::Enqueue(const std::shared_ptr<Request>& request, SliceHeader
   Job job;
   job.request = request;
   job.key = SliceKey(request->key, header.index);
-  job.bytes = EncodeSlice(header, payload);
+  WriteSliceHeader(header, slice);
+  job.bytes = std::move(slice);
   job.then = std::move(then);
   {
     std::lock_guard lock(mu_);
@@ -49,9 +50,9 @@ void HandoffSender::Enqueue(const std::shared_ptr<Request>& request, SliceHeader
 }
 
 void HandoffSender::Send(const std::shared_ptr<Request>& request, SliceHeader header,
-                         std::span<const std::byte> payload) {
+                         std::vector<std::byte> slice) {
   header.kind = SliceKind::kData;
-  Enqueue(request, header, payload, {});
+  Enqueue(request, header, std::move(slice), {});
 }
 
 void HandoffSender::Finish(const std::shared_ptr<Request>& request, SliceKind marker, uint32_t first_token,
@@ -59,7 +60,7 @@ void HandoffSender::Finish(const std::shared_ptr<Request>& request, SliceKind ma
   SliceHeader header;
   header.kind = marker;
   header.first_token = first_token;
-  Enqueue(request, header, {}, std::move(then));
+  Enqueue(request, header, std::vector<std::byte>(kSliceHeaderBytes), std::move(then));
 }
 
 void HandoffSender::WaitIdle() {

@@ -32,8 +32,10 @@ class HandoffSender {
   ~HandoffSender();  // puts everything queued, then stops
 
   std::shared_ptr<Request> Begin(const BlockKey& handoff_key, uint32_t prompt_tokens);
-  // Queues the next data slice of `request` (its index and prompt length are filled in here).
-  void Send(const std::shared_ptr<Request>& request, SliceHeader header, std::span<const std::byte> payload);
+  // Queues the next data slice of `request`: `slice` holds kSliceHeaderBytes of room, then the
+  // payload (filled by the caller, so the bytes are copied out of the pages once). The header —
+  // index and prompt length filled in here — is written into that room.
+  void Send(const std::shared_ptr<Request>& request, SliceHeader header, std::vector<std::byte> slice);
   // Queues the marker; `then` runs on the sender thread after it was put (or skipped after a failure).
   void Finish(const std::shared_ptr<Request>& request, SliceKind marker, uint32_t first_token,
               std::function<void(Status)> then);
@@ -51,7 +53,7 @@ class HandoffSender {
     std::function<void(Status)> then;
   };
   void Loop();
-  void Enqueue(const std::shared_ptr<Request>& request, SliceHeader header, std::span<const std::byte> payload,
+  void Enqueue(const std::shared_ptr<Request>& request, SliceHeader header, std::vector<std::byte> slice,
                std::function<void(Status)> then);
 
   Client& store_;

@@ -35,9 +35,8 @@ BlockKey SliceKey(const BlockKey& handoff_key, uint32_t index) {
   return BlockKey(bytes);
 }
 
-std::vector<std::byte> EncodeSlice(const SliceHeader& h, std::span<const std::byte> payload) {
-  std::vector<std::byte> out(kSliceHeaderBytes + payload.size());
-  std::byte* p = out.data();
+void WriteSliceHeader(const SliceHeader& h, std::span<std::byte> slice) {
+  std::byte* p = slice.data();
   Put32(p, kMagic);
   Put32(p + 4, uint32_t{kVersion} | (uint32_t{static_cast<uint16_t>(h.kind)} << 16));
   Put32(p + 8, h.index);
@@ -48,7 +47,12 @@ std::vector<std::byte> EncodeSlice(const SliceHeader& h, std::span<const std::by
   Put32(p + 28, h.first_token);
   Put32(p + 32, h.prompt_tokens);
   Put32(p + 36, 0);
-  if (!payload.empty()) std::memcpy(p + kSliceHeaderBytes, payload.data(), payload.size());
+}
+
+std::vector<std::byte> EncodeSlice(const SliceHeader& h, std::span<const std::byte> payload) {
+  std::vector<std::byte> out(kSliceHeaderBytes + payload.size());
+  WriteSliceHeader(h, out);
+  if (!payload.empty()) std::memcpy(out.data() + kSliceHeaderBytes, payload.data(), payload.size());
   return out;
 }
 

@@ -53,6 +53,9 @@ BlockKey SliceKey(const BlockKey& handoff_key, uint32_t index);
 
 // Header then payload.
 std::vector<std::byte> EncodeSlice(const SliceHeader& header, std::span<const std::byte> payload);
+// Writes the header into the first kSliceHeaderBytes of `slice` (whose payload is already in place
+// after them). REQUIRES: slice.size() >= kSliceHeaderBytes.
+void WriteSliceHeader(const SliceHeader& header, std::span<std::byte> slice);
 
 // What the decode side knows about the request, to check a slice against.
 struct SliceLimits {

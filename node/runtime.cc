@@ -663,9 +663,10 @@ void NodeRuntime::Impl::SendLayers(Sequence& s, size_t first_page, size_t end_pa
   const uint32_t run = SlicePages(2 * pool.plane_bytes(), layers);
   for (size_t p = first_page; p < end_page; p += run) {
     const size_t n = std::min<size_t>(run, end_page - p);
-    std::vector<std::byte> payload(n * per_page);
+    std::vector<std::byte> slice(kSliceHeaderBytes + n * per_page);
     for (size_t i = 0; i < n && s.send_error.ok(); ++i) {
-      s.send_error = pool.ReadLayers(s.pages[p + i], first_layer, layers, std::span(payload).subspan(i * per_page, per_page));
+      s.send_error = pool.ReadLayers(s.pages[p + i], first_layer, layers,
+                                     std::span(slice).subspan(kSliceHeaderBytes + i * per_page, per_page));
     }
     if (!s.send_error.ok()) {
       spdlog::warn("kvstash-node: cannot read KV for the handoff: {}", s.send_error.ToString());
@@ -676,7 +677,7 @@ void NodeRuntime::Impl::SendLayers(Sequence& s, size_t first_page, size_t end_pa
     header.pages = static_cast<uint32_t>(n);
     header.first_layer = first_layer;
     header.layers = layers;
-    sender->Send(s.sending, header, payload);
+    sender->Send(s.sending, header, std::move(slice));
   }
 }
 
