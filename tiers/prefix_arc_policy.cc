@@ -1,6 +1,7 @@
-// "prefix-arc": ARC (Megiddo & Modha, FAST'03) restricted to the leaves of the resident prefix
-// forest, so chains shrink from the tail and a resident block never loses its resident parent to
-// eviction (DESIGN.md §4), as in "prefix".
+// "prefix-arc-unguarded": ARC (Megiddo & Modha, FAST'03) restricted to the leaves of the resident
+// prefix forest, so chains shrink from the tail and a resident block never loses its resident
+// parent to eviction (DESIGN.md §4), as in "prefix". The daemon's default "prefix-arc" is this
+// policy under the LRU guard (tiers/lru_guard_policy.h), which may switch its victim order.
 //
 // Why ARC: on Mooncake-style traces most blocks are touched once (58% of the distinct blocks of
 // the synthetic trace), while a block touched twice is touched again ~80% of the time, at reuse
@@ -8,9 +9,12 @@
 // apart from blocks touched at least twice (T2), and learns from two ghost lists of recently
 // evicted keys (B1, B2) how much room T1 deserves: a returning B1 key grows T1's target p, a
 // returning B2 key shrinks it. One-touch tails then stop flushing the reused prefixes, yet at large
-// capacities p grows and the policy behaves like LRU. Prefix-aware adaptation: a re-put chain is a
-// run of ghost hits, and only the run's first block moves p (StartsGhostRun), so one long chain
-// counts as one piece of evidence, not one per block. docs/EVICTION.md has the measurements.
+// capacities p should grow and the policy behave like LRU — but p grows by one block per miss it
+// causes, and on multi-turn traces, where T2 fills with ended conversations and T1 holds each live
+// session's newest blocks, it does not grow fast enough: the reason for the guard (issue 21).
+// Prefix-aware adaptation: a re-put chain is a run of ghost hits, and only the run's first block
+// moves p (StartsGhostRun), so one long chain counts as one piece of evidence, not one per block.
+// docs/EVICTION.md has the measurements.
 //
 // Reuse advice (OnAdvise) acts only on blocks not reused since they became resident: "likely"
 // moves one from T1 (or the cold list) to T2, as if touched twice; "unlikely" moves one from T1
@@ -24,9 +28,10 @@
 //  * leaves_[T1], leaves_[T2], leaves_[kCold]: (tick, key) of resident leaves of each list,
 //    coldest first;
 //  * ghosts_[B1], ghosts_[B2]: FIFO of evicted keys, each bounded by kGhostFactor x resident keys.
-// PickVictim takes the coldest evictable leaf of the cold list, then of T1 when T1 holds more than
-// p blocks (else of T2), falling back to the other list; it skips keys the tier says are not
-// evictable, O(k log n).
+// PickVictim takes the coldest evictable leaf of the cold list, then, in VictimOrder::kArc, of T1
+// when T1 holds more than p blocks (else of T2), falling back to the other list; in kLeafLru, the
+// coldest leaf of T1 and T2 merged by tick (the "prefix" order). It skips keys the tier says are
+// not evictable, O(k log n).
 //
 // Any parent graph: as in "prefix", OnInsert drops a link that would close a cycle of resident
 // links (or that it cannot clear within kMaxParentWalk links, tiers/parent_walk.h), so nodes_
