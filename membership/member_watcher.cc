@@ -8,13 +8,18 @@ namespace kvstash::membership {
 
 Result<std::unique_ptr<MemberWatcher>> MemberWatcher::Start(const EtcdOptions& etcd,
                                                             const std::string& cluster,
-                                                            OnChange on_change) {
+                                                            OnChange on_change, AtStart at_start) {
   KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", cluster));
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> client, EtcdClient::Create(etcd));
   std::unique_ptr<MemberWatcher> w(
       new MemberWatcher(std::move(client), cluster, std::move(on_change)));
   int64_t revision = 0;
-  KVSTASH_RETURN_IF_ERROR(w->Reload(revision));
+  if (Status loaded = w->Reload(revision); !loaded.ok()) {
+    if (at_start == AtStart::kRequireEtcd) return loaded;
+    spdlog::warn("member watch for cluster {}: {}; reading the members once etcd answers", cluster,
+                 loaded.message());
+    revision = 0;  // Run reads the members first
+  }
   MemberWatcher* raw = w.get();
   w->thread_ = std::thread([raw, revision] { raw->Run(revision); });
   return w;
@@ -71,6 +76,17 @@ Status MemberWatcher::Reload(int64_t& revision) {
 
 void MemberWatcher::Run(int64_t revision) {
   auto backoff = std::chrono::milliseconds(100);
+  while (revision == 0) {  // etcd did not answer at Start
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, backoff, [this] { return stopping_; });
+      if (stopping_) return;
+    }
+    if (Reload(revision).ok()) break;
+    revision = 0;
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+  }
+  backoff = std::chrono::milliseconds(100);
   while (true) {
     int64_t last = revision;
     Status st = etcd_->Watch(prefix_, revision + 1, [&](const std::vector<EtcdEvent>& events) {

@@ -3,7 +3,7 @@
 // the stream breaks it reads the range again and watches from there.
 //
 // Thread-safety: `on_change` runs on the watcher's own thread (and once on the thread calling
-// Start, before Start returns), never concurrently with itself. Members() may be called from any
+// Start, before Start returns, when etcd answered), never concurrently with itself. Members() may be called from any
 // thread. The destructor stops the thread; it must not run inside `on_change`.
 #pragma once
 
@@ -24,11 +24,16 @@ class MemberWatcher {
  public:
   using OnChange = std::function<void(const std::vector<MemberRecord>&)>;
 
-  // Reads the current members (UNAVAILABLE when etcd cannot be reached), calls on_change with
-  // them, and starts following changes.
+  // Whether Start needs etcd to answer: clients do (they have nothing to route on without it);
+  // a daemon does not (it starts with no members and reads them once etcd answers).
+  enum class AtStart { kRequireEtcd, kRetryEtcd };
+
+  // Reads the current members (kRequireEtcd: UNAVAILABLE when etcd cannot be reached), calls
+  // on_change with them, and starts following changes.
   static Result<std::unique_ptr<MemberWatcher>> Start(const EtcdOptions& etcd,
                                                       const std::string& cluster,
-                                                      OnChange on_change);
+                                                      OnChange on_change,
+                                                      AtStart at_start = AtStart::kRequireEtcd);
   ~MemberWatcher();
 
   // The members as last seen, ordered by id.

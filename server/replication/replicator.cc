@@ -53,7 +53,8 @@ Status Replicator::Start(const std::string& self_id) {
     KVSTASH_ASSIGN_OR_RETURN(
         watcher_, membership::MemberWatcher::Start(
                       options_.etcd, options_.cluster,
-                      [this](const std::vector<membership::MemberRecord>& r) { OnMembers(r); }));
+                      [this](const std::vector<membership::MemberRecord>& r) { OnMembers(r); },
+                      membership::MemberWatcher::AtStart::kRetryEtcd));
   }
   worker_ = std::thread([this] { WorkerLoop(); });
   return Status::Ok();

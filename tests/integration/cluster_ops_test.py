@@ -237,6 +237,9 @@ class ClusterOpsTest(unittest.TestCase):
     # --- 6. etcd at start ----------------------------------------------------------------------------
     def test_a_member_started_before_etcd_registers_once_it_answers(self):
         d = self.member_daemon("early")
+        # A replicating member watches the members too: it starts as well, and reads them later.
+        replicating = self.member_daemon("early-replicas", "--replicas", "2")
+        self.assertIn("reading the members once etcd answers", replicating.log())
         self.assertRegex(d.log(), r"etcd does not answer at start \(cannot reach etcd \(127\.0\.0\.1:\d+: cannot "
                                   r"connect \(connection refused, or no route to the host\)\)\)")
         self.assertEqual(self.registration(d, "pending"), 1)
@@ -244,7 +247,8 @@ class ClusterOpsTest(unittest.TestCase):
         self.assertEqual(rc, 1)
         self.assertIn("pending", err)
         self.etcd.start()
-        wait_for("the member to register", lambda: "early" in self.etcd.members(CLUSTER))
+        wait_for("the members to register", lambda: {"early", "early-replicas"} <= set(self.etcd.members(CLUSTER)))
+        wait_for("the metric to say so", lambda: self.registration(replicating, "registered") == 1)
         wait_for("the metric to say so", lambda: self.registration(d, "registered") == 1)
         tls = Daemon(KVSTASHD, self.root, "--etcd", "https://127.0.0.1:1", "--listen", "127.0.0.1:0",
                      "--metrics-listen", "127.0.0.1:0", "--no-ucx", "--dram-capacity", "32MiB")
