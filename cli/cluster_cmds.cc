@@ -1,14 +1,11 @@
-// `kvstash --etcd ... status` (the cluster view) and `kvstash drain MEMBER`.
+// `kvstash --etcd ... status`: the cluster view.
 #include <algorithm>
-#include <chrono>
 #include <iostream>
 
 #include "cli/commands.h"
 #include "cli/output.h"
 #include "cli/session.h"
 #include "common/units.h"
-#include "membership/etcd_client.h"
-#include "membership/member_record.h"
 
 namespace kvstash::cli {
 namespace {
@@ -262,66 +259,6 @@ int RunClusterStatus(const GlobalOptions& global) {
       return ReportFailure(kCommand, Unavailable("member " + m.member.id + " reports its registration as " +
                                                  m.stats.membership));
     }
-  }
-  return kExitOk;
-}
-
-int RunDrain(const GlobalOptions& global, const DrainCommand& cmd) {
-  constexpr std::string_view kCommand = "drain";
-  const std::vector<std::string> endpoints = EtcdEndpoints(global);
-  if (endpoints.empty())
-    return ReportUsage(kCommand, "drain needs the cluster's etcd (--etcd or $KVSTASH_ETCD)");
-  if (Status st = membership::ValidateName("member id", cmd.member); !st.ok())
-    return ReportUsage(kCommand, st.message());
-  membership::EtcdOptions options;
-  options.endpoints = endpoints;
-  options.timeout_ms = global.timeout_ms;
-  auto etcd = membership::EtcdClient::Create(options);
-  if (!etcd.ok()) return ReportUsage(kCommand, etcd.status().message());
-  const std::string key = membership::MemberKey(global.cluster, cmd.member);
-  auto current = (*etcd)->Get(key);
-  if (!current.ok()) return ReportFailure(kCommand, current.status());
-  // The drain mark is what lasts (the member copies it into its record on every registration);
-  // an unregistered member can still be undrained, so that a stale mark can always be cleared.
-  if (!*current && !cmd.undo)
-    return ReportFailure(kCommand,
-                         NotFound("no member '" + cmd.member + "' in cluster " + global.cluster));
-  const std::string mark_key = membership::DrainKey(global.cluster, cmd.member);
-  uint64_t since = 0;
-  if (cmd.undo) {
-    if (Status st = (*etcd)->Delete(mark_key); !st.ok()) return ReportFailure(kCommand, st);
-  } else {
-    auto mark = (*etcd)->Get(mark_key);
-    if (!mark.ok()) return ReportFailure(kCommand, mark.status());
-    if (*mark) {
-      if (auto earlier = membership::DrainMarkFromJson((*mark)->value); earlier.ok()) since = *earlier;
-    }
-    if (since == 0) {
-      since = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-      if (Status st = (*etcd)->Put(mark_key, membership::DrainMarkJson(since)); !st.ok())
-        return ReportFailure(kCommand, st);
-    }
-  }
-  membership::MemberState state = cmd.undo ? membership::MemberState::kServing : membership::MemberState::kDraining;
-  if (*current) {
-    auto record = membership::MemberRecordFromJson((*current)->value);
-    if (!record.ok()) return ReportFailure(kCommand, record.status());
-    record->state = state;
-    record->draining_since_unix_ms = since;
-    // The record stays attached to the member's own lease: it still vanishes if the member dies.
-    if (Status st = (*etcd)->Put(key, membership::ToJson(*record), 0, /*keep_lease=*/true); !st.ok())
-      return ReportFailure(kCommand, st);
-  }
-  if (global.json) {
-    PrintJson({{"member", cmd.member},
-               {"cluster", global.cluster},
-               {"state", std::string(ToString(state))},
-               {"registered", current->has_value()}});
-  } else {
-    std::cout << "member " << cmd.member << " is " << ToString(state)
-              << (current->has_value() ? "" : " (not registered now; the drain mark is cleared)") << '\n';
   }
   return kExitOk;
 }
