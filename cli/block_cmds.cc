@@ -30,6 +30,25 @@ nlohmann::json BlockJson(const BlockInfo& b) {
 
 Status KeyNotStored(const BlockKey& key) { return NotFound("key " + key.ToHex() + " not stored"); }
 
+// Why a key Stat did not find is missing: Stat has no per-key outcome, so a one-byte Get says
+// whether a member that may hold it did not answer (UNAVAILABLE, naming it) or it is not stored.
+Status WhyMissing(Client& client, const BlockKey& key) {
+  std::byte probe[1];
+  GetItem item;
+  item.key = key;
+  item.buffer = probe;
+  if (Status st = client.Get(std::span<GetItem>(&item, 1)); !st.ok()) return st;
+  return item.status.code() == StatusCode::kUnavailable ? item.status : KeyNotStored(key);
+}
+
+// The JSON document of a get or stat that found nothing.
+nlohmann::json MissJson(const BlockKey& key, const Status& why) {
+  return {{"key", key.ToHex()},
+          {"found", false},
+          {"code", std::string(StatusCodeName(why.code()))},
+          {"error", why.message()}};
+}
+
 }  // namespace
 
 int RunPut(const GlobalOptions& global, const PutCommand& cmd) {
@@ -95,25 +114,20 @@ int RunGet(const GlobalOptions& global, const GetCommand& cmd) {
   // between Stat and Get (the block can only disappear, which Get reports as a miss).
   auto info = session.client->Stat(std::span<const BlockKey>(&*key, 1));
   if (!info.ok()) return ReportFailure(kCommand, info.status());
-  // Stat has no per-key outcome: a one-byte Get says whether the miss is a member that did not
-  // answer (UNAVAILABLE, naming it) or a key that is not stored.
-  std::vector<std::byte> buffer(info->at(0) ? info->at(0)->size : 1);
+  Status why = Status::Ok();
+  std::vector<std::byte> buffer;
   GetItem item;
-  item.key = *key;
-  item.buffer = std::span<std::byte>(buffer);
-  const Status status = session.client->Get(std::span<GetItem>(&item, 1));
-  if (!status.ok()) return ReportFailure(kCommand, status);
-  if (!item.found) {
-    const Status why = item.status.code() == StatusCode::kNotFound || item.status.ok() ||
-                               (!info->at(0) && item.status.code() == StatusCode::kOutOfRange)
-                           ? KeyNotStored(*key)
-                           : item.status;
-    if (global.json) {
-      PrintJson({{"key", key->ToHex()},
-                 {"found", false},
-                 {"code", std::string(StatusCodeName(why.code()))},
-                 {"error", why.message()}});
-    }
+  if (!info->at(0)) {
+    why = WhyMissing(*session.client, *key);
+  } else {
+    buffer.resize(info->at(0)->size);
+    item.key = *key;
+    item.buffer = std::span<std::byte>(buffer);
+    if (Status st = session.client->Get(std::span<GetItem>(&item, 1)); !st.ok()) return ReportFailure(kCommand, st);
+    if (!item.found) why = item.status.code() == StatusCode::kNotFound || item.status.ok() ? KeyNotStored(*key) : item.status;
+  }
+  if (!why.ok()) {
+    if (global.json) PrintJson(MissJson(*key, why));
     return ReportFailure(kCommand, why);
   }
   const Status written =
@@ -178,7 +192,11 @@ int RunStat(const GlobalOptions& global, const StatCommand& cmd) {
   if (!session) return session.exit_code;
   auto info = session.client->Stat(std::span<const BlockKey>(&*key, 1));
   if (!info.ok()) return ReportFailure(kCommand, info.status());
-  if (!info->at(0)) return ReportFailure(kCommand, KeyNotStored(*key));
+  if (!info->at(0)) {
+    const Status why = WhyMissing(*session.client, *key);
+    if (global.json) PrintJson(MissJson(*key, why));
+    return ReportFailure(kCommand, why);
+  }
   const BlockInfo& b = *info->at(0);
   if (global.json) {
     PrintJson(BlockJson(b));

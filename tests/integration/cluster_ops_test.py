@@ -210,6 +210,9 @@ class ClusterOpsTest(unittest.TestCase):
         rc, out, err = self.kvstash("get", "--json", on_m2[0], "-o", os.path.join(self.root, "out"))
         self.assertEqual(rc, 1)
         self.assertEqual(json.loads(out)["code"], "UNAVAILABLE")
+        rc, out, err = self.kvstash("stat", on_m2[0])
+        self.assertEqual(rc, 1)
+        self.assertIn(f"UNAVAILABLE: block {on_m2[0]} not found; member m2 at {m2.grpc} did not answer", err)
         # A put to a key m2 owns: named, not "written by another client".
         mine = [f"{0xbeef00 + i:032x}" for i in range(64)]
         results = [self.kvstash("put", "--json", k, self.key_file("y")) for k in mine[:16]]
