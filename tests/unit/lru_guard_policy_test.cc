@@ -146,6 +146,20 @@ TEST(LruGuardPolicyTest, TakesLeafLruOrderWhereLruWins) {
   EXPECT_GE(g + leaf / 500, leaf);  // within 0.2% of leaf LRU, whose order it took
 }
 
+TEST(LruGuardPolicyTest, ReturnsToArcOrderWhenArcLeadsAgain) {
+  // Conversations first (the guard takes leaf-LRU order), then hot sets between scans on new keys
+  // (ARC leads again): the decayed lead turns and the guard goes back to ARC's order.
+  std::vector<std::vector<uint64_t>> refs = Conversations();
+  for (auto chain : HotSetAndScans()) {
+    for (uint64_t& id : chain) id += 1'000'000;
+    refs.push_back(chain);
+  }
+  LruGuardPolicy guard;
+  Replay(guard, refs, 100);
+  EXPECT_GE(guard.switches(), 2u);
+  EXPECT_EQ(guard.victim_order(), Order::kArc);
+}
+
 TEST(LruGuardPolicyTest, NameAndFactory) {
   auto p = MakeEvictionPolicy("prefix-arc");
   ASSERT_TRUE(p.ok());
