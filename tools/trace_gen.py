@@ -116,8 +116,8 @@ def shape(name):
 @shape("multi-turn")
 def multi_turn(rng, ids, uid, duration_s, rate):
     # Sessions arrive as a Poisson process (rate sessions/s). System prompt: one of 6, Zipf(1.0),
-    # lengths 600-3000 tokens (uniform, fixed per prompt). Turns per session: 1 + geometric with
-    # mean 5 (p = 0.2), capped at 40. First user message: lognormal(median 300, sigma 1.0) tokens;
+    # lengths 600-3000 tokens (uniform, fixed per prompt). Turns per session: 1 + geometric(p = 0.2),
+    # 5 on average, capped at 40. First user message: lognormal(median 300, sigma 1.0) tokens;
     # later messages lognormal(median 120, sigma 1.0). Answers: lognormal(median 250, sigma 0.8),
     # capped at 4,000. Think time between turns: lognormal(median 90 s, sigma 1.0) — long gaps.
     prompts = [rng.randint(600, 3000) for _ in range(6)]
@@ -168,7 +168,7 @@ def agent(rng, ids, uid, duration_s, rate):
     # Agent runs arrive as a Poisson process (rate runs/s). Task family: one of 8, Zipf(1.0); its
     # tool definitions + instructions: lognormal(median 6,000 tokens, sigma 0.5), shared by every
     # run of the family. Task statement: lognormal(median 500, sigma 0.8). Steps per run:
-    # 2 + geometric with mean 10 (p = 0.1), capped at 60. Each step's answer (a tool call):
+    # 2 + geometric(p = 0.1), 11 on average, capped at 60. Each step's answer (a tool call):
     # lognormal(median 80, sigma 0.6); the tool result appended after it: lognormal(median 700,
     # sigma 1.2), capped at 8,000. Gap between steps: lognormal(median 4 s, sigma 0.8).
     families = [lognormal(rng, 6000, 0.5, lo=1024, hi=30000) for _ in range(8)]
