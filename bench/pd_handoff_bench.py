@@ -10,8 +10,12 @@ For each handoff mode and prompt length it reports, from the front door's usage:
 and the KV bytes per second the prefill produced beside the store's put+get throughput for the same
 bytes measured in the same run (what a handoff through the store can move on this machine).
 
+With --engine cuda (on the device: --bin-dir holding kvstashd, kvstash-node, kvstash-conductor and
+kvstash; --model a checkpoint) both nodes share the GPU, and the first request of each length is also
+run on a lone node: the P/D tokens must equal its tokens.
+
 Usage: pd_handoff_bench.py BUILD_DIR [--prompts 8192,16384,32768] [--reps 3] [--kv-bytes-scale 0.125]
-                           [--gpus 8] [--layer-group 0]
+                           [--gpus 8] [--layer-group 0] [--engine emulated|cuda --model DIR --bin-dir DIR]
 """
 import argparse
 import json
@@ -48,28 +52,52 @@ def main():
     ap.add_argument("--gpus", default="8")
     ap.add_argument("--layer-group", default="0")
     ap.add_argument("--modes", default="layerwise,after-prefill")
+    ap.add_argument("--engine", default="emulated", choices=["emulated", "cuda"])
+    ap.add_argument("--model", default=MODEL)
+    ap.add_argument("--bin-dir", default="", help="all binaries in one directory (the device carry)")
+    ap.add_argument("--max-tokens", type=int, default=2)
     args = ap.parse_args()
-    node_bin = os.path.join(args.build, "node", "kvstash-node")
+
+    def binary(sub, name):
+        return os.path.join(args.bin_dir, name) if args.bin_dir else os.path.join(args.build, sub, name)
+    node_bin = binary("node", "kvstash-node")
+    engine_args = (["--engine", "emulated", "--gpus", args.gpus, "--kv-bytes-scale", args.kv_bytes_scale]
+                   if args.engine == "emulated" else ["--engine", "cuda", "--cuda-device", "0"])
     lengths = [int(x) for x in args.prompts.split(",")]
     pool_pages = max(lengths) // 16 + 64
     rng = random.Random(1)
+    prompts = {n: [[rng.randrange(32000) for _ in range(n)] for _ in range(args.reps)] for n in lengths}
+    expected = {}
+    if args.engine == "cuda":
+        lone, lone_at = start_ready("kvstash-node", [node_bin, "serve", "--model", args.model, *engine_args,
+                                                     "--block-tokens", str(BLOCK_TOKENS), "--pool-pages",
+                                                     str(pool_pages), "--listen", "127.0.0.1:0", "--http-listen",
+                                                     "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                                                     "--log-level", "error"])
+        try:
+            for n in lengths:
+                status, _, data = request(lone_at["http"], dict(prompt=prompts[n][0], max_tokens=args.max_tokens,
+                                                                temperature=0))
+                assert status == 200, (status, data[:300])
+                expected[n] = json.loads(data)["choices"][0]["token_ids"]
+        finally:
+            stop(lone)
     rows, limits = [], []
     for mode in args.modes.split(","):
         procs = []
         try:
-            daemon, store = start_ready("kvstashd", [os.path.join(args.build, "server", "kvstashd"), "--standalone",
+            daemon, store = start_ready("kvstashd", [binary("server", "kvstashd"), "--standalone",
                                                      "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
                                                      "--dram-capacity", "6GiB",
                                                      "--log-level", "warn"])
             procs.append(daemon)
             conductor, grpc_at, metrics_at, front = start_conductor(
-                os.path.join(args.build, "scheduler", "kvstash-conductor"), BLOCK_TOKENS, "--handoff", mode)
+                binary("scheduler", "kvstash-conductor"), BLOCK_TOKENS, "--handoff", mode)
             procs.append(conductor)
             nodes = {}
             for role in ("prefill", "decode"):
                 proc, at = start_ready("kvstash-node", [
-                    node_bin, "serve", "--model", MODEL, "--engine", "emulated", "--gpus", args.gpus,
-                    "--kv-bytes-scale", args.kv_bytes_scale, "--block-tokens", str(BLOCK_TOKENS),
+                    node_bin, "serve", "--model", args.model, *engine_args, "--block-tokens", str(BLOCK_TOKENS),
                     "--pool-pages", str(pool_pages), "--store", store["grpc"], "--conductor", grpc_at,
                     "--role", role, "--instance-id", role, "--listen", "127.0.0.1:0", "--http-listen",
                     "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--handoff-layer-group", args.layer_group,
@@ -82,12 +110,16 @@ def main():
             for n in lengths:
                 samples = []
                 moved = []
-                for _ in range(args.reps):
+                for rep in range(args.reps):
                     before = moved_bytes(mode, nodes)
-                    prompt = [rng.randrange(32000) for _ in range(n)]
-                    status, _, data = request(front, dict(prompt=prompt, max_tokens=2, temperature=0))
+                    status, _, data = request(front, dict(prompt=prompts[n][rep], max_tokens=args.max_tokens,
+                                                          temperature=0))
                     assert status == 200, (status, data[:300])
-                    kv = json.loads(data)["usage"]["kvstash"]
+                    reply = json.loads(data)
+                    kv = reply["usage"]["kvstash"]
+                    if rep == 0 and n in expected:
+                        assert reply["choices"][0]["token_ids"] == expected[n], (mode, n, reply, expected[n])
+                        print(f"{mode} {n} tokens: the lone node's tokens {expected[n]}", flush=True)
                     assert kv["decode"]["computed_tokens"] == 0, kv
                     samples.append((kv["prefill_ms"], kv["decode_ready_ms"]))
                     moved.append(moved_bytes(mode, nodes) - before)
@@ -98,7 +130,7 @@ def main():
                 print(f"{mode:14s} {n:6d} tokens: prefill {prefill:8.1f} ms  decode ready {ready:8.1f} ms  "
                       f"gap {ready - prefill:7.1f} ms ({100 * (ready - prefill) / prefill:5.1f}%)", flush=True)
             # The store's own put and get rate for slice-sized objects, one caller (as the sender).
-            bench = subprocess.run([os.path.join(args.build, "cli", "kvstash"), "--addr", store["grpc"], "bench",
+            bench = subprocess.run([binary("cli", "kvstash"), "--addr", store["grpc"], "bench",
                                     "--op", "both", "--block-size", "4MiB", "--count", "64", "--threads", "1",
                                     "--json"], capture_output=True, text=True, timeout=300)
             result = json.loads(bench.stdout)

@@ -1,15 +1,17 @@
 #!/bin/bash
 # Assembles build-gpu/nodecarry (git-ignored) for the device tool: the cuda engine's binaries —
-# kvstash-node, kvstash-node-cuda-check, kvstash-bench-node, kvstashd, node_cuda_engine_test —
+# kvstash-node, kvstash-node-cuda-check, kvstash-bench-node, kvstashd, kvstash-conductor, kvstash,
+# node_cuda_engine_test —
 # stripped, with the Debian shared libraries they need (not CUDA's: the device image has cudart and
 # cuBLAS) and UCX's cma module. Run from the repository root after
 #   KVSTASH_JOBS=1 ./deploy/build.sh RelWithDebInfo build-gpu kvstashd kvstash-node kvstash-node-cuda-check \
-#     kvstash-bench-node node_cuda_engine_test
+#     kvstash-bench-node kvstash-conductor kvstash node_cuda_engine_test
 # Then: device run `bash tests/device/node_cycle.sh`, carry build-gpu/nodecarry.
 set -euo pipefail
 B=build-gpu; D=$B/nodecarry
 rm -rf $D; mkdir -p $D/bin $D/lib $D/ucx $D/libstd
-BINS="node/kvstash-node node/kvstash-node-cuda-check bench/kvstash-bench-node server/kvstashd tests/unit/node_cuda_engine_test"
+BINS="node/kvstash-node node/kvstash-node-cuda-check bench/kvstash-bench-node server/kvstashd scheduler/kvstash-conductor
+  cli/kvstash tests/unit/node_cuda_engine_test"
 for b in $BINS; do strip -o $D/bin/$(basename $b) $B/$b; done
 for b in $BINS; do ldd $B/$b; done | awk '/=>/{print $3}' | sort -u |
   grep -vE "/lib(c|m|dl|pthread|rt)\.so|ld-linux|libcuda|libcublas|libcudart|/usr/local/cuda" |

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Device cycle for the cuda engine (issue 14). Carry build-gpu/nodecarry (tests/device/make_nodecarry.sh).
-#   STEPS="test check prefix serve bench" (default: all), BENCH_PROMPTS, BENCH_HITS, BENCH_ARGS.
+#   STEPS="test check prefix serve pd bench" (default: all), BENCH_PROMPTS, BENCH_HITS, BENCH_ARGS,
+#   PD_PROMPTS.
 # Logs go to $OUT; the bench's tables are printed last.
 D=$(cd "${NODECARRY:-build-gpu/nodecarry}" && pwd)
 R=$(pwd)
-STEPS=${STEPS:-"test check prefix serve bench"}
+STEPS=${STEPS:-"test check prefix serve pd bench"}
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
 # Use the device's libstdc++ unless it is older than Debian 12's (GLIBCXX_3.4.30).
@@ -47,6 +48,16 @@ esac
 case " $STEPS " in *" serve "*)
   echo "== kvstash-node serve --engine cuda: two nodes on one kvstashd"
   timeout ${SERVE_TIMEOUT:-120} bash $R/tests/device/node_serve_cuda.sh $D $W 2>&1 | tee $OUT/serve.log | tail -8
+esac
+case " $STEPS " in *" pd "*)
+  echo "== P/D on one GPU: a prefill and a decode cuda node, the front door, layer-wise vs after-prefill handoff"
+  cat > $W/pd.json <<'JSON'
+{"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192,
+ "vocab_size": 32000, "max_position_embeddings": 32768, "torch_dtype": "bfloat16", "rope_theta": 500000.0}
+JSON
+  $D/bin/kvstash-node make-model --config $W/pd.json --seed 4 --out $W/pd > /dev/null
+  timeout ${PD_TIMEOUT:-300} python3 $R/bench/pd_handoff_bench.py unused --bin-dir $D/bin --engine cuda --model $W/pd \
+    --prompts ${PD_PROMPTS:-8192,16384} --reps 2 --layer-group 2 --max-tokens 8 2>&1 | tee $OUT/pd.log | tail -12
 esac
 case " $STEPS " in *" bench "*)
   echo "== kvstash-bench-node --engine cuda"
