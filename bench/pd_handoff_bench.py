@@ -92,7 +92,8 @@ def main():
                                                      "--log-level", "warn"])
             procs.append(daemon)
             conductor, grpc_at, metrics_at, front = start_conductor(
-                binary("scheduler", "kvstash-conductor"), BLOCK_TOKENS, "--handoff", mode)
+                binary("scheduler", "kvstash-conductor"), BLOCK_TOKENS, "--handoff", mode,
+                "--store-wait-ms", "60000")  # after-prefill: the decode node must find every block
             procs.append(conductor)
             nodes = {}
             for role in ("prefill", "decode"):
