@@ -1,9 +1,12 @@
 """Layer-wise P/D handoff under failure (issue 15): a kvstashd, the conductor's front door and emulated
 kvstash-node processes (70B-shaped, one GPU's modelled time, KV bytes scaled down), on run-time ports.
 
-* Two prefill nodes and a decode node: a 3000-token request streams its KV layer group by layer group;
-  the decode node takes all of it from the slices (computes nothing) and the client gets the tokens a
-  lone node gives.
+* Two prefill nodes and two decode nodes: a 3000-token request streams its KV layer group by layer
+  group; the decode node takes all of it from the slices (computes nothing) and the client gets the
+  tokens a lone node gives.
+* The decode node streaming a request is killed with SIGKILL after a few tokens: the stream ends with
+  an error event (the tokens before it are the lone node's first ones), and the next request is served
+  by the other decode node.
 * The prefill node that is sending a request's slices is killed with SIGKILL once the decode node has
   loaded some of them: nothing was streamed yet, so the front door runs the request again on the other
   prefill node and the client gets the same tokens.
@@ -12,6 +15,7 @@ kvstash-node processes (70B-shaped, one GPU's modelled time, KV bytes scaled dow
 
 Usage: pd_handoff_test.py KVSTASH_NODE KVSTASHD KVSTASH_CONDUCTOR (standard library only).
 """
+import http.client
 import json
 import os
 import random
@@ -45,7 +49,7 @@ def sent(node_metrics):
 
 def main():
     rng = random.Random(5)
-    prompts = [[rng.randrange(CONFIG["vocab_size"]) for _ in range(PROMPT_TOKENS)] for _ in range(3)]
+    prompts = [[rng.randrange(CONFIG["vocab_size"]) for _ in range(PROMPT_TOKENS)] for _ in range(5)]
     with tempfile.TemporaryDirectory(prefix="kvstash_pd_handoff_") as tmp:
         model = os.path.join(tmp, "model")
         os.mkdir(model)
@@ -56,8 +60,9 @@ def main():
             lone, lone_at = start_node(model)
             procs.append(lone)
             expected = []
-            for p in prompts:
-                status, _, data = request(lone_at["http"], dict(prompt=p, max_tokens=6, temperature=0))
+            for i, p in enumerate(prompts):
+                status, _, data = request(lone_at["http"], dict(prompt=p, max_tokens=40 if i == 3 else 6,
+                                                                temperature=0))
                 assert status == 200, (status, data)
                 expected.append(json.loads(data)["choices"][0]["token_ids"])
             stop(lone)
@@ -75,12 +80,15 @@ def main():
                                       "--instance-id", name)
                 procs.append(proc)
                 prefills[name] = (proc, at["metrics"])
-            decode, decode_at = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role",
-                                           "decode", "--instance-id", "d")
-            procs.append(decode)
+            decodes = {}
+            for name in ("d1", "d2"):
+                proc, at = start_node(model, "--store", store["grpc"], "--conductor", grpc_at, "--role", "decode",
+                                      "--instance-id", name)
+                procs.append(proc)
+                decodes[name] = (proc, at["metrics"])
             wait_for("P and D registered",
                      lambda: metric(metrics_at, "kvstash_conductor_live_instances", 'role="prefill"') == 2 and
-                     metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 1)
+                     metric(metrics_at, "kvstash_conductor_live_instances", 'role="decode"') == 2)
 
             status, _, data = request(front, dict(prompt=prompts[0], max_tokens=6, temperature=0))
             assert status == 200, (status, data)
@@ -92,11 +100,51 @@ def main():
             print(f"layer-wise handoff: the lone node's tokens; prefill {kv['prefill_ms']:.0f} ms, decode ready "
                   f"{kv['decode_ready_ms']:.0f} ms after the Prefill call", flush=True)
 
+            # The decode node streaming a request killed after a few tokens.
+            host, port = front.rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=60)
+            conn.request("POST", "/v1/completions", body=json.dumps(dict(prompt=prompts[3], max_tokens=40,
+                                                                         temperature=0, stream=True)).encode(),
+                         headers={"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            assert resp.status == 200, resp.status
+            streamed, events, killed = [], [], None
+            while True:
+                line = resp.readline().decode()
+                if not line:
+                    break
+                if not line.startswith("data: "):
+                    continue
+                payload = line[len("data: "):].strip()
+                if payload == "[DONE]":
+                    break
+                event = json.loads(payload)
+                events.append(event)
+                if "choices" in event:
+                    streamed += event["choices"][0]["token_ids"]
+                if len(streamed) >= 3 and killed is None:
+                    killed = next(name for name, (_, m) in decodes.items()
+                                  if metric(m, "kvstash_node_running_sequences") == 1)
+                    assert stop(decodes[killed][0], signal.SIGKILL) is not None
+            conn.close()
+            assert killed is not None and "error" in events[-1], events[-2:]
+            assert 3 <= len(streamed) < 40 and streamed == expected[3][:len(streamed)], (streamed, expected[3])
+            survivor = next(name for name in decodes if name != killed)
+            del decodes[killed]
+            status, _, data = request(front, dict(prompt=prompts[4], max_tokens=6, temperature=0))
+            assert status == 200, (status, data)
+            reply = json.loads(data)
+            assert reply["choices"][0]["token_ids"] == expected[4], (reply, expected[4])
+            assert reply["usage"]["kvstash"]["decode_instance"] == survivor, reply["usage"]
+            print(f"decode node {killed} killed after {len(streamed)} streamed tokens: the stream ended with an "
+                  f"error; the next request went to {survivor}", flush=True)
+            decode_metrics = decodes[survivor][1]
+
             def kill_the_sender_midway(prompt):
                 """Sends `prompt`; SIGKILLs whichever prefill node is sending its slices once the decode
                 node has loaded some. Returns (the HTTP reply, the killed node's name)."""
                 base = {name: sent(m) for name, (_, m) in prefills.items()}
-                received = metric(decode_at["metrics"], "kvstash_node_handoff_slices_total", 'direction="received"')
+                received = metric(decode_metrics, "kvstash_node_handoff_slices_total", 'direction="received"')
                 result = {}
                 worker = threading.Thread(target=lambda: result.update(
                     reply=request(front, dict(prompt=prompt, max_tokens=6, temperature=0))))
@@ -107,7 +155,7 @@ def main():
                     for name, (_, m) in prefills.items():
                         if sent(m) >= base[name] + 4:
                             sender["name"] = name
-                    loaded = metric(decode_at["metrics"], "kvstash_node_handoff_slices_total", 'direction="received"')
+                    loaded = metric(decode_metrics, "kvstash_node_handoff_slices_total", 'direction="received"')
                     return "name" in sender and loaded >= received + 2
                 wait_for("a prefill node sending slices the decode node loads", some_slices_loaded)
                 assert stop(prefills[sender["name"]][0], signal.SIGKILL) is not None
@@ -130,7 +178,7 @@ def main():
             else:
                 assert status in (502, 503, 504) and "error" in json.loads(data), (status, data)
             wait_for("the decode node's waiting request to end",
-                     lambda: metric(decode_at["metrics"], "kvstash_node_running_sequences") == 0)
+                     lambda: metric(decode_metrics, "kvstash_node_running_sequences") == 0)
             print(f"the last prefill node killed mid-handoff: HTTP {status}, never other tokens; the decode node "
                   "dropped the request", flush=True)
         finally:
