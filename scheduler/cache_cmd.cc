@@ -23,7 +23,7 @@ namespace kvstash::scheduler {
 namespace {
 
 struct CacheOptions {
-  std::string trace, policy = "all", advice = "output-length", ssd_reclaim = "fifo";
+  std::string trace, policy = "all", advice = "output-length";
   uint64_t capacity_blocks = 0;
   uint64_t ssd_blocks = 0;  // 0: DRAM only
   uint64_t ssd_segment_blocks = 0;
@@ -84,7 +84,7 @@ Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t 
   return rows;
 }
 
-// Tiered (--ssd-blocks): each policy drives DRAM above the SSD log (reclaim as asked); "lru" is
+// Tiered (--ssd-blocks): each policy drives DRAM above the SSD log; "lru" is
 // the same system with LRU in DRAM; the references are one LRU cache of DRAM + SSD blocks
 // ("lru-over-both") and an infinite cache.
 Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
@@ -95,7 +95,6 @@ Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uin
   tiered.dram_blocks = capacity;
   tiered.ssd_blocks = o.ssd_blocks;
   tiered.segment_blocks = o.ssd_segment_blocks;
-  tiered.reclaim = o.ssd_reclaim == "prefix" ? SsdReclaim::kPrefix : SsdReclaim::kFifo;
   std::vector<Row> rows;
   const auto add = [&](const std::string& label, const std::string& policy, EngineAdvice a) -> Status {
     KVSTASH_ASSIGN_OR_RETURN(TieredSimResult r, ReplayTiered(trace, tiered, policy, a));
@@ -165,9 +164,6 @@ int RunCache(const CacheOptions& o) {
     if (o.capacity_blocks == 0) return Fail("--capacity-blocks or --sweep is required");
     capacities = {o.capacity_blocks};
   }
-  if (o.ssd_reclaim != "fifo" && o.ssd_reclaim != "prefix") {
-    return Fail("--ssd-reclaim must be fifo or prefix, not " + o.ssd_reclaim);
-  }
   auto trace = LoadTrace(o.trace);
   if (!trace.ok()) return Fail(trace.status().ToString());
 
@@ -214,9 +210,6 @@ void RegisterCacheCommand(CLI::App& app, int* exit_code) {
       ->check(CLI::PositiveNumber);
   cmd->add_option("--ssd-segment-blocks", o->ssd_segment_blocks,
                   "blocks per SSD segment (default: --ssd-blocks / 64, as 16 GiB of 256 MiB segments)");
-  cmd->add_option("--ssd-reclaim", o->ssd_reclaim,
-                  "fifo (the daemon's) or prefix (never re-append blocks no prefix lookup can reach)")
-      ->capture_default_str();
   cmd->add_option("--advice", o->advice,
                   "how the simulated engine advises its puts: output-length (adds the row "
                   "<default policy>+advice, docs/EVICTION.md) or none")

@@ -1,8 +1,6 @@
 #include "scheduler/tiered_cache_sim.h"
 
 #include <algorithm>
-#include <deque>
-#include <functional>
 #include <memory>
 #include <optional>
 #include <unordered_map>
@@ -10,6 +8,7 @@
 
 #include "kvstash/block_key.h"
 #include "tiers/eviction_policy.h"
+#include "tiers/shadow_policy.h"
 
 namespace kvstash::scheduler {
 namespace {
@@ -17,93 +16,6 @@ namespace {
 constexpr uint64_t kKeyTag = 0x6b767374617368ULL;  // as cache_sim.cc: "kvstash"
 
 BlockKey KeyOf(uint64_t hash_id) { return BlockKey::FromParts(kKeyTag, hash_id); }
-
-// The SSD tier's log in blocks (tiers/ssd_tier.cc, ReclaimOldestLocked): see the header.
-// `parent_of` gives a block's chain predecessor, `in_dram` whether DRAM holds a block; both are
-// read only by SsdReclaim::kPrefix.
-class SsdLog {
- public:
-  using ParentOf = std::function<std::optional<uint64_t>(uint64_t)>;
-  using InDram = std::function<bool(uint64_t)>;
-
-  SsdLog(const TieredSimOptions& o, ParentOf parent_of, InDram in_dram)
-      : o_(o), parent_of_(std::move(parent_of)), in_dram_(std::move(in_dram)),
-        segments_(o.ssd_blocks / o.segment_blocks) {
-    for (uint32_t s = 1; s < segments_.size(); ++s) free_.push_back(s);
-  }
-
-  bool Contains(uint64_t id) const { return index_.contains(id); }
-  void Hit(uint64_t id) { ++index_.at(id).hits; }
-
-  void Append(uint64_t id) {
-    if (segments_[open_].size() == o_.segment_blocks) OpenNext();
-    segments_[open_].push_back(id);
-    index_[id] = Entry{open_, 0};
-  }
-
-  uint64_t dropped() const { return dropped_; }
-  uint64_t reinserted() const { return reinserted_; }
-
- private:
-  struct Entry {
-    uint32_t segment = 0;
-    uint32_t hits = 0;
-  };
-
-  void OpenNext() {
-    fifo_.push_back(open_);
-    if (!free_.empty()) {
-      open_ = free_.front();
-      free_.pop_front();
-      return;
-    }
-    Reclaim();
-  }
-
-  // Empties the oldest sealed segment into the open position, re-appending its hot blocks.
-  void Reclaim() {
-    const uint32_t victim = fifo_.front();
-    fifo_.pop_front();
-    std::vector<uint64_t> live = std::move(segments_[victim]);
-    segments_[victim].clear();
-    std::stable_sort(live.begin(), live.end(),
-                     [&](uint64_t a, uint64_t b) { return index_.at(a).hits > index_.at(b).hits; });
-    const auto budget = static_cast<size_t>(o_.reinsert_max_fraction * static_cast<double>(o_.segment_blocks));
-    std::vector<uint64_t> hot;
-    for (uint64_t id : live) {
-      const bool eligible = o_.reinsert_min_hits > 0 && index_.at(id).hits >= o_.reinsert_min_hits;
-      if (eligible && hot.size() < budget) hot.push_back(id);
-    }
-    for (uint64_t id : live) index_.erase(id);
-    if (o_.reclaim == SsdReclaim::kPrefix) {
-      const std::unordered_set<uint64_t> kept(hot.begin(), hot.end());
-      std::erase_if(hot, [&](uint64_t id) { return !Reachable(id, kept); });
-    }
-    dropped_ += live.size() - hot.size();
-    reinserted_ += hot.size();
-    open_ = victim;
-    for (uint64_t id : hot) {
-      segments_[open_].push_back(id);
-      index_[id] = Entry{open_, 0};  // re-appended blocks start with no hits, as in SsdTier
-    }
-  }
-
-  // Whether a prefix lookup can still reach `id` after a reclaim that keeps `kept`: its parent
-  // (if any) is in DRAM, elsewhere on SSD, or kept with it.
-  bool Reachable(uint64_t id, const std::unordered_set<uint64_t>& kept) const {
-    const std::optional<uint64_t> p = parent_of_(id);
-    return !p || in_dram_(*p) || Contains(*p) || kept.contains(*p);
-  }
-
-  TieredSimOptions o_;
-  ParentOf parent_of_;
-  InDram in_dram_;
-  std::vector<std::vector<uint64_t>> segments_;
-  std::deque<uint32_t> fifo_, free_;
-  uint32_t open_ = 0;
-  std::unordered_map<uint64_t, Entry> index_;
-  uint64_t dropped_ = 0, reinserted_ = 0;
-};
 
 }  // namespace
 
@@ -114,14 +26,12 @@ Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, con
   if (o.segment_blocks == 0) o.segment_blocks = std::max<uint64_t>(1, o.ssd_blocks / 64);
   if (o.ssd_blocks < 2 * o.segment_blocks) return InvalidArgument("the SSD must hold at least two segments");
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<tiers::EvictionPolicy> policy, tiers::MakeEvictionPolicy(policy_name));
+  // Blocks weigh 1 here, so the SSD's bytes are its blocks.
+  policy->SetLowerTier({o.ssd_blocks, o.segment_blocks, o.reinsert_min_hits, o.reinsert_max_fraction});
 
   std::unordered_set<uint64_t> dram;
-  std::unordered_map<uint64_t, uint64_t> parent_of;  // a hash id's chain predecessor (fixed by the prefix)
-  const auto parent = [&](uint64_t id) -> std::optional<uint64_t> {
-    auto it = parent_of.find(id);
-    return it == parent_of.end() ? std::nullopt : std::optional<uint64_t>(it->second);
-  };
-  SsdLog ssd(o, parent, [&](uint64_t id) { return dram.contains(id); });
+  // The same model of the SSD log the LRU guard's shadows replay (tiers/shadow_policy.h).
+  tiers::ShadowSsdLog ssd({o.ssd_blocks, o.segment_blocks, o.reinsert_min_hits, o.reinsert_max_fraction});
 
   TieredSimResult out;
   std::unordered_set<uint64_t> named;
@@ -135,8 +45,8 @@ Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, con
       if (!dram.erase(victim_id)) return;
       policy->OnErase(*victim);
       ++out.system.evictions;
-      if (!ssd.Contains(victim_id)) {
-        ssd.Append(victim_id);
+      if (!ssd.Contains(*victim)) {
+        ssd.Append(*victim, 1);
         ++out.demotions;
       }
     }
@@ -147,9 +57,8 @@ Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, con
 
   for (const TraceRequest& r : trace) {
     const auto& ids = r.hash_ids;
-    for (size_t i = 1; i < ids.size(); ++i) parent_of.try_emplace(ids[i], ids[i - 1]);
     size_t hit = 0, dram_hit = 0;
-    while (hit < ids.size() && (dram.contains(ids[hit]) || ssd.Contains(ids[hit]))) {
+    while (hit < ids.size() && (dram.contains(ids[hit]) || ssd.Contains(KeyOf(ids[hit])))) {
       if (dram.contains(ids[hit]) && dram_hit == hit) ++dram_hit;
       ++hit;
     }
@@ -169,9 +78,9 @@ Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, con
       const uint64_t id = ids[i];
       if (dram.contains(id)) {
         policy->OnAccess(KeyOf(id));
-      } else if (ssd.Contains(id)) {
+      } else if (ssd.Contains(KeyOf(id))) {
         if (i < hit) {
-          ssd.Hit(id);
+          ssd.Hit(KeyOf(id));
           insert_into_dram(id, chain_parent, std::nullopt);
           ++out.promotions;
         }

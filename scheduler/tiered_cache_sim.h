@@ -13,11 +13,12 @@
 //    answers such a put ALREADY_EXISTS); otherwise inserted into DRAM;
 //  * each DRAM insert first evicts the policy's victims while DRAM is full; a victim the SSD does
 //    not hold is appended to the SSD log (demotion; the demotion queue never overflows here).
-// The SSD log (tiers/ssd_tier.h): segments of segment_blocks blocks filled in order; when no
-// segment is free the oldest is reclaimed whole, its blocks read at least reinsert_min_hits times
-// since written re-appended (most hits first, at most reinsert_max_fraction of a segment, their
-// hit counts reset), the rest dropped. With SsdReclaim::kPrefix the reclaim also drops, instead of
-// re-appending, blocks no prefix lookup can reach: those whose parent is in neither tier.
+// The SSD log (tiers/ssd_tier.h) is tiers::ShadowSsdLog, the model the LRU guard's shadows replay:
+// segments of segment_blocks blocks filled in order; when no segment is free the oldest is
+// reclaimed whole, its blocks read at least reinsert_min_hits times since written re-appended (most
+// hits first, at most reinsert_max_fraction of a segment, their hit counts reset), the rest
+// dropped. The policy is told the SSD's geometry (EvictionPolicy::SetLowerTier), as the daemon's
+// would be.
 //
 // Thread-safety: plain functions over const data; each call owns its state.
 #pragma once
@@ -32,18 +33,12 @@
 
 namespace kvstash::scheduler {
 
-enum class SsdReclaim {
-  kFifo,    // the daemon's: oldest segment, hot blocks re-appended
-  kPrefix,  // the same, but unreachable blocks (parent in neither tier) are never re-appended
-};
-
 struct TieredSimOptions {
   uint64_t dram_blocks = 0;
   uint64_t ssd_blocks = 0;
   uint64_t segment_blocks = 0;  // 0: ssd_blocks / 64 (the daemon's 16 GiB / 256 MiB), at least 1
   uint32_t reinsert_min_hits = 1;
   double reinsert_max_fraction = 0.5;
-  SsdReclaim reclaim = SsdReclaim::kFifo;
 };
 
 struct TieredSimResult {

@@ -35,6 +35,18 @@ class EvictionPolicy {
   // so is all advice in policies that rank by recency alone ("lru", "prefix").
   virtual void OnAdvise(const BlockKey& /*key*/, ReuseAdvice /*advice*/) {}
 
+  // The tier below this one (the SSD log of tiers/ssd_tier.h, which takes this tier's victims),
+  // for policies that weigh what their victims become there. Ignored by all but "prefix-arc".
+  // REQUIRES: called before the first OnInsert (a later call restarts what the policy learned
+  // about the lower tier).
+  struct LowerTier {
+    uint64_t capacity_bytes = 0;
+    uint64_t segment_bytes = 0;        // reclaimed whole, oldest first
+    uint32_t reinsert_min_hits = 1;    // read this often since written: re-appended on reclaim
+    double reinsert_max_fraction = 0.5;  // of a segment, per reclaim
+  };
+  virtual void SetLowerTier(const LowerTier& /*lower*/) {}
+
   // The next block to evict among those for which `evictable(key)` is true, or nullopt when none
   // is. Does not erase it: the tier calls OnErase once it has actually removed the block.
   virtual std::optional<BlockKey> PickVictim(const std::function<bool(const BlockKey&)>& evictable) = 0;

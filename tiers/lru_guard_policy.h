@@ -13,6 +13,14 @@
 //    policy evicts in leaf-LRU order; once ARC leads by as much, it returns to ARC's. It starts in
 //    ARC's order. (A margin in proportion to the referenced bytes instead switched on leads of a
 //    few blocks while ARC was still learning, and cost 0.004 on the shared trace.)
+// Above an SSD tier (SetLowerTier) the shadows replay the tier pair — DRAM under their order, their
+// victims demoted into a model of the SSD log (ShadowSsdLog), a reference found there a hit — so the
+// guard compares the system's hits, not DRAM's; the fallback order is plain LRU (the "lru" order,
+// parents included) rather than leaf LRU, the window counts the SSD's blocks too, and the guard
+// starts in the fallback order. Measured on the tiered replay: ARC's and leaf LRU's DRAM gains do
+// not carry to the system when the SSD is several times DRAM, LRU's order does; when the SSD is
+// about DRAM's size ARC's gain does carry, and the guard switches to it (docs/EVICTION.md, "The
+// tiered daemon").
 // The real bookkeeping is one PrefixArcPolicy throughout (lists, ghosts and ARC's target keep
 // adapting in both orders), so a switch moves no block; both orders evict only leaves, so chains
 // still leave from the tail, and "unlikely" advice still leaves first.
@@ -51,6 +59,9 @@ class LruGuardPolicy final : public EvictionPolicy {
     return real_.PickVictim(evictable);
   }
   size_t size() const override { return real_.size(); }
+  // Restarts both shadows as tier pairs above `lower`, makes plain LRU the fallback order and
+  // starts in it. REQUIRES: before the first OnInsert.
+  void SetLowerTier(const LowerTier& lower) override;
 
   // The order the real policy evicts in now.
   PrefixArcPolicy::VictimOrder victim_order() const { return real_.victim_order(); }
@@ -63,7 +74,9 @@ class LruGuardPolicy final : public EvictionPolicy {
 
   PrefixArcPolicy real_;
   ShadowPolicy arc_;
-  ShadowPolicy lru_;
+  ShadowPolicy lru_;  // the fallback order's shadow
+  PrefixArcPolicy::VictimOrder fallback_ = PrefixArcPolicy::VictimOrder::kLeafLru;
+  uint64_t lower_bytes_ = 0;  // the SSD below, 0 without one
   double lru_lead_ = 0;      // decayed (LRU shadow's hit bytes - ARC shadow's hit bytes)
   double disagreed_sq_ = 0;  // decayed sum of bytes^2 over references where the shadows disagree
   uint64_t switches_ = 0;

@@ -30,8 +30,9 @@
 //  * ghosts_[B1], ghosts_[B2]: FIFO of evicted keys, each bounded by kGhostFactor x resident keys.
 // PickVictim takes the coldest evictable leaf of the cold list, then, in VictimOrder::kArc, of T1
 // when T1 holds more than p blocks (else of T2), falling back to the other list; in kLeafLru, the
-// coldest leaf of T1 and T2 merged by tick (the "prefix" order). It skips keys the tier says are
-// not evictable, O(k log n).
+// coldest leaf of T1 and T2 merged by tick (the "prefix" order); in kLru, the coldest block (the
+// "lru" order; all_ tracks every block only when asked, for the LRU guard above an SSD). It skips
+// keys the tier says are not evictable, O(k log n).
 //
 // Any parent graph: as in "prefix", OnInsert drops a link that would close a cycle of resident
 // links (or that it cannot clear within kMaxParentWalk links, tiers/parent_walk.h), so nodes_
@@ -84,6 +85,7 @@ void PrefixArcPolicy::OnInsert(const BlockKey& key, const std::optional<BlockKey
   if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
   ++list_size_[node.list];
   bytes_ += size;
+  if (track_all_) all_.emplace(node.tick, key);
   nodes_.emplace(key, node);
 }
 
@@ -95,7 +97,9 @@ void PrefixArcPolicy::OnAccess(const BlockKey& key) {
   --list_size_[node.list];
   node.list = kT2;
   ++list_size_[node.list];
+  if (track_all_) all_.erase({node.tick, key});
   node.tick = ++tick_;
+  if (track_all_) all_.emplace(node.tick, key);
   node.accessed = true;
   if (node.children == 0) leaves_[node.list].emplace(node.tick, key);
 }
@@ -115,6 +119,7 @@ void PrefixArcPolicy::OnErase(const BlockKey& key) {
   nodes_.erase(it);
   --list_size_[node.list];
   bytes_ -= node.size;
+  if (track_all_) all_.erase({node.tick, key});
   if (node.children == 0) {
     leaves_[node.list].erase({node.tick, key});
   } else {
@@ -134,7 +139,23 @@ std::optional<BlockKey> PrefixArcPolicy::PickVictim(const std::function<bool(con
   for (const auto& [tick, key] : leaves_[kCold]) {
     if (evictable(key)) return key;
   }
-  return order_ == VictimOrder::kArc ? ArcVictim(evictable) : LeafLruVictim(evictable);
+  switch (order_) {
+    case VictimOrder::kArc:
+      return ArcVictim(evictable);
+    case VictimOrder::kLeafLru:
+      return LeafLruVictim(evictable);
+    case VictimOrder::kLru:
+      return LruVictim(evictable);
+  }
+  return std::nullopt;
+}
+
+// Any block, coldest first: a parent may leave before its children (they then wait for it).
+std::optional<BlockKey> PrefixArcPolicy::LruVictim(const std::function<bool(const BlockKey&)>& evictable) const {
+  for (const auto& [tick, key] : all_) {
+    if (evictable(key)) return key;
+  }
+  return LeafLruVictim(evictable);  // not tracking: the nearest order it can give
 }
 
 std::optional<BlockKey> PrefixArcPolicy::ArcVictim(const std::function<bool(const BlockKey&)>& evictable) const {

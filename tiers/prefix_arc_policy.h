@@ -21,11 +21,13 @@ namespace kvstash::tiers {
 
 class PrefixArcPolicy final : public EvictionPolicy {
  public:
-  // Which leaf PickVictim takes. kArc: ARC's choice (cold list, then T1 or T2 by the target p).
+  // Which block PickVictim takes. kArc: ARC's choice (cold list, then T1 or T2 by the target p).
   // kLeafLru: the cold list, then the least recently used leaf of T1 and T2 together — the
-  // "prefix" policy's order over the same blocks. The bookkeeping (lists, ghosts, p) is the same
-  // in both, so the order can change between any two calls.
-  enum class VictimOrder { kArc, kLeafLru };
+  // "prefix" policy's order over the same blocks. kLru: the least recently used block, leaf or
+  // not — the "lru" policy's order (REQUIRES: TrackAllBlocks() before the first OnInsert). The
+  // bookkeeping (lists, ghosts, p) is the same in all, so the order can change between any two
+  // calls.
+  enum class VictimOrder { kArc, kLeafLru, kLru };
 
   std::string_view name() const override { return "prefix-arc-unguarded"; }
   void OnInsert(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size) override;
@@ -36,6 +38,8 @@ class PrefixArcPolicy final : public EvictionPolicy {
   size_t size() const override { return nodes_.size(); }
 
   void set_victim_order(VictimOrder order) { order_ = order; }
+  // Keeps every resident block in recency order too (one more ordered set), for kLru.
+  void TrackAllBlocks() { track_all_ = true; }
   VictimOrder victim_order() const { return order_; }
   // A resident block's kept parent link and size; nullopt for a key that is not resident.
   struct Resident {
@@ -69,8 +73,11 @@ class PrefixArcPolicy final : public EvictionPolicy {
   void RememberGhost(List list, const BlockKey& key);
   std::optional<BlockKey> ArcVictim(const std::function<bool(const BlockKey&)>& evictable) const;
   std::optional<BlockKey> LeafLruVictim(const std::function<bool(const BlockKey&)>& evictable) const;
+  std::optional<BlockKey> LruVictim(const std::function<bool(const BlockKey&)>& evictable) const;
 
   VictimOrder order_ = VictimOrder::kArc;
+  bool track_all_ = false;
+  Leaves all_;  // (tick, key) of every resident block when track_all_, coldest first
   uint64_t tick_ = 0;
   uint64_t bytes_ = 0;
   double p_ = 0;  // ARC's target size of T1, in blocks

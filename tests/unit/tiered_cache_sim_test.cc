@@ -1,6 +1,6 @@
 // kvstash-sim cache --ssd-blocks (scheduler/tiered_cache_sim.h) on hand-made traces with known
 // answers: demotion to SSD, a system hit served from SSD, promotion, FIFO reclaim with hot
-// re-append, prefix-aware reclaim, and the references.
+// re-append, and the references.
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -86,18 +86,6 @@ TEST(TieredCacheSimTest, SystemNeverBelowDramAloneAndReferencesBound) {
     EXPECT_EQ(tiered->dram_hit_tokens + tiered->ssd_hit_tokens, tiered->system.hit_tokens) << policy;
     EXPECT_LE(tiered->system.hit_tokens, ReplayInfinite(t).hit_tokens) << policy;
   }
-}
-
-TEST(TieredCacheSimTest, PrefixReclaimNeverReappendsUnreachableBlocks) {
-  TieredSimOptions o = Tiers(2, 8, 2);
-  o.reclaim = SsdReclaim::kPrefix;
-  std::vector<TraceRequest> t;
-  for (uint64_t i = 0; i < 200; ++i) t.push_back(Req({i % 13, 100 + i % 13, 1000 + i}));
-  auto prefix = ReplayTiered(t, o, "prefix-arc");
-  o.reclaim = SsdReclaim::kFifo;
-  auto fifo = ReplayTiered(t, o, "prefix-arc");
-  ASSERT_TRUE(prefix.ok() && fifo.ok());
-  EXPECT_LE(prefix->ssd_reinserted, fifo->ssd_reinserted);
 }
 
 TEST(TieredCacheSimTest, RejectsBadOptions) {
