@@ -17,6 +17,7 @@ PACKAGES=(
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece  # kvstash-node text prompts (tokenizer.model); spm_train makes test tokenizers
+  clang libclang-rt-14-dev  # fuzz/ (libFuzzer, ASan, UBSan)
   python3 curl
 )
 

@@ -12,3 +12,5 @@ build_dir=${KVSTASH_BUILD_DIR:-build}
 ./deploy/install-deps.sh
 ./deploy/build.sh RelWithDebInfo "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600 --no-tests=error
+# Every parser fuzz/ covers, for a bounded time each (KVSTASH_FUZZ_SECONDS, default 20).
+KVSTASH_FUZZ_BUILD="${build_dir}-fuzz" ./fuzz/run.sh "${KVSTASH_FUZZ_SECONDS:-20}"
