@@ -2,7 +2,7 @@
 # Device cycle for the cuda engine (issue 14). Carry build-gpu/nodecarry (tests/device/make_nodecarry.sh).
 #   STEPS="test check prefix serve pd bench" (default: all), BENCH_PROMPTS, BENCH_HITS, BENCH_ARGS,
 #   PD_PROMPTS.
-# Logs go to $OUT; the bench's tables are printed last.
+# Logs go to $OUT; the bench's tables are printed last. Exits 1 when any step failed.
 D=$(cd "${NODECARRY:-build-gpu/nodecarry}" && pwd)
 R=$(pwd)
 STEPS=${STEPS:-"test check prefix serve pd bench"}
@@ -27,13 +27,20 @@ echo "CUDA libraries from: $CULIBS"
 export LD_LIBRARY_PATH=${EXTRA}$D/lib${CULIBS}:$LD_LIBRARY_PATH UCX_MODULE_DIR=$D/ucx
 ldd $D/bin/kvstash-node-cuda-check | grep -E "not found|cublas|cudart"
 W=/tmp/nodework; mkdir -p $W
+# Each step's exit status counts: the cycle fails when any step does (a check, not a log to read).
+failed=()
+check() { [[ $2 == 0 ]] || failed+=("$1(exit $2)"); }
 case " $STEPS " in *" test "*)
   echo "== node_cuda_engine_test"
-  timeout ${TEST_TIMEOUT:-300} $D/bin/node_cuda_engine_test 2>&1 | tee $OUT/node_cuda_engine_test.log | grep -E "^\[  |Failure|Expected|Which is|relative error|Skipped" | head -40
+  timeout ${TEST_TIMEOUT:-300} $D/bin/node_cuda_engine_test > $OUT/node_cuda_engine_test.log 2>&1
+  check test $?
+  grep -E "^\[  |Failure|Expected|Which is|relative error|Skipped" $OUT/node_cuda_engine_test.log | head -40
 esac
 case " $STEPS " in *" check "*)
   echo "== logits vs transformers"
-  PYTHONUNBUFFERED=1 timeout ${CHECK_TIMEOUT:-300} python3 $R/tests/device/node_cuda_check.py $D/bin $W 2>&1 | grep -vE "Warning|warn|^\s*$" | tee $OUT/node_cuda_check.log | tail -12
+  PYTHONUNBUFFERED=1 timeout ${CHECK_TIMEOUT:-300} python3 $R/tests/device/node_cuda_check.py $D/bin $W > $OUT/node_cuda_check.log 2>&1
+  check check $?
+  grep -vE "Warning|warn|^\s*$" $OUT/node_cuda_check.log | tail -12
 esac
 case " $STEPS " in *" prefix "*)
   echo "== cached-prefix replay (1B-shaped, 4 layers)"
@@ -43,11 +50,15 @@ case " $STEPS " in *" prefix "*)
 JSON
   $D/bin/kvstash-node make-model --config $W/mid.json --seed 3 --out $W/mid > /dev/null
   TOK=$(python3 -c 'import random; r=random.Random(1); print(",".join(str(r.randrange(32000)) for _ in range(3000)))')
-  timeout ${PREFIX_TIMEOUT:-120} $D/bin/kvstash-node-cuda-check --model $W/mid --tokens $TOK --chunk 1024 --prefix-tokens 2048 --greedy 32 2>&1 | tee $OUT/prefix.log | tail -4
+  timeout ${PREFIX_TIMEOUT:-120} $D/bin/kvstash-node-cuda-check --model $W/mid --tokens $TOK --chunk 1024 --prefix-tokens 2048 --greedy 32 > $OUT/prefix.log 2>&1
+  check prefix $?
+  tail -4 $OUT/prefix.log
 esac
 case " $STEPS " in *" serve "*)
   echo "== kvstash-node serve --engine cuda: two nodes on one kvstashd"
-  timeout ${SERVE_TIMEOUT:-120} bash $R/tests/device/node_serve_cuda.sh $D $W 2>&1 | tee $OUT/serve.log | tail -8
+  timeout ${SERVE_TIMEOUT:-120} bash $R/tests/device/node_serve_cuda.sh $D $W > $OUT/serve.log 2>&1
+  check serve $?
+  tail -8 $OUT/serve.log
 esac
 case " $STEPS " in *" pd "*)
   echo "== P/D on one GPU: a prefill and a decode cuda node, the front door, layer-wise vs after-prefill handoff"
@@ -57,12 +68,21 @@ case " $STEPS " in *" pd "*)
 JSON
   $D/bin/kvstash-node make-model --config $W/pd.json --seed 4 --out $W/pd > /dev/null
   timeout ${PD_TIMEOUT:-300} python3 $R/bench/pd_handoff_bench.py unused --bin-dir $D/bin --engine cuda --model $W/pd \
-    --prompts ${PD_PROMPTS:-8192,16384} --reps 2 --layer-group 2 --max-tokens 8 2>&1 | tee $OUT/pd.log | tail -12
+    --prompts ${PD_PROMPTS:-8192,16384} --reps 2 --layer-group 2 --max-tokens 8 > $OUT/pd.log 2>&1
+  check pd $?
+  tail -12 $OUT/pd.log
 esac
 case " $STEPS " in *" bench "*)
   echo "== kvstash-bench-node --engine cuda"
   timeout ${BENCH_TIMEOUT:-420} $D/bin/kvstash-bench-node --engine cuda --kvstashd $D/bin/kvstashd --hidden 2048 --layers 16 \
     --heads 32 --kv-heads 8 --intermediate 8192 --vocab 32000 --dram-capacity 4GiB --check-tokens 8 \
     --prompt-tokens ${BENCH_PROMPTS:-1024,2048,4096,8192,16384,32768} --hit-percent ${BENCH_HITS:-0,50,90} ${BENCH_ARGS:-} \
-    2>&1 | tee $OUT/bench.log
+    > $OUT/bench.log 2>&1
+  check bench $?
+  cat $OUT/bench.log
 esac
+if ((${#failed[@]} > 0)); then
+  echo "node cycle: FAILED: ${failed[*]} (logs in $OUT)"
+  exit 1
+fi
+echo "node cycle: every step passed ($STEPS)"
