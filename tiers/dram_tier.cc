@@ -367,6 +367,7 @@ Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& option
   }
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy,
                            MakeEvictionPolicy(o.eviction_policy));
+  if (o.lower_tier) policy->SetLowerTier(*o.lower_tier);
 
   ArenaHugePages mode = ArenaHugePages::kPrefer;
   if (o.huge_pages == HugePages::kOn) mode = ArenaHugePages::kRequire;

@@ -22,11 +22,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 
 #include "common/clock.h"
 #include "tiers/byte_access.h"
+#include "tiers/eviction_policy.h"
 #include "tiers/tier.h"
 
 namespace kvstash::tiers {
@@ -39,6 +41,10 @@ struct DramTierOptions {
   double low_watermark = 0.85;             // evict down to this fraction
   uint64_t max_block_bytes = 64ULL << 20;  // 64 MiB
   std::string eviction_policy = "prefix-arc";  // "prefix-arc" | "prefix" | "lru"
+  // The SSD tier below, when this tier's victims are demoted to one: told to the eviction policy
+  // (EvictionPolicy::SetLowerTier), so "prefix-arc" weighs the system's hits, not only DRAM's.
+  // The TierManager sets it.
+  std::optional<EvictionPolicy::LowerTier> lower_tier;
   HugePages huge_pages = HugePages::kAuto; // kOn fails Create() when huge pages are unavailable
   size_t index_shards = 64;
   const Clock* clock = SteadyClock::Default();

@@ -381,6 +381,11 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
     KVSTASH_ASSIGN_OR_RETURN(d->staging, Arena::Map(options.demotion_queue_bytes, ArenaHugePages::kNever));
     d->staging_alloc = std::make_unique<BlockAllocator>(options.demotion_queue_bytes);
     dram_options.on_evict = [d](const BlockMeta& meta, std::span<const std::byte> bytes) { d->OnEvict(meta, bytes); };
+    // DRAM's victims go to this SSD: its policy replays the pair (tiers/lru_guard_policy.h).
+    const SsdTierOptions& ssd = *options.ssd;
+    dram_options.lower_tier = EvictionPolicy::LowerTier{
+        ssd.segment_bytes == 0 ? 0 : ssd.capacity_bytes / ssd.segment_bytes * ssd.segment_bytes, ssd.segment_bytes,
+        ssd.reinsert_min_hits, ssd.reinsert_max_fraction};
   }
   KVSTASH_ASSIGN_OR_RETURN(d->dram, DramTier::Create(dram_options));
   if (options.hbm) {

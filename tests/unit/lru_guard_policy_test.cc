@@ -2,6 +2,7 @@
 // between (tiers/prefix_arc_policy.h): leaf-LRU order is the "prefix" policy's order over ARC's
 // bookkeeping; the guard keeps ARC's order where ARC wins and takes leaf LRU's where LRU wins.
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <random>
@@ -10,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/checksum.h"
+#include "tiers/dram_tier.h"
 #include "tiers/eviction_policy.h"
 #include "tiers/lru_guard_policy.h"
 #include "tiers/prefix_arc_policy.h"
@@ -158,6 +161,68 @@ TEST(LruGuardPolicyTest, ReturnsToArcOrderWhenArcLeadsAgain) {
   Replay(guard, refs, 100);
   EXPECT_GE(guard.switches(), 2u);
   EXPECT_EQ(guard.victim_order(), Order::kArc);
+}
+
+TEST(PrefixArcVictimOrderTest, LruTakesTheColdestBlockParentsIncluded) {
+  PrefixArcPolicy p;
+  p.TrackAllBlocks();
+  p.OnInsert(K(1), std::nullopt, 1);
+  p.OnInsert(K(2), K(1), 1);  // 1 now has a resident child
+  p.OnInsert(K(3), std::nullopt, 1);
+  p.set_victim_order(Order::kLru);
+  EXPECT_EQ(p.PickVictim(kAll), K(1));  // the coldest, though not a leaf
+  p.OnErase(K(1));
+  EXPECT_EQ(p.PickVictim(kAll), K(2));  // its child, waiting for it, leaves in its own turn
+  p.OnAccess(K(2));
+  EXPECT_EQ(p.PickVictim(kAll), K(3));
+  p.set_victim_order(Order::kLeafLru);
+  EXPECT_EQ(p.PickVictim(kAll), K(3));
+}
+
+TEST(LruGuardPolicyTest, AboveAnSsdStartsInLruOrderAndCountsSsdHits) {
+  // One DRAM block above an SSD of two 2-block segments: blocks 1, 2, 1, 2, ... — each evicted
+  // block is on the SSD when it comes back. Both shadows hit every return from the SSD, so
+  // neither order leads, and the guard stays where it starts above an SSD: LRU's order.
+  LruGuardPolicy guard;
+  guard.SetLowerTier({4, 2, 1, 0.5});
+  EXPECT_EQ(guard.victim_order(), Order::kLru);
+  std::vector<std::vector<uint64_t>> refs;
+  for (int i = 0; i < 200; ++i) refs.push_back({static_cast<uint64_t>(1 + i % 2)});
+  Replay(guard, refs, 1);
+  EXPECT_EQ(guard.victim_order(), Order::kLru);
+  EXPECT_EQ(guard.switches(), 0u);
+}
+
+TEST(LruGuardPolicyTest, DramTierTellsThePolicyTheSsdBelow) {
+  // 16 blocks of 4 KiB; a 16th block evicts one. A chain 1 -> 2 goes first, then singles. Above
+  // an SSD the guard starts in LRU's order and evicts the coldest block, chain head 1; without
+  // one it starts in ARC's, which takes leaves only, so 2 leaves first.
+  for (const bool ssd_below : {true, false}) {
+    SCOPED_TRACE(ssd_below);
+    DramTierOptions o;
+    o.capacity_bytes = 64 * 1024;
+    o.high_watermark = 0.95;
+    o.low_watermark = 0.94;
+    o.max_block_bytes = 4096;
+    o.huge_pages = HugePages::kOff;
+    o.index_shards = 2;
+    if (ssd_below) o.lower_tier = EvictionPolicy::LowerTier{1 << 20, 64 * 1024, 1, 0.5};
+    auto tier = DramTier::Create(o);
+    ASSERT_TRUE(tier.ok()) << tier.status().ToString();
+    const std::vector<std::byte> bytes(4096, std::byte{7});
+    const auto put = [&](uint64_t i, std::optional<BlockKey> parent) {
+      auto r = (*tier)->Reserve(K(i), bytes.size(), parent, 10'000);
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      std::memcpy(r->data, bytes.data(), bytes.size());
+      ASSERT_TRUE((*tier)->Commit(r->id, BlockChecksum(bytes.data(), bytes.size()), false).ok());
+    };
+    put(1, std::nullopt);
+    put(2, K(1));
+    for (uint64_t i = 3; i <= 16; ++i) put(i, std::nullopt);
+    ASSERT_GE((*tier)->Counters().evicted_capacity, 1u);
+    EXPECT_EQ((*tier)->Peek(K(1)).has_value(), !ssd_below);
+    EXPECT_EQ((*tier)->Peek(K(2)).has_value(), ssd_below);
+  }
 }
 
 TEST(LruGuardPolicyTest, NameAndFactory) {
