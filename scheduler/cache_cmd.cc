@@ -96,10 +96,15 @@ Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uin
   tiered.ssd_blocks = o.ssd_blocks;
   tiered.segment_blocks = o.ssd_segment_blocks;
   std::vector<Row> rows;
+  uint64_t references = 0;
+  for (const TraceRequest& r : trace) references += r.hash_ids.size();
   const auto add = [&](const std::string& label, const std::string& policy, EngineAdvice a) -> Status {
+    const auto start = std::chrono::steady_clock::now();
     KVSTASH_ASSIGN_OR_RETURN(TieredSimResult r, ReplayTiered(trace, tiered, policy, a));
+    const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - start;
     const double dram = r.system.input_tokens == 0 ? 0.0 : double(r.dram_hit_tokens) / double(r.system.input_tokens);
-    rows.push_back({label, r.system.hit_ratio(), policy == default_policy && a == EngineAdvice::kNone, dram});
+    rows.push_back({label, r.system.hit_ratio(), policy == default_policy && a == EngineAdvice::kNone, dram,
+                    references == 0 ? 0.0 : took.count() / static_cast<double>(references)});
     return Status::Ok();
   };
   for (const std::string& name : policies) {
