@@ -36,31 +36,31 @@ void ShadowSsdLog::OpenNext() {
 void ShadowSsdLog::Reclaim() {
   const uint32_t victim = sealed_.front();
   sealed_.pop_front();
-  std::vector<BlockKey> live = std::move(segments_[victim]);
+  // The segment's blocks with their entries (looked up once), hottest first, append order on ties.
+  std::vector<std::pair<BlockKey, Entry>> live;
+  live.reserve(segments_[victim].size());
+  for (const BlockKey& key : segments_[victim]) {
+    auto it = index_.find(key);
+    live.emplace_back(key, it->second);
+    index_.erase(it);
+  }
   segments_[victim].clear();
   fill_[victim] = 0;
-  std::stable_sort(live.begin(), live.end(),
-                   [&](const BlockKey& a, const BlockKey& b) { return index_.at(a).hits > index_.at(b).hits; });
+  std::stable_sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.second.hits > b.second.hits; });
   const auto budget = static_cast<uint64_t>(lower_.reinsert_max_fraction * static_cast<double>(lower_.segment_bytes));
-  std::vector<Entry> kept_entries;
-  std::vector<BlockKey> kept;
   uint64_t kept_bytes = 0;
-  for (const BlockKey& key : live) {
-    const Entry e = index_.at(key);
-    index_.erase(key);
-    if (lower_.reinsert_min_hits == 0 || e.hits < lower_.reinsert_min_hits || kept_bytes + e.size > budget) continue;
-    kept.push_back(key);
-    kept_entries.push_back(e);
-    kept_bytes += e.size;
-  }
-  dropped_ += live.size() - kept.size();
-  reinserted_ += kept.size();
+  uint64_t kept = 0;
   open_ = victim;
-  for (size_t i = 0; i < kept.size(); ++i) {
-    segments_[open_].push_back(kept[i]);
-    fill_[open_] += kept_entries[i].size;
-    index_[kept[i]] = Entry{open_, 0, kept_entries[i].size};  // re-appended blocks start with no hits
+  for (const auto& [key, e] : live) {
+    if (lower_.reinsert_min_hits == 0 || e.hits < lower_.reinsert_min_hits || kept_bytes + e.size > budget) continue;
+    kept_bytes += e.size;
+    ++kept;
+    segments_[open_].push_back(key);
+    fill_[open_] += e.size;
+    index_[key] = Entry{open_, 0, e.size};  // re-appended blocks start with no hits
   }
+  dropped_ += live.size() - kept;
+  reinserted_ += kept;
 }
 
 bool ShadowPolicy::Reference(const BlockKey& key, const std::optional<BlockKey>& parent, uint64_t size,
