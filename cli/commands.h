@@ -18,6 +18,11 @@ struct GlobalOptions {
   std::string cluster = "default";  // --cluster: the cluster's name in etcd
   uint64_t timeout_ms = 30'000;
   bool json = false;  // --json: machine-readable output on stdout
+  // Security (docs/SECURITY.md): --tls-ca turns TLS on; --tls-cert/--tls-key for mutual TLS.
+  std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  // --token-file: a file whose first line is the bearer token (else $KVSTASH_TOKEN). Never taken
+  // on the command line, where other users of the host could read it.
+  std::string token_file;
 };
 
 struct PutCommand {

@@ -38,6 +38,13 @@ int main(int argc, char** argv) {
   app.add_option("--cluster", global.cluster, "cluster name in etcd")->capture_default_str();
   app.add_option("--timeout-ms", global.timeout_ms, "per-RPC timeout in milliseconds")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3'600'000}));
+  app.add_option("--tls-ca", global.tls_ca, "PEM CA of the daemons' certificates: talk TLS [plaintext]");
+  app.add_option("--tls-cert", global.tls_cert, "PEM client certificate, for daemons that demand one (mutual TLS)");
+  app.add_option("--tls-key", global.tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-server-name", global.tls_server_name,
+                 "name the daemon's certificate must carry [the host dialled]");
+  app.add_option("--token-file", global.token_file,
+                 "file holding the bearer token on its first line (default: $KVSTASH_TOKEN)");
   app.add_option("--log-level", log_level,
                  "SDK log level on stderr: trace|debug|info|warn|error|off");
   auto add_json = [&](CLI::App* sub) {

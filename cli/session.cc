@@ -1,6 +1,7 @@
 #include "cli/session.h"
 
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 
@@ -42,11 +43,41 @@ std::vector<std::string> EtcdEndpoints(const GlobalOptions& global) {
   return out;
 }
 
+// The bearer token: the first line of --token-file, else $KVSTASH_TOKEN, else none.
+Result<std::string> ReadToken(const GlobalOptions& global) {
+  if (global.token_file.empty()) {
+    const char* env = std::getenv("KVSTASH_TOKEN");
+    return std::string(env != nullptr ? env : "");
+  }
+  std::ifstream in(global.token_file);
+  std::string token;
+  if (!in || !std::getline(in, token)) return InvalidArgument("cannot read --token-file " + global.token_file);
+  while (!token.empty() && (token.back() == '\r' || token.back() == ' ')) token.pop_back();
+  if (token.empty()) return InvalidArgument("--token-file " + global.token_file + " has an empty first line");
+  return token;
+}
+
+// ClientOptions with the global security settings filled in.
+Result<ClientOptions> SecureOptions(const GlobalOptions& global) {
+  ClientOptions options;
+  options.tls_ca_file = global.tls_ca;
+  options.tls_cert_file = global.tls_cert;
+  options.tls_key_file = global.tls_key;
+  options.tls_server_name = global.tls_server_name;
+  KVSTASH_ASSIGN_OR_RETURN(options.token, ReadToken(global));
+  return options;
+}
+
 Session Connect(std::string_view command, const GlobalOptions& global, DataPath data_path,
                 const std::string& ucx_transports) {
   Session session;
+  Result<ClientOptions> secure = SecureOptions(global);
+  if (!secure.ok()) {
+    session.exit_code = ReportUsage(command, secure.status().message());
+    return session;
+  }
   if (std::vector<std::string> etcd = EtcdEndpoints(global); !etcd.empty()) {
-    ClientOptions options;
+    ClientOptions options = *secure;
     options.etcd_endpoints = etcd;
     options.cluster = global.cluster;
     options.timeout_ms = global.timeout_ms;
@@ -69,7 +100,7 @@ Session Connect(std::string_view command, const GlobalOptions& global, DataPath 
     return session;
   }
   session.address = *address;
-  ClientOptions options;
+  ClientOptions options = *secure;
   options.address = session.address;
   options.timeout_ms = global.timeout_ms;
   options.data_path = data_path;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/tls.h"
+
 namespace kvstash::client_internal {
 
 Result<std::shared_ptr<Connection>> Connection::Open(const ClientOptions& options,
@@ -23,7 +25,11 @@ Result<std::shared_ptr<Connection>> Connection::Open(const ClientOptions& option
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  conn->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  KVSTASH_ASSIGN_OR_RETURN(
+      std::shared_ptr<grpc::ChannelCredentials> credentials,
+      tls::MakeChannelCredentials({options.tls_ca_file, options.tls_cert_file, options.tls_key_file, ""}));
+  if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
+  conn->channel = grpc::CreateCustomChannel(address, credentials, args);
   conn->stub = v1::Store::NewStub(conn->channel);
   Result<HealthInfo> health = conn->Health();
   if (!health.ok()) return health.status();

@@ -88,7 +88,12 @@ class Connection {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() +
                       std::chrono::milliseconds(options.timeout_ms));
+    Authorize(*ctx);
     return ctx;
+  }
+  // Adds the bearer token (ClientOptions::token), if any, to a call's metadata.
+  void Authorize(grpc::ClientContext& ctx) const {
+    if (!options.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options.token);
   }
   Status Call(const grpc::Status& status, std::string_view op) const {
     return client_internal::FromGrpc(status, op, options.address);

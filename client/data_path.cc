@@ -491,6 +491,7 @@ void Connection::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64
   };
   auto* call = new Pending();
   call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms));
+  Authorize(call->ctx);
   for (const auto& [key, epoch] : leases) {
     auto* lease = call->req.add_leases();
     lease->set_key(std::string(key.AsBytes()));

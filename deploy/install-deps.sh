@@ -18,6 +18,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece  # kvstash-node text prompts (tokenizer.model); spm_train makes test tokenizers
   clang libclang-rt-14-dev  # fuzz/ (libFuzzer, ASan, UBSan)
+  libssl-dev openssl  # token hashes (libcrypto SHA-256); deploy/make-test-certs.sh
   python3 curl
 )
 

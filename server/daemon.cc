@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "common/metrics.h"
+#include "common/tls.h"
+#include "server/authorizer.h"
 #include "common/units.h"
 #include "kvstash/limits.h"
 #include "server/cluster_registration.h"
@@ -75,6 +77,27 @@ Status ApplyArenaShmMode(const std::byte* arena, uint32_t mode) {
   return Status::Ok();
 }
 
+// States the gRPC port's security at start; loudly (a warning) when a port other than loopback is
+// open in plaintext or without tokens (docs/SECURITY.md).
+void LogSecurityMode(const DaemonConfig& config, const std::string& host) {
+  const bool tls = !config.tls_cert.empty();
+  const bool tokens = !config.tokens_file.empty();
+  spdlog::info("gRPC security: {}{}, {}", tls ? "TLS" : "plaintext",
+               tls && !config.tls_client_ca.empty() ? " with client certificates (mutual TLS)" : "",
+               tokens ? "bearer tokens from " + config.tokens_file : std::string("no tokens"));
+  if (tls::IsLoopbackHost(host)) return;
+  if (!tls) {
+    spdlog::warn("!!! gRPC listens in PLAINTEXT on {}, which is not loopback: anyone on the network can read the "
+                 "traffic{} (set --tls-cert/--tls-key; docs/SECURITY.md) !!!",
+                 config.listen, tokens ? ", tokens included" : "");
+  }
+  if (!tokens) {
+    spdlog::warn("!!! gRPC on {} takes calls WITHOUT tokens: anyone who reaches it can read, write and remove every "
+                 "block (set --tokens-file; docs/SECURITY.md) !!!",
+                 config.listen);
+  }
+}
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -86,6 +109,7 @@ struct Daemon::Impl {
   metrics::Registry registry;
   std::unique_ptr<ServerMetrics> server_metrics;
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
+  std::unique_ptr<Authorizer> authorizer;  // null without a tokens file; declared first: outlives the service
   std::unique_ptr<StoreService> service;
   std::unique_ptr<ReadGrantChecker> read_grants;  // authorises two-sided reads; used by transfer's thread
   std::unique_ptr<EagerPutSink> eager_puts;       // stores eager puts; used by transfer's thread
@@ -213,7 +237,10 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   KVSTASH_ASSIGN_OR_RETURN(auto grpc_hp, SplitHostPort(config.listen));
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &bound_port);
+  KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                           tls::MakeServerCredentials({config.tls_cert, config.tls_key, config.tls_client_ca}));
+  builder.AddListeningPort(config.listen, credentials, &bound_port);
+  LogSecurityMode(config, grpc_hp.first);
   // gRPC sets SO_REUSEPORT by default: a second daemon on the same port would then start, share
   // the port and take over this member's etcd record. Refuse a port in use instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -256,6 +283,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
         .Set(1);
     spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
   }
+  if (!config.tokens_file.empty()) {
+    KVSTASH_ASSIGN_OR_RETURN(impl->authorizer,
+                             Authorizer::Create(config.tokens_file,
+                                                {config.auth_failure_burst, config.auth_failure_refill_per_s}));
+    service_options.authorizer = impl->authorizer.get();
+  }
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.verify_sends = config.verify_sends;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
@@ -272,11 +305,15 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
     impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default(), config.verify_sends);
     impl->transfer->SetSendAuthorizer(impl->read_grants.get());
     impl->transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
-    impl->eager_puts = std::make_unique<EagerPutSink>(*impl->tier, *impl->server_metrics, config.max_block);
-    impl->transfer->SetPutSink(impl->eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
-    impl->eager_gets = std::make_unique<EagerGetSource>(*impl->tier, *impl->server_metrics, config.default_lease_ms,
-                                                        service_options.access_hooks, config.verify_sends);
-    impl->transfer->SetGetSource(impl->eager_gets.get());
+    // Eager requests arrive over UCX with no RPC, hence no token: with tokens on they are not served
+    // (clients then take the two-phase path, whose RPCs are checked).
+    if (!impl->authorizer) {
+      impl->eager_puts = std::make_unique<EagerPutSink>(*impl->tier, *impl->server_metrics, config.max_block);
+      impl->transfer->SetPutSink(impl->eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
+      impl->eager_gets = std::make_unique<EagerGetSource>(*impl->tier, *impl->server_metrics, config.default_lease_ms,
+                                                          service_options.access_hooks, config.verify_sends);
+      impl->transfer->SetGetSource(impl->eager_gets.get());
+    }
   }
   builder.RegisterService(impl->service.get());
   impl->grpc_server = builder.BuildAndStart();
@@ -320,6 +357,11 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   Impl* raw = impl.get();
   impl->reaper = std::thread([raw] { raw->ReaperLoop(); });
   return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
+
+Status Daemon::ReloadTokens() {
+  if (!impl_->authorizer) return FailedPrecondition("no tokens file is configured (--tokens-file)");
+  return impl_->authorizer->Reload();
 }
 
 const std::string& Daemon::grpc_address() const { return impl_->grpc_address; }

@@ -127,6 +127,23 @@ Status ApplySsdTable(const toml::table& table, const std::string& origin, Daemon
   return Status::Ok();
 }
 
+Status ApplySecurityTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
+  for (const auto& [k, node] : table) {
+    const std::string key(k.str());
+    const std::string full = "security." + key;
+    if (key == "tls_cert") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_cert));
+    else if (key == "tls_key") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_key));
+    else if (key == "tls_client_ca") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_client_ca));
+    else if (key == "tokens_file") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tokens_file));
+    else if (key == "auth_failure_burst") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.auth_failure_burst));
+    else if (key == "auth_failure_refill_per_s") {
+      KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.auth_failure_refill_per_s));
+    }
+    else return InvalidArgument(origin + ": unknown setting '" + full + "'");
+  }
+  return Status::Ok();
+}
+
 Status ApplyHbmTable(const toml::table& table, const std::string& origin, DaemonConfig& c) {
   for (const auto& [k, node] : table) {
     const std::string key(k.str());
@@ -215,7 +232,7 @@ Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConf
   for (const auto& [k, node] : root) {
     const std::string key(k.str());
     const toml::table* table = node.as_table();
-    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [hbm], [dram], [ssd], [ucx], [cluster] or [replication])");
+    if (table == nullptr) return InvalidArgument(origin + ": '" + key + "' must be a table ([server], [hbm], [dram], [ssd], [ucx], [cluster], [replication] or [security])");
     if (key == "server") KVSTASH_RETURN_IF_ERROR(ApplyServerTable(*table, origin, updated));
     else if (key == "dram") KVSTASH_RETURN_IF_ERROR(ApplyDramTable(*table, origin, updated));
     else if (key == "hbm") KVSTASH_RETURN_IF_ERROR(ApplyHbmTable(*table, origin, updated));
@@ -223,6 +240,7 @@ Status ApplyTable(const toml::table& root, const std::string& origin, DaemonConf
     else if (key == "ssd") KVSTASH_RETURN_IF_ERROR(ApplySsdTable(*table, origin, updated));
     else if (key == "cluster") KVSTASH_RETURN_IF_ERROR(ApplyClusterTable(*table, origin, updated));
     else if (key == "replication") KVSTASH_RETURN_IF_ERROR(ApplyReplicationTable(*table, origin, updated));
+    else if (key == "security") KVSTASH_RETURN_IF_ERROR(ApplySecurityTable(*table, origin, updated));
     else return InvalidArgument(origin + ": unknown table [" + key + "]");
   }
   config = std::move(updated);
@@ -359,6 +377,20 @@ Status DaemonConfig::Validate() const {
                            "'");
   }
   if (replicas < 1 || replicas > 8) return InvalidArgument("replication.copies must be 1..8");
+  if (tls_cert.empty() != tls_key.empty()) {
+    return InvalidArgument("TLS needs both security.tls_cert and security.tls_key (--tls-cert, --tls-key)");
+  }
+  if (!(auth_failure_burst >= 1 && auth_failure_burst <= 1e6) ||
+      !(auth_failure_refill_per_s > 0 && auth_failure_refill_per_s <= 1e6)) {
+    return InvalidArgument("security.auth_failure_burst must be 1..1e6 and auth_failure_refill_per_s in (0, 1e6]");
+  }
+  if (!tls_client_ca.empty() && tls_cert.empty()) {
+    return InvalidArgument("security.tls_client_ca (--tls-client-ca) needs TLS: set tls_cert and tls_key too");
+  }
+  if (replicas > 1 && (!tls_cert.empty() || !tokens_file.empty())) {
+    return InvalidArgument("hot-block replication (--replicas > 1) does not speak TLS or carry tokens yet "
+                           "(docs/SECURITY.md): run replicated daemons without [security], or --replicas 1");
+  }
   if (hot_rate < 1) return InvalidArgument("replication.hot_rate must be at least 1 hit per second");
   if (!standalone) {
     if (!(weight > 0) || weight > 1e6) return InvalidArgument("weight must be > 0 and at most 1e6");
@@ -390,6 +422,8 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   bool no_ucx = false;
   bool dram_prefault = false;
   std::optional<std::string> etcd, cluster, peers;
+  std::optional<std::string> tls_cert, tls_key, tls_client_ca, tokens_file;
+  std::optional<double> auth_failure_burst;
   std::optional<double> weight;
   std::optional<int64_t> lease_ttl_s;
   std::optional<uint32_t> replicas, hot_rate;
@@ -438,6 +472,15 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--lease-ttl", lease_ttl_s, "etcd lease TTL in seconds [10]");
   app.add_option("--replicas", replicas, "copies of a hot block, the owner's included; 1 = none [1]");
   app.add_option("--hot-rate", hot_rate, "hits per second that make a block hot [100]");
+  app.add_option("--tls-cert", tls_cert, "PEM certificate chain: the gRPC port speaks only TLS [plaintext]");
+  app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", tls_client_ca,
+                 "PEM CA bundle: clients must present a certificate it signed (mutual TLS) [none]");
+  app.add_option("--tokens-file", tokens_file,
+                 "bearer tokens file (sha256 tenant role per line; reloaded on SIGHUP): every RPC needs a token "
+                 "[no tokens]");
+  app.add_option("--auth-failure-burst", auth_failure_burst,
+                 "failed token checks a peer may make in a row before it is refused unchecked [10]");
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -513,6 +556,11 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (lease_ttl_s) config.lease_ttl_s = *lease_ttl_s;
   if (replicas) config.replicas = *replicas;
   if (hot_rate) config.hot_rate = *hot_rate;
+  if (tls_cert) config.tls_cert = *tls_cert;
+  if (tls_key) config.tls_key = *tls_key;
+  if (tls_client_ca) config.tls_client_ca = *tls_client_ca;
+  if (tokens_file) config.tokens_file = *tokens_file;
+  if (auth_failure_burst) config.auth_failure_burst = *auth_failure_burst;
   KVSTASH_RETURN_IF_ERROR(config.Validate());
   return config;
 }

@@ -32,6 +32,19 @@ struct DaemonConfig {
   // Off only to measure what it costs.
   bool verify_sends = true;
 
+  // [security] (docs/SECURITY.md). tls_cert and tls_key both set = the gRPC port speaks only TLS;
+  // tls_client_ca set as well = mutual TLS (clients need a certificate that CA signed). tokens_file
+  // set = every RPC needs a bearer token listed there (reloaded on SIGHUP). All empty = plaintext
+  // and no tokens: meant for loopback, and logged loudly on any other address.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string tokens_file;
+  // Failed token checks a peer (address, any port) may make in a row, and how many it regains per
+  // second; past them its calls are refused unchecked.
+  double auth_failure_burst = 10;
+  double auth_failure_refill_per_s = 1;
+
   // [ssd] (off when dir is empty): blocks evicted from DRAM are demoted here and promoted back
   std::string ssd_dir;                        // segment files and the RocksDB index live here
   uint64_t ssd_capacity = 16ULL << 30;

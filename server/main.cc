@@ -1,7 +1,8 @@
 // kvstashd: the kvstash storage daemon. See README.md ("Run a daemon by hand") and
 // deploy/kvstashd.toml. Prints exactly one line on stdout once serving:
 //   kvstashd ready grpc=HOST:PORT metrics=HOST:PORT
-// so that scripts and tests can wait for it without sleeping. Stops gracefully on SIGTERM/SIGINT.
+// so that scripts and tests can wait for it without sleeping. Stops gracefully on SIGTERM/SIGINT;
+// SIGHUP re-reads the tokens file (--tokens-file).
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
@@ -21,6 +22,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // re-read the tokens file (docs/SECURITY.md)
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -46,7 +48,11 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    if (Status reloaded = (*daemon)->ReloadTokens(); !reloaded.ok()) {
+      spdlog::error("SIGHUP: tokens not reloaded, the previous ones stay in force: {}", reloaded.ToString());
+    }
+  }
   spdlog::info("received {}, stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   const auto t0 = std::chrono::steady_clock::now();
   (*daemon)->Shutdown();

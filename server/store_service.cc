@@ -1,5 +1,7 @@
 #include "server/store_service.h"
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstring>
 #include <unordered_set>
@@ -126,9 +128,26 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
   if (options_.access_hooks != nullptr) info.set_replicas(options_.access_hooks->ReplicasOf(meta.key));
 }
 
+grpc::Status StoreService::Admit(const grpc::ServerContext* context, auth::Role needed, std::string_view op,
+                                 auth::Principal* who) {
+  if (options_.authorizer == nullptr) {
+    if (who != nullptr) *who = auth::Principal{"", auth::Role::kAdmin};
+    return grpc::Status::OK;
+  }
+  Result<auth::Principal> principal = options_.authorizer->Admit(*context, needed);
+  if (!principal.ok()) {
+    metrics_.RecordOp(op, principal.status(), 0.0);
+    spdlog::debug("{} refused to {}: {}", op, context->peer(), principal.status().ToString());
+    return ToGrpc(principal.status());
+  }
+  if (who != nullptr) *who = std::move(*principal);
+  return grpc::Status::OK;
+}
+
 // ---- Lookup -------------------------------------------------------------------------------
 
-grpc::Status StoreService::Lookup(grpc::ServerContext*, const v1::LookupRequest* req, v1::LookupResponse* resp) {
+grpc::Status StoreService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* req, v1::LookupResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "lookup"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "lookup", [&] { return DoLookup(*req, *resp); });
 }
 
@@ -155,6 +174,7 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 
 grpc::Status StoreService::PutBegin(grpc::ServerContext* context, const v1::PutBeginRequest* req,
                                     v1::PutBeginResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_begin"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), *req, *resp); });
 }
 
@@ -258,6 +278,7 @@ void StoreService::Unwind(const std::vector<std::pair<std::string, ReservationHa
 
 grpc::Status StoreService::PutCommit(grpc::ServerContext* context, const v1::PutCommitRequest* req,
                                      v1::PutCommitResponse*) {
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_commit"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "put_commit", [&] { return DoPutCommit(context->peer(), *req); });
 }
 
@@ -347,6 +368,7 @@ Status StoreService::DoPutCommit(const std::string& session, const v1::PutCommit
 
 grpc::Status StoreService::PutAbort(grpc::ServerContext* context, const v1::PutAbortRequest* req,
                                     v1::PutAbortResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_abort"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "put_abort", [&] { return DoPutAbort(context->peer(), *req, *resp); });
 }
 
@@ -375,7 +397,8 @@ Status StoreService::DoPutAbort(const std::string& session, const v1::PutAbortRe
 
 // ---- Inline put / get ---------------------------------------------------------------------
 
-grpc::Status StoreService::Put(grpc::ServerContext*, const v1::PutRequest* req, v1::PutResponse* resp) {
+grpc::Status StoreService::Put(grpc::ServerContext* context, const v1::PutRequest* req, v1::PutResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "put", [&] { return DoPut(*req, *resp); });
 }
 
@@ -445,7 +468,8 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
   return Status::Ok();
 }
 
-grpc::Status StoreService::Get(grpc::ServerContext*, const v1::GetRequest* req, v1::GetResponse* resp) {
+grpc::Status StoreService::Get(grpc::ServerContext* context, const v1::GetRequest* req, v1::GetResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "get"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "get", [&] { return DoGet(*req, *resp); });
 }
 
@@ -522,8 +546,9 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
 
 // ---- Leases -------------------------------------------------------------------------------
 
-grpc::Status StoreService::ReleaseLeases(grpc::ServerContext*, const v1::ReleaseLeasesRequest* req,
+grpc::Status StoreService::ReleaseLeases(grpc::ServerContext* context, const v1::ReleaseLeasesRequest* req,
                                          v1::ReleaseLeasesResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "release_leases"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "release_leases", [&] { return DoReleaseLeases(*req, *resp); });
 }
 
@@ -547,7 +572,13 @@ Status StoreService::DoReleaseLeases(const v1::ReleaseLeasesRequest& req, v1::Re
 
 // ---- Remove / Stat / Stats / List / Health ------------------------------------------------
 
-grpc::Status StoreService::Remove(grpc::ServerContext*, const v1::RemoveRequest* req, v1::RemoveResponse* resp) {
+grpc::Status StoreService::Remove(grpc::ServerContext* context, const v1::RemoveRequest* req, v1::RemoveResponse* resp) {
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "remove", &principal); !refused.ok()) return refused;
+  if (options_.authorizer != nullptr) {
+    spdlog::info("remove of {} keys by tenant {} ({}) from {}", req->keys_size(), principal.tenant,
+                 auth::ToString(principal.role), context->peer());
+  }
   return Serve(metrics_, in_flight_, "remove", [&] { return DoRemove(*req, *resp); });
 }
 
@@ -576,7 +607,8 @@ Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& 
   return Status::Ok();
 }
 
-grpc::Status StoreService::Stat(grpc::ServerContext*, const v1::StatRequest* req, v1::StatResponse* resp) {
+grpc::Status StoreService::Stat(grpc::ServerContext* context, const v1::StatRequest* req, v1::StatResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "stat"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "stat", [&] { return DoStat(*req, *resp); });
 }
 
@@ -592,7 +624,8 @@ Status StoreService::DoStat(const v1::StatRequest& req, v1::StatResponse& resp) 
   return Status::Ok();
 }
 
-grpc::Status StoreService::Stats(grpc::ServerContext*, const v1::StatsRequest*, v1::StatsResponse* resp) {
+grpc::Status StoreService::Stats(grpc::ServerContext* context, const v1::StatsRequest*, v1::StatsResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kAdmin, "stats"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "stats", [&] { return DoStats(*resp); });
 }
 
@@ -661,7 +694,8 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   return Status::Ok();
 }
 
-grpc::Status StoreService::List(grpc::ServerContext*, const v1::ListRequest* req, v1::ListResponse* resp) {
+grpc::Status StoreService::List(grpc::ServerContext* context, const v1::ListRequest* req, v1::ListResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kAdmin, "list"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "list", [&] { return DoList(*req, *resp); });
 }
 
@@ -678,7 +712,8 @@ Status StoreService::DoList(const v1::ListRequest& req, v1::ListResponse& resp) 
   return Status::Ok();
 }
 
-grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthResponse* resp) {
+grpc::Status StoreService::Health(grpc::ServerContext* context, const v1::HealthRequest*, v1::HealthResponse* resp) {
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "health"); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "health", [&] {
     resp->set_serving(true);
     resp->set_version(kVersion);
@@ -691,12 +726,16 @@ grpc::Status StoreService::Health(grpc::ServerContext*, const v1::HealthRequest*
 
 namespace kvstash::server {
 
-grpc::Status StoreService::DataPlane(grpc::ServerContext*, const v1::DataPlaneRequest*, v1::DataPlaneResponse* resp) {
+grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::DataPlaneRequest*, v1::DataPlaneResponse* resp) {
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "data_plane", &principal); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "data_plane", [&] {
     const DataPlaneInfo& dp = options_.data_plane;
-    resp->set_ucx_available(dp.ucx);
+    // The remote key below reaches the whole arena, for writes too: read principals get none.
+    const bool offer_ucx = dp.ucx && principal.role >= auth::Role::kWrite;
+    resp->set_ucx_available(offer_ucx);
     resp->set_default_lease_ms(options_.default_lease_ms);
-    if (dp.ucx) {
+    if (offer_ucx) {
       resp->set_worker_address(dp.worker_address);
       resp->set_rkey(dp.packed_rkey);
       resp->set_transports(dp.transports);

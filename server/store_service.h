@@ -14,6 +14,7 @@
 
 #include "common/clock.h"
 #include "kvstash/v1/store.grpc.pb.h"
+#include "server/authorizer.h"
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
 #include "tiers/tier_manager.h"
@@ -76,6 +77,11 @@ struct StoreServiceOptions {
   AccessHooks* access_hooks = nullptr;  // optional, not owned; outlives the service
   // Hash a block before sending it inline, and refuse it when it fails (docs/DATA_PLANE.md).
   bool verify_sends = true;
+  // Checks every RPC's bearer token and role (server/authorizer.h); null = no tokens, every caller
+  // may do everything. Not owned; outlives the service. With it set, DataPlane describes the UCX
+  // data plane only to write and admin principals (its remote key reaches the whole arena,
+  // docs/SECURITY.md); read principals are told to use the inline path.
+  Authorizer* authorizer = nullptr;
 };
 
 class StoreService final : public kvstash::v1::Store::Service {
@@ -118,6 +124,11 @@ class StoreService final : public kvstash::v1::Store::Service {
   Status DoStat(const v1::StatRequest&, v1::StatResponse&);
   Status DoStats(v1::StatsResponse&);
   Status DoList(const v1::ListRequest&, v1::ListResponse&);
+
+  // OK when the call may run: no authorizer, or a token whose role is at least `needed` (its
+  // principal then lands in `who` when given). Otherwise the refusal, counted under `op`.
+  grpc::Status Admit(const grpc::ServerContext* context, auth::Role needed, std::string_view op,
+                     auth::Principal* who = nullptr);
 
   void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
   static constexpr size_t kHottestBlocks = 10;  // reported by Stats

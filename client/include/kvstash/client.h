@@ -83,6 +83,18 @@ struct ClientOptions {
   std::string cluster = "default";          // members are read from /kvstash/<cluster>/members/
   std::vector<std::string> peers;           // fixed member list of "host:port" (weight 1 each)
   uint64_t join_grace_ms = 30'000;          // how long keys are also looked for at their previous owner
+  // Security (docs/SECURITY.md), the same for every daemon of a cluster. tls_ca_file set = TLS: the
+  // daemon's certificate must chain to that CA and name the host dialled (or tls_server_name).
+  // tls_cert_file + tls_key_file: this client's certificate, for daemons that demand one (mutual
+  // TLS). All empty = plaintext. PEM files, read by Connect.
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+  std::string tls_server_name;  // the name the daemon's certificate must carry; empty = the host dialled
+  // Sent with every RPC as "authorization: Bearer <token>"; empty = none. Daemons with a tokens
+  // file refuse calls without a token they know (UNAUTHENTICATED) or beyond its role
+  // (PERMISSION_DENIED). Over plaintext the token is readable on the path: use it with TLS.
+  std::string token;
 };
 
 enum class TierName { kUnknown, kHbm, kDram, kSsd };

@@ -26,6 +26,7 @@ enum class StatusCode : int {
   kInternal = 13,
   kUnavailable = 14,
   kDataLoss = 15,
+  kUnauthenticated = 16,  // no credentials, or credentials the daemon does not know (docs/SECURITY.md)
 };
 
 std::string_view StatusCodeName(StatusCode code);
@@ -61,6 +62,8 @@ inline Status OutOfRange(std::string msg) { return {StatusCode::kOutOfRange, std
 inline Status Internal(std::string msg) { return {StatusCode::kInternal, std::move(msg)}; }
 inline Status Unavailable(std::string msg) { return {StatusCode::kUnavailable, std::move(msg)}; }
 inline Status DataLoss(std::string msg) { return {StatusCode::kDataLoss, std::move(msg)}; }
+inline Status PermissionDenied(std::string msg) { return {StatusCode::kPermissionDenied, std::move(msg)}; }
+inline Status Unauthenticated(std::string msg) { return {StatusCode::kUnauthenticated, std::move(msg)}; }
 inline Status DeadlineExceeded(std::string msg) { return {StatusCode::kDeadlineExceeded, std::move(msg)}; }
 
 }  // namespace kvstash

@@ -1,0 +1,107 @@
+#include "common/auth.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <sstream>
+
+namespace kvstash::auth {
+namespace {
+
+bool ValidTenant(std::string_view tenant) {
+  return !tenant.empty() && tenant.size() <= 64 &&
+         std::all_of(tenant.begin(), tenant.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+         });
+}
+
+bool ValidHash(std::string_view hash) {
+  return hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+}  // namespace
+
+std::string_view ToString(Role role) {
+  switch (role) {
+    case Role::kRead: return "read";
+    case Role::kWrite: return "write";
+    case Role::kAdmin: return "admin";
+  }
+  return "unknown";
+}
+
+Result<Role> ParseRole(std::string_view text) {
+  if (text == "read") return Role::kRead;
+  if (text == "write") return Role::kWrite;
+  if (text == "admin") return Role::kAdmin;
+  return InvalidArgument("role must be read, write or admin, not '" + std::string(text) + "'");
+}
+
+std::string Sha256Hex(std::string_view text) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(2 * length);
+  for (unsigned int i = 0; i < length; ++i) {
+    hex.push_back(kHex[digest[i] >> 4]);
+    hex.push_back(kHex[digest[i] & 0xF]);
+  }
+  return hex;
+}
+
+Result<TokenTable> TokenTable::Parse(std::string_view text, const std::string& origin) {
+  TokenTable table;
+  std::istringstream lines{std::string(text)};
+  size_t number = 0;
+  for (std::string line; std::getline(lines, line);) {
+    ++number;
+    if (const size_t hash_mark = line.find('#'); hash_mark != std::string::npos) line.resize(hash_mark);
+    std::istringstream fields(line);
+    std::string hash, tenant, role_text, extra;
+    if (!(fields >> hash)) continue;  // blank or comment only
+    const std::string where = origin + ":" + std::to_string(number) + ": ";
+    if (!(fields >> tenant >> role_text) || (fields >> extra)) {
+      return InvalidArgument(where + "expected '<sha256 hex> <tenant> <role>'");
+    }
+    if (!ValidHash(hash)) return InvalidArgument(where + "the hash must be 64 lower-case hex digits (sha256sum)");
+    if (!ValidTenant(tenant)) return InvalidArgument(where + "a tenant is 1..64 of A-Z a-z 0-9 . _ -");
+    Result<Role> role = ParseRole(role_text);
+    if (!role.ok()) return InvalidArgument(where + role.status().message());
+    if (!table.by_hash_.emplace(hash, Principal{tenant, *role}).second) {
+      return InvalidArgument(where + "this hash is listed twice");
+    }
+  }
+  return table;
+}
+
+Result<TokenTable> TokenTable::Load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument("cannot read the tokens file " + path);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return Parse(text.str(), path);
+}
+
+std::optional<Principal> TokenTable::Find(std::string_view token) const {
+  if (token.empty()) return std::nullopt;
+  const auto it = by_hash_.find(Sha256Hex(token));
+  if (it == by_hash_.end()) return std::nullopt;
+  return it->second;
+}
+
+std::optional<std::string_view> BearerToken(std::string_view header) {
+  constexpr std::string_view kScheme = "bearer ";
+  if (header.size() <= kScheme.size()) return std::nullopt;
+  for (size_t i = 0; i < kScheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(header[i])) != kScheme[i]) return std::nullopt;
+  }
+  std::string_view token = header.substr(kScheme.size());
+  if (token.empty() || token.find(' ') != std::string_view::npos) return std::nullopt;
+  return token;
+}
+
+}  // namespace kvstash::auth

@@ -1,0 +1,52 @@
+// Bearer tokens (docs/SECURITY.md "Tokens"): the tokens file, which stores only the SHA-256 of each
+// token with the tenant and role it names, and the lookup of a presented token in it.
+//
+// File format, one token a line; '#' starts a comment, blank lines are skipped:
+//   <sha256 of the token, 64 hex digits>  <tenant>  <role: read | write | admin>
+// A tenant is 1..64 of [A-Za-z0-9._-]. A hash may appear once.
+//
+// Thread-safety: a TokenTable is immutable once built; share it by const reference or shared_ptr.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "kvstash/result.h"
+
+namespace kvstash::auth {
+
+// Ordered: a role may do everything the roles below it may.
+enum class Role { kRead = 1, kWrite = 2, kAdmin = 3 };
+std::string_view ToString(Role role);
+Result<Role> ParseRole(std::string_view text);
+
+// Who a token speaks for.
+struct Principal {
+  std::string tenant;
+  Role role = Role::kRead;
+};
+
+// Lower-case hex SHA-256 of `text` (OpenSSL libcrypto).
+std::string Sha256Hex(std::string_view text);
+
+class TokenTable {
+ public:
+  // INVALID_ARGUMENT naming `origin` and the line of the first malformed entry.
+  static Result<TokenTable> Parse(std::string_view text, const std::string& origin);
+  static Result<TokenTable> Load(const std::string& path);
+
+  // The principal `token` names, or nullopt. Only the token's hash is looked up.
+  std::optional<Principal> Find(std::string_view token) const;
+  size_t size() const { return by_hash_.size(); }
+
+ private:
+  std::unordered_map<std::string, Principal> by_hash_;  // hex SHA-256 -> principal
+};
+
+// The token of an "authorization" metadata value "Bearer <token>" (scheme case-insensitive);
+// nullopt when the value has another form.
+std::optional<std::string_view> BearerToken(std::string_view header);
+
+}  // namespace kvstash::auth

@@ -1,0 +1,368 @@
+// Security of kvstashd's gRPC port (docs/SECURITY.md, issue 16), attacked with raw gRPC clients
+// against a real daemon process: TLS refuses plaintext, a client of another CA, a server
+// certificate of another CA and an expired one; mutual TLS refuses a client without a certificate;
+// tokens refuse every RPC without a token or with an unknown one (UNAUTHENTICATED) and beyond the
+// token's role (PERMISSION_DENIED), and nothing changes; failed attempts are rate-limited per peer;
+// SIGHUP reloads the tokens file, and a broken file leaves the old tokens in force.
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <signal.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "common/auth.h"
+#include "common/tls.h"
+#include "kvstash/client.h"
+#include "kvstash/limits.h"
+#include "kvstash/v1/store.grpc.pb.h"
+#include "tests/support/daemon_process.h"
+#include "tests/support/eventually.h"
+
+namespace kvstash {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::DaemonProcess;
+
+constexpr char kAdminToken[] = "admin-token-0123456789";
+constexpr char kWriteToken[] = "write-token-0123456789";
+constexpr char kReadToken[] = "read-token-0123456789";
+
+std::string Key(uint64_t i) { return std::string(BlockKey::FromParts(0x5EC, i).AsBytes()); }
+
+// One PKI (deploy/make-test-certs.sh) and tokens file for the whole suite, in a fresh directory.
+class SecurityTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/kvstash-security-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string cmd = "bash " KVSTASH_SOURCE_ROOT "/deploy/make-test-certs.sh " + dir_.string() + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static std::string Path(const std::string& name) { return (dir_ / name).string(); }
+
+  struct TokenLine {
+    std::string token, tenant, role;
+  };
+  static void WriteTokens(const std::vector<TokenLine>& lines, const std::string& extra = "") {
+    const std::string tmp = Path("tokens.tmp");
+    std::ofstream out(tmp);
+    out << "# test tokens\n";
+    for (const TokenLine& l : lines) out << auth::Sha256Hex(l.token) << "  " << l.tenant << "  " << l.role << "\n";
+    out << extra;
+    out.close();
+    fs::rename(tmp, Path("tokens"));  // whole-file replacement, as an operator's editor would
+  }
+
+  std::unique_ptr<DaemonProcess> Start(std::vector<std::string> args) {
+    args.insert(args.end(), {"--no-ucx", "--dram-capacity", "64MiB"});
+    auto daemon = std::make_unique<DaemonProcess>(KVSTASHD_PATH, args);
+    EXPECT_TRUE(daemon->ok()) << daemon->error();
+    return daemon;
+  }
+  std::vector<std::string> TlsArgs(bool mutual) {
+    std::vector<std::string> args = {"--tls-cert", Path("server.pem"), "--tls-key", Path("server.key")};
+    if (mutual) args.insert(args.end(), {"--tls-client-ca", Path("ca.pem")});
+    return args;
+  }
+
+  // A raw Store client with exactly these TLS files (all empty = plaintext).
+  static std::unique_ptr<v1::Store::Stub> RawClient(const std::string& address, const tls::ClientFiles& files) {
+    auto credentials = tls::MakeChannelCredentials(files);
+    EXPECT_TRUE(credentials.ok()) << credentials.status().ToString();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a fresh handshake per client
+    return v1::Store::NewStub(grpc::CreateCustomChannel(address, *credentials, args));
+  }
+  static tls::ClientFiles GoodFiles() { return {Path("ca.pem"), Path("client.pem"), Path("client.key"), ""}; }
+
+  static grpc::Status Health(v1::Store::Stub& client, const std::string& token = "") {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::HealthRequest req;
+    v1::HealthResponse resp;
+    return client.Health(&ctx, req, &resp);
+  }
+
+  // Every key the daemon holds, asked with the admin token.
+  static std::vector<std::string> Keys(v1::Store::Stub& client) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kAdminToken);
+    v1::ListRequest req;
+    req.set_limit(1000);
+    v1::ListResponse resp;
+    const grpc::Status st = client.List(&ctx, req, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    std::vector<std::string> keys;
+    for (const auto& b : resp.blocks()) keys.push_back(b.key());
+    return keys;
+  }
+
+  static inline fs::path dir_;
+};
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+TEST_F(SecurityTest, TlsPortRefusesPlaintextAndServesTls) {
+  auto daemon = Start(TlsArgs(false));
+  auto plaintext = RawClient(daemon->grpc_address(), {});
+  EXPECT_EQ(Health(*plaintext).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto secure = RawClient(daemon->grpc_address(), {Path("ca.pem"), "", "", ""});
+  EXPECT_TRUE(Health(*secure).ok());
+}
+
+TEST_F(SecurityTest, ClientRefusesServerOfAnotherCaAndExpiredServer) {
+  auto daemon = Start(TlsArgs(false));
+  auto wrong_ca = RawClient(daemon->grpc_address(), {Path("other-ca.pem"), "", "", ""});
+  EXPECT_EQ(Health(*wrong_ca).error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  auto expired = Start({"--tls-cert", Path("expired.pem"), "--tls-key", Path("expired.key")});
+  auto to_expired = RawClient(expired->grpc_address(), {Path("ca.pem"), "", "", ""});
+  EXPECT_EQ(Health(*to_expired).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
+TEST_F(SecurityTest, MutualTlsRefusesClientsWithoutCertificateOrOfAnotherCa) {
+  auto daemon = Start(TlsArgs(true));
+  auto no_cert = RawClient(daemon->grpc_address(), {Path("ca.pem"), "", "", ""});
+  EXPECT_EQ(Health(*no_cert).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto other_ca = RawClient(daemon->grpc_address(), {Path("ca.pem"), Path("other-client.pem"), Path("other-client.key"), ""});
+  EXPECT_EQ(Health(*other_ca).error_code(), grpc::StatusCode::UNAVAILABLE);
+  auto good = RawClient(daemon->grpc_address(), GoodFiles());
+  EXPECT_TRUE(Health(*good).ok());
+}
+
+TEST_F(SecurityTest, DaemonRefusesToStartWithMissingOrHalfTlsFiles) {
+  DaemonProcess half(KVSTASHD_PATH, {"--no-ucx", "--tls-cert", Path("server.pem")});
+  EXPECT_FALSE(half.ok());
+  DaemonProcess missing(KVSTASHD_PATH, {"--no-ucx", "--tls-cert", Path("absent.pem"), "--tls-key", Path("server.key")});
+  EXPECT_FALSE(missing.ok());
+  DaemonProcess not_pem(KVSTASHD_PATH, {"--no-ucx", "--tls-cert", Path("tokens"), "--tls-key", Path("server.key")});
+  EXPECT_FALSE(not_pem.ok());
+}
+
+// ---- tokens ---------------------------------------------------------------------------------
+
+// Calls every Store RPC with `token` (empty = none) and expects `code` from each, on a store that
+// holds key 0; then checks that the store still holds exactly that.
+void ExpectEveryRpcRefused(v1::Store::Stub& client, const std::string& token, grpc::StatusCode code,
+                           const std::function<std::vector<std::string>()>& keys) {
+  const std::vector<std::string> before = keys();
+  auto call = [&](auto method, auto req, auto resp, const char* name) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    const grpc::Status st = (client.*method)(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), code) << name << ": " << st.error_message();
+  };
+  v1::PutRequest put;
+  auto* item = put.add_items();
+  item->set_key(Key(99));
+  item->set_data(std::string(4096, 'x'));
+  v1::PutBeginRequest begin;
+  auto* want = begin.add_items();
+  want->set_key(Key(98));
+  want->set_size(4096);
+  v1::RemoveRequest remove;
+  remove.add_keys(Key(0));
+  v1::LookupRequest lookup;
+  lookup.add_keys(Key(0));
+  v1::GetRequest get;
+  get.add_keys(Key(0));
+  v1::StatRequest stat;
+  stat.add_keys(Key(0));
+  v1::ListRequest list;
+  call(&v1::Store::Stub::Put, put, v1::PutResponse{}, "put");
+  call(&v1::Store::Stub::PutBegin, begin, v1::PutBeginResponse{}, "put_begin");
+  call(&v1::Store::Stub::PutCommit, v1::PutCommitRequest{}, v1::PutCommitResponse{}, "put_commit");
+  call(&v1::Store::Stub::PutAbort, v1::PutAbortRequest{}, v1::PutAbortResponse{}, "put_abort");
+  call(&v1::Store::Stub::Remove, remove, v1::RemoveResponse{}, "remove");
+  call(&v1::Store::Stub::Lookup, lookup, v1::LookupResponse{}, "lookup");
+  call(&v1::Store::Stub::Get, get, v1::GetResponse{}, "get");
+  call(&v1::Store::Stub::Stat, stat, v1::StatResponse{}, "stat");
+  call(&v1::Store::Stub::ReleaseLeases, v1::ReleaseLeasesRequest{}, v1::ReleaseLeasesResponse{}, "release_leases");
+  call(&v1::Store::Stub::Stats, v1::StatsRequest{}, v1::StatsResponse{}, "stats");
+  call(&v1::Store::Stub::List, list, v1::ListResponse{}, "list");
+  call(&v1::Store::Stub::Health, v1::HealthRequest{}, v1::HealthResponse{}, "health");
+  call(&v1::Store::Stub::DataPlane, v1::DataPlaneRequest{}, v1::DataPlaneResponse{}, "data_plane");
+  EXPECT_EQ(keys(), before);
+}
+
+class TokenTest : public SecurityTest {
+ protected:
+  void SetUp() override {
+    WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
+    std::vector<std::string> args = TlsArgs(true);
+    args.insert(args.end(), {"--tokens-file", Path("tokens")});
+    // The rate-limit test keeps the default budget; the others make more failed calls than it.
+    if (std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()).find("RateLimited") ==
+        std::string::npos) {
+      args.insert(args.end(), {"--auth-failure-burst", "1000"});
+    }
+    daemon_ = Start(args);
+    ASSERT_TRUE(daemon_->ok());
+    client_ = RawClient(daemon_->grpc_address(), GoodFiles());
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWriteToken);
+    v1::PutRequest put;
+    auto* item = put.add_items();
+    item->set_key(Key(0));
+    item->set_data(std::string(4096, 'a'));
+    v1::PutResponse resp;
+    ASSERT_TRUE(client_->Put(&ctx, put, &resp).ok());
+  }
+  std::function<std::vector<std::string>()> KeysFn() {
+    return [this] { return Keys(*client_); };
+  }
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<v1::Store::Stub> client_;
+};
+
+TEST_F(TokenTest, EveryRpcWithoutATokenIsUnauthenticatedAndChangesNothing) {
+  ExpectEveryRpcRefused(*client_, "", grpc::StatusCode::UNAUTHENTICATED, KeysFn());
+}
+
+TEST_F(TokenTest, EveryRpcWithAnUnknownTokenIsUnauthenticatedAndChangesNothing) {
+  // A token whose hash is in the file is accepted; the hash itself is not a token.
+  ExpectEveryRpcRefused(*client_, auth::Sha256Hex(kAdminToken), grpc::StatusCode::UNAUTHENTICATED, KeysFn());
+}
+
+TEST_F(TokenTest, MalformedAuthorizationIsUnauthenticated) {
+  for (const std::string& value : std::vector<std::string>{std::string("Basic ") + kAdminToken, std::string(kAdminToken), std::string("Bearer "),
+                                  std::string("Bearer ") + kAdminToken + " extra"}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", value);
+    v1::HealthResponse resp;
+    EXPECT_EQ(client_->Health(&ctx, v1::HealthRequest{}, &resp).error_code(), grpc::StatusCode::UNAUTHENTICATED)
+        << value;
+  }
+}
+
+TEST_F(TokenTest, ReadTokenCannotWriteOrRemoveButReads) {
+  const std::vector<std::string> before = Keys(*client_);
+  auto call = [&](auto method, auto req, auto resp) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kReadToken);
+    return (client_.get()->*method)(&ctx, req, &resp).error_code();
+  };
+  v1::PutRequest put;
+  auto* item = put.add_items();
+  item->set_key(Key(7));
+  item->set_data(std::string(4096, 'r'));
+  v1::RemoveRequest remove;
+  remove.add_keys(Key(0));
+  v1::PutBeginRequest begin;
+  auto* want = begin.add_items();
+  want->set_key(Key(8));
+  want->set_size(4096);
+  EXPECT_EQ(call(&v1::Store::Stub::Put, put, v1::PutResponse{}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(&v1::Store::Stub::PutBegin, begin, v1::PutBeginResponse{}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(&v1::Store::Stub::Remove, remove, v1::RemoveResponse{}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(&v1::Store::Stub::List, v1::ListRequest{}, v1::ListResponse{}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(call(&v1::Store::Stub::Stats, v1::StatsRequest{}, v1::StatsResponse{}), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Keys(*client_), before);
+
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kReadToken);
+  v1::GetRequest get;
+  get.add_keys(Key(0));
+  v1::GetResponse got;
+  ASSERT_TRUE(client_->Get(&ctx, get, &got).ok());
+  ASSERT_EQ(got.results_size(), 1);
+  EXPECT_EQ(got.results(0).outcome(), v1::GetResult::FOUND);
+  EXPECT_EQ(got.results(0).data(), std::string(4096, 'a'));
+}
+
+TEST_F(TokenTest, WriteTokenCannotListOrStats) {
+  for (auto op : {0, 1}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", std::string("Bearer ") + kWriteToken);
+    grpc::Status st;
+    if (op == 0) {
+      v1::ListResponse resp;
+      st = client_->List(&ctx, v1::ListRequest{}, &resp);
+    } else {
+      v1::StatsResponse resp;
+      st = client_->Stats(&ctx, v1::StatsRequest{}, &resp);
+    }
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+}
+
+TEST_F(TokenTest, FailedAttemptsAreRateLimitedPerPeer) {
+  // Past the burst of failures, even a good token from the same peer is refused unchecked.
+  int refused_unchecked = 0;
+  for (int i = 0; i < 40 && refused_unchecked == 0; ++i) {
+    const grpc::Status st = Health(*client_, "wrong-token");
+    ASSERT_EQ(st.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    if (st.error_message().find("too many failed attempts") != std::string::npos) ++refused_unchecked;
+  }
+  ASSERT_EQ(refused_unchecked, 1) << "no failure budget: 40 wrong tokens were all checked";
+  const grpc::Status good = Health(*client_, kAdminToken);
+  EXPECT_EQ(good.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(good.error_message().find("too many failed attempts"), std::string::npos);
+  // The budget refills (1 a second): the good token is accepted again, within a bounded wait.
+  EXPECT_TRUE(testing::Eventually([&] { return Health(*client_, kAdminToken).ok(); }, std::chrono::seconds(10)));
+}
+
+TEST_F(TokenTest, SighupReloadsTheTokensFile) {
+  constexpr char kNewToken[] = "new-token-after-reload";
+  EXPECT_EQ(Health(*client_, kNewToken).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  WriteTokens({{kAdminToken, "ops", "admin"}, {kNewToken, "team-b", "read"}});
+  ASSERT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+  EXPECT_TRUE(testing::Eventually([&] { return Health(*client_, kNewToken).ok(); }, std::chrono::seconds(10)));
+  // The write token is gone with the old file. (A broken file keeping the old tokens in force is
+  // AuthorizerTest.BrokenReloadKeepsTheOldTokens: a signal gives no answer to wait for.)
+  EXPECT_EQ(Health(*client_, kWriteToken).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(TokenTest, ReadPrincipalsGetNoUcxDescription) {
+  // This daemon runs --no-ucx; the check that matters is that DataPlane answers a read token at all
+  // (the SDK connects with it) and never hands it a remote key.
+  grpc::ClientContext ctx;
+  ctx.AddMetadata("authorization", std::string("Bearer ") + kReadToken);
+  v1::DataPlaneResponse resp;
+  ASSERT_TRUE(client_->DataPlane(&ctx, v1::DataPlaneRequest{}, &resp).ok());
+  EXPECT_FALSE(resp.ucx_available());
+  EXPECT_TRUE(resp.rkey().empty());
+}
+
+// ---- the SDK --------------------------------------------------------------------------------
+
+TEST_F(TokenTest, SdkWithTlsAndTokenRoundTripsAndWrongTokenIsRefused) {
+  ClientOptions options;
+  options.address = daemon_->grpc_address();
+  options.data_path = DataPath::kInline;
+  options.tls_ca_file = Path("ca.pem");
+  options.tls_cert_file = Path("client.pem");
+  options.tls_key_file = Path("client.key");
+  options.token = kWriteToken;
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const BlockKey key = BlockKey::FromParts(0x5EC, 42);
+  std::vector<std::byte> bytes(8192, std::byte{0x42});
+  PutItem item{key, std::nullopt, bytes};
+  auto put = (*client)->Put(std::span<const PutItem>(&item, 1));
+  ASSERT_TRUE(put.ok()) << put.status().ToString();
+  EXPECT_EQ(put->stored, 1u);
+
+  options.token = "not-a-token";
+  auto refused = Client::Connect(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kUnauthenticated);
+
+  options.token = kWriteToken;
+  options.tls_ca_file = Path("other-ca.pem");
+  auto wrong_ca = Client::Connect(options);
+  ASSERT_FALSE(wrong_ca.ok());
+  EXPECT_EQ(wrong_ca.status().code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace kvstash
