@@ -22,11 +22,13 @@
 // about DRAM's size ARC's gain does carry, and the guard switches to it (docs/EVICTION.md, "The
 // tiered daemon").
 // The real bookkeeping is one PrefixArcPolicy throughout (lists, ghosts and ARC's target keep
-// adapting in both orders), so a switch moves no block; both orders evict only leaves, so chains
-// still leave from the tail, and "unlikely" advice still leaves first.
+// adapting in every order), so a switch moves no block. ARC's and leaf LRU's orders evict only
+// leaves, so chains leave from the tail; plain LRU (above an SSD only) may take a parent before its
+// children, as the "lru" policy does. "Unlikely" advice leaves first in every order.
 //
-// Cost: each reference runs the real policy and both shadows: about 3x prefix-arc's time and
-// bookkeeping memory (measured in docs/EVICTION.md, "Overhead"); no bytes are copied.
+// Cost: each reference runs the real policy and both shadows (and, above an SSD, their SSD models):
+// about 4x prefix-arc-unguarded's time without an SSD, twice that above one, and about 3x its
+// bookkeeping memory (docs/EVICTION.md, "Overhead per operation"); no bytes are copied.
 //
 // Thread-safety: NOT thread-safe, like every EvictionPolicy.
 #pragma once
