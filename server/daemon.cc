@@ -14,6 +14,7 @@
 #include "common/metrics.h"
 #include "common/tls.h"
 #include "server/authorizer.h"
+#include "server/security_mode.h"
 #include "common/units.h"
 #include "kvstash/limits.h"
 #include "server/cluster_registration.h"
@@ -75,27 +76,6 @@ Status ApplyArenaShmMode(const std::byte* arena, uint32_t mode) {
     spdlog::info("DRAM arena: System V segment mode 0{:o} (who may map it: docs/SAME_HOST_TRUST.md)", *now);
   }
   return Status::Ok();
-}
-
-// States the gRPC port's security at start; loudly (a warning) when a port other than loopback is
-// open in plaintext or without tokens (docs/SECURITY.md).
-void LogSecurityMode(const DaemonConfig& config, const std::string& host) {
-  const bool tls = !config.tls_cert.empty();
-  const bool tokens = !config.tokens_file.empty();
-  spdlog::info("gRPC security: {}{}, {}", tls ? "TLS" : "plaintext",
-               tls && !config.tls_client_ca.empty() ? " with client certificates (mutual TLS)" : "",
-               tokens ? "bearer tokens from " + config.tokens_file : std::string("no tokens"));
-  if (tls::IsLoopbackHost(host)) return;
-  if (!tls) {
-    spdlog::warn("!!! gRPC listens in PLAINTEXT on {}, which is not loopback: anyone on the network can read the "
-                 "traffic{} (set --tls-cert/--tls-key; docs/SECURITY.md) !!!",
-                 config.listen, tokens ? ", tokens included" : "");
-  }
-  if (!tokens) {
-    spdlog::warn("!!! gRPC on {} takes calls WITHOUT tokens: anyone who reaches it can read, write and remove every "
-                 "block (set --tokens-file; docs/SECURITY.md) !!!",
-                 config.listen);
-  }
 }
 
 }  // namespace
@@ -240,7 +220,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
   KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                            tls::MakeServerCredentials({config.tls_cert, config.tls_key, config.tls_client_ca}));
   builder.AddListeningPort(config.listen, credentials, &bound_port);
-  LogSecurityMode(config, grpc_hp.first);
+  spdlog::info("gRPC security: {}", DescribeSecurity(config));
+  for (const std::string& warning : SecurityWarnings(config, grpc_hp.first)) spdlog::warn("{}", warning);
   // gRPC sets SO_REUSEPORT by default: a second daemon on the same port would then start, share
   // the port and take over this member's etcd record. Refuse a port in use instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -322,15 +322,41 @@ TEST_F(TokenTest, SighupReloadsTheTokensFile) {
   EXPECT_EQ(Health(*client_, kWriteToken).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
-TEST_F(TokenTest, ReadPrincipalsGetNoUcxDescription) {
-  // This daemon runs --no-ucx; the check that matters is that DataPlane answers a read token at all
-  // (the SDK connects with it) and never hands it a remote key.
-  grpc::ClientContext ctx;
-  ctx.AddMetadata("authorization", std::string("Bearer ") + kReadToken);
-  v1::DataPlaneResponse resp;
-  ASSERT_TRUE(client_->DataPlane(&ctx, v1::DataPlaneRequest{}, &resp).ok());
-  EXPECT_FALSE(resp.ucx_available());
-  EXPECT_TRUE(resp.rkey().empty());
+// ---- the UCX data plane with tokens on ------------------------------------------------------
+
+// A daemon with UCX over tcp and tokens: the arena's remote key (a capability to read and write
+// every byte of it) goes to write and admin principals only, and no eager (token-less) UCX requests
+// are offered. A read principal's SDK falls back to the inline path.
+TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
+  WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
+  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--ucx-transports", "tcp", "--dram-capacity",
+                                       "64MiB"});
+  ASSERT_TRUE(daemon.ok()) << daemon.error();
+  auto raw = RawClient(daemon.grpc_address(), {});
+  auto data_plane = [&](const std::string& token) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + token);
+    v1::DataPlaneResponse resp;
+    EXPECT_TRUE(raw->DataPlane(&ctx, v1::DataPlaneRequest{}, &resp).ok());
+    return resp;
+  };
+  const v1::DataPlaneResponse writer = data_plane(kWriteToken);
+  ASSERT_TRUE(writer.ucx_available()) << "the daemon should serve UCX over tcp here";
+  EXPECT_FALSE(writer.rkey().empty());
+  EXPECT_FALSE(writer.eager_requests());
+  const v1::DataPlaneResponse reader = data_plane(kReadToken);
+  EXPECT_FALSE(reader.ucx_available());
+  EXPECT_TRUE(reader.rkey().empty());
+  EXPECT_TRUE(reader.worker_address().empty());
+  EXPECT_EQ(reader.probe_addr(), 0u);
+
+  ClientOptions options;
+  options.address = daemon.grpc_address();
+  options.token = kReadToken;
+  options.ucx_transports = "tcp";
+  auto client = Client::Connect(options);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  EXPECT_EQ((*client)->data_path(), "inline");
 }
 
 // ---- the SDK --------------------------------------------------------------------------------

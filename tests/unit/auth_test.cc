@@ -14,6 +14,7 @@
 #include "common/tls.h"
 #include "server/authorizer.h"
 #include "server/failure_limiter.h"
+#include "server/security_mode.h"
 
 namespace kvstash {
 namespace {
@@ -161,6 +162,24 @@ TEST(TlsTest, CredentialsRefuseHalfOrMissingFiles) {
   EXPECT_FALSE(tls::MakeChannelCredentials({"", "client.pem", "", ""}).ok());
   EXPECT_TRUE(tls::MakeServerCredentials({}).ok());   // plaintext
   EXPECT_TRUE(tls::MakeChannelCredentials({}).ok());  // plaintext
+}
+
+TEST(SecurityModeTest, WarnsLoudlyOnlyOffLoopback) {
+  server::DaemonConfig config;
+  config.listen = "0.0.0.0:7370";
+  const auto open = server::SecurityWarnings(config, "0.0.0.0");
+  ASSERT_EQ(open.size(), 2u);
+  EXPECT_NE(open[0].find("PLAINTEXT"), std::string::npos);
+  EXPECT_NE(open[1].find("WITHOUT tokens"), std::string::npos);
+  EXPECT_TRUE(server::SecurityWarnings(config, "127.0.0.1").empty());
+  config.tokens_file = "tokens";
+  const auto tokens_only = server::SecurityWarnings(config, "10.0.0.1");
+  ASSERT_EQ(tokens_only.size(), 1u);
+  EXPECT_NE(tokens_only[0].find("tokens included"), std::string::npos);
+  config.tls_cert = "server.pem";
+  config.tls_key = "server.key";
+  EXPECT_TRUE(server::SecurityWarnings(config, "10.0.0.1").empty());
+  EXPECT_EQ(server::DescribeSecurity(config), "TLS, bearer tokens from tokens");
 }
 
 }  // namespace
