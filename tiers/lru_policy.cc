@@ -5,6 +5,7 @@
 #include <unordered_map>
 
 #include "tiers/eviction_policy.h"
+#include "tiers/policy_key_hash.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -49,7 +50,7 @@ class LruPolicy final : public EvictionPolicy {
 
  private:
   std::list<BlockKey> order_;
-  std::unordered_map<BlockKey, std::list<BlockKey>::iterator, BlockKeyHash> index_;
+  std::unordered_map<BlockKey, std::list<BlockKey>::iterator, PolicyKeyHash, PolicyKeyEq> index_;
 };
 
 }  // namespace

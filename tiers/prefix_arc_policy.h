@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "tiers/eviction_policy.h"
+#include "tiers/policy_key_hash.h"
 
 namespace kvstash::tiers {
 
@@ -62,7 +63,7 @@ class PrefixArcPolicy final : public EvictionPolicy {
   };
   struct Ghosts {
     std::list<BlockKey> fifo;  // front = oldest
-    std::unordered_map<BlockKey, std::list<BlockKey>::iterator, BlockKeyHash> index;
+    std::unordered_map<BlockKey, std::list<BlockKey>::iterator, PolicyKeyHash, PolicyKeyEq> index;
   };
   using Leaves = std::set<std::pair<uint64_t, BlockKey>>;
 
@@ -82,8 +83,8 @@ class PrefixArcPolicy final : public EvictionPolicy {
   uint64_t bytes_ = 0;
   double p_ = 0;  // ARC's target size of T1, in blocks
   std::array<size_t, 3> list_size_{};
-  std::unordered_map<BlockKey, Node, BlockKeyHash> nodes_;
-  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> waiting_children_;
+  std::unordered_map<BlockKey, Node, PolicyKeyHash, PolicyKeyEq> nodes_;
+  std::unordered_map<BlockKey, uint64_t, PolicyKeyHash, PolicyKeyEq> waiting_children_;
   std::array<Leaves, 3> leaves_;
   std::array<Ghosts, 2> ghosts_;
 };

@@ -24,6 +24,7 @@
 #include <utility>
 
 #include "tiers/eviction_policy.h"
+#include "tiers/policy_key_hash.h"
 #include "tiers/parent_walk.h"
 
 namespace kvstash::tiers {
@@ -103,8 +104,8 @@ class PrefixAwarePolicy final : public EvictionPolicy {
   };
 
   uint64_t tick_ = 0;
-  std::unordered_map<BlockKey, Node, BlockKeyHash> nodes_;
-  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> waiting_children_;
+  std::unordered_map<BlockKey, Node, PolicyKeyHash, PolicyKeyEq> nodes_;
+  std::unordered_map<BlockKey, uint64_t, PolicyKeyHash, PolicyKeyEq> waiting_children_;
   std::set<std::pair<uint64_t, BlockKey>> leaves_;
 };
 

@@ -16,6 +16,7 @@
 
 #include "kvstash/block_key.h"
 #include "tiers/eviction_policy.h"
+#include "tiers/policy_key_hash.h"
 
 namespace kvstash::tiers {
 
@@ -50,7 +51,7 @@ class ShadowSsdLog {
   std::vector<uint64_t> fill_;  // bytes per segment
   std::deque<uint32_t> sealed_, free_;
   uint32_t open_ = 0;
-  std::unordered_map<BlockKey, Entry, BlockKeyHash> index_;
+  std::unordered_map<BlockKey, Entry, PolicyKeyHash, PolicyKeyEq> index_;
   uint64_t dropped_ = 0, reinserted_ = 0;
 };
 
@@ -79,7 +80,7 @@ class ShadowPolicy {
 
   std::unique_ptr<EvictionPolicy> policy_;
   std::unique_ptr<ShadowSsdLog> lower_;  // null: no tier below
-  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> resident_;  // key -> size
+  std::unordered_map<BlockKey, uint64_t, PolicyKeyHash, PolicyKeyEq> resident_;  // key -> size
   uint64_t bytes_ = 0;
   std::optional<BlockKey> previous_;
   bool previous_hit_ = false;
