@@ -8,6 +8,7 @@
 // Thread-safety: a TokenTable is immutable once built; share it by const reference or shared_ptr.
 #pragma once
 
+#include <array>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,7 +29,8 @@ struct Principal {
   Role role = Role::kRead;
 };
 
-// Lower-case hex SHA-256 of `text` (OpenSSL libcrypto).
+// SHA-256 of `text` (OpenSSL libcrypto): the 32-byte digest, and its lower-case hex.
+std::array<unsigned char, 32> Sha256(std::string_view text);
 std::string Sha256Hex(std::string_view text);
 
 class TokenTable {

@@ -144,10 +144,25 @@ grpc::Status StoreService::Admit(const grpc::ServerContext* context, auth::Role 
   return grpc::Status::OK;
 }
 
+std::optional<TenantKeys> StoreService::TenantScope(const auth::Principal& principal) const {
+  if (options_.authorizer == nullptr || principal.role == auth::Role::kAdmin) return std::nullopt;
+  return TenantKeys(principal.tenant);
+}
+
 // ---- Lookup -------------------------------------------------------------------------------
 
 grpc::Status StoreService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* req, v1::LookupResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kRead, "lookup"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "lookup", &principal); !refused.ok()) return refused;
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::LookupRequest scoped = *req;
+    for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
+    return Serve(metrics_, in_flight_, "lookup", [&] {
+      KVSTASH_RETURN_IF_ERROR(DoLookup(scoped, *resp));
+      for (v1::BlockInfo& info : *resp->mutable_blocks()) tenant->ToClient(info);
+      return Status::Ok();
+    });
+  }
   return Serve(metrics_, in_flight_, "lookup", [&] { return DoLookup(*req, *resp); });
 }
 
@@ -174,7 +189,16 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 
 grpc::Status StoreService::PutBegin(grpc::ServerContext* context, const v1::PutBeginRequest* req,
                                     v1::PutBeginResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_begin"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_begin", &principal); !refused.ok()) return refused;
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::PutBeginRequest scoped = *req;
+    for (v1::PutBeginItem& item : *scoped.mutable_items()) {
+      tenant->ToStored(*item.mutable_key());
+      if (!item.parent().empty()) tenant->ToStored(*item.mutable_parent());
+    }
+    return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), scoped, *resp); });
+  }
   return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), *req, *resp); });
 }
 
@@ -398,7 +422,16 @@ Status StoreService::DoPutAbort(const std::string& session, const v1::PutAbortRe
 // ---- Inline put / get ---------------------------------------------------------------------
 
 grpc::Status StoreService::Put(grpc::ServerContext* context, const v1::PutRequest* req, v1::PutResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put", &principal); !refused.ok()) return refused;
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::PutRequest scoped = *req;  // copies the inline bytes too: the price of a tenant's inline put
+    for (v1::PutItem& item : *scoped.mutable_items()) {
+      tenant->ToStored(*item.mutable_key());
+      if (!item.parent().empty()) tenant->ToStored(*item.mutable_parent());
+    }
+    return Serve(metrics_, in_flight_, "put", [&] { return DoPut(scoped, *resp); });
+  }
   return Serve(metrics_, in_flight_, "put", [&] { return DoPut(*req, *resp); });
 }
 
@@ -469,7 +502,19 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
 }
 
 grpc::Status StoreService::Get(grpc::ServerContext* context, const v1::GetRequest* req, v1::GetResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kRead, "get"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "get", &principal); !refused.ok()) return refused;
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::GetRequest scoped = *req;
+    for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
+    return Serve(metrics_, in_flight_, "get", [&] {
+      KVSTASH_RETURN_IF_ERROR(DoGet(scoped, *resp));
+      for (v1::GetResult& result : *resp->mutable_results()) {
+        if (result.has_info()) tenant->ToClient(*result.mutable_info());
+      }
+      return Status::Ok();
+    });
+  }
   return Serve(metrics_, in_flight_, "get", [&] { return DoGet(*req, *resp); });
 }
 
@@ -548,7 +593,15 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
 
 grpc::Status StoreService::ReleaseLeases(grpc::ServerContext* context, const v1::ReleaseLeasesRequest* req,
                                          v1::ReleaseLeasesResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kRead, "release_leases"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "release_leases", &principal); !refused.ok()) {
+    return refused;
+  }
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::ReleaseLeasesRequest scoped = *req;
+    for (auto& lease : *scoped.mutable_leases()) tenant->ToStored(*lease.mutable_key());
+    return Serve(metrics_, in_flight_, "release_leases", [&] { return DoReleaseLeases(scoped, *resp); });
+  }
   return Serve(metrics_, in_flight_, "release_leases", [&] { return DoReleaseLeases(*req, *resp); });
 }
 
@@ -579,6 +632,11 @@ grpc::Status StoreService::Remove(grpc::ServerContext* context, const v1::Remove
     spdlog::info("remove of {} keys by tenant {} ({}) from {}", req->keys_size(), principal.tenant,
                  auth::ToString(principal.role), context->peer());
   }
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::RemoveRequest scoped = *req;
+    for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
+    return Serve(metrics_, in_flight_, "remove", [&] { return DoRemove(scoped, *resp); });
+  }
   return Serve(metrics_, in_flight_, "remove", [&] { return DoRemove(*req, *resp); });
 }
 
@@ -608,7 +666,19 @@ Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& 
 }
 
 grpc::Status StoreService::Stat(grpc::ServerContext* context, const v1::StatRequest* req, v1::StatResponse* resp) {
-  if (grpc::Status refused = Admit(context, auth::Role::kRead, "stat"); !refused.ok()) return refused;
+  auth::Principal principal;
+  if (grpc::Status refused = Admit(context, auth::Role::kRead, "stat", &principal); !refused.ok()) return refused;
+  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+    v1::StatRequest scoped = *req;
+    for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
+    return Serve(metrics_, in_flight_, "stat", [&] {
+      KVSTASH_RETURN_IF_ERROR(DoStat(scoped, *resp));
+      for (auto& entry : *resp->mutable_entries()) {
+        if (entry.has_info()) tenant->ToClient(*entry.mutable_info());
+      }
+      return Status::Ok();
+    });
+  }
   return Serve(metrics_, in_flight_, "stat", [&] { return DoStat(*req, *resp); });
 }
 
@@ -731,8 +801,10 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::Dat
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "data_plane", &principal); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "data_plane", [&] {
     const DataPlaneInfo& dp = options_.data_plane;
-    // The remote key below reaches the whole arena, for writes too: read principals get none.
-    const bool offer_ucx = dp.ucx && principal.role >= auth::Role::kWrite;
+    // The remote key below reaches the whole arena, every tenant's blocks and writes included:
+    // with tokens on, only admin principals (the operator's trusted engines) get it; tenants
+    // use the inline path, whose every key is scoped to them (docs/SECURITY.md).
+    const bool offer_ucx = dp.ucx && (options_.authorizer == nullptr || principal.role == auth::Role::kAdmin);
     resp->set_ucx_available(offer_ucx);
     resp->set_default_lease_ms(options_.default_lease_ms);
     if (offer_ucx) {

@@ -10,12 +10,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "common/clock.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/authorizer.h"
 #include "server/reservation_handles.h"
+#include "server/tenant_keys.h"
 #include "server/server_metrics.h"
 #include "tiers/tier_manager.h"
 #include "transfer/transfer_server.h"
@@ -78,9 +80,10 @@ struct StoreServiceOptions {
   // Hash a block before sending it inline, and refuse it when it fails (docs/DATA_PLANE.md).
   bool verify_sends = true;
   // Checks every RPC's bearer token and role (server/authorizer.h); null = no tokens, every caller
-  // may do everything. Not owned; outlives the service. With it set, DataPlane describes the UCX
-  // data plane only to write and admin principals (its remote key reaches the whole arena,
-  // docs/SECURITY.md); read principals are told to use the inline path.
+  // may do everything. Not owned; outlives the service. With it set, the keys of tenant (read,
+  // write) principals are scoped to their tenant (server/tenant_keys.h), and DataPlane describes the
+  // UCX data plane only to admin principals (its remote key reaches the whole arena,
+  // docs/SECURITY.md); tenants are told to use the inline path.
   Authorizer* authorizer = nullptr;
 };
 
@@ -129,6 +132,10 @@ class StoreService final : public kvstash::v1::Store::Service {
   // principal then lands in `who` when given). Otherwise the refusal, counted under `op`.
   grpc::Status Admit(const grpc::ServerContext* context, auth::Role needed, std::string_view op,
                      auth::Principal* who = nullptr);
+
+  // The key namespace of `principal`'s requests: set for tenant principals (read, write) when
+  // tokens are on; nullopt for admin principals and without tokens (the raw key space).
+  std::optional<TenantKeys> TenantScope(const auth::Principal& principal) const;
 
   void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
   static constexpr size_t kHottestBlocks = 10;  // reported by Stats

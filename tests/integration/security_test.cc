@@ -29,6 +29,7 @@ using testing::DaemonProcess;
 constexpr char kAdminToken[] = "admin-token-0123456789";
 constexpr char kWriteToken[] = "write-token-0123456789";
 constexpr char kReadToken[] = "read-token-0123456789";
+constexpr char kOtherTenantToken[] = "team-b-token-0123456789";
 
 std::string Key(uint64_t i) { return std::string(BlockKey::FromParts(0x5EC, i).AsBytes()); }
 
@@ -197,7 +198,10 @@ void ExpectEveryRpcRefused(v1::Store::Stub& client, const std::string& token, gr
 class TokenTest : public SecurityTest {
  protected:
   void SetUp() override {
-    WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
+    WriteTokens({{kAdminToken, "ops", "admin"},
+                 {kWriteToken, "team-a", "write"},
+                 {kReadToken, "team-a", "read"},
+                 {kOtherTenantToken, "team-b", "write"}});
     std::vector<std::string> args = TlsArgs(true);
     args.insert(args.end(), {"--tokens-file", Path("tokens")});
     // The rate-limit test keeps the default budget; the others make more failed calls than it.
@@ -340,15 +344,17 @@ TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
     EXPECT_TRUE(raw->DataPlane(&ctx, v1::DataPlaneRequest{}, &resp).ok());
     return resp;
   };
-  const v1::DataPlaneResponse writer = data_plane(kWriteToken);
-  ASSERT_TRUE(writer.ucx_available()) << "the daemon should serve UCX over tcp here";
-  EXPECT_FALSE(writer.rkey().empty());
-  EXPECT_FALSE(writer.eager_requests());
-  const v1::DataPlaneResponse reader = data_plane(kReadToken);
-  EXPECT_FALSE(reader.ucx_available());
-  EXPECT_TRUE(reader.rkey().empty());
-  EXPECT_TRUE(reader.worker_address().empty());
-  EXPECT_EQ(reader.probe_addr(), 0u);
+  const v1::DataPlaneResponse admin = data_plane(kAdminToken);
+  ASSERT_TRUE(admin.ucx_available()) << "the daemon should serve UCX over tcp here";
+  EXPECT_FALSE(admin.rkey().empty());
+  EXPECT_FALSE(admin.eager_requests());
+  for (const char* tenant_token : {kWriteToken, kReadToken}) {
+    const v1::DataPlaneResponse tenant = data_plane(tenant_token);
+    EXPECT_FALSE(tenant.ucx_available());
+    EXPECT_TRUE(tenant.rkey().empty());
+    EXPECT_TRUE(tenant.worker_address().empty());
+    EXPECT_EQ(tenant.probe_addr(), 0u);
+  }
 
   ClientOptions options;
   options.address = daemon.grpc_address();
@@ -357,6 +363,127 @@ TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
   auto client = Client::Connect(options);
   ASSERT_TRUE(client.ok()) << client.status().ToString();
   EXPECT_EQ((*client)->data_path(), "inline");
+}
+
+// ---- tenant isolation -----------------------------------------------------------------------
+
+class TenantTest : public TokenTest {
+ protected:
+  grpc::ClientContext* Ctx(grpc::ClientContext& ctx, const char* token) {
+    ctx.AddMetadata("authorization", std::string("Bearer ") + token);
+    return &ctx;
+  }
+  v1::PutResponse::Outcome Put(const char* token, const std::string& key, const std::string& data,
+                               const std::string& parent = "") {
+    grpc::ClientContext ctx;
+    v1::PutRequest put;
+    auto* item = put.add_items();
+    item->set_key(key);
+    item->set_data(data);
+    if (!parent.empty()) item->set_parent(parent);
+    v1::PutResponse resp;
+    const grpc::Status st = client_->Put(Ctx(ctx, token), put, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    return resp.outcomes_size() == 1 ? resp.outcomes(0) : v1::PutResponse::OUTCOME_UNSPECIFIED;
+  }
+  // The bytes `token` reads for `key`, or "" on a miss.
+  std::string Get(const char* token, const std::string& key) {
+    grpc::ClientContext ctx;
+    v1::GetRequest get;
+    get.add_keys(key);
+    v1::GetResponse resp;
+    const grpc::Status st = client_->Get(Ctx(ctx, token), get, &resp);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+    if (resp.results_size() != 1 || resp.results(0).outcome() != v1::GetResult::FOUND) return "";
+    EXPECT_EQ(resp.results(0).info().key(), key);  // the caller's key, not the stored one
+    return resp.results(0).data();
+  }
+};
+
+// SetUp stored Key(0) = 4096 x 'a' as tenant team-a (kWriteToken).
+TEST_F(TenantTest, AnotherTenantCannotReadLookUpStatOrRemove) {
+  EXPECT_EQ(Get(kOtherTenantToken, Key(0)), "");
+  {
+    grpc::ClientContext ctx;
+    v1::LookupRequest lookup;
+    lookup.add_keys(Key(0));
+    v1::LookupResponse resp;
+    ASSERT_TRUE(client_->Lookup(Ctx(ctx, kOtherTenantToken), lookup, &resp).ok());
+    EXPECT_EQ(resp.hit_blocks(), 0u);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::StatRequest stat;
+    stat.add_keys(Key(0));
+    v1::StatResponse resp;
+    ASSERT_TRUE(client_->Stat(Ctx(ctx, kOtherTenantToken), stat, &resp).ok());
+    ASSERT_EQ(resp.entries_size(), 1);
+    EXPECT_FALSE(resp.entries(0).found());
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RemoveRequest remove;
+    remove.add_keys(Key(0));
+    v1::RemoveResponse resp;
+    ASSERT_TRUE(client_->Remove(Ctx(ctx, kOtherTenantToken), remove, &resp).ok());
+    ASSERT_EQ(resp.outcomes_size(), 1);
+    EXPECT_EQ(resp.outcomes(0), v1::RemoveResponse::MISSING);
+  }
+  EXPECT_EQ(Get(kWriteToken, Key(0)), std::string(4096, 'a'));
+  EXPECT_EQ(Get(kReadToken, Key(0)), std::string(4096, 'a'));  // the same tenant with a read token
+}
+
+TEST_F(TenantTest, SameKeyOfTwoTenantsIsTwoBlocksAndDedupTellsNothing) {
+  // team-b's put of team-a's key is stored, not "exists": no answer says team-a cached it.
+  EXPECT_EQ(Put(kOtherTenantToken, Key(0), std::string(4096, 'b')), v1::PutResponse::STORED);
+  EXPECT_EQ(Get(kOtherTenantToken, Key(0)), std::string(4096, 'b'));
+  EXPECT_EQ(Get(kWriteToken, Key(0)), std::string(4096, 'a'));
+  EXPECT_EQ(Put(kOtherTenantToken, Key(0), std::string(4096, 'c')), v1::PutResponse::EXISTS);  // its own dedup holds
+  // The daemon holds two blocks, neither under the raw key.
+  const std::vector<std::string> keys = Keys(*client_);
+  EXPECT_EQ(keys.size(), 2u);
+  for (const std::string& k : keys) EXPECT_NE(k, Key(0));
+}
+
+TEST_F(TenantTest, ParentsAreMappedBackToTheCallersKeys) {
+  EXPECT_EQ(Put(kWriteToken, Key(1), std::string(4096, 'p'), Key(0)), v1::PutResponse::STORED);
+  grpc::ClientContext ctx;
+  v1::StatRequest stat;
+  stat.add_keys(Key(1));
+  stat.add_keys(Key(0));
+  v1::StatResponse resp;
+  ASSERT_TRUE(client_->Stat(Ctx(ctx, kWriteToken), stat, &resp).ok());
+  ASSERT_EQ(resp.entries_size(), 2);
+  ASSERT_TRUE(resp.entries(0).found());
+  EXPECT_EQ(resp.entries(0).info().key(), Key(1));
+  EXPECT_EQ(resp.entries(0).info().parent(), Key(0));
+}
+
+TEST_F(TenantTest, SdkClientsOfTwoTenantsSeeOnlyTheirOwnBlocks) {
+  auto connect = [&](const char* token) {
+    ClientOptions options;
+    options.address = daemon_->grpc_address();
+    options.tls_ca_file = Path("ca.pem");
+    options.tls_cert_file = Path("client.pem");
+    options.tls_key_file = Path("client.key");
+    options.token = token;
+    auto client = Client::Connect(options);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    return client.ok() ? std::move(*client) : nullptr;
+  };
+  auto a = connect(kWriteToken);
+  auto b = connect(kOtherTenantToken);
+  ASSERT_TRUE(a && b);
+  const BlockKey key = BlockKey::FromParts(0x5EC, 7);
+  std::vector<std::byte> bytes(8192, std::byte{0x7A});
+  PutItem item{key, std::nullopt, bytes};
+  ASSERT_TRUE(a->Put(std::span<const PutItem>(&item, 1)).ok());
+  auto a_sees = a->Lookup(std::span<const BlockKey>(&key, 1));
+  ASSERT_TRUE(a_sees.ok()) << a_sees.status().ToString();
+  EXPECT_EQ(a_sees->hit_blocks, 1u);
+  auto b_sees = b->Lookup(std::span<const BlockKey>(&key, 1));
+  ASSERT_TRUE(b_sees.ok()) << b_sees.status().ToString();
+  EXPECT_EQ(b_sees->hit_blocks, 0u);
 }
 
 // ---- the SDK --------------------------------------------------------------------------------

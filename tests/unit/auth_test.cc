@@ -15,6 +15,7 @@
 #include "server/authorizer.h"
 #include "server/failure_limiter.h"
 #include "server/security_mode.h"
+#include "server/tenant_keys.h"
 
 namespace kvstash {
 namespace {
@@ -162,6 +163,37 @@ TEST(TlsTest, CredentialsRefuseHalfOrMissingFiles) {
   EXPECT_FALSE(tls::MakeChannelCredentials({"", "client.pem", "", ""}).ok());
   EXPECT_TRUE(tls::MakeServerCredentials({}).ok());   // plaintext
   EXPECT_TRUE(tls::MakeChannelCredentials({}).ok());  // plaintext
+}
+
+TEST(TenantKeysTest, TenantsGetDistinctStoredKeysAndAnswersMapBack) {
+  const std::string key(16, '\x11'), parent(16, '\x22'), unknown(16, '\x33');
+  EXPECT_NE(server::TenantStoredKey("a", key), server::TenantStoredKey("b", key));
+  EXPECT_NE(server::TenantStoredKey("a", key), key);
+  EXPECT_EQ(server::TenantStoredKey("a", key), server::TenantStoredKey("a", key));
+  // The separator keeps ("ab", K) and ("a", "b" + K...) apart.
+  EXPECT_NE(server::TenantStoredKey("ab", key), server::TenantStoredKey("a", "b" + key.substr(1)));
+
+  server::TenantKeys tenant("a");
+  std::string k = key, p = parent;
+  tenant.ToStored(k);
+  tenant.ToStored(p);
+  EXPECT_EQ(k, server::TenantStoredKey("a", key));
+  v1::BlockInfo info;
+  info.set_key(k);
+  info.set_parent(p);
+  tenant.ToClient(info);
+  EXPECT_EQ(info.key(), key);
+  EXPECT_EQ(info.parent(), parent);
+  info.set_parent(server::TenantStoredKey("a", unknown));  // a parent the request did not name
+  tenant.ToClient(info);
+  EXPECT_TRUE(info.parent().empty());
+
+  // Malformed keys stay as they are, so validation refuses them as it would without tenants.
+  std::string zero(16, '\0'), short_key(15, 'x');
+  tenant.ToStored(zero);
+  tenant.ToStored(short_key);
+  EXPECT_EQ(zero, std::string(16, '\0'));
+  EXPECT_EQ(short_key, std::string(15, 'x'));
 }
 
 TEST(SecurityModeTest, WarnsLoudlyOnlyOffLoopback) {
