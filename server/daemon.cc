@@ -131,8 +131,9 @@ Daemon::~Daemon() {
   Wait();
 }
 
-Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& config) {
-  KVSTASH_RETURN_IF_ERROR(config.Validate());
+Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
+  KVSTASH_RETURN_IF_ERROR(given.Validate());
+  const DaemonConfig config = WithSecurityDefaults(given);
   auto impl = std::make_unique<Impl>();
   impl->config = config;
 

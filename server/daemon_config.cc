@@ -384,6 +384,10 @@ Status DaemonConfig::Validate() const {
       !(auth_failure_refill_per_s > 0 && auth_failure_refill_per_s <= 1e6)) {
     return InvalidArgument("security.auth_failure_burst must be 1..1e6 and auth_failure_refill_per_s in (0, 1e6]");
   }
+  if (!tokens_file.empty() && ucx_enabled && ucx_protocol == "two-sided") {
+    return InvalidArgument("two-sided UCX transfers carry no token (docs/SECURITY.md): with a tokens file use "
+                           "--ucx-protocol auto or one-sided (same-host one-sided only), or --no-ucx");
+  }
   if (!tls_client_ca.empty() && tls_cert.empty()) {
     return InvalidArgument("security.tls_client_ca (--tls-client-ca) needs TLS: set tls_cert and tls_key too");
   }

@@ -1,8 +1,20 @@
 #include "server/security_mode.h"
 
+#include <spdlog/spdlog.h>
+
 #include "common/tls.h"
 
 namespace kvstash::server {
+
+DaemonConfig WithSecurityDefaults(const DaemonConfig& config) {
+  DaemonConfig effective = config;
+  if (!config.tokens_file.empty() && config.ucx_enabled && config.ucx_protocol == "auto") {
+    effective.ucx_protocol = "one-sided";
+    spdlog::info("tokens on: the UCX data plane serves one-sided (same-host) transfers only; two-sided requests "
+                 "carry no token (docs/SECURITY.md)");
+  }
+  return effective;
+}
 
 std::string DescribeSecurity(const DaemonConfig& config) {
   std::string text = config.tls_cert.empty() ? "plaintext" : "TLS";

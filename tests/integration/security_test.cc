@@ -328,13 +328,13 @@ TEST_F(TokenTest, SighupReloadsTheTokensFile) {
 
 // ---- the UCX data plane with tokens on ------------------------------------------------------
 
-// A daemon with UCX over tcp and tokens: the arena's remote key (a capability to read and write
-// every byte of it) goes to write and admin principals only, and no eager (token-less) UCX requests
-// are offered. A read principal's SDK falls back to the inline path.
-TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
+// A daemon with UCX and tokens: the arena's remote key (a capability to read and write every
+// tenant's bytes) goes to admin principals only; no two-sided transfers (whose requests carry no
+// token) and no eager requests are served, so nothing on the UCX network path answers a peer
+// without a token. Tenant SDK clients fall back to the inline path; an admin's uses UCX.
+TEST_F(SecurityTest, TenantsGetNoRemoteKeyAndUcxServesNothingWithoutAToken) {
   WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
-  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--ucx-transports", "tcp", "--dram-capacity",
-                                       "64MiB"});
+  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--dram-capacity", "64MiB"});
   ASSERT_TRUE(daemon.ok()) << daemon.error();
   auto raw = RawClient(daemon.grpc_address(), {});
   auto data_plane = [&](const std::string& token) {
@@ -345,8 +345,11 @@ TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
     return resp;
   };
   const v1::DataPlaneResponse admin = data_plane(kAdminToken);
-  ASSERT_TRUE(admin.ucx_available()) << "the daemon should serve UCX over tcp here";
+  ASSERT_TRUE(admin.ucx_available()) << "the daemon should serve UCX here";
   EXPECT_FALSE(admin.rkey().empty());
+  EXPECT_EQ(admin.protocol(), "one-sided");
+  EXPECT_FALSE(admin.two_sided());
+  EXPECT_TRUE(admin.push_lane_addresses().empty());
   EXPECT_FALSE(admin.eager_requests());
   for (const char* tenant_token : {kWriteToken, kReadToken}) {
     const v1::DataPlaneResponse tenant = data_plane(tenant_token);
@@ -359,10 +362,18 @@ TEST_F(SecurityTest, ReadPrincipalsGetNoRemoteKeyAndEagerRequestsAreOff) {
   ClientOptions options;
   options.address = daemon.grpc_address();
   options.token = kReadToken;
-  options.ucx_transports = "tcp";
-  auto client = Client::Connect(options);
-  ASSERT_TRUE(client.ok()) << client.status().ToString();
-  EXPECT_EQ((*client)->data_path(), "inline");
+  auto tenant = Client::Connect(options);
+  ASSERT_TRUE(tenant.ok()) << tenant.status().ToString();
+  EXPECT_EQ((*tenant)->data_path(), "inline");
+  options.token = kAdminToken;
+  auto admin_client = Client::Connect(options);
+  ASSERT_TRUE(admin_client.ok()) << admin_client.status().ToString();
+  EXPECT_NE((*admin_client)->data_path(), "inline");
+}
+
+TEST_F(SecurityTest, TokensRefuseTheTwoSidedProtocolAtStart) {
+  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--ucx-protocol", "two-sided"});
+  EXPECT_FALSE(daemon.ok());
 }
 
 // ---- tenant isolation -----------------------------------------------------------------------
