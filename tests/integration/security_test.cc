@@ -19,6 +19,7 @@
 #include "kvstash/v1/store.grpc.pb.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/eventually.h"
+#include "transfer/ucx_worker.h"
 
 namespace kvstash {
 namespace {
@@ -495,6 +496,99 @@ TEST_F(TenantTest, SdkClientsOfTwoTenantsSeeOnlyTheirOwnBlocks) {
   auto b_sees = b->Lookup(std::span<const BlockKey>(&key, 1));
   ASSERT_TRUE(b_sees.ok()) << b_sees.status().ToString();
   EXPECT_EQ(b_sees->hit_blocks, 0u);
+}
+
+// ---- a raw UCX worker ------------------------------------------------------------------------
+
+// A raw UCX reader over tcp, the network path a tenant on another host has: an RMA context with
+// only tcp, reading `length` bytes at `remote` through `worker_address` and `rkey`. The bytes
+// when the read completed; nullopt when it could not even start or did not complete.
+std::optional<std::string> RawTcpGet(const std::string& worker_address, const std::string& rkey, uint64_t remote,
+                                     size_t length) {
+  transfer::UcxOptions options;
+  options.transports = "tcp";
+  auto context = transfer::UcxContext::Create(options);
+  if (!context.ok()) return std::nullopt;
+  auto worker = transfer::UcxWorker::Create(*context);
+  if (!worker.ok()) return std::nullopt;
+  auto ep = (*worker)->Endpoint(worker_address);
+  if (!ep.ok()) return std::nullopt;
+  auto key = (*worker)->RemoteKey(worker_address, rkey);
+  if (!key.ok()) return std::nullopt;
+  std::string buffer(length, '\0');
+  ucp_request_param_t param{};
+  ucs_status_ptr_t get = ucp_get_nbx(*ep, buffer.data(), length, remote, *key, &param);
+  if (UCS_PTR_IS_ERR(get)) return std::nullopt;
+  if (get != nullptr) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    while (ucp_request_check_status(get) == UCS_INPROGRESS && std::chrono::steady_clock::now() < give_up) {
+      (*worker)->Progress();
+    }
+    const ucs_status_t status = ucp_request_check_status(get);
+    if (status == UCS_INPROGRESS) ucp_request_cancel((*worker)->handle(), get);
+    ucp_request_free(get);
+    if (status != UCS_OK) return std::nullopt;
+  }
+  return buffer;
+}
+
+// Tenant team-b attacks team-a's block over the network with a raw UCX worker. Its own session
+// gives it no UCX description at all; so it is handed the most it could steal — the worker address
+// and rkey an admin got, and the block's address an admin's Stat shows — and still reads nothing:
+// the daemon's one-sided worker speaks no network transport, and no two-sided worker is offered.
+TEST_F(SecurityTest, RawUcxWorkerOfAnotherTenantReadsNothing) {
+  WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kOtherTenantToken, "team-b", "write"}});
+  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--dram-capacity", "64MiB"});
+  ASSERT_TRUE(daemon.ok()) << daemon.error();
+  auto raw = RawClient(daemon.grpc_address(), {});
+  auto with = [](grpc::ClientContext& ctx, const char* token) {
+    ctx.AddMetadata("authorization", std::string("Bearer ") + token);
+    return &ctx;
+  };
+  const std::string secret(64 << 10, 's');
+  {
+    grpc::ClientContext ctx;
+    v1::PutRequest put;
+    auto* item = put.add_items();
+    item->set_key(Key(5));
+    item->set_data(secret);
+    v1::PutResponse resp;
+    ASSERT_TRUE(raw->Put(with(ctx, kWriteToken), put, &resp).ok());
+  }
+  // What team-b's own session gives it.
+  v1::DataPlaneResponse own;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(raw->DataPlane(with(ctx, kOtherTenantToken), v1::DataPlaneRequest{}, &own).ok());
+  }
+  EXPECT_FALSE(own.ucx_available());
+  EXPECT_TRUE(own.worker_address().empty());
+  EXPECT_TRUE(own.push_worker_address().empty());
+  // The most it could steal: an admin's description and the block's address.
+  v1::DataPlaneResponse leaked;
+  {
+    grpc::ClientContext ctx;
+    ASSERT_TRUE(raw->DataPlane(with(ctx, kAdminToken), v1::DataPlaneRequest{}, &leaked).ok());
+  }
+  ASSERT_TRUE(leaked.ucx_available());
+  EXPECT_TRUE(leaked.push_worker_address().empty());
+  const std::vector<std::string> stored = Keys(*raw);
+  ASSERT_EQ(stored.size(), 1u);
+  v1::StatResponse stat;
+  {
+    grpc::ClientContext ctx;
+    v1::StatRequest req;
+    req.add_keys(stored[0]);
+    ASSERT_TRUE(raw->Stat(with(ctx, kAdminToken), req, &stat).ok());
+  }
+  ASSERT_TRUE(stat.entries(0).found());
+  const uint64_t at = stat.entries(0).info().remote_addr();
+  ASSERT_NE(at, 0u);
+
+  const std::optional<std::string> stolen = RawTcpGet(leaked.worker_address(), leaked.rkey(), at, secret.size());
+  EXPECT_FALSE(stolen.has_value() && *stolen == secret) << "a raw tcp worker read another tenant's block";
+  EXPECT_FALSE(stolen.has_value()) << "a raw tcp read of the arena completed";
+  EXPECT_TRUE(Health(*raw, kAdminToken).ok()) << "kvstashd stopped serving after the raw UCX attempt";
 }
 
 // ---- the SDK --------------------------------------------------------------------------------
