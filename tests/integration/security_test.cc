@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -589,6 +590,41 @@ TEST_F(SecurityTest, RawUcxWorkerOfAnotherTenantReadsNothing) {
   EXPECT_FALSE(stolen.has_value() && *stolen == secret) << "a raw tcp worker read another tenant's block";
   EXPECT_FALSE(stolen.has_value()) << "a raw tcp read of the arena completed";
   EXPECT_TRUE(Health(*raw, kAdminToken).ok()) << "kvstashd stopped serving after the raw UCX attempt";
+}
+
+// ---- the CLI ----------------------------------------------------------------------------------
+
+// Runs the kvstash CLI with `args` (and `env`, "NAME=value " prefixes); its exit code and output.
+std::pair<int, std::string> RunCli(const std::string& env, const std::string& args) {
+  const std::string cmd = env + " " KVSTASH_CLI_PATH " " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  char chunk[4096];
+  while (size_t n = fread(chunk, 1, sizeof(chunk), pipe)) output.append(chunk, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+TEST_F(TokenTest, CliTakesTlsFilesAndATokenFileAndIsRefusedWithout) {
+  const std::string tls = "--addr " + daemon_->grpc_address() + " --tls-ca " + Path("ca.pem") + " --tls-cert " +
+                          Path("client.pem") + " --tls-key " + Path("client.key");
+  std::ofstream(Path("admin.token")) << kAdminToken << "\n";
+  auto [ok_code, ok_out] = RunCli("", tls + " --token-file " + Path("admin.token") + " status");
+  EXPECT_EQ(ok_code, 0) << ok_out;
+  auto [no_token_code, no_token_out] = RunCli("env -u KVSTASH_TOKEN", tls + " status");
+  EXPECT_EQ(no_token_code, 1) << no_token_out;
+  EXPECT_NE(no_token_out.find("UNAUTHENTICATED"), std::string::npos) << no_token_out;
+  auto [plain_code, plain_out] = RunCli("", "--addr " + daemon_->grpc_address() + " --token-file " +
+                                                Path("admin.token") + " status");
+  EXPECT_EQ(plain_code, 1) << plain_out;  // a plaintext client against the TLS port
+  std::ofstream(Path("block")) << std::string(4096, 'z');
+  auto [put_code, put_out] = RunCli(std::string("KVSTASH_TOKEN=") + kReadToken,
+                                    tls + " put 0123456789abcdef0123456789abcdef " + Path("block"));
+  EXPECT_EQ(put_code, 1) << put_out;
+  EXPECT_NE(put_out.find("PERMISSION_DENIED"), std::string::npos) << put_out;
+  auto [missing_code, missing_out] = RunCli("", tls + " --token-file " + Path("absent.token") + " status");
+  EXPECT_EQ(missing_code, 2) << missing_out;  // a usage error: nothing was sent
 }
 
 // ---- the SDK --------------------------------------------------------------------------------
