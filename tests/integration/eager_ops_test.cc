@@ -447,7 +447,10 @@ TEST(EagerGetTest, BlocksBelowDramAreLocatedTheUsualWay) {
   ASSERT_GT(client->Stats()->tiers.at(1).blocks, 0u) << "nothing was demoted to SSD";
   std::vector<std::byte> buffer(kBlockBytes);
   size_t found = 0;
-  for (size_t i = 0; i < kBlocks; ++i) {
+  // Newest first: the blocks still in DRAM are read before promotions from SSD evict them, under
+  // any eviction order (oldest first is a scan that LRU's order — the default's above an SSD,
+  // docs/EVICTION.md — answers entirely from SSD).
+  for (size_t i = kBlocks; i-- > 0;) {
     GetItem item;
     item.key = key(i);
     item.buffer = buffer;
