@@ -1,6 +1,8 @@
 #include "common/tls.h"
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <fstream>
 #include <sstream>
@@ -32,9 +34,24 @@ Result<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const Ser
   if (files.cert_file.empty() || files.key_file.empty()) {
     return InvalidArgument("TLS needs both a certificate and its key (--tls-cert and --tls-key)");
   }
+  // Read (and checked) now even when watched: a file that is missing or not PEM fails the start.
   grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
   KVSTASH_ASSIGN_OR_RETURN(pair.cert_chain, ReadPemFile(files.cert_file, "TLS certificate"));
   KVSTASH_ASSIGN_OR_RETURN(pair.private_key, ReadPemFile(files.key_file, "TLS key"));
+  if (files.reload_interval_s > 0) {
+    if (!files.client_ca_file.empty()) KVSTASH_RETURN_IF_ERROR(ReadPemFile(files.client_ca_file, "TLS client CA").status());
+    auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        files.key_file, files.cert_file, files.client_ca_file, files.reload_interval_s);
+    grpc::experimental::TlsServerCredentialsOptions options(provider);
+    options.watch_identity_key_cert_pairs();
+    if (files.client_ca_file.empty()) {
+      options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+    } else {
+      options.watch_root_certs();
+      options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    }
+    return grpc::experimental::TlsServerCredentials(options);
+  }
   grpc::SslServerCredentialsOptions options(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
   if (!files.client_ca_file.empty()) {
     KVSTASH_ASSIGN_OR_RETURN(options.pem_root_certs, ReadPemFile(files.client_ca_file, "TLS client CA"));

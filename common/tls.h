@@ -1,6 +1,7 @@
 // TLS for kvstash's gRPC ports (docs/SECURITY.md): credentials built from PEM files with gRPC's
-// SSL credentials. Files are read when the credentials are built; a later change of a file takes
-// effect at the next build (a restart of the daemon, a new Client).
+// SSL credentials. A server may watch its files (ServerFiles::reload_interval_s): a changed
+// certificate, key or client CA then takes effect for new connections within that interval. A
+// client's files are read when its credentials are built (a new Client).
 //
 // Thread-safety: free functions, no shared state.
 #pragma once
@@ -21,6 +22,10 @@ struct ServerFiles {
   std::string cert_file;       // PEM certificate chain of this server
   std::string key_file;        // PEM private key of cert_file
   std::string client_ca_file;  // PEM CA bundle for client certificates; empty = no client certificates
+  // > 0: re-read the files when they change, checking every this many seconds (gRPC's file
+  // watcher; replace a certificate and its key together, e.g. by renaming both into place).
+  // 0: read once.
+  unsigned reload_interval_s = 0;
   bool enabled() const { return !cert_file.empty() || !key_file.empty(); }
 };
 

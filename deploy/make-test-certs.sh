@@ -3,9 +3,10 @@
 #   DIR/ca.pem, ca.key            a test CA
 #   DIR/server.pem, server.key    signed by it, for localhost / 127.0.0.1 / ::1 (serverAuth, clientAuth)
 #   DIR/client.pem, client.key    signed by it (clientAuth), CN=kvstash-test-client
-#   DIR/other-ca.pem, other-ca.key, other-client.pem, other-client.key
-#                                  a second, unrelated CA and a client certificate it signed (tests
-#                                  use it to prove that a certificate of another CA is refused)
+#   DIR/other-ca.pem, other-ca.key, other-client.pem, other-client.key, other-server.pem, other-server.key
+#                                  a second, unrelated CA and a client and a server certificate it
+#                                  signed (tests use them to prove that another CA's certificate is
+#                                  refused, and that a replaced server certificate is picked up)
 #   DIR/expired.pem, expired.key  a server certificate of the test CA whose validity has ended
 # Keys are EC P-256 and unencrypted: for tests and the quickstart only, never for production.
 # Extra server names: KVSTASH_CERT_SANS="DNS:node1,IP:10.0.0.5" adds them to server.pem.
@@ -66,8 +67,10 @@ extendedKeyUsage=serverAuth,clientAuth"
 leaf client kvstash-test-client ca "extendedKeyUsage=clientAuth"
 ca other-ca "unrelated test CA"
 leaf other-client kvstash-other-client other-ca "extendedKeyUsage=clientAuth"
+leaf other-server localhost other-ca "subjectAltName=$sans
+extendedKeyUsage=serverAuth,clientAuth"
 leaf expired localhost ca "subjectAltName=$sans
 extendedKeyUsage=serverAuth" 20200101000000Z 20200102000000Z
 rm -f ./*.srl
 chmod 0644 ./*.pem
-echo "test certificates in $dir: ca.pem server.pem/key client.pem/key other-ca.pem other-client.pem/key expired.pem/key"
+echo "test certificates in $dir: ca.pem server.pem/key client.pem/key other-ca.pem other-client.pem/key other-server.pem/key expired.pem/key"

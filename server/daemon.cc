@@ -219,7 +219,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
   grpc::ServerBuilder builder;
   int bound_port = 0;
   KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                           tls::MakeServerCredentials({config.tls_cert, config.tls_key, config.tls_client_ca}));
+                           tls::MakeServerCredentials({config.tls_cert, config.tls_key, config.tls_client_ca, config.tls_reload_s}));
   builder.AddListeningPort(config.listen, credentials, &bound_port);
   spdlog::info("gRPC security: {}", DescribeSecurity(config));
   for (const std::string& warning : SecurityWarnings(config, grpc_hp.first)) spdlog::warn("{}", warning);

@@ -134,6 +134,7 @@ Status ApplySecurityTable(const toml::table& table, const std::string& origin, D
     if (key == "tls_cert") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_cert));
     else if (key == "tls_key") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_key));
     else if (key == "tls_client_ca") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_client_ca));
+    else if (key == "tls_reload_s") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.tls_reload_s));
     else if (key == "tokens_file") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tokens_file));
     else if (key == "auth_failure_burst") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.auth_failure_burst));
     else if (key == "auth_failure_refill_per_s") {
@@ -388,6 +389,7 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("two-sided UCX transfers carry no token (docs/SECURITY.md): with a tokens file use "
                            "--ucx-protocol auto or one-sided (same-host one-sided only), or --no-ucx");
   }
+  if (tls_reload_s > 86'400) return InvalidArgument("security.tls_reload_s must be 0 (never) .. 86400");
   if (!tls_client_ca.empty() && tls_cert.empty()) {
     return InvalidArgument("security.tls_client_ca (--tls-client-ca) needs TLS: set tls_cert and tls_key too");
   }
@@ -428,6 +430,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   std::optional<std::string> etcd, cluster, peers;
   std::optional<std::string> tls_cert, tls_key, tls_client_ca, tokens_file;
   std::optional<double> auth_failure_burst;
+  std::optional<uint32_t> tls_reload_s;
   std::optional<double> weight;
   std::optional<int64_t> lease_ttl_s;
   std::optional<uint32_t> replicas, hot_rate;
@@ -480,6 +483,8 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--tls-key", tls_key, "PEM private key of --tls-cert");
   app.add_option("--tls-client-ca", tls_client_ca,
                  "PEM CA bundle: clients must present a certificate it signed (mutual TLS) [none]");
+  app.add_option("--tls-reload-s", tls_reload_s,
+                 "re-read the TLS certificate, key and client CA when they change, checked this often; 0 = never [60]");
   app.add_option("--tokens-file", tokens_file,
                  "bearer tokens file (sha256 tenant role per line; reloaded on SIGHUP): every RPC needs a token "
                  "[no tokens]");
@@ -563,6 +568,7 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (tls_cert) config.tls_cert = *tls_cert;
   if (tls_key) config.tls_key = *tls_key;
   if (tls_client_ca) config.tls_client_ca = *tls_client_ca;
+  if (tls_reload_s) config.tls_reload_s = *tls_reload_s;
   if (tokens_file) config.tokens_file = *tokens_file;
   if (auth_failure_burst) config.auth_failure_burst = *auth_failure_burst;
   KVSTASH_RETURN_IF_ERROR(config.Validate());

@@ -41,6 +41,9 @@ struct DaemonConfig {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  // The certificate, key and client CA are re-read when they change, checked this often (seconds);
+  // 0 = read once at start.
+  uint32_t tls_reload_s = 60;
   std::string tokens_file;
   // Failed token checks a peer (address, any port) may make in a row, and how many it regains per
   // second; past them its calls are refused unchecked.

@@ -141,6 +141,27 @@ TEST_F(SecurityTest, MutualTlsRefusesClientsWithoutCertificateOrOfAnotherCa) {
   EXPECT_TRUE(Health(*good).ok());
 }
 
+// The daemon watches its certificate files (--tls-reload-s): a certificate and key replaced on
+// disk serve new connections without a restart.
+TEST_F(SecurityTest, ReplacedServerCertificateIsPickedUpWithoutARestart) {
+  auto install = [&](const std::string& from) {
+    for (const char* ext : {".key", ".pem"}) {
+      fs::copy_file(Path(from + ext), Path(std::string("live.tmp") + ext), fs::copy_options::overwrite_existing);
+      fs::rename(Path(std::string("live.tmp") + ext), Path(std::string("live") + ext));
+    }
+  };
+  install("server");
+  auto daemon = Start({"--tls-cert", Path("live.pem"), "--tls-key", Path("live.key"), "--tls-reload-s", "1"});
+  ASSERT_TRUE(daemon->ok());
+  auto trusting_other_ca = [&] { return Health(*RawClient(daemon->grpc_address(), {Path("other-ca.pem"), "", "", ""})); };
+  EXPECT_TRUE(Health(*RawClient(daemon->grpc_address(), {Path("ca.pem"), "", "", ""})).ok());
+  EXPECT_FALSE(trusting_other_ca().ok());
+  install("other-server");
+  EXPECT_TRUE(testing::Eventually([&] { return trusting_other_ca().ok(); }, std::chrono::seconds(20)))
+      << "the replaced certificate was not picked up";
+  EXPECT_FALSE(Health(*RawClient(daemon->grpc_address(), {Path("ca.pem"), "", "", ""})).ok());
+}
+
 TEST_F(SecurityTest, DaemonRefusesToStartWithMissingOrHalfTlsFiles) {
   DaemonProcess half(KVSTASHD_PATH, {"--no-ucx", "--tls-cert", Path("server.pem")});
   EXPECT_FALSE(half.ok());

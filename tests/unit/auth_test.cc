@@ -158,8 +158,8 @@ TEST(TlsTest, LoopbackHosts) {
 }
 
 TEST(TlsTest, CredentialsRefuseHalfOrMissingFiles) {
-  EXPECT_FALSE(tls::MakeServerCredentials({"cert.pem", "", ""}).ok());
-  EXPECT_FALSE(tls::MakeServerCredentials({"/nonexistent/cert.pem", "/nonexistent/key.pem", ""}).ok());
+  EXPECT_FALSE(tls::MakeServerCredentials({"cert.pem", "", "", 0}).ok());
+  EXPECT_FALSE(tls::MakeServerCredentials({"/nonexistent/cert.pem", "/nonexistent/key.pem", "", 1}).ok());
   EXPECT_FALSE(tls::MakeChannelCredentials({"", "client.pem", "", ""}).ok());
   EXPECT_TRUE(tls::MakeServerCredentials({}).ok());   // plaintext
   EXPECT_TRUE(tls::MakeChannelCredentials({}).ok());  // plaintext
