@@ -94,9 +94,19 @@ constexpr bool kDeviceCodec = false;  // CUDA arrays are refused (device_copy.h)
 
 class PyClient {
  public:
+  // tls and token: ClientOptions::tls_ca_file, tls_cert_file, tls_key_file, tls_server_name and token
+  // (docs/SECURITY.md).
+  struct Security {
+    std::string tls_ca, tls_cert, tls_key, tls_server_name, token;
+  };
   PyClient(const std::string& address, const std::string& data_path, bool verify_checksums, uint64_t timeout_ms,
-           const std::string& ucx_transports, uint64_t lease_ms) {
+           const std::string& ucx_transports, uint64_t lease_ms, const Security& security) {
     ClientOptions o;
+    o.tls_ca_file = security.tls_ca;
+    o.tls_cert_file = security.tls_cert;
+    o.tls_key_file = security.tls_key;
+    o.tls_server_name = security.tls_server_name;
+    o.token = security.token;
     o.address = address;
     o.data_path = ParseDataPath(data_path);
     o.verify_checksums = verify_checksums;
@@ -368,9 +378,20 @@ PYBIND11_MODULE(kvstash, m) {
           "CPU decode of one encoded block into `out`; False (out untouched) when it is not this codec's.");
 
   py::class_<PyClient>(m, "Client")
-      .def(py::init<const std::string&, const std::string&, bool, uint64_t, const std::string&, uint64_t>(),
+      .def(py::init([](const std::string& address, const std::string& data_path, bool verify_checksums,
+                       uint64_t timeout_ms, const std::string& ucx_transports, uint64_t lease_ms,
+                       const std::string& tls_ca, const std::string& tls_cert, const std::string& tls_key,
+                       const std::string& tls_server_name, const std::string& token) {
+             return std::make_unique<PyClient>(address, data_path, verify_checksums, timeout_ms, ucx_transports,
+                                               lease_ms,
+                                               PyClient::Security{tls_ca, tls_cert, tls_key, tls_server_name, token});
+           }),
            py::arg("address"), py::arg("data_path") = "auto", py::arg("verify_checksums") = true,
-           py::arg("timeout_ms") = 30000, py::arg("ucx_transports") = "", py::arg("lease_ms") = 0)
+           py::arg("timeout_ms") = 30000, py::arg("ucx_transports") = "", py::arg("lease_ms") = 0,
+           py::arg("tls_ca") = "", py::arg("tls_cert") = "", py::arg("tls_key") = "", py::arg("tls_server_name") = "",
+           py::arg("token") = "",
+           "Connects to a kvstashd. tls_ca (a PEM file) turns TLS on; tls_cert/tls_key for mutual TLS; token is "
+           "sent as a bearer token with every call (docs/SECURITY.md).")
       .def("lookup", &PyClient::Lookup, py::arg("keys"), "Length of the longest stored prefix of the chain.")
       .def("put", &PyClient::Put, py::arg("keys"), py::arg("arrays"), py::arg("parent") = py::none(),
            py::arg("chain") = true, py::arg("pin") = false, py::arg("codec") = nullptr, py::arg("eager") = false,

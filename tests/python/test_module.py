@@ -1,6 +1,11 @@
 """The kvstash Python module against a live kvstashd: keys, put/get/lookup in place on numpy arrays
 and torch tensors (CPU, and CUDA when present), gather/scatter against a numpy reference."""
+import hashlib
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -151,6 +156,43 @@ class ModuleTest(unittest.TestCase):
         for i, p in enumerate([8, 0, 4]):
             for layer in range(2):
                 self.assertTrue(torch.equal(blocks[i, layer], caches[layer][:, p]))
+
+
+class SecurityTest(unittest.TestCase):
+    """The module as a TLS client with a bearer token (docs/SECURITY.md)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="kvstash-py-security-")
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "make-test-certs.sh")
+        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL)
+        cls.token = "python-writer-token"
+        with open(os.path.join(cls.dir, "tokens"), "w") as f:
+            f.write(hashlib.sha256(cls.token.encode()).hexdigest() + " team-py write\n")
+        p = lambda name: os.path.join(cls.dir, name)
+        cls.daemon = Daemon(extra=("--no-ucx", "--tls-cert", p("server.pem"), "--tls-key", p("server.key"),
+                                   "--tls-client-ca", p("ca.pem"), "--tokens-file", p("tokens")))
+        cls.tls = dict(tls_ca=p("ca.pem"), tls_cert=p("client.pem"), tls_key=p("client.key"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_round_trip_over_tls_with_a_token(self):
+        client = kvstash.Client(self.daemon.address, token=self.token, **self.tls)
+        keys = kvstash.PrefixHasher("security", 4).chain(list(range(8)))
+        blocks = [np.full(64, i, np.float32) for i in range(2)]
+        client.put(keys, blocks)
+        self.assertEqual(client.lookup(keys), 2)
+
+    def test_refused_without_token_or_tls(self):
+        with self.assertRaises(Exception):
+            kvstash.Client(self.daemon.address, token="wrong", **self.tls)
+        with self.assertRaises(Exception):
+            kvstash.Client(self.daemon.address, **self.tls)
+        with self.assertRaises(Exception):
+            kvstash.Client(self.daemon.address, token=self.token)  # plaintext against the TLS port
 
 
 class CodecTest(unittest.TestCase):
