@@ -1,5 +1,5 @@
 // The conductor's front door: an HTTP body for POST /v1/completions. ParseCompletion refuses it with
-// INVALID_ARGUMENT or returns a completion with 1..2^20 prompt token ids.
+// INVALID_ARGUMENT or returns a completion with 1..2^20 prompt token ids or 1 B..4 MiB of prompt text.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -13,6 +13,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (parsed.status().code() != kvstash::StatusCode::kInvalidArgument) std::abort();
     return 0;
   }
-  if (parsed->prompt.empty() || parsed->prompt.size() > (size_t{1} << 20)) std::abort();
+  if (parsed->prompt_text) {
+    if (parsed->prompt_text->empty() || parsed->prompt_text->size() > (size_t{4} << 20) || !parsed->prompt.empty()) {
+      std::abort();
+    }
+  } else if (parsed->prompt.empty() || parsed->prompt.size() > (size_t{1} << 20)) {
+    std::abort();
+  }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "scheduler/conductor_service.h"
+#include "node/tokenizer.h"
 #include "scheduler/front_door.h"
 #include "scheduler/spec_flags.h"
 
@@ -55,6 +56,10 @@ int main(int argc, char** argv) {
                  "P/D KV handoff: layerwise (loaded by the decode node while the prefill computes) or after-prefill")
       ->capture_default_str()
       ->check(CLI::IsMember({"layerwise", "after-prefill"}));
+  std::string tokenizer_path;
+  app.add_option("--tokenizer", tokenizer_path,
+                 "the model's tokenizer.model (SentencePiece): the front door then takes text prompts and answers "
+                 "with text");
   app.add_option("--store", store_address,
                  "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
   AddAdmissionFlags(&app, admission_flags);
@@ -103,6 +108,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvstash-conductor: metrics on http://%s:%d/metrics\n",
                  metrics_host.c_str(), *port);
   }
+  std::unique_ptr<kvstash::node::Tokenizer> tokenizer;  // outlives the front door
   std::unique_ptr<FrontDoor> front_door;
   if (!http_listen.empty()) {
     const size_t colon = http_listen.rfind(':');
@@ -115,6 +121,15 @@ int main(int argc, char** argv) {
     }
     const std::string http_host = http_listen.substr(0, colon);
     front.layerwise_handoff = handoff == "layerwise";
+    if (!tokenizer_path.empty()) {
+      auto loaded = kvstash::node::Tokenizer::Load(tokenizer_path);
+      if (!loaded.ok()) {
+        std::fprintf(stderr, "kvstash-conductor: --tokenizer: %s\n", loaded.status().ToString().c_str());
+        return 2;
+      }
+      tokenizer = std::move(*loaded);
+      front.tokenizer = tokenizer.get();
+    }
     front_door = std::make_unique<FrontDoor>(service, &registry, front);
     auto port = front_door->Start(http_host, http_port);
     if (!port.ok()) return fail(port.status());

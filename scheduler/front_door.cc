@@ -22,6 +22,7 @@
 
 #include "common/http_serve.h"
 #include "kvstash/v1/node.grpc.pb.h"
+#include "node/tokenizer.h"
 #include "scheduler/front_door_request.h"
 
 namespace kvstash::scheduler {
@@ -444,6 +445,7 @@ json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome
   kv["predicted_ttft_ms"] = plan.route.predicted_ttft_seconds() * 1000;
   kv["ttft_ms"] = out.ttft_seconds * 1000;
   if (out.decode_prompt) kv["decode"] = SourcesJson(*out.decode_prompt);
+  if (c.prompt_text) kv["prompt_token_ids"] = c.prompt;
   if (out.prefill_seconds) kv["prefill_ms"] = *out.prefill_seconds * 1000;
   if (out.decode_ready_seconds) {
     kv["handoff"] = options.layerwise_handoff ? "layerwise" : "after-prefill";
@@ -460,14 +462,30 @@ json FrontDoor::Impl::Usage(const Completion& c, const Plan& plan, const Outcome
 void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Response& res) {
   Result<Completion> parsed = ParseCompletion(req.body);
   if (!parsed.ok()) return Answer(res, parsed.status());
+  const node::Tokenizer* tokenizer = options.tokenizer;
+  if (parsed->prompt_text) {
+    if (tokenizer == nullptr) {
+      return Answer(res, InvalidArgument("prompt: text needs a tokenizer (kvstash-conductor --tokenizer); send token ids"));
+    }
+    Result<std::vector<uint32_t>> ids = tokenizer->Encode(*parsed->prompt_text);
+    if (!ids.ok()) return Answer(res, InvalidArgument("prompt: " + ids.status().message()));
+    parsed->prompt = std::move(*ids);
+  }
   Result<Plan> plan = Route(*parsed);
   if (!plan.ok()) return Answer(res, plan.status());
   if (!parsed->stream) {
     Result<Outcome> out = RunWithRetry(*parsed, *plan, false, [](uint32_t) { return true; });
     if (!out.ok()) return Answer(res, out.status());
     json body = Head(plan->request_id);
+    std::string text;
+    if (tokenizer != nullptr) {  // as the stream's pieces would concatenate
+      node::IncrementalDecoder decoder(*tokenizer, parsed->prompt);
+      for (uint32_t t : out->tokens) decoder.Push(t);
+      decoder.Finish();
+      text = decoder.text();
+    }
     body["choices"] = json::array(
-        {{{"index", 0}, {"text", ""}, {"token_ids", out->tokens}, {"finish_reason", out->finish_reason}}});
+        {{{"index", 0}, {"text", text}, {"token_ids", out->tokens}, {"finish_reason", out->finish_reason}}});
     body["usage"] = Usage(*parsed, *plan, *out);
     requests.WithLabels({"ok"}).Inc();
     ttft.Observe(out->ttft_seconds);
@@ -482,16 +500,21 @@ void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Res
       return sink.write(line.data(), line.size());
     };
     const json head = Head(routed->request_id);
+    // Text pieces never split a UTF-8 character (node/tokenizer.h IncrementalDecoder).
+    std::optional<node::IncrementalDecoder> decoder;
+    if (options.tokenizer != nullptr) decoder.emplace(*options.tokenizer, request->prompt);
     Result<Outcome> out = RunWithRetry(*request, *routed, true, [&](uint32_t token) {
       json chunk = head;
+      const std::string piece = decoder ? decoder->Push(token) : "";
       chunk["choices"] =
-          json::array({{{"index", 0}, {"text", ""}, {"token_ids", {token}}, {"finish_reason", nullptr}}});
+          json::array({{{"index", 0}, {"text", piece}, {"token_ids", {token}}, {"finish_reason", nullptr}}});
       return send(chunk);
     });
     if (out.ok()) {
       json last = head;
+      const std::string rest = decoder ? decoder->Finish() : "";
       last["choices"] = json::array(
-          {{{"index", 0}, {"text", ""}, {"token_ids", json::array()}, {"finish_reason", out->finish_reason}}});
+          {{{"index", 0}, {"text", rest}, {"token_ids", json::array()}, {"finish_reason", out->finish_reason}}});
       last["usage"] = Usage(*request, *routed, *out);
       requests.WithLabels({"ok"}).Inc();
       ttft.Observe(out->ttft_seconds);

@@ -29,6 +29,10 @@
 #include "kvstash/result.h"
 #include "scheduler/conductor_service.h"
 
+namespace kvstash::node {
+class Tokenizer;
+}
+
 namespace kvstash::scheduler {
 
 struct FrontDoorOptions {
@@ -38,6 +42,9 @@ struct FrontDoorOptions {
   // P/D handoff: layer-wise (the decode node loads each layer group's KV while the prefill runs)
   // or after the prefill (full blocks and the tail through the store once it is done).
   bool layerwise_handoff = true;
+  // Text prompts: encoded with this (not owned; outlives the front door), and every answer carries
+  // the text of its tokens. Null: prompts must be token ids.
+  const node::Tokenizer* tokenizer = nullptr;
   std::string model_name = "kvstash";
 };
 

@@ -9,6 +9,7 @@ namespace {
 using json = nlohmann::json;
 
 constexpr size_t kMaxPromptTokens = size_t{1} << 20;
+constexpr size_t kMaxPromptTextBytes = size_t{4} << 20;
 
 Result<uint64_t> Unsigned(const json& j, const std::string& field, uint64_t max) {
   if (!j.is_number_unsigned() || j.get<uint64_t>() > max) {
@@ -24,14 +25,17 @@ Result<Completion> ParseCompletion(const std::string& body) {
   if (j.is_discarded() || !j.is_object()) return InvalidArgument("the body must be a JSON object");
   Completion c;
   const auto prompt = j.find("prompt");
-  if (prompt == j.end()) return InvalidArgument("prompt: required (an array of token ids)");
+  if (prompt == j.end()) return InvalidArgument("prompt: required (an array of token ids, or text)");
   if (prompt->is_string()) {
-    return InvalidArgument("prompt: the conductor takes token ids (it has no tokenizer); send text to a node");
-  }
-  if (!prompt->is_array() || prompt->empty() || prompt->size() > kMaxPromptTokens) {
+    const std::string& text = prompt->get_ref<const std::string&>();
+    if (text.empty() || text.size() > kMaxPromptTextBytes) {
+      return InvalidArgument("prompt: text must have 1.." + std::to_string(kMaxPromptTextBytes) + " bytes");
+    }
+    c.prompt_text = text;
+  } else if (!prompt->is_array() || prompt->empty() || prompt->size() > kMaxPromptTokens) {
     return InvalidArgument("prompt: must be an array of 1.." + std::to_string(kMaxPromptTokens) + " token ids");
   }
-  for (size_t i = 0; i < prompt->size(); ++i) {
+  for (size_t i = 0; !c.prompt_text && i < prompt->size(); ++i) {
     KVSTASH_ASSIGN_OR_RETURN(uint64_t t, Unsigned((*prompt)[i], "prompt[" + std::to_string(i) + "]",
                                                   std::numeric_limits<uint32_t>::max()));
     c.prompt.push_back(static_cast<uint32_t>(t));
@@ -75,6 +79,10 @@ Result<Completion> ParseCompletion(const std::string& body) {
                                                     std::numeric_limits<uint32_t>::max()));
       c.sampling.add_stop_token_ids(static_cast<uint32_t>(t));
     }
+  }
+  if (const auto v = j.find("ignore_eos"); v != j.end() && !v->is_null()) {
+    if (!v->is_boolean()) return InvalidArgument("ignore_eos: must be true or false");
+    c.sampling.set_ignore_eos(v->get<bool>());
   }
   if (const auto v = j.find("stream"); v != j.end() && !v->is_null()) {
     if (!v->is_boolean()) return InvalidArgument("stream: must be true or false");

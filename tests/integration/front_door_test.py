@@ -9,6 +9,8 @@ completions to kvstash-node processes, on run-time ports, with a real HTTP clien
   Both handoffs: layer-wise (the default: the decode node loads the KV slice by slice while the prefill
   computes it) and after the prefill (`--handoff after-prefill`).
 * Prefill and decode on one `--role both` node: the same tokens again.
+* Text prompts through a conductor given the model's tokenizer (`--tokenizer`): the tokens of the same
+  request sent as ids, and text whose streamed pieces concatenate to the non-streamed answer's.
 * Admission: with an SLO no request can meet, 429 naming the reason.
 * Bad requests get 400 (the conductor's own checks and the node's, passed through).
 * A decode node killed with SIGKILL while another is up: requests routed to it are routed again to
@@ -174,6 +176,30 @@ def main():
             assert reply["choices"][0]["token_ids"] == expected, reply
             assert reply["usage"]["kvstash"]["prefill_instance"] == "b/prefill", reply["usage"]
             assert reply["usage"]["kvstash"]["decode_instance"] == "b/decode", reply["usage"]
+
+            # Text prompts: a conductor with the model's tokenizer (SentencePiece, trained here) encodes
+            # them, and answers carry text whose streamed pieces concatenate to the non-streamed text.
+            corpus = os.path.join(tmp, "corpus.txt")
+            with open(corpus, "w") as f:
+                f.write("hello world from the kvstash front door\n" * 20)
+            subprocess.run(["spm_train", f"--input={corpus}", f"--model_prefix={tmp}/tok", "--vocab_size=30",
+                            "--model_type=char", "--hard_vocab_limit=false", "--minloglevel=2"], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            text_conductor, text_grpc, text_metrics, text_front = start_conductor("--tokenizer", f"{tmp}/tok.model")
+            procs.append(text_conductor)
+            text_node, _ = start_node(model, "--conductor", text_grpc, "--role", "both", "--instance-id", "t")
+            procs.append(text_node)
+            wait_for("the text node registered", registered(text_metrics, 1, 1))
+            body = dict(prompt="hello kvstash world", max_tokens=8, temperature=0)
+            reply = complete(text_front, body)
+            ids = reply["usage"]["kvstash"]["prompt_token_ids"]
+            assert ids[0] == 1 and len(ids) >= 1 + len("hello kvstash world"), ids  # BOS, then a piece per char
+            by_ids = complete(single_at["http"], dict(body, prompt=ids))["choices"][0]["token_ids"]
+            assert reply["choices"][0]["token_ids"] == by_ids, (reply, by_ids)
+            events = stream(text_front, body)
+            assert "".join(e["choices"][0]["text"] for e in events) == reply["choices"][0]["text"], events
+            print("text prompts through a conductor with a tokenizer: the token-id request's tokens; streamed "
+                  "text pieces add up to the answer's text", flush=True)
 
             strict, strict_grpc, strict_metrics, strict_front = start_conductor("--ttft-slo-s", "1e-9")
             procs.append(strict)
