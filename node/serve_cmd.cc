@@ -10,6 +10,7 @@
 #include <thread>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -39,6 +40,9 @@ struct ServeArgs {
   std::string log_level = "info";
   size_t http_threads = 64;
   uint64_t store_timeout_ms = 5'000;
+  // Towards a store with TLS and tokens (docs/SECURITY.md): ClientOptions' files, and a file whose
+  // first line is the bearer token.
+  std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
   bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
   NodeOptions node;
   ConductorLinkOptions conductor;  // address empty: no conductor
@@ -82,6 +86,15 @@ std::unique_ptr<Client> ConnectStore(const ServeArgs& a, bool quiet = false) {
   options.etcd_endpoints = a.etcd;
   options.cluster = a.cluster;
   options.timeout_ms = a.store_timeout_ms;
+  options.tls_ca_file = a.store_tls_ca;
+  options.tls_cert_file = a.store_tls_cert;
+  options.tls_key_file = a.store_tls_key;
+  if (!a.store_token_file.empty()) {
+    std::ifstream in(a.store_token_file);
+    if (!in || !std::getline(in, options.token) || options.token.empty()) {
+      spdlog::warn("cannot read a token from --store-token-file {}", a.store_token_file);
+    }
+  }
   const std::string where = a.etcd.empty() ? a.store : "cluster " + a.cluster + " via etcd " + a.etcd.front();
   Result<std::unique_ptr<Client>> client = Client::Connect(options);
   if (!client.ok()) {
@@ -318,6 +331,10 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
       ->excludes("--store");
   cmd->add_option("--cluster", a->cluster, "the cluster's name in etcd (with --etcd)");
   cmd->add_option("--store-timeout-ms", a->store_timeout_ms, "per-RPC timeout towards the store");
+  cmd->add_option("--store-tls-ca", a->store_tls_ca, "PEM CA of the store's certificates: talk TLS to it");
+  cmd->add_option("--store-tls-cert", a->store_tls_cert, "PEM client certificate for the store (mutual TLS)");
+  cmd->add_option("--store-tls-key", a->store_tls_key, "PEM private key of --store-tls-cert");
+  cmd->add_option("--store-token-file", a->store_token_file, "file whose first line is the store's bearer token");
   cmd->add_option("--listen", a->listen, "gRPC service (kvstash.v1.Node) address HOST:PORT (port 0 picks one)");
   cmd->add_option("--http-listen", a->http_listen, "HTTP API address HOST:PORT (port 0 picks one)");
   cmd->add_option("--metrics-listen", a->metrics_listen, "/metrics address HOST:PORT (port 0 picks one)");
