@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
 
 #include "scheduler/conductor_service.h"
 #include "node/tokenizer.h"
@@ -62,6 +63,12 @@ int main(int argc, char** argv) {
                  "with text");
   app.add_option("--store", store_address,
                  "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
+  // Towards a store with TLS and tokens (docs/SECURITY.md).
+  std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
+  app.add_option("--store-tls-ca", store_tls_ca, "PEM CA of the store's certificate: talk TLS to it");
+  app.add_option("--store-tls-cert", store_tls_cert, "PEM client certificate for the store (mutual TLS)");
+  app.add_option("--store-tls-key", store_tls_key, "PEM private key of --store-tls-cert");
+  app.add_option("--store-token-file", store_token_file, "file whose first line is the store's bearer token");
   AddAdmissionFlags(&app, admission_flags);
   AddCostFlags(&app, cost_flags);
   try {
@@ -93,6 +100,15 @@ int main(int argc, char** argv) {
     store_options.address = store_address;
     store_options.data_path = kvstash::DataPath::kInline;  // the conductor only looks up
     store_options.timeout_ms = 1'000;                      // a slow store must not stall routing
+    store_options.tls_ca_file = store_tls_ca;
+    store_options.tls_cert_file = store_tls_cert;
+    store_options.tls_key_file = store_tls_key;
+    if (!store_token_file.empty()) {
+      std::ifstream in(store_token_file);
+      if (!in || !std::getline(in, store_options.token) || store_options.token.empty()) {
+        return fail(kvstash::InvalidArgument("cannot read a token from --store-token-file " + store_token_file));
+      }
+    }
     auto connected = kvstash::Client::Connect(store_options);
     if (!connected.ok()) return fail(connected.status());
     store = std::move(*connected);
