@@ -10,7 +10,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr size_t kBatch = 4;  // slice keys asked for per poll
-constexpr auto kFirstPause = std::chrono::milliseconds(1), kLongestPause = std::chrono::milliseconds(8);
+// A request's polls pause 1 ms after a miss, doubling while nothing arrives up to 64 ms (a request
+// whose prefill is still queued costs ~16 Gets a second), and none after a slice arrived.
+constexpr auto kFirstPause = std::chrono::microseconds(1000), kLongestPause = std::chrono::microseconds(64'000);
 
 }  // namespace
 
@@ -20,6 +22,8 @@ struct HandoffReceiver::Active {
   SliceCoverage coverage;
   Clock::time_point last_progress;
   std::optional<Result<uint32_t>> result;
+  Clock::time_point next_poll;
+  std::chrono::microseconds pause;
 };
 
 HandoffReceiver::HandoffReceiver(Client& store, KvPagePool& pool, uint32_t vocab_size,
@@ -111,36 +115,44 @@ bool HandoffReceiver::Poll(Active& a) {
 
 void HandoffReceiver::Loop() {
   std::list<Active> active;
-  auto pause = kFirstPause;
-  bool progress = false;
   while (true) {
     {
       std::unique_lock lock(mu_);
       if (active.empty()) {
         cv_.wait(lock, [&] { return stop_ || !incoming_.empty(); });
-      } else if (!progress) {  // after progress, ask again at once: the next slices may be there
-        cv_.wait_for(lock, pause, [&] { return stop_ || !incoming_.empty(); });
-        pause = std::min(pause * 2, kLongestPause);
+      } else {
+        Clock::time_point earliest = active.front().next_poll;
+        for (const Active& a : active) earliest = std::min(earliest, a.next_poll);
+        cv_.wait_until(lock, earliest, [&] { return stop_ || !incoming_.empty(); });
       }
       for (Job& job : incoming_) {
         const uint32_t pages = static_cast<uint32_t>(job.pages.size());
-        active.push_back(Active{std::move(job), 0, SliceCoverage(pages, pool_.geometry().layers), Clock::now(), {}});
+        const auto now = Clock::now();
+        active.push_back(Active{std::move(job), 0, SliceCoverage(pages, pool_.geometry().layers), now, {}, now,
+                                kFirstPause});
       }
       incoming_.clear();
       if (stop_) break;
     }
-    progress = false;
     for (auto it = active.begin(); it != active.end();) {
       Active& a = *it;
+      const auto now = Clock::now();
       if (a.job.cancel && a.job.cancel->load(std::memory_order_acquire)) {
         a.result = Status(StatusCode::kCancelled, "the request was cancelled during its handoff");
+      } else if (now < a.next_poll) {
+        ++it;
+        continue;
       } else if (Poll(a)) {
-        progress = true;
-        a.last_progress = Clock::now();
-      } else if (!a.result && Clock::now() - a.last_progress > idle_timeout_) {
+        // Slices are flowing: ask again at once, and soon after that.
+        a.last_progress = a.next_poll = Clock::now();
+        a.pause = kFirstPause;
+      } else if (!a.result && now - a.last_progress > idle_timeout_) {
         a.result = Status(StatusCode::kDeadlineExceeded,
                           "no KV from the prefill node for " + std::to_string(idle_timeout_.count()) +
                               " ms (waiting for handoff slice " + std::to_string(a.next) + ")");
+      } else {
+        a.next_poll = now + a.pause;
+        a.pause = std::min(a.pause * 2, kLongestPause);
       }
       if (!a.result) {
         ++it;
@@ -150,7 +162,6 @@ void HandoffReceiver::Loop() {
       done_(a.job.id, std::move(*a.result));
       it = active.erase(it);
     }
-    if (progress) pause = kFirstPause;
   }
   for (Active& a : active) done_(a.job.id, Status(StatusCode::kCancelled, "the node is stopping"));
 }

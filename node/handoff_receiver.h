@@ -4,8 +4,10 @@
 // ready — with the prefill's first token — once the `done` marker arrived and every (page, layer)
 // of the prompt was covered.
 //
-// It polls: a batched Get of the next few slice keys, then a pause that starts at 1 ms and
-// doubles up to 8 ms while nothing arrives (so one slice waits at most ~8 ms once it is stored).
+// It polls each request on its own schedule: a batched Get of its next few slice keys, at once
+// again after a slice arrived, else after a pause that starts at 1 ms and doubles up to 64 ms while
+// nothing arrives (a request whose prefill is still queued costs ~16 Gets a second; one whose slices
+// flow waits at most a few ms for each).
 // A request ends with an error, never with partial KV: DATA_LOSS for a slice that fails its
 // checks (or a marker before full coverage), UNAVAILABLE for an `aborted` marker, DEADLINE_EXCEEDED
 // when no slice arrived for `idle_timeout`, CANCELLED when its cancel flag is set or the receiver

@@ -54,7 +54,10 @@ struct NodeOptions {
   // Layer-wise handoff: the grain (model layers per slice group; 0: an eighth of the layers,
   // rounded up) and how long a decode node waits for the next slice before it gives up.
   uint32_t handoff_layer_group = 0;
-  uint64_t handoff_timeout_ms = 30'000;
+  // (The front door cancels a decode whose prefill failed; this bounds what a client that never
+  // sends the slices can hold. A prefill may wait in its node's queue: default as the front door's
+  // node timeout.)
+  uint64_t handoff_timeout_ms = 600'000;
   // When set, called on the step thread with the TTFT of every request that has a request_id.
   std::function<void(uint64_t request_id, double ttft_seconds)> ttft_reports;
 };
