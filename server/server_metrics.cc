@@ -93,6 +93,10 @@ void ServerMetrics::RecordOp(std::string_view op, const Status& status, double s
   op_duration_.WithLabels({op}).Observe(seconds);
 }
 
+void ServerMetrics::RecordRefusal(std::string_view op, const Status& status) {
+  ops_.WithLabels({op, ResultLabel(status)}).Inc();
+}
+
 void ServerMetrics::RecordLookupBlocks(uint64_t hits, uint64_t misses) {
   lookup_hits_.Inc(static_cast<double>(hits));
   lookup_misses_.Inc(static_cast<double>(misses));

@@ -22,6 +22,9 @@ class ServerMetrics {
   ServerMetrics(metrics::Registry& registry, tiers::TierManager& tier, std::string_view version);
 
   // One finished RPC: its op name, outcome and latency.
+  // Counts a call refused before it ran (no token, a bad one, a role too low): in kvstash_ops_total
+  // under its code, without a latency sample.
+  void RecordRefusal(std::string_view op, const Status& status);
   void RecordOp(std::string_view op, const Status& status, double seconds);
   void RecordLookupBlocks(uint64_t hits, uint64_t misses);
   void RecordGetBlocks(uint64_t hits, uint64_t misses);

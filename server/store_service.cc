@@ -136,7 +136,7 @@ grpc::Status StoreService::Admit(const grpc::ServerContext* context, auth::Role 
   }
   Result<auth::Principal> principal = options_.authorizer->Admit(*context, needed);
   if (!principal.ok()) {
-    metrics_.RecordOp(op, principal.status(), 0.0);
+    metrics_.RecordRefusal(op, principal.status());
     spdlog::debug("{} refused to {}: {}", op, context->peer(), principal.status().ToString());
     return ToGrpc(principal.status());
   }

@@ -6,6 +6,7 @@
 // SIGHUP reloads the tokens file, and a broken file leaves the old tokens in force.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -260,6 +261,21 @@ TEST_F(TokenTest, EveryRpcWithoutATokenIsUnauthenticatedAndChangesNothing) {
 TEST_F(TokenTest, EveryRpcWithAnUnknownTokenIsUnauthenticatedAndChangesNothing) {
   // A token whose hash is in the file is accepted; the hash itself is not a token.
   ExpectEveryRpcRefused(*client_, auth::Sha256Hex(kAdminToken), grpc::StatusCode::UNAUTHENTICATED, KeysFn());
+}
+
+// Refusals are counted under their code — with no latency sample, and no token in any label.
+TEST_F(TokenTest, RefusalsAreCountedWithoutTokensInLabels) {
+  for (int i = 0; i < 3; ++i) ASSERT_FALSE(Health(*client_, "secret-wrong-token").ok());
+  ASSERT_FALSE(Health(*client_, "").ok());
+  const std::string& metrics = daemon_->metrics_address();
+  httplib::Client http(metrics.substr(0, metrics.rfind(':')), std::stoi(metrics.substr(metrics.rfind(':') + 1)));
+  auto scraped = http.Get("/metrics");
+  ASSERT_TRUE(scraped);
+  EXPECT_NE(scraped->body.find("kvstash_ops_total{op=\"health\",result=\"unauthenticated\"} 4\n"), std::string::npos)
+      << scraped->body.substr(0, 2000);
+  EXPECT_EQ(scraped->body.find("secret-wrong-token"), std::string::npos);
+  EXPECT_EQ(scraped->body.find("kvstash_op_duration_seconds_count{op=\"health\"}"), std::string::npos)
+      << "refused calls must not add latency samples";
 }
 
 TEST_F(TokenTest, MalformedAuthorizationIsUnauthenticated) {
