@@ -171,6 +171,10 @@ struct FrontDoor::Impl {
   Status Generate(const Completion& c, const Plan& plan, const std::string& address, bool report_ttft,
                   std::optional<uint32_t> expected_first, const std::function<bool(uint32_t)>& on_token,
                   Outcome& out, const std::string& tail_key = "");
+  // The prefill half of P/D: the prefill node's Prefill (with the handoff key), its first token
+  // passed on, `out` filled; false when the request is finished (nothing to decode).
+  Result<bool> RunPrefill(const Completion& c, const Plan& plan, const std::string& tail_key, bool layerwise,
+                          const std::function<bool(uint32_t)>& on_token, Outcome& out, std::string* failed);
   // P/D with a layer-wise handoff: the decode node's Generate starts with the Prefill, so it
   // loads the KV while the prefill computes it.
   Result<Outcome> RunLayerwise(const Completion& c, const Plan& plan, const std::function<bool(uint32_t)>& on_token,
@@ -308,17 +312,32 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
     }
   }
   if (options.layerwise_handoff) return RunLayerwise(c, plan, on_token, tail_key, failed);
+  out.prefill_started = Clock::now();
+  KVSTASH_ASSIGN_OR_RETURN(const bool decode, RunPrefill(c, plan, tail_key, false, on_token, out, failed));
+  if (!decode) return out;
+  const Status decoded = Generate(c, plan, plan.decode_address, false, out.tokens.front(), on_token, out, tail_key);
+  if (!decoded.ok()) return blame(plan.route.decode_instance(), decoded);
+  return out;
+}
+
+Result<bool> FrontDoor::Impl::RunPrefill(const Completion& c, const Plan& plan, const std::string& tail_key,
+                                         bool layerwise, const std::function<bool(uint32_t)>& on_token, Outcome& out,
+                                         std::string* failed) {
   v1::PrefillRequest p;
   p.mutable_handoff()->set_tail_key(tail_key);
+  p.mutable_handoff()->set_layerwise(layerwise);
   for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
   *p.mutable_sampling() = c.sampling;
-  p.set_store_wait_ms(options.store_wait_ms);
+  // Layer-wise, the decode node does not look the prefix blocks up: it has the slices.
+  p.set_store_wait_ms(layerwise ? 0 : options.store_wait_ms);
   p.set_request_id(plan.request_id);
   v1::PrefillResult prefilled;
   auto ctx = Context();
-  out.prefill_started = Clock::now();
   const grpc::Status st = NodeClient(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
-  if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
+  if (!st.ok()) {
+    if (failed != nullptr) *failed = plan.route.prefill_instance();
+    return FromGrpc(st, "prefill node " + plan.prefill_address);
+  }
   out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
   out.prefill_seconds = prefilled.ttft_seconds();
   out.prompt = prefilled.prompt();
@@ -328,11 +347,9 @@ Result<Outcome> FrontDoor::Impl::Run(const Completion& c, const Plan& plan,
   if (prefilled.finished()) {
     const auto& stops = c.sampling.stop_token_ids();
     out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
-    return out;
+    return false;
   }
-  const Status decoded = Generate(c, plan, plan.decode_address, false, first, on_token, out, tail_key);
-  if (!decoded.ok()) return blame(plan.route.decode_instance(), decoded);
-  return out;
+  return true;
 }
 
 Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& plan,
@@ -351,8 +368,8 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
   auto relay = std::make_shared<DecodeRelay>();
   std::shared_ptr<grpc::ClientContext> decode_ctx = Context();
   out.prefill_started = Clock::now();
-  std::thread reader([relay, decode_ctx, g, stub = NodeClient(plan.decode_address)] {
-    std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> stream = stub->Generate(decode_ctx.get(), g);
+  std::thread reader([relay, decode_ctx, g, decode_node = NodeClient(plan.decode_address)] {
+    std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> stream = decode_node->Generate(decode_ctx.get(), g);
     v1::GenerateEvent event;
     while (stream->Read(&event)) {
       std::lock_guard lock(relay->mu);
@@ -382,28 +399,9 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
     }
   } joiner{reader, *decode_ctx};
 
-  v1::PrefillRequest p;
-  p.mutable_handoff()->set_tail_key(tail_key);
-  p.mutable_handoff()->set_layerwise(true);
-  for (uint32_t t : c.prompt) p.add_prompt_token_ids(t);
-  *p.mutable_sampling() = c.sampling;
-  p.set_store_wait_ms(0);  // the decode node does not wait for the prefix blocks: it has the slices
-  p.set_request_id(plan.request_id);
-  v1::PrefillResult prefilled;
-  auto ctx = Context();
-  const grpc::Status st = NodeClient(plan.prefill_address)->Prefill(ctx.get(), p, &prefilled);
-  if (!st.ok()) return blame(plan.route.prefill_instance(), FromGrpc(st, "prefill node " + plan.prefill_address));
-  out.ttft_seconds = std::chrono::duration<double>(Clock::now() - plan.arrived).count();
-  out.prefill_seconds = prefilled.ttft_seconds();
-  out.prompt = prefilled.prompt();
-  const uint32_t first = prefilled.first_token().id();
-  out.tokens.push_back(first);
-  if (!on_token(first)) return Status(StatusCode::kCancelled, "the client went away");
-  if (prefilled.finished()) {
-    const auto& stops = c.sampling.stop_token_ids();
-    out.finish_reason = std::find(stops.begin(), stops.end(), first) != stops.end() ? "stop" : "length";
-    return out;
-  }
+  KVSTASH_ASSIGN_OR_RETURN(const bool decode, RunPrefill(c, plan, tail_key, true, on_token, out, failed));
+  if (!decode) return out;
+  const uint32_t first = out.tokens.front();
   bool expecting_first = true;
   while (true) {
     std::unique_lock lock(relay->mu);
