@@ -20,7 +20,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
+
+from kvstash_procs import wait_for
 
 NODE, KVSTASHD, PROMTOOL = sys.argv[1:4]
 CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -30,16 +31,6 @@ BLOCK_TOKENS = 32
 # K and V of every layer, fp32: the bytes of one store block.
 HEAD_DIM = CONFIG["hidden_size"] // CONFIG["num_attention_heads"]
 BLOCK_BYTES = BLOCK_TOKENS * CONFIG["num_hidden_layers"] * 2 * CONFIG["num_key_value_heads"] * HEAD_DIM * 4
-DEADLINE_S = 30
-
-
-def wait_for(what, condition, deadline_s=DEADLINE_S):
-    """Polls condition() until it is true; fails naming `what` after the deadline."""
-    give_up = time.monotonic() + deadline_s
-    while not condition():
-        if time.monotonic() > give_up:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 class Process:
