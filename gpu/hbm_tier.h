@@ -1,4 +1,4 @@
-// HbmTier: blocks in one cudaMalloc'd arena on a GPU, under the tiers::Tier interface (DESIGN.md §1,
+// HbmTier: blocks in one cudaMalloc'd arena on a GPU, under the tiers::Tier interface (docs/ARCHITECTURE.md §1,
 // `hbm`). The index, allocator, eviction policy, reservations and leases are DramTier's, running
 // over the device arena in external-memory mode; only the byte accesses differ (tiers/byte_access.h):
 // Read copies out with cudaMemcpy (to host or device memory), Commit hashes the reservation's

@@ -1,5 +1,5 @@
 // MemberRecord: what one kvstashd publishes about itself at /kvstash/<cluster>/members/<id>
-// (DESIGN.md §4, Membership), and its JSON form. The value is owned by the daemon's etcd lease:
+// (docs/ARCHITECTURE.md §4, Member join), and its JSON form. The value is owned by the daemon's etcd lease:
 // it disappears when the daemon stops or its lease runs out.
 //
 // Thread-safety: plain values and pure functions.

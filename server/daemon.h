@@ -1,5 +1,6 @@
-// Daemon: one running kvstashd — the DRAM tier, the gRPC Store service, /metrics, and the
-// reservation reaper — assembled from a DaemonConfig.
+// Daemon: one running kvstashd — its tiers (HBM, DRAM, SSD under a TierManager), the gRPC Store
+// service, the UCX transfer server, cluster registration, /metrics and /healthz, and the
+// reservation reaper — assembled from a DaemonConfig (docs/ARCHITECTURE.md §2).
 //
 // Thread-safety: Start, Wait and Shutdown are called by the owning thread (main); Shutdown may
 // also be called from a signal-watching thread. The gRPC server and reaper own their threads.

@@ -1,4 +1,4 @@
-// The daemon's HBM tier (kvstashd --hbm-capacity, --gpu; DESIGN.md §1 `hbm`): how kvstashd builds it
+// The daemon's HBM tier (kvstashd --hbm-capacity, --gpu; docs/ARCHITECTURE.md §1 `hbm`): how kvstashd builds it
 // for the TierManager, in builds with and without CUDA. Host-only header.
 //
 // Thread-safety: free functions, called by Daemon::Start on the starting thread.

@@ -1,4 +1,4 @@
-// Validation of remote input at the edge, once (DESIGN.md §5). Every function answers
+// Validation of remote input at the edge, once (docs/ARCHITECTURE.md §5). Every function answers
 // INVALID_ARGUMENT naming the field and index, before anything is changed.
 #pragma once
 

@@ -1,4 +1,4 @@
-// DramTier: blocks in one host-memory arena mapped at start (DESIGN.md §3, tiers/).
+// DramTier: blocks in one host-memory arena mapped at start (docs/ARCHITECTURE.md §3, tiers/).
 //
 // Memory: a single mmap of `capacity_bytes` (MAP_HUGETLB when huge_pages allows and the host has
 // huge pages reserved, else plain pages with MADV_HUGEPAGE), carved by a BlockAllocator into

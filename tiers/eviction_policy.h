@@ -58,7 +58,7 @@ class EvictionPolicy {
 // "lru": least recently inserted-or-accessed first.
 std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 // "prefix": LRU among blocks with no resident child, so a chain is evicted from its tail and a
-// child is never left without its parent (DESIGN.md §4).
+// child is never left without its parent (docs/ARCHITECTURE.md §4).
 std::unique_ptr<EvictionPolicy> MakePrefixAwarePolicy();
 // "prefix-arc-unguarded": ARC (recency list + frequency list, adapted by ghost hits) restricted to
 // the leaves of the resident prefix forest, so it keeps prefix's guarantee and resists one-touch

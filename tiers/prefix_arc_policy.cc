@@ -1,6 +1,6 @@
 // "prefix-arc-unguarded": ARC (Megiddo & Modha, FAST'03) restricted to the leaves of the resident
 // prefix forest, so chains shrink from the tail and a resident block never loses its resident
-// parent to eviction (DESIGN.md §4), as in "prefix". The daemon's default "prefix-arc" is this
+// parent to eviction (docs/ARCHITECTURE.md §4), as in "prefix". The daemon's default "prefix-arc" is this
 // policy under the LRU guard (tiers/lru_guard_policy.h), which may switch its victim order.
 //
 // Why ARC: on Mooncake-style traces most blocks are touched once (58% of the distinct blocks of

@@ -1,5 +1,5 @@
 // "prefix": LRU restricted to the leaves of the resident prefix forest, so chains shrink from the
-// tail and a resident block never loses its resident parent to eviction (DESIGN.md §4).
+// tail and a resident block never loses its resident parent to eviction (docs/ARCHITECTURE.md §4).
 //
 // Bookkeeping, all O(log n) per call:
 //  * nodes_: every resident key with its parent (when known), its recency tick and its number of

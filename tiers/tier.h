@@ -1,5 +1,5 @@
-// Tier: where a block's bytes live on one daemon (DESIGN.md §1). This is the contract the server
-// (and later the TierManager) programs against; DramTier is the first implementation.
+// Tier: where a block's bytes live on one daemon (docs/ARCHITECTURE.md §1, §3). This is the contract
+// the server programs against; DramTier, HbmTier (gpu/) and TierManager implement it.
 //
 // Blocks are written in two phases: Reserve() hands out a region the caller fills, Commit()
 // verifies size and checksum and makes the block visible atomically; Abort() or a reservation

@@ -1,5 +1,5 @@
 // TransferEngine: the client half of kvstash's data plane. Moves bytes between the caller's memory
-// and a daemon's registered memory (DESIGN.md §4), with one of two protocols per target:
+// and a daemon's registered memory (docs/ARCHITECTURE.md §4), with one of two protocols per target:
 //
 // * one-sided — where UCX can map the target's memory into this process (ucp_rkey_ptr:
 //   shared-memory transports on one host), an op is a plain memcpy by the calling thread — the

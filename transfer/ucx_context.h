@@ -1,6 +1,6 @@
 // UcxContext: one UCP context, with the RMA feature (one-sided protocol) or the tag and
 // active-message features (two-sided protocol, `messages`) — the root of kvstash's transfer engine
-// (DESIGN.md §2, data plane). Transports are UCX's choice: `transports` is passed to UCX as its
+// (docs/ARCHITECTURE.md §2, data plane). Transports are UCX's choice: `transports` is passed to UCX as its
 // TLS setting (the same syntax as UCX_TLS: "posix,cma,tcp", "^rc", "all"); empty keeps UCX's own
 // default. kvstash has no transport-specific code path.
 //

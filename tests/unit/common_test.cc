@@ -63,7 +63,7 @@ TEST(BlockKeyTest, RejectsMalformed) {
 }
 
 // Known answers computed independently with python3-xxhash 3.0 (xxh3_64 for the seed,
-// xxh3_128_digest(prev_key || tokens_le_u32, seed) per block); see DESIGN.md §1.
+// xxh3_128_digest(prev_key || tokens_le_u32, seed) per block); see docs/ARCHITECTURE.md §1.
 TEST(PrefixHasherTest, KnownAnswers) {
   std::vector<uint32_t> tokens(10);
   std::iota(tokens.begin(), tokens.end(), 0);

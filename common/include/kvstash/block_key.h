@@ -1,4 +1,4 @@
-// BlockKey: the 128-bit prefix hash that names one KVCache block (DESIGN.md §1).
+// BlockKey: the 128-bit prefix hash that names one KVCache block (docs/ARCHITECTURE.md §1).
 // Stored and sent as 16 bytes, big-endian (XXH128 canonical form); printed as 32 lowercase hex digits.
 #pragma once
 

@@ -1,4 +1,4 @@
-// PrefixHasher: turns a token sequence into the chain of block keys of DESIGN.md §1.
+// PrefixHasher: turns a token sequence into the chain of block keys of docs/ARCHITECTURE.md §1.
 //
 //   seed    = XXH3_64bits(namespace_id)
 //   key[0]  = XXH3_128bits_withSeed(tokens[0 .. B), seed)
