@@ -11,7 +11,22 @@
 // across kill -9. With `sync` the WAL is fsynced before Apply returns (survives power loss too);
 // without it the batch is in the OS page cache when Apply returns (survives process death).
 //
-// Thread-safety: every method may be called from any thread (RocksDB serialises writers).
+// Write errors (issue 17): a write RocksDB refuses (ENOSPC, an I/O error) leaves the database in
+// a background-error state in which it refuses every later write, even once the cause is gone.
+// Apply() notices, logs the error once, counts it (Health().errors) and answers
+// RESOURCE_EXHAUSTED (no space) or UNAVAILABLE; each later Apply (at most every
+// recovery_interval_ms) first tries to recover: DB::Resume(), and when that fails, closing and
+// reopening the database (its WAL replays what was acknowledged). A recovery is logged and counted
+// (Health().recoveries). Reads of the in-memory copy never depend on this (SsdTier keeps it).
+//
+// Corruption (issue 17): a database RocksDB cannot open or read because a file is corrupt (a flipped
+// byte in the MANIFEST or an SST) is not fatal: Open() moves the directory aside to `path` +
+// ".corrupt" (replacing an older one), logs an error saying so, creates an empty database and
+// reports it in Health().quarantined / quarantine_reason; the caller (SsdTier) then treats every
+// segment as free. Damage RocksDB tolerates by itself (a torn WAL tail) is not corruption here.
+// A database held by another process is still an error (INTERNAL), never moved aside.
+//
+// Thread-safety: every method may be called from any thread (one mutex serialises them).
 #pragma once
 
 #include <cstdint>
@@ -24,6 +39,10 @@
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace kvstash::tiers {
 
 // Where one block's bytes live and what they must hash to.
@@ -35,6 +54,23 @@ struct SsdEntry {
   uint64_t seq = 0;       // unique per write on this tier (the block's generation)
   std::optional<BlockKey> parent;
   uint32_t flags = 0;     // reserved for future use; written as given
+  uint64_t created_unix_ms = 0;  // wall-clock time the block was first stored; 0 = unknown
+};
+
+struct SsdIndexOptions {
+  bool sync = false;                   // fsync the WAL on every Apply
+  uint64_t recovery_interval_ms = 100; // least time between two recovery attempts
+  // Tests: the environment RocksDB does its file I/O through (fault injection); nullptr = default.
+  rocksdb::Env* env = nullptr;
+};
+
+struct SsdIndexHealth {
+  bool writable = true;           // false from a refused write until a recovery succeeds
+  uint64_t errors = 0;            // writes refused (each Apply that failed)
+  uint64_t recoveries = 0;        // times writes were made possible again (Resume or reopen)
+  bool quarantined = false;       // Open found the database corrupt and started an empty one
+  std::string last_error;         // RocksDB's message of the latest refused write or open
+  std::string quarantine_reason;  // RocksDB's message that made Open move the database aside
 };
 
 struct SsdLayout {
@@ -52,7 +88,12 @@ class SsdIndex {
 
   // Opens (creating when missing) the database in `path`. INTERNAL with RocksDB's message when
   // it cannot be opened (another process holds it, corrupt files).
-  static Result<std::unique_ptr<SsdIndex>> Open(const std::string& path, bool sync);
+  static Result<std::unique_ptr<SsdIndex>> Open(const std::string& path, const SsdIndexOptions& options);
+  static Result<std::unique_ptr<SsdIndex>> Open(const std::string& path, bool sync) {
+    SsdIndexOptions o;
+    o.sync = sync;
+    return Open(path, o);
+  }
   ~SsdIndex();
 
   // The stored layout, or nullopt for a new database.
@@ -60,12 +101,19 @@ class SsdIndex {
   Status WriteLayout(const SsdLayout& layout);
 
   // Calls `block` for every stored block and `segment` for every stored segment sequence.
-  // Records that do not decode are skipped and counted in *undecodable.
+  // Records that do not decode are skipped and counted in *undecodable. DATA_LOSS when RocksDB
+  // reports corruption while reading (the caller may Quarantine()).
   Status Load(const std::function<void(const BlockKey&, const SsdEntry&)>& block,
               const std::function<void(uint32_t, uint64_t)>& segment, uint64_t* undecodable) const;
 
-  // Applies all of `m` atomically.
+  // Applies all of `m` atomically. RESOURCE_EXHAUSTED (no space) or UNAVAILABLE while RocksDB
+  // refuses writes (see "Write errors"); INTERNAL for other errors.
   Status Apply(const Mutation& m);
+
+  // Moves the database aside (as Open does for corruption found there) and starts an empty one.
+  Status Quarantine(const std::string& reason);
+
+  SsdIndexHealth Health() const;
 
  private:
   struct Impl;

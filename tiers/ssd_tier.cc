@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -58,6 +59,16 @@ class AlignedBuffer {
 };
 
 bool Aligned(const void* p) { return reinterpret_cast<uintptr_t>(p) % SsdTier::kAlignment == 0; }
+
+uint64_t WallNowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+uint64_t SteadyNowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
+}
 
 struct MemEntry {
   SsdEntry e;
@@ -105,6 +116,11 @@ struct SsdTier::Impl {
   uint64_t open_offset = 0;              // under write_mu
   std::vector<std::pair<uint32_t, uint64_t>> unpersisted_seqs;  // under write_mu
   uint64_t next_seq = 1;                 // under write_mu
+  // Blocks gone from the in-memory index whose RocksDB records are not deleted yet (the index
+  // refused the write); sent with every batch until one gets through. Under write_mu.
+  std::unordered_set<BlockKey, BlockKeyHash> pending_deletes;
+  std::atomic<uint64_t> pending_deletes_count{0};
+  uint64_t last_write_error_log_ms = 0;  // under write_mu
   uint64_t live_bytes = 0;               // under mu
 
   std::atomic<uint64_t> writes{0}, write_bytes{0}, write_errors{0}, no_space_errors{0};
@@ -124,6 +140,7 @@ struct SsdTier::Impl {
     i.segment = m.e.segment;
     i.offset = m.e.offset;
     i.hits = m.hits;
+    i.created_unix_ms = m.e.created_unix_ms;
     return i;
   }
 
@@ -143,6 +160,33 @@ struct SsdTier::Impl {
     s.live_bytes -= PaddedSize(it->second.e.size);
     live_bytes -= PaddedSize(it->second.e.size);
     blocks.erase(it);
+  }
+
+  // Applies `m` to RocksDB together with every pending deletion (first, so a key deleted and
+  // written again ends up written). REQUIRES: write_mu.
+  Status ApplyLocked(SsdIndex::Mutation m) {
+    if (!pending_deletes.empty()) {
+      m.deletes.insert(m.deletes.begin(), pending_deletes.begin(), pending_deletes.end());
+    }
+    Status st = index->Apply(m);
+    if (st.ok() && !pending_deletes.empty()) {
+      pending_deletes.clear();
+      pending_deletes_count.store(0, std::memory_order_relaxed);
+    }
+    return st;
+  }
+
+  // Forgets a block now; its RocksDB record goes with this or a later batch. REQUIRES: write_mu.
+  void DropLocked(const BlockKey& key, std::optional<uint64_t> only_seq) {
+    {
+      std::lock_guard lock(mu);
+      auto it = blocks.find(key);
+      if (it == blocks.end() || (only_seq && it->second.e.seq != *only_seq)) return;
+      EraseLocked(it);
+    }
+    pending_deletes.insert(key);
+    pending_deletes_count.store(pending_deletes.size(), std::memory_order_relaxed);
+    (void)ApplyLocked({});  // a refusal keeps it pending
   }
 
   static Status IoError(const char* what, int64_t result) {
@@ -182,7 +226,7 @@ struct SsdTier::Impl {
         }
       }
       m.segment_seqs = unpersisted_seqs;
-      const Status applied = m.puts.empty() && m.segment_seqs.empty() ? Status::Ok() : index->Apply(m);
+      const Status applied = m.puts.empty() && m.segment_seqs.empty() ? Status::Ok() : ApplyLocked(std::move(m));
       if (applied.ok()) {
         unpersisted_seqs.clear();
         std::lock_guard lock(mu);
@@ -212,6 +256,20 @@ struct SsdTier::Impl {
       if (!stream) written.clear();
     }
     index_written();
+    size_t failed = 0;
+    const Status* first_failure = nullptr;
+    for (size_t i = 0; i < n; ++i) {
+      if (!results[i].ok() && failed++ == 0) first_failure = &results[i];
+    }
+    if (failed > 0) {
+      const uint64_t now = SteadyNowMs();
+      if (last_write_error_log_ms == 0 || now - last_write_error_log_ms >= 10'000) {
+        last_write_error_log_ms = now;
+        spdlog::warn("ssd tier: {} of {} blocks not stored: {} (see write_errors, no_space_errors; logged at most every "
+                     "10 s)",
+                     failed, n, first_failure->ToString());
+      }
+    }
     for (size_t i = 0; i < n; ++i) {
       const Planned& p = ctx.pending[i];
       if (results[i].ok()) {
@@ -268,7 +326,7 @@ struct SsdTier::Impl {
     SsdIndex::Mutation m;
     for (const auto& kv : live) m.deletes.push_back(kv.first);
     m.segment_seqs.emplace_back(victim, seq);
-    KVSTASH_RETURN_IF_ERROR(index->Apply(m));
+    KVSTASH_RETURN_IF_ERROR(ApplyLocked(std::move(m)));
     {
       std::lock_guard lock(mu);
       for (const auto& kv : live) {
@@ -340,7 +398,7 @@ struct SsdTier::Impl {
     std::vector<BlockKey> invalid;
     std::vector<std::pair<BlockKey, SsdEntry>> loaded;
     uint64_t undecodable = 0;
-    KVSTASH_RETURN_IF_ERROR(index->Load(
+    Status load = index->Load(
         [&](const BlockKey& key, const SsdEntry& e) {
           const bool ok = e.segment < segment_count && e.size > 0 && e.size <= options.max_block_bytes &&
                           e.offset % kAlignment == 0 && e.offset + PaddedSize(e.size) <= options.segment_bytes;
@@ -356,7 +414,20 @@ struct SsdTier::Impl {
             segments[segment].used = true;
           }
         },
-        &undecodable));
+        &undecodable);
+    if (load.code() == StatusCode::kDataLoss) {
+      // Corrupt SST or similar, found only when read: the index is moved aside; start empty.
+      KVSTASH_RETURN_IF_ERROR(QuarantineIndex(load.message()));
+      invalid.clear();
+      loaded.clear();
+      undecodable = 0;
+      for (Segment& s : segments) {
+        s.seq = 0;
+        s.used = false;
+      }
+    } else {
+      KVSTASH_RETURN_IF_ERROR(load);
+    }
     uint64_t max_seq = 0;
     {
       std::lock_guard lock(mu);
@@ -369,7 +440,7 @@ struct SsdTier::Impl {
     if (!invalid.empty()) {
       SsdIndex::Mutation m;
       m.deletes = invalid;
-      KVSTASH_RETURN_IF_ERROR(index->Apply(m));
+      KVSTASH_RETURN_IF_ERROR(ApplyLocked(std::move(m)));
     }
     records_discarded.store(invalid.size() + undecodable, std::memory_order_relaxed);
     blocks_recovered.store(loaded.size(), std::memory_order_relaxed);
@@ -398,7 +469,18 @@ struct SsdTier::Impl {
     }
     fifo = std::move(used);
     next_seq = max_seq + 1;
+    if (index->Health().quarantined) {
+      spdlog::error("ssd tier: started EMPTY in {}: its index was corrupt ({}); the blocks its {} segments ({} bytes) "
+                    "held are lost and the cache refills",
+                    options.dir, index->Health().quarantine_reason, segment_count, segment_count * options.segment_bytes);
+    }
     return Status::Ok();
+  }
+
+  // Moves a corrupt index aside, starts an empty one and writes the layout into it.
+  Status QuarantineIndex(const std::string& reason) {
+    KVSTASH_RETURN_IF_ERROR(index->Quarantine(reason));
+    return index->WriteLayout({options.segment_bytes, segment_count});
   }
 };
 
@@ -436,8 +518,17 @@ Result<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& options) {
   auto impl = std::make_unique<Impl>(count);
   impl->options = o;
   impl->segment_count = count;
-  KVSTASH_ASSIGN_OR_RETURN(impl->index, SsdIndex::Open(o.dir + "/index", o.sync));
-  KVSTASH_ASSIGN_OR_RETURN(std::optional<SsdLayout> layout, impl->index->ReadLayout());
+  SsdIndexOptions index_options;
+  index_options.sync = o.sync;
+  index_options.env = o.index_env;
+  index_options.recovery_interval_ms = o.index_recovery_interval_ms;
+  KVSTASH_ASSIGN_OR_RETURN(impl->index, SsdIndex::Open(o.dir + "/index", index_options));
+  Result<std::optional<SsdLayout>> read_layout = impl->index->ReadLayout();
+  if (!read_layout.ok() && read_layout.status().code() == StatusCode::kDataLoss) {
+    KVSTASH_RETURN_IF_ERROR(impl->index->Quarantine(read_layout.status().message()));
+    read_layout = impl->index->ReadLayout();
+  }
+  KVSTASH_ASSIGN_OR_RETURN(std::optional<SsdLayout> layout, std::move(read_layout));
   if (layout && (layout->segment_bytes != o.segment_bytes || layout->segment_count != count)) {
     return FailedPrecondition("ssd dir " + o.dir + " holds " + std::to_string(layout->segment_count) +
                               " segments of " + std::to_string(layout->segment_bytes) +
@@ -523,6 +614,7 @@ std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
     p.entry.checksum = w.checksum;
     p.entry.seq = d.next_seq++;
     p.entry.parent = w.parent;
+    p.entry.created_unix_ms = w.created_unix_ms != 0 ? w.created_unix_ms : WallNowMs();
     p.src = src;
     p.item = i;
     ctx.pending.push_back(p);
@@ -637,20 +729,7 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
           spdlog::warn("ssd tier: block {} in segment {} at {} fails its checksum; dropped", item.key.ToHex(),
                        job.entry.e.segment, job.entry.e.offset);
           std::lock_guard write(d.write_mu);
-          bool drop = false;
-          {
-            std::lock_guard lock(d.mu);
-            auto it = d.blocks.find(item.key);
-            if (it != d.blocks.end() && it->second.e.seq == job.entry.e.seq) {
-              d.EraseLocked(it);
-              drop = true;
-            }
-          }
-          if (drop) {
-            SsdIndex::Mutation m;
-            m.deletes.push_back(item.key);
-            (void)d.index->Apply(m);  // a failure leaves a record the next read drops again
-          }
+          d.DropLocked(item.key, job.entry.e.seq);
           out[job.item] = DataLoss("block " + item.key.ToHex() + " failed its checksum on ssd and was dropped");
           break;
         }
@@ -696,12 +775,7 @@ Status SsdTier::Remove(const BlockKey& key) {
   if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");  // no writer wait
   std::lock_guard write(d.write_mu);
   if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");
-  SsdIndex::Mutation m;
-  m.deletes.push_back(key);
-  KVSTASH_RETURN_IF_ERROR(d.index->Apply(m));
-  std::lock_guard lock(d.mu);
-  auto it = d.blocks.find(key);
-  if (it != d.blocks.end()) d.EraseLocked(it);
+  d.DropLocked(key, std::nullopt);
   return Status::Ok();
 }
 
@@ -734,6 +808,12 @@ SsdCounters SsdTier::Counters() const {
   c.blocks_reinserted = d.blocks_reinserted.load(std::memory_order_relaxed);
   c.blocks_recovered = d.blocks_recovered.load(std::memory_order_relaxed);
   c.records_discarded = d.records_discarded.load(std::memory_order_relaxed);
+  const SsdIndexHealth h = d.index->Health();
+  c.index_errors = h.errors;
+  c.index_recoveries = h.recoveries;
+  c.index_writable = h.writable;
+  c.index_quarantined = h.quarantined;
+  c.index_pending_deletes = d.pending_deletes_count.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -27,7 +27,20 @@
 // fdatasync'ed and the WAL fsynced before Write returns (power loss too); without it the
 // guarantee covers process death, and the checksum below still catches anything torn.
 // Reclaiming a segment deletes its index records (durably, in one batch) before any byte of it
-// is overwritten.
+// is overwritten. docs/OPERATIONS.md ("What durable means") says the same for operators.
+//
+// Index write errors (issue 17): while RocksDB refuses writes (ENOSPC, an I/O error; see
+// tiers/ssd_index.h) blocks are not indexed (Write answers RESOURCE_EXHAUSTED or UNAVAILABLE per
+// item), reads go on, and the index recovers by itself on a later write once the cause is gone
+// (Resume, else reopen). Remove() and the drop of a block that failed its checksum never fail for
+// it: the block leaves the in-memory index at once and its deletion is kept pending and written
+// with the next batch that gets through (before any reclaim can overwrite its bytes). A crash
+// before that brings the block back (the same bytes, verified when read).
+//
+// A corrupt index (issue 17): when RocksDB reports corruption at Open (a damaged MANIFEST or SST),
+// the index is moved aside (`dir`/index.corrupt), an error is logged and the tier starts EMPTY
+// (every segment free): the cache comes back and Counters().index_quarantined says what happened;
+// the blocks it held are lost (the segments carry no keys to rebuild from).
 //
 // Integrity: every read is verified against the block's XXH3-64. A mismatch drops the block
 // (index and RocksDB), counts checksum_failures and answers DATA_LOSS — the caller reports a miss.
@@ -56,6 +69,10 @@
 #include "kvstash/result.h"
 #include "tiers/io_engine.h"
 
+namespace rocksdb {
+class Env;
+}
+
 namespace kvstash::tiers {
 
 struct SsdTierOptions {
@@ -72,6 +89,9 @@ struct SsdTierOptions {
   std::vector<std::span<std::byte>> io_memory;  // registered as io_uring fixed buffers
   // Tests: builds the engine instead of io_backend (to inject I/O faults).
   std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)> engine_factory;
+  // Tests: the environment RocksDB's index does its file I/O through (fault injection).
+  rocksdb::Env* index_env = nullptr;
+  uint64_t index_recovery_interval_ms = 100;  // least time between attempts to recover the index
 };
 
 struct SsdBlockInfo {
@@ -83,6 +103,7 @@ struct SsdBlockInfo {
   uint32_t segment = 0;
   uint64_t offset = 0;
   uint64_t hits = 0;        // reads since written (or since the restart)
+  uint64_t created_unix_ms = 0;  // wall-clock ms when the block was first stored (0: unknown)
 };
 
 struct SsdWrite {
@@ -91,6 +112,7 @@ struct SsdWrite {
   std::span<const std::byte> buffer;  // the block is buffer[0, size); may be longer (see Buffers)
   uint64_t size = 0;
   uint64_t checksum = 0;              // XXH3-64 of the block
+  uint64_t created_unix_ms = 0;       // when the block was first stored (wall clock); 0 = now
 };
 
 struct SsdRead {
@@ -121,6 +143,13 @@ struct SsdCounters {
   uint64_t blocks_reinserted = 0;     // kept by reclaim
   uint64_t blocks_recovered = 0;      // indexed at Open
   uint64_t records_discarded = 0;     // index records at Open that were invalid
+  // The RocksDB index (tiers/ssd_index.h): refused writes, recoveries, whether writes work now,
+  // deletions waiting for it, and whether Open found it corrupt and started empty.
+  uint64_t index_errors = 0;
+  uint64_t index_recoveries = 0;
+  bool index_writable = true;
+  uint64_t index_pending_deletes = 0;
+  bool index_quarantined = false;
 };
 
 class SsdTier {
@@ -151,7 +180,8 @@ class SsdTier {
   // Blocks with key > after (all when nullopt), at most `limit`, ordered by key.
   std::vector<SsdBlockInfo> List(const std::optional<BlockKey>& after, size_t limit) const;
 
-  // Drops a block from the index (its bytes go with its segment). NOT_FOUND when absent.
+  // Drops a block from the index (its bytes go with its segment). NOT_FOUND when absent. While
+  // the RocksDB index refuses writes the drop is kept pending (see "Index write errors").
   Status Remove(const BlockKey& key);
 
   SsdUsage Usage() const;

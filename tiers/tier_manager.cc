@@ -3,12 +3,17 @@
 // The demotion queue is a list of victims whose bytes sit in a staging arena carved by a
 // BlockAllocator (4 KiB granules, so every victim is 4 KiB aligned and padded: the SSD writes it
 // without a copy, and the arena is registered with io_uring). `queued` maps each waiting key to
-// its list node so Remove can cancel it; `in_flight` holds the keys the worker is writing now and
+// its list node so Remove can cancel it; `in_flight` holds the victims the worker is writing now and
 // `cancel_after_write` those removed meanwhile, which the worker removes from SSD afterwards.
+//
+// Creation times: BlockMeta::created_ms is in the DRAM tier's clock (steady, restarts at boot);
+// the SSD keeps wall-clock milliseconds (SsdBlockInfo::created_unix_ms) so a block's age survives
+// a restart. ToUnixMs / FromUnixMs convert by the block's age.
 #include "tiers/tier_manager.h"
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <list>
@@ -32,7 +37,13 @@ struct Victim {
   uint64_t size = 0;
   uint64_t checksum = 0;
   uint64_t offset = 0;  // in the staging arena
+  uint64_t created_ms = 0;  // the DRAM tier's clock
 };
+
+uint64_t WallNowMs() {
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
 
 // Merges two key-ordered lists; where both hold a key, `first`'s entry wins.
 std::vector<BlockMeta> MergeByKey(std::vector<BlockMeta> first, std::vector<BlockMeta> second) {
@@ -51,17 +62,6 @@ std::vector<BlockMeta> MergeByKey(std::vector<BlockMeta> first, std::vector<Bloc
   return merged;
 }
 
-BlockMeta MetaFromSsd(const SsdBlockInfo& info) {
-  BlockMeta m;
-  m.key = info.key;
-  m.tier = TierKind::kSsd;
-  m.size = info.size;
-  m.checksum = info.checksum;
-  m.parent = info.parent;
-  m.generation = info.generation;
-  m.hits = info.hits;
-  return m;
-}
 
 }  // namespace
 
@@ -75,12 +75,12 @@ struct TierManager::Impl {
   const ByteAccess* hbm_bytes = nullptr;
   std::string hbm_policy;
 
-  std::mutex q_mu;
+  mutable std::mutex q_mu;
   std::condition_variable q_cv;      // work arrived, or stop
   std::condition_variable idle_cv;   // a batch finished
   std::list<Victim> queue;
   std::unordered_map<BlockKey, std::list<Victim>::iterator, BlockKeyHash> queued;
-  std::unordered_set<BlockKey, BlockKeyHash> in_flight;
+  std::unordered_map<BlockKey, Victim, BlockKeyHash> in_flight;
   std::unordered_set<BlockKey, BlockKeyHash> cancel_after_write;
   uint64_t enqueued_total = 0;  // under q_mu
   uint64_t finished_total = 0;  // under q_mu: written, failed or cancelled
@@ -97,7 +97,83 @@ struct TierManager::Impl {
   std::atomic<uint64_t> demotions_skipped_in_hbm{0};
   std::atomic<uint64_t> hbm_placed{0}, hbm_place_fallbacks{0}, hbm_demoted{0}, hbm_demotions_in_dram{0};
   std::atomic<uint64_t> hbm_demotions_to_ssd{0}, hbm_demotions_dropped{0}, hbm_promotions{0};
-  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0};
+  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0}, demotion_queue_reads{0};
+
+  const Clock& clock() const { return *options.dram.clock; }
+
+  // A DRAM-clock time as wall-clock milliseconds, by its age now.
+  uint64_t ToUnixMs(uint64_t clock_ms) const {
+    const uint64_t now = clock().NowMs();
+    const uint64_t age = now > clock_ms ? now - clock_ms : 0;
+    const uint64_t wall = WallNowMs();
+    return wall > age ? wall - age : 1;
+  }
+  // The reverse; an unknown time (0, records written before times were kept) reads as now.
+  uint64_t FromUnixMs(uint64_t unix_ms) const {
+    const uint64_t now = clock().NowMs();
+    if (unix_ms == 0) return now;
+    const uint64_t wall = WallNowMs();
+    const uint64_t age = wall > unix_ms ? wall - unix_ms : 0;
+    return now > age ? now - age : 0;
+  }
+
+  BlockMeta MetaFromSsd(const SsdBlockInfo& info) const {
+    BlockMeta m;
+    m.key = info.key;
+    m.tier = TierKind::kSsd;
+    m.size = info.size;
+    m.checksum = info.checksum;
+    m.parent = info.parent;
+    m.generation = info.generation;
+    m.hits = info.hits;
+    m.created_ms = FromUnixMs(info.created_unix_ms);
+    m.last_access_ms = m.created_ms;
+    return m;
+  }
+
+  // A victim waiting for (or being written to) the SSD, as the SSD will report it.
+  static BlockMeta MetaFromVictim(const Victim& v) {
+    BlockMeta m;
+    m.key = v.key;
+    m.tier = TierKind::kSsd;
+    m.size = v.size;
+    m.checksum = v.checksum;
+    m.parent = v.parent;
+    m.created_ms = v.created_ms;
+    m.last_access_ms = v.created_ms;
+    return m;
+  }
+
+  // The demotion queue's view of a key: queued or being written. Lock order: q_mu only.
+  std::optional<BlockMeta> PeekDemotion(const BlockKey& key) const {
+    std::lock_guard lock(q_mu);
+    if (auto it = queued.find(key); it != queued.end()) return MetaFromVictim(*it->second);
+    if (auto it = in_flight.find(key); it != in_flight.end()) return MetaFromVictim(it->second);
+    return std::nullopt;
+  }
+
+  // Copies a victim still waiting in the demotion queue straight into `out` (when DRAM cannot
+  // take a promotion). A victim being written is waited for and then read from the SSD.
+  // NOT_FOUND when the queue does not hold it.
+  Result<BlockMeta> ReadFromDemotionQueue(const BlockKey& key, std::span<std::byte> out) {
+    {
+      std::unique_lock lock(q_mu);
+      idle_cv.wait(lock, [&] { return !in_flight.contains(key); });
+      auto it = queued.find(key);
+      if (it != queued.end()) {
+        const Victim& v = *it->second;
+        if (out.size() < v.size) {
+          return OutOfRange("buffer of " + std::to_string(out.size()) + " bytes is smaller than block " + key.ToHex());
+        }
+        std::memcpy(out.data(), staging->base() + v.offset, v.size);
+        demotion_queue_reads.fetch_add(1, std::memory_order_relaxed);
+        return MetaFromVictim(v);
+      }
+    }
+    KVSTASH_ASSIGN_OR_RETURN(SsdBlockInfo info, ssd->Read(key, out));
+    ssd_direct_reads.fetch_add(1, std::memory_order_relaxed);
+    return MetaFromSsd(info);
+  }
 
   // HBM eviction callback: under the HBM tier's locks. Writes the victim into DRAM (which may evict
   // DRAM blocks to the SSD queue in turn); never calls into the HBM tier.
@@ -169,7 +245,7 @@ struct TierManager::Impl {
     std::memset(dst + bytes.size(), 0, BlockAllocator::RoundUp(bytes.size()) - bytes.size());
     {
       std::lock_guard lock(q_mu);
-      queue.push_back(Victim{meta.key, meta.parent, meta.size, meta.checksum, *offset});
+      queue.push_back(Victim{meta.key, meta.parent, meta.size, meta.checksum, *offset, meta.created_ms});
       queued[meta.key] = std::prev(queue.end());
       ++enqueued_total;
     }
@@ -186,7 +262,7 @@ struct TierManager::Impl {
       while (!queue.empty() && batch.size() < options.demotion_batch_blocks) {
         batch.push_back(queue.front());
         queued.erase(queue.front().key);
-        in_flight.insert(queue.front().key);
+        in_flight.emplace(queue.front().key, queue.front());
         queue.pop_front();
       }
       lock.unlock();
@@ -227,7 +303,7 @@ struct TierManager::Impl {
         const Victim& v = batch[i];
         writes[i] = SsdWrite{v.key, v.parent,
                              std::span<const std::byte>(staging->base() + v.offset, BlockAllocator::RoundUp(v.size)),
-                             v.size, v.checksum};
+                             v.size, v.checksum, ToUnixMs(v.created_ms)};
       }
       const std::vector<Status> results = ssd->Write(writes);
       for (size_t i = 0; i < batch.size(); ++i) {
@@ -481,8 +557,9 @@ std::optional<BlockMeta> TierManager::Peek(const BlockKey& key) const {
     if (auto meta = impl_->hbm->Peek(key)) return meta;
   }
   if (!impl_->ssd) return std::nullopt;
-  if (auto info = impl_->ssd->Lookup(key)) return MetaFromSsd(*info);
-  return std::nullopt;
+  if (auto info = impl_->ssd->Lookup(key)) return impl_->MetaFromSsd(*info);
+  // Acknowledged and evicted from DRAM, not yet on SSD: still stored (Read and Find serve it).
+  return impl_->PeekDemotion(key);
 }
 
 Result<BlockMeta> TierManager::Read(const BlockKey& key, std::span<std::byte> out) {
@@ -501,14 +578,16 @@ Result<BlockMeta> TierManager::Read(const BlockKey& key, std::span<std::byte> ou
     Result<BlockMeta> again = impl_->dram->Read(key, out);
     if (again.ok() || again.status().code() != StatusCode::kNotFound) return again;
   }
-  // DRAM cannot hold it now: copy straight from SSD.
+  // DRAM cannot hold it now: copy straight from SSD, or from the demotion queue's staging copy.
   Result<SsdBlockInfo> direct = impl_->ssd->Read(key, out);
   if (!direct.ok()) {
     if (direct.status().code() == StatusCode::kOutOfRange) return direct.status();
+    Result<BlockMeta> queued = impl_->ReadFromDemotionQueue(key, out);
+    if (queued.ok() || queued.status().code() == StatusCode::kOutOfRange) return queued;
     return read;
   }
   impl_->ssd_direct_reads.fetch_add(1, std::memory_order_relaxed);
-  return MetaFromSsd(*direct);
+  return impl_->MetaFromSsd(*direct);
 }
 
 Status TierManager::Remove(const BlockKey& key) {
@@ -593,7 +672,7 @@ ListPage TierManager::List(const std::optional<BlockKey>& after, size_t limit) c
     more = more || ssd_blocks.size() >= limit;
     std::vector<BlockMeta> ssd_metas;
     ssd_metas.reserve(ssd_blocks.size());
-    for (const SsdBlockInfo& info : ssd_blocks) ssd_metas.push_back(MetaFromSsd(info));
+    for (const SsdBlockInfo& info : ssd_blocks) ssd_metas.push_back(impl_->MetaFromSsd(info));
     merged = MergeByKey(std::move(merged), std::move(ssd_metas));
   }
   ListPage page;
@@ -670,6 +749,7 @@ TierManagerCounters TierManager::ManagerCounters() const {
   c.hbm_promotions = d.hbm_promotions.load(std::memory_order_relaxed);
   c.hbm_promotions_failed = d.hbm_promotions_failed.load(std::memory_order_relaxed);
   c.hbm_reads = d.hbm_reads.load(std::memory_order_relaxed);
+  c.demotion_queue_reads = d.demotion_queue_reads.load(std::memory_order_relaxed);
   if (d.ssd) c.ssd = d.ssd->Counters();
   return c;
 }

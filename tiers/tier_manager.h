@@ -24,8 +24,12 @@
 // to SSD in batches, skipping those that HBM still holds. When the staging area is full the victim
 // is dropped and counted (demotions_dropped_full) — a put never waits for the SSD. A block that
 // waits in the queue is still found: promotion copies it back from its staging copy (a block the
-// worker is writing at that moment is waited for, then read from SSD); Remove() cancels a queued
-// or in-flight demotion.
+// worker is writing at that moment is waited for, then read from SSD); Peek() reports it (tier
+// ssd, no address) and Read() copies it straight from staging when DRAM cannot take a promotion
+// (demotion_queue_reads), so an acknowledged block never reads as a miss while it waits (issue
+// 17). The one window left: Find (a one-sided read needs a DRAM copy) misses while DRAM has no
+// room for the promotion at all, counted in promotions_failed. Remove() cancels a queued or
+// in-flight demotion.
 //
 // Promotion from SSD: Find, Read and SetPinned(true) of a block that is only on SSD stage it into
 // DRAM first (a DRAM reservation filled straight from the SSD, checksum verified, then committed),
@@ -110,6 +114,7 @@ struct TierManagerCounters {
   uint64_t hbm_promotions = 0;           // HBM -> DRAM copies for one-sided readers
   uint64_t hbm_promotions_failed = 0;    // DRAM had no room, or the HBM copy failed
   uint64_t hbm_reads = 0;                // inline Reads served straight from HBM
+  uint64_t demotion_queue_reads = 0;     // Reads served from a victim's staging copy (DRAM was full)
   SsdCounters ssd;
 };
 

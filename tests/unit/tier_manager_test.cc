@@ -316,6 +316,78 @@ TEST_F(TierManagerTest, AVictimWaitingForTheSsdIsStillFound) {
   EXPECT_EQ(m->ManagerCounters().demotions_failed, 0u);
 }
 
+// Issue 17: acknowledged blocks read as misses while they waited in the demotion queue — Peek
+// (inline gets, stat) did not look there, and Read gave up when DRAM had no room to promote.
+TEST_F(TierManagerTest, AcknowledgedVictimsStayReadableWhileTheyWaitForTheSsd) {
+  Gate gate;
+  auto m = MakeGatedWithVictims(gate);
+  ASSERT_TRUE(m);
+  OpenAtExit open_at_exit{gate};
+  std::vector<BlockKey> in_dram;
+  std::optional<BlockKey> waiting;  // evicted last: queued behind the one held at the gate
+  for (uint64_t i = 0; i < 24; ++i) {
+    auto meta = m->Peek(K(i));
+    ASSERT_TRUE(meta) << "acknowledged block " << i << " reads as a miss";
+    EXPECT_EQ(meta->size, kBlock);
+    EXPECT_EQ(meta->checksum, BlockChecksum(Pattern(K(i), kBlock).data(), kBlock));
+    if (m->dram().Peek(K(i))) {
+      in_dram.push_back(K(i));
+    } else {
+      EXPECT_EQ(meta->tier, TierKind::kSsd);
+      EXPECT_FALSE(m->ssd()->Contains(K(i)));
+      waiting = K(i);
+    }
+  }
+  ASSERT_TRUE(waiting);
+  // DRAM can take nothing: every block leased, the free space reserved.
+  for (const BlockKey& key : in_dram) ASSERT_TRUE(m->dram().Find(key, 600'000));
+  std::vector<uint64_t> reservations;
+  for (uint64_t i = 1000; i < 1100; ++i) {
+    auto r = m->dram().Reserve(K(i), kBlock, std::nullopt, 600'000);
+    if (!r.ok()) break;
+    reservations.push_back(r->id);
+  }
+  ASSERT_FALSE(m->dram().Reserve(K(2000), kBlock, std::nullopt, 600'000).ok());
+  std::vector<std::byte> out(kBlock);
+  auto read = m->Read(*waiting, out);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_TRUE(out == Pattern(*waiting, kBlock));
+  EXPECT_EQ(m->ManagerCounters().demotion_queue_reads, 1u);
+  for (uint64_t id : reservations) ASSERT_TRUE(m->dram().Abort(id).ok());
+  gate.Open();
+  m->DrainDemotions();
+  EXPECT_EQ(m->ManagerCounters().demotions_failed, 0u);
+  for (uint64_t i = 0; i < 24; ++i) EXPECT_TRUE(m->Peek(K(i))) << i;
+}
+
+// Issue 17: SSD blocks reported `age` equal to the clock (no creation time on the SSD path).
+// A block's creation time goes down with it, and survives a restart.
+TEST_F(TierManagerTest, BlocksOnSsdKeepTheirCreationTime) {
+  {
+    auto m = Make(Options());
+    ASSERT_TRUE(m);
+    ASSERT_TRUE(Put(*m, K(0)).ok());
+    clock_.AdvanceMs(5000);
+    for (uint64_t i = 1; i < 40; ++i) ASSERT_TRUE(Put(*m, K(i)).ok());
+    m->DrainDemotions();
+    ASSERT_FALSE(m->dram().Peek(K(0)));
+    ASSERT_TRUE(m->ssd()->Contains(K(0)));
+    auto meta = m->Peek(K(0));
+    ASSERT_TRUE(meta);
+    EXPECT_EQ(meta->tier, TierKind::kSsd);
+    const uint64_t age = clock_.NowMs() - meta->created_ms;
+    EXPECT_GE(age, 5000u);
+    EXPECT_LT(age, 65'000u);
+  }
+  auto m = Make(Options());
+  ASSERT_TRUE(m);
+  auto meta = m->Peek(K(0));
+  ASSERT_TRUE(meta);
+  const uint64_t age = clock_.NowMs() - meta->created_ms;
+  EXPECT_GE(age, 5000u);
+  EXPECT_LT(age, 65'000u);
+}
+
 // Parent cycles across tiers (issue 13): A -> B went to SSD, then B -> A was put into DRAM, which
 // held no A and so had nothing to refuse. Promoting A must not close the cycle in DRAM (prefix
 // eviction could then take neither block): the copy is made without the link DRAM refuses.
