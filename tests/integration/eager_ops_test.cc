@@ -234,8 +234,11 @@ class RawSender {
     ucp_request_free(request);
   }
   std::string address_;
-  std::unique_ptr<transfer::UcxWorker> worker_;
+  // Declared before the worker so that it outlives it: the worker's destructor flushes, which runs
+  // the answer handler for answers still arriving (a request sent without waiting for its answer).
+  // Destroyed first, the vector was grown again inside its own destructor's remains and leaked.
   std::vector<transfer::push::PushAnswer> answers_;
+  std::unique_ptr<transfer::UcxWorker> worker_;
 };
 
 transfer::push::PutRequest RequestFor(const BlockKey& key, std::span<const std::byte> data, uint64_t tag) {
