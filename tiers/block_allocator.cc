@@ -6,6 +6,7 @@
 namespace kvstash::tiers {
 
 BlockAllocator::BlockAllocator(uint64_t total_bytes) : total_(total_bytes / kGranule * kGranule) {
+  MutexLock lock(mu_);  // uncontended; keeps the analysis' rule without an exception
   if (total_ > 0) InsertFreeLocked(0, total_);
 }
 
@@ -29,7 +30,7 @@ void BlockAllocator::EraseFreeLocked(std::map<uint64_t, uint64_t>::iterator it) 
 std::optional<uint64_t> BlockAllocator::Allocate(uint64_t bytes) {
   const uint64_t length = RoundUp(bytes);
   if (length == 0) return std::nullopt;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto fit = by_size_.lower_bound({length, 0});
   if (fit == by_size_.end()) return std::nullopt;
   const auto [range_len, range_off] = *fit;
@@ -44,7 +45,7 @@ bool BlockAllocator::Free(uint64_t offset, uint64_t bytes) {
   if (length == 0 || offset % kGranule != 0 || offset > total_ || length > total_ - offset) {
     return false;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (allocations_ == 0) return false;
   auto next = by_offset_.lower_bound(offset);
   if (next != by_offset_.end() && next->first < offset + length) return false;
@@ -67,7 +68,7 @@ bool BlockAllocator::Free(uint64_t offset, uint64_t bytes) {
 }
 
 AllocatorStats BlockAllocator::Stats() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   AllocatorStats s;
   s.total_bytes = total_;
   s.free_bytes = free_bytes_;

@@ -16,10 +16,11 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <utility>
+
+#include "common/mutex.h"
 
 namespace kvstash::tiers {
 
@@ -61,15 +62,15 @@ class BlockAllocator {
   uint64_t total_bytes() const { return total_; }
 
  private:
-  void InsertFreeLocked(uint64_t offset, uint64_t length);
-  void EraseFreeLocked(std::map<uint64_t, uint64_t>::iterator it);
+  void InsertFreeLocked(uint64_t offset, uint64_t length) REQUIRES(mu_);
+  void EraseFreeLocked(std::map<uint64_t, uint64_t>::iterator it) REQUIRES(mu_);
 
   const uint64_t total_;
-  mutable std::mutex mu_;
-  std::map<uint64_t, uint64_t> by_offset_;           // offset -> length
-  std::set<std::pair<uint64_t, uint64_t>> by_size_;  // (length, offset)
-  uint64_t free_bytes_ = 0;
-  uint64_t allocations_ = 0;
+  mutable Mutex mu_{lock_order::kAllocator};
+  std::map<uint64_t, uint64_t> by_offset_ GUARDED_BY(mu_);           // offset -> length
+  std::set<std::pair<uint64_t, uint64_t>> by_size_ GUARDED_BY(mu_);  // (length, offset)
+  uint64_t free_bytes_ GUARDED_BY(mu_) = 0;
+  uint64_t allocations_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kvstash::tiers

@@ -32,15 +32,14 @@
 #include <cstring>
 #include <deque>
 #include <limits>
-#include <mutex>
 #include <set>
-#include <shared_mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "common/checksum.h"
+#include "common/mutex.h"
 #include "tiers/arena.h"
 #include "tiers/block_allocator.h"
 #include "tiers/eviction_policy.h"
@@ -75,19 +74,19 @@ struct Entry {
   uint64_t created_ms = 0;
   bool pinned = false;  // written under the shard lock held exclusively
   std::atomic<uint64_t> lease_until_ms{0};  // written under lease_mu; read lock-free
-  std::mutex lease_mu;                       // leaf lock: guards lease_holders and lease_epoch
-  uint64_t lease_holders = 0;                // readers that leased it in the current epoch
-  uint64_t lease_epoch = 0;                  // bumped whenever a lease starts from none
+  Mutex lease_mu;                            // leaf lock
+  uint64_t lease_holders GUARDED_BY(lease_mu) = 0;  // readers that leased it in the current epoch
+  uint64_t lease_epoch GUARDED_BY(lease_mu) = 0;    // bumped whenever a lease starts from none
   std::atomic<uint64_t> last_access_ms{0};
   std::atomic<uint64_t> hits{0};
 };
 
 struct Shard {
-  mutable std::shared_mutex mu;
-  std::unordered_map<BlockKey, Entry, BlockKeyHash> blocks;
+  mutable SharedMutex mu;
+  std::unordered_map<BlockKey, Entry, BlockKeyHash> blocks GUARDED_BY(mu);
 
-  mutable std::mutex access_mu;
-  std::vector<BlockKey> accesses;
+  mutable Mutex access_mu;
+  std::vector<BlockKey> accesses GUARDED_BY(access_mu);
   std::atomic<bool> has_accesses{false};
 };
 
@@ -110,21 +109,25 @@ struct DramTier::Impl {
   BlockAllocator allocator;
   std::vector<Shard> shards;
 
-  std::mutex write_mu;  // the policy mutex
-  std::unique_ptr<EvictionPolicy> policy;
-  std::unordered_map<uint64_t, ReservationState> reservations;
-  std::set<std::pair<uint64_t, uint64_t>>
-      deadlines;  // (deadline_ms, id) of open, idle reservations
+  // The policy mutex; ranked as its tier's (lock_order::kHbmTier or kDramTier), so that a debug
+  // build catches an HBM lock taken under a DRAM one (docs/ARCHITECTURE.md §6).
+  Mutex write_mu;
+  const std::string policy_name;  // the policy's, kept so that naming it needs no lock
+  std::unique_ptr<EvictionPolicy> policy GUARDED_BY(write_mu);
+  std::unordered_map<uint64_t, ReservationState> reservations GUARDED_BY(write_mu);
+  // (deadline_ms, id) of open, idle reservations.
+  std::set<std::pair<uint64_t, uint64_t>> deadlines GUARDED_BY(write_mu);
   // Key -> parent link of each open reservation.
-  std::unordered_map<BlockKey, std::optional<BlockKey>, BlockKeyHash> in_flight;
+  std::unordered_map<BlockKey, std::optional<BlockKey>, BlockKeyHash> in_flight GUARDED_BY(write_mu);
   // Parent key -> how many committed or reserved blocks name it as their parent.
-  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> named_parents;
+  std::unordered_map<BlockKey, uint64_t, BlockKeyHash> named_parents GUARDED_BY(write_mu);
   struct Quarantined {
     uint64_t offset, alloc_bytes, release_at_ms;
   };
-  std::deque<Quarantined> quarantine;  // regions of expired reservations, oldest first (same delay for all)
-  uint64_t next_reservation_id = 1;
-  uint64_t next_generation = 1;
+  // Regions of expired reservations, oldest first (same delay for all).
+  std::deque<Quarantined> quarantine GUARDED_BY(write_mu);
+  uint64_t next_reservation_id GUARDED_BY(write_mu) = 1;
+  uint64_t next_generation GUARDED_BY(write_mu) = 1;
 
   std::atomic<uint64_t> used_bytes{0};
   std::atomic<uint64_t> reserved_bytes{0};
@@ -144,6 +147,8 @@ struct DramTier::Impl {
         arena(std::move(a)),
         allocator(opts.capacity_bytes),
         shards(opts.index_shards),
+        write_mu(opts.tier_kind == TierKind::kHbm ? lock_order::kHbmTier : lock_order::kDramTier),
+        policy_name(p->name()),
         policy(std::move(p)) {}
 
   uint64_t Now() const { return options.clock->NowMs(); }
@@ -169,24 +174,24 @@ struct DramTier::Impl {
     return m;
   }
 
-  // Records an access. REQUIRES: the shard lock (either mode).
-  void RecordAccess(Shard& shard, const BlockKey& key, Entry& e, uint64_t now) {
+  // Records an access. Called with the shard lock held (either mode).
+  void RecordAccess(Shard& shard, const BlockKey& key, Entry& e, uint64_t now) REQUIRES_SHARED(shard.mu) {
     e.hits.fetch_add(1, std::memory_order_relaxed);
     AtomicMax(e.last_access_ms, now);
-    std::lock_guard lock(shard.access_mu);
+    MutexLock lock(shard.access_mu);
     if (shard.accesses.size() < kAccessBufferCapacity) {
       shard.accesses.push_back(key);
       shard.has_accesses.store(true, std::memory_order_release);
     }
   }
 
-  // Feeds buffered accesses to the policy. REQUIRES: write_mu.
-  void DrainAccessesLocked() {
+  // Feeds buffered accesses to the policy.
+  void DrainAccessesLocked() REQUIRES(write_mu) {
     std::vector<BlockKey> batch;
     for (Shard& shard : shards) {
       if (!shard.has_accesses.load(std::memory_order_acquire)) continue;
       {
-        std::lock_guard lock(shard.access_mu);
+        MutexLock lock(shard.access_mu);
         batch.swap(shard.accesses);
         shard.has_accesses.store(false, std::memory_order_release);
       }
@@ -194,7 +199,7 @@ struct DramTier::Impl {
       batch.clear();
       {
         // Hand the (now empty) buffer's capacity back when the shard has not refilled it.
-        std::lock_guard lock(shard.access_mu);
+        MutexLock lock(shard.access_mu);
         if (shard.accesses.empty()) batch.swap(shard.accesses);
       }
       batch.clear();
@@ -202,8 +207,7 @@ struct DramTier::Impl {
   }
 
   // Counts `parent` as named by one more (delta +1) or one fewer (-1) committed or reserved block.
-  // REQUIRES: write_mu.
-  void CountParentLocked(const std::optional<BlockKey>& parent, int delta) {
+  void CountParentLocked(const std::optional<BlockKey>& parent, int delta) REQUIRES(write_mu) {
     if (!parent) return;
     if (delta > 0) {
       ++named_parents[*parent];
@@ -212,23 +216,24 @@ struct DramTier::Impl {
     }
   }
 
-  // The parent link of a committed or reserved block, for a walk. REQUIRES: write_mu (which keeps
-  // every link in place).
-  ParentLink LinkOfLocked(const BlockKey& key) const {
+  // The parent link of a committed or reserved block, for a walk. write_mu keeps every link in place.
+  ParentLink LinkOfLocked(const BlockKey& key) const REQUIRES(write_mu) {
     if (auto r = in_flight.find(key); r != in_flight.end()) return {true, r->second};
     const Shard& shard = ShardFor(key);
-    std::shared_lock lock(shard.mu);
+    ReaderLock lock(shard.mu);
     auto it = shard.blocks.find(key);
     return it == shard.blocks.end() ? ParentLink{} : ParentLink{true, it->second.parent};
   }
 
   // INVALID_ARGUMENT when giving `key` (neither committed nor reserved) the parent `parent` would
   // make it its own ancestor. A walk that reaches kMaxParentWalk links is accepted (see the top of
-  // this file). REQUIRES: write_mu.
-  Status CheckParentLocked(const BlockKey& key, const std::optional<BlockKey>& parent) const {
+  // this file).
+  Status CheckParentLocked(const BlockKey& key, const std::optional<BlockKey>& parent) const REQUIRES(write_mu) {
     if (!parent || *parent == key || !named_parents.contains(key)) return Status::Ok();
-    const Ancestry ancestry =
-        WouldBeOwnAncestor(key, parent, [&](const BlockKey& k) { return LinkOfLocked(k); });
+    const Ancestry ancestry = WouldBeOwnAncestor(key, parent, [&](const BlockKey& k) {
+      write_mu.AssertHeld();  // called synchronously by the walk, under this function's write_mu
+      return LinkOfLocked(k);
+    });
     if (ancestry != Ancestry::kYes) return Status::Ok();
     return InvalidArgument("parent " + parent->ToHex() + " would make block " + key.ToHex() +
                            " its own ancestor: that parent descends from it (a parent cycle)");
@@ -239,19 +244,18 @@ struct DramTier::Impl {
   }
 
   // Evicts one block chosen by the policy. Returns the bytes freed, 0 when nothing is evictable.
-  // REQUIRES: write_mu.
-  uint64_t EvictOneLocked() {
+  uint64_t EvictOneLocked() REQUIRES(write_mu) {
     const uint64_t now = Now();
     for (;;) {
       std::optional<BlockKey> victim = policy->PickVictim([&](const BlockKey& key) {
         const Shard& shard = ShardFor(key);
-        std::shared_lock lock(shard.mu);
+        ReaderLock lock(shard.mu);
         auto it = shard.blocks.find(key);
         return it != shard.blocks.end() && EvictableNow(it->second, now);
       });
       if (!victim) return 0;
       Shard& shard = ShardFor(*victim);
-      std::unique_lock lock(shard.mu);
+      WriterLock lock(shard.mu);
       auto it = shard.blocks.find(*victim);
       if (it == shard.blocks.end()) {
         policy->OnErase(*victim);  // cannot happen while write_mu is held; keep the policy honest
@@ -279,9 +283,8 @@ struct DramTier::Impl {
     }
   }
 
-  // REQUIRES: write_mu and shard.mu exclusive.
-  void EraseBlockLocked(Shard& shard,
-                        std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it) {
+  void EraseBlockLocked(Shard& shard, std::unordered_map<BlockKey, Entry, BlockKeyHash>::iterator it)
+      REQUIRES(write_mu, shard.mu) {
     const BlockKey key = it->first;
     CountParentLocked(it->second.parent, -1);
     allocator.Free(it->second.offset, it->second.alloc_bytes);
@@ -295,8 +298,9 @@ struct DramTier::Impl {
   // Forgets a reservation. Its region returns to the allocator at once when the writer gave it
   // back (Abort); after an expiry it is held for expired_quarantine_ms first, because a writer
   // that outlived its reservation (a stalled or partitioned client) may still be writing into it
-  // with one-sided puts. REQUIRES: write_mu.
-  void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it, bool expired = false) {
+  // with one-sided puts.
+  void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it, bool expired = false)
+      REQUIRES(write_mu) {
     const ReservationState& r = it->second;
     if (expired && options.expired_quarantine_ms > 0) {
       quarantine.push_back({r.offset, r.alloc_bytes, SaturatingAdd(Now(), options.expired_quarantine_ms)});
@@ -312,8 +316,8 @@ struct DramTier::Impl {
     reservations.erase(it);
   }
 
-  // Returns quarantined regions whose time is up. REQUIRES: write_mu.
-  void ReleaseQuarantineLocked(uint64_t now) {
+  // Returns quarantined regions whose time is up.
+  void ReleaseQuarantineLocked(uint64_t now) REQUIRES(write_mu) {
     while (!quarantine.empty() && quarantine.front().release_at_ms <= now) {
       allocator.Free(quarantine.front().offset, quarantine.front().alloc_bytes);
       used_bytes.fetch_sub(quarantine.front().alloc_bytes, std::memory_order_relaxed);
@@ -321,8 +325,7 @@ struct DramTier::Impl {
     }
   }
 
-  // REQUIRES: write_mu.
-  size_t ReclaimExpiredLocked() {
+  size_t ReclaimExpiredLocked() REQUIRES(write_mu) {
     const uint64_t now = Now();
     ReleaseQuarantineLocked(now);
     size_t reclaimed = 0;
@@ -341,7 +344,7 @@ struct DramTier::Impl {
 
   bool IsCommitted(const BlockKey& key) const {
     const Shard& shard = ShardFor(key);
-    std::shared_lock lock(shard.mu);
+    ReaderLock lock(shard.mu);
     return shard.blocks.contains(key);
   }
 };
@@ -395,7 +398,7 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   }
   const uint64_t alloc_bytes = BlockAllocator::RoundUp(size);
 
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   d.ReclaimExpiredLocked();
   if (d.IsCommitted(key)) return AlreadyExists("block " + key.ToHex() + " is already stored");
   if (d.in_flight.contains(key)) {
@@ -461,7 +464,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
   const std::byte* data = nullptr;
   uint64_t size = 0;
   {
-    std::lock_guard write(d.write_mu);
+    MutexLock write(d.write_mu);
     auto it = d.reservations.find(reservation_id);
     if (it == d.reservations.end()) {
       return NotFound("reservation " + std::to_string(reservation_id) + " is unknown or expired");
@@ -483,7 +486,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
 
   const Result<uint64_t> hashed = d.bytes.Checksum(data, size);
 
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   auto it = d.reservations.find(reservation_id);  // `committing` kept everyone else off it
   ReservationState& r = it->second;
   r.committing = false;
@@ -506,7 +509,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
   Shard& shard = d.ShardFor(key);
   BlockMeta meta;
   {
-    std::unique_lock lock(shard.mu);
+    WriterLock lock(shard.mu);
     auto [eit, inserted] = shard.blocks.try_emplace(key);
     Entry& e = eit->second;
     e.offset = r.offset;
@@ -532,7 +535,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
 
 Status DramTier::Abort(uint64_t reservation_id) {
   Impl& d = *impl_;
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   auto it = d.reservations.find(reservation_id);
   if (it == d.reservations.end()) {
     return NotFound("reservation " + std::to_string(reservation_id) + " is unknown");
@@ -546,7 +549,7 @@ Status DramTier::Abort(uint64_t reservation_id) {
 
 Result<Reservation> DramTier::GetReservation(uint64_t reservation_id) const {
   Impl& d = *impl_;
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   auto it = d.reservations.find(reservation_id);
   // An expired reservation is reported as gone even before ReclaimExpired returns its region.
   if (it == d.reservations.end() || d.Now() > it->second.deadline_ms) {
@@ -565,14 +568,14 @@ Result<Reservation> DramTier::GetReservation(uint64_t reservation_id) const {
 std::optional<BlockMeta> DramTier::Find(const BlockKey& key, uint64_t lease_ms) {
   Impl& d = *impl_;
   Shard& shard = d.ShardFor(key);
-  std::shared_lock lock(shard.mu);
+  ReaderLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return std::nullopt;
   const uint64_t now = d.Now();
   Entry& e = it->second;
   uint64_t epoch = 0;
   if (lease_ms > 0) {
-    std::lock_guard lease_lock(e.lease_mu);
+    MutexLock lease_lock(e.lease_mu);
     if (e.lease_until_ms.load(std::memory_order_acquire) <= now) {
       // The previous lease (if any) ran out: its holders' late releases must not end this one.
       e.lease_holders = 0;
@@ -591,11 +594,11 @@ std::optional<BlockMeta> DramTier::Find(const BlockKey& key, uint64_t lease_ms) 
 Status DramTier::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
   Impl& d = *impl_;
   Shard& shard = d.ShardFor(key);
-  std::shared_lock lock(shard.mu);
+  ReaderLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
   Entry& e = it->second;
-  std::lock_guard lease_lock(e.lease_mu);
+  MutexLock lease_lock(e.lease_mu);
   if (lease_epoch == 0 || lease_epoch != e.lease_epoch || e.lease_holders == 0) return Status::Ok();  // stale
   if (--e.lease_holders == 0) e.lease_until_ms.store(0, std::memory_order_release);
   return Status::Ok();
@@ -604,7 +607,7 @@ Status DramTier::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
 std::optional<BlockMeta> DramTier::Peek(const BlockKey& key) const {
   const Impl& d = *impl_;
   const Shard& shard = d.ShardFor(key);
-  std::shared_lock lock(shard.mu);
+  ReaderLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return std::nullopt;
   return d.MetaOf(key, it->second);
@@ -613,7 +616,7 @@ std::optional<BlockMeta> DramTier::Peek(const BlockKey& key) const {
 Result<BlockMeta> DramTier::Read(const BlockKey& key, std::span<std::byte> out) {
   Impl& d = *impl_;
   Shard& shard = d.ShardFor(key);
-  std::shared_lock lock(shard.mu);
+  ReaderLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
   Entry& e = it->second;
@@ -628,9 +631,9 @@ Result<BlockMeta> DramTier::Read(const BlockKey& key, std::span<std::byte> out) 
 
 Status DramTier::Remove(const BlockKey& key) {
   Impl& d = *impl_;
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   Shard& shard = d.ShardFor(key);
-  std::unique_lock lock(shard.mu);
+  WriterLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
   const uint64_t lease = it->second.lease_until_ms.load(std::memory_order_acquire);
@@ -646,7 +649,7 @@ Status DramTier::Remove(const BlockKey& key) {
 Status DramTier::SetPinned(const BlockKey& key, bool pinned) {
   Impl& d = *impl_;
   Shard& shard = d.ShardFor(key);
-  std::unique_lock lock(shard.mu);
+  WriterLock lock(shard.mu);
   auto it = shard.blocks.find(key);
   if (it == shard.blocks.end()) return NotFound("block " + key.ToHex() + " is not stored");
   if (it->second.pinned != pinned) {
@@ -662,10 +665,10 @@ Status DramTier::SetPinned(const BlockKey& key, bool pinned) {
 
 Status DramTier::Advise(const BlockKey& key, ReuseAdvice advice) {
   Impl& d = *impl_;
-  std::lock_guard write_lock(d.write_mu);
+  MutexLock write_lock(d.write_mu);
   {
     const Shard& shard = d.ShardFor(key);
-    std::shared_lock lock(shard.mu);
+    ReaderLock lock(shard.mu);
     if (!shard.blocks.contains(key)) return NotFound("block " + key.ToHex() + " is not stored");
   }
   d.DrainAccessesLocked();  // reads that came first reach the policy first
@@ -682,7 +685,7 @@ std::vector<BlockMeta> DramTier::Hottest(size_t n) const {
   std::vector<BlockMeta> top;  // a min-heap on hits of at most n entries
   if (n == 0) return top;
   for (const Shard& shard : d.shards) {
-    std::shared_lock lock(shard.mu);
+    ReaderLock lock(shard.mu);
     for (const auto& [key, entry] : shard.blocks) {
       const uint64_t hits = entry.hits.load(std::memory_order_relaxed);
       if (top.size() == n && hits <= top.front().hits) continue;
@@ -706,7 +709,7 @@ ListPage DramTier::List(const std::optional<BlockKey>& after, size_t limit) cons
   for (const Shard& shard : d.shards) {
     shard_keys.clear();
     {
-      std::shared_lock lock(shard.mu);
+      ReaderLock lock(shard.mu);
       for (const auto& [key, entry] : shard.blocks) {
         if (!after || key > *after) shard_keys.push_back(key);
       }
@@ -742,7 +745,7 @@ ListPage DramTier::List(const std::optional<BlockKey>& after, size_t limit) cons
 }
 
 size_t DramTier::ReclaimExpired() {
-  std::lock_guard write(impl_->write_mu);
+  MutexLock write(impl_->write_mu);
   return impl_->ReclaimExpiredLocked();
 }
 
@@ -759,7 +762,7 @@ TierUsage DramTier::Usage() const {
   u.pinned_blocks = d.pinned_blocks.load(std::memory_order_relaxed);
   const uint64_t now = d.Now();
   for (const Shard& shard : d.shards) {
-    std::shared_lock lock(shard.mu);
+    ReaderLock lock(shard.mu);
     for (const auto& [key, entry] : shard.blocks) {
       if (entry.lease_until_ms.load(std::memory_order_relaxed) > now) ++u.leased_blocks;
     }
@@ -782,6 +785,6 @@ TierKind DramTier::kind() const { return impl_->options.tier_kind; }
 std::byte* DramTier::arena_base() const { return impl_->arena->base(); }
 uint64_t DramTier::arena_bytes() const { return impl_->arena->size(); }
 bool DramTier::huge_pages_active() const { return impl_->arena->huge_pages_active(); }
-std::string_view DramTier::policy_name() const { return impl_->policy->name(); }
+std::string_view DramTier::policy_name() const { return impl_->policy_name; }
 
 }  // namespace kvstash::tiers

@@ -93,7 +93,7 @@ Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, 
   // Completion callbacks run inside progress, which is this thread: it cannot fire before this.
   send->request = r;
   Send* key = send.get();
-  std::lock_guard lock(sends_mu_);
+  MutexLock lock(sends_mu_);
   sends_.emplace(key, std::move(send));
   lane.sends_in_flight.fetch_add(1, std::memory_order_relaxed);
   return Status::Ok();
@@ -103,7 +103,7 @@ void TransferServer::OnSent(void* request, ucs_status_t status, void* user_data)
   auto* send = static_cast<Send*>(user_data);
   TransferServer* self = send->server;
   {
-    std::lock_guard lock(self->sends_mu_);
+    MutexLock lock(self->sends_mu_);
     if (!send->abandoned) {
       if (status == UCS_OK) {
         self->sends_completed_.fetch_add(1, std::memory_order_relaxed);
@@ -150,7 +150,7 @@ void TransferServer::EndStuckSends(Lane& lane) {
   const auto cutoff = SteadyClock::now() - std::chrono::milliseconds(send_timeout_ms_.load());
   std::vector<ucp_ep_h> stuck;
   {
-    std::lock_guard lock(sends_mu_);
+    MutexLock lock(sends_mu_);
     for (const auto& [key, send] : sends_) {
       if (send->lane == &lane && send->start < cutoff && std::find(stuck.begin(), stuck.end(), send->ep) == stuck.end()) {
         stuck.push_back(send->ep);
@@ -171,7 +171,7 @@ void TransferServer::EndStuckSends(Lane& lane) {
     }
     // Whatever the close did not complete is written off: its callback, should it still come,
     // touches nothing but the abandoned record.
-    std::lock_guard lock(sends_mu_);
+    MutexLock lock(sends_mu_);
     for (auto it = sends_.begin(); it != sends_.end();) {
       if (it->second->ep == ep && it->second->lane == &lane) {
         it->second->abandoned = true;

@@ -19,7 +19,7 @@ void TransferServer::OnReceived(void*, ucs_status_t status, const ucp_tag_recv_i
   Receive& receive = **ref;
   TransferServer* self = receive.server;
   {
-    std::lock_guard lock(self->receives_mu_);
+    MutexLock lock(self->receives_mu_);
     receive.status = status;
     receive.received = info != nullptr ? info->length : 0;
   }
@@ -44,7 +44,7 @@ Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length,
   receive->length = length;
   receive->deadline = SteadyClock::now() + timeout;
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     if (receives_.contains(tag)) return InvalidArgument("tag " + std::to_string(tag) + " is already expected");
     receives_.emplace(tag, receive);
     receive->lane->to_post.push_back(receive);
@@ -59,7 +59,7 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
   std::vector<std::shared_ptr<Receive>> post;
   std::vector<std::shared_ptr<Receive>> cancel;
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     if (lane.to_post.empty() && lane.to_cancel.empty()) return;
     for (auto& receive : lane.to_post) {
       if (receive->withdrawn) continue;  // cancelled before it was posted
@@ -82,7 +82,7 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
     // arrived before the receive) and takes that lock.
     ucs_status_ptr_t r = ucp_tag_recv_nbx(lane.worker->handle(), receive->at, receive->length, receive->tag,
                                           ~uint64_t{0}, &param);
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     receive->posting = false;
     if (UCS_PTR_IS_ERR(r)) {
       delete ref;
@@ -104,11 +104,11 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
 }
 
 Status TransferServer::AwaitReceive(uint64_t tag, std::chrono::milliseconds wait) {
-  std::unique_lock lock(receives_mu_);
+  MutexLock lock(receives_mu_);
   auto it = receives_.find(tag);
   if (it == receives_.end()) return NotFound("no open receive for this put (withdrawn or expired)");
   std::shared_ptr<Receive> receive = it->second;
-  receive_done_.wait_for(lock, wait, [&] { return receive->status != UCS_INPROGRESS; });
+  lock.WaitFor(receive_done_, wait, [&] { return receive->status != UCS_INPROGRESS; });
   switch (receive->status) {
     case UCS_INPROGRESS: return DeadlineExceeded("the block's bytes did not arrive in time");
     case UCS_OK:
@@ -127,7 +127,7 @@ Status TransferServer::AwaitReceive(uint64_t tag, std::chrono::milliseconds wait
 void TransferServer::CancelReceive(uint64_t tag) {
   Lane* lane = nullptr;
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     auto it = receives_.find(tag);
     if (it == receives_.end()) return;
     std::shared_ptr<Receive> receive = std::move(it->second);
@@ -145,7 +145,7 @@ void TransferServer::ExpireReceives() {
   std::vector<uint64_t> expired;
   const auto now = SteadyClock::now();
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     for (const auto& [tag, receive] : receives_) {
       if (receive->deadline < now) expired.push_back(tag);
     }
@@ -161,17 +161,20 @@ void TransferServer::SetPutSink(PutSink* sink, std::chrono::milliseconds reserva
 }
 
 void TransferServer::VerifyLoop() {
-  std::unique_lock lock(verify_mu_);
+  MutexLock lock(verify_mu_);
   while (true) {
-    verify_cv_.wait(lock, [&] { return verifiers_stop_ || !to_verify_.empty(); });
+    lock.Wait(verify_cv_, [&] {
+      verify_mu_.AssertHeld();  // a wait predicate runs with the mutex held
+      return verifiers_stop_ || !to_verify_.empty();
+    });
     if (verifiers_stop_) return;
     EagerReceive* receive = to_verify_.front();
     to_verify_.pop_front();
-    lock.unlock();
+    lock.Unlock();
     PutSink* sink = put_sink_.load(std::memory_order_acquire);
     receive->outcome = sink != nullptr ? sink->Commit(receive->put, receive->reservation_id)
                                        : FailedPrecondition("this daemon stores no eager puts");
-    lock.lock();
+    lock.Lock();
     receive->lane->verified.push_back(receive);
     receive->lane->worker->Signal();  // its lane's thread answers
   }
@@ -206,7 +209,7 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
 
   bool tag_in_use = lane.eager.contains(req.data_tag);
   if (!tag_in_use) {
-    std::lock_guard lock(self->receives_mu_);
+    MutexLock lock(self->receives_mu_);
     tag_in_use = self->receives_.contains(req.data_tag);
   }
   Status refused;
@@ -286,7 +289,7 @@ void TransferServer::OnEagerReceived(void*, ucs_status_t status, const ucp_tag_r
 void TransferServer::FinishEagerPuts(Lane& lane) {
   std::vector<EagerReceive*> answered;
   {
-    std::lock_guard lock(verify_mu_);
+    MutexLock lock(verify_mu_);
     answered.swap(lane.verified);
   }
   auto finish = [&](EagerReceive* receive, const Status& outcome) {
@@ -313,7 +316,7 @@ void TransferServer::FinishEagerPuts(Lane& lane) {
       }
       if (receive->status == UCS_OK && receive->received == receive->put.size && sink != nullptr) {
         // Hashing the block is the costly part: a verifier thread does it while this one receives on.
-        std::lock_guard lock(verify_mu_);
+        MutexLock lock(verify_mu_);
         to_verify_.push_back(receive);
         ++queued;
         continue;

@@ -34,13 +34,13 @@
 #include <functional>
 #include <future>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/block_key.h"
 #include "kvstash/reuse_advice.h"
 #include "transfer/memory_region.h"
@@ -140,6 +140,15 @@ class TransferEngine {
 
   const TransferEngineOptions& options() const { return options_; }
 
+  // The calls whose ops were cut into pieces above `split_bytes`, the pieces they made, and the
+  // workers those pieces were dealt over (summed over the calls): what proves a split happened.
+  struct SplitCounts {
+    uint64_t calls = 0;
+    uint64_t pieces = 0;
+    uint64_t workers = 0;
+  };
+  SplitCounts split_counts() const;
+
  private:
   struct Slot;
   struct Registered {  // one caller buffer, registered with each protocol's context
@@ -159,12 +168,15 @@ class TransferEngine {
   std::shared_ptr<UcxContext> context_;  // one-sided (RMA); UcxOptions::messages says why two
   std::vector<std::unique_ptr<Slot>> slots_;
   std::atomic<size_t> next_slot_{0};
-  std::mutex push_mu_;  // guards the creation of the three below
+  std::atomic<uint64_t> split_calls_{0}, split_pieces_{0}, split_workers_{0};
+  // Guards the creation of the three below; once push_ready_ is true they no longer change and
+  // are read without it.
+  Mutex push_mu_;
   std::shared_ptr<UcxContext> push_context_;  // two-sided (tag + active messages)
   std::vector<std::unique_ptr<Slot>> push_slots_;
   std::atomic<bool> push_ready_{false};
-  std::mutex regions_mu_;
-  std::vector<Registered> regions_;  // guarded by regions_mu_
+  Mutex regions_mu_;
+  std::vector<Registered> regions_ GUARDED_BY(regions_mu_);
 };
 
 }  // namespace kvstash::transfer

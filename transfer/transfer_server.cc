@@ -115,7 +115,7 @@ TransferServer::~TransferServer() {
   Stop();
   std::vector<std::shared_ptr<Receive>> open;
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     for (auto& [tag, receive] : receives_) open.push_back(receive);
     receives_.clear();
     for (auto& lane : lanes_) {
@@ -156,7 +156,7 @@ void TransferServer::Stop() {
 
 void TransferServer::StopVerifiers() {
   {
-    std::lock_guard lock(verify_mu_);
+    MutexLock lock(verify_mu_);
     verifiers_stop_ = true;
   }
   verify_cv_.notify_all();
@@ -205,11 +205,11 @@ void TransferServer::ProgressLoop(Lane& lane) {
 TwoSidedCounters TransferServer::counters() const {
   TwoSidedCounters c;
   {
-    std::lock_guard lock(sends_mu_);
+    MutexLock lock(sends_mu_);
     c.sends_in_flight = sends_.size();
   }
   {
-    std::lock_guard lock(receives_mu_);
+    MutexLock lock(receives_mu_);
     c.receives_open = receives_.size();
   }
   c.sends_completed = sends_completed_.load(std::memory_order_relaxed);

@@ -51,7 +51,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -59,6 +58,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/block_key.h"
 #include "kvstash/reuse_advice.h"
 #include "transfer/memory_region.h"
@@ -294,14 +294,14 @@ class TransferServer {
   std::atomic<SendAuthorizer*> authorizer_{nullptr};
   std::atomic<int64_t> send_timeout_ms_{60'000};
 
-  mutable std::mutex sends_mu_;
-  std::unordered_map<Send*, std::unique_ptr<Send>> sends_;  // in flight, all lanes; guarded by sends_mu_
+  mutable Mutex sends_mu_;
+  std::unordered_map<Send*, std::unique_ptr<Send>> sends_ GUARDED_BY(sends_mu_);  // in flight, all lanes
   std::atomic<uint64_t> sends_completed_{0}, sends_failed_{0}, bytes_sent_{0};
   std::array<std::atomic<uint64_t>, kRefusalKinds> refused_{};
 
-  mutable std::mutex receives_mu_;
+  mutable Mutex receives_mu_;
   std::condition_variable receive_done_;
-  std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_;  // guarded by receives_mu_
+  std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_ GUARDED_BY(receives_mu_);
 
   // Eager requests (their per-lane state is in Lane).
   std::atomic<PutSink*> put_sink_{nullptr};
@@ -309,10 +309,10 @@ class TransferServer {
   std::atomic<uint64_t> eager_gets_sent_{0}, eager_gets_refused_{0};
   std::atomic<int64_t> eager_timeout_ms_{30'000};
   std::atomic<uint64_t> eager_stored_{0}, eager_refused_{0}, eager_failed_{0};
-  std::mutex verify_mu_;
+  Mutex verify_mu_;
   std::condition_variable verify_cv_;
-  std::deque<EagerReceive*> to_verify_;   // guarded by verify_mu_; bytes in, not yet committed
-  bool verifiers_stop_ = false;           // guarded by verify_mu_
+  std::deque<EagerReceive*> to_verify_ GUARDED_BY(verify_mu_);  // bytes in, not yet committed
+  bool verifiers_stop_ GUARDED_BY(verify_mu_) = false;
   std::vector<std::thread> verifiers_;    // started by SetPutSink, joined by Stop
 };
 

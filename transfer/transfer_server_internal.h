@@ -69,6 +69,8 @@ struct TransferServer::Lane {
   std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager;  // open receives, by data tag
   std::vector<EagerReceive*> eager_ended;                             // receives whose callback ran
   std::atomic<size_t> eager_open{0};                                  // eager.size(), for counters()
+  // Guarded by the server's mutexes, named in comments rather than GUARDED_BY: the code reaches
+  // them through `this` of TransferServer, which the analysis cannot equate with `lane->server`.
   std::vector<EagerReceive*> verified;  // guarded by server->verify_mu_; committed or refused, to answer
   std::vector<std::shared_ptr<Receive>> to_post;    // guarded by server->receives_mu_
   std::vector<std::shared_ptr<Receive>> to_cancel;  // guarded by server->receives_mu_
@@ -81,7 +83,7 @@ struct TransferServer::Send {
   ucp_ep_h ep = nullptr;
   SteadyClock::time_point start;
   size_t bytes = 0;
-  bool abandoned = false;  // its endpoint was closed under it; guarded by sends_mu_
+  bool abandoned = false;  // its endpoint was closed under it; guarded by server->sends_mu_ (as above)
   std::optional<std::pair<BlockKey, uint64_t>> release;  // an eager get's lease, ended with the send
 };
 

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <mutex>
 
+#include "common/mutex.h"
+
 namespace kvstash::transfer {
 namespace {
 
@@ -34,11 +36,11 @@ constexpr int kUcxWarningsPerSecond = 50;
 // Whether one more warning may be logged now; `suppressed` receives how many were dropped since
 // the last one that was.
 bool AdmitWarning(uint64_t& suppressed) {
-  static std::mutex mu;
+  static Mutex mu;
   static std::chrono::steady_clock::time_point window;
   static int in_window = 0;
   static uint64_t dropped = 0;
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   const auto now = std::chrono::steady_clock::now();
   if (now - window >= std::chrono::seconds(1)) {
     window = now;
