@@ -9,7 +9,7 @@ namespace kvstash::metrics {
 
 struct MetricsHttpServer::Impl {
   const Registry* registry;
-  httplib::Server server;
+  HttpServer server;
   std::thread thread;
 };
 

@@ -181,7 +181,7 @@ struct HttpApi::Impl {
   NodeRuntime& runtime;
   NodeMetrics& metrics;
   HttpApiOptions options;
-  httplib::Server server;
+  HttpServer server;
   std::thread thread;
   const std::time_t started = std::time(nullptr);
   std::atomic<bool> draining{false};

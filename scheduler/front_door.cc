@@ -119,7 +119,7 @@ struct DecodeRelay {
 struct FrontDoor::Impl {
   ConductorService& service;
   FrontDoorOptions options;
-  httplib::Server server;
+  HttpServer server;
   std::thread thread;
   std::atomic<uint64_t> next_id;
   std::mutex clients_mu;
