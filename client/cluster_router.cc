@@ -116,7 +116,7 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(const ClientOptions&
 void ClusterRouter::OnMembers(std::vector<MemberInfo> members) {
   std::vector<std::shared_ptr<Slot>> dropped;  // destroyed outside the lock
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     for (auto it = slots_.begin(); it != slots_.end();) {
       const bool present = std::any_of(members.begin(), members.end(),
                                        [&](const MemberInfo& m) { return m.address == it->first; });
@@ -136,15 +136,15 @@ void ClusterRouter::OnMembers(std::vector<MemberInfo> members) {
 std::shared_ptr<Connection> ClusterRouter::ConnectionTo(const std::string& address) {
   std::shared_ptr<Slot> slot;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto& s = slots_[address];
     if (!s) s = std::make_shared<Slot>();
     if (s->conn) return s->conn;
     slot = s;
   }
-  std::lock_guard open_lock(slot->open_mu);
+  MutexLock open_lock(slot->open_mu);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (slot->conn) return slot->conn;
   }
   const auto now = std::chrono::steady_clock::now();
@@ -154,7 +154,7 @@ std::shared_ptr<Connection> ClusterRouter::ConnectionTo(const std::string& addre
     slot->failed_at = now;
     return nullptr;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   slot->conn = *opened;
   return slot->conn;
 }
@@ -162,7 +162,7 @@ std::shared_ptr<Connection> ClusterRouter::ConnectionTo(const std::string& addre
 std::vector<MemberInfo> ClusterRouter::Members() const { return view_.Current()->members; }
 
 void ClusterRouter::NoteReplicas(const BlockInfo& info) {
-  std::lock_guard lock(hot_mu_);
+  MutexLock lock(hot_mu_);
   if (info.replicas == 0) {
     hot_.erase(info.key);
     return;
@@ -173,13 +173,13 @@ void ClusterRouter::NoteReplicas(const BlockInfo& info) {
 }
 
 uint32_t ClusterRouter::ReplicasOf(const BlockKey& key) const {
-  std::lock_guard lock(hot_mu_);
+  MutexLock lock(hot_mu_);
   auto it = hot_.find(key);
   return it == hot_.end() ? 0 : it->second;
 }
 
 int64_t ClusterRouter::Load(const std::string& address) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = slots_.find(address);
   return it == slots_.end() ? 0 : it->second->in_flight.load();
 }
@@ -365,7 +365,7 @@ Status ClusterRouter::Get(std::span<GetItem> items) {
       }
       std::shared_ptr<Slot> slot;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         if (auto it = slots_.find(groups.addresses[g]); it != slots_.end()) slot = it->second;
       }
       if (slot) slot->in_flight += static_cast<int64_t>(sub.size());

@@ -16,12 +16,12 @@
 #include <atomic>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <unordered_map>
 #include <vector>
 
 #include "client/cluster_view.h"
+#include "common/mutex.h"
 #include "client/connection.h"
 #include "kvstash/client.h"
 
@@ -68,19 +68,19 @@ class ClusterRouter {
 
   struct Slot {
     std::atomic<int64_t> in_flight{0};  // Get RPCs running against this member from this client
-    std::mutex open_mu;                 // one opener at a time
-    std::shared_ptr<Connection> conn;   // guarded by the router's mu_
-    std::chrono::steady_clock::time_point failed_at{};  // guarded by open_mu
+    Mutex open_mu;                      // one opener at a time
+    std::shared_ptr<Connection> conn;   // guarded by the router's mu_ (not expressible here)
+    std::chrono::steady_clock::time_point failed_at GUARDED_BY(open_mu){};
   };
 
   const ClientOptions options_;
   EngineSource& engines_;
   ClusterView view_;
-  mutable std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Slot>> slots_;  // by address; guarded by mu_
+  mutable Mutex mu_;
+  std::map<std::string, std::shared_ptr<Slot>> slots_ GUARDED_BY(mu_);  // by address
   static constexpr size_t kMaxHotKeys = 65'536;
-  mutable std::mutex hot_mu_;
-  std::unordered_map<BlockKey, uint32_t, BlockKeyHash> hot_;  // key -> replicas; guarded by hot_mu_
+  mutable Mutex hot_mu_;
+  std::unordered_map<BlockKey, uint32_t, BlockKeyHash> hot_ GUARDED_BY(hot_mu_);  // key -> replicas
   std::unique_ptr<membership::MemberWatcher> watcher_;        // null with static peers
 };
 

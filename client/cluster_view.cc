@@ -108,7 +108,7 @@ void ClusterView::Update(std::vector<MemberInfo> members, TimePoint now, uint64_
   if (!before_drains.ring.empty()) before_joins.insert(before_joins.begin(), std::move(before_drains));
   next->members = std::move(members);
 
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const Snapshot& old = *snapshot_;
   bool changed = old.current.ring.size() != next->current.ring.size() ||
                  old.current.addresses != next->current.addresses;
@@ -137,7 +137,7 @@ void ClusterView::Update(std::vector<MemberInfo> members, TimePoint now, uint64_
 }
 
 std::shared_ptr<const ClusterView::Snapshot> ClusterView::Current(TimePoint now) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   bool expired = false;
   for (const Ring& r : snapshot_->previous) expired = expired || r.until <= now;
   if (!expired) return snapshot_;

@@ -9,10 +9,10 @@
 #include <chrono>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/rendezvous.h"
 #include "kvstash/client.h"
 
@@ -58,8 +58,8 @@ class ClusterView {
   // The ring with the members drained within the grace period still serving; empty when none.
   Ring BeforeDrains(const std::vector<MemberInfo>& members, TimePoint now, uint64_t now_unix_ms) const;
   const std::chrono::milliseconds grace_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const Snapshot> snapshot_ = std::make_shared<Snapshot>();  // guarded by mu_
+  mutable Mutex mu_;
+  std::shared_ptr<const Snapshot> snapshot_ GUARDED_BY(mu_) = std::make_shared<Snapshot>();
 };
 
 }  // namespace kvstash::client_internal

@@ -12,11 +12,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <vector>
 
 #include "client/wire.h"
+#include "common/mutex.h"
 #include "kvstash/client.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "transfer/transfer_engine.h"
@@ -35,8 +35,8 @@ class EngineSource {
 
  private:
   const ClientOptions options_;
-  mutable std::mutex mu_;
-  std::shared_ptr<transfer::TransferEngine> engine_;  // guarded by mu_
+  mutable Mutex mu_;
+  std::shared_ptr<transfer::TransferEngine> engine_ GUARDED_BY(mu_);
 };
 
 class Connection {
@@ -70,10 +70,10 @@ class Connection {
   std::unique_ptr<v1::Store::Stub> stub;
   // Set when block bytes move over UCX; null on the inline path.
   std::shared_ptr<transfer::TransferEngine> engine;
-  // The daemon incarnation the target belongs to; guarded by target_mu with `target`.
-  std::mutex target_mu;
-  transfer::RemoteTarget target;
-  uint64_t instance_id = 0;
+  // The daemon's UCX target and the incarnation it belongs to.
+  Mutex target_mu;
+  transfer::RemoteTarget target GUARDED_BY(target_mu);
+  uint64_t instance_id GUARDED_BY(target_mu) = 0;
   uint32_t target_lane = 0;  // the two-sided lane `target` sends to (PutBeginRequest.push_lane)
   std::string ucx_transports;
   // How bytes move to this daemon, chosen once at connect (SetUpDataPath) and kept across its
@@ -137,9 +137,9 @@ class Connection {
   // because the callbacks touch this object.
   void WaitForReleases();
 
-  std::mutex releases_mu;
+  Mutex releases_mu;
   std::condition_variable releases_done;
-  size_t releases_in_flight = 0;  // guarded by releases_mu
+  size_t releases_in_flight GUARDED_BY(releases_mu) = 0;
 
  private:
   std::string address_;

@@ -10,7 +10,7 @@
 namespace kvstash::client_internal {
 
 Result<std::shared_ptr<transfer::TransferEngine>> EngineSource::GetOrCreate() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (engine_) return engine_;
   transfer::TransferEngineOptions engine_options;
   engine_options.ucx.transports = options_.ucx_transports;
@@ -23,7 +23,7 @@ Result<std::shared_ptr<transfer::TransferEngine>> EngineSource::GetOrCreate() {
 }
 
 std::shared_ptr<transfer::TransferEngine> EngineSource::Existing() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return engine_;
 }
 
@@ -60,7 +60,7 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
   push_lane = dp.suggested_push_lane();
   const transfer::RemoteTarget described = TargetOf(dp);
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     target = described;
     instance_id = dp.instance_id();
     target_lane = LaneOf(dp);
@@ -78,7 +78,7 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
 
 Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     if (incarnation == instance_id) return target;
   }
   v1::DataPlaneResponse dp;
@@ -89,7 +89,7 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
   }
   transfer::RemoteTarget old;
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     old = target;
     target = TargetOf(dp);
     instance_id = dp.instance_id();
@@ -159,7 +159,7 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
   const bool two_sided = engine && protocol == transfer::Protocol::kTwoSided;
   begin.set_two_sided(two_sided);
   if (two_sided) {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     begin.set_push_lane(target_lane);
   }
   for (const PutItem& item : items) {
@@ -241,7 +241,7 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
   }
   transfer::RemoteTarget to;
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     to = target;
   }
   std::vector<transfer::TransferOp> ops(items.size());
@@ -336,7 +336,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
   std::vector<size_t> to_locate;
   uint64_t incarnation = 0;  // of the addresses located by this call
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     incarnation = instance_id;  // pre-located items came from a Lookup against the current target
   }
   std::vector<size_t> by_key;  // asked for by key over the two-sided protocol (no locate RPC)
@@ -440,7 +440,7 @@ Status Connection::GetByKey(std::span<GetItem> items, const std::vector<size_t>&
                             std::vector<size_t>& to_locate) {
   transfer::RemoteTarget from;
   {
-    std::lock_guard lock(target_mu);
+    MutexLock lock(target_mu);
     from = target;
   }
   std::vector<transfer::TransferOp> ops(indices.size());
@@ -498,22 +498,24 @@ void Connection::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64
     lease->set_lease_epoch(epoch);
   }
   {
-    std::lock_guard lock(releases_mu);
+    MutexLock lock(releases_mu);
     ++releases_in_flight;
   }
   stub->async()->ReleaseLeases(&call->ctx, &call->req, &call->resp, [this, call](grpc::Status) {
     delete call;
-    std::lock_guard lock(releases_mu);
+    MutexLock lock(releases_mu);
     --releases_in_flight;
     releases_done.notify_all();
   });
 }
 
 void Connection::WaitForReleases() {
-  std::unique_lock lock(releases_mu);
+  MutexLock lock(releases_mu);
   // Each release carries a deadline of timeout_ms, so this wait ends; the bound is a backstop.
-  releases_done.wait_for(lock, std::chrono::milliseconds(options.timeout_ms) * 2,
-                         [this] { return releases_in_flight == 0; });
+  lock.WaitFor(releases_done, std::chrono::milliseconds(options.timeout_ms) * 2, [this] {
+    releases_mu.AssertHeld();  // a wait predicate runs with the mutex held
+    return releases_in_flight == 0;
+  });
 }
 
 }  // namespace kvstash::client_internal
