@@ -630,7 +630,10 @@ HttpServer::Counters HttpServer::counters() const {
 
 const HttpLimits& HttpServer::limits() const { return engine_->limits; }
 
-void HttpServer::RaiseBacklog() {
+void HttpServer::SetWorkerThreads(size_t n) { engine_->limits.worker_threads = std::max<size_t>(1, n); }
+
+void HttpServer::PrepareToServe() {
+  new_task_queue = [this] { return new Dispatch(*engine_); };
   socket_t sock = svr_sock_;
   if (sock != INVALID_SOCKET) ::listen(sock, engine_->limits.listen_backlog);  // Linux: updates the backlog
 }
@@ -651,7 +654,7 @@ Result<int> ServeInBackground(HttpServer& server, const std::string& host, int p
     bound = port;
   }
   if (bound <= 0) return Unavailable("cannot listen for " + std::string(what) + " on " + host + ":" + std::to_string(port));
-  server.RaiseBacklog();
+  server.PrepareToServe();
   thread = std::thread([&server] { server.listen_after_bind(); });
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
   while (!server.is_running() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();

@@ -58,8 +58,11 @@ class HttpServer : public httplib::Server {
   bool tls() const;
   Counters counters() const;
   const HttpLimits& limits() const;
-  // After a bind: the listen backlog raised to limits().listen_backlog.
-  void RaiseBacklog();
+  // Before ServeInBackground: the number of general workers (at least 1).
+  void SetWorkerThreads(size_t n);
+  // After a bind: the listen backlog raised to limits().listen_backlog, and httplib's accept loop
+  // handing its sockets to this server's reactor (a `new_task_queue` set by a caller is replaced).
+  void PrepareToServe();
 
  private:
   bool process_and_close_socket(socket_t sock) override;  // runs on httplib's accept thread

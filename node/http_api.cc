@@ -424,7 +424,7 @@ void HttpApi::Impl::Routes() {
 HttpApi::HttpApi(NodeRuntime& runtime, NodeMetrics& metrics, HttpApiOptions options)
     : impl_(std::make_unique<Impl>(runtime, metrics, std::move(options))) {
   const size_t threads = std::max<size_t>(1, impl_->options.threads);
-  impl_->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  impl_->server.SetWorkerThreads(threads);
   impl_->server.set_payload_max_length(impl_->options.max_body_bytes);
   impl_->Routes();
 }

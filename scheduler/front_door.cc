@@ -534,7 +534,7 @@ void FrontDoor::Impl::HandleCompletion(const httplib::Request& req, httplib::Res
 FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, FrontDoorOptions options)
     : impl_(std::make_unique<Impl>(service, registry, std::move(options))) {
   const size_t threads = std::max<size_t>(1, impl_->options.threads);
-  impl_->server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  impl_->server.SetWorkerThreads(threads);
   impl_->server.set_payload_max_length(kMaxBodyBytes);
   Impl* impl = impl_.get();
   impl_->server.Post("/v1/completions",

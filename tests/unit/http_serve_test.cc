@@ -333,5 +333,22 @@ TEST(HttpServeTest, KeptAliveAndPipelinedRequestsAreAnswered) {
   StopServing(server, thread);
 }
 
+// The node's API and the front door size their pool: that must not bypass the reactor.
+TEST(HttpServeTest, AThreadPoolSetByTheCallerIsReplacedAndWorkersAreSized) {
+  HttpServer server;
+  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  server.SetWorkerThreads(3);
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  std::thread thread;
+  auto port = ServeInBackground(server, "127.0.0.1", 0, thread, "test");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  EXPECT_EQ(server.limits().worker_threads, 3u);
+  Tricklers slow(*port, 8, milliseconds(100));
+  Probe probe = Get(*port, "/healthz", milliseconds(2000));
+  EXPECT_TRUE(probe.answered);
+  EXPECT_EQ(probe.status, 200);
+  StopServing(server, thread);
+}
+
 }  // namespace
 }  // namespace kvstash
