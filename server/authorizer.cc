@@ -25,7 +25,7 @@ Result<auth::Principal> Authorizer::Admit(const std::string& grpc_peer, std::opt
   if (!limiter_.Allowed(peer)) return Unauthenticated("too many failed attempts from this peer; try again later");
   std::shared_ptr<const auth::TokenTable> table;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     table = table_;
   }
   std::optional<auth::Principal> principal;
@@ -49,7 +49,7 @@ Status Authorizer::Reload() {
   auto shared = std::make_shared<const auth::TokenTable>(std::move(*table));
   const size_t count = shared->size();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     table_ = std::move(shared);
   }
   spdlog::info("tokens file {} reloaded: {} tokens", path_, count);
@@ -57,7 +57,7 @@ Status Authorizer::Reload() {
 }
 
 size_t Authorizer::tokens() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return table_->size();
 }
 

@@ -10,11 +10,11 @@
 #include <grpcpp/server_context.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/auth.h"
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "kvstash/result.h"
 #include "server/failure_limiter.h"
 
@@ -50,8 +50,8 @@ class Authorizer {
       : path_(std::move(path)), table_(std::move(table)), limiter_(clock, limits.burst, limits.refill_per_s) {}
 
   const std::string path_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const auth::TokenTable> table_;  // guarded by mu_ (the pointer; the table is immutable)
+  mutable Mutex mu_;
+  std::shared_ptr<const auth::TokenTable> table_ GUARDED_BY(mu_);  // (the pointer; the table is immutable)
   FailureLimiter limiter_;
 };
 

@@ -31,12 +31,12 @@ FailureLimiter::Budget& FailureLimiter::BudgetOf(const std::string& peer) {
 }
 
 bool FailureLimiter::Allowed(const std::string& peer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return BudgetOf(peer).tokens >= 1.0;
 }
 
 void FailureLimiter::RecordFailure(const std::string& peer) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   Budget& budget = BudgetOf(peer);
   budget.tokens = std::max(0.0, budget.tokens - 1.0);
 }

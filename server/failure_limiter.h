@@ -9,11 +9,11 @@
 #pragma once
 
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 
 namespace kvstash::server {
 
@@ -32,16 +32,16 @@ class FailureLimiter {
     double tokens;
     uint64_t updated_ms;
   };
-  Budget& BudgetOf(const std::string& peer);  // REQUIRES mu_ held; refilled to now
+  Budget& BudgetOf(const std::string& peer) REQUIRES(mu_);  // refilled to now
 
   const Clock* clock_;
   const double burst_;
   const double refill_per_s_;
   const size_t max_peers_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Budget> budgets_;  // guarded by mu_
-  Budget overflow_{0, 0};                            // guarded by mu_
-  bool overflow_started_ = false;                    // guarded by mu_
+  Mutex mu_;
+  std::unordered_map<std::string, Budget> budgets_ GUARDED_BY(mu_);
+  Budget overflow_ GUARDED_BY(mu_){0, 0};
+  bool overflow_started_ GUARDED_BY(mu_) = false;
 };
 
 // The address part of a gRPC peer string ("ipv4:10.0.0.5:51234" -> "ipv4:10.0.0.5",

@@ -42,7 +42,7 @@ Result<ReservationHandles::Entry> ReservationHandles::Find(std::string_view hand
     return InvalidArgument("a reservation handle is " + std::to_string(kHandleBytes) + " bytes, not " +
                            std::to_string(handle.size()));
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = entries_.find(std::string(handle));
   if (it == entries_.end() || it->second.session != session) {
     return NotFound("no open reservation under this handle for this connection "
@@ -52,12 +52,12 @@ Result<ReservationHandles::Entry> ReservationHandles::Find(std::string_view hand
 }
 
 void ReservationHandles::Close(std::string_view handle) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   entries_.erase(std::string(handle));
 }
 
 size_t ReservationHandles::size() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return entries_.size();
 }
 

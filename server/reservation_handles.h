@@ -13,11 +13,11 @@
 
 #include <cstdint>
 #include <map>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "common/mutex.h"
 #include "kvstash/result.h"
 
 namespace kvstash::server {
@@ -42,7 +42,7 @@ class ReservationHandles {
   template <typename IsOpen>
   std::string Open(Entry entry, uint64_t now_ms, IsOpen&& is_open) {
     std::string handle = NewHandle();
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     while (!by_deadline_.empty() && by_deadline_.begin()->first < now_ms) {
       auto oldest = by_deadline_.begin();
       auto it = entries_.find(oldest->second);
@@ -65,9 +65,9 @@ class ReservationHandles {
  private:
   static std::string NewHandle();
 
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, Entry> entries_;         // guarded by mu_
-  std::multimap<uint64_t, std::string> by_deadline_;       // guarded by mu_; may name closed handles
+  mutable Mutex mu_;
+  std::unordered_map<std::string, Entry> entries_ GUARDED_BY(mu_);
+  std::multimap<uint64_t, std::string> by_deadline_ GUARDED_BY(mu_);  // may name closed handles
 };
 
 }  // namespace kvstash::server

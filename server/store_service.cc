@@ -88,26 +88,26 @@ StoreService::StoreService(StoreServiceOptions options, tiers::TierManager& tier
       member_id_(options_.member_id) {}
 
 void StoreService::SetMemberId(std::string member_id) {
-  std::lock_guard lock(member_id_mu_);
+  MutexLock lock(member_id_mu_);
   member_id_ = std::move(member_id);
 }
 
 void StoreService::SetMembershipSource(std::function<std::string()> source) {
-  std::lock_guard lock(member_id_mu_);
+  MutexLock lock(member_id_mu_);
   membership_ = std::move(source);
 }
 
 std::string StoreService::membership() const {
   std::function<std::string()> source;
   {
-    std::lock_guard lock(member_id_mu_);
+    MutexLock lock(member_id_mu_);
     source = membership_;
   }
   return source ? source() : std::string("standalone");
 }
 
 std::string StoreService::member_id() const {
-  std::lock_guard lock(member_id_mu_);
+  MutexLock lock(member_id_mu_);
   return member_id_;
 }
 

@@ -9,16 +9,16 @@
 #include <atomic>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/authorizer.h"
 #include "server/reservation_handles.h"
-#include "server/tenant_keys.h"
 #include "server/server_metrics.h"
+#include "server/tenant_keys.h"
 #include "tiers/tier_manager.h"
 #include "transfer/transfer_server.h"
 
@@ -157,8 +157,8 @@ class StoreService final : public kvstash::v1::Store::Service {
   std::atomic<int64_t> in_flight_{0};
   ReservationHandles handles_;
   std::atomic<uint64_t> next_lane_{0};  // DataPlane deals two-sided lanes out in turn
-  mutable std::mutex member_id_mu_;
-  std::string member_id_;  // guarded by member_id_mu_
+  mutable Mutex member_id_mu_;
+  std::string member_id_ GUARDED_BY(member_id_mu_);
   std::function<std::string()> membership_;  // guarded by member_id_mu_
 };
 

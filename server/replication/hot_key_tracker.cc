@@ -10,7 +10,7 @@ HotKeyTracker::HotKeyTracker(uint32_t hot_rate, const Clock* clock)
 bool HotKeyTracker::Record(const BlockKey& key) {
   Shard& shard = shards_[BlockKeyHash{}(key) % kShards];
   const uint64_t now = clock_->NowMs();
-  std::lock_guard lock(shard.mu);
+  MutexLock lock(shard.mu);
   if (now - shard.window_start_ms >= kWindowMs) {
     shard.counts.clear();
     shard.window_start_ms = now;

@@ -7,10 +7,10 @@
 
 #include <array>
 #include <cstdint>
-#include <mutex>
 #include <unordered_map>
 
 #include "common/clock.h"
+#include "common/mutex.h"
 #include "kvstash/block_key.h"
 
 namespace kvstash::server {
@@ -28,7 +28,7 @@ class HotKeyTracker {
   static constexpr size_t kShards = 16;
   static constexpr uint64_t kWindowMs = 1'000;
   struct Shard {
-    std::mutex mu;
+    Mutex mu;
     uint64_t window_start_ms = 0;
     std::unordered_map<BlockKey, uint32_t, BlockKeyHash> counts;
   };

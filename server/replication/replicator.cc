@@ -33,7 +33,7 @@ Replicator::~Replicator() { Stop(); }
 
 Status Replicator::Start(const std::string& self_id) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     self_id_ = self_id;
   }
   if (!options_.static_peers.empty()) {
@@ -62,7 +62,7 @@ Status Replicator::Start(const std::string& self_id) {
 
 void Replicator::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -80,13 +80,13 @@ void Replicator::OnMembers(const std::vector<membership::MemberRecord>& records)
     ring->addresses.push_back(r.grpc_address);
   }
   ring->ring = RendezvousRing(std::move(members));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   ring_ = std::move(ring);
 }
 
 void Replicator::OnHit(const BlockKey& key) {
   if (!tracker_.Record(key)) return;
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (stopping_ || !ring_ || ring_->ring.empty()) return;
   // Only the owner copies: a replica that gets hot does not cascade.
   if (ring_->ring.member(ring_->ring.Owner(key)).id != self_id_) return;
@@ -104,17 +104,20 @@ void Replicator::OnHit(const BlockKey& key) {
 }
 
 uint32_t Replicator::ReplicasOf(const BlockKey& key) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto it = replicated_.find(key);
   if (it == replicated_.end() || it->second.until_ms <= options_.clock->NowMs()) return 0;
   return it->second.copies;
 }
 
 void Replicator::WorkerLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
     // Wakes for work, or once a second to forget copies older than remember_ms.
-    cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stopping_ || !queue_.empty(); });
+    lock.WaitFor(cv_, std::chrono::seconds(1), [this] {
+      mu_.AssertHeld();  // a wait predicate runs with the mutex held
+      return stopping_ || !queue_.empty();
+    });
     if (stopping_) return;
     const uint64_t now = options_.clock->NowMs();
     std::erase_if(replicated_, [now](const auto& kv) { return kv.second.until_ms <= now; });
@@ -122,9 +125,9 @@ void Replicator::WorkerLoop() {
     while (!queue_.empty() && !stopping_) {
       const BlockKey key = queue_.front();
       queue_.pop_front();
-      lock.unlock();
+      lock.Unlock();
       Replicate(key);
-      lock.lock();
+      lock.Lock();
       queued_.erase(key);
     }
   }
@@ -146,7 +149,7 @@ void Replicator::Replicate(const BlockKey& key) {
   std::shared_ptr<const Ring> ring;
   std::string self;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     ring = ring_;
     self = self_id_;
   }
@@ -183,7 +186,7 @@ void Replicator::Replicate(const BlockKey& key) {
     copies_.WithLabels({stored ? "stored" : exists ? "exists" : "failed"}).Inc();
     if (stored || exists) ++made;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (made > 0) replicated_[key] = {made, options_.clock->NowMs() + options_.remember_ms};
 }
 

@@ -17,12 +17,12 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/rendezvous.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "membership/member_watcher.h"
@@ -75,18 +75,18 @@ class Replicator final : public AccessHooks {
   metrics::Family<metrics::Counter>& copies_;
   metrics::Gauge& replicated_keys_;
 
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                              // guarded by mu_
-  std::string self_id_;                                // guarded by mu_
-  std::shared_ptr<const Ring> ring_;                   // guarded by mu_
-  std::deque<BlockKey> queue_;                         // guarded by mu_
-  std::unordered_set<BlockKey, BlockKeyHash> queued_;  // guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
+  std::string self_id_ GUARDED_BY(mu_);
+  std::shared_ptr<const Ring> ring_ GUARDED_BY(mu_);
+  std::deque<BlockKey> queue_ GUARDED_BY(mu_);
+  std::unordered_set<BlockKey, BlockKeyHash> queued_ GUARDED_BY(mu_);
   struct Made {
     uint32_t copies = 0;
     uint64_t until_ms = 0;
   };
-  std::unordered_map<BlockKey, Made, BlockKeyHash> replicated_;    // guarded by mu_
+  std::unordered_map<BlockKey, Made, BlockKeyHash> replicated_ GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<v1::Store::Stub>> stubs_;  // worker thread only
   std::unique_ptr<membership::MemberWatcher> watcher_;
   std::thread worker_;
