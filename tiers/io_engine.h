@@ -10,6 +10,8 @@
 //  * "threads" (tiers/thread_pool_engine.cc): queue_depth worker threads doing pread/pwrite —
 //    the fallback when io_uring cannot be set up (old kernel, seccomp, io_uring_disabled).
 //
+// Sync() is the other half of the seam: SsdTier makes segment writes durable only through it.
+//
 // Contract: Run() executes every op of the batch, resubmitting the remainder of short transfers,
 // keeps at most queue_depth of them in flight at once, and returns when all are done. Each op's
 // `result` is then its byte count (== len) or -errno. The call's Status is non-OK only when the
@@ -19,8 +21,12 @@
 // `rings` rings, each used by one caller at a time; the thread pool shares its workers.
 #pragma once
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <span>
@@ -63,6 +69,14 @@ class IoEngine {
   virtual Status RunEach(std::span<IoOp> ops, const CompletionFn& on_complete) {
     KVSTASH_RETURN_IF_ERROR(Run(ops));
     for (size_t i = 0; i < ops.size(); ++i) on_complete(i);
+    return Status::Ok();
+  }
+  // Makes every completed write to these files durable (fdatasync each); INTERNAL naming the
+  // error otherwise. The seam through which a power-loss test learns what was synced.
+  virtual Status Sync(std::span<const int> fds) {
+    for (int fd : fds) {
+      if (::fdatasync(fd) != 0) return Internal(std::string("fdatasync failed: ") + std::strerror(errno));
+    }
     return Status::Ok();
   }
   // True when buffers inside the registered memory go out as fixed-buffer ops.

@@ -41,6 +41,17 @@ Result<std::unique_ptr<SegmentFiles>> SegmentFiles::Open(const std::string& dir,
       return Internal("cannot preallocate " + path + ": " + std::strerror(rc));
     }
   }
+  // The files and their directory entries reach the disk before anything is indexed in them: a
+  // power cut must not take away a segment whose blocks the index already names.
+  for (int fd : files->fds_) {
+    if (::fsync(fd) != 0) return Internal("cannot fsync a segment file in " + dir + ": " + std::strerror(errno));
+  }
+  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    const int rc = ::fsync(dfd);
+    const int err = errno;
+    ::close(dfd);
+    if (rc != 0) return Internal("cannot fsync ssd dir " + dir + ": " + std::strerror(err));
+  }
   if (!files->direct_io_) {
     // Mixed modes would be harmless, but keep every file alike so direct_io() is one answer.
     for (uint32_t i = 0; i < count; ++i) {

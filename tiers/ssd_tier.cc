@@ -219,8 +219,8 @@ struct SsdTier::Impl {
       if (written.empty()) return;
       SsdIndex::Mutation m;
       for (size_t i : written) {
-        if (ops[i].result < 0) {
-          results[i] = IoError("segment write failed", ops[i].result);
+        if (ops[i].result != static_cast<int64_t>(ops[i].len)) {  // an error, or a transfer cut short
+          results[i] = IoError("segment write failed", ops[i].result < 0 ? ops[i].result : -EIO);
         } else {
           m.puts.emplace_back(ctx.pending[i].key, ctx.pending[i].entry);
         }
@@ -247,7 +247,14 @@ struct SsdTier::Impl {
       written.push_back(i);
       if (stream && written.size() >= chunk) index_written();
     });
-    if (engine_status.ok() && options.sync) engine_status = files->SyncAll();
+    if (engine_status.ok() && options.sync) {
+      std::vector<int> fds;
+      for (const Planned& p : ctx.pending) {
+        const int fd = files->fds()[p.entry.segment];
+        if (std::find(fds.begin(), fds.end(), fd) == fds.end()) fds.push_back(fd);
+      }
+      engine_status = engine->Sync(fds);
+    }
     if (!engine_status.ok()) {
       // Ops the engine never reported may not have been written; with `sync`, nothing is durable.
       for (size_t i = 0; i < n; ++i) {
@@ -342,7 +349,9 @@ struct SsdTier::Impl {
     uint64_t kept = 0;
     for (size_t i = 0; i < hot.size(); ++i) {
       const MemEntry& m_e = hot[i].second;
-      if (ops[i].result < 0 || BlockChecksum(ops[i].buf, m_e.e.size) != m_e.e.checksum) continue;
+      if (ops[i].result != static_cast<int64_t>(ops[i].len) || BlockChecksum(ops[i].buf, m_e.e.size) != m_e.e.checksum) {
+        continue;
+      }
       Planned p;
       p.key = hot[i].first;
       p.entry = m_e.e;
@@ -684,7 +693,8 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
     std::vector<Outcome> outcome(jobs.size(), Outcome::kPending);
     auto verify = [&](size_t j) {
       Job& job = jobs[j];
-      if (ops[j].result < 0) {
+      if (ops[j].result != static_cast<int64_t>(ops[j].len)) {  // an error, or a transfer cut short
+        if (ops[j].result >= 0) ops[j].result = -EIO;
         outcome[j] = Outcome::kIoError;
         return;
       }
