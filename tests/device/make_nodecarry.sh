@@ -18,4 +18,14 @@ for b in $BINS; do ldd $B/$b; done | awk '/=>/{print $3}' | sort -u |
   while read -r f; do cp -L "$f" $D/lib/; done
 mv $D/lib/libstdc++.so.6 $D/lib/libgcc_s.so.1 $D/libstd/ 2>/dev/null || true
 cp -L /usr/lib/x86_64-linux-gnu/ucx/libuct_cma.so.0 $D/ucx/
+# The CUDA-enabled UCX of deploy/build-ucx-cuda.sh, when built: the same version as Debian's, so the
+# binaries above run on it with LD_LIBRARY_PATH and UCX_MODULE_DIR pointed at ucx-cuda/ (node_cycle.sh
+# STEPS=ucx). Libraries stripped; ucx_info and ucx_perftest beside them.
+U=${KVSTASH_UCX_CUDA_PREFIX:-build-ucx-cuda/prefix}
+if [[ -e $U/lib/ucx/libuct_cuda.so.0 ]]; then
+  mkdir -p $D/ucx-cuda/ucx $D/ucx-cuda/bin
+  for f in $U/lib/lib*.so.0; do strip -o $D/ucx-cuda/$(basename $f) $f; done
+  for f in $U/lib/ucx/lib*.so.0; do strip -o $D/ucx-cuda/ucx/$(basename $f) $f; done
+  for f in ucx_info ucx_perftest; do strip -o $D/ucx-cuda/bin/$f $U/bin/$f; done
+fi
 du -sh $D

@@ -1,7 +1,8 @@
 #!/bin/bash
-# Device cycle for the cuda engine (issue 14). Carry build-gpu/nodecarry (tests/device/make_nodecarry.sh).
-#   STEPS="test check prefix serve pd bench" (default: all), BENCH_PROMPTS, BENCH_HITS, BENCH_ARGS,
-#   PD_PROMPTS.
+# Device cycle for the cuda engine (issue 14) and the CUDA-enabled UCX (issue 20). Carry
+# build-gpu/nodecarry (tests/device/make_nodecarry.sh; it holds ucx-cuda/ when deploy/build-ucx-cuda.sh ran).
+#   STEPS="ucx test check prefix serve pd bench" (default: all but ucx), BENCH_PROMPTS, BENCH_HITS,
+#   BENCH_ARGS, PD_PROMPTS, UCX_SIZES.
 # Logs go to $OUT; the bench's tables are printed last. Exits 1 when any step failed.
 D=$(cd "${NODECARRY:-build-gpu/nodecarry}" && pwd)
 R=$(pwd)
@@ -30,6 +31,12 @@ W=/tmp/nodework; mkdir -p $W
 # Each step's exit status counts: the cycle fails when any step does (a check, not a log to read).
 failed=()
 check() { [[ $2 == 0 ]] || failed+=("$1(exit $2)"); }
+case " $STEPS " in *" ucx "*)
+  echo "== UCX 1.13.1 built with CUDA (deploy/build-ucx-cuda.sh): transports, device-memory bandwidth, cudaMemcpy beside it"
+  timeout ${UCX_TIMEOUT:-240} bash $R/tests/device/ucx_cuda_step.sh $D "${UCX_SIZES:-1048576 4194304 16777216}" > $OUT/ucx.log 2>&1
+  check ucx $?
+  cat $OUT/ucx.log
+esac
 case " $STEPS " in *" test "*)
   echo "== node_cuda_engine_test"
   timeout ${TEST_TIMEOUT:-300} $D/bin/node_cuda_engine_test > $OUT/node_cuda_engine_test.log 2>&1
