@@ -18,10 +18,10 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/result.h"
 #include "node/page_memory.h"
 
@@ -59,16 +59,16 @@ class CudaPageMemory final : public PageMemory {
   };
   CudaPageMemory() = default;
   // Waits until slot `i` may be overwritten.
-  Status WaitSlot(size_t i) const;
+  Status WaitSlot(size_t i) const REQUIRES(mu_);
 
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   CudaPageMemoryOptions options_;
   std::byte* base_ = nullptr;
   size_t size_ = 0;
-  mutable std::mutex mu_;
-  mutable std::vector<Slot> slots_;  // guarded by mu_
-  mutable size_t next_slot_ = 0;     // guarded by mu_
+  mutable Mutex mu_;
+  mutable std::vector<Slot> slots_ GUARDED_BY(mu_);
+  mutable size_t next_slot_ GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace kvstash::node

@@ -36,7 +36,7 @@ HandoffReceiver::HandoffReceiver(Client& store, KvPagePool& pool, uint32_t vocab
 
 HandoffReceiver::~HandoffReceiver() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -45,7 +45,7 @@ HandoffReceiver::~HandoffReceiver() {
 
 void HandoffReceiver::Start(Job job) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     incoming_.push_back(std::move(job));
   }
   cv_.notify_all();
@@ -117,13 +117,13 @@ void HandoffReceiver::Loop() {
   std::list<Active> active;
   while (true) {
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (active.empty()) {
-        cv_.wait(lock, [&] { return stop_ || !incoming_.empty(); });
+        lock.Wait(cv_, [&] { mu_.AssertHeld(); return stop_ || !incoming_.empty(); });
       } else {
         Clock::time_point earliest = active.front().next_poll;
         for (const Active& a : active) earliest = std::min(earliest, a.next_poll);
-        cv_.wait_until(lock, earliest, [&] { return stop_ || !incoming_.empty(); });
+        lock.WaitUntil(cv_, earliest, [&] { mu_.AssertHeld(); return stop_ || !incoming_.empty(); });
       }
       for (Job& job : incoming_) {
         const uint32_t pages = static_cast<uint32_t>(job.pages.size());

@@ -23,10 +23,10 @@
 #include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/client.h"
 #include "node/handoff_slices.h"
 #include "node/kv_pages.h"
@@ -66,10 +66,10 @@ class HandoffReceiver {
   const std::chrono::milliseconds idle_timeout_;
   Done done_;
   std::vector<std::vector<std::byte>> buffers_;  // receiver thread only
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable cv_;
-  std::vector<Job> incoming_;  // guarded by mu_
-  bool stop_ = false;          // guarded by mu_
+  std::vector<Job> incoming_ GUARDED_BY(mu_);
+  bool stop_ GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> slices_{0}, bytes_{0};
   std::thread thread_;
 };

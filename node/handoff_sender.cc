@@ -15,7 +15,7 @@ HandoffSender::HandoffSender(Client& store) : store_(store), thread_([this] { Lo
 
 HandoffSender::~HandoffSender() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   cv_.notify_all();
@@ -32,7 +32,7 @@ std::shared_ptr<HandoffSender::Request> HandoffSender::Begin(const BlockKey& han
 void HandoffSender::Enqueue(const std::shared_ptr<Request>& request, SliceHeader header,
                             std::vector<std::byte> slice, std::function<void(Status)> then) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     header.index = request->next_index++;
   }
   header.prompt_tokens = request->prompt_tokens;
@@ -43,7 +43,7 @@ void HandoffSender::Enqueue(const std::shared_ptr<Request>& request, SliceHeader
   job.bytes = std::move(slice);
   job.then = std::move(then);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     jobs_.push_back(std::move(job));
   }
   cv_.notify_all();
@@ -64,17 +64,17 @@ void HandoffSender::Finish(const std::shared_ptr<Request>& request, SliceKind ma
 }
 
 void HandoffSender::WaitIdle() {
-  std::unique_lock lock(mu_);
-  cv_.wait(lock, [&] { return jobs_.empty() && !busy_; });
+  MutexLock lock(mu_);
+  lock.Wait(cv_, [&] { mu_.AssertHeld(); return jobs_.empty() && !busy_; });
 }
 
 uint64_t HandoffSender::slices_put() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return slices_;
 }
 
 uint64_t HandoffSender::bytes_put() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return bytes_;
 }
 
@@ -82,8 +82,8 @@ void HandoffSender::Loop() {
   while (true) {
     std::vector<Job> batch;
     {
-      std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !jobs_.empty(); });
+      MutexLock lock(mu_);
+      lock.Wait(cv_, [&] { mu_.AssertHeld(); return stop_ || !jobs_.empty(); });
       if (jobs_.empty()) return;
       // Consecutive jobs go in one Put (up to a marker, whose callback must follow its own put).
       size_t bytes = 0;
@@ -123,7 +123,7 @@ void HandoffSender::Loop() {
     for (Job& job : batch) {
       if (job.then) job.then(job.request->failed);
     }
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     slices_ += put_slices;
     bytes_ += put_bytes;
     busy_ = false;

@@ -15,10 +15,10 @@
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/client.h"
 #include "node/handoff_slices.h"
 
@@ -57,13 +57,13 @@ class HandoffSender {
                std::function<void(Status)> then);
 
   Client& store_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  std::deque<Job> jobs_;   // guarded by mu_
-  bool busy_ = false;      // guarded by mu_
-  bool stop_ = false;      // guarded by mu_
-  uint64_t slices_ = 0;    // guarded by mu_
-  uint64_t bytes_ = 0;     // guarded by mu_
+  std::deque<Job> jobs_ GUARDED_BY(mu_);
+  bool busy_ GUARDED_BY(mu_) = false;
+  bool stop_ GUARDED_BY(mu_) = false;
+  uint64_t slices_ GUARDED_BY(mu_) = 0;
+  uint64_t bytes_ GUARDED_BY(mu_) = 0;
   std::thread thread_;
 };
 

@@ -78,12 +78,12 @@ Status KvPagePool::WriteLayers(uint32_t page, uint32_t first_layer, uint32_t lay
 }
 
 size_t KvPagePool::free_pages() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return free_list_.size();
 }
 
 std::optional<uint32_t> KvPagePool::Allocate() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (free_list_.empty()) return std::nullopt;
   const uint32_t page = free_list_.back();
   free_list_.pop_back();
@@ -92,7 +92,7 @@ std::optional<uint32_t> KvPagePool::Allocate() {
 }
 
 std::optional<std::vector<uint32_t>> KvPagePool::AllocateMany(size_t n) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (free_list_.size() < n) return std::nullopt;
   std::vector<uint32_t> out(free_list_.end() - static_cast<std::ptrdiff_t>(n), free_list_.end());
   free_list_.resize(free_list_.size() - n);
@@ -101,7 +101,7 @@ std::optional<std::vector<uint32_t>> KvPagePool::AllocateMany(size_t n) {
 }
 
 void KvPagePool::Free(uint32_t page) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   if (page >= free_flags_.size() || free_flags_[page]) return;  // double free: ignored, never corrupts the list
   free_flags_[page] = true;
   free_list_.push_back(page);

@@ -15,11 +15,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/result.h"
 #include "node/model_config.h"
 #include "node/page_memory.h"
@@ -47,7 +47,10 @@ class KvPagePool {
 
   const KvGeometry& geometry() const { return geometry_; }
   uint32_t page_tokens() const { return page_tokens_; }
-  size_t pages() const { return free_flags_.size(); }
+  size_t pages() const {
+    MutexLock lock(mu_);
+    return free_flags_.size();
+  }
   size_t free_pages() const;
   // Bytes of K (or V) of one layer in one page: kv_heads * page_tokens * head_dim elements.
   size_t plane_bytes() const { return plane_bytes_; }
@@ -87,9 +90,9 @@ class KvPagePool {
   size_t plane_bytes_;
   size_t page_bytes_;
   std::unique_ptr<PageMemory> memory_;
-  mutable std::mutex mu_;
-  std::vector<bool> free_flags_;      // guarded by mu_
-  std::vector<uint32_t> free_list_;   // guarded by mu_
+  mutable Mutex mu_;
+  std::vector<bool> free_flags_ GUARDED_BY(mu_);
+  std::vector<uint32_t> free_list_ GUARDED_BY(mu_);
 };
 
 }  // namespace kvstash::node

@@ -100,7 +100,7 @@ void NodeMetrics::Collect() {
   last_step_.Set(now.last_step_seconds);
 
   // RuntimeStats' counters are cumulative; publish their growth since the last scrape.
-  std::lock_guard lock(collect_mu_);
+  MutexLock lock(collect_mu_);
   auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };
   prompt_tokens_.WithLabels({"local"}).Inc(delta(now.prompt_tokens_local, last_.prompt_tokens_local));
   prompt_tokens_.WithLabels({"store"}).Inc(delta(now.prompt_tokens_store, last_.prompt_tokens_store));

@@ -8,10 +8,10 @@
 #pragma once
 
 #include <functional>
-#include <mutex>
 #include <string_view>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "kvstash/status.h"
 #include "node/runtime.h"
 
@@ -50,8 +50,8 @@ class NodeMetrics {
   metrics::Gauge& pool_pages_used_;
   metrics::Gauge& cached_blocks_;
   metrics::Gauge& last_step_;
-  std::mutex collect_mu_;
-  RuntimeStats last_;  // guarded by collect_mu_: the counters already published
+  Mutex collect_mu_;
+  RuntimeStats last_ GUARDED_BY(collect_mu_);  // : the counters already published
 };
 
 }  // namespace kvstash::node

@@ -20,7 +20,7 @@ ThreadPool::ThreadPool(size_t threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stop_ = true;
   }
   start_cv_.notify_all();
@@ -34,7 +34,7 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
     return;
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     job_ = &fn;
     job_n_ = n;
     pending_ = workers_.size();
@@ -43,24 +43,24 @@ void ThreadPool::ParallelFor(size_t n, const std::function<void(size_t, size_t)>
   start_cv_.notify_all();
   const auto [begin, end] = Part(n, parts, 0);
   if (begin < end) fn(begin, end);
-  std::unique_lock lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
+  MutexLock lock(mu_);
+  lock.Wait(done_cv_, [&] { mu_.AssertHeld(); return pending_ == 0; });
   job_ = nullptr;
 }
 
 void ThreadPool::WorkerLoop(size_t index) {
   uint64_t seen = 0;
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (true) {
-    start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    lock.Wait(start_cv_, [&] { mu_.AssertHeld(); return stop_ || generation_ != seen; });
     if (stop_) return;
     seen = generation_;
     const auto* fn = job_;
     const size_t n = job_n_;
-    lock.unlock();
+    lock.Unlock();
     const auto [begin, end] = Part(n, threads(), index);
     if (begin < end) (*fn)(begin, end);
-    lock.lock();
+    lock.Lock();
     if (--pending_ == 0) done_cv_.notify_one();
   }
 }

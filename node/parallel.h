@@ -9,9 +9,10 @@
 #include <condition_variable>
 #include <cstddef>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace kvstash::node {
 
@@ -31,13 +32,13 @@ class ThreadPool {
   void WorkerLoop(size_t index);
 
   std::vector<std::thread> workers_;
-  std::mutex mu_;
+  Mutex mu_;
   std::condition_variable start_cv_, done_cv_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;  // guarded by mu_
-  size_t job_n_ = 0;                                          // guarded by mu_
-  uint64_t generation_ = 0;                                   // guarded by mu_
-  size_t pending_ = 0;                                        // guarded by mu_
-  bool stop_ = false;                                         // guarded by mu_
+  size_t job_n_ GUARDED_BY(mu_) = 0;
+  uint64_t generation_ GUARDED_BY(mu_) = 0;
+  size_t pending_ GUARDED_BY(mu_) = 0;
+  bool stop_ GUARDED_BY(mu_) = false;
 };
 
 }  // namespace kvstash::node

@@ -67,7 +67,7 @@ struct Sequence {
 struct NodeRuntime::Impl {
   std::unique_ptr<Engine> engine;
   Client* store = nullptr;       // step thread (and the put thread, for jobs queued after it was set)
-  Client* attached_store = nullptr;  // guarded by mu: AttachStore's, taken by the next step
+  Client* attached_store GUARDED_BY(mu) = nullptr;  // AttachStore's, taken by the next step
   NodeOptions options;
   PrefixHasher hasher;
   std::unique_ptr<KvPagePool> pool_owner;
@@ -76,24 +76,24 @@ struct NodeRuntime::Impl {
   std::optional<KvBlockStore> blocks;
   size_t pages_per_block;
 
-  mutable std::mutex mu;
+  mutable Mutex mu;
   std::condition_variable work_cv;
-  std::deque<std::unique_ptr<Sequence>> waiting;  // guarded by mu
-  bool draining = false;                          // guarded by mu
-  bool stop = false;                              // guarded by mu
-  size_t in_flight = 0;                           // guarded by mu: admitted and not finished
+  std::deque<std::unique_ptr<Sequence>> waiting GUARDED_BY(mu);
+  bool draining GUARDED_BY(mu) = false;
+  bool stop GUARDED_BY(mu) = false;
+  size_t in_flight GUARDED_BY(mu) = 0;  // admitted and not finished
   std::condition_variable idle_cv;
-  RuntimeStats stats;                             // guarded by mu
-  RuntimeLoad load;                               // guarded by mu; waiting requests not included
+  RuntimeStats stats GUARDED_BY(mu);
+  RuntimeLoad load GUARDED_BY(mu);  // waiting requests not included
 
   // Step thread only.
   std::list<std::unique_ptr<Sequence>> prefilling, decoding;
 
-  std::mutex put_mu;
+  Mutex put_mu;
   std::condition_variable put_cv;
-  std::deque<PutJob> puts;  // guarded by put_mu
-  bool put_stop = false;    // guarded by put_mu
-  size_t puts_busy = 0;     // guarded by put_mu
+  std::deque<PutJob> puts GUARDED_BY(put_mu);
+  bool put_stop GUARDED_BY(put_mu) = false;
+  size_t puts_busy GUARDED_BY(put_mu) = 0;
   std::thread put_thread, step_thread;
 
   // Step thread only: what the current step computed, for Engine::FinishStep.
@@ -109,7 +109,7 @@ struct NodeRuntime::Impl {
   std::optional<LayerCursor> layer_cursor;
   std::unordered_map<uint64_t, std::unique_ptr<Sequence>> receiving;  // step thread only
   uint64_t next_receive_id = 0;                                      // step thread only
-  std::vector<std::pair<uint64_t, Result<uint32_t>>> received;       // guarded by mu
+  std::vector<std::pair<uint64_t, Result<uint32_t>>> received GUARDED_BY(mu);
   // Created with the store (so after `blocks`); destroyed first, as their threads call back here.
   std::unique_ptr<HandoffSender> sender;      // set under mu
   std::unique_ptr<HandoffReceiver> receiver;  // set under mu
@@ -135,12 +135,12 @@ struct NodeRuntime::Impl {
         *store, pool, engine->config().vocab_size, std::chrono::milliseconds(options.handoff_timeout_ms),
         [this](uint64_t id, Result<uint32_t> first) {
           {
-            std::lock_guard lock(mu);
+            MutexLock lock(mu);
             received.emplace_back(id, std::move(first));
           }
           work_cv.notify_all();
         });
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     sender = std::move(new_sender);
     receiver = std::move(new_receiver);
   }
@@ -207,7 +207,7 @@ struct NodeRuntime::Impl {
   void TakeAttachedStore() {
     Client* attached;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       attached = std::exchange(attached_store, nullptr);
     }
     if (attached == nullptr || blocks) return;
@@ -276,7 +276,10 @@ Result<std::unique_ptr<NodeRuntime>> NodeRuntime::Start(std::unique_ptr<Engine> 
                            KvPagePool::Create(geometry, options.page_tokens, options.pool_pages, std::move(memory)));
   auto impl = std::make_unique<Impl>(std::move(engine), std::move(pool), store, namespace_id, options);
   Impl* raw = impl.get();
-  raw->stats.pool_pages = options.pool_pages;
+  {
+    MutexLock lock(raw->mu);  // no other thread yet; taken for the analysis' rule
+    raw->stats.pool_pages = options.pool_pages;
+  }
   raw->step_thread = std::thread([raw] { raw->StepLoop(); });
   raw->put_thread = std::thread([raw] { raw->PutLoop(); });
   return std::unique_ptr<NodeRuntime>(new NodeRuntime(std::move(impl)));
@@ -287,13 +290,13 @@ NodeRuntime::NodeRuntime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 NodeRuntime::~NodeRuntime() {
   Drain();
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stop = true;
   }
   impl_->work_cv.notify_all();
   impl_->step_thread.join();
   {
-    std::lock_guard lock(impl_->put_mu);
+    MutexLock lock(impl_->put_mu);
     impl_->put_stop = true;
   }
   impl_->put_cv.notify_all();
@@ -328,7 +331,7 @@ Result<std::future<Result<CompletionResult>>> NodeRuntime::Submit(CompletionRequ
   s->submitted = Clock::now();
   auto future = s->done.get_future();
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->draining) return Unavailable("the node is draining: no new requests");
     impl_->waiting.push_back(std::move(s));
     impl_->stats.waiting = impl_->waiting.size();
@@ -343,7 +346,7 @@ Result<CompletionResult> NodeRuntime::Complete(CompletionRequest request) {
 }
 
 RuntimeStats NodeRuntime::Stats() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   RuntimeStats s = impl_->stats;
   s.pool_free_pages = impl_->pool.free_pages();
   if (impl_->sender) {
@@ -359,14 +362,14 @@ RuntimeStats NodeRuntime::Stats() const {
 
 void NodeRuntime::AttachStore(Client* store) {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->attached_store = store;
   }
   impl_->work_cv.notify_all();
 }
 
 RuntimeLoad NodeRuntime::Load() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   RuntimeLoad l = impl_->load;
   for (const auto& s : impl_->waiting) {
     l.queued_prefill_tokens += s->request.prompt.size();
@@ -378,19 +381,19 @@ RuntimeLoad NodeRuntime::Load() const {
 
 void NodeRuntime::Drain() {
   {
-    std::unique_lock lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->draining = true;
     impl_->work_cv.notify_all();
-    impl_->idle_cv.wait(lock, [&] { return impl_->waiting.empty() && impl_->in_flight == 0; });
+    lock.Wait(impl_->idle_cv, [&] { impl_->mu.AssertHeld(); return impl_->waiting.empty() && impl_->in_flight == 0; });
   }
   HandoffSender* sender;
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     sender = impl_->sender.get();
   }
   if (sender != nullptr) sender->WaitIdle();  // its callbacks queue the last puts
-  std::unique_lock lock(impl_->put_mu);
-  impl_->put_cv.wait(lock, [&] { return impl_->puts.empty() && impl_->puts_busy == 0; });
+  MutexLock lock(impl_->put_mu);
+  lock.Wait(impl_->put_cv, [&] { impl_->put_mu.AssertHeld(); return impl_->puts.empty() && impl_->puts_busy == 0; });
 }
 
 // ---- the step thread ------------------------------------------------------------------------
@@ -398,8 +401,9 @@ void NodeRuntime::Drain() {
 void NodeRuntime::Impl::StepLoop() {
   while (true) {
     {
-      std::unique_lock lock(mu);
-      work_cv.wait(lock, [&] {
+      MutexLock lock(mu);
+      lock.Wait(work_cv, [&] {
+        mu.AssertHeld();  // a wait predicate runs with the mutex held
         return stop || !waiting.empty() || !prefilling.empty() || !decoding.empty() || !received.empty();
       });
       if (stop && waiting.empty() && prefilling.empty() && decoding.empty() && receiving.empty()) return;
@@ -432,7 +436,7 @@ void NodeRuntime::Impl::StepLoop() {
     ReleaseTokens();
     ReportKvEvents();
     RuntimeLoad now = StepLoad(std::chrono::duration<double>(Clock::now() - step_start).count());
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     load = std::move(now);
     stats.running = prefilling.size() + decoding.size();
     stats.cached_blocks = cache.blocks();
@@ -444,7 +448,7 @@ void NodeRuntime::Impl::Admit() {
   while (prefilling.size() + decoding.size() + receiving.size() < options.max_running) {
     std::unique_ptr<Sequence> s;
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (waiting.empty()) return;
       s = std::move(waiting.front());
       waiting.pop_front();
@@ -457,7 +461,7 @@ void NodeRuntime::Impl::Admit() {
     }
     if (!Place(*s)) {
       // No room while others run: back to the head of the queue until pages free up.
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       waiting.push_front(std::move(s));
       stats.waiting = waiting.size();
       --in_flight;
@@ -514,7 +518,7 @@ bool NodeRuntime::Impl::Place(Sequence& s) {
         blocks->FetchPrefix(std::span(s.chain).subspan(s.local_blocks), reusable - s.local_blocks,
                             std::span(s.pages).subspan(s.local_blocks * pages_per_block), pool, options.lease_ms);
     fetched = got.blocks;
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     stats.kv_bytes_fetched += got.blocks * blocks->block_bytes();
     stats.blocks_rejected += got.rejected;
     stats.store_errors += got.store_down ? 1 : 0;
@@ -650,7 +654,7 @@ std::shared_ptr<PutJob> NodeRuntime::Impl::MakePutJob(Sequence& s, size_t from, 
 
 void NodeRuntime::Impl::EnqueuePut(PutJob job) {
   {
-    std::lock_guard lock(put_mu);
+    MutexLock lock(put_mu);
     puts.push_back(std::move(job));
   }
   put_cv.notify_one();
@@ -714,7 +718,7 @@ void NodeRuntime::Impl::StartReceiving(std::unique_ptr<Sequence> s) {
 void NodeRuntime::Impl::TakeReceived() {
   std::vector<std::pair<uint64_t, Result<uint32_t>>> got;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     got.swap(received);
   }
   for (auto& [id, first] : got) {
@@ -759,7 +763,7 @@ void NodeRuntime::Impl::Finish(std::unique_ptr<Sequence> s, Status status) {
   }
   cache.Release(std::span(s->chain).first(s->local_blocks));
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     if (status.ok()) {
       ++stats.requests_done;
       stats.prompt_tokens_local += s->result.prompt.local;
@@ -807,8 +811,8 @@ void NodeRuntime::Impl::PutLoop() {
   while (true) {
     PutJob job;
     {
-      std::unique_lock lock(put_mu);
-      put_cv.wait(lock, [&] { return put_stop || !puts.empty(); });
+      MutexLock lock(put_mu);
+      lock.Wait(put_cv, [&] { put_mu.AssertHeld(); return put_stop || !puts.empty(); });
       if (puts.empty()) return;
       job = std::move(puts.front());
       puts.pop_front();
@@ -824,7 +828,7 @@ void NodeRuntime::Impl::PutLoop() {
     }
     Result<PutResult> put = store->Put(items);
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       if (put.ok()) {
         stats.kv_bytes_stored += put->stored * (job.bytes.empty() ? 0 : job.bytes.front().size());
       } else {
@@ -832,7 +836,7 @@ void NodeRuntime::Impl::PutLoop() {
       }
     }
     if (!put.ok()) spdlog::warn("kvstash-node: storing {} blocks failed: {}", items.size(), put.status().ToString());
-    std::lock_guard lock(put_mu);
+    MutexLock lock(put_mu);
     --puts_busy;
     put_cv.notify_all();
   }

@@ -5,10 +5,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/mutex.h"
 #include "replay/trace_prompts.h"
 
 namespace kvstash::replay {
@@ -111,10 +111,10 @@ Result<LiveRun> ReplayLive(const std::vector<TraceRequest>& window, const LiveRe
   }
   LiveRun run;
   run.requests.resize(window.size());
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  std::deque<Job> jobs;  // guarded by mu
-  bool done = false;     // guarded by mu
+  std::deque<Job> jobs GUARDED_BY(mu);
+  bool done GUARDED_BY(mu) = false;
   const Clock::time_point start = Clock::now();
 
   auto worker = [&] {
@@ -125,8 +125,11 @@ Result<LiveRun> ReplayLive(const std::vector<TraceRequest>& window, const LiveRe
     while (true) {
       Job job;
       {
-        std::unique_lock lock(mu);
-        cv.wait(lock, [&] { return done || !jobs.empty(); });
+        MutexLock lock(mu);
+        lock.Wait(cv, [&] {
+          mu.AssertHeld();  // a wait predicate runs with the mutex held
+          return done || !jobs.empty();
+        });
         if (jobs.empty()) return;
         job = jobs.front();
         jobs.pop_front();
@@ -167,13 +170,13 @@ Result<LiveRun> ReplayLive(const std::vector<TraceRequest>& window, const LiveRe
                                 std::chrono::duration<double>(double(window[i].timestamp_ms) / 1000.0 / o.speed));
     std::this_thread::sleep_until(at);  // open loop: the trace's clock, not the answers, sends
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       jobs.push_back({i, at});
     }
     cv.notify_one();
   }
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     done = true;
   }
   cv.notify_all();
