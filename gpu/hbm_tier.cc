@@ -3,10 +3,11 @@
 #include <xxhash.h>
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace kvstash::gpu {
 namespace {
@@ -52,7 +53,7 @@ class CudaBytes final : public tiers::ByteAccess {
  private:
   Result<PinnedBuffer> Take() const {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       if (!free_.empty()) {
         PinnedBuffer b = std::move(free_.back());
         free_.pop_back();
@@ -62,13 +63,13 @@ class CudaBytes final : public tiers::ByteAccess {
     return PinnedBuffer::Allocate(chunk_bytes_);
   }
   void Give(PinnedBuffer b) const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     free_.push_back(std::move(b));
   }
 
   uint64_t chunk_bytes_;
-  mutable std::mutex mu_;
-  mutable std::vector<PinnedBuffer> free_;
+  mutable Mutex mu_;
+  mutable std::vector<PinnedBuffer> free_ GUARDED_BY(mu_);
 };
 
 }  // namespace

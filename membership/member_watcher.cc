@@ -34,7 +34,7 @@ MemberWatcher::MemberWatcher(std::unique_ptr<EtcdClient> etcd, std::string clust
 
 MemberWatcher::~MemberWatcher() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     stopping_ = true;
   }
   cv_.notify_all();
@@ -43,7 +43,7 @@ MemberWatcher::~MemberWatcher() {
 }
 
 std::vector<MemberRecord> MemberWatcher::Members() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   std::vector<MemberRecord> out;
   for (const auto& [key, record] : members_) out.push_back(record);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
@@ -66,7 +66,7 @@ Status MemberWatcher::Reload(int64_t& revision) {
     fresh.emplace(kv.key, std::move(*record));
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     members_ = std::move(fresh);
   }
   revision = range.revision;
@@ -78,8 +78,8 @@ void MemberWatcher::Run(int64_t revision) {
   auto backoff = std::chrono::milliseconds(100);
   while (revision == 0) {  // etcd did not answer at Start
     {
-      std::unique_lock lock(mu_);
-      cv_.wait_for(lock, backoff, [this] { return stopping_; });
+      MutexLock lock(mu_);
+      lock.WaitFor(cv_, backoff, [this] { mu_.AssertHeld(); return stopping_; });
       if (stopping_) return;
     }
     if (Reload(revision).ok()) break;
@@ -91,7 +91,7 @@ void MemberWatcher::Run(int64_t revision) {
     int64_t last = revision;
     Status st = etcd_->Watch(prefix_, revision + 1, [&](const std::vector<EtcdEvent>& events) {
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(mu_);
         if (stopping_) return false;
         for (const EtcdEvent& e : events) {
           last = std::max(last, e.kv.mod_revision);
@@ -115,12 +115,12 @@ void MemberWatcher::Run(int64_t revision) {
     if (st.code() == StatusCode::kDeadlineExceeded)
       continue;  // an idle stream: watch on from `revision`
     {
-      std::unique_lock lock(mu_);
+      MutexLock lock(mu_);
       if (stopping_) return;
       if (!st.ok())
         spdlog::warn("member watch for cluster {}: {}; reading the members again", cluster_,
                      st.message());
-      cv_.wait_for(lock, backoff, [this] { return stopping_; });
+      lock.WaitFor(cv_, backoff, [this] { mu_.AssertHeld(); return stopping_; });
       if (stopping_) return;
     }
     backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));

@@ -11,10 +11,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "membership/etcd_client.h"
 #include "membership/member_record.h"
 
@@ -49,9 +49,9 @@ class MemberWatcher {
   const std::string cluster_;
   const std::string prefix_;
   OnChange on_change_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                        // guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
   std::map<std::string, MemberRecord> members_;  // by etcd key; guarded by mu_
   std::thread thread_;
 };

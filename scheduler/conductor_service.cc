@@ -47,6 +47,8 @@ Result<Role> RoleOf(v1::InstanceRole role) {
 ConductorService::ConductorService(Router router, const Clock* clock, metrics::Registry* registry,
                                    Client* store)
     : router_(std::move(router)),
+      policy_name_(router_.policy().name()),
+      block_tokens_(router_.cost().block_tokens),
       clock_(clock),
       decisions_(registry->AddCounter("kvstash_conductor_decisions_total",
                                       "Routing decisions by policy and outcome",
@@ -80,7 +82,7 @@ ConductorService::ConductorService(Router router, const Clock* clock, metrics::R
   auto& live_instances = registry->AddGauge(
       "kvstash_conductor_live_instances", "Instances heard from within their timeout (routable), by role", {"role"});
   registry->AddCollector([this, &instances, &blocks, &live_instances] {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     instances.WithLabels({"prefill"}).Set(double(state_.prefill_count()));
     instances.WithLabels({"decode"}).Set(double(state_.decode_count()));
     const LiveView live(state_, Now(), instance_timeout_s_);
@@ -95,7 +97,7 @@ grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
                                                 v1::RegisterInstanceResponse* resp) {
   auto role = RoleOf(req->role());
   if (!role.ok()) return ToGrpc(role.status());
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   auto index = state_.Register(req->instance_id(), *role, req->address(), req->namespace_id());
   if (!index.ok()) return ToGrpc(index.status());
   (void)state_.Touch(req->instance_id(), Now());
@@ -108,7 +110,7 @@ grpc::Status ConductorService::Heartbeat(grpc::ServerContext*, const v1::Heartbe
   std::vector<SequenceLoad> seqs;
   seqs.reserve(size_t(req->sequences_size()));
   for (const auto& s : req->sequences()) seqs.push_back({s.context_tokens(), s.remaining_tokens()});
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const double now = Now();
   auto role = state_.RoleOf(req->instance_id());
   if (!role.ok()) return ToGrpc(role.status());
@@ -133,7 +135,7 @@ Status ConductorService::ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsS
     KVSTASH_ASSIGN_OR_RETURN(BlockId id, KeyToId(batch.evicted_keys(i), "evicted_keys", i));
     evicted.push_back(id);
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   KVSTASH_RETURN_IF_ERROR(state_.KvEvent(batch.instance_id(), stored, evicted));
   (void)state_.Touch(batch.instance_id(), Now());
   summary->set_batches(summary->batches() + 1);
@@ -165,7 +167,7 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
                                               v1::RouteResponse* resp) {
   const v1::RouteRequest* req = &request;
   const auto t0 = std::chrono::steady_clock::now();
-  const std::string policy(router_.policy().name());
+  const std::string& policy = policy_name_;
   auto invalid = [&](const Status& s) {
     decisions_.WithLabels({policy, "invalid"}).Inc();
     return ToGrpc(s);
@@ -188,7 +190,7 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
       return invalid(InvalidArgument("input_tokens: differs from the number of token_ids"));
     }
     input_tokens = uint64_t(req->token_ids_size());
-    PrefixHasher hasher(Namespace{req->model()}, router_.cost().block_tokens);
+    PrefixHasher hasher(Namespace{req->model()}, block_tokens_);
     keys = hasher.Chain({req->token_ids().data(), size_t(req->token_ids_size())});
     for (const BlockKey& k : keys) chain.push_back(BlockKeyHash{}(k));
   } else if (req->block_keys_size() > 0) {
@@ -215,14 +217,14 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
     }
   }
 
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   RouteRequest r{req->request_id(), Now(), input_tokens, req->output_tokens(), chain, store_blocks};
   const LiveView live(state_, r.now_s, instance_timeout_s_, &excluded);
   auto d = router_.Route(r, live);
   if (!d.ok()) return invalid(d.status());
   *d = live.ToUnderlying(*d);
   if (d->rejected()) {
-    lock.unlock();
+    lock.Unlock();
     const std::string reason(RejectReasonName(d->reject));
     decisions_.WithLabels({policy, "rejected"}).Inc();
     rejections_.WithLabels({reason}).Inc();
@@ -251,7 +253,7 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
       predicted_order_.pop_front();
     }
   }
-  lock.unlock();
+  lock.Unlock();
   decisions_.WithLabels({policy, "admitted"}).Inc();
   predicted_ttft_.Observe(d->plan.ttft_s());
   route_seconds_.Observe(
@@ -266,7 +268,7 @@ grpc::Status ConductorService::ReportTtft(grpc::ServerContext*, const v1::Report
   }
   double predicted;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     auto it = predicted_.find(req->request_id());
     if (it == predicted_.end()) {
       return ToGrpc(NotFound("request " + std::to_string(req->request_id()) +
@@ -280,12 +282,12 @@ grpc::Status ConductorService::ReportTtft(grpc::ServerContext*, const v1::Report
 }
 
 Result<std::pair<std::string, std::string>> ConductorService::InstanceEndpoint(const std::string& id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return state_.Endpoint(id);
 }
 
 std::string ConductorService::RegisteredNamespace() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return state_.AnyNamespace();
 }
 

@@ -16,13 +16,13 @@
 
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <unordered_map>
 
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "kvstash/client.h"
 #include "kvstash/v1/conductor.grpc.pb.h"
 #include "scheduler/conductor_state.h"
@@ -71,12 +71,15 @@ class ConductorService final : public v1::Conductor::Service {
   double Now() const { return double(clock_->NowMs()) / 1000.0; }
   Status ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsSummary* summary);
 
-  std::mutex mu_;
-  Router router_;
-  ConductorState state_;
+  Mutex mu_;
+  Router router_ GUARDED_BY(mu_);
+  // The router's policy name and block size, fixed at construction: read without mu_.
+  const std::string policy_name_;
+  const uint32_t block_tokens_;
+  ConductorState state_ GUARDED_BY(mu_);
   const Clock* clock_;
-  std::unordered_map<uint64_t, double> predicted_;  // request id -> predicted TTFT
-  std::deque<uint64_t> predicted_order_;
+  std::unordered_map<uint64_t, double> predicted_ GUARDED_BY(mu_);  // request id -> predicted TTFT
+  std::deque<uint64_t> predicted_order_ GUARDED_BY(mu_);
 
   metrics::Family<metrics::Counter>& decisions_;
   metrics::Family<metrics::Counter>& rejections_;
