@@ -75,6 +75,20 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std
       ssd_checksum_drops_(r.AddCounter("kvstash_ssd_checksum_failures_total",
                                        "SSD reads whose bytes failed their checksum (block dropped, served as a miss).")
                               .WithLabels({})),
+      ssd_index_errors_(r.AddCounter("kvstash_ssd_index_errors_total",
+                                     "Writes the SSD tier's RocksDB index refused (a full disk, an I/O error).")
+                            .WithLabels({})),
+      ssd_index_recoveries_(r.AddCounter("kvstash_ssd_index_recoveries_total",
+                                         "Times the SSD tier's index took writes again after refusing them.")
+                                .WithLabels({})),
+      ssd_index_writable_(r.AddGauge("kvstash_ssd_index_writable",
+                                     "1 while the SSD tier's index takes writes (and without an SSD tier), 0 while "
+                                     "it refuses them.")
+                              .WithLabels({})),
+      ssd_index_quarantined_(r.AddGauge("kvstash_ssd_index_quarantined",
+                                        "1 when the SSD tier found its index corrupt at start, moved it aside and "
+                                        "started empty.")
+                                 .WithLabels({})),
       corrupt_blocks_(r.AddCounter("kvstash_corrupt_blocks_total",
                                    "DRAM blocks whose bytes failed their checksum on the daemon before an inline send "
                                    "(not sent; two-sided ones count as kvstash_data_plane_refused_total{reason=\"corrupt\"}).")
@@ -190,6 +204,10 @@ void ServerMetrics::Collect() {
     hbm_promotions_.WithLabels({"failed"}).Inc(delta(m.hbm_promotions_failed, last_manager_.hbm_promotions_failed));
   }
   ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
+  ssd_index_errors_.Inc(delta(m.ssd.index_errors, last_manager_.ssd.index_errors));
+  ssd_index_recoveries_.Inc(delta(m.ssd.index_recoveries, last_manager_.ssd.index_recoveries));
+  ssd_index_writable_.Set(m.ssd.index_writable ? 1 : 0);
+  ssd_index_quarantined_.Set(m.ssd.index_quarantined ? 1 : 0);
   last_manager_ = m;
   if (transfer_ != nullptr) {
     const transfer::TwoSidedCounters c = transfer_->counters();

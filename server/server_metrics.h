@@ -95,6 +95,10 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& hbm_demotions_;
   metrics::Family<metrics::Counter>& hbm_promotions_;
   metrics::Counter& ssd_checksum_drops_;
+  metrics::Counter& ssd_index_errors_;
+  metrics::Counter& ssd_index_recoveries_;
+  metrics::Gauge& ssd_index_writable_;
+  metrics::Gauge& ssd_index_quarantined_;
   metrics::Counter& corrupt_blocks_;
   metrics::Family<metrics::Counter>& refused_;
   const transfer::TransferServer* transfer_ = nullptr;
