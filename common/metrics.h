@@ -130,20 +130,7 @@ class Registry {
   std::vector<std::function<void()>> collectors_;
 };
 
-// Serves GET /metrics (the registry's Render()) and GET /healthz ("ok") over HTTP on its own
-// thread. Thread-safety: Start and Stop from one owning thread.
-class MetricsHttpServer {
- public:
-  explicit MetricsHttpServer(const Registry* registry);
-  ~MetricsHttpServer();  // stops
-
-  // Binds host:port (port 0 picks a free one) and starts serving; returns the bound port.
-  Result<int> Start(const std::string& host, int port);
-  void Stop();
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-};
-
 }  // namespace kvstash::metrics
+
+// MetricsHttpServer, the /metrics and /healthz endpoint.
+#include "common/metrics_http.h"  // IWYU pragma: export

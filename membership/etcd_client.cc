@@ -2,6 +2,8 @@
 
 #include <httplib.h>
 
+#include <fstream>
+
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -52,6 +54,12 @@ std::string Describe(httplib::Error error) {
       return "cannot bind the local address";
     case httplib::Error::Canceled:
       return "cancelled";
+    case httplib::Error::SSLConnection:
+      return "TLS handshake failed (a plaintext etcd, or it refused this client's certificate)";
+    case httplib::Error::SSLServerVerification:
+      return "etcd's certificate is not signed by the CA given (--etcd-ca) or names another host";
+    case httplib::Error::SSLLoadingCerts:
+      return "cannot load the etcd TLS files";
     default:
       return "HTTP client error " + httplib::to_string(error);
   }
@@ -126,24 +134,37 @@ std::string PrefixRangeEnd(const std::string& prefix) {
 Result<std::unique_ptr<EtcdClient>> EtcdClient::Create(const EtcdOptions& options) {
   if (options.endpoints.empty()) return InvalidArgument("no etcd endpoint given");
   std::vector<Endpoint> endpoints;
+  if (options.cert_file.empty() != options.key_file.empty()) {
+    return InvalidArgument("an etcd client certificate needs its key, and a key its certificate");
+  }
+  for (const std::string* file : {&options.ca_file, &options.cert_file, &options.key_file}) {
+    if (file->empty()) continue;
+    std::ifstream in(*file);
+    std::string first;
+    if (!in || !std::getline(in, first)) return InvalidArgument("cannot read etcd TLS file " + *file);
+  }
   for (std::string e : options.endpoints) {
     const std::string original = e;
+    bool tls = false;
     if (e.rfind("http://", 0) == 0) e = e.substr(7);
     if (e.rfind("https://", 0) == 0) {
-      return InvalidArgument("etcd endpoint " + original +
-                             ": TLS to etcd is not supported yet (issue 16); give etcd an http:// client URL "
-                             "on a trusted network (docs/OPERATIONS.md, Running a cluster)");
+      if (options.ca_file.empty()) {
+        return InvalidArgument("etcd endpoint " + original +
+                               " is https: give the CA that signed etcd's certificate (--etcd-ca)");
+      }
+      e = e.substr(8);
+      tls = true;
     }
     while (!e.empty() && e.back() == '/') e.pop_back();
     const size_t colon = e.rfind(':');
     if (colon == std::string::npos || colon == 0 || colon + 1 == e.size() ||
         e.find_first_not_of("0123456789", colon + 1) != std::string::npos || e.size() - colon > 6) {
-      return InvalidArgument("etcd endpoint must be [http://]HOST:PORT, not '" + original + "'");
+      return InvalidArgument("etcd endpoint must be [http://|https://]HOST:PORT, not '" + original + "'");
     }
     const int port = std::stoi(e.substr(colon + 1));
     if (port <= 0 || port > 65535)
       return InvalidArgument("etcd endpoint port out of range: " + original);
-    endpoints.push_back({e.substr(0, colon), port});
+    endpoints.push_back({e.substr(0, colon), port, tls});
   }
   return std::unique_ptr<EtcdClient>(new EtcdClient(options, std::move(endpoints)));
 }
@@ -153,13 +174,24 @@ EtcdClient::EtcdClient(EtcdOptions options, std::vector<Endpoint> endpoints)
 
 EtcdClient::~EtcdClient() { CancelWatch(); }
 
+std::unique_ptr<httplib::Client> EtcdClient::Connect(const Endpoint& ep) const {
+  if (!ep.tls) return std::make_unique<httplib::Client>(ep.host, ep.port);
+  const std::string url = "https://" + ep.host + ":" + std::to_string(ep.port);
+  auto client = options_.cert_file.empty() ? std::make_unique<httplib::Client>(url)
+                                           : std::make_unique<httplib::Client>(url, options_.cert_file, options_.key_file);
+  client->set_ca_cert_path(options_.ca_file.c_str());
+  client->enable_server_certificate_verification(true);
+  return client;
+}
+
 Result<std::string> EtcdClient::Post(const std::string& path, const std::string& body) {
   std::string last_error = "no endpoint";
   const size_t first = preferred_.load();
   for (size_t k = 0; k < endpoints_.size(); ++k) {
     const size_t idx = (first + k) % endpoints_.size();
     const Endpoint& ep = endpoints_[idx];
-    httplib::Client cli(ep.host, ep.port);
+    std::unique_ptr<httplib::Client> client = Connect(ep);
+    httplib::Client& cli = *client;
     const time_t sec = static_cast<time_t>(options_.timeout_ms / 1000);
     const time_t usec = static_cast<time_t>(options_.timeout_ms % 1000) * 1000;
     cli.set_connection_timeout(sec, usec);
@@ -247,7 +279,8 @@ Status EtcdClient::Delete(const std::string& key) {
 Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
                          const std::function<bool(const std::vector<EtcdEvent>&)>& on_events) {
   const Endpoint& ep = endpoints_[preferred_.load() % endpoints_.size()];
-  httplib::Client cli(ep.host, ep.port);
+  std::unique_ptr<httplib::Client> client = Connect(ep);
+  httplib::Client& cli = *client;
   const time_t sec = static_cast<time_t>(options_.timeout_ms / 1000);
   cli.set_connection_timeout(sec, static_cast<time_t>(options_.timeout_ms % 1000) * 1000);
   // An idle stream ends after this long (DEADLINE_EXCEEDED; the caller watches again from where it

@@ -20,6 +20,10 @@
 
 #include "kvstash/result.h"
 
+namespace httplib {
+class Client;
+}
+
 namespace kvstash::membership {
 
 struct EtcdKeyValue {
@@ -41,8 +45,14 @@ struct EtcdEvent {
 };
 
 struct EtcdOptions {
-  std::vector<std::string> endpoints;  // "http://host:port" or "host:port"
+  std::vector<std::string> endpoints;  // "http://host:port", "https://host:port" or "host:port"
   uint64_t timeout_ms = 3'000;         // per unary call
+  // TLS (https:// endpoints; docs/SECURITY.md): the CA bundle etcd's certificate must chain to
+  // (required for https; its host name or IP address is checked), and a client certificate and
+  // key for an etcd that demands one (--client-cert-auth). PEM files, read at each connection.
+  std::string ca_file{};
+  std::string cert_file{};
+  std::string key_file{};
 };
 
 class EtcdClient {
@@ -82,7 +92,10 @@ class EtcdClient {
   struct Endpoint {
     std::string host;
     int port = 0;
+    bool tls = false;
   };
+  // A client of `ep` (plaintext or TLS, with this client's certificate when one is configured).
+  std::unique_ptr<httplib::Client> Connect(const Endpoint& ep) const;
   explicit EtcdClient(EtcdOptions options, std::vector<Endpoint> endpoints);
   // POSTs a JSON body to `path` on the first endpoint that answers; the parsed JSON reply.
   Result<std::string> Post(const std::string& path, const std::string& body);

@@ -79,7 +79,19 @@ Status Registrar::Publish(int64_t lease) {
   }
   KVSTASH_RETURN_IF_ERROR(etcd_->Put(key_, ToJson(record), lease));
   std::lock_guard lock(mu_);
-  health_.draining = record.state == MemberState::kDraining;
+  const bool draining = record.state == MemberState::kDraining;
+  if (draining != health_.draining) {
+    // An admin action taken through etcd (kvstash drain): the writer is whoever etcd admitted (with
+    // --client-cert-auth, etcd names its certificate); here, when it took effect on this member.
+    if (draining) {
+      spdlog::warn("member {} of cluster {} is DRAINING: drain mark {} set at {} ms since the epoch (by an etcd writer)",
+                   options_.record.id, options_.cluster, drain_key_, record.draining_since_unix_ms);
+    } else if (health_.registrations > 0) {
+      spdlog::warn("member {} of cluster {} is no longer draining: drain mark {} removed", options_.record.id,
+                   options_.cluster, drain_key_);
+    }
+  }
+  health_.draining = draining;
   ++health_.registrations;
   return Status::Ok();
 }

@@ -17,6 +17,7 @@
 
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/tls_listen.h"
 #include "kvstash/client.h"
 #include "node/conductor_link.h"
 #include "node/emulated_flags.h"
@@ -43,6 +44,9 @@ struct ServeArgs {
   // Towards a store with TLS and tokens (docs/SECURITY.md): ClientOptions' files, and a file whose
   // first line is the bearer token.
   std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
+  // The metrics endpoint (docs/SECURITY.md): HTTPS, client certificates, basic auth for /metrics.
+  std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
+  tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
   bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
   NodeOptions node;
   ConductorLinkOptions conductor;  // address empty: no conductor
@@ -227,7 +231,16 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   node->registry = std::make_unique<metrics::Registry>();
   NodeRuntime* runtime = node->runtime.get();
   node->node_metrics = std::make_unique<NodeMetrics>(*node->registry, [runtime] { return runtime->Stats(); });
-  node->metrics_server = std::make_unique<metrics::MetricsHttpServer>(node->registry.get());
+  metrics::MetricsHttpOptions metrics_options;
+  if (a.metrics_tls_cert.empty() != a.metrics_tls_key.empty()) {
+    return InvalidArgument("HTTPS on the metrics endpoint needs --metrics-tls-cert and --metrics-tls-key");
+  }
+  if (!a.metrics_tls_client_ca.empty() && a.metrics_tls_cert.empty()) {
+    return InvalidArgument("--metrics-tls-client-ca needs --metrics-tls-cert and --metrics-tls-key");
+  }
+  metrics_options.tls = {a.metrics_tls_cert, a.metrics_tls_key, a.metrics_tls_client_ca, 60};
+  metrics_options.auth.basic_auth_file = a.metrics_basic_auth_file;
+  node->metrics_server = std::make_unique<metrics::MetricsHttpServer>(node->registry.get(), std::move(metrics_options));
   KVSTASH_ASSIGN_OR_RETURN(node->metrics_address.port,
                            node->metrics_server->Start(node->metrics_address.host, node->metrics_address.port));
 
@@ -256,6 +269,8 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   grpc.tokenizer = node->tokenizer.get();
   grpc.metrics = node->node_metrics.get();
   grpc.threads = a.http_threads;
+  grpc.tls = a.grpc_tls;
+  tls::LogListenSecurity("kvstash-node gRPC", a.listen, a.grpc_tls);
   {
     std::lock_guard lock(node->retry_mu);  // the retry thread may be attaching a store meanwhile
     grpc.store = node->store.get();
@@ -336,8 +351,23 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
   cmd->add_option("--store-tls-key", a->store_tls_key, "PEM private key of --store-tls-cert");
   cmd->add_option("--store-token-file", a->store_token_file, "file whose first line is the store's bearer token");
   cmd->add_option("--listen", a->listen, "gRPC service (kvstash.v1.Node) address HOST:PORT (port 0 picks one)");
+  cmd->add_option("--tls-cert", a->grpc_tls.cert_file, "PEM certificate chain: the gRPC port speaks only TLS [plaintext]");
+  cmd->add_option("--tls-key", a->grpc_tls.key_file, "PEM private key of --tls-cert");
+  cmd->add_option("--tls-client-ca", a->grpc_tls.client_ca_file,
+                  "PEM CA bundle: gRPC clients (the front door) must present a certificate it signed (mutual TLS)");
+  cmd->add_option("--tls-reload-s", a->grpc_tls.reload_interval_s,
+                  "re-read the TLS files when they change, checked this often; 0 = never [60]");
+  cmd->add_option("--conductor-tls-ca", a->conductor.tls.ca_file, "PEM CA of the conductor's certificate: talk TLS to it");
+  cmd->add_option("--conductor-tls-cert", a->conductor.tls.cert_file, "PEM client certificate for the conductor (mutual TLS)");
+  cmd->add_option("--conductor-tls-key", a->conductor.tls.key_file, "PEM private key of --conductor-tls-cert");
   cmd->add_option("--http-listen", a->http_listen, "HTTP API address HOST:PORT (port 0 picks one)");
   cmd->add_option("--metrics-listen", a->metrics_listen, "/metrics address HOST:PORT (port 0 picks one)");
+  cmd->add_option("--metrics-tls-cert", a->metrics_tls_cert, "PEM certificate chain: /metrics and /healthz over HTTPS only");
+  cmd->add_option("--metrics-tls-key", a->metrics_tls_key, "PEM private key of --metrics-tls-cert");
+  cmd->add_option("--metrics-tls-client-ca", a->metrics_tls_client_ca,
+                  "PEM CA bundle: metrics clients must present a certificate it signed");
+  cmd->add_option("--metrics-basic-auth-file", a->metrics_basic_auth_file,
+                  "`user sha256(password)` per line: GET /metrics needs basic auth");
   cmd->add_option("--http-threads", a->http_threads, "HTTP workers: completions served at once")
       ->check(CLI::Range(1, 4096));
   cmd->add_option("--page-tokens", a->node.page_tokens, "tokens per KV page")->check(CLI::Range(1, 4096));

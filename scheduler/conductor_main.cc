@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <fstream>
 
+#include "common/tls_listen.h"
 #include "scheduler/conductor_service.h"
 #include "node/tokenizer.h"
 #include "scheduler/front_door.h"
@@ -65,6 +66,25 @@ int main(int argc, char** argv) {
                  "kvstash store (a kvstashd) HOST:PORT: global-cache-aware may fetch prefixes from it");
   // Towards a store with TLS and tokens (docs/SECURITY.md).
   std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
+  std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
+  // TLS on the conductor's own gRPC port, and towards the nodes' (docs/SECURITY.md).
+  kvstash::tls::ServerFiles grpc_tls;
+  grpc_tls.reload_interval_s = 60;
+  app.add_option("--tls-cert", grpc_tls.cert_file, "PEM certificate chain: the gRPC port speaks only TLS [plaintext]");
+  app.add_option("--tls-key", grpc_tls.key_file, "PEM private key of --tls-cert");
+  app.add_option("--tls-client-ca", grpc_tls.client_ca_file,
+                 "PEM CA bundle: gRPC clients (nodes) must present a certificate it signed (mutual TLS)");
+  app.add_option("--tls-reload-s", grpc_tls.reload_interval_s,
+                 "re-read the TLS files when they change, checked this often; 0 = never [60]");
+  app.add_option("--node-tls-ca", front.node_tls.ca_file, "PEM CA of the nodes' certificates: the front door talks TLS to them");
+  app.add_option("--node-tls-cert", front.node_tls.cert_file, "PEM client certificate towards the nodes (mutual TLS)");
+  app.add_option("--node-tls-key", front.node_tls.key_file, "PEM private key of --node-tls-cert");
+  app.add_option("--metrics-tls-cert", metrics_tls_cert, "PEM certificate chain: /metrics and /healthz over HTTPS only");
+  app.add_option("--metrics-tls-key", metrics_tls_key, "PEM private key of --metrics-tls-cert");
+  app.add_option("--metrics-tls-client-ca", metrics_tls_client_ca,
+                 "PEM CA bundle: metrics clients must present a certificate it signed");
+  app.add_option("--metrics-basic-auth-file", metrics_basic_auth_file,
+                 "`user sha256(password)` per line: GET /metrics needs basic auth");
   app.add_option("--store-tls-ca", store_tls_ca, "PEM CA of the store's certificate: talk TLS to it");
   app.add_option("--store-tls-cert", store_tls_cert, "PEM client certificate for the store (mutual TLS)");
   app.add_option("--store-tls-key", store_tls_key, "PEM private key of --store-tls-cert");
@@ -117,11 +137,18 @@ int main(int argc, char** argv) {
   ConductorService service(Router(std::move(*p), *cost, *router_options),
                            kvstash::SteadyClock::Default(), &registry, store.get());
   service.set_instance_timeout(instance_timeout_s);
-  kvstash::metrics::MetricsHttpServer metrics_http(&registry);
+  if (metrics_tls_cert.empty() != metrics_tls_key.empty() || (!metrics_tls_client_ca.empty() && metrics_tls_cert.empty())) {
+    return fail(kvstash::InvalidArgument(
+        "HTTPS on the metrics endpoint needs --metrics-tls-cert and --metrics-tls-key (and them for --metrics-tls-client-ca)"));
+  }
+  kvstash::metrics::MetricsHttpOptions metrics_options;
+  metrics_options.tls = {metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, 60};
+  metrics_options.auth.basic_auth_file = metrics_basic_auth_file;
+  kvstash::metrics::MetricsHttpServer metrics_http(&registry, std::move(metrics_options));
   if (metrics_port >= 0) {
     auto port = metrics_http.Start(metrics_host, metrics_port);
     if (!port.ok()) return fail(port.status());
-    std::fprintf(stderr, "kvstash-conductor: metrics on http://%s:%d/metrics\n",
+    std::fprintf(stderr, "kvstash-conductor: metrics on %s://%s:%d/metrics\n", metrics_http.tls() ? "https" : "http",
                  metrics_host.c_str(), *port);
   }
   std::unique_ptr<kvstash::node::Tokenizer> tokenizer;  // outlives the front door
@@ -153,7 +180,10 @@ int main(int argc, char** argv) {
   }
   int bound = 0;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &bound);
+  auto grpc_credentials = kvstash::tls::MakeServerCredentials(grpc_tls);
+  if (!grpc_credentials.ok()) return fail(grpc_credentials.status());
+  kvstash::tls::LogListenSecurity("kvstash-conductor gRPC", listen, grpc_tls);
+  builder.AddListeningPort(listen, *grpc_credentials, &bound);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || bound == 0) return fail(kvstash::Unavailable("cannot listen on " + listen));

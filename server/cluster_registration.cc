@@ -39,6 +39,9 @@ Result<std::unique_ptr<membership::Registrar>> RegisterMember(const DaemonConfig
                                                               const BoundAddresses& bound) {
   membership::RegistrarOptions options;
   options.etcd.endpoints = config.etcd_endpoints;
+  options.etcd.ca_file = config.etcd_ca;
+  options.etcd.cert_file = config.etcd_cert;
+  options.etcd.key_file = config.etcd_key;
   options.cluster = config.cluster;
   options.lease_ttl_s = config.lease_ttl_s;
   membership::MemberRecord& r = options.record;
@@ -97,6 +100,9 @@ ReplicatorOptions ReplicatorOptionsFor(const DaemonConfig& config) {
   options.copies = config.replicas;
   options.hot_rate = config.hot_rate;
   options.etcd.endpoints = config.etcd_endpoints;
+  options.etcd.ca_file = config.etcd_ca;
+  options.etcd.cert_file = config.etcd_cert;
+  options.etcd.key_file = config.etcd_key;
   options.cluster = config.cluster;
   options.static_peers = config.peers;
   return options;

@@ -314,7 +314,27 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
   }
 
   KVSTASH_ASSIGN_OR_RETURN(auto metrics_hp, SplitHostPort(config.metrics_listen));
-  impl->metrics_server = std::make_unique<metrics::MetricsHttpServer>(&impl->registry);
+  metrics::MetricsHttpOptions metrics_options;
+  metrics_options.tls = {config.metrics_tls_cert, config.metrics_tls_key, config.metrics_tls_client_ca,
+                         config.tls_reload_s};
+  metrics_options.auth.basic_auth_file = config.metrics_basic_auth_file;
+  if (impl->authorizer) {
+    // With tokens on, /metrics takes an admin's bearer token (or the basic-auth users); failures
+    // count against the peer's budget like the gRPC port's.
+    Authorizer* authorizer = impl->authorizer.get();
+    metrics_options.auth.bearer = [authorizer](const std::string& peer, std::string_view authorization) {
+      const std::string grpc_peer = (peer.find(':') != std::string::npos ? "ipv6:[" + peer + "]" : "ipv4:" + peer) + ":0";
+      return authorizer->Admit(grpc_peer, authorization, auth::Role::kAdmin).status();
+    };
+  }
+  if (!config.metrics_tls_cert.empty()) {
+    spdlog::info("/metrics over HTTPS{}", config.metrics_tls_client_ca.empty() ? "" : " with client certificates");
+  } else if (!tls::IsLoopbackHost(metrics_hp.first)) {
+    spdlog::warn("/metrics and /healthz listen in plaintext HTTP on {}, not loopback: their counters are readable "
+                 "on the path (--metrics-tls-cert)",
+                 config.metrics_listen);
+  }
+  impl->metrics_server = std::make_unique<metrics::MetricsHttpServer>(&impl->registry, std::move(metrics_options));
   Result<int> metrics_port = impl->metrics_server->Start(metrics_hp.first, metrics_hp.second);
   if (!metrics_port.ok()) {
     impl->grpc_server->Shutdown();

@@ -136,6 +136,13 @@ Status ApplySecurityTable(const toml::table& table, const std::string& origin, D
     else if (key == "tls_client_ca") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tls_client_ca));
     else if (key == "tls_reload_s") KVSTASH_RETURN_IF_ERROR(ReadUint(node, origin, full, c.tls_reload_s));
     else if (key == "tokens_file") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.tokens_file));
+    else if (key == "metrics_tls_cert") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_tls_cert));
+    else if (key == "metrics_tls_key") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_tls_key));
+    else if (key == "metrics_tls_client_ca") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_tls_client_ca));
+    else if (key == "metrics_basic_auth_file") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.metrics_basic_auth_file));
+    else if (key == "etcd_ca") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.etcd_ca));
+    else if (key == "etcd_cert") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.etcd_cert));
+    else if (key == "etcd_key") KVSTASH_RETURN_IF_ERROR(ReadString(node, origin, full, c.etcd_key));
     else if (key == "auth_failure_burst") KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.auth_failure_burst));
     else if (key == "auth_failure_refill_per_s") {
       KVSTASH_RETURN_IF_ERROR(ReadDouble(node, origin, full, c.auth_failure_refill_per_s));
@@ -389,6 +396,17 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("two-sided UCX transfers carry no token (docs/SECURITY.md): with a tokens file use "
                            "--ucx-protocol auto or one-sided (same-host one-sided only), or --no-ucx");
   }
+  if (metrics_tls_cert.empty() != metrics_tls_key.empty()) {
+    return InvalidArgument("HTTPS on the metrics endpoint needs both security.metrics_tls_cert and metrics_tls_key "
+                           "(--metrics-tls-cert, --metrics-tls-key)");
+  }
+  if (!metrics_tls_client_ca.empty() && metrics_tls_cert.empty()) {
+    return InvalidArgument("security.metrics_tls_client_ca (--metrics-tls-client-ca) needs metrics_tls_cert and "
+                           "metrics_tls_key too");
+  }
+  if (etcd_cert.empty() != etcd_key.empty()) {
+    return InvalidArgument("an etcd client certificate needs its key (--etcd-cert, --etcd-key)");
+  }
   if (tls_reload_s > 86'400) return InvalidArgument("security.tls_reload_s must be 0 (never) .. 86400");
   if (!tls_client_ca.empty() && tls_cert.empty()) {
     return InvalidArgument("security.tls_client_ca (--tls-client-ca) needs TLS: set tls_cert and tls_key too");
@@ -429,6 +447,8 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   bool dram_prefault = false;
   std::optional<std::string> etcd, cluster, peers;
   std::optional<std::string> tls_cert, tls_key, tls_client_ca, tokens_file;
+  std::optional<std::string> metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
+  std::optional<std::string> etcd_ca, etcd_cert, etcd_key;
   std::optional<double> auth_failure_burst;
   std::optional<uint32_t> tls_reload_s;
   std::optional<double> weight;
@@ -488,6 +508,16 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   app.add_option("--tokens-file", tokens_file,
                  "bearer tokens file (sha256 tenant role per line; reloaded on SIGHUP): every RPC needs a token "
                  "[no tokens]");
+  app.add_option("--metrics-tls-cert", metrics_tls_cert, "PEM certificate chain: /metrics and /healthz over HTTPS only [HTTP]");
+  app.add_option("--metrics-tls-key", metrics_tls_key, "PEM private key of --metrics-tls-cert");
+  app.add_option("--metrics-tls-client-ca", metrics_tls_client_ca,
+                 "PEM CA bundle: metrics clients must present a certificate it signed [none]");
+  app.add_option("--metrics-basic-auth-file", metrics_basic_auth_file,
+                 "`user sha256(password)` per line: GET /metrics needs basic auth (or, with --tokens-file, an admin "
+                 "bearer token) [open]");
+  app.add_option("--etcd-ca", etcd_ca, "PEM CA bundle that signed etcd's certificate (https:// endpoints)");
+  app.add_option("--etcd-cert", etcd_cert, "PEM client certificate for etcd (etcd --client-cert-auth)");
+  app.add_option("--etcd-key", etcd_key, "PEM private key of --etcd-cert");
   app.add_option("--auth-failure-burst", auth_failure_burst,
                  "failed token checks a peer may make in a row before it is refused unchecked [10]");
   try {
@@ -571,6 +601,13 @@ Result<DaemonConfig> ParseCommandLine(int argc, char** argv) {
   if (tls_reload_s) config.tls_reload_s = *tls_reload_s;
   if (tokens_file) config.tokens_file = *tokens_file;
   if (auth_failure_burst) config.auth_failure_burst = *auth_failure_burst;
+  if (metrics_tls_cert) config.metrics_tls_cert = *metrics_tls_cert;
+  if (metrics_tls_key) config.metrics_tls_key = *metrics_tls_key;
+  if (metrics_tls_client_ca) config.metrics_tls_client_ca = *metrics_tls_client_ca;
+  if (metrics_basic_auth_file) config.metrics_basic_auth_file = *metrics_basic_auth_file;
+  if (etcd_ca) config.etcd_ca = *etcd_ca;
+  if (etcd_cert) config.etcd_cert = *etcd_cert;
+  if (etcd_key) config.etcd_key = *etcd_key;
   KVSTASH_RETURN_IF_ERROR(config.Validate());
   return config;
 }

@@ -45,6 +45,19 @@ struct DaemonConfig {
   // 0 = read once at start.
   uint32_t tls_reload_s = 60;
   std::string tokens_file;
+  // The metrics endpoint (metrics_listen): HTTPS when metrics_tls_cert and metrics_tls_key are set
+  // (client certificates required when metrics_tls_client_ca is); GET /metrics then needs
+  // credentials when a basic-auth file (`user sha256(password)` a line) or tokens_file is set
+  // (an admin bearer token). /healthz answers everyone.
+  std::string metrics_tls_cert;
+  std::string metrics_tls_key;
+  std::string metrics_tls_client_ca;
+  std::string metrics_basic_auth_file;
+  // etcd over TLS (https:// endpoints): the CA that signed etcd's certificate, and this daemon's
+  // client certificate and key when etcd demands one (--client-cert-auth).
+  std::string etcd_ca;
+  std::string etcd_cert;
+  std::string etcd_key;
   // Failed token checks a peer (address, any port) may make in a row, and how many it regains per
   // second; past them its calls are refused unchecked.
   double auth_failure_burst = 10;

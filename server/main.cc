@@ -7,7 +7,9 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <string>
 #include <thread>
 
 #include "common/logging.h"
@@ -48,9 +50,21 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   int signal_number = 0;
-  while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) {
+  for (;;) {
+    siginfo_t info{};
+    signal_number = sigwaitinfo(&stop_signals, &info);
+    if (signal_number < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (signal_number != SIGHUP) break;
+    // An admin action: logged with who sent it (a signal's sender is a local process: its pid and uid).
+    const std::string sender = "pid " + std::to_string(info.si_pid) + " uid " + std::to_string(info.si_uid);
     if (Status reloaded = (*daemon)->ReloadTokens(); !reloaded.ok()) {
-      spdlog::error("SIGHUP: tokens not reloaded, the previous ones stay in force: {}", reloaded.ToString());
+      spdlog::error("SIGHUP from {}: tokens not reloaded, the previous ones stay in force: {}", sender,
+                    reloaded.ToString());
+    } else {
+      spdlog::info("SIGHUP from {}: tokens file reloaded", sender);
     }
   }
   spdlog::info("received {}, stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");

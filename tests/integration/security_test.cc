@@ -8,6 +8,9 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <unistd.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -20,6 +23,7 @@
 #include "kvstash/client.h"
 #include "kvstash/limits.h"
 #include "kvstash/v1/store.grpc.pb.h"
+#include "membership/etcd_client.h"
 #include "tests/support/daemon_process.h"
 #include "tests/support/etcd_process.h"
 #include "tests/support/eventually.h"
@@ -42,6 +46,8 @@ std::string Key(uint64_t i) { return std::string(BlockKey::FromParts(0x5EC, i).A
 class SecurityTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    // HTTPS and etcd clients refused in a handshake write to a closed socket (OpenSSL uses write(2)).
+    signal(SIGPIPE, SIG_IGN);
     char tmpl[] = "/tmp/kvstash-security-XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = tmpl;
@@ -269,8 +275,10 @@ TEST_F(TokenTest, RefusalsAreCountedWithoutTokensInLabels) {
   ASSERT_FALSE(Health(*client_, "").ok());
   const std::string& metrics = daemon_->metrics_address();
   httplib::Client http(metrics.substr(0, metrics.rfind(':')), std::stoi(metrics.substr(metrics.rfind(':') + 1)));
+  http.set_bearer_token_auth(kAdminToken);  // with tokens on, /metrics takes an admin's
   auto scraped = http.Get("/metrics");
   ASSERT_TRUE(scraped);
+  ASSERT_EQ(scraped->status, 200);
   EXPECT_NE(scraped->body.find("kvstash_ops_total{op=\"health\",result=\"unauthenticated\"} 4\n"), std::string::npos)
       << scraped->body.substr(0, 2000);
   EXPECT_EQ(scraped->body.find("secret-wrong-token"), std::string::npos);
@@ -756,6 +764,263 @@ TEST_F(SecurityTest, ClusterOnEtcdWithTlsAndTokensWorksEndToEnd) {
     auto refused = (*anonymous)->Put(more);
     EXPECT_TRUE(!refused.ok() || refused->stored == 0);
   }
+}
+
+// ---- the metrics endpoint -------------------------------------------------------------------
+
+// HOST and PORT of a "HOST:PORT".
+std::pair<std::string, int> HostPort(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  return {address.substr(0, colon), std::stoi(address.substr(colon + 1))};
+}
+
+// A GET over HTTPS trusting `ca` (and presenting `cert`/`key` when set); nullopt when no answer
+// came (a failed handshake).
+struct HttpAnswer {
+  int status = 0;
+  std::string body;
+  std::string challenge;  // WWW-Authenticate
+};
+std::optional<HttpAnswer> HttpsGet(const std::string& address, const std::string& path, const std::string& ca,
+                                   const std::string& cert = "", const std::string& key = "",
+                                   const std::function<void(httplib::ClientImpl&)>& setup = {}) {
+  auto [host, port] = HostPort(address);
+  std::unique_ptr<httplib::SSLClient> client = cert.empty() ? std::make_unique<httplib::SSLClient>(host, port)
+                                                            : std::make_unique<httplib::SSLClient>(host, port, cert, key);
+  client->set_ca_cert_path(ca.c_str());
+  client->enable_server_certificate_verification(true);
+  client->set_connection_timeout(5);
+  client->set_read_timeout(5);
+  if (setup) setup(*client);
+  auto res = client->Get(path.c_str());
+  if (!res) return std::nullopt;
+  return HttpAnswer{res->status, res->body, res->get_header_value("WWW-Authenticate")};
+}
+class MetricsEndpointTest : public SecurityTest {
+ protected:
+  static constexpr char kUser[] = "prometheus";
+  static constexpr char kPassword[] = "scrape-password-0123456789";
+  void SetUp() override {
+    std::ofstream users(Path("metrics-users"));
+    users << "# user  sha256(password)\n" << kUser << "  " << auth::Sha256Hex(kPassword) << "\n";
+  }
+  std::vector<std::string> MetricsTlsArgs(bool mutual) {
+    std::vector<std::string> args = {"--metrics-tls-cert", Path("server.pem"), "--metrics-tls-key", Path("server.key"),
+                                     "--metrics-basic-auth-file", Path("metrics-users")};
+    if (mutual) args.insert(args.end(), {"--metrics-tls-client-ca", Path("ca.pem")});
+    return args;
+  }
+};
+
+TEST_F(MetricsEndpointTest, HttpsWithBasicAuthRefusesPlaintextStrangersAndWrongPasswords) {
+  auto daemon = Start(MetricsTlsArgs(false));
+  ASSERT_TRUE(daemon->ok());
+  const std::string address = daemon->metrics_address();
+  const std::string ca = Path("ca.pem");
+  // Plaintext HTTP gets no answer from an HTTPS port.
+  {
+    auto [host, port] = HostPort(address);
+    httplib::Client plain(host, port);
+    plain.set_read_timeout(5);
+    plain.set_basic_auth(kUser, kPassword);
+    auto res = plain.Get("/metrics");
+    EXPECT_TRUE(!res || res->status == 400) << "plaintext was answered with " << res->status;
+    if (res) {
+      EXPECT_EQ(res->body.find("kvstash_"), std::string::npos);
+    }
+  }
+  // A client that does not trust the daemon's CA refuses the handshake.
+  EXPECT_FALSE(HttpsGet(address, "/healthz", Path("other-ca.pem")).has_value());
+  // /healthz needs no credentials; /metrics does.
+  auto health = HttpsGet(address, "/healthz", ca);
+  ASSERT_TRUE(health.has_value());
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(health->body, "ok\n");
+  auto none = HttpsGet(address, "/metrics", ca);
+  ASSERT_TRUE(none.has_value());
+  EXPECT_EQ(none->status, 401);
+  EXPECT_NE(none->challenge.find("Basic"), std::string::npos) << none->challenge;
+  EXPECT_EQ(none->body.find("kvstash_"), std::string::npos);
+  for (const auto& [user, password] : std::vector<std::pair<std::string, std::string>>{
+           {kUser, "wrong-password"}, {"someone", kPassword}, {kUser, ""}, {"", ""}}) {
+    auto wrong = HttpsGet(address, "/metrics", ca, "", "",
+                          [&](httplib::ClientImpl& c) { c.set_basic_auth(user.c_str(), password.c_str()); });
+    ASSERT_TRUE(wrong.has_value());
+    EXPECT_EQ(wrong->status, 401) << user << ":" << password;
+    EXPECT_EQ(wrong->body.find("kvstash_"), std::string::npos);
+  }
+  // A bearer token where the daemon has no tokens: refused, not ignored.
+  auto bearer = HttpsGet(address, "/metrics", ca, "", "",
+                         [](httplib::ClientImpl& c) { c.set_bearer_token_auth(kAdminToken); });
+  ASSERT_TRUE(bearer.has_value());
+  EXPECT_EQ(bearer->status, 401);
+  auto good = HttpsGet(address, "/metrics", ca, "", "", [](httplib::ClientImpl& c) { c.set_basic_auth(kUser, kPassword); });
+  ASSERT_TRUE(good.has_value());
+  EXPECT_EQ(good->status, 200);
+  EXPECT_NE(good->body.find("kvstash_ops_total"), std::string::npos);
+}
+
+TEST_F(MetricsEndpointTest, MutualTlsRefusesClientsWithoutACertificateOfTheCa) {
+  auto daemon = Start(MetricsTlsArgs(true));
+  ASSERT_TRUE(daemon->ok());
+  const std::string address = daemon->metrics_address();
+  auto with_password = [](httplib::ClientImpl& c) { c.set_basic_auth(kUser, kPassword); };
+  EXPECT_FALSE(HttpsGet(address, "/healthz", Path("ca.pem")).has_value()) << "no client certificate";
+  EXPECT_FALSE(HttpsGet(address, "/metrics", Path("ca.pem"), Path("other-client.pem"), Path("other-client.key"),
+                        with_password)
+                   .has_value())
+      << "a client certificate of another CA";
+  auto good = HttpsGet(address, "/metrics", Path("ca.pem"), Path("client.pem"), Path("client.key"), with_password);
+  ASSERT_TRUE(good.has_value());
+  EXPECT_EQ(good->status, 200);
+  EXPECT_NE(good->body.find("kvstash_ops_total"), std::string::npos);
+}
+
+// kvstashd run to its exit (bounded: a daemon that starts is killed after 30 s); its status and output.
+std::pair<int, std::string> RunDaemonToExit(const std::string& args) {
+  const std::string mode = args.find("--etcd ") == std::string::npos ? " --standalone" : "";
+  const std::string cmd = "timeout 30 " KVSTASHD_PATH + mode + " --no-ucx --listen 127.0.0.1:0 --metrics-listen "
+                          "127.0.0.1:0 " + args + " 2>&1";
+  FILE* pipe = popen(cmd.c_str(), "r");
+  if (pipe == nullptr) return {-1, "popen failed"};
+  std::string output;
+  char chunk[4096];
+  while (size_t n = fread(chunk, 1, sizeof(chunk), pipe)) output.append(chunk, n);
+  const int status = pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+TEST_F(MetricsEndpointTest, DaemonRefusesHalfMetricsTlsAndUnreadableUsersFiles) {
+  auto [half_code, half_out] = RunDaemonToExit("--metrics-tls-cert " + Path("server.pem"));
+  EXPECT_EQ(half_code, 2) << half_out;
+  EXPECT_NE(half_out.find("metrics_tls_key"), std::string::npos) << half_out;
+  auto [missing_code, missing_out] = RunDaemonToExit("--metrics-basic-auth-file " + Path("absent-users"));
+  EXPECT_EQ(missing_code, 1) << missing_out;
+  EXPECT_NE(missing_out.find("absent-users"), std::string::npos) << missing_out;
+  {
+    std::ofstream bad(Path("bad-users"));
+    bad << kUser << " not-a-hash\n";
+  }
+  auto [bad_code, bad_out] = RunDaemonToExit("--metrics-basic-auth-file " + Path("bad-users"));
+  EXPECT_EQ(bad_code, 1) << bad_out;
+  EXPECT_NE(bad_out.find("bad-users:1"), std::string::npos) << bad_out;
+}
+
+// With tokens on, /metrics takes an admin's bearer token: none or an unknown one is 401, a
+// tenant's (read or write) is 403, and /healthz stays open.
+TEST_F(TokenTest, MetricsNeedsAnAdminTokenAndHealthzNone) {
+  auto [host, port] = HostPort(daemon_->metrics_address());
+  auto get = [&, host = host, port = port](const std::string& path, const std::string& token) {
+    httplib::Client http(host, port);
+    http.set_read_timeout(5);
+    if (!token.empty()) http.set_bearer_token_auth(token.c_str());
+    auto res = http.Get(path.c_str());
+    EXPECT_TRUE(res) << path;
+    return res ? std::make_pair(res->status, res->body) : std::make_pair(0, std::string());
+  };
+  EXPECT_EQ(get("/metrics", "").first, 401);
+  EXPECT_EQ(get("/metrics", "not-a-token").first, 401);
+  EXPECT_EQ(get("/metrics", auth::Sha256Hex(kAdminToken)).first, 401);
+  auto read = get("/metrics", kReadToken);
+  EXPECT_EQ(read.first, 403);
+  EXPECT_EQ(read.second.find("kvstash_ops_total"), std::string::npos);
+  EXPECT_EQ(get("/metrics", kWriteToken).first, 403);
+  EXPECT_EQ(get("/metrics", kOtherTenantToken).first, 403);
+  auto admin = get("/metrics", kAdminToken);
+  EXPECT_EQ(admin.first, 200);
+  EXPECT_NE(admin.second.find("kvstash_ops_total"), std::string::npos);
+  auto health = get("/healthz", "");
+  EXPECT_EQ(health.first, 200);
+  EXPECT_EQ(health.second, "ok\n");
+}
+
+// ---- etcd over TLS with client certificates --------------------------------------------------
+
+// A real etcd whose client port speaks only TLS with the test CA's server certificate and demands
+// a client certificate that CA signed (--client-cert-auth).
+class TlsEtcd {
+ public:
+  TlsEtcd(const std::string& certs, const std::string& data_dir) : data_dir_(data_dir) {
+    const int client_port = testing::PickFreePort(), peer_port = testing::PickFreePort();
+    endpoint_ = "https://127.0.0.1:" + std::to_string(client_port);
+    const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port);
+    std::vector<std::string> args = {"etcd", "--name", "tls", "--data-dir", data_dir,
+                                     "--listen-client-urls", endpoint_, "--advertise-client-urls", endpoint_,
+                                     "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                                     "--initial-cluster", "tls=" + peer, "--cert-file", certs + "/server.pem",
+                                     "--key-file", certs + "/server.key", "--client-cert-auth",
+                                     "--trusted-ca-file", certs + "/ca.pem", "--log-level", "error"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+    if (posix_spawnp(&pid_, "etcd", &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+  }
+  ~TlsEtcd() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    fs::remove_all(data_dir_);
+  }
+  bool started() const { return pid_ > 0; }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::string endpoint_, data_dir_;
+};
+
+TEST_F(SecurityTest, EtcdOverTlsWithClientCertificatesRegistersTheDaemonAndRefusesOthers) {
+  if (!testing::EtcdProcess::Available()) GTEST_SKIP() << "etcd is not installed (Debian package etcd-server)";
+  TlsEtcd etcd(dir_.string(), Path("etcd-data"));
+  ASSERT_TRUE(etcd.started());
+  membership::EtcdOptions good{{etcd.endpoint()}, 3000, Path("ca.pem"), Path("client.pem"), Path("client.key")};
+  auto admin = membership::EtcdClient::Create(good);
+  ASSERT_TRUE(admin.ok()) << admin.status().ToString();
+  ASSERT_TRUE(testing::Eventually([&] { return (*admin)->RangePrefix("/").ok(); }, std::chrono::seconds(30)))
+      << "etcd over TLS never answered a client with the CA's certificate";
+
+  // Refused: plaintext to the TLS port, no client certificate, one of another CA, and a client
+  // that does not trust etcd's CA. None of them reads or writes anything.
+  const std::string plain = "http://" + etcd.endpoint().substr(8);
+  std::vector<std::pair<std::string, membership::EtcdOptions>> refused = {
+      {"plaintext", {{plain}, 3000, "", "", ""}},
+      {"no client certificate", {{etcd.endpoint()}, 3000, Path("ca.pem"), "", ""}},
+      {"client certificate of another CA", {{etcd.endpoint()}, 3000, Path("ca.pem"), Path("other-client.pem"), Path("other-client.key")}},
+      {"etcd's CA not trusted", {{etcd.endpoint()}, 3000, Path("other-ca.pem"), Path("client.pem"), Path("client.key")}},
+  };
+  for (const auto& [what, options] : refused) {
+    auto client = membership::EtcdClient::Create(options);
+    ASSERT_TRUE(client.ok()) << what << ": " << client.status().ToString();
+    EXPECT_FALSE((*client)->Put("/intruder/" + what, "x").ok()) << what;
+    EXPECT_FALSE((*client)->RangePrefix("/").ok()) << what;
+  }
+  auto everything = (*admin)->RangePrefix("/");
+  ASSERT_TRUE(everything.ok());
+  EXPECT_TRUE(everything->kvs.empty()) << "a refused client wrote " << everything->kvs.front().key;
+  // An https endpoint without a CA is refused before any connection, by name.
+  auto no_ca = membership::EtcdClient::Create({{etcd.endpoint()}, 3000, "", "", ""});
+  ASSERT_FALSE(no_ca.ok());
+  EXPECT_NE(no_ca.status().message().find("--etcd-ca"), std::string::npos) << no_ca.status().ToString();
+
+  // A daemon with the CA and a client certificate registers itself; its record is in etcd.
+  auto daemon = Start({"--etcd", etcd.endpoint(), "--cluster", "tls-etcd", "--etcd-ca", Path("ca.pem"), "--etcd-cert",
+                       Path("client.pem"), "--etcd-key", Path("client.key")});
+  ASSERT_TRUE(daemon->ok()) << daemon->error();
+  auto members = (*admin)->RangePrefix("/kvstash/tls-etcd/");
+  ASSERT_TRUE(members.ok()) << members.status().ToString();
+  bool found = false;
+  for (const auto& kv : members->kvs) found = found || kv.value.find(daemon->grpc_address()) != std::string::npos;
+  EXPECT_TRUE(found) << "no member record names " << daemon->grpc_address();
+  // Without the CA a daemon refuses the https endpoint at start.
+  auto [no_ca_code, no_ca_out] = RunDaemonToExit("--etcd " + etcd.endpoint() + " --cluster tls-etcd");
+  EXPECT_NE(no_ca_code, 0) << no_ca_out;
+  EXPECT_NE(no_ca_out.find("--etcd-ca"), std::string::npos) << no_ca_out;
 }
 
 }  // namespace
