@@ -229,6 +229,7 @@ Result<std::unique_ptr<ConductorLink>> ConductorLink::Start(const ConductorLinkO
     return InvalidArgument("role must be prefill, decode or both: " + options.role);
   }
   if (options.heartbeat_ms == 0 || options.rpc_timeout_ms == 0) return InvalidArgument("intervals must be positive");
+  KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, tls::MakeChannelCredentials(options.tls));
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   impl->load = std::move(load);
@@ -239,7 +240,7 @@ Result<std::unique_ptr<ConductorLink>> ConductorLink::Start(const ConductorLinkO
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   impl->conductor = v1::Conductor::NewStub(
-      grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args));
+      grpc::CreateCustomChannel(options.address, credentials, args));
   const std::vector<std::string> ids = ConductorInstanceIds(options);
   if (ServesPrefill(options.role)) impl->prefill_id = ids.front();
   if (ServesDecode(options.role)) impl->decode_id = ids.back();

@@ -27,6 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/tls.h"
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 #include "node/runtime.h"
@@ -42,6 +43,7 @@ struct ConductorLinkOptions {
   // Registered with the instance: where the conductor's front door reaches this node's
   // kvstash.v1.Node service, and the namespace its prefix hashes live in.
   std::string node_address, namespace_id;
+  tls::ClientFiles tls;  // towards the conductor's gRPC port (docs/SECURITY.md); empty = plaintext
 };
 
 struct ConductorLinkStats {

@@ -345,11 +345,12 @@ struct GrpcServer::Impl {
   NodeService service;
   size_t threads;
   size_t max_request_bytes;
+  tls::ServerFiles tls;
   std::unique_ptr<grpc::Server> server;
 
   Impl(NodeRuntime& runtime, const GrpcServiceOptions& options)
       : service(runtime, options), threads(std::max<size_t>(1, options.threads)),
-        max_request_bytes(options.max_request_bytes) {}
+        max_request_bytes(options.max_request_bytes), tls(options.tls) {}
 };
 
 GrpcServer::GrpcServer(NodeRuntime& runtime, GrpcServiceOptions options)
@@ -361,9 +362,10 @@ Result<int> GrpcServer::Start(const std::string& host, int port) {
   if (impl_->server) return FailedPrecondition("gRPC server already started");
   const std::string address =
       (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+  KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials, tls::MakeServerCredentials(impl_->tls));
   grpc::ServerBuilder builder;
   int bound = 0;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &bound);
+  builder.AddListeningPort(address, credentials, &bound);
   // Larger than our own limit, so that a request between the two is refused by name (INVALID_ARGUMENT).
   const size_t transport_limit = std::min<size_t>(impl_->max_request_bytes * 4, size_t{1} << 30);
   builder.SetMaxReceiveMessageSize(static_cast<int>(transport_limit));

@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "common/tls.h"
 #include "kvstash/client.h"
 #include "kvstash/result.h"
 #include "node/node_metrics.h"
@@ -31,6 +32,7 @@ struct GrpcServiceOptions {
   NodeMetrics* metrics = nullptr;        // not owned; null: nothing recorded
   size_t threads = 64;                   // RPCs served at once
   size_t max_request_bytes = 1 << 20;    // larger requests: INVALID_ARGUMENT (gRPC itself takes 4x)
+  tls::ServerFiles tls;                  // the port's TLS (docs/SECURITY.md); empty = plaintext
 };
 
 class GrpcServer {

@@ -139,6 +139,9 @@ struct FrontDoor::Impl {
                                 {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60})
                  .WithLabels({})) {}
 
+  // Built by Start from options.node_tls.
+  std::shared_ptr<grpc::ChannelCredentials> node_credentials = grpc::InsecureChannelCredentials();
+
   std::shared_ptr<v1::Node::Stub> NodeClient(const std::string& address) {
     std::lock_guard lock(clients_mu);
     auto& client = clients[address];
@@ -146,7 +149,7 @@ struct FrontDoor::Impl {
       grpc::ChannelArguments args;
       args.SetMaxReceiveMessageSize(64 << 20);
       args.SetMaxSendMessageSize(64 << 20);
-      client = v1::Node::NewStub(grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+      client = v1::Node::NewStub(grpc::CreateCustomChannel(address, node_credentials, args));
     }
     return client;
   }
@@ -555,6 +558,7 @@ FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, Fro
 FrontDoor::~FrontDoor() { Stop(); }
 
 Result<int> FrontDoor::Start(const std::string& host, int port) {
+  KVSTASH_ASSIGN_OR_RETURN(impl_->node_credentials, tls::MakeChannelCredentials(impl_->options.node_tls));
   return ServeInBackground(impl_->server, host, port, impl_->thread, "the front door's HTTP");
 }
 

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "common/tls.h"
 #include "common/metrics.h"
 #include "kvstash/result.h"
 #include "scheduler/conductor_service.h"
@@ -46,6 +47,8 @@ struct FrontDoorOptions {
   // the text of its tokens. Null: prompts must be token ids.
   const node::Tokenizer* tokenizer = nullptr;
   std::string model_name = "kvstash";
+  // TLS towards the nodes' kvstash.v1.Node ports (docs/SECURITY.md); all empty = plaintext.
+  tls::ClientFiles node_tls;
 };
 
 class FrontDoor {
