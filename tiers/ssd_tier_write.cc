@@ -1,0 +1,311 @@
+// SsdTier's log (internals in tiers/ssd_tier_impl.h): writes are planned into the open segment,
+// flushed as one batch and indexed; reclaim; removes.
+#include "tiers/ssd_tier_impl.h"
+
+namespace kvstash::tiers {
+
+using namespace ssd_detail;  // NOLINT: this component's own internals
+
+// Applies `m` to RocksDB together with every pending deletion (first, so a key deleted and
+// written again ends up written). REQUIRES: write_mu.
+Status SsdTier::Impl::ApplyLocked(SsdIndex::Mutation m) {
+  if (!pending_deletes.empty()) {
+    m.deletes.insert(m.deletes.begin(), pending_deletes.begin(), pending_deletes.end());
+  }
+  Status st = index->Apply(m);
+  if (st.ok() && !pending_deletes.empty()) {
+    pending_deletes.clear();
+    pending_deletes_count.store(0, std::memory_order_relaxed);
+  }
+  return st;
+}
+
+// Forgets a block now; its RocksDB record goes with this or a later batch. REQUIRES: write_mu.
+void SsdTier::Impl::DropLocked(const BlockKey& key, std::optional<uint64_t> only_seq) {
+  {
+    std::lock_guard lock(mu);
+    auto it = blocks.find(key);
+    if (it == blocks.end() || (only_seq && it->second.e.seq != *only_seq)) return;
+    EraseLocked(it);
+  }
+  pending_deletes.insert(key);
+  pending_deletes_count.store(pending_deletes.size(), std::memory_order_relaxed);
+  (void)ApplyLocked({});  // a refusal keeps it pending
+}
+
+// Writes every pending block, indexes the ones that made it, reports the callers' items.
+// Without `sync`, blocks are indexed in chunks as their writes complete, so RocksDB's WAL write
+// overlaps the device's work on the rest of the batch; with `sync`, only after the segment
+// files are synced. Either way a block is indexed only once its bytes are written.
+// REQUIRES: write_mu.
+void SsdTier::Impl::FlushLocked(WriteContext& ctx) {
+  if (ctx.pending.empty()) return;
+  const size_t n = ctx.pending.size();
+  std::vector<IoOp> ops(n);
+  for (size_t i = 0; i < n; ++i) {
+    const Planned& p = ctx.pending[i];
+    ops[i].file = p.entry.segment;
+    ops[i].write = true;
+    ops[i].buf = const_cast<std::byte*>(p.src);  // only read from: the op is a write
+    ops[i].len = static_cast<uint32_t>(PaddedSize(p.entry.size));
+    ops[i].offset = p.entry.offset;
+  }
+  std::vector<Status> results(n);
+  std::vector<uint8_t> reported(n, 0);
+  std::vector<size_t> written;  // completed, not yet indexed
+  auto index_written = [&] {
+    if (written.empty()) return;
+    SsdIndex::Mutation m;
+    for (size_t i : written) {
+      if (ops[i].result != static_cast<int64_t>(ops[i].len)) {  // an error, or a transfer cut short
+        results[i] = IoError("segment write failed", ops[i].result < 0 ? ops[i].result : -EIO);
+      } else {
+        m.puts.emplace_back(ctx.pending[i].key, ctx.pending[i].entry);
+      }
+    }
+    m.segment_seqs = unpersisted_seqs;
+    const Status applied = m.puts.empty() && m.segment_seqs.empty() ? Status::Ok() : ApplyLocked(std::move(m));
+    if (applied.ok()) {
+      unpersisted_seqs.clear();
+      std::lock_guard lock(mu);
+      for (size_t i : written) {
+        if (results[i].ok()) InsertLocked(ctx.pending[i].key, ctx.pending[i].entry, 0);
+      }
+    } else {
+      for (size_t i : written) {
+        if (results[i].ok()) results[i] = applied;
+      }
+    }
+    written.clear();
+  };
+  const bool stream = !options.sync;
+  const size_t chunk = std::max<size_t>(8, options.queue_depth / 2);
+  Status engine_status = engine->RunEach(ops, [&](size_t i) {
+    reported[i] = 1;
+    written.push_back(i);
+    if (stream && written.size() >= chunk) index_written();
+  });
+  if (engine_status.ok() && options.sync) {
+    std::vector<int> fds;
+    for (const Planned& p : ctx.pending) {
+      const int fd = files->fds()[p.entry.segment];
+      if (std::find(fds.begin(), fds.end(), fd) == fds.end()) fds.push_back(fd);
+    }
+    engine_status = engine->Sync(fds);
+  }
+  if (!engine_status.ok()) {
+    // Ops the engine never reported may not have been written; with `sync`, nothing is durable.
+    for (size_t i = 0; i < n; ++i) {
+      if (!stream || !reported[i]) results[i] = engine_status;
+    }
+    if (!stream) written.clear();
+  }
+  index_written();
+  size_t failed = 0;
+  const Status* first_failure = nullptr;
+  for (size_t i = 0; i < n; ++i) {
+    if (!results[i].ok() && failed++ == 0) first_failure = &results[i];
+  }
+  if (failed > 0) {
+    const uint64_t now = SteadyNowMs();
+    if (last_write_error_log_ms == 0 || now - last_write_error_log_ms >= 10'000) {
+      last_write_error_log_ms = now;
+      spdlog::warn("ssd tier: {} of {} blocks not stored: {} (see write_errors, no_space_errors; logged at most every "
+                   "10 s)",
+                   failed, n, first_failure->ToString());
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const Planned& p = ctx.pending[i];
+    if (results[i].ok()) {
+      writes.fetch_add(1, std::memory_order_relaxed);
+      write_bytes.fetch_add(p.entry.size, std::memory_order_relaxed);
+      if (p.item == SIZE_MAX) blocks_reinserted.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      write_errors.fetch_add(1, std::memory_order_relaxed);
+      if (results[i].code() == StatusCode::kResourceExhausted) {
+        no_space_errors.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (p.item != SIZE_MAX) (*ctx.out)[p.item] = results[i];
+  }
+  ctx.pending.clear();
+}
+
+// Empties the oldest sealed segment, planning its hot blocks for re-append into `ctx`, and
+// returns it (now free). REQUIRES: write_mu, nothing pending, fifo not empty.
+Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
+  const uint32_t victim = fifo.front();
+  std::vector<std::pair<BlockKey, MemEntry>> live;
+  {
+    std::lock_guard lock(mu);
+    for (const BlockKey& key : segments[victim].keys) live.emplace_back(key, blocks.at(key));
+  }
+  // Hottest first, within the budget.
+  std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.second.hits > b.second.hits; });
+  const uint64_t budget = static_cast<uint64_t>(options.reinsert_max_fraction *
+                                                static_cast<double>(options.segment_bytes));
+  std::vector<std::pair<BlockKey, MemEntry>> hot;
+  uint64_t hot_bytes = 0;
+  if (options.reinsert_min_hits > 0) {
+    for (const auto& kv : live) {
+      if (kv.second.hits < options.reinsert_min_hits) break;
+      const uint64_t padded = PaddedSize(kv.second.e.size);
+      if (hot_bytes + padded > budget) continue;
+      hot.push_back(kv);
+      hot_bytes += padded;
+    }
+  }
+  AlignedBuffer hot_buf(hot_bytes);
+  if (hot_bytes > 0 && hot_buf.data() == nullptr) hot.clear();
+  std::vector<IoOp> ops(hot.size());
+  uint64_t at = 0;
+  for (size_t i = 0; i < hot.size(); ++i) {
+    ops[i] = IoOp{victim, false, hot_buf.data() + at, static_cast<uint32_t>(PaddedSize(hot[i].second.e.size)),
+                  hot[i].second.e.offset, 0};
+    at += ops[i].len;
+  }
+  if (!engine->Run(ops).ok()) ops.clear(), hot.clear();  // reinsertion is best effort
+
+  const uint64_t seq = next_seq++;
+  SsdIndex::Mutation m;
+  for (const auto& kv : live) m.deletes.push_back(kv.first);
+  m.segment_seqs.emplace_back(victim, seq);
+  KVSTASH_RETURN_IF_ERROR(ApplyLocked(std::move(m)));
+  {
+    std::lock_guard lock(mu);
+    for (const auto& kv : live) {
+      auto it = blocks.find(kv.first);
+      if (it != blocks.end() && it->second.e.segment == victim) EraseLocked(it);
+    }
+    segments[victim].epoch.fetch_add(1, std::memory_order_acq_rel);
+    segments[victim].seq = seq;
+  }
+  fifo.erase(fifo.begin());
+  segments_reclaimed.fetch_add(1, std::memory_order_relaxed);
+
+  uint64_t kept = 0;
+  for (size_t i = 0; i < hot.size(); ++i) {
+    const MemEntry& m_e = hot[i].second;
+    if (ops[i].result != static_cast<int64_t>(ops[i].len) || BlockChecksum(ops[i].buf, m_e.e.size) != m_e.e.checksum) {
+      continue;
+    }
+    Planned p;
+    p.key = hot[i].first;
+    p.entry = m_e.e;
+    p.entry.segment = victim;
+    p.entry.offset = kept;
+    p.entry.seq = next_seq++;
+    p.src = ops[i].buf;
+    kept += ops[i].len;
+    ctx.pending.push_back(p);
+  }
+  blocks_reclaimed.fetch_add(live.size() - ctx.pending.size(), std::memory_order_relaxed);
+  if (!ctx.pending.empty()) ctx.buffers.push_back(std::move(hot_buf));
+  open_offset = kept;
+  return victim;
+}
+
+// Finds room for `padded` bytes in the open segment, opening (and if need be reclaiming) the
+// next one. Returns (segment, offset). REQUIRES: write_mu.
+Result<std::pair<uint32_t, uint64_t>> SsdTier::Impl::AllocateLocked(uint64_t padded, WriteContext& ctx) {
+  // A reclaim may leave too little room after its reinserted blocks; then the next segment
+  // goes too (reinserted blocks start with no hits, so this ends within a lap of the log).
+  for (uint64_t round = 0; !open_segment || open_offset + padded > options.segment_bytes; ++round) {
+    if (round > segment_count) {
+      return ResourceExhausted("ssd log cannot make room for a " + std::to_string(padded) + "-byte block");
+    }
+    if (open_segment) fifo.push_back(*open_segment);
+    open_segment.reset();
+    if (!free_segments.empty()) {
+      const uint32_t s = free_segments.back();
+      free_segments.pop_back();
+      const uint64_t seq = next_seq++;
+      {
+        std::lock_guard lock(mu);
+        segments[s].seq = seq;
+        segments[s].used = true;
+      }
+      unpersisted_seqs.emplace_back(s, seq);
+      open_segment = s;
+      open_offset = 0;
+    } else {
+      FlushLocked(ctx);
+      KVSTASH_ASSIGN_OR_RETURN(uint32_t s, ReclaimOldestLocked(ctx));
+      open_segment = s;  // open_offset is past the reinserted blocks
+    }
+  }
+  const std::pair<uint32_t, uint64_t> at{*open_segment, open_offset};
+  open_offset += padded;
+  return at;
+}
+
+std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
+  Impl& d = *impl_;
+  std::vector<Status> out(items.size());
+  WriteContext ctx;
+  ctx.out = &out;
+  std::unordered_set<BlockKey, BlockKeyHash> seen;
+  std::lock_guard write(d.write_mu);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const SsdWrite& w = items[i];
+    if (w.size == 0 || w.size > d.options.max_block_bytes || w.buffer.size() < w.size) {
+      out[i] = InvalidArgument("block " + w.key.ToHex() + ": size " + std::to_string(w.size) + " outside [1, " +
+                               std::to_string(d.options.max_block_bytes) + "] or longer than its buffer");
+      continue;
+    }
+    if (!seen.insert(w.key).second) {
+      out[i] = InvalidArgument("block " + w.key.ToHex() + " appears twice in one write");
+      continue;
+    }
+    if (Contains(w.key)) {
+      out[i] = AlreadyExists("block " + w.key.ToHex() + " is already on ssd");
+      continue;
+    }
+    const uint64_t padded = PaddedSize(w.size);
+    const std::byte* src = w.buffer.data();
+    if (!Aligned(src) || w.buffer.size() < padded) {
+      AlignedBuffer bounce(padded);
+      if (bounce.data() == nullptr) {
+        out[i] = ResourceExhausted("no memory for a " + std::to_string(padded) + "-byte bounce buffer");
+        continue;
+      }
+      std::memcpy(bounce.data(), src, w.size);
+      std::memset(bounce.data() + w.size, 0, padded - w.size);
+      src = bounce.data();
+      ctx.buffers.push_back(std::move(bounce));
+    }
+    Result<std::pair<uint32_t, uint64_t>> at = d.AllocateLocked(padded, ctx);
+    if (!at.ok()) {
+      out[i] = at.status();
+      continue;
+    }
+    Planned p;
+    p.key = w.key;
+    p.entry.segment = at->first;
+    p.entry.offset = at->second;
+    p.entry.size = w.size;
+    p.entry.checksum = w.checksum;
+    p.entry.seq = d.next_seq++;
+    p.entry.parent = w.parent;
+    p.entry.created_unix_ms = w.created_unix_ms != 0 ? w.created_unix_ms : WallNowMs();
+    p.src = src;
+    p.item = i;
+    ctx.pending.push_back(p);
+  }
+  d.FlushLocked(ctx);
+  return out;
+}
+
+Status SsdTier::Write(const SsdWrite& item) { return Write(std::span<const SsdWrite>(&item, 1))[0]; }
+
+Status SsdTier::Remove(const BlockKey& key) {
+  Impl& d = *impl_;
+  if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");  // no writer wait
+  std::lock_guard write(d.write_mu);
+  if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");
+  d.DropLocked(key, std::nullopt);
+  return Status::Ok();
+}
+
+}  // namespace kvstash::tiers
