@@ -86,8 +86,9 @@ class SsdIndex {
     std::vector<std::pair<uint32_t, uint64_t>> segment_seqs;  // (segment, seq)
   };
 
-  // Opens (creating when missing) the database in `path`. INTERNAL with RocksDB's message when
-  // it cannot be opened (another process holds it, corrupt files).
+  // Opens (creating when missing) the database in `path`. A corrupt database is moved aside and
+  // an empty one opened (see "Corruption"). INTERNAL with RocksDB's message when it cannot be
+  // opened otherwise (another process holds it, an I/O error).
   static Result<std::unique_ptr<SsdIndex>> Open(const std::string& path, const SsdIndexOptions& options);
   static Result<std::unique_ptr<SsdIndex>> Open(const std::string& path, bool sync) {
     SsdIndexOptions o;

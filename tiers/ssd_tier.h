@@ -157,7 +157,7 @@ class SsdTier {
   // INVALID_ARGUMENT for inconsistent options; FAILED_PRECONDITION when `dir` was created with a
   // different segment size or count; UNAVAILABLE when io_backend is "uring" and io_uring cannot
   // be set up; RESOURCE_EXHAUSTED when the segment files do not fit; INTERNAL for other I/O or
-  // RocksDB errors.
+  // RocksDB errors. A corrupt index is not an error: the tier opens empty (see "A corrupt index").
   static Result<std::unique_ptr<SsdTier>> Open(const SsdTierOptions& options);
   ~SsdTier();
 
