@@ -3,11 +3,14 @@
 
     tools/tsa_check.py BUILD_DIR [PATH_PREFIX ...]
 
-Takes each matching translation unit's command from BUILD_DIR/compile_commands.json (any compiler),
+PATH_PREFIX: paths relative to the repository root (a directory such as `tiers/`, or a file); none
+means every translation unit. Takes each matching translation unit's command from
+BUILD_DIR/compile_commands.json (any compiler),
 swaps in clang++ with -fsyntax-only -Wthread-safety -Werror=thread-safety, and reports the files that
 fail. A quick check while annotating; CI builds the whole tree with KVSTASH_THREAD_SAFETY=ON.
 """
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -41,8 +44,9 @@ def main():
         return 2
     build, prefixes = sys.argv[1], sys.argv[2:]
     entries = json.load(open(f"{build}/compile_commands.json"))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     chosen = [e for e in entries if e["file"].endswith((".cc", ".cpp")) and
-              (not prefixes or any(p in e["file"] for p in prefixes))]
+              (not prefixes or any(os.path.relpath(e["file"], root).startswith(p) for p in prefixes))]
 
     def run(entry):
         proc = subprocess.run(clang_command(entry), cwd=entry["directory"], capture_output=True, text=True)

@@ -201,8 +201,11 @@ namespace {
 bool TakenForOthers(Mutex& mu) {
   bool taken = false;
   std::thread([&] {
-    taken = !mu.TryLock();
-    if (!taken) mu.Unlock();
+    if (mu.TryLock()) {
+      mu.Unlock();
+    } else {
+      taken = true;
+    }
   }).join();
   return taken;
 }
