@@ -1,0 +1,219 @@
+// TLS on kvstash-conductor's and kvstash-node's own gRPC ports and on the links between them
+// (docs/SECURITY.md, issue 16): real processes on run-time ports with deploy/make-test-certs.sh's
+// PKI. Raw gRPC clients in plaintext, without a client certificate, with one of another CA or
+// trusting another CA are refused (UNAVAILABLE: the handshake fails, no RPC runs); the right ones
+// are served; a node registers with the conductor over mutual TLS and the front door serves a
+// completion through it over mutual TLS.
+#include <fcntl.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "common/tls.h"
+#include "kvstash/v1/conductor.grpc.pb.h"
+#include "kvstash/v1/node.grpc.pb.h"
+#include "tests/support/eventually.h"
+
+namespace kvstash {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A child whose stdout and stderr go to one pipe; Expect reads lines until one matches (bounded).
+class Child {
+ public:
+  explicit Child(std::vector<std::string> args) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+    posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+    posix_spawn_file_actions_addclose(&actions, fds[0]);
+    if (posix_spawn(&pid_, args[0].c_str(), &actions, nullptr, argv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&actions);
+    close(fds[1]);
+    fd_ = fds[0];
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (fd_ >= 0) close(fd_);
+  }
+  // Group 1 of the first line of the output (from the start) matching `pattern`, waiting up to
+  // 60 s for it; empty when none came.
+  std::string Expect(const std::string& pattern) {
+    const std::regex re(pattern);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      size_t nl;
+      while ((nl = pending_.find('\n')) != std::string::npos) {
+        lines_.push_back(pending_.substr(0, nl));
+        pending_.erase(0, nl + 1);
+      }
+      for (const std::string& line : lines_) {
+        std::smatch m;
+        if (std::regex_search(line, m, re)) return m.size() > 1 ? m[1].str() : m[0].str();
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(give_up - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) return {};
+      char buf[4096];
+      ssize_t n = read(fd_, buf, sizeof(buf));
+      if (n <= 0) return {};
+      pending_.append(buf, static_cast<size_t>(n));
+    }
+  }
+  std::string Output() const {
+    std::string all;
+    for (const auto& l : lines_) all += l + "\n";
+    return all + pending_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int fd_ = -1;
+  std::string pending_;
+  std::vector<std::string> lines_;
+};
+
+class GrpcTlsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    char tmpl[] = "/tmp/kvstash-grpc-tls-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string certs = "bash " KVSTASH_SOURCE_ROOT "/deploy/make-test-certs.sh " + dir_.string() + " >/dev/null";
+    ASSERT_EQ(std::system(certs.c_str()), 0) << certs;
+    std::ofstream(Path("config.json"))
+        << R"({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+               "intermediate_size": 128, "vocab_size": 97, "max_position_embeddings": 1024, "rope_theta": 10000.0,
+               "rms_norm_eps": 1e-5, "torch_dtype": "float32"})";
+    const std::string model = std::string(NODE_PATH) + " make-model --config " + Path("config.json") +
+                              " --seed 3 --out " + Path("model") + " >/dev/null";
+    ASSERT_EQ(std::system(model.c_str()), 0) << model;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static std::string Path(const std::string& name) { return (dir_ / name).string(); }
+
+  template <typename Service>
+  static std::unique_ptr<typename Service::Stub> Stub(const std::string& address, const tls::ClientFiles& files) {
+    auto credentials = tls::MakeChannelCredentials(files);
+    EXPECT_TRUE(credentials.ok()) << credentials.status().ToString();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a fresh handshake per client
+    return Service::NewStub(grpc::CreateCustomChannel(address, *credentials, args));
+  }
+  static tls::ClientFiles Good() { return {Path("ca.pem"), Path("client.pem"), Path("client.key"), ""}; }
+  // The ways in that mutual TLS must refuse.
+  static std::vector<std::pair<std::string, tls::ClientFiles>> Refused() {
+    return {{"plaintext", {}},
+            {"no client certificate", {Path("ca.pem"), "", "", ""}},
+            {"client certificate of another CA", {Path("ca.pem"), Path("other-client.pem"), Path("other-client.key"), ""}},
+            {"server's CA not trusted", {Path("other-ca.pem"), Path("client.pem"), Path("client.key"), ""}}};
+  }
+  static std::vector<std::string> ServerTls() {
+    return {"--tls-cert", Path("server.pem"), "--tls-key", Path("server.key"), "--tls-client-ca", Path("ca.pem")};
+  }
+
+  static grpc::Status Info(v1::Node::Stub& node) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::InfoResult result;
+    return node.Info(&ctx, v1::InfoRequest{}, &result);
+  }
+  static grpc::Status Route(v1::Conductor::Stub& conductor) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    v1::RouteRequest req;
+    v1::RouteResponse resp;
+    return conductor.Route(&ctx, req, &resp);
+  }
+
+  static inline fs::path dir_;
+};
+
+TEST_F(GrpcTlsTest, ConductorAndNodePortsRefuseWhatMutualTlsRefusesAndServeTheRest) {
+  std::vector<std::string> conductor_args = {CONDUCTOR_PATH, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--http",
+                                             "127.0.0.1:0", "--block-tokens", "32", "--node-tls-ca", Path("ca.pem"),
+                                             "--node-tls-cert", Path("client.pem"), "--node-tls-key", Path("client.key")};
+  for (const auto& a : ServerTls()) conductor_args.push_back(a);
+  Child conductor(conductor_args);
+  const std::string metrics = conductor.Expect(R"(metrics on http://(\S+)/metrics)");
+  const std::string front_door = conductor.Expect(R"(front door on http://(\S+)/v1/completions)");
+  const std::string grpc_port = conductor.Expect(R"(listening on port (\d+))");
+  ASSERT_FALSE(grpc_port.empty()) << conductor.Output();
+  const std::string conductor_address = "127.0.0.1:" + grpc_port;
+
+  // The conductor's port: every refused way in gets UNAVAILABLE (no RPC ran); the right one is served.
+  for (const auto& [what, files] : Refused()) {
+    EXPECT_EQ(Route(*Stub<v1::Conductor>(conductor_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
+  }
+  // An empty request: refused by the handler, so the call got through TLS.
+  EXPECT_EQ(Route(*Stub<v1::Conductor>(conductor_address, Good())).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  std::vector<std::string> node_args = {NODE_PATH, "serve", "--model", Path("model"), "--engine", "cpu", "--listen",
+                                        "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+                                        "--page-tokens", "16", "--block-tokens", "32", "--pool-pages", "256",
+                                        "--heartbeat-ms", "50", "--log-level", "warn", "--role", "both",
+                                        "--conductor", conductor_address, "--conductor-tls-ca", Path("ca.pem"),
+                                        "--conductor-tls-cert", Path("client.pem"), "--conductor-tls-key",
+                                        Path("client.key")};
+  for (const auto& a : ServerTls()) node_args.push_back(a);
+  Child node(node_args);
+  const std::string node_address = node.Expect(R"(kvstash-node ready grpc=(\S+))");
+  ASSERT_FALSE(node_address.empty()) << node.Output();
+
+  for (const auto& [what, files] : Refused()) {
+    EXPECT_EQ(Info(*Stub<v1::Node>(node_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
+  }
+  const grpc::Status info = Info(*Stub<v1::Node>(node_address, Good()));
+  EXPECT_TRUE(info.ok()) << info.error_message();
+
+  // The node registered over mutual TLS, and the front door reaches it over mutual TLS: a completion.
+  auto [host, port] = std::pair(front_door.substr(0, front_door.rfind(':')), std::stoi(front_door.substr(front_door.rfind(':') + 1)));
+  int status = 0;
+  std::string body;
+  ASSERT_TRUE(testing::Eventually(
+      [&] {
+        httplib::Client http(host, port);
+        http.set_read_timeout(60);
+        auto res = http.Post("/v1/completions", R"({"prompt": [1, 2, 3, 4, 5], "max_tokens": 4, "temperature": 0})",
+                             "application/json");
+        status = res ? res->status : 0;
+        body = res ? res->body : "";
+        return status == 200;
+      },
+      std::chrono::seconds(30)))
+      << "front door: " << status << " " << body << "\nconductor:\n"
+      << conductor.Output() << "\nnode:\n"
+      << node.Output();
+  EXPECT_NE(body.find("\"completion_tokens\":4"), std::string::npos) << body;
+  (void)metrics;
+}
+
+TEST_F(GrpcTlsTest, PlaintextOffLoopbackIsLoggedLoudly) {
+  Child conductor({CONDUCTOR_PATH, "--listen", "0.0.0.0:0", "--metrics-port", "-1", "--block-tokens", "32"});
+  ASSERT_FALSE(conductor.Expect(R"(listening on port (\d+))").empty()) << conductor.Output();
+  EXPECT_NE(conductor.Output().find("PLAINTEXT on 0.0.0.0:0"), std::string::npos) << conductor.Output();
+}
+
+}  // namespace
+}  // namespace kvstash
