@@ -21,6 +21,12 @@
 
 #include "common/metrics.h"
 
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+
 namespace kvstash {
 namespace {
 
@@ -101,7 +107,9 @@ Probe Get(int port, const std::string& path, milliseconds bound) {
 // and reconnects when the server closes it (as an attacker would).
 class Tricklers {
  public:
-  Tricklers(int port, size_t count, milliseconds pace) : port_(port), pace_(pace) {
+  // `head`: the first bytes each connection sends, at once; the rest come a byte at a time.
+  Tricklers(int port, size_t count, milliseconds pace, std::string head = "GET /healthz HTTP/1.1\r\nX-Slow: ")
+      : port_(port), pace_(pace), head_(std::move(head)) {
     for (size_t i = 0; i < count; ++i) fds_.push_back(Open());
     connected_ = static_cast<size_t>(std::count_if(fds_.begin(), fds_.end(), [](int fd) { return fd >= 0; }));
     thread_ = std::thread([this] { Run(); });
@@ -130,7 +138,7 @@ class Tricklers {
   int Open() {
     int fd = ConnectTo(port_);
     // The first bytes of a plausible head; the rest never completes it.
-    if (fd >= 0 && !SendAll(fd, "GET /healthz HTTP/1.1\r\nX-Slow: ")) {
+    if (fd >= 0 && !SendAll(fd, head_)) {
       ::close(fd);
       fd = -1;
     }
@@ -154,6 +162,7 @@ class Tricklers {
 
   const int port_;
   const milliseconds pace_;
+  const std::string head_;
   std::vector<int> fds_;
   size_t connected_ = 0;
   std::mutex mu_;
@@ -347,6 +356,112 @@ TEST(HttpServeTest, AThreadPoolSetByTheCallerIsReplacedAndWorkersAreSized) {
   Probe probe = Get(*port, "/healthz", milliseconds(2000));
   EXPECT_TRUE(probe.answered);
   EXPECT_EQ(probe.status, 200);
+  StopServing(server, thread);
+}
+
+// ---- HTTPS ---------------------------------------------------------------------------------
+
+class HttpsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    signal(SIGPIPE, SIG_IGN);  // a refused TLS client writes to a closed socket
+    char tmpl[] = "/tmp/kvstash-https-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+    const std::string cmd = "bash " KVSTASH_SOURCE_DIR "/deploy/make-test-certs.sh " + dir_.string() + " >/dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  }
+  static void TearDownTestSuite() { std::filesystem::remove_all(dir_); }
+  static std::string Path(const std::string& name) { return (dir_ / name).string(); }
+  // GET over HTTPS trusting `ca`; the status, or 0 when the handshake failed.
+  static int HttpsGet(int port, const std::string& ca, const std::string& path = "/healthz") {
+    httplib::SSLClient client("127.0.0.1", port);
+    client.set_ca_cert_path(ca.c_str());
+    client.enable_server_certificate_verification(true);
+    client.set_connection_timeout(5);
+    client.set_read_timeout(5);
+    auto res = client.Get(path.c_str());
+    return res ? res->status : 0;
+  }
+  static inline std::filesystem::path dir_;
+};
+
+// Slow clients on an HTTPS port hold no worker either: a handshake that never completes is closed
+// after head_timeout, and /healthz keeps answering over TLS meanwhile.
+TEST_F(HttpsTest, HandshakesThatNeverFinishNeitherStarveHealthzNorStayOpen) {
+  HttpLimits limits;
+  limits.head_timeout = milliseconds(1000);
+  HttpServer server(limits);
+  ASSERT_TRUE(server.EnableTls({Path("server.pem"), Path("server.key"), "", 0}).ok());
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  std::thread thread;
+  auto port = ServeInBackground(server, "127.0.0.1", 0, thread, "test");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  // A TLS handshake record announced as 512 bytes long, then trickled: no handshake ever completes.
+  Tricklers slow(*port, ManyClients(), milliseconds(100), std::string("\x16\x03\x01\x02\x00", 5));
+  ASSERT_EQ(slow.connected(), ManyClients());
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(slow.WaitForBytes(slow.bytes() + ManyClients(), std::chrono::seconds(10)));
+    EXPECT_EQ(HttpsGet(*port, Path("ca.pem")), 200);
+  }
+  EXPECT_EQ(HttpsGet(*port, Path("other-ca.pem")), 0) << "a client of another CA must refuse the server";
+  // Each slow connection is cut at its head timeout, and reconnects.
+  ASSERT_TRUE(slow.WaitForBytes(slow.bytes() + 25 * ManyClients(), std::chrono::seconds(20)));
+  EXPECT_GE(slow.reconnects(), ManyClients());
+  EXPECT_GE(server.counters().head_timeouts, ManyClients());
+  StopServing(server, thread);
+}
+
+// Replaced certificate files serve new connections without a restart (as kvstashd's gRPC port).
+TEST_F(HttpsTest, AReplacedCertificateIsPickedUp) {
+  auto install = [&](const std::string& from) {
+    for (const char* ext : {".key", ".pem"}) {
+      std::filesystem::copy_file(Path(from + ext), Path(std::string("live.tmp") + ext),
+                                 std::filesystem::copy_options::overwrite_existing);
+      std::filesystem::rename(Path(std::string("live.tmp") + ext), Path(std::string("live") + ext));
+    }
+  };
+  install("server");
+  HttpServer server;
+  ASSERT_TRUE(server.EnableTls({Path("live.pem"), Path("live.key"), "", 1}).ok());
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  std::thread thread;
+  auto port = ServeInBackground(server, "127.0.0.1", 0, thread, "test");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  EXPECT_EQ(HttpsGet(*port, Path("ca.pem")), 200);
+  EXPECT_EQ(HttpsGet(*port, Path("other-ca.pem")), 0);
+  install("other-server");
+  const auto give_up = Clock::now() + std::chrono::seconds(20);
+  int status = 0;
+  while ((status = HttpsGet(*port, Path("other-ca.pem"))) != 200 && Clock::now() < give_up) {
+    // Each try is a full handshake: bounded by the deadline, no sleep needed.
+  }
+  EXPECT_EQ(status, 200) << "the replaced certificate was not picked up";
+  EXPECT_EQ(HttpsGet(*port, Path("ca.pem")), 0);
+  StopServing(server, thread);
+}
+
+// Mutual TLS: no client certificate or one of another CA fails the handshake.
+TEST_F(HttpsTest, ClientCertificatesAreRequiredWithAClientCa) {
+  HttpServer server;
+  ASSERT_TRUE(server.EnableTls({Path("server.pem"), Path("server.key"), Path("ca.pem"), 0}).ok());
+  server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+  std::thread thread;
+  auto port = ServeInBackground(server, "127.0.0.1", 0, thread, "test");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  EXPECT_EQ(HttpsGet(*port, Path("ca.pem")), 0);
+  auto with_cert = [&](const std::string& name) {
+    httplib::SSLClient client("127.0.0.1", *port, Path(name + ".pem"), Path(name + ".key"));
+    client.set_ca_cert_path(Path("ca.pem").c_str());
+    client.enable_server_certificate_verification(true);
+    client.set_read_timeout(5);
+    auto res = client.Get("/healthz");
+    return res ? res->status : 0;
+  };
+  EXPECT_EQ(with_cert("other-client"), 0);
+  EXPECT_EQ(with_cert("client"), 200);
+  EXPECT_FALSE(HttpServer().EnableTls({Path("absent.pem"), Path("server.key"), "", 0}).ok());
+  EXPECT_FALSE(HttpServer().EnableTls({Path("server.pem"), Path("other-server.key"), "", 0}).ok());
   StopServing(server, thread);
 }
 
