@@ -258,7 +258,7 @@ class ClusterOpsTest(unittest.TestCase):
         self.daemons.append(tls)
         self.assertFalse(tls.ready)
         self.assertEqual(tls.exited(), 1)
-        self.assertIn("TLS to etcd is not supported yet (issue 16)", tls.log())
+        self.assertIn("is https: give the CA that signed etcd's certificate (--etcd-ca)", tls.log())
 
     # --- 7. cluster status --------------------------------------------------------------------------
     def test_cluster_status_shows_each_tier_and_counts_gets_as_hits(self):
