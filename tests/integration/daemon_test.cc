@@ -2,16 +2,20 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <sys/wait.h>
+
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <mutex>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "kvstash/client.h"
 #include "kvstash/prefix_hasher.h"
@@ -291,11 +295,30 @@ TEST_F(DaemonTest, StopsCleanlyOnSigterm) {
   EXPECT_EQ(daemon_->Stop(), 0);
 }
 
+// Runs kvstashd with `args` to its exit and returns its exit code (-1 when a signal ended it) and
+// what it printed on stdout and stderr.
+std::pair<int, std::string> RunDaemonToExit(const std::string& args) {
+  const std::string cmd = std::string(KVSTASHD_PATH) +
+                          " --standalone --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 " + args + " 2>&1";
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-2, "popen failed"};
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p) != nullptr) out += buf;
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// A bad flag is a usage error: exit code 2 and a message naming what is wrong, never a start, a
+// crash (a signal) or another failure that merely happens to stop the daemon.
 TEST(DaemonStartTest, RefusesBadConfiguration) {
-  DaemonProcess bad(KVSTASHD_PATH, {"--dram-capacity", "12 parsecs"});
-  EXPECT_FALSE(bad.ok());
-  DaemonProcess watermarks(KVSTASHD_PATH, {"--high-watermark", "0.5", "--low-watermark", "0.9"});
-  EXPECT_FALSE(watermarks.ok());
+  auto [code, output] = RunDaemonToExit("--dram-capacity '12 parsecs'");
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_NE(output.find("--dram-capacity: not a byte size: '12 parsecs'"), std::string::npos) << output;
+  std::tie(code, output) = RunDaemonToExit("--high-watermark 0.5 --low-watermark 0.9");
+  EXPECT_EQ(code, 2) << output;
+  EXPECT_NE(output.find("watermarks need 0 < low_watermark <= high_watermark <= 1"), std::string::npos) << output;
+  EXPECT_EQ(output.find("kvstashd ready"), std::string::npos) << output;
 }
 
 }  // namespace
