@@ -20,6 +20,8 @@ struct GlobalOptions {
   bool json = false;  // --json: machine-readable output on stdout
   // Security (docs/SECURITY.md): --tls-ca turns TLS on; --tls-cert/--tls-key for mutual TLS.
   std::string tls_ca, tls_cert, tls_key, tls_server_name;
+  // etcd over TLS: --etcd-ca (required for https:// endpoints), --etcd-cert/--etcd-key.
+  std::string etcd_ca, etcd_cert, etcd_key;
   // --token-file: a file whose first line is the bearer token (else $KVSTASH_TOKEN). Never taken
   // on the command line, where other users of the host could read it.
   std::string token_file;

@@ -51,7 +51,11 @@ int RunDrain(const GlobalOptions& global, const DrainCommand& cmd) {
   const std::vector<std::string> endpoints = EtcdEndpoints(global);
   if (endpoints.empty()) return ReportUsage(kCommand, "drain needs the cluster's etcd (--etcd or $KVSTASH_ETCD)");
   if (Status st = membership::ValidateName("member id", cmd.member); !st.ok()) return ReportUsage(kCommand, st.message());
-  auto etcd = membership::EtcdClient::Create({.endpoints = endpoints, .timeout_ms = global.timeout_ms});
+  auto etcd = membership::EtcdClient::Create({.endpoints = endpoints,
+                                              .timeout_ms = global.timeout_ms,
+                                              .ca_file = global.etcd_ca,
+                                              .cert_file = global.etcd_cert,
+                                              .key_file = global.etcd_key});
   if (!etcd.ok()) return ReportUsage(kCommand, etcd.status().message());
   auto current = (*etcd)->Get(membership::MemberKey(global.cluster, cmd.member));
   if (!current.ok()) return ReportFailure(kCommand, current.status());

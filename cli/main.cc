@@ -38,6 +38,9 @@ int main(int argc, char** argv) {
   app.add_option("--cluster", global.cluster, "cluster name in etcd")->capture_default_str();
   app.add_option("--timeout-ms", global.timeout_ms, "per-RPC timeout in milliseconds")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3'600'000}));
+  app.add_option("--etcd-ca", global.etcd_ca, "PEM CA of etcd's certificate (https:// endpoints)");
+  app.add_option("--etcd-cert", global.etcd_cert, "PEM client certificate for etcd (etcd --client-cert-auth)");
+  app.add_option("--etcd-key", global.etcd_key, "PEM private key of --etcd-cert");
   app.add_option("--tls-ca", global.tls_ca, "PEM CA of the daemons' certificates: talk TLS [plaintext]");
   app.add_option("--tls-cert", global.tls_cert, "PEM client certificate, for daemons that demand one (mutual TLS)");
   app.add_option("--tls-key", global.tls_key, "PEM private key of --tls-cert");

@@ -79,6 +79,9 @@ Session Connect(std::string_view command, const GlobalOptions& global, DataPath 
   if (std::vector<std::string> etcd = EtcdEndpoints(global); !etcd.empty()) {
     ClientOptions options = *secure;
     options.etcd_endpoints = etcd;
+    options.etcd_tls_ca_file = global.etcd_ca;
+    options.etcd_tls_cert_file = global.etcd_cert;
+    options.etcd_tls_key_file = global.etcd_key;
     options.cluster = global.cluster;
     options.timeout_ms = global.timeout_ms;
     options.data_path = data_path;

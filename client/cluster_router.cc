@@ -85,6 +85,9 @@ Result<std::unique_ptr<ClusterRouter>> ClusterRouter::Start(const ClientOptions&
   if (!options.etcd_endpoints.empty()) {
     membership::EtcdOptions etcd;
     etcd.endpoints = options.etcd_endpoints;
+    etcd.ca_file = options.etcd_tls_ca_file;
+    etcd.cert_file = options.etcd_tls_cert_file;
+    etcd.key_file = options.etcd_tls_key_file;
     etcd.timeout_ms = std::min<uint64_t>(options.timeout_ms, 5'000);
     KVSTASH_ASSIGN_OR_RETURN(
         router->watcher_,

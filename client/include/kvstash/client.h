@@ -79,7 +79,12 @@ struct ClientOptions {
   uint64_t reservation_timeout_ms = limits::kDefaultReservationTimeoutMs;
   uint64_t max_inline_batch_bytes = 32ULL << 20;  // split puts/gets so one RPC carries at most this
   // Cluster mode (see the top of this file). etcd_endpoints wins over peers; both leave `address` unused.
-  std::vector<std::string> etcd_endpoints;  // "http://host:port" of etcd
+  std::vector<std::string> etcd_endpoints;  // "http://host:port" of etcd, or "https://host:port" with etcd_tls_ca_file
+  // etcd over TLS (docs/SECURITY.md): the CA of etcd's certificate, and a client certificate and
+  // key for an etcd run with --client-cert-auth.
+  std::string etcd_tls_ca_file{};
+  std::string etcd_tls_cert_file{};
+  std::string etcd_tls_key_file{};
   std::string cluster = "default";          // members are read from /kvstash/<cluster>/members/
   std::vector<std::string> peers;           // fixed member list of "host:port" (weight 1 each)
   uint64_t join_grace_ms = 30'000;          // how long keys are also looked for at their previous owner
