@@ -44,6 +44,7 @@ struct ServeArgs {
   // Towards a store with TLS and tokens (docs/SECURITY.md): ClientOptions' files, and a file whose
   // first line is the bearer token.
   std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
+  std::string etcd_ca, etcd_cert, etcd_key;  // --etcd over TLS (https:// endpoints)
   // The metrics endpoint (docs/SECURITY.md): HTTPS, client certificates, basic auth for /metrics.
   std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
   tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
@@ -93,6 +94,9 @@ std::unique_ptr<Client> ConnectStore(const ServeArgs& a, bool quiet = false) {
   options.tls_ca_file = a.store_tls_ca;
   options.tls_cert_file = a.store_tls_cert;
   options.tls_key_file = a.store_tls_key;
+  options.etcd_tls_ca_file = a.etcd_ca;
+  options.etcd_tls_cert_file = a.etcd_cert;
+  options.etcd_tls_key_file = a.etcd_key;
   if (!a.store_token_file.empty()) {
     std::ifstream in(a.store_token_file);
     if (!in || !std::getline(in, options.token) || options.token.empty()) {
@@ -345,6 +349,9 @@ void AddServeCommand(CLI::App& app, int& exit_code) {
                   "etcd endpoint(s) http://HOST:PORT: use the kvstash cluster registered there (instead of --store)")
       ->excludes("--store");
   cmd->add_option("--cluster", a->cluster, "the cluster's name in etcd (with --etcd)");
+  cmd->add_option("--etcd-ca", a->etcd_ca, "PEM CA of etcd's certificate (https:// --etcd endpoints)");
+  cmd->add_option("--etcd-cert", a->etcd_cert, "PEM client certificate for etcd (etcd --client-cert-auth)");
+  cmd->add_option("--etcd-key", a->etcd_key, "PEM private key of --etcd-cert");
   cmd->add_option("--store-timeout-ms", a->store_timeout_ms, "per-RPC timeout towards the store");
   cmd->add_option("--store-tls-ca", a->store_tls_ca, "PEM CA of the store's certificates: talk TLS to it");
   cmd->add_option("--store-tls-cert", a->store_tls_cert, "PEM client certificate for the store (mutual TLS)");
