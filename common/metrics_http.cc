@@ -4,7 +4,9 @@
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -84,6 +86,28 @@ Result<std::vector<std::pair<std::string, std::string>>> ParseBasicAuthFile(std:
 }
 
 struct MetricsHttpServer::Impl {
+  // Refusals are logged at most once a second (with how many were not), so that a client sending
+  // bad credentials in a loop cannot flood the log.
+  std::mutex log_mu;
+  std::chrono::steady_clock::time_point last_log{};
+  uint64_t unlogged = 0;
+  void LogRefusal(const std::string& peer, int status, const std::string& why) {
+    std::lock_guard<std::mutex> lock(log_mu);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_log < std::chrono::seconds(1)) {
+      ++unlogged;
+      return;
+    }
+    if (unlogged > 0) {
+      spdlog::warn("/metrics refused {} to {}: {} (and {} more refusals in the last second, not logged)", status, peer,
+                   why, unlogged);
+    } else {
+      spdlog::warn("/metrics refused {} to {}: {}", status, peer, why);
+    }
+    unlogged = 0;
+    last_log = now;
+  }
+
   const Registry* registry;
   MetricsHttpOptions options;
   std::vector<std::pair<std::string, std::string>> users;  // user -> hex SHA-256 of the password
@@ -91,7 +115,7 @@ struct MetricsHttpServer::Impl {
   std::thread thread;
 
   // Empty when the request may read /metrics; else the refusal, already written into `res`.
-  bool Admit(const httplib::Request& req, httplib::Response& res) const {
+  bool Admit(const httplib::Request& req, httplib::Response& res) {
     const MetricsAuth& auth = options.auth;
     if (!auth.required()) return true;
     std::string challenge;
@@ -101,7 +125,7 @@ struct MetricsHttpServer::Impl {
       res.status = status;
       if (status == 401) res.set_header("WWW-Authenticate", challenge);
       res.set_content(why + "\n", "text/plain");
-      spdlog::warn("/metrics refused to {}: {}", req.remote_addr, why);
+      LogRefusal(req.remote_addr, status, why);
       return false;
     };
     if (!req.has_header("Authorization")) return refuse(401, "credentials required");
