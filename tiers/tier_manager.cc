@@ -232,7 +232,12 @@ struct TierManager::Impl {
     }
     {
       std::lock_guard lock(q_mu);
-      if (queued.contains(meta.key)) return;
+      if (queued.contains(meta.key)) {
+        // A copy promoted from the queue, evicted again before the writer took the victim: the
+        // queued copy goes down. Counted, so every eviction has exactly one outcome.
+        demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
+        return;
+      }
     }
     std::optional<uint64_t> offset = staging_alloc->Allocate(bytes.size());
     if (!offset) {

@@ -97,7 +97,7 @@ struct TierManagerOptions {
 struct TierManagerCounters {
   uint64_t demotions_queued = 0;
   uint64_t demoted = 0;                  // written to SSD
-  uint64_t demotions_already_on_ssd = 0; // nothing to write
+  uint64_t demotions_already_on_ssd = 0; // nothing to write: on SSD, or queued for it already
   uint64_t demotions_dropped_full = 0;   // staging area full: victim dropped
   uint64_t demotions_failed = 0;         // the SSD refused the write
   uint64_t demotions_cancelled = 0;      // removed while queued
