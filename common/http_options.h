@@ -23,6 +23,16 @@ struct HttpLimits {
   std::vector<std::string> priority_paths = {"/healthz"};
 };
 
+// What an HTTP server did with its connections (HttpServer::counters()), since it was made.
+struct HttpCounters {
+  uint64_t accepted = 0;
+  uint64_t head_timeouts = 0;  // closed: head (or TLS handshake) not complete in time
+  uint64_t evicted = 0;        // closed at the connection cap for a newer connection
+  uint64_t refused = 0;        // closed at the cap with nothing to evict
+  uint64_t bad_heads = 0;      // closed: head over max_head_bytes, or a failed TLS handshake
+  uint64_t requests = 0;       // heads handed to a worker
+};
+
 // HTTPS: cert_file and key_file both set = the port speaks only TLS.
 struct HttpTlsFiles {
   std::string cert_file;       // PEM chain

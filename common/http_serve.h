@@ -41,14 +41,7 @@ namespace kvstash {
 
 class HttpServer : public httplib::Server {
  public:
-  struct Counters {
-    uint64_t accepted = 0;
-    uint64_t head_timeouts = 0;  // closed: head (or TLS handshake) not complete in time
-    uint64_t evicted = 0;        // closed at the cap for a newer connection
-    uint64_t refused = 0;        // closed at the cap with nothing to evict
-    uint64_t bad_heads = 0;      // closed: head over max_head_bytes, or a failed TLS handshake
-    uint64_t requests = 0;       // heads handed to a worker
-  };
+  using Counters = HttpCounters;
 
   explicit HttpServer(HttpLimits limits = {});
   ~HttpServer() override;

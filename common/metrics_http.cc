@@ -193,4 +193,6 @@ void MetricsHttpServer::Stop() {
 
 bool MetricsHttpServer::tls() const { return impl_->server && impl_->server->tls(); }
 
+HttpCounters MetricsHttpServer::counters() const { return impl_->server ? impl_->server->counters() : HttpCounters{}; }
+
 }  // namespace kvstash::metrics

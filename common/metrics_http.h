@@ -53,6 +53,8 @@ class MetricsHttpServer {
   Result<int> Start(const std::string& host, int port);
   void Stop();
   bool tls() const;
+  // The endpoint's connection counters (slow or surplus clients closed, issue 17); zeros before Start.
+  HttpCounters counters() const;
 
  private:
   struct Impl;

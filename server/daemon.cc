@@ -341,6 +341,31 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
     return metrics_port.status();
   }
   impl->metrics_address = metrics_hp.first + ":" + std::to_string(*metrics_port);
+  {
+    // Connections the metrics endpoint closed early (slow heads, the connection cap): issue 17.
+    auto& closed = impl->registry.AddCounter(
+        "kvstash_metrics_http_connections_closed_total",
+        "Connections the /metrics endpoint closed before serving them, by reason (head_timeout: request head or "
+        "TLS handshake not complete in time; evicted: closed at the connection cap for a newer one; refused: at the "
+        "cap with none to close; bad_head: too large, or a failed TLS handshake).",
+        {"reason"});
+    struct Seen {
+      std::mutex mu;  // scrapes may render concurrently
+      HttpCounters counters;
+    };
+    auto seen = std::make_shared<Seen>();
+    metrics::MetricsHttpServer* server = impl->metrics_server.get();
+    impl->registry.AddCollector([&closed, seen, server] {
+      std::lock_guard lock(seen->mu);
+      const HttpCounters now = server->counters();
+      const HttpCounters& last = seen->counters;
+      closed.WithLabels({"head_timeout"}).Inc(static_cast<double>(now.head_timeouts - last.head_timeouts));
+      closed.WithLabels({"evicted"}).Inc(static_cast<double>(now.evicted - last.evicted));
+      closed.WithLabels({"refused"}).Inc(static_cast<double>(now.refused - last.refused));
+      closed.WithLabels({"bad_head"}).Inc(static_cast<double>(now.bad_heads - last.bad_heads));
+      seen->counters = now;
+    });
+  }
 
   if (!config.standalone) {  // join the cluster only once both ports serve
     Result<std::unique_ptr<membership::Registrar>> registrar =

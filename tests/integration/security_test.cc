@@ -858,6 +858,10 @@ TEST_F(MetricsEndpointTest, HttpsWithBasicAuthRefusesPlaintextStrangersAndWrongP
   ASSERT_TRUE(good.has_value());
   EXPECT_EQ(good->status, 200);
   EXPECT_NE(good->body.find("kvstash_ops_total"), std::string::npos);
+  // The plaintext request above failed the TLS handshake: counted.
+  EXPECT_EQ(good->body.find("kvstash_metrics_http_connections_closed_total{reason=\"bad_head\"} 0\n"), std::string::npos);
+  EXPECT_NE(good->body.find("kvstash_metrics_http_connections_closed_total{reason=\"bad_head\"} "), std::string::npos)
+      << good->body.substr(0, 3000);
 }
 
 TEST_F(MetricsEndpointTest, MutualTlsRefusesClientsWithoutACertificateOfTheCa) {
