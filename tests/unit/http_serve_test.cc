@@ -359,6 +359,35 @@ TEST(HttpServeTest, AThreadPoolSetByTheCallerIsReplacedAndWorkersAreSized) {
   StopServing(server, thread);
 }
 
+// A body trickled slower than body_timeout allows loses its worker: the worker is free again for
+// the next request within about that time.
+TEST(HttpServeTest, ATrickledBodyIsCutAtTheBodyTimeout) {
+  HttpLimits limits;
+  limits.worker_threads = 1;
+  limits.body_timeout = milliseconds(1000);
+  HttpServer server(limits);
+  server.Post("/upload", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content(std::to_string(req.body.size()), "text/plain");
+  });
+  server.Get("/other", [](const httplib::Request&, httplib::Response& res) { res.set_content("other\n", "text/plain"); });
+  std::thread thread;
+  auto port = ServeInBackground(server, "127.0.0.1", 0, thread, "test");
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  // The head at once, then a byte of body every 100 ms: each read is quick, the whole is not.
+  Tricklers upload(*port, 1, milliseconds(100), "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+  const auto give_up = Clock::now() + std::chrono::seconds(5);
+  while (server.counters().requests < 1 && Clock::now() < give_up) std::this_thread::yield();
+  ASSERT_EQ(server.counters().requests, 1u);
+  const auto start = Clock::now();
+  // The only general worker is held by the upload until its body deadline; then /other is served.
+  Probe other = Get(*port, "/other", milliseconds(4000));
+  EXPECT_TRUE(other.answered);
+  EXPECT_EQ(other.status, 200);
+  EXPECT_GE(other.took.count(), 500) << "the upload did not hold the worker; the test proves nothing";
+  EXPECT_LE(std::chrono::duration_cast<milliseconds>(Clock::now() - start).count(), 3500);
+  StopServing(server, thread);
+}
+
 // ---- HTTPS ---------------------------------------------------------------------------------
 
 class HttpsTest : public ::testing::Test {
