@@ -11,20 +11,20 @@ SsdTier::SsdTier(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 SsdTier::~SsdTier() = default;
 
 std::optional<SsdBlockInfo> SsdTier::Lookup(const BlockKey& key) const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   auto it = impl_->blocks.find(key);
   if (it == impl_->blocks.end()) return std::nullopt;
   return Impl::InfoOf(key, it->second);
 }
 
 bool SsdTier::Contains(const BlockKey& key) const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->blocks.contains(key);
 }
 
 std::vector<SsdBlockInfo> SsdTier::List(const std::optional<BlockKey>& after, size_t limit) const {
   std::vector<SsdBlockInfo> out;
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   auto it = after ? impl_->blocks.upper_bound(*after) : impl_->blocks.begin();
   for (; it != impl_->blocks.end() && out.size() < limit; ++it) out.push_back(Impl::InfoOf(it->first, it->second));
   return out;
@@ -35,7 +35,7 @@ SsdUsage SsdTier::Usage() const {
   SsdUsage u;
   u.capacity_bytes = d.segment_count * d.options.segment_bytes;
   u.segments = d.segment_count;
-  std::lock_guard lock(d.mu);
+  MutexLock lock(d.mu);
   u.live_bytes = d.live_bytes;
   u.blocks = d.blocks.size();
   for (const Segment& s : d.segments) u.free_segments += s.used ? 0 : 1;

@@ -28,11 +28,11 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-#include <mutex>
 #include <unordered_set>
 
 #include "common/checksum.h"
 #include "common/logging.h"
+#include "common/mutex.h"
 #include "tiers/segment_files.h"
 #include "tiers/ssd_index.h"
 #include "tiers/ssd_tier.h"
@@ -117,22 +117,23 @@ struct SsdTier::Impl {
   std::unique_ptr<SegmentFiles> files;
   std::unique_ptr<IoEngine> engine;
 
-  std::mutex write_mu;
-  mutable std::mutex mu;
-  std::map<BlockKey, MemEntry> blocks;
-  std::vector<Segment> segments;
-  std::vector<uint32_t> free_segments;   // under write_mu
-  std::vector<uint32_t> fifo;            // sealed segments, oldest first; under write_mu
-  std::optional<uint32_t> open_segment;  // under write_mu
-  uint64_t open_offset = 0;              // under write_mu
-  std::vector<std::pair<uint32_t, uint64_t>> unpersisted_seqs;  // under write_mu
-  uint64_t next_seq = 1;                 // under write_mu
+  // The SSD tier's own locks (docs/ARCHITECTURE.md §6): below the DRAM tier and the demotion queue.
+  Mutex write_mu{lock_order::kSsdTier};
+  mutable Mutex mu{lock_order::kSsdTier + 1};
+  std::map<BlockKey, MemEntry> blocks GUARDED_BY(mu);
+  std::vector<Segment> segments;  // the table itself is fixed at Open; each entry's fields: see Segment
+  std::vector<uint32_t> free_segments GUARDED_BY(write_mu);
+  std::vector<uint32_t> fifo GUARDED_BY(write_mu);  // sealed segments, oldest first
+  std::optional<uint32_t> open_segment GUARDED_BY(write_mu);
+  uint64_t open_offset GUARDED_BY(write_mu) = 0;
+  std::vector<std::pair<uint32_t, uint64_t>> unpersisted_seqs GUARDED_BY(write_mu);
+  uint64_t next_seq GUARDED_BY(write_mu) = 1;
   // Blocks gone from the in-memory index whose RocksDB records are not deleted yet (the index
-  // refused the write); sent with every batch until one gets through. Under write_mu.
-  std::unordered_set<BlockKey, BlockKeyHash> pending_deletes;
+  // refused the write); sent with every batch until one gets through.
+  std::unordered_set<BlockKey, BlockKeyHash> pending_deletes GUARDED_BY(write_mu);
   std::atomic<uint64_t> pending_deletes_count{0};
-  uint64_t last_write_error_log_ms = 0;  // under write_mu
-  uint64_t live_bytes = 0;               // under mu
+  uint64_t last_write_error_log_ms GUARDED_BY(write_mu) = 0;
+  uint64_t live_bytes GUARDED_BY(mu) = 0;
 
   std::atomic<uint64_t> writes{0}, write_bytes{0}, write_errors{0}, no_space_errors{0};
   std::atomic<uint64_t> reads{0}, read_bytes{0}, read_errors{0}, checksum_failures{0};
@@ -155,8 +156,7 @@ struct SsdTier::Impl {
     return i;
   }
 
-  // REQUIRES: mu.
-  void InsertLocked(const BlockKey& key, const SsdEntry& e, uint64_t hits) {
+  void InsertLocked(const BlockKey& key, const SsdEntry& e, uint64_t hits) REQUIRES(mu) {
     blocks[key] = MemEntry{e, hits};
     Segment& s = segments[e.segment];
     s.keys.insert(key);
@@ -164,8 +164,7 @@ struct SsdTier::Impl {
     live_bytes += PaddedSize(e.size);
   }
 
-  // REQUIRES: mu.
-  void EraseLocked(std::map<BlockKey, MemEntry>::iterator it) {
+  void EraseLocked(std::map<BlockKey, MemEntry>::iterator it) REQUIRES(mu) {
     Segment& s = segments[it->second.e.segment];
     s.keys.erase(it->first);
     s.live_bytes -= PaddedSize(it->second.e.size);
@@ -175,10 +174,10 @@ struct SsdTier::Impl {
 
   // Applies `m` to RocksDB together with every pending deletion (first, so a key deleted and
   // written again ends up written). REQUIRES: write_mu.
-  Status ApplyLocked(SsdIndex::Mutation m);
+  Status ApplyLocked(SsdIndex::Mutation m) REQUIRES(write_mu);
 
   // Forgets a block now; its RocksDB record goes with this or a later batch. REQUIRES: write_mu.
-  void DropLocked(const BlockKey& key, std::optional<uint64_t> only_seq);
+  void DropLocked(const BlockKey& key, std::optional<uint64_t> only_seq) REQUIRES(write_mu);
 
   static Status IoError(const char* what, int64_t result) {
     const int err = static_cast<int>(-result);
@@ -191,15 +190,15 @@ struct SsdTier::Impl {
   // overlaps the device's work on the rest of the batch; with `sync`, only after the segment
   // files are synced. Either way a block is indexed only once its bytes are written.
   // REQUIRES: write_mu.
-  void FlushLocked(WriteContext& ctx);
+  void FlushLocked(WriteContext& ctx) REQUIRES(write_mu);
 
   // Empties the oldest sealed segment, planning its hot blocks for re-append into `ctx`, and
   // returns it (now free). REQUIRES: write_mu, nothing pending, fifo not empty.
-  Result<uint32_t> ReclaimOldestLocked(WriteContext& ctx);
+  Result<uint32_t> ReclaimOldestLocked(WriteContext& ctx) REQUIRES(write_mu);
 
   // Finds room for `padded` bytes in the open segment, opening (and if need be reclaiming) the
   // next one. Returns (segment, offset). REQUIRES: write_mu.
-  Result<std::pair<uint32_t, uint64_t>> AllocateLocked(uint64_t padded, WriteContext& ctx);
+  Result<std::pair<uint32_t, uint64_t>> AllocateLocked(uint64_t padded, WriteContext& ctx) REQUIRES(write_mu);
 
   // Rebuilds the in-memory state from the index. Called once, from Open.
   Status Recover();

@@ -8,6 +8,7 @@ using namespace ssd_detail;  // NOLINT: this component's own internals
 
 // Rebuilds the in-memory state from the index. Called once, from Open.
 Status SsdTier::Impl::Recover() {
+  MutexLock write_lock(write_mu);  // Open runs it before the tier is shared: never contended
   std::vector<BlockKey> invalid;
   std::vector<std::pair<BlockKey, SsdEntry>> loaded;
   uint64_t undecodable = 0;
@@ -43,7 +44,7 @@ Status SsdTier::Impl::Recover() {
   }
   uint64_t max_seq = 0;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     for (const auto& [key, e] : loaded) {
       InsertLocked(key, e, 0);
       segments[e.segment].used = true;

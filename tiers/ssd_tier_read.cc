@@ -21,7 +21,7 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
   for (int attempt = 0; attempt < 2 && !pending_items.empty(); ++attempt) {
     std::vector<Job> jobs;
     {
-      std::lock_guard lock(d.mu);
+      MutexLock lock(d.mu);
       for (size_t i : pending_items) {
         auto it = d.blocks.find(items[i].key);
         if (it == d.blocks.end()) {
@@ -110,7 +110,7 @@ std::vector<Result<SsdBlockInfo>> SsdTier::Read(std::span<const SsdRead> items) 
           d.checksum_failures.fetch_add(1, std::memory_order_relaxed);
           spdlog::warn("ssd tier: block {} in segment {} at {} fails its checksum; dropped", item.key.ToHex(),
                        job.entry.e.segment, job.entry.e.offset);
-          std::lock_guard write(d.write_mu);
+          MutexLock write(d.write_mu);
           d.DropLocked(item.key, job.entry.e.seq);
           out[job.item] = DataLoss("block " + item.key.ToHex() + " failed its checksum on ssd and was dropped");
           break;

@@ -23,7 +23,7 @@ Status SsdTier::Impl::ApplyLocked(SsdIndex::Mutation m) {
 // Forgets a block now; its RocksDB record goes with this or a later batch. REQUIRES: write_mu.
 void SsdTier::Impl::DropLocked(const BlockKey& key, std::optional<uint64_t> only_seq) {
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     auto it = blocks.find(key);
     if (it == blocks.end() || (only_seq && it->second.e.seq != *only_seq)) return;
     EraseLocked(it);
@@ -54,6 +54,7 @@ void SsdTier::Impl::FlushLocked(WriteContext& ctx) {
   std::vector<uint8_t> reported(n, 0);
   std::vector<size_t> written;  // completed, not yet indexed
   auto index_written = [&] {
+    write_mu.AssertHeld();  // runs within this function, under its write_mu
     if (written.empty()) return;
     SsdIndex::Mutation m;
     for (size_t i : written) {
@@ -67,7 +68,7 @@ void SsdTier::Impl::FlushLocked(WriteContext& ctx) {
     const Status applied = m.puts.empty() && m.segment_seqs.empty() ? Status::Ok() : ApplyLocked(std::move(m));
     if (applied.ok()) {
       unpersisted_seqs.clear();
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       for (size_t i : written) {
         if (results[i].ok()) InsertLocked(ctx.pending[i].key, ctx.pending[i].entry, 0);
       }
@@ -138,7 +139,7 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
   const uint32_t victim = fifo.front();
   std::vector<std::pair<BlockKey, MemEntry>> live;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     for (const BlockKey& key : segments[victim].keys) live.emplace_back(key, blocks.at(key));
   }
   // Hottest first, within the budget.
@@ -173,7 +174,7 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
   m.segment_seqs.emplace_back(victim, seq);
   KVSTASH_RETURN_IF_ERROR(ApplyLocked(std::move(m)));
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     for (const auto& kv : live) {
       auto it = blocks.find(kv.first);
       if (it != blocks.end() && it->second.e.segment == victim) EraseLocked(it);
@@ -222,7 +223,7 @@ Result<std::pair<uint32_t, uint64_t>> SsdTier::Impl::AllocateLocked(uint64_t pad
       free_segments.pop_back();
       const uint64_t seq = next_seq++;
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(mu);
         segments[s].seq = seq;
         segments[s].used = true;
       }
@@ -246,7 +247,7 @@ std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
   WriteContext ctx;
   ctx.out = &out;
   std::unordered_set<BlockKey, BlockKeyHash> seen;
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   for (size_t i = 0; i < items.size(); ++i) {
     const SsdWrite& w = items[i];
     if (w.size == 0 || w.size > d.options.max_block_bytes || w.buffer.size() < w.size) {
@@ -302,7 +303,7 @@ Status SsdTier::Write(const SsdWrite& item) { return Write(std::span<const SsdWr
 Status SsdTier::Remove(const BlockKey& key) {
   Impl& d = *impl_;
   if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");  // no writer wait
-  std::lock_guard write(d.write_mu);
+  MutexLock write(d.write_mu);
   if (!Contains(key)) return NotFound("block " + key.ToHex() + " is not on ssd");
   d.DropLocked(key, std::nullopt);
   return Status::Ok();
