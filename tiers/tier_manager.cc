@@ -72,6 +72,7 @@ struct TierManager::Impl {
   std::unique_ptr<DramTier> dram;
   std::unique_ptr<SsdTier> ssd;
   std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
+  std::mutex hbm_mu;                       // the demotion worker's use of hbm against ~TierManager's reset
   const ByteAccess* hbm_bytes = nullptr;
   std::string hbm_policy;
 
@@ -272,13 +273,17 @@ struct TierManager::Impl {
       }
       lock.unlock();
 
-      if (hbm) {
+      // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
+      std::unique_lock hbm_lock(hbm_mu);
+      Tier* const hbm_now = hbm.get();
+      if (hbm_now == nullptr) hbm_lock.unlock();
+      if (hbm_now != nullptr) {
         // A DRAM copy of a block HBM still holds (a read copy): HBM's copy stays authoritative.
         std::vector<Victim> keep;
         keep.reserve(batch.size());
         std::vector<BlockKey> skipped;
         for (const Victim& v : batch) {
-          if (hbm->Peek(v.key)) {
+          if (hbm_now->Peek(v.key)) {
             staging_alloc->Free(v.offset, v.size);
             skipped.push_back(v.key);
             demotions_skipped_in_hbm.fetch_add(1, std::memory_order_relaxed);
@@ -286,6 +291,7 @@ struct TierManager::Impl {
             keep.push_back(v);
           }
         }
+        hbm_lock.unlock();
         if (!skipped.empty()) {
           lock.lock();
           for (const BlockKey& key : skipped) {
@@ -491,7 +497,15 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
 TierManager::TierManager(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 TierManager::~TierManager() {
-  impl_->hbm.reset();  // before the worker stops: nothing evicts into DRAM afterwards
+  // Before the worker stops: nothing evicts into DRAM afterwards. Taken out under hbm_mu, which the
+  // worker holds while it uses the tier (TSAN saw this reset race the worker's read), and destroyed
+  // outside it: its evictions into DRAM may wait for the worker.
+  std::unique_ptr<Tier> hbm;
+  {
+    std::lock_guard hbm_lock(impl_->hbm_mu);
+    hbm = std::move(impl_->hbm);
+  }
+  hbm.reset();
   if (impl_->worker.joinable()) {
     {
       std::lock_guard lock(impl_->q_mu);
