@@ -244,6 +244,8 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   }
   metrics_options.tls = {a.metrics_tls_cert, a.metrics_tls_key, a.metrics_tls_client_ca, 60};
   metrics_options.auth.basic_auth_file = a.metrics_basic_auth_file;
+  tls::LogListenSecurity("kvstash-node /metrics", a.metrics_listen, {a.metrics_tls_cert, a.metrics_tls_key, "", 0},
+                         "--metrics-tls-cert/--metrics-tls-key");
   node->metrics_server = std::make_unique<metrics::MetricsHttpServer>(node->registry.get(), std::move(metrics_options));
   KVSTASH_ASSIGN_OR_RETURN(node->metrics_address.port,
                            node->metrics_server->Start(node->metrics_address.host, node->metrics_address.port));

@@ -144,6 +144,10 @@ int main(int argc, char** argv) {
   kvstash::metrics::MetricsHttpOptions metrics_options;
   metrics_options.tls = {metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, 60};
   metrics_options.auth.basic_auth_file = metrics_basic_auth_file;
+  if (metrics_port >= 0) {
+    kvstash::tls::LogListenSecurity("kvstash-conductor /metrics", metrics_host + ":" + std::to_string(metrics_port),
+                                    {metrics_tls_cert, metrics_tls_key, "", 0}, "--metrics-tls-cert/--metrics-tls-key");
+  }
   kvstash::metrics::MetricsHttpServer metrics_http(&registry, std::move(metrics_options));
   if (metrics_port >= 0) {
     auto port = metrics_http.Start(metrics_host, metrics_port);

@@ -210,9 +210,17 @@ TEST_F(GrpcTlsTest, ConductorAndNodePortsRefuseWhatMutualTlsRefusesAndServeTheRe
 }
 
 TEST_F(GrpcTlsTest, PlaintextOffLoopbackIsLoggedLoudly) {
-  Child conductor({CONDUCTOR_PATH, "--listen", "0.0.0.0:0", "--metrics-port", "-1", "--block-tokens", "32"});
+  Child conductor({CONDUCTOR_PATH, "--listen", "0.0.0.0:0", "--metrics-host", "0.0.0.0", "--metrics-port", "0",
+                   "--block-tokens", "32"});
   ASSERT_FALSE(conductor.Expect(R"(listening on port (\d+))").empty()) << conductor.Output();
-  EXPECT_NE(conductor.Output().find("PLAINTEXT on 0.0.0.0:0"), std::string::npos) << conductor.Output();
+  EXPECT_NE(conductor.Output().find("kvstash-conductor gRPC listens in PLAINTEXT on 0.0.0.0:0"), std::string::npos)
+      << conductor.Output();
+  EXPECT_NE(conductor.Output().find("kvstash-conductor /metrics listens in PLAINTEXT on 0.0.0.0:0"), std::string::npos)
+      << conductor.Output();
+  // On loopback, plaintext is the development default: nothing said.
+  Child quiet({CONDUCTOR_PATH, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--block-tokens", "32"});
+  ASSERT_FALSE(quiet.Expect(R"(listening on port (\d+))").empty()) << quiet.Output();
+  EXPECT_EQ(quiet.Output().find("PLAINTEXT"), std::string::npos) << quiet.Output();
 }
 
 }  // namespace
