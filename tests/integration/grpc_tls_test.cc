@@ -114,7 +114,7 @@ class GrpcTlsTest : public ::testing::Test {
   static std::string Path(const std::string& name) { return (dir_ / name).string(); }
 
   template <typename Service>
-  static std::unique_ptr<typename Service::Stub> Stub(const std::string& address, const tls::ClientFiles& files) {
+  static auto Connect(const std::string& address, const tls::ClientFiles& files) {
     auto credentials = tls::MakeChannelCredentials(files);
     EXPECT_TRUE(credentials.ok()) << credentials.status().ToString();
     grpc::ChannelArguments args;
@@ -164,10 +164,10 @@ TEST_F(GrpcTlsTest, ConductorAndNodePortsRefuseWhatMutualTlsRefusesAndServeTheRe
 
   // The conductor's port: every refused way in gets UNAVAILABLE (no RPC ran); the right one is served.
   for (const auto& [what, files] : Refused()) {
-    EXPECT_EQ(Route(*Stub<v1::Conductor>(conductor_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
+    EXPECT_EQ(Route(*Connect<v1::Conductor>(conductor_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
   }
   // An empty request: refused by the handler, so the call got through TLS.
-  EXPECT_EQ(Route(*Stub<v1::Conductor>(conductor_address, Good())).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Route(*Connect<v1::Conductor>(conductor_address, Good())).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
   std::vector<std::string> node_args = {NODE_PATH, "serve", "--model", Path("model"), "--engine", "cpu", "--listen",
                                         "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
@@ -182,9 +182,9 @@ TEST_F(GrpcTlsTest, ConductorAndNodePortsRefuseWhatMutualTlsRefusesAndServeTheRe
   ASSERT_FALSE(node_address.empty()) << node.Output();
 
   for (const auto& [what, files] : Refused()) {
-    EXPECT_EQ(Info(*Stub<v1::Node>(node_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
+    EXPECT_EQ(Info(*Connect<v1::Node>(node_address, files)).error_code(), grpc::StatusCode::UNAVAILABLE) << what;
   }
-  const grpc::Status info = Info(*Stub<v1::Node>(node_address, Good()));
+  const grpc::Status info = Info(*Connect<v1::Node>(node_address, Good()));
   EXPECT_TRUE(info.ok()) << info.error_message();
 
   // The node registered over mutual TLS, and the front door reaches it over mutual TLS: a completion.
