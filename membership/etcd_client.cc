@@ -287,7 +287,7 @@ Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
   // was): this bounds how long a CancelWatch that raced with the connect can go unnoticed.
   cli.set_read_timeout(static_cast<time_t>(kWatchIdleSeconds), 0);
   {
-    std::lock_guard lock(watch_mu_);
+    MutexLock lock(watch_mu_);
     if (cancelled_.load()) return Status::Ok();
     watch_socket_owner_ = &cli;
   }
@@ -358,7 +358,7 @@ Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
   httplib::Error err = httplib::Error::Success;
   const bool sent = cli.send(req, res, err);
   {
-    std::lock_guard lock(watch_mu_);
+    MutexLock lock(watch_mu_);
     watch_socket_owner_ = nullptr;
   }
   if (cancelled_.load() || stopped_by_callback) return Status::Ok();
@@ -369,7 +369,7 @@ Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
 }
 
 void EtcdClient::CancelWatch() {
-  std::lock_guard lock(watch_mu_);
+  MutexLock lock(watch_mu_);
   cancelled_.store(true);
   if (watch_socket_owner_ != nullptr) static_cast<httplib::Client*>(watch_socket_owner_)->stop();
 }

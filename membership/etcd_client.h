@@ -13,11 +13,11 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "common/mutex.h"
 #include "kvstash/result.h"
 
 namespace httplib {
@@ -104,7 +104,7 @@ class EtcdClient {
   std::vector<Endpoint> endpoints_;
   std::atomic<size_t> preferred_{0};  // the endpoint that answered last
   std::atomic<bool> cancelled_{false};
-  std::mutex watch_mu_;
+  Mutex watch_mu_;
   void* watch_socket_owner_ =
       nullptr;  // httplib::Client* of the running watch; guarded by watch_mu_
 };

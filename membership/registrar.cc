@@ -42,7 +42,7 @@ Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& opti
   }
   {
     // The caller logs a first success; the warning above is the first failure's log line.
-    std::lock_guard lock(r->mu_);
+    MutexLock lock(r->mu_);
     r->health_.state = first.ok() ? RegistrationState::kRegistered : RegistrationState::kPending;
     r->health_.detail = first.ok() ? std::string() : first.message();
     r->last_error_log_ = std::chrono::steady_clock::now();
@@ -61,7 +61,7 @@ Registrar::Registrar(RegistrarOptions options, std::unique_ptr<EtcdClient> etcd)
 Registrar::~Registrar() { Stop(); }
 
 RegistrationHealth Registrar::Health() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   return health_;
 }
 
@@ -78,7 +78,7 @@ Status Registrar::Publish(int64_t lease) {
     }
   }
   KVSTASH_RETURN_IF_ERROR(etcd_->Put(key_, ToJson(record), lease));
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const bool draining = record.state == MemberState::kDraining;
   if (draining != health_.draining) {
     // An admin action taken through etcd (kvstash drain): the writer is whoever etcd admitted (with
@@ -112,7 +112,7 @@ Status Registrar::Register() {
     (void)etcd_->LeaseRevoke(lease);
     return st;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   lease_id_ = lease;
   return Status::Ok();
 }
@@ -123,7 +123,7 @@ Status Registrar::Maintain(int64_t lease) {
     spdlog::warn("etcd lease of member {} expired (etcd unreachable for longer than the {} s TTL?); registering again",
                  options_.record.id, options_.lease_ttl_s);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(mu_);
       lease_id_ = 0;
     }
     return Register();
@@ -151,7 +151,7 @@ Status Registrar::Maintain(int64_t lease) {
 }
 
 void Registrar::Note(const Status& round) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(mu_);
   const RegistrationState before = health_.state;
   if (round.ok()) {
     health_.state = RegistrationState::kRegistered;
@@ -181,23 +181,23 @@ void Registrar::Loop() {
   const auto interval = std::chrono::milliseconds(std::max<int64_t>(200, options_.lease_ttl_s * 1000 / 3));
   const auto max_retry = std::max(kFirstRetry, std::min(options_.max_retry, interval));
   auto retry = kFirstRetry;
-  std::unique_lock lock(mu_);
+  MutexLock lock(mu_);
   while (!stopping_) {
     const bool healthy = health_.state == RegistrationState::kRegistered;
-    cv_.wait_for(lock, healthy ? interval : retry, [this] { return stopping_; });
+    lock.WaitFor(cv_, healthy ? interval : retry, [this] { mu_.AssertHeld(); return stopping_; });
     if (stopping_) break;
     retry = healthy ? kFirstRetry : std::min(retry * 2, max_retry);
     const int64_t lease = lease_id_;
-    lock.unlock();
+    lock.Unlock();
     const Status round = lease == 0 ? Register() : Maintain(lease);
     Note(round);
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void Registrar::Stop() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     if (stopping_) return;
     stopping_ = true;
   }
@@ -205,7 +205,7 @@ void Registrar::Stop() {
   if (thread_.joinable()) thread_.join();
   int64_t lease = 0;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(mu_);
     lease = lease_id_;
   }
   if (lease != 0) {

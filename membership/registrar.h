@@ -19,10 +19,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "common/mutex.h"
 #include "membership/etcd_client.h"
 #include "membership/member_record.h"
 
@@ -83,12 +83,12 @@ class Registrar {
   std::unique_ptr<EtcdClient> etcd_;
   const std::string key_;
   const std::string drain_key_;
-  mutable std::mutex mu_;
+  mutable Mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;                                           // guarded by mu_
-  int64_t lease_id_ = 0;                                            // guarded by mu_
-  RegistrationHealth health_;                                       // guarded by mu_
-  std::chrono::steady_clock::time_point last_error_log_{};          // guarded by mu_
+  bool stopping_ GUARDED_BY(mu_) = false;
+  int64_t lease_id_ GUARDED_BY(mu_) = 0;
+  RegistrationHealth health_ GUARDED_BY(mu_);
+  std::chrono::steady_clock::time_point last_error_log_ GUARDED_BY(mu_){};
   std::thread thread_;
 };
 

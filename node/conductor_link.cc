@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "common/mutex.h"
 #include "kvstash/v1/conductor.grpc.pb.h"
 
 namespace kvstash::node {
@@ -30,13 +31,13 @@ struct ConductorLink::Impl {
   std::unique_ptr<v1::Conductor::Stub> conductor;  // the generated gRPC client
   std::string prefill_id, decode_id;  // empty when that role is not served
 
-  mutable std::mutex mu;
+  mutable Mutex mu;
   std::condition_variable cv;
-  bool stopping = false;                              // guarded by mu
-  std::vector<BlockKey> stored, evicted;              // guarded by mu: not yet sent
-  std::unordered_set<BlockKey, BlockKeyHash> held;    // guarded by mu: what the cache holds now
-  std::deque<std::pair<uint64_t, double>> ttfts;      // guarded by mu
-  ConductorLinkStats stats;                           // guarded by mu
+  bool stopping GUARDED_BY(mu) = false;
+  std::vector<BlockKey> stored, evicted GUARDED_BY(mu);  // not yet sent
+  std::unordered_set<BlockKey, BlockKeyHash> held GUARDED_BY(mu);  // what the cache holds now
+  std::deque<std::pair<uint64_t, double>> ttfts GUARDED_BY(mu);
+  ConductorLinkStats stats GUARDED_BY(mu);
   std::thread thread;
 
   std::unique_ptr<grpc::ClientContext> Context() const {
@@ -53,7 +54,7 @@ struct ConductorLink::Impl {
   void Loop();
   void CountFailure(const char* what, const grpc::Status& s) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       ++stats.failures;
     }
     spdlog::debug("conductor {}: {} failed: {}", options.address, what, s.error_message());
@@ -81,7 +82,7 @@ bool ConductorLink::Impl::Register() {
   }
   std::vector<BlockKey> everything;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     ++stats.registrations;
     stats.registered = true;
     everything.assign(held.begin(), held.end());
@@ -115,7 +116,7 @@ bool ConductorLink::Impl::Heartbeat(bool& unreachable) {
     const grpc::Status s = conductor->Heartbeat(Context().get(), req, &resp);
     if (s.error_code() == grpc::StatusCode::NOT_FOUND) {
       spdlog::warn("conductor {} no longer knows {}: registering again", options.address, *id);
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       stats.registered = false;
       return false;
     }
@@ -125,7 +126,7 @@ bool ConductorLink::Impl::Heartbeat(bool& unreachable) {
       return true;
     }
   }
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   ++stats.heartbeats;
   return true;
 }
@@ -151,18 +152,18 @@ void ConductorLink::Impl::SendEvents(std::vector<BlockKey> add, std::vector<Bloc
   if (!s.ok()) {
     CountFailure("StreamKvEvents", s);
     // The index may now miss these blocks; it is rebuilt whole at the next registration.
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     stats.registered = s.error_code() != grpc::StatusCode::NOT_FOUND && stats.registered;
     return;
   }
-  std::lock_guard lock(mu);
+  MutexLock lock(mu);
   stats.kv_event_batches += batches;
 }
 
 void ConductorLink::Impl::SendTtfts() {
   std::deque<std::pair<uint64_t, double>> pending;
   {
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     pending.swap(ttfts);
   }
   for (const auto& [request_id, seconds] : pending) {
@@ -175,7 +176,7 @@ void ConductorLink::Impl::SendTtfts() {
       CountFailure("ReportTtft", s);  // a request the conductor did not route is NOT_FOUND: dropped
       continue;
     }
-    std::lock_guard lock(mu);
+    MutexLock lock(mu);
     ++stats.ttft_reports;
   }
 }
@@ -187,8 +188,9 @@ void ConductorLink::Impl::Loop() {
   while (true) {
     bool stop;
     {
-      std::unique_lock lock(mu);
-      cv.wait_until(lock, next_heartbeat, [&] {
+      MutexLock lock(mu);
+      lock.WaitUntil(cv, next_heartbeat, [&] {
+        mu.AssertHeld();  // a wait predicate runs with the mutex held
         return stopping || (registered && (!stored.empty() || !evicted.empty() || !ttfts.empty()));
       });
       stop = stopping;
@@ -206,13 +208,13 @@ void ConductorLink::Impl::Loop() {
     if (registered) {
       std::vector<BlockKey> add, remove;
       {
-        std::lock_guard lock(mu);
+        MutexLock lock(mu);
         add.swap(stored);
         remove.swap(evicted);
       }
       SendEvents(std::move(add), std::move(remove));
       SendTtfts();
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       registered = stats.registered;
     }
     if (stop) return;
@@ -256,7 +258,7 @@ ConductorLink::~ConductorLink() { Stop(); }
 void ConductorLink::KvEvents(std::vector<BlockKey> stored, std::vector<BlockKey> evicted) {
   if (impl_->prefill_id.empty()) return;
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     for (const BlockKey& k : stored) impl_->held.insert(k);
     for (const BlockKey& k : evicted) impl_->held.erase(k);
     impl_->stored.insert(impl_->stored.end(), stored.begin(), stored.end());
@@ -267,7 +269,7 @@ void ConductorLink::KvEvents(std::vector<BlockKey> stored, std::vector<BlockKey>
 
 void ConductorLink::ReportTtft(uint64_t request_id, double ttft_seconds) {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->ttfts.size() >= kMaxPendingTtfts) impl_->ttfts.pop_front();
     impl_->ttfts.emplace_back(request_id, ttft_seconds);
   }
@@ -275,13 +277,13 @@ void ConductorLink::ReportTtft(uint64_t request_id, double ttft_seconds) {
 }
 
 ConductorLinkStats ConductorLink::Stats() const {
-  std::lock_guard lock(impl_->mu);
+  MutexLock lock(impl_->mu);
   return impl_->stats;
 }
 
 void ConductorLink::Stop() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stopping = true;
   }
   impl_->cv.notify_all();

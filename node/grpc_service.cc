@@ -8,10 +8,10 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
-#include <mutex>
 #include <optional>
 #include <thread>
 
+#include "common/mutex.h"
 #include "kvstash/prefix_hasher.h"
 #include "kvstash/v1/node.grpc.pb.h"
 #include "node/grpc_requests.h"
@@ -46,21 +46,21 @@ v1::FinishReason ToFinishReason(const std::string& reason) {
 
 // Tokens from the runtime's step thread to the RPC's thread.
 struct TokenQueue {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  std::deque<uint32_t> pending;  // guarded by mu
+  std::deque<uint32_t> pending GUARDED_BY(mu);
 
   void Push(uint32_t token) {
     {
-      std::lock_guard lock(mu);
+      MutexLock lock(mu);
       pending.push_back(token);
     }
     cv.notify_one();
   }
   // Whatever is queued, waiting up to `wait` for the first token.
   std::deque<uint32_t> Take(std::chrono::milliseconds wait) {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, wait, [&] { return !pending.empty(); });
+    MutexLock lock(mu);
+    lock.WaitFor(cv, wait, [&] { mu.AssertHeld(); return !pending.empty(); });
     std::deque<uint32_t> out;
     out.swap(pending);
     return out;
@@ -87,8 +87,8 @@ class NodeService final : public v1::Node::Service {
   void BeginDrain() { draining_.store(true); }
   void AttachStore(Client* store) { store_.store(store, std::memory_order_release); }
   bool WaitIdle(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(idle_mu_);
-    return idle_cv_.wait_for(lock, timeout, [&] { return in_flight_ == 0; });
+    MutexLock lock(idle_mu_);
+    return lock.WaitFor(idle_cv_, timeout, [&] { idle_mu_.AssertHeld(); return in_flight_ == 0; });
   }
 
  private:
@@ -96,11 +96,11 @@ class NodeService final : public v1::Node::Service {
   class InFlight {
    public:
     explicit InFlight(NodeService& s) : s_(s) {
-      std::lock_guard lock(s_.idle_mu_);
+      MutexLock lock(s_.idle_mu_);
       ++s_.in_flight_;
     }
     ~InFlight() {
-      std::lock_guard lock(s_.idle_mu_);
+      MutexLock lock(s_.idle_mu_);
       if (--s_.in_flight_ == 0) s_.idle_cv_.notify_all();
     }
     InFlight(const InFlight&) = delete;
@@ -150,9 +150,9 @@ class NodeService final : public v1::Node::Service {
   PrefixHasher hasher_;
   std::atomic<Client*> store_;  // options_.store, or the one attached later
   std::atomic<bool> draining_{false};
-  std::mutex idle_mu_;
+  Mutex idle_mu_;
   std::condition_variable idle_cv_;
-  size_t in_flight_ = 0;  // guarded by idle_mu_
+  size_t in_flight_ GUARDED_BY(idle_mu_) = 0;
 };
 
 grpc::Status NodeService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* req,

@@ -11,7 +11,6 @@
 #include <deque>
 #include <future>
 #include <limits>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "common/http_serve.h"
+#include "common/mutex.h"
 
 namespace kvstash::node {
 namespace {
@@ -186,9 +186,9 @@ struct HttpApi::Impl {
   const std::time_t started = std::time(nullptr);
   std::atomic<bool> draining{false};
   std::atomic<uint64_t> next_id;
-  std::mutex idle_mu;
+  Mutex idle_mu;
   std::condition_variable idle_cv;
-  size_t in_flight = 0;  // guarded by idle_mu
+  size_t in_flight GUARDED_BY(idle_mu) = 0;
 
   Impl(NodeRuntime& r, NodeMetrics& m, HttpApiOptions o)
       : runtime(r), metrics(m), options(std::move(o)), next_id(RandomId()) {}
@@ -197,11 +197,11 @@ struct HttpApi::Impl {
   class InFlight {
    public:
     explicit InFlight(Impl& impl) : impl_(impl) {
-      std::lock_guard lock(impl_.idle_mu);
+      MutexLock lock(impl_.idle_mu);
       ++impl_.in_flight;
     }
     ~InFlight() {
-      std::lock_guard lock(impl_.idle_mu);
+      MutexLock lock(impl_.idle_mu);
       if (--impl_.in_flight == 0) impl_.idle_cv.notify_all();
     }
     InFlight(const InFlight&) = delete;
@@ -221,9 +221,9 @@ struct HttpApi::Impl {
     std::optional<IncrementalDecoder> decoder;  // with a tokenizer: each chunk's text
     // Set when the client goes away mid-stream: the runtime ends the sequence at its next step.
     std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
-    std::mutex mu;
+    Mutex mu;
     std::condition_variable cv;
-    std::deque<uint32_t> pending;  // guarded by mu
+    std::deque<uint32_t> pending GUARDED_BY(mu);
     // Touched by the provider only:
     std::future<Result<CompletionResult>> done;
     size_t sent = 0;
@@ -309,7 +309,7 @@ void HttpApi::Impl::StartStream(ParsedCompletion parsed, std::shared_ptr<InFligh
   // The callback keeps the queue alive while the runtime holds it, even after a client left.
   auto push = [s](uint32_t token) {
     {
-      std::lock_guard lock(s->mu);
+      MutexLock lock(s->mu);
       s->pending.push_back(token);
     }
     s->cv.notify_one();
@@ -328,7 +328,7 @@ void HttpApi::Impl::StartStream(ParsedCompletion parsed, std::shared_ptr<InFligh
 bool HttpApi::Impl::StreamStep(Stream& s, httplib::DataSink& sink) {
   std::deque<uint32_t> tokens;
   {
-    std::unique_lock lock(s.mu);
+    MutexLock lock(s.mu);
     // The future is ready right after the last token; a failed sequence has no last token, so
     // the wait also wakes now and then to look at the future.
     while (s.pending.empty()) {
@@ -336,10 +336,10 @@ bool HttpApi::Impl::StreamStep(Stream& s, httplib::DataSink& sink) {
           s.sent >= s.max_tokens ||
           (s.last_sent && std::find(s.stop_tokens.begin(), s.stop_tokens.end(), *s.last_sent) != s.stop_tokens.end());
       if (last_was_final || s.done.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
-        lock.unlock();
+        lock.Unlock();
         return StreamEnd(s, sink);
       }
-      s.cv.wait_for(lock, std::chrono::milliseconds(50));
+      lock.WaitFor(s.cv, std::chrono::milliseconds(50));
     }
     tokens.swap(s.pending);
   }
@@ -438,8 +438,8 @@ Result<int> HttpApi::Start(const std::string& host, int port) {
 void HttpApi::BeginDrain() { impl_->draining.store(true); }
 
 bool HttpApi::WaitIdle(std::chrono::milliseconds timeout) {
-  std::unique_lock lock(impl_->idle_mu);
-  return impl_->idle_cv.wait_for(lock, timeout, [&] { return impl_->in_flight == 0; });
+  MutexLock lock(impl_->idle_mu);
+  return lock.WaitFor(impl_->idle_cv, timeout, [&] { impl_->idle_mu.AssertHeld(); return impl_->in_flight == 0; });
 }
 
 void HttpApi::Stop() { StopServing(impl_->server, impl_->thread); }

@@ -13,7 +13,6 @@
 #include <functional>
 #include <limits>
 #include <map>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
@@ -21,6 +20,7 @@
 #include <thread>
 
 #include "common/http_serve.h"
+#include "common/mutex.h"
 #include "kvstash/v1/node.grpc.pb.h"
 #include "node/tokenizer.h"
 #include "scheduler/front_door_request.h"
@@ -104,14 +104,14 @@ struct Outcome {
 // The decode node's token stream of a layer-wise handoff, read on its own thread while the
 // front door waits for the prefill node.
 struct DecodeRelay {
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  std::deque<uint32_t> tokens;                    // guarded by mu
-  std::optional<Clock::time_point> first_at;      // guarded by mu
-  bool finished = false;                          // guarded by mu
-  grpc::Status status;                            // guarded by mu, once finished
-  std::string finish_reason = "length";           // guarded by mu
-  std::optional<v1::PromptSources> prompt;        // guarded by mu
+  std::deque<uint32_t> tokens GUARDED_BY(mu);
+  std::optional<Clock::time_point> first_at GUARDED_BY(mu);
+  bool finished GUARDED_BY(mu) = false;
+  grpc::Status status GUARDED_BY(mu);  // once finished
+  std::string finish_reason GUARDED_BY(mu) = "length";
+  std::optional<v1::PromptSources> prompt GUARDED_BY(mu);
 };
 
 }  // namespace
@@ -122,8 +122,8 @@ struct FrontDoor::Impl {
   HttpServer server;
   std::thread thread;
   std::atomic<uint64_t> next_id;
-  std::mutex clients_mu;
-  std::map<std::string, std::shared_ptr<v1::Node::Stub>> clients;  // guarded by clients_mu: one per node address
+  Mutex clients_mu;
+  std::map<std::string, std::shared_ptr<v1::Node::Stub>> clients GUARDED_BY(clients_mu);  // one per node address
   metrics::Family<metrics::Counter>& requests;
   metrics::Histogram& ttft;
 
@@ -143,7 +143,7 @@ struct FrontDoor::Impl {
   std::shared_ptr<grpc::ChannelCredentials> node_credentials = grpc::InsecureChannelCredentials();
 
   std::shared_ptr<v1::Node::Stub> NodeClient(const std::string& address) {
-    std::lock_guard lock(clients_mu);
+    MutexLock lock(clients_mu);
     auto& client = clients[address];
     if (!client) {
       grpc::ChannelArguments args;
@@ -375,7 +375,7 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
     std::unique_ptr<grpc::ClientReader<v1::GenerateEvent>> stream = decode_node->Generate(decode_ctx.get(), g);
     v1::GenerateEvent event;
     while (stream->Read(&event)) {
-      std::lock_guard lock(relay->mu);
+      MutexLock lock(relay->mu);
       if (event.has_token()) {
         if (!relay->first_at) relay->first_at = Clock::now();
         relay->tokens.push_back(event.token().id());
@@ -386,7 +386,7 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
       relay->cv.notify_all();
     }
     const grpc::Status finished = stream->Finish();
-    std::lock_guard lock(relay->mu);
+    MutexLock lock(relay->mu);
     relay->status = finished;
     relay->finished = true;
     relay->cv.notify_all();
@@ -407,8 +407,8 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
   const uint32_t first = out.tokens.front();
   bool expecting_first = true;
   while (true) {
-    std::unique_lock lock(relay->mu);
-    relay->cv.wait(lock, [&] { return !relay->tokens.empty() || relay->finished; });
+    MutexLock lock(relay->mu);
+    lock.Wait(relay->cv, [&] { relay->mu.AssertHeld(); return !relay->tokens.empty() || relay->finished; });
     if (relay->tokens.empty()) break;  // finished
     const uint32_t token = relay->tokens.front();
     relay->tokens.pop_front();
@@ -423,11 +423,11 @@ Result<Outcome> FrontDoor::Impl::RunLayerwise(const Completion& c, const Plan& p
       }
       continue;
     }
-    lock.unlock();
+    lock.Unlock();
     out.tokens.push_back(token);
     if (!on_token(token)) return Status(StatusCode::kCancelled, "the client went away");
   }
-  std::lock_guard lock(relay->mu);
+  MutexLock lock(relay->mu);
   joiner.cancel = false;
   if (!relay->status.ok()) {
     return blame(plan.route.decode_instance(), FromGrpc(relay->status, "decode node " + plan.decode_address));

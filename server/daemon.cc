@@ -8,19 +8,20 @@
 #include <chrono>
 #include <condition_variable>
 #include <random>
-#include <mutex>
 #include <thread>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/tls.h"
-#include "server/authorizer.h"
-#include "server/security_mode.h"
 #include "common/units.h"
+#include "gpu/gpu_data_path.h"
 #include "kvstash/limits.h"
+#include "server/authorizer.h"
 #include "server/cluster_registration.h"
 #include "server/eager_get_source.h"
 #include "server/eager_put_sink.h"
 #include "server/hbm_setup.h"
+#include "server/security_mode.h"
 #include "server/server_metrics.h"
 #include "server/store_service.h"
 #include "server/ucx_listen.h"
@@ -28,7 +29,6 @@
 #include "tiers/arena.h"
 #include "tiers/dram_tier.h"
 #include "tiers/tier_manager.h"
-#include "gpu/gpu_data_path.h"
 #include "transfer/transfer_server.h"
 
 namespace kvstash::server {
@@ -100,10 +100,10 @@ struct Daemon::Impl {
   std::string grpc_address;
   std::string metrics_address;
 
-  std::mutex mu;
+  Mutex mu;
   std::condition_variable cv;
-  bool stopping = false;  // guarded by mu
-  bool stopped = false;   // guarded by mu
+  bool stopping GUARDED_BY(mu) = false;
+  bool stopped GUARDED_BY(mu) = false;
   std::thread reaper;
 
   // The transfer thread consults read_grants, eager_puts, eager_gets and the tier: stop it before either goes away, also
@@ -113,14 +113,14 @@ struct Daemon::Impl {
   }
 
   void ReaperLoop() {
-    std::unique_lock lock(mu);
+    MutexLock lock(mu);
     while (!stopping) {
-      cv.wait_for(lock, std::chrono::milliseconds(config.reaper_interval_ms), [this] { return stopping; });
+      lock.WaitFor(cv, std::chrono::milliseconds(config.reaper_interval_ms), [this] { mu.AssertHeld(); return stopping; });
       if (stopping) break;
-      lock.unlock();
+      lock.Unlock();
       const size_t reclaimed = tier->ReclaimExpired();
       if (reclaimed > 0) spdlog::info("reclaimed {} expired put reservations", reclaimed);
-      lock.lock();
+      lock.Lock();
     }
   }
 };
@@ -350,13 +350,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
         "cap with none to close; bad_head: too large, or a failed TLS handshake).",
         {"reason"});
     struct Seen {
-      std::mutex mu;  // scrapes may render concurrently
+      Mutex mu;  // scrapes may render concurrently
       HttpCounters counters;
     };
     auto seen = std::make_shared<Seen>();
     metrics::MetricsHttpServer* server = impl->metrics_server.get();
     impl->registry.AddCollector([&closed, seen, server] {
-      std::lock_guard lock(seen->mu);
+      MutexLock lock(seen->mu);
       const HttpCounters now = server->counters();
       const HttpCounters& last = seen->counters;
       closed.WithLabels({"head_timeout"}).Inc(static_cast<double>(now.head_timeouts - last.head_timeouts));
@@ -396,7 +396,7 @@ const std::string& Daemon::metrics_address() const { return impl_->metrics_addre
 
 void Daemon::Shutdown() {
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     if (impl_->stopping) return;
     impl_->stopping = true;
   }
@@ -415,15 +415,15 @@ void Daemon::Shutdown() {
   if (impl_->reaper.joinable()) impl_->reaper.join();
   if (impl_->transfer) impl_->transfer->Stop();
   {
-    std::lock_guard lock(impl_->mu);
+    MutexLock lock(impl_->mu);
     impl_->stopped = true;
   }
   impl_->cv.notify_all();
 }
 
 void Daemon::Wait() {
-  std::unique_lock lock(impl_->mu);
-  impl_->cv.wait(lock, [this] { return impl_->stopped; });
+  MutexLock lock(impl_->mu);
+  lock.Wait(impl_->cv, [this] { impl_->mu.AssertHeld(); return impl_->stopped; });
 }
 
 }  // namespace kvstash::server
