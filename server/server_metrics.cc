@@ -137,7 +137,7 @@ void ServerMetrics::RecordCorruptBlock() { corrupt_blocks_.Inc(); }
 uint64_t ServerMetrics::corrupt_blocks() const { return static_cast<uint64_t>(corrupt_blocks_.Value()); }
 
 void ServerMetrics::WatchDataPlane(const transfer::TransferServer* transfer) {
-  std::lock_guard lock(collect_mu_);
+  MutexLock lock(collect_mu_);
   transfer_ = transfer;
 }
 
@@ -165,7 +165,7 @@ void ServerMetrics::Collect() {
   reservations_open_.Set(static_cast<double>(total.reservations));
 
   // Tier counters are cumulative; publish their growth since the last scrape.
-  std::lock_guard lock(collect_mu_);
+  MutexLock lock(collect_mu_);
   const std::string dram(tiers::TierName(tiers::TierKind::kDram));
   const tiers::TierCounters now = tier_.Counters();
   auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };

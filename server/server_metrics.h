@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "kvstash/reuse_advice.h"
 #include "kvstash/status.h"
 #include "tiers/tier_manager.h"
@@ -85,12 +86,12 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& evicted_bytes_;
   metrics::Counter& reservations_expired_;
   metrics::Counter& checksum_mismatches_;
-  std::mutex collect_mu_;
-  tiers::TierCounters last_counters_;          // guarded by collect_mu_
-  tiers::TierManagerCounters last_manager_;    // guarded by collect_mu_
+  Mutex collect_mu_;
+  tiers::TierCounters last_counters_ GUARDED_BY(collect_mu_);
+  tiers::TierManagerCounters last_manager_ GUARDED_BY(collect_mu_);
   metrics::Family<metrics::Counter>& demotions_;
   metrics::Counter& promotions_;
-  tiers::TierCounters last_hbm_counters_;      // guarded by collect_mu_
+  tiers::TierCounters last_hbm_counters_ GUARDED_BY(collect_mu_);
   metrics::Family<metrics::Counter>& hbm_placements_;
   metrics::Family<metrics::Counter>& hbm_demotions_;
   metrics::Family<metrics::Counter>& hbm_promotions_;
@@ -102,7 +103,7 @@ class ServerMetrics {
   metrics::Counter& corrupt_blocks_;
   metrics::Family<metrics::Counter>& refused_;
   const transfer::TransferServer* transfer_ = nullptr;
-  std::array<uint64_t, transfer::kRefusalKinds> last_refused_{};  // guarded by collect_mu_
+  std::array<uint64_t, transfer::kRefusalKinds> last_refused_ GUARDED_BY(collect_mu_){};
 };
 
 }  // namespace kvstash::server

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common/mutex.h"
 #include "tiers/arena.h"
 #include "tiers/block_allocator.h"
 
@@ -72,25 +73,27 @@ struct TierManager::Impl {
   std::unique_ptr<DramTier> dram;
   std::unique_ptr<SsdTier> ssd;
   std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
-  std::mutex hbm_mu;                       // the demotion worker's use of hbm against ~TierManager's reset
+  Mutex hbm_mu;                            // the demotion worker's use of hbm against ~TierManager's reset
   const ByteAccess* hbm_bytes = nullptr;
   std::string hbm_policy;
 
-  mutable std::mutex q_mu;
+  // The demotion queue; ranked after the DRAM tier's locks (DRAM's eviction hook enqueues under
+  // them) and before the SSD tier's (the worker writes to the SSD without it).
+  mutable Mutex q_mu{lock_order::kDemotionQueue};
   std::condition_variable q_cv;      // work arrived, or stop
   std::condition_variable idle_cv;   // a batch finished
-  std::list<Victim> queue;
-  std::unordered_map<BlockKey, std::list<Victim>::iterator, BlockKeyHash> queued;
-  std::unordered_map<BlockKey, Victim, BlockKeyHash> in_flight;
-  std::unordered_set<BlockKey, BlockKeyHash> cancel_after_write;
-  uint64_t enqueued_total = 0;  // under q_mu
-  uint64_t finished_total = 0;  // under q_mu: written, failed or cancelled
-  bool stop = false;
+  std::list<Victim> queue GUARDED_BY(q_mu);
+  std::unordered_map<BlockKey, std::list<Victim>::iterator, BlockKeyHash> queued GUARDED_BY(q_mu);
+  std::unordered_map<BlockKey, Victim, BlockKeyHash> in_flight GUARDED_BY(q_mu);
+  std::unordered_set<BlockKey, BlockKeyHash> cancel_after_write GUARDED_BY(q_mu);
+  uint64_t enqueued_total GUARDED_BY(q_mu) = 0;
+  uint64_t finished_total GUARDED_BY(q_mu) = 0;  // written, failed or cancelled
+  bool stop GUARDED_BY(q_mu) = false;
   std::thread worker;
 
-  std::mutex promo_mu;
+  Mutex promo_mu;
   std::condition_variable promo_cv;
-  std::unordered_set<BlockKey, BlockKeyHash> promoting;
+  std::unordered_set<BlockKey, BlockKeyHash> promoting GUARDED_BY(promo_mu);
 
   std::atomic<uint64_t> demotions_queued{0}, demoted{0}, demotions_already_on_ssd{0};
   std::atomic<uint64_t> demotions_dropped_full{0}, demotions_failed{0}, demotions_cancelled{0};
@@ -147,7 +150,7 @@ struct TierManager::Impl {
 
   // The demotion queue's view of a key: queued or being written. Lock order: q_mu only.
   std::optional<BlockMeta> PeekDemotion(const BlockKey& key) const {
-    std::lock_guard lock(q_mu);
+    MutexLock lock(q_mu);
     if (auto it = queued.find(key); it != queued.end()) return MetaFromVictim(*it->second);
     if (auto it = in_flight.find(key); it != in_flight.end()) return MetaFromVictim(it->second);
     return std::nullopt;
@@ -158,8 +161,8 @@ struct TierManager::Impl {
   // NOT_FOUND when the queue does not hold it.
   Result<BlockMeta> ReadFromDemotionQueue(const BlockKey& key, std::span<std::byte> out) {
     {
-      std::unique_lock lock(q_mu);
-      idle_cv.wait(lock, [&] { return !in_flight.contains(key); });
+      MutexLock lock(q_mu);
+      lock.Wait(idle_cv, [&] { q_mu.AssertHeld(); return !in_flight.contains(key); });
       auto it = queued.find(key);
       if (it != queued.end()) {
         const Victim& v = *it->second;
@@ -232,7 +235,7 @@ struct TierManager::Impl {
       return;
     }
     {
-      std::lock_guard lock(q_mu);
+      MutexLock lock(q_mu);
       if (queued.contains(meta.key)) {
         // A copy promoted from the queue, evicted again before the writer took the victim: the
         // queued copy goes down. Counted, so every eviction has exactly one outcome.
@@ -250,7 +253,7 @@ struct TierManager::Impl {
     // The pad is written to disk too; keep it deterministic rather than stale staging bytes.
     std::memset(dst + bytes.size(), 0, BlockAllocator::RoundUp(bytes.size()) - bytes.size());
     {
-      std::lock_guard lock(q_mu);
+      MutexLock lock(q_mu);
       queue.push_back(Victim{meta.key, meta.parent, meta.size, meta.checksum, *offset, meta.created_ms});
       queued[meta.key] = std::prev(queue.end());
       ++enqueued_total;
@@ -260,9 +263,9 @@ struct TierManager::Impl {
   }
 
   void Work() {
-    std::unique_lock lock(q_mu);
+    MutexLock lock(q_mu);
     for (;;) {
-      q_cv.wait(lock, [&] { return stop || !queue.empty(); });
+      lock.Wait(q_cv, [&] { q_mu.AssertHeld(); return stop || !queue.empty(); });
       if (queue.empty()) return;  // stop, and everything queued is written
       std::vector<Victim> batch;
       while (!queue.empty() && batch.size() < options.demotion_batch_blocks) {
@@ -271,41 +274,40 @@ struct TierManager::Impl {
         in_flight.emplace(queue.front().key, queue.front());
         queue.pop_front();
       }
-      lock.unlock();
+      lock.Unlock();
 
-      // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
-      std::unique_lock hbm_lock(hbm_mu);
-      Tier* const hbm_now = hbm.get();
-      if (hbm_now == nullptr) hbm_lock.unlock();
-      if (hbm_now != nullptr) {
-        // A DRAM copy of a block HBM still holds (a read copy): HBM's copy stays authoritative.
-        std::vector<Victim> keep;
-        keep.reserve(batch.size());
-        std::vector<BlockKey> skipped;
-        for (const Victim& v : batch) {
-          if (hbm_now->Peek(v.key)) {
-            staging_alloc->Free(v.offset, v.size);
-            skipped.push_back(v.key);
-            demotions_skipped_in_hbm.fetch_add(1, std::memory_order_relaxed);
-          } else {
-            keep.push_back(v);
+      // A DRAM copy of a block HBM still holds (a read copy): HBM's copy stays authoritative.
+      std::vector<Victim> keep;
+      std::vector<BlockKey> skipped;
+      {
+        // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
+        MutexLock hbm_lock(hbm_mu);
+        if (Tier* const hbm_now = hbm.get(); hbm_now != nullptr) {
+          keep.reserve(batch.size());
+          for (const Victim& v : batch) {
+            if (hbm_now->Peek(v.key)) {
+              staging_alloc->Free(v.offset, v.size);
+              skipped.push_back(v.key);
+              demotions_skipped_in_hbm.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              keep.push_back(v);
+            }
           }
         }
-        hbm_lock.unlock();
-        if (!skipped.empty()) {
-          lock.lock();
-          for (const BlockKey& key : skipped) {
-            in_flight.erase(key);
-            cancel_after_write.erase(key);
-          }
-          finished_total += skipped.size();
-          idle_cv.notify_all();
-          lock.unlock();
-          batch = std::move(keep);
-          if (batch.empty()) {
-            lock.lock();
-            continue;
-          }
+      }
+      if (!skipped.empty()) {
+        lock.Lock();
+        for (const BlockKey& key : skipped) {
+          in_flight.erase(key);
+          cancel_after_write.erase(key);
+        }
+        finished_total += skipped.size();
+        idle_cv.notify_all();
+        lock.Unlock();
+        batch = std::move(keep);
+        if (batch.empty()) {
+          lock.Lock();
+          continue;
         }
       }
 
@@ -328,16 +330,16 @@ struct TierManager::Impl {
         staging_alloc->Free(batch[i].offset, batch[i].size);
       }
 
-      lock.lock();
+      lock.Lock();
       std::vector<BlockKey> cancelled;
       for (const Victim& v : batch) {
         in_flight.erase(v.key);
         if (cancel_after_write.erase(v.key) > 0) cancelled.push_back(v.key);
       }
       if (!cancelled.empty()) {
-        lock.unlock();
+        lock.Unlock();
         for (const BlockKey& key : cancelled) (void)ssd->Remove(key);  // NOT_FOUND when the write failed
-        lock.lock();
+        lock.Lock();
       }
       finished_total += batch.size();
       idle_cv.notify_all();
@@ -348,16 +350,16 @@ struct TierManager::Impl {
   // another); NOT_FOUND when it is on neither tier; other errors when it could not be staged.
   Status Promote(const BlockKey& key) {
     {
-      std::unique_lock lock(promo_mu);
+      MutexLock lock(promo_mu);
       if (promoting.contains(key)) {
-        promo_cv.wait(lock, [&] { return !promoting.contains(key); });
+        lock.Wait(promo_cv, [&] { promo_mu.AssertHeld(); return !promoting.contains(key); });
         return Status::Ok();  // the caller looks in DRAM again
       }
       promoting.insert(key);
     }
     Status st = PromoteOnce(key);
     {
-      std::lock_guard lock(promo_mu);
+      MutexLock lock(promo_mu);
       promoting.erase(key);
     }
     promo_cv.notify_all();
@@ -392,8 +394,8 @@ struct TierManager::Impl {
     for (int attempt = 0; attempt < 2; ++attempt) {
       Victim v;
       {
-        std::unique_lock lock(q_mu);
-        idle_cv.wait(lock, [&] { return !in_flight.contains(key); });
+        MutexLock lock(q_mu);
+        lock.Wait(idle_cv, [&] { q_mu.AssertHeld(); return !in_flight.contains(key); });
         auto it = queued.find(key);
         if (it == queued.end()) return NotFound("block " + key.ToHex() + " is not queued for ssd");
         v = *it->second;
@@ -401,7 +403,7 @@ struct TierManager::Impl {
       Status st = StageIntoDram(key, v.size, v.parent, promotions, promotions_failed,
                                 [&](const Reservation& r) -> Result<uint64_t> {
         // Still queued at the same place: the worker has not taken it and Remove has not freed it.
-        std::lock_guard lock(q_mu);
+        MutexLock lock(q_mu);
         auto it = queued.find(key);
         if (it == queued.end() || it->second->offset != v.offset) return Aborted("left the demotion queue");
         std::memcpy(r.data, staging->base() + v.offset, v.size);
@@ -502,13 +504,13 @@ TierManager::~TierManager() {
   // outside it: its evictions into DRAM may wait for the worker.
   std::unique_ptr<Tier> hbm;
   {
-    std::lock_guard hbm_lock(impl_->hbm_mu);
+    MutexLock hbm_lock(impl_->hbm_mu);
     hbm = std::move(impl_->hbm);
   }
   hbm.reset();
   if (impl_->worker.joinable()) {
     {
-      std::lock_guard lock(impl_->q_mu);
+      MutexLock lock(impl_->q_mu);
       impl_->stop = true;
     }
     impl_->q_cv.notify_all();
@@ -622,7 +624,7 @@ Status TierManager::Remove(const BlockKey& key) {
   if (!d.ssd) return found ? Status::Ok() : NotFound("block " + key.ToHex() + " is not stored");
   bool cancelled = false;
   {
-    std::lock_guard lock(d.q_mu);
+    MutexLock lock(d.q_mu);
     auto it = d.queued.find(key);
     if (it != d.queued.end()) {
       d.staging_alloc->Free(it->second->offset, it->second->size);
@@ -776,9 +778,9 @@ TierManagerCounters TierManager::ManagerCounters() const {
 void TierManager::DrainDemotions() {
   Impl& d = *impl_;
   if (!d.ssd) return;
-  std::unique_lock lock(d.q_mu);
+  MutexLock lock(d.q_mu);
   const uint64_t target = d.enqueued_total;
-  d.idle_cv.wait(lock, [&] { return d.finished_total >= target; });
+  lock.Wait(d.idle_cv, [&] { d.q_mu.AssertHeld(); return d.finished_total >= target; });
 }
 
 DramTier& TierManager::dram() const { return *impl_->dram; }
