@@ -105,8 +105,7 @@ class EtcdClient {
   std::atomic<size_t> preferred_{0};  // the endpoint that answered last
   std::atomic<bool> cancelled_{false};
   Mutex watch_mu_;
-  void* watch_socket_owner_ =
-      nullptr;  // httplib::Client* of the running watch; guarded by watch_mu_
+  void* watch_socket_owner_ GUARDED_BY(watch_mu_) = nullptr;  // httplib::Client* of the running watch
 };
 
 // The key range end that selects every key with `prefix` (etcd's "prefix + 1" convention).

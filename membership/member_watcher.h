@@ -52,7 +52,7 @@ class MemberWatcher {
   mutable Mutex mu_;
   std::condition_variable cv_;
   bool stopping_ GUARDED_BY(mu_) = false;
-  std::map<std::string, MemberRecord> members_;  // by etcd key; guarded by mu_
+  std::map<std::string, MemberRecord> members_ GUARDED_BY(mu_);  // by etcd key
   std::thread thread_;
 };
 

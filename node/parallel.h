@@ -34,7 +34,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   Mutex mu_;
   std::condition_variable start_cv_, done_cv_;
-  const std::function<void(size_t, size_t)>* job_ = nullptr;  // guarded by mu_
+  const std::function<void(size_t, size_t)>* job_ GUARDED_BY(mu_) = nullptr;
   size_t job_n_ GUARDED_BY(mu_) = 0;
   uint64_t generation_ GUARDED_BY(mu_) = 0;
   size_t pending_ GUARDED_BY(mu_) = 0;

@@ -17,6 +17,7 @@
 
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/mutex.h"
 #include "common/tls_listen.h"
 #include "kvstash/client.h"
 #include "node/conductor_link.h"
@@ -122,16 +123,19 @@ struct Node {
   std::unique_ptr<Client> store;  // set by the retry thread when the store was down at start
   // Connects to a store that was down at start, then gives it to the runtime.
   std::thread store_retry;
-  std::mutex retry_mu;
+  Mutex retry_mu;
   std::condition_variable retry_cv;
-  bool retry_stop = false;  // guarded by retry_mu
+  bool retry_stop GUARDED_BY(retry_mu) = false;
 
   void RetryStore(const ServeArgs& a) {
-    std::unique_lock lock(retry_mu);
-    while (!retry_cv.wait_for(lock, std::chrono::milliseconds(kStoreRetryMs), [&] { return retry_stop; })) {
-      lock.unlock();
+    MutexLock lock(retry_mu);
+    while (!lock.WaitFor(retry_cv, std::chrono::milliseconds(kStoreRetryMs), [&] {
+      retry_mu.AssertHeld();  // a wait predicate runs with the mutex held
+      return retry_stop;
+    })) {
+      lock.Unlock();
       std::unique_ptr<Client> client = ConnectStore(a, /*quiet=*/true);
-      lock.lock();
+      lock.Lock();
       if (client) {
         store = std::move(client);
         runtime->AttachStore(store.get());
@@ -144,7 +148,7 @@ struct Node {
   ~Node() { StopRetrying(); }
   void StopRetrying() {
     {
-      std::lock_guard lock(retry_mu);
+      MutexLock lock(retry_mu);
       retry_stop = true;
     }
     retry_cv.notify_all();
@@ -278,7 +282,7 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   grpc.tls = a.grpc_tls;
   tls::LogListenSecurity("kvstash-node gRPC", a.listen, a.grpc_tls);
   {
-    std::lock_guard lock(node->retry_mu);  // the retry thread may be attaching a store meanwhile
+    MutexLock lock(node->retry_mu);  // the retry thread may be attaching a store meanwhile
     grpc.store = node->store.get();
     node->grpc = std::make_unique<GrpcServer>(*node->runtime, grpc);
   }

@@ -159,7 +159,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   std::atomic<uint64_t> next_lane_{0};  // DataPlane deals two-sided lanes out in turn
   mutable Mutex member_id_mu_;
   std::string member_id_ GUARDED_BY(member_id_mu_);
-  std::function<std::string()> membership_;  // guarded by member_id_mu_
+  std::function<std::string()> membership_ GUARDED_BY(member_id_mu_);
 };
 
 // kvstash Status -> grpc::Status with the same code and message.
