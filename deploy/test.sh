@@ -12,6 +12,8 @@ build_dir=${KVSTASH_BUILD_DIR:-build}
 ./deploy/install-deps.sh
 ./deploy/build.sh RelWithDebInfo "$build_dir"
 ctest --test-dir "$build_dir" --output-on-failure -j2 --timeout 600 --no-tests=error
+# Lock rules the compiler checks: clang's thread-safety analysis over every module (no second build).
+./deploy/check-thread-safety.sh "$build_dir"
 # Every parser fuzz/ covers, for a bounded time each (KVSTASH_FUZZ_SECONDS, default 20).
 KVSTASH_FUZZ_BUILD="${build_dir}-fuzz" ./fuzz/run.sh "${KVSTASH_FUZZ_SECONDS:-20}"
 
@@ -19,13 +21,14 @@ KVSTASH_FUZZ_BUILD="${build_dir}-fuzz" ./fuzz/run.sh "${KVSTASH_FUZZ_SECONDS:-20
 # in a test or in any process it starts (kvstashd) fails it. LSan suppressions
 # (tests/sanitizers/lsan.supp) name third-party frames only. These are the suites that have been run
 # green under ASan so far; the rest of the suite is to join them (docs/RELIABILITY.md, "Sanitizers").
-# KVSTASH_SANITIZERS=0 skips this and the TSAN step. Both trees leave gpu/'s CUDA kernels out, as CI
+# KVSTASH_SANITIZERS=0 skips this and the TSAN step. Both trees also check the cross-tier lock order at
+# run time (KVSTASH_CHECK_LOCK_ORDER, common/mutex.h). Both trees leave gpu/'s CUDA kernels out, as CI
 # (no CUDA) does anyway: nvcc would split -Xcompiler=-fsanitize=address,undefined at its comma.
 if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
   asan_dir="${build_dir}-asan"
   asan_tests=(unit/tiers_test unit/transfer_test unit/gpu_codec_test integration/integration_test
     integration/eager_ops_test integration/hbm_daemon_test integration/reader_checksum_test)
-  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF" \
+  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF -DKVSTASH_CHECK_LOCK_ORDER=ON" \
     ./deploy/build.sh RelWithDebInfo "$asan_dir" "${asan_tests[@]##*/}"
   (
     . tests/sanitizers/env.sh
@@ -40,7 +43,7 @@ if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
   # integration tests are not run under TSAN: docs/RELIABILITY.md says why.
   tsan_dir="${build_dir}-tsan"
   tsan_tests=(tiers_test transfer_test tiers_ssd_test)
-  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DCMAKE_CXX_COMPILER=clang++ -DKVSTASH_SANITIZE=thread -DKVSTASH_WERROR=OFF -DKVSTASH_WITH_CUDA=OFF" \
+  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DCMAKE_CXX_COMPILER=clang++ -DKVSTASH_SANITIZE=thread -DKVSTASH_WERROR=OFF -DKVSTASH_WITH_CUDA=OFF -DKVSTASH_CHECK_LOCK_ORDER=ON" \
     ./deploy/build.sh RelWithDebInfo "$tsan_dir" "${tsan_tests[@]}"
   (
     . tests/sanitizers/env.sh
