@@ -27,7 +27,8 @@ KVSTASH_FUZZ_BUILD="${build_dir}-fuzz" ./fuzz/run.sh "${KVSTASH_FUZZ_SECONDS:-20
 if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
   asan_dir="${build_dir}-asan"
   asan_tests=(unit/tiers_test unit/transfer_test unit/gpu_codec_test integration/integration_test
-    integration/eager_ops_test integration/hbm_daemon_test integration/reader_checksum_test)
+    integration/eager_ops_test integration/hbm_daemon_test integration/reader_checksum_test
+    integration/ucx_listen_test integration/data_plane_test integration/two_sided_test)
   KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF -DKVSTASH_CHECK_LOCK_ORDER=ON" \
     ./deploy/build.sh RelWithDebInfo "$asan_dir" "${asan_tests[@]##*/}"
   (
