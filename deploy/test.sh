@@ -29,7 +29,9 @@ if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
   asan_tests=(unit/tiers_test unit/transfer_test unit/gpu_codec_test integration/integration_test
     integration/eager_ops_test integration/hbm_daemon_test integration/reader_checksum_test
     integration/ucx_listen_test integration/data_plane_test integration/two_sided_test
-    integration/data_plane_attack_test integration/advice_test integration/parent_cycle_test)
+    integration/data_plane_attack_test integration/advice_test integration/parent_cycle_test
+    unit/server_test unit/tiers_ssd_test unit/common_test integration/codec_sdk_test
+    integration/cluster_outage_test)
   KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF -DKVSTASH_CHECK_LOCK_ORDER=ON" \
     ./deploy/build.sh RelWithDebInfo "$asan_dir" "${asan_tests[@]##*/}"
   (
