@@ -21,8 +21,8 @@ KVSTASH_FUZZ_BUILD="${build_dir}-fuzz" ./fuzz/run.sh "${KVSTASH_FUZZ_SECONDS:-20
 # in a test or in any process it starts (kvstashd) fails it. LSan suppressions
 # (tests/sanitizers/lsan.supp) name third-party frames only. These are the suites that have been run
 # green under ASan so far; the rest of the suite is to join them (docs/RELIABILITY.md, "Sanitizers").
-# KVSTASH_SANITIZERS=0 skips this and the TSAN step. Both trees also check the cross-tier lock order at
-# run time (KVSTASH_CHECK_LOCK_ORDER, common/mutex.h). Both trees leave gpu/'s CUDA kernels out, as CI
+# KVSTASH_SANITIZERS=0 skips this and the TSAN step. The TSAN tree also checks the cross-tier lock
+# order at run time (KVSTASH_CHECK_LOCK_ORDER, common/mutex.h) over the tiers' tests. Both trees leave gpu/'s CUDA kernels out, as CI
 # (no CUDA) does anyway: nvcc would split -Xcompiler=-fsanitize=address,undefined at its comma.
 if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
   asan_dir="${build_dir}-asan"
@@ -32,7 +32,7 @@ if [[ "${KVSTASH_SANITIZERS:-1}" != 0 ]]; then
     integration/data_plane_attack_test integration/advice_test integration/parent_cycle_test
     unit/server_test unit/tiers_ssd_test unit/common_test integration/codec_sdk_test
     integration/cluster_outage_test)
-  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF -DKVSTASH_CHECK_LOCK_ORDER=ON" \
+  KVSTASH_CMAKE_ARGS="${KVSTASH_CMAKE_ARGS:-} -DKVSTASH_SANITIZE=address,undefined -DKVSTASH_WITH_CUDA=OFF" \
     ./deploy/build.sh RelWithDebInfo "$asan_dir" "${asan_tests[@]##*/}"
   (
     . tests/sanitizers/env.sh
