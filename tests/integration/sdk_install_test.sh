@@ -32,7 +32,8 @@ cmake --install "$BUILD" --prefix "$prefix" --component sdk > "$tmp/install.log"
 for h in client.h block_key.h prefix_hasher.h result.h status.h limits.h reuse_advice.h version.h; do
   [[ -f $prefix/include/kvstash/$h ]] || fail "include/kvstash/$h was not installed"
 done
-extra=$(find "$prefix/include" -type f ! -path "$prefix/include/kvstash/*" | head -3)
+# (No `| head` or `| grep -q` under pipefail: a reader that stops early makes the writer fail.)
+extra=$(find "$prefix/include" -type f ! -path "$prefix/include/kvstash/*" -print -quit)
 [[ -z $extra ]] || fail "headers outside include/kvstash/ were installed: $extra"
 # Every installed header compiles on its own with only the prefix on the include path (no internal
 # header reached from a public one).
@@ -40,7 +41,7 @@ for h in "$prefix"/include/kvstash/*.h; do
   echo "#include \"kvstash/$(basename "$h")\"" > "$tmp/one.cc"
   c++ -std=c++20 -fsyntax-only -I"$prefix/include" "$tmp/one.cc" || fail "$(basename "$h") does not compile alone"
 done
-lib=$(find "$prefix" -name 'libkvstash.so*' -type f | head -1)
+lib=$(find "$prefix" -name 'libkvstash.so*' -type f -print -quit)
 [[ -n $lib ]] || fail "libkvstash.so was not installed"
 [[ -f $(dirname "$lib")/cmake/kvstash/kvstashConfig.cmake ]] || fail "the CMake package was not installed"
 [[ -f $(dirname "$lib")/pkgconfig/kvstash.pc ]] || fail "kvstash.pc was not installed"
@@ -55,7 +56,8 @@ cmake -S "$SRC/examples" -B "$tmp/examples" -G Ninja -DCMAKE_PREFIX_PATH="$prefi
   > "$tmp/examples.log" 2>&1 || { cat "$tmp/examples.log"; fail "configuring examples/ against the install"; }
 cmake --build "$tmp/examples" > "$tmp/examples-build.log" 2>&1 ||
   { cat "$tmp/examples-build.log"; fail "building examples/ against the install"; }
-ldd "$tmp/examples/kvstash-demo" | grep -q "$prefix" || fail "kvstash-demo does not load the installed libkvstash"
+demo_deps=$(ldd "$tmp/examples/kvstash-demo")
+grep -q "$prefix" <<<"$demo_deps" || fail "kvstash-demo does not load the installed libkvstash: $demo_deps"
 
 mkfifo "$tmp/ready"
 "$KVSTASHD" --standalone --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --dram-capacity 128MiB \
