@@ -102,6 +102,8 @@ struct WriteContext {
   std::vector<Status>* out = nullptr;
 };
 
+struct ReadJob;  // one block of a read pass (ssd_tier_read.cc)
+
 }  // namespace ssd_detail
 
 struct SsdTier::Impl {
@@ -205,6 +207,15 @@ struct SsdTier::Impl {
 
   // Moves a corrupt index aside, starts an empty one and writes the layout into it.
   Status QuarantineIndex(const std::string& reason);
+
+  // The steps of one read pass (ssd_tier_read.cc). LocateReads finds the `pending` items under mu
+  // and answers those it cannot read in `out`; RunReads reads and verifies the jobs (returns the
+  // engine's status); ReportRead sets one item's result and returns true when it raced a reclaim.
+  std::vector<ssd_detail::ReadJob> LocateReads(std::span<const SsdRead> items, const std::vector<size_t>& pending,
+                                               std::vector<Result<SsdBlockInfo>>& out) EXCLUDES(mu);
+  Status RunReads(std::span<const SsdRead> items, std::vector<ssd_detail::ReadJob>& jobs);
+  bool ReportRead(const SsdRead& item, ssd_detail::ReadJob& job, const Status& engine_status,
+                  Result<SsdBlockInfo>& out) EXCLUDES(write_mu);
 };
 
 }  // namespace kvstash::tiers

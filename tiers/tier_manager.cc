@@ -1,10 +1,5 @@
-// TierManager implementation (contract in tiers/tier_manager.h).
-//
-// The demotion queue is a list of victims whose bytes sit in a staging arena carved by a
-// BlockAllocator (4 KiB granules, so every victim is 4 KiB aligned and padded: the SSD writes it
-// without a copy, and the arena is registered with io_uring). `queued` maps each waiting key to
-// its list node so Remove can cancel it; `in_flight` holds the victims the worker is writing now and
-// `cancel_after_write` those removed meanwhile, which the worker removes from SSD afterwards.
+// TierManager implementation (contract in tiers/tier_manager.h). DRAM victims on their way to the
+// SSD wait in a DemotionQueue (tiers/demotion_queue.h), which owns the staging arena and the worker.
 //
 // Creation times: BlockMeta::created_ms is in the DRAM tier's clock (steady, restarts at boot);
 // the SSD keeps wall-clock milliseconds (SsdBlockInfo::created_unix_ms) so a block's age survives
@@ -16,30 +11,14 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
-#include <list>
-#include <mutex>
-#include <thread>
-#include <unordered_map>
 #include <unordered_set>
 
 #include "common/mutex.h"
-#include "tiers/arena.h"
 #include "tiers/block_allocator.h"
+#include "tiers/demotion_queue.h"
 
 namespace kvstash::tiers {
 namespace {
-
-static_assert(BlockAllocator::kGranule == SsdTier::kAlignment,
-              "DRAM and staging ranges must be padded exactly as the SSD pads its records");
-
-struct Victim {
-  BlockKey key;
-  std::optional<BlockKey> parent;
-  uint64_t size = 0;
-  uint64_t checksum = 0;
-  uint64_t offset = 0;  // in the staging arena
-  uint64_t created_ms = 0;  // the DRAM tier's clock
-};
 
 uint64_t WallNowMs() {
   return static_cast<uint64_t>(
@@ -68,8 +47,9 @@ std::vector<BlockMeta> MergeByKey(std::vector<BlockMeta> first, std::vector<Bloc
 
 struct TierManager::Impl {
   TierManagerOptions options;
-  std::unique_ptr<Arena> staging;
-  std::unique_ptr<BlockAllocator> staging_alloc;
+  // Declared before the tiers, destroyed after them: its staging arena is registered with the SSD,
+  // and DRAM's eviction hook writes into it. Null without an SSD.
+  std::unique_ptr<DemotionQueue> demotion;
   std::unique_ptr<DramTier> dram;
   std::unique_ptr<SsdTier> ssd;
   std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
@@ -77,31 +57,14 @@ struct TierManager::Impl {
   const ByteAccess* hbm_bytes = nullptr;
   std::string hbm_policy;
 
-  // The demotion queue; ranked after the DRAM tier's locks (DRAM's eviction hook enqueues under
-  // them) and before the SSD tier's (the worker writes to the SSD without it).
-  mutable Mutex q_mu{lock_order::kDemotionQueue};
-  std::condition_variable q_cv;      // work arrived, or stop
-  std::condition_variable idle_cv;   // a batch finished
-  std::list<Victim> queue GUARDED_BY(q_mu);
-  std::unordered_map<BlockKey, std::list<Victim>::iterator, BlockKeyHash> queued GUARDED_BY(q_mu);
-  std::unordered_map<BlockKey, Victim, BlockKeyHash> in_flight GUARDED_BY(q_mu);
-  std::unordered_set<BlockKey, BlockKeyHash> cancel_after_write GUARDED_BY(q_mu);
-  uint64_t enqueued_total GUARDED_BY(q_mu) = 0;
-  uint64_t finished_total GUARDED_BY(q_mu) = 0;  // written, failed or cancelled
-  bool stop GUARDED_BY(q_mu) = false;
-  std::thread worker;
-
   Mutex promo_mu;
   std::condition_variable promo_cv;
   std::unordered_set<BlockKey, BlockKeyHash> promoting GUARDED_BY(promo_mu);
 
-  std::atomic<uint64_t> demotions_queued{0}, demoted{0}, demotions_already_on_ssd{0};
-  std::atomic<uint64_t> demotions_dropped_full{0}, demotions_failed{0}, demotions_cancelled{0};
   std::atomic<uint64_t> promotions{0}, promotions_failed{0}, ssd_direct_reads{0};
-  std::atomic<uint64_t> demotions_skipped_in_hbm{0};
   std::atomic<uint64_t> hbm_placed{0}, hbm_place_fallbacks{0}, hbm_demoted{0}, hbm_demotions_in_dram{0};
   std::atomic<uint64_t> hbm_demotions_to_ssd{0}, hbm_demotions_dropped{0}, hbm_promotions{0};
-  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0}, demotion_queue_reads{0};
+  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0};
 
   const Clock& clock() const { return *options.dram.clock; }
 
@@ -135,48 +98,27 @@ struct TierManager::Impl {
     return m;
   }
 
-  // A victim waiting for (or being written to) the SSD, as the SSD will report it.
-  static BlockMeta MetaFromVictim(const Victim& v) {
-    BlockMeta m;
-    m.key = v.key;
-    m.tier = TierKind::kSsd;
-    m.size = v.size;
-    m.checksum = v.checksum;
-    m.parent = v.parent;
-    m.created_ms = v.created_ms;
-    m.last_access_ms = v.created_ms;
-    return m;
-  }
-
-  // The demotion queue's view of a key: queued or being written. Lock order: q_mu only.
-  std::optional<BlockMeta> PeekDemotion(const BlockKey& key) const {
-    MutexLock lock(q_mu);
-    if (auto it = queued.find(key); it != queued.end()) return MetaFromVictim(*it->second);
-    if (auto it = in_flight.find(key); it != in_flight.end()) return MetaFromVictim(it->second);
-    return std::nullopt;
-  }
-
   // Copies a victim still waiting in the demotion queue straight into `out` (when DRAM cannot
   // take a promotion). A victim being written is waited for and then read from the SSD.
-  // NOT_FOUND when the queue does not hold it.
+  // NOT_FOUND when neither holds it.
   Result<BlockMeta> ReadFromDemotionQueue(const BlockKey& key, std::span<std::byte> out) {
-    {
-      MutexLock lock(q_mu);
-      lock.Wait(idle_cv, [&] { q_mu.AssertHeld(); return !in_flight.contains(key); });
-      auto it = queued.find(key);
-      if (it != queued.end()) {
-        const Victim& v = *it->second;
-        if (out.size() < v.size) {
-          return OutOfRange("buffer of " + std::to_string(out.size()) + " bytes is smaller than block " + key.ToHex());
-        }
-        std::memcpy(out.data(), staging->base() + v.offset, v.size);
-        demotion_queue_reads.fetch_add(1, std::memory_order_relaxed);
-        return MetaFromVictim(v);
-      }
-    }
+    Result<BlockMeta> queued = demotion->ReadQueued(key, out);
+    if (queued.ok() || queued.status().code() != StatusCode::kNotFound) return queued;
     KVSTASH_ASSIGN_OR_RETURN(SsdBlockInfo info, ssd->Read(key, out));
     ssd_direct_reads.fetch_add(1, std::memory_order_relaxed);
     return MetaFromSsd(info);
+  }
+
+  // The demotion worker's question: which of these keys HBM still holds (a DRAM victim that is a
+  // read copy of an HBM block is not written to the SSD: HBM's copy stays authoritative).
+  std::vector<bool> HeldInHbm(const std::vector<BlockKey>& keys) {
+    // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
+    MutexLock hbm_lock(hbm_mu);
+    Tier* const hbm_now = hbm.get();
+    if (hbm_now == nullptr) return {};
+    std::vector<bool> held(keys.size());
+    for (size_t i = 0; i < keys.size(); ++i) held[i] = hbm_now->Peek(keys[i]).has_value();
+    return held;
   }
 
   // HBM eviction callback: under the HBM tier's locks. Writes the victim into DRAM (which may evict
@@ -190,7 +132,7 @@ struct TierManager::Impl {
         hbm_demotions_in_dram.fetch_add(1, std::memory_order_relaxed);
       } else if (ssd) {
         hbm_demotions_to_ssd.fetch_add(1, std::memory_order_relaxed);
-        OnEvict(meta, bytes);
+        demotion->Offer(meta, bytes);
       } else {
         hbm_demotions_dropped.fetch_add(1, std::memory_order_relaxed);
       }
@@ -226,124 +168,6 @@ struct TierManager::Impl {
     Result<BlockMeta> committed = hbm->Commit(h.id, checksum, pin);
     if (!committed.ok()) (void)hbm->Abort(h.id);
     return committed;
-  }
-
-  // DramTier eviction callback: under the DRAM tier's locks; never blocks on the SSD.
-  void OnEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
-    if (ssd->Contains(meta.key)) {
-      demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    {
-      MutexLock lock(q_mu);
-      if (queued.contains(meta.key)) {
-        // A copy promoted from the queue, evicted again before the writer took the victim: the
-        // queued copy goes down. Counted, so every eviction has exactly one outcome.
-        demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
-    }
-    std::optional<uint64_t> offset = staging_alloc->Allocate(bytes.size());
-    if (!offset) {
-      demotions_dropped_full.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    std::byte* dst = staging->base() + *offset;
-    std::memcpy(dst, bytes.data(), bytes.size());
-    // The pad is written to disk too; keep it deterministic rather than stale staging bytes.
-    std::memset(dst + bytes.size(), 0, BlockAllocator::RoundUp(bytes.size()) - bytes.size());
-    {
-      MutexLock lock(q_mu);
-      queue.push_back(Victim{meta.key, meta.parent, meta.size, meta.checksum, *offset, meta.created_ms});
-      queued[meta.key] = std::prev(queue.end());
-      ++enqueued_total;
-    }
-    demotions_queued.fetch_add(1, std::memory_order_relaxed);
-    q_cv.notify_one();
-  }
-
-  void Work() {
-    MutexLock lock(q_mu);
-    for (;;) {
-      lock.Wait(q_cv, [&] { q_mu.AssertHeld(); return stop || !queue.empty(); });
-      if (queue.empty()) return;  // stop, and everything queued is written
-      std::vector<Victim> batch;
-      while (!queue.empty() && batch.size() < options.demotion_batch_blocks) {
-        batch.push_back(queue.front());
-        queued.erase(queue.front().key);
-        in_flight.emplace(queue.front().key, queue.front());
-        queue.pop_front();
-      }
-      lock.Unlock();
-
-      // A DRAM copy of a block HBM still holds (a read copy): HBM's copy stays authoritative.
-      std::vector<Victim> keep;
-      std::vector<BlockKey> skipped;
-      {
-        // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
-        MutexLock hbm_lock(hbm_mu);
-        if (Tier* const hbm_now = hbm.get(); hbm_now != nullptr) {
-          keep.reserve(batch.size());
-          for (const Victim& v : batch) {
-            if (hbm_now->Peek(v.key)) {
-              staging_alloc->Free(v.offset, v.size);
-              skipped.push_back(v.key);
-              demotions_skipped_in_hbm.fetch_add(1, std::memory_order_relaxed);
-            } else {
-              keep.push_back(v);
-            }
-          }
-        }
-      }
-      if (!skipped.empty()) {
-        lock.Lock();
-        for (const BlockKey& key : skipped) {
-          in_flight.erase(key);
-          cancel_after_write.erase(key);
-        }
-        finished_total += skipped.size();
-        idle_cv.notify_all();
-        lock.Unlock();
-        batch = std::move(keep);
-        if (batch.empty()) {
-          lock.Lock();
-          continue;
-        }
-      }
-
-      std::vector<SsdWrite> writes(batch.size());
-      for (size_t i = 0; i < batch.size(); ++i) {
-        const Victim& v = batch[i];
-        writes[i] = SsdWrite{v.key, v.parent,
-                             std::span<const std::byte>(staging->base() + v.offset, BlockAllocator::RoundUp(v.size)),
-                             v.size, v.checksum, ToUnixMs(v.created_ms)};
-      }
-      const std::vector<Status> results = ssd->Write(writes);
-      for (size_t i = 0; i < batch.size(); ++i) {
-        if (results[i].ok()) {
-          demoted.fetch_add(1, std::memory_order_relaxed);
-        } else if (results[i].code() == StatusCode::kAlreadyExists) {
-          demotions_already_on_ssd.fetch_add(1, std::memory_order_relaxed);
-        } else {
-          demotions_failed.fetch_add(1, std::memory_order_relaxed);
-        }
-        staging_alloc->Free(batch[i].offset, batch[i].size);
-      }
-
-      lock.Lock();
-      std::vector<BlockKey> cancelled;
-      for (const Victim& v : batch) {
-        in_flight.erase(v.key);
-        if (cancel_after_write.erase(v.key) > 0) cancelled.push_back(v.key);
-      }
-      if (!cancelled.empty()) {
-        lock.Unlock();
-        for (const BlockKey& key : cancelled) (void)ssd->Remove(key);  // NOT_FOUND when the write failed
-        lock.Lock();
-      }
-      finished_total += batch.size();
-      idle_cv.notify_all();
-    }
   }
 
   // Stages an SSD-only block into DRAM. OK when the block is in DRAM afterwards (by this call or
@@ -389,25 +213,17 @@ struct TierManager::Impl {
   // Copies a victim still waiting in the demotion queue back into DRAM from its staging copy, so
   // a block is never a miss just because the SSD writer is behind. A victim the worker is writing
   // now is waited for (it is on SSD afterwards). NOT_FOUND when the queue does not hold the key.
-  // Lock order: q_mu is never held across a DRAM call (OnEvict takes it under DRAM's locks).
+  // Lock order: the queue's mutex is never held across a DRAM call (DRAM's eviction hook takes it
+  // under DRAM's locks).
   Status PromoteFromDemotionQueue(const BlockKey& key) {
     for (int attempt = 0; attempt < 2; ++attempt) {
-      Victim v;
-      {
-        MutexLock lock(q_mu);
-        lock.Wait(idle_cv, [&] { q_mu.AssertHeld(); return !in_flight.contains(key); });
-        auto it = queued.find(key);
-        if (it == queued.end()) return NotFound("block " + key.ToHex() + " is not queued for ssd");
-        v = *it->second;
-      }
-      Status st = StageIntoDram(key, v.size, v.parent, promotions, promotions_failed,
+      std::optional<QueuedVictim> v = demotion->WaitQueued(key);
+      if (!v) return NotFound("block " + key.ToHex() + " is not queued for ssd");
+      Status st = StageIntoDram(key, v->size, v->parent, promotions, promotions_failed,
                                 [&](const Reservation& r) -> Result<uint64_t> {
         // Still queued at the same place: the worker has not taken it and Remove has not freed it.
-        MutexLock lock(q_mu);
-        auto it = queued.find(key);
-        if (it == queued.end() || it->second->offset != v.offset) return Aborted("left the demotion queue");
-        std::memcpy(r.data, staging->base() + v.offset, v.size);
-        return v.checksum;  // Commit verifies the copy against it
+        KVSTASH_RETURN_IF_ERROR(demotion->CopyIfStillQueued(*v, r.data));
+        return v->checksum;  // Commit verifies the copy against it
       });
       if (st.code() != StatusCode::kAborted) return st;
       // Taken by the worker (on SSD once written) or removed: look again.
@@ -466,10 +282,10 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
                              ") must hold one block of ssd max_block_bytes (" +
                              std::to_string(options.ssd->max_block_bytes) + ")");
     }
-    if (options.demotion_batch_blocks == 0) return InvalidArgument("demotion_batch_blocks must be > 0");
-    KVSTASH_ASSIGN_OR_RETURN(d->staging, Arena::Map(options.demotion_queue_bytes, ArenaHugePages::kNever));
-    d->staging_alloc = std::make_unique<BlockAllocator>(options.demotion_queue_bytes);
-    dram_options.on_evict = [d](const BlockMeta& meta, std::span<const std::byte> bytes) { d->OnEvict(meta, bytes); };
+    KVSTASH_ASSIGN_OR_RETURN(d->demotion,
+                             DemotionQueue::Create(options.demotion_queue_bytes, options.demotion_batch_blocks));
+    DemotionQueue* q = d->demotion.get();
+    dram_options.on_evict = [q](const BlockMeta& meta, std::span<const std::byte> bytes) { q->Offer(meta, bytes); };
     // DRAM's victims go to this SSD: its policy replays the pair (tiers/lru_guard_policy.h).
     const SsdTierOptions& ssd = *options.ssd;
     dram_options.lower_tier = EvictionPolicy::LowerTier{
@@ -489,9 +305,11 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
   if (options.ssd) {
     SsdTierOptions ssd_options = *options.ssd;
     ssd_options.io_memory.push_back(std::span<std::byte>(d->dram->arena_base(), d->dram->arena_bytes()));
-    ssd_options.io_memory.push_back(std::span<std::byte>(d->staging->base(), d->staging->size()));
+    ssd_options.io_memory.push_back(d->demotion->staging_memory());
     KVSTASH_ASSIGN_OR_RETURN(d->ssd, SsdTier::Open(ssd_options));
-    d->worker = std::thread([d] { d->Work(); });
+    d->demotion->Start(
+        *d->ssd, [d](const std::vector<BlockKey>& keys) { return d->HeldInHbm(keys); },
+        [d](uint64_t clock_ms) { return d->ToUnixMs(clock_ms); });
   }
   return std::unique_ptr<TierManager>(new TierManager(std::move(impl)));
 }
@@ -508,14 +326,7 @@ TierManager::~TierManager() {
     hbm = std::move(impl_->hbm);
   }
   hbm.reset();
-  if (impl_->worker.joinable()) {
-    {
-      MutexLock lock(impl_->q_mu);
-      impl_->stop = true;
-    }
-    impl_->q_cv.notify_all();
-    impl_->worker.join();
-  }
+  if (impl_->demotion) impl_->demotion->Stop();
 }
 
 Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
@@ -580,7 +391,7 @@ std::optional<BlockMeta> TierManager::Peek(const BlockKey& key) const {
   if (!impl_->ssd) return std::nullopt;
   if (auto info = impl_->ssd->Lookup(key)) return impl_->MetaFromSsd(*info);
   // Acknowledged and evicted from DRAM, not yet on SSD: still stored (Read and Find serve it).
-  return impl_->PeekDemotion(key);
+  return impl_->demotion->Peek(key);
 }
 
 Result<BlockMeta> TierManager::Read(const BlockKey& key, std::span<std::byte> out) {
@@ -622,27 +433,9 @@ Status TierManager::Remove(const BlockKey& key) {
     found = found || hbm_st.ok();
   }
   if (!d.ssd) return found ? Status::Ok() : NotFound("block " + key.ToHex() + " is not stored");
-  bool cancelled = false;
-  {
-    MutexLock lock(d.q_mu);
-    auto it = d.queued.find(key);
-    if (it != d.queued.end()) {
-      d.staging_alloc->Free(it->second->offset, it->second->size);
-      d.queue.erase(it->second);
-      d.queued.erase(it);
-      ++d.finished_total;
-      d.demotions_cancelled.fetch_add(1, std::memory_order_relaxed);
-      cancelled = true;
-    } else if (d.in_flight.contains(key)) {
-      d.cancel_after_write.insert(key);
-      d.demotions_cancelled.fetch_add(1, std::memory_order_relaxed);
-      cancelled = true;
-    }
-  }
-  d.idle_cv.notify_all();
   // A queued victim was not on SSD when queued (and reaches it only through the queue); an
   // in-flight one is removed by the worker after its write. Neither needs the SSD's writer lock.
-  if (cancelled) return Status::Ok();
+  if (d.demotion->Cancel(key)) return Status::Ok();
   Status ssd_st = d.ssd->Remove(key);
   if (ssd_st.ok()) found = true;
   if (!ssd_st.ok() && ssd_st.code() != StatusCode::kNotFound) return ssd_st;
@@ -751,16 +544,20 @@ std::vector<TierUsageEntry> TierManager::UsageByTier() const {
 TierManagerCounters TierManager::ManagerCounters() const {
   const Impl& d = *impl_;
   TierManagerCounters c;
-  c.demotions_queued = d.demotions_queued.load(std::memory_order_relaxed);
-  c.demoted = d.demoted.load(std::memory_order_relaxed);
-  c.demotions_already_on_ssd = d.demotions_already_on_ssd.load(std::memory_order_relaxed);
-  c.demotions_dropped_full = d.demotions_dropped_full.load(std::memory_order_relaxed);
-  c.demotions_failed = d.demotions_failed.load(std::memory_order_relaxed);
-  c.demotions_cancelled = d.demotions_cancelled.load(std::memory_order_relaxed);
+  if (d.demotion) {
+    const DemotionQueueCounters q = d.demotion->Counters();
+    c.demotions_queued = q.queued;
+    c.demoted = q.written;
+    c.demotions_already_on_ssd = q.already_on_ssd;
+    c.demotions_dropped_full = q.dropped_full;
+    c.demotions_failed = q.failed;
+    c.demotions_cancelled = q.cancelled;
+    c.demotions_skipped_in_hbm = q.skipped_held_above;
+    c.demotion_queue_reads = q.staging_reads;
+  }
   c.promotions = d.promotions.load(std::memory_order_relaxed);
   c.promotions_failed = d.promotions_failed.load(std::memory_order_relaxed);
   c.ssd_direct_reads = d.ssd_direct_reads.load(std::memory_order_relaxed);
-  c.demotions_skipped_in_hbm = d.demotions_skipped_in_hbm.load(std::memory_order_relaxed);
   c.hbm_placed = d.hbm_placed.load(std::memory_order_relaxed);
   c.hbm_place_fallbacks = d.hbm_place_fallbacks.load(std::memory_order_relaxed);
   c.hbm_demoted = d.hbm_demoted.load(std::memory_order_relaxed);
@@ -770,17 +567,13 @@ TierManagerCounters TierManager::ManagerCounters() const {
   c.hbm_promotions = d.hbm_promotions.load(std::memory_order_relaxed);
   c.hbm_promotions_failed = d.hbm_promotions_failed.load(std::memory_order_relaxed);
   c.hbm_reads = d.hbm_reads.load(std::memory_order_relaxed);
-  c.demotion_queue_reads = d.demotion_queue_reads.load(std::memory_order_relaxed);
   if (d.ssd) c.ssd = d.ssd->Counters();
   return c;
 }
 
 void TierManager::DrainDemotions() {
   Impl& d = *impl_;
-  if (!d.ssd) return;
-  MutexLock lock(d.q_mu);
-  const uint64_t target = d.enqueued_total;
-  lock.Wait(d.idle_cv, [&] { d.q_mu.AssertHeld(); return d.finished_total >= target; });
+  if (d.demotion) d.demotion->Drain();
 }
 
 DramTier& TierManager::dram() const { return *impl_->dram; }

@@ -1,7 +1,7 @@
-// TierManager: the Tier the daemon programs against when a host has more than DRAM (DESIGN.md §3,
-// §4). It owns a DramTier and, optionally, an HBM tier above it and an SsdTier below it, and keeps
-// the data path unchanged: every address it hands out (BlockMeta::data, Reservation::data) points
-// into the DRAM arena, the memory the transport serves one-sided.
+// TierManager: the Tier the daemon programs against when a host has more than DRAM
+// (docs/ARCHITECTURE.md §3, §4). It owns a DramTier and, optionally, an HBM tier above it and an
+// SsdTier below it, and keeps the data path unchanged: every address it hands out (BlockMeta::data,
+// Reservation::data) points into the DRAM arena, the memory the transport serves one-sided.
 //
 // Placement: Reserve hands out a DRAM region (the one-sided landing area). Without HBM, Commit
 // commits it there. With HBM, Commit copies the bytes into an HBM reservation
@@ -17,19 +17,19 @@
 // out of HBM without promotion (hbm_reads). Why staged even where UCX could read GPU memory: the
 // client names one rkey per daemon and the HBM arena is not registered (docs/GPU.md).
 //
-// Demotion: HBM eviction victims are written into DRAM (hbm_demoted; a victim DRAM already holds
-// is done). When DRAM cannot take one it goes to the SSD demotion queue if there is an SSD, else
-// it is dropped (hbm_demotions_dropped). DRAM victims are offered to the SSD: each is copied into
-// a staging area of demotion_queue_bytes and queued for a worker thread that writes queued victims
-// to SSD in batches, skipping those that HBM still holds. When the staging area is full the victim
-// is dropped and counted (demotions_dropped_full) — a put never waits for the SSD. A block that
-// waits in the queue is still found: promotion copies it back from its staging copy (a block the
-// worker is writing at that moment is waited for, then read from SSD); Peek() reports it (tier
-// ssd, no address) and Read() copies it straight from staging when DRAM cannot take a promotion
-// (demotion_queue_reads), so an acknowledged block never reads as a miss while it waits (issue
-// 17). The one window left: Find (a one-sided read needs a DRAM copy) misses while DRAM has no
-// room for the promotion at all, counted in promotions_failed. Remove() cancels a queued or
-// in-flight demotion.
+// Demotion: HBM eviction victims are written into DRAM (hbm_demoted; a victim DRAM already holds is
+// done). When DRAM cannot take one it goes to the SSD demotion queue if there is an SSD, else it is
+// dropped (hbm_demotions_dropped). DRAM victims are offered to the SSD: each is copied into a
+// staging area of demotion_queue_bytes and queued for a worker thread that writes queued victims to
+// SSD in batches, skipping those that HBM still holds (tiers/demotion_queue.h). When the staging
+// area is full the victim is dropped and counted (demotions_dropped_full) — a put never waits for
+// the SSD. A block that waits in the queue is still found: promotion copies it back from its
+// staging copy (a block the worker is writing at that moment is waited for, then read from SSD);
+// Peek() reports it (tier ssd, no address) and Read() copies it straight from staging when DRAM
+// cannot take a promotion (demotion_queue_reads), so an acknowledged block never reads as a miss
+// while it waits (issue 17). The one window left: Find (a one-sided read needs a DRAM copy) misses
+// while DRAM has no room for the promotion at all, counted in promotions_failed. Remove() cancels a
+// queued or in-flight demotion.
 //
 // Promotion from SSD: Find, Read and SetPinned(true) of a block that is only on SSD stage it into
 // DRAM first (a DRAM reservation filled straight from the SSD, checksum verified, then committed),
