@@ -15,6 +15,7 @@
 #include <mutex>
 
 #include "common/logging.h"
+#include "tiers/ssd_records.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -22,9 +23,6 @@ namespace {
 constexpr char kLayoutKey[] = "L";
 constexpr char kBlockPrefix = 'b';
 constexpr char kSegmentPrefix = 's';
-constexpr uint32_t kHasParent = 1u << 31;   // in the encoded flags word; not a caller flag
-constexpr uint32_t kHasCreated = 1u << 30;  // a u64 creation time follows (after the parent)
-constexpr uint32_t kEncodingFlags = kHasParent | kHasCreated;
 
 Status ToStatus(const rocksdb::Status& s, const char* what) {
   if (s.ok()) return Status::Ok();
@@ -33,19 +31,6 @@ Status ToStatus(const rocksdb::Status& s, const char* what) {
 
 void PutU64(std::string& out, uint64_t v) {
   for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-void PutU32(std::string& out, uint32_t v) {
-  for (int i = 0; i < 4; ++i) out.push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetU64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint32_t GetU32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
 }
 
 std::string BlockRecordKey(const BlockKey& key) {
@@ -57,48 +42,6 @@ std::string SegmentRecordKey(uint32_t segment) {
   std::string k(1, kSegmentPrefix);
   for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(segment >> (8 * i)));
   return k;
-}
-
-// flags(u32) segment(u32) offset size checksum seq (u64 each) [parent 16 bytes]
-constexpr size_t kEntryFixed = 4 + 4 + 8 * 4;
-
-// Records written before creation times were kept have no kHasCreated and decode with 0.
-std::string EncodeEntry(const SsdEntry& e) {
-  std::string out;
-  out.reserve(kEntryFixed + BlockKey::kSize + 8);
-  PutU32(out, (e.flags & ~kEncodingFlags) | (e.parent ? kHasParent : 0) | (e.created_unix_ms ? kHasCreated : 0));
-  PutU32(out, e.segment);
-  PutU64(out, e.offset);
-  PutU64(out, e.size);
-  PutU64(out, e.checksum);
-  PutU64(out, e.seq);
-  if (e.parent) out.append(e.parent->AsBytes());
-  if (e.created_unix_ms) PutU64(out, e.created_unix_ms);
-  return out;
-}
-
-std::optional<SsdEntry> DecodeEntry(const rocksdb::Slice& v) {
-  if (v.size() < kEntryFixed) return std::nullopt;
-  const char* p = v.data();
-  SsdEntry e;
-  const uint32_t flags = GetU32(p);
-  e.flags = flags & ~kEncodingFlags;
-  e.segment = GetU32(p + 4);
-  e.offset = GetU64(p + 8);
-  e.size = GetU64(p + 16);
-  e.checksum = GetU64(p + 24);
-  e.seq = GetU64(p + 32);
-  const size_t expected = kEntryFixed + ((flags & kHasParent) ? BlockKey::kSize : 0) + ((flags & kHasCreated) ? 8 : 0);
-  if (v.size() != expected) return std::nullopt;
-  size_t at = kEntryFixed;
-  if (flags & kHasParent) {
-    auto parent = BlockKey::FromBytes(std::string_view(p + at, BlockKey::kSize));
-    if (!parent.ok()) return std::nullopt;
-    e.parent = *parent;
-    at += BlockKey::kSize;
-  }
-  if (flags & kHasCreated) e.created_unix_ms = GetU64(p + at);
-  return e;
 }
 
 // RocksDB's info log, sent to the daemon's log instead of a LOG file in the index directory: a
@@ -236,8 +179,9 @@ Result<std::optional<SsdLayout>> SsdIndex::ReadLayout() const {
   if (s.IsNotFound()) return std::optional<SsdLayout>();
   if (s.IsCorruption()) return DataLoss("rocksdb get layout: " + s.ToString());
   KVSTASH_RETURN_IF_ERROR(ToStatus(s, "get layout"));
-  if (value.size() != 16) return DataLoss("ssd index layout record is " + std::to_string(value.size()) + " bytes");
-  return std::optional<SsdLayout>(SsdLayout{GetU64(value.data()), GetU64(value.data() + 8)});
+  std::optional<SsdLayout> layout = DecodeSsdLayout(value);
+  if (!layout) return DataLoss("ssd index layout record is " + std::to_string(value.size()) + " bytes");
+  return layout;
 }
 
 Status SsdIndex::WriteLayout(const SsdLayout& layout) {
@@ -264,16 +208,15 @@ Status SsdIndex::Load(const std::function<void(const BlockKey&, const SsdEntry&)
     const rocksdb::Slice k = it->key();
     if (k.size() == 1 + BlockKey::kSize && k[0] == kBlockPrefix) {
       auto key = BlockKey::FromBytes(std::string_view(k.data() + 1, BlockKey::kSize));
-      auto entry = DecodeEntry(it->value());
+      auto entry = DecodeSsdEntry(std::string_view(it->value().data(), it->value().size()));
       if (key.ok() && entry) {
         block(*key, *entry);
       } else {
         ++*undecodable;
       }
-    } else if (k.size() == 5 && k[0] == kSegmentPrefix && it->value().size() == 8) {
-      uint32_t id = 0;
-      for (int i = 1; i <= 4; ++i) id = (id << 8) | static_cast<uint8_t>(k[static_cast<size_t>(i)]);
-      segment(id, GetU64(it->value().data()));
+    } else if (auto seq = DecodeSegmentSeq(std::string_view(k.data(), k.size()),
+                                           std::string_view(it->value().data(), it->value().size()))) {
+      segment(seq->first, seq->second);
     } else if (k != rocksdb::Slice(kLayoutKey)) {
       ++*undecodable;
     }
@@ -285,7 +228,7 @@ Status SsdIndex::Load(const std::function<void(const BlockKey&, const SsdEntry&)
 Status SsdIndex::Apply(const Mutation& m) {
   rocksdb::WriteBatch batch;
   for (const BlockKey& key : m.deletes) batch.Delete(BlockRecordKey(key));
-  for (const auto& [key, entry] : m.puts) batch.Put(BlockRecordKey(key), EncodeEntry(entry));
+  for (const auto& [key, entry] : m.puts) batch.Put(BlockRecordKey(key), EncodeSsdEntry(entry));
   for (const auto& [segment, seq] : m.segment_seqs) {
     std::string value;
     PutU64(value, seq);

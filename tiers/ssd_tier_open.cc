@@ -1,6 +1,7 @@
 // SsdTier::Open and the recovery of its in-memory state from the index (internals in
 // tiers/ssd_tier_impl.h).
 #include "tiers/ssd_tier_impl.h"
+#include "tiers/ssd_records.h"
 
 namespace kvstash::tiers {
 
@@ -12,11 +13,10 @@ Status SsdTier::Impl::Recover() {
   std::vector<BlockKey> invalid;
   std::vector<std::pair<BlockKey, SsdEntry>> loaded;
   uint64_t undecodable = 0;
+  const SsdGeometry geometry{segment_count, options.segment_bytes, options.max_block_bytes, kAlignment};
   Status load = index->Load(
       [&](const BlockKey& key, const SsdEntry& e) {
-        const bool ok = e.segment < segment_count && e.size > 0 && e.size <= options.max_block_bytes &&
-                        e.offset % kAlignment == 0 && e.offset + PaddedSize(e.size) <= options.segment_bytes;
-        if (ok) {
+        if (SsdEntryFits(e, geometry)) {
           loaded.emplace_back(key, e);
         } else {
           invalid.push_back(key);
