@@ -282,7 +282,7 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
     impl->replicator = std::make_unique<Replicator>(ReplicatorOptionsFor(config), *impl->tier, impl->registry);
     service_options.access_hooks = impl->replicator.get();
   }
-  impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->server_metrics);
+  impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->tier, *impl->server_metrics);
   if (impl->transfer && config.ucx_protocol != "one-sided") {
     impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default(), config.verify_sends);
     impl->transfer->SetSendAuthorizer(impl->read_grants.get());

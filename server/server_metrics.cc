@@ -13,8 +13,8 @@ std::string ResultLabel(const Status& status) {
 
 }  // namespace
 
-ServerMetrics::ServerMetrics(metrics::Registry& r, tiers::TierManager& tier, std::string_view version)
-    : tier_(tier),
+ServerMetrics::ServerMetrics(metrics::Registry& r, const tiers::TierStats& stats, std::string_view version)
+    : stats_(stats),
       ops_(r.AddCounter("kvstash_ops_total", "RPCs served, by op and result (ok or the gRPC status code).",
                         {"op", "result"})),
       op_duration_(r.AddHistogram("kvstash_op_duration_seconds", "RPC latency inside the daemon, by op.", {"op"},
@@ -152,8 +152,8 @@ uint64_t ServerMetrics::puts_stored() const { return static_cast<uint64_t>(puts_
 uint64_t ServerMetrics::puts_deduplicated() const { return static_cast<uint64_t>(puts_deduplicated_.Value()); }
 
 void ServerMetrics::Collect() {
-  const tiers::TierUsage total = tier_.Usage();
-  for (const tiers::TierUsageEntry& entry : tier_.UsageByTier()) {
+  const tiers::TierUsage total = stats_.Usage();
+  for (const tiers::TierUsageEntry& entry : stats_.UsageByTier()) {
     const std::string name(tiers::TierName(entry.kind));
     capacity_.WithLabels({name}).Set(static_cast<double>(entry.usage.capacity_bytes));
     used_.WithLabels({name}).Set(static_cast<double>(entry.usage.used_bytes));
@@ -167,7 +167,7 @@ void ServerMetrics::Collect() {
   // Tier counters are cumulative; publish their growth since the last scrape.
   MutexLock lock(collect_mu_);
   const std::string dram(tiers::TierName(tiers::TierKind::kDram));
-  const tiers::TierCounters now = tier_.Counters();
+  const tiers::TierCounters now = stats_.Counters();
   auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };
   evictions_.WithLabels({dram, "capacity"}).Inc(delta(now.evicted_capacity, last_counters_.evicted_capacity));
   evictions_.WithLabels({dram, "fragmentation"})
@@ -176,7 +176,7 @@ void ServerMetrics::Collect() {
   reservations_expired_.Inc(delta(now.reservations_expired, last_counters_.reservations_expired));
   checksum_mismatches_.Inc(delta(now.checksum_mismatches, last_counters_.checksum_mismatches));
   last_counters_ = now;
-  const tiers::TierManagerCounters m = tier_.ManagerCounters();
+  const tiers::TierManagerCounters m = stats_.ManagerCounters();
   demotions_.WithLabels({"written"}).Inc(delta(m.demoted, last_manager_.demoted));
   demotions_.WithLabels({"already_on_ssd"}).Inc(delta(m.demotions_already_on_ssd, last_manager_.demotions_already_on_ssd));
   demotions_.WithLabels({"dropped_queue_full"}).Inc(delta(m.demotions_dropped_full, last_manager_.demotions_dropped_full));
@@ -184,9 +184,9 @@ void ServerMetrics::Collect() {
   promotions_.Inc(delta(m.promotions, last_manager_.promotions));
   demotions_.WithLabels({"skipped_in_hbm"})
       .Inc(delta(m.demotions_skipped_in_hbm, last_manager_.demotions_skipped_in_hbm));
-  if (tier_.hbm() != nullptr) {
+  if (stats_.has_hbm()) {
     const std::string hbm(tiers::TierName(tiers::TierKind::kHbm));
-    const tiers::TierCounters h = tier_.HbmCounters();
+    const tiers::TierCounters h = stats_.HbmCounters();
     evictions_.WithLabels({hbm, "capacity"}).Inc(delta(h.evicted_capacity, last_hbm_counters_.evicted_capacity));
     evictions_.WithLabels({hbm, "fragmentation"})
         .Inc(delta(h.evicted_fragmentation, last_hbm_counters_.evicted_fragmentation));

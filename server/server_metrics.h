@@ -12,15 +12,15 @@
 #include "common/mutex.h"
 #include "kvstash/reuse_advice.h"
 #include "kvstash/status.h"
-#include "tiers/tier_manager.h"
+#include "tiers/tier_stats.h"
 #include "transfer/transfer_server.h"
 
 namespace kvstash::server {
 
 class ServerMetrics {
  public:
-  // Registers every family in `registry` and a collector that mirrors `tier` (must outlive this).
-  ServerMetrics(metrics::Registry& registry, tiers::TierManager& tier, std::string_view version);
+  // Registers every family in `registry` and a collector that mirrors `stats` (must outlive this).
+  ServerMetrics(metrics::Registry& registry, const tiers::TierStats& stats, std::string_view version);
 
   // One finished RPC: its op name, outcome and latency.
   // Counts a call refused before it ran (no token, a bad one, a role too low): in kvstash_ops_total
@@ -56,7 +56,7 @@ class ServerMetrics {
  private:
   void Collect();
 
-  tiers::TierManager& tier_;
+  const tiers::TierStats& stats_;
   metrics::Family<metrics::Counter>& ops_;
   metrics::Family<metrics::Histogram>& op_duration_;
   metrics::Family<metrics::Counter>& lookup_blocks_;

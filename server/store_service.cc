@@ -80,9 +80,11 @@ grpc::Status ToGrpc(const Status& status) {
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()), status.message());
 }
 
-StoreService::StoreService(StoreServiceOptions options, tiers::TierManager& tier, ServerMetrics& metrics)
+StoreService::StoreService(StoreServiceOptions options, tiers::Tier& tier, const tiers::TierStats& stats,
+                           ServerMetrics& metrics)
     : options_(std::move(options)),
       tier_(tier),
+      stats_(stats),
       metrics_(metrics),
       start_ms_(options_.clock->NowMs()),
       member_id_(options_.member_id) {}
@@ -703,9 +705,9 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_version(kVersion);
   resp.set_member_id(member_id());
   resp.set_uptime_ms(options_.clock->NowMs() - start_ms_);
-  const tiers::TierUsage usage = tier_.Usage();
-  const tiers::TierCounters counters = tier_.Counters();
-  for (const tiers::TierUsageEntry& entry : tier_.UsageByTier()) {
+  const tiers::TierUsage usage = stats_.Usage();
+  const tiers::TierCounters counters = stats_.Counters();
+  for (const tiers::TierUsageEntry& entry : stats_.UsageByTier()) {
     v1::TierStats* t = resp.add_tiers();
     t->set_tier(ToProtoTier(entry.kind));
     t->set_capacity_bytes(entry.usage.capacity_bytes);
@@ -719,11 +721,11 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
       t->set_eviction_policy(options_.eviction_policy);
       t->set_huge_pages(options_.huge_pages);
     } else if (entry.kind == tiers::TierKind::kHbm) {
-      const tiers::TierCounters hbm = tier_.HbmCounters();
+      const tiers::TierCounters hbm = stats_.HbmCounters();
       t->set_evictions(hbm.evicted_capacity + hbm.evicted_fragmentation);  // each one demoted to DRAM or dropped
-      t->set_eviction_policy(tier_.hbm_policy_name());
+      t->set_eviction_policy(stats_.hbm_policy_name());
     } else {
-      t->set_evictions(tier_.ManagerCounters().ssd.blocks_reclaimed);
+      t->set_evictions(stats_.ManagerCounters().ssd.blocks_reclaimed);
       t->set_eviction_policy("fifo segments, hot reinsertion");
     }
   }
@@ -737,7 +739,7 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_data_plane(options_.data_plane.ucx ? "ucx (" + options_.data_plane.transports + ")" : "inline");
   resp.set_gpu_data_path(options_.data_plane.gpu_data_path);
   resp.set_membership(membership());
-  for (const tiers::BlockMeta& meta : tier_.dram().Hottest(kHottestBlocks)) {
+  for (const tiers::BlockMeta& meta : stats_.Hottest(kHottestBlocks)) {
     if (meta.hits > 0) FillInfo(meta, *resp.add_hottest());
   }
   resp.set_put_bytes_inline(metrics_.put_bytes_inline());

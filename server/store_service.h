@@ -19,7 +19,8 @@
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
 #include "server/tenant_keys.h"
-#include "tiers/tier_manager.h"
+#include "tiers/tier.h"
+#include "tiers/tier_stats.h"
 #include "transfer/transfer_server.h"
 
 namespace kvstash::server {
@@ -48,12 +49,12 @@ struct DataPlaneInfo {
 // of sent: nothing a peer with write access to the arena changed is ever served.
 class ReadGrantChecker final : public transfer::SendAuthorizer {
  public:
-  ReadGrantChecker(tiers::TierManager& tier, const Clock* clock, bool verify = true)
+  ReadGrantChecker(tiers::Tier& tier, const Clock* clock, bool verify = true)
       : tier_(tier), clock_(clock), verify_(verify) {}
   Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) override;
 
  private:
-  tiers::TierManager& tier_;
+  tiers::Tier& tier_;
   const Clock* clock_;
   const bool verify_;
 };
@@ -89,7 +90,10 @@ struct StoreServiceOptions {
 
 class StoreService final : public kvstash::v1::Store::Service {
  public:
-  StoreService(StoreServiceOptions options, tiers::TierManager& tier, ServerMetrics& metrics);
+  // Serves `tier` (every block operation) and reports `stats` (the Stats RPC: usage per tier,
+  // counters, hottest blocks); the daemon passes its TierManager as both. All three must outlive
+  // the service; `metrics` should mirror the same `stats`.
+  StoreService(StoreServiceOptions options, tiers::Tier& tier, const tiers::TierStats& stats, ServerMetrics& metrics);
 
   // Set once after the listening port is bound, before the first RPC is served.
   void SetMemberId(std::string member_id);
@@ -151,7 +155,8 @@ class StoreService final : public kvstash::v1::Store::Service {
   void Unwind(const std::vector<std::pair<std::string, ReservationHandles::Entry>>& opened);
 
   StoreServiceOptions options_;
-  tiers::TierManager& tier_;
+  tiers::Tier& tier_;
+  const tiers::TierStats& stats_;
   ServerMetrics& metrics_;
   const uint64_t start_ms_;
   std::atomic<int64_t> in_flight_{0};

@@ -580,6 +580,7 @@ DramTier& TierManager::dram() const { return *impl_->dram; }
 SsdTier* TierManager::ssd() const { return impl_->ssd.get(); }
 Tier* TierManager::hbm() const { return impl_->hbm.get(); }
 const std::string& TierManager::hbm_policy_name() const { return impl_->hbm_policy; }
+std::vector<BlockMeta> TierManager::Hottest(size_t n) const { return impl_->dram->Hottest(n); }
 TierCounters TierManager::HbmCounters() const { return impl_->hbm ? impl_->hbm->Counters() : TierCounters{}; }
 
 }  // namespace kvstash::tiers

@@ -71,6 +71,7 @@
 #include "tiers/dram_tier.h"
 #include "tiers/ssd_tier.h"
 #include "tiers/tier.h"
+#include "tiers/tier_stats.h"
 
 namespace kvstash::tiers {
 
@@ -94,36 +95,7 @@ struct TierManagerOptions {
   std::function<Result<HbmAttachment>(EvictHook on_evict)> hbm;
 };
 
-struct TierManagerCounters {
-  uint64_t demotions_queued = 0;
-  uint64_t demoted = 0;                  // written to SSD
-  uint64_t demotions_already_on_ssd = 0; // nothing to write: on SSD, or queued for it already
-  uint64_t demotions_dropped_full = 0;   // staging area full: victim dropped
-  uint64_t demotions_failed = 0;         // the SSD refused the write
-  uint64_t demotions_cancelled = 0;      // removed while queued
-  uint64_t promotions = 0;               // SSD -> DRAM
-  uint64_t promotions_failed = 0;        // DRAM had no room, or the SSD read failed
-  uint64_t ssd_direct_reads = 0;         // Read served from SSD without promotion
-  uint64_t demotions_skipped_in_hbm = 0; // DRAM victim not written to SSD: HBM still holds it
-  uint64_t hbm_placed = 0;               // commits that landed in HBM
-  uint64_t hbm_place_fallbacks = 0;      // commits kept in DRAM: HBM could not take them
-  uint64_t hbm_demoted = 0;              // HBM victims written into DRAM
-  uint64_t hbm_demotions_in_dram = 0;    // HBM victims DRAM already held (or was receiving)
-  uint64_t hbm_demotions_to_ssd = 0;     // HBM victims DRAM could not take, offered to the SSD
-  uint64_t hbm_demotions_dropped = 0;    // HBM victims lost: no room in DRAM and no SSD
-  uint64_t hbm_promotions = 0;           // HBM -> DRAM copies for one-sided readers
-  uint64_t hbm_promotions_failed = 0;    // DRAM had no room, or the HBM copy failed
-  uint64_t hbm_reads = 0;                // inline Reads served straight from HBM
-  uint64_t demotion_queue_reads = 0;     // Reads served from a victim's staging copy (DRAM was full)
-  SsdCounters ssd;
-};
-
-struct TierUsageEntry {
-  TierKind kind = TierKind::kDram;
-  TierUsage usage;
-};
-
-class TierManager final : public Tier {
+class TierManager final : public Tier, public TierStats {
  public:
   // Errors from DramTier::Create and SsdTier::Open; INVALID_ARGUMENT when options.dram.on_evict
   // is set or demotion_queue_bytes is too small for one block of ssd max_block_bytes.
@@ -149,16 +121,21 @@ class TierManager final : public Tier {
   TierUsage Usage() const override;
   TierCounters Counters() const override;
 
-  std::vector<TierUsageEntry> UsageByTier() const;
-  TierCounters HbmCounters() const;  // zeros without an HBM tier
-  TierManagerCounters ManagerCounters() const;
+  // TierStats (tiers/tier_stats.h).
+  std::vector<TierUsageEntry> UsageByTier() const override;
+  TierCounters HbmCounters() const override;  // zeros without an HBM tier
+  TierManagerCounters ManagerCounters() const override;
+  bool has_hbm() const override { return hbm() != nullptr; }
+  std::vector<BlockMeta> Hottest(size_t n) const override;  // the DRAM tier's
+  // (Usage and Counters above serve Tier and TierStats alike.)
+
   // Returns once every victim queued before the call has been written to SSD or dropped.
   void DrainDemotions();
 
   DramTier& dram() const;
   SsdTier* ssd() const;  // nullptr without an SSD tier
   Tier* hbm() const;     // nullptr without an HBM tier
-  const std::string& hbm_policy_name() const;
+  const std::string& hbm_policy_name() const override;
 
  private:
   struct Impl;
