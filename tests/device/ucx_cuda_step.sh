@@ -18,28 +18,37 @@ grep -q "Transport: cuda_copy" /tmp/ucx_info.txt || { echo "cuda_copy missing"; 
 grep -q "Transport: cuda_ipc" /tmp/ucx_info.txt || { echo "cuda_ipc missing"; rc=1; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # One ucx_perftest pair: server in the background, client prints the final line.
-perf() {  # test memtypes size
+perf() {  # test memtypes size [VAR=value...] (UCX settings for both processes)
+  local t=$1 m=$2 s=$3; shift 3
   local port; port=$(free_port)
-  timeout 60 $U/bin/ucx_perftest -p $port > /tmp/perf_server.log 2>&1 &
+  env "$@" timeout ${PERF_TIMEOUT:-20} $U/bin/ucx_perftest -p $port > /tmp/perf_server.log 2>&1 &
   local server=$!
   local tries=0
   until ss -ltn 2>/dev/null | grep -q ":$port " || ((tries++ >= 100)); do sleep 0.05; done
   local line
-  line=$(timeout 60 $U/bin/ucx_perftest 127.0.0.1 -p $port -t $1 -m $2 -s $3 -n ${ITERS:-200} -w 20 2>&1 | tee /tmp/perf_client.log | grep -E "^Final:" )
+  line=$(env "$@" timeout ${PERF_TIMEOUT:-20} $U/bin/ucx_perftest 127.0.0.1 -p $port -t $t -m $m -s $s -n ${ITERS:-200} -w 20 2>&1 | tee /tmp/perf_client.log | grep -E "^Final:" )
   local status=$?
   wait $server
   if [[ $status != 0 || -z $line ]]; then
-    echo "$1 $2 $3: FAILED"; tail -5 /tmp/perf_client.log; tail -5 /tmp/perf_server.log; return 1
+    echo "$t $m $s $*: FAILED"; grep -m1 "Caught signal" /tmp/perf_client.log /tmp/perf_server.log; return 1
   fi
   # Final: iterations, latency (typical avg overall), bandwidth MB/s (avg overall), msg/s (avg overall)
-  echo "$1 $2 $3: $line"
+  echo "$t $m $s $*: $line"
 }
 echo "-- ucx_perftest between two processes (columns of Final: iters, lat typ/avg/overall us, MB/s avg/overall, msg/s)"
 for size in $SIZES; do
   for mem in cuda,cuda host,cuda cuda,host host,host; do perf tag_bw $mem $size || rc=1; done
-  perf ucp_put_bw cuda,cuda $size || rc=1
-  perf ucp_get cuda,cuda $size || rc=1
+  # One-sided operations on device memory need UCX's newer protocol layer in 1.13.1: with the
+  # default one (UCX_PROTO_ENABLE=n) a put or get naming CUDA memory is sent as a shared-memory
+  # bcopy that dereferences the device pointer on the host and dies of SIGSEGV (seen on the H100,
+  # every memory-type pair with a device side, any UCX_TLS). That crash is shown once, not counted.
+  for mem in cuda,cuda host,cuda cuda,host; do
+    perf ucp_put_bw $mem $size UCX_PROTO_ENABLE=y || rc=1
+    perf ucp_get $mem $size UCX_PROTO_ENABLE=y || rc=1
+  done
 done
+first=${SIZES%% *}
+perf ucp_put_bw cuda,cuda $first UCX_PROTO_ENABLE=n || echo "(the known crash of UCX 1.13.1's default protocols on device memory; not counted)"
 echo "-- cudaMemcpy of the same sizes (torch copy_, one process)"
 python3 - "$SIZES" <<'PY' || rc=1
 import sys, time, torch
