@@ -68,5 +68,44 @@ def ssd_seeds():
     write(t, "segment_seq.bin", geometry + b"s" + struct.pack(">I", 3) + struct.pack("<Q", 42))
 
 
+# ---- wire_header_fuzz: message/envelope byte, region byte, then the header --------------------
+MAGIC = 0x4B565031
+BASE = 0x7F0000000000  # the fuzz target's region start
+
+
+def push_request(reply_tag, addr, length, grant=bytes(24), magic=MAGIC):
+    return struct.pack("<IIQQQ", magic, 0, reply_tag, addr, length) + grant
+
+
+def get_request(reply_tag, max_length, k, magic=MAGIC):
+    return struct.pack("<IIQQ", magic, 0, reply_tag, max_length) + k
+
+
+def put_request(flags, tag, size, checksum, k, parent=bytes(16), magic=MAGIC):
+    return struct.pack("<IIQQQ", magic, flags, tag, size, checksum) + k + parent
+
+
+def wire_seeds():
+    t = "wire_header_fuzz"
+    region = bytes([8])  # 1 MiB
+    write(t, "push_read.bin", bytes([0]) + region + push_request(7, BASE + 4096, 4096, bytes([1]) * 24))
+    write(t, "push_probe.bin", bytes([0]) + region + push_request(8, BASE, 8))
+    write(t, "push_last_byte.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 1, bytes([2]) * 24))
+    write(t, "push_past_end.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 2, bytes([2]) * 24))
+    write(t, "push_old_version.bin", bytes([0]) + region + push_request(1, BASE, 8, magic=0x4B565030))
+    write(t, "push_rendezvous.bin", bytes([4]) + region + push_request(7, BASE + 4096, 4096))
+    write(t, "push_no_reply.bin", bytes([8]) + region + push_request(7, BASE + 4096, 4096))
+    write(t, "push_with_payload.bin", bytes([16]) + region + push_request(7, BASE + 4096, 4096))
+    write(t, "get.bin", bytes([1]) + region + get_request(11, 65536, key(3)))
+    write(t, "get_no_room.bin", bytes([1]) + region + get_request(11, 0, key(3)))
+    write(t, "get_short.bin", bytes([1]) + region + get_request(11, 65536, key(3))[:39])
+    write(t, "put_pinned_parent.bin", bytes([2]) + region + put_request(1 | 2 | 4, 12, 5000, 0xABC, key(4), key(5)))
+    write(t, "put_both_advice.bin", bytes([2]) + region + put_request(4 | 8, 12, 5000, 0xABC, key(4)))
+    write(t, "put_unknown_flag.bin", bytes([2]) + region + put_request(16, 12, 5000, 0xABC, key(4)))
+    write(t, "put_whole_region.bin", bytes([2]) + region + put_request(8, 13, 1 << 20, 1, key(6)))
+    write(t, "put_empty.bin", bytes([2]) + region + put_request(0, 14, 0, 0, key(6)))
+
+
 if __name__ == "__main__":
     ssd_seeds()
+    wire_seeds()

@@ -26,24 +26,16 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
     return UCS_OK;
   }
   const push::PushRequest& req = *request;
-  if (req.magic != push::kMagic) {
-    self->Reject(param->reply_ep, req.reply_tag, Refusal::kMalformed, InvalidArgument("unknown push-request version"));
-    return UCS_OK;
-  }
   const MemoryRegion& region = *self->region_;
   const uint64_t base = reinterpret_cast<uint64_t>(region.base());
-  if (req.length == 0 || req.remote_addr < base || req.length > region.length() ||
-      req.remote_addr - base > region.length() - req.length) {
-    self->Reject(param->reply_ep, req.reply_tag, Refusal::kOutOfRange,
-                 OutOfRange("range [" + std::to_string(req.remote_addr) + ", +" + std::to_string(req.length) +
-                            ") is empty or lies outside the daemon's registered memory"));
+  // An unknown version is kMalformed, a range outside the region kOutOfRange (RefusalOf).
+  if (const Status bad = wire::CheckPushRequest(req, base, region.length()); !bad.ok()) {
+    self->Reject(param->reply_ep, req.reply_tag, RefusalOf(bad), bad);
     return UCS_OK;
   }
   auto* addr = reinterpret_cast<const std::byte*>(req.remote_addr);
   const std::span<const std::byte> grant(req.grant, sizeof(req.grant));
-  const bool probe = req.remote_addr == base && req.length <= 8 &&
-                     std::all_of(grant.begin(), grant.end(), [](std::byte b) { return b == std::byte{0}; });
-  if (!probe) {
+  if (!wire::IsProbe(req, base)) {
     SendAuthorizer* authorizer = self->authorizer_.load(std::memory_order_acquire);
     const Status allowed = authorizer != nullptr
                                ? authorizer->AuthorizeSend(addr, req.length, grant)
@@ -206,8 +198,7 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
     self->Answer(param->reply_ep, req.reply_tag, why);
     return UCS_OK;
   };
-  if (req.magic != push::kMagic) return refuse(InvalidArgument("unknown get-request version"));
-  if (req.max_length == 0) return refuse(InvalidArgument("a get needs room for at least one byte"));
+  if (const Status bad = wire::CheckGetRequest(req); !bad.ok()) return refuse(bad);
   GetSource* source = self->get_source_.load(std::memory_order_acquire);
   if (source == nullptr) return refuse(FailedPrecondition("this daemon serves no eager gets"));
   const BlockKey key = KeyFromWire(req.key);

@@ -9,7 +9,6 @@
 
 namespace kvstash::transfer {
 
-using server_internal::KeyFromWire;
 using server_internal::ReadRequest;
 
 // ---- two-sided puts -------------------------------------------------------------------------
@@ -198,13 +197,7 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
   receive->lane = &lane;
   receive->tag = req.data_tag;
   receive->reply_ep = param->reply_ep;
-  receive->put.key = KeyFromWire(req.key);
-  if ((req.flags & push::kPutHasParent) != 0) receive->put.parent = KeyFromWire(req.parent);
-  receive->put.size = req.size;
-  receive->put.checksum = req.checksum;
-  receive->put.pin = (req.flags & push::kPutPin) != 0;
-  if ((req.flags & push::kPutAdviseLikely) != 0) receive->put.advice = ReuseAdvice::kLikely;
-  if ((req.flags & push::kPutAdviseUnlikely) != 0) receive->put.advice = ReuseAdvice::kUnlikely;
+  receive->put = wire::EagerPutOf(req);
   receive->deadline = SteadyClock::now() + std::chrono::milliseconds(self->eager_timeout_ms_.load());
 
   bool tag_in_use = lane.eager.contains(req.data_tag);
@@ -212,24 +205,18 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
     MutexLock lock(self->receives_mu_);
     tag_in_use = self->receives_.contains(req.data_tag);
   }
-  Status refused;
-  if (req.magic != push::kMagic) {
-    refused = InvalidArgument("unknown put-request version");
-  } else if ((req.flags & ~push::kPutKnownFlags) != 0) {
-    refused = InvalidArgument("unknown put-request flags " + std::to_string(req.flags));
-  } else if ((req.flags & push::kPutAdviseLikely) != 0 && (req.flags & push::kPutAdviseUnlikely) != 0) {
-    refused = InvalidArgument("a put cannot be advised both likely and unlikely to be reused");
-  } else if (req.size == 0 || req.size > self->region_->length()) {
-    refused = InvalidArgument("a block of " + std::to_string(req.size) + " bytes cannot be stored here");
-  } else if (tag_in_use) {
+  Status refused = wire::CheckPutRequest(req, self->region_->length());
+  if (refused.ok() && tag_in_use) {
     // Its bytes would meet another put's receive: refuse without receiving them (that receive
     // gets them, and its checksum fails, so neither block is stored wrong).
     self->eager_refused_.fetch_add(1, std::memory_order_relaxed);
     self->Answer(param->reply_ep, req.data_tag, InvalidArgument("data tag already in use; retry"));
     return UCS_OK;
-  } else if (PutSink* sink = self->put_sink_.load(std::memory_order_acquire); sink == nullptr) {
+  }
+  PutSink* sink = self->put_sink_.load(std::memory_order_acquire);
+  if (refused.ok() && sink == nullptr) {
     refused = FailedPrecondition("this daemon stores no eager puts");
-  } else {
+  } else if (refused.ok()) {
     Result<PutSink::Space> space =
         sink->Reserve(receive->put, std::chrono::milliseconds(self->eager_timeout_ms_.load()));
     if (space.ok() && !self->region_->Contains(space->at, receive->put.size)) {

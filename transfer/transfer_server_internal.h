@@ -18,37 +18,27 @@
 
 #include "transfer/push_protocol.h"
 #include "transfer/transfer_server.h"
+#include "transfer/wire_header_check.h"
 
 namespace kvstash::transfer::server_internal {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// The request header of an active message, when the message is one of ours: exactly
-// sizeof(Header) bytes of header, no payload, sent eagerly, and a reply endpoint to answer on.
-// Anything else is refused (`why` says how) and dropped: there is nobody to tell.
+// The request header of an active message, when the message is one of ours (the envelope's
+// checks are wire::DecodeRequest's); anything else is refused (`why` says how) and dropped.
 template <typename Header>
 inline std::optional<Header> ReadRequest(const void* header, size_t header_length, size_t length,
                                          const ucp_am_recv_param_t* param, Refusal& why) {
-  const bool can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
-  if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0) {
-    why = Refusal::kRendezvous;  // returning without receiving lets UCX complete the sender's request
-    return std::nullopt;
-  }
-  if (header == nullptr || header_length != sizeof(Header) || length != 0 || !can_reply) {
-    why = Refusal::kMalformed;
-    return std::nullopt;
-  }
-  Header h;
-  std::memcpy(&h, header, sizeof(h));
-  return h;
+  wire::RequestEnvelope envelope;
+  envelope.header = header;
+  envelope.header_length = header_length;
+  envelope.payload_length = length;
+  envelope.rendezvous = (param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) != 0;
+  envelope.can_reply = (param->recv_attr & UCP_AM_RECV_ATTR_FIELD_REPLY_EP) != 0 && param->reply_ep != nullptr;
+  return wire::DecodeRequest<Header>(envelope, why);
 }
 
-inline BlockKey KeyFromWire(const std::byte (&bytes)[BlockKey::kSize]) {
-  std::array<uint8_t, BlockKey::kSize> raw;
-  std::memcpy(raw.data(), bytes, raw.size());
-  return BlockKey(raw);
-}
-
+using wire::KeyFromWire;
 
 }  // namespace kvstash::transfer::server_internal
 
