@@ -14,6 +14,7 @@ PACKAGES=(
   liburing-dev librocksdb-dev fio  # the SSD tier (io_uring, RocksDB index) and its benchmark peer
   pybind11-dev python3-dev python3-numpy python3-torch  # the Python module and the real-model test
   etcd-server etcd-client python3-yaml iproute2  # cluster membership and its tests (etcd, netns, manifests)
+  nftables  # the chaos soak's packet loss (tests/soak/)
   prometheus  # for promtool, which checks the /metrics exposition in tests
   libgtest-dev libgmock-dev libbenchmark-dev
   libsentencepiece-dev sentencepiece  # kvstash-node text prompts (tokenizer.model); spm_train makes test tokenizers
