@@ -6,6 +6,7 @@
 # copy tests. Device `run`, carry build-gpu/devcarry3 (bash tests/device/make_kernel_carry.sh).
 # Logs under $OUT.
 D=$(cd "${DEVCARRY:-build-gpu/devcarry3}" && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 SEEDS=${SEEDS-3 7 11}
 NCU_SEEDS=${NCU_SEEDS-3 11}
 REPS=${REPS:-40}
@@ -16,15 +17,14 @@ fi
 export LD_LIBRARY_PATH=${EXTRA}$D/lib:$LD_LIBRARY_PATH
 cuobjdump -res-usage $D/bin/gpu_bench 2>/dev/null | grep -A1 "BulkCopyKernel" | grep -oE "REG:[0-9]+ STACK:[0-9]+ SHARED:[0-9]+" | sort | uniq -c
 cuobjdump -sass $D/bin/gpu_bench 2>/dev/null | awk '/Function :/{f=/Bulk/} f' | grep -oE "UBLKCP[.A-Z0-9]*|SYNCS[.A-Z0-9]*|UBLKRED[.A-Z0-9]*|DEPBAR[.A-Z0-9]*" | sort | uniq -c
-echo "== gpu_test"; (cd /tmp && timeout ${TEST_S:-150} $D/bin/gpu_test 2>&1) > $OUT/gpu_test.log; echo "rc $?"
-grep -E "^\[  PASSED|^\[  FAILED|^\[       OK|Failure" $OUT/gpu_test.log | grep -v "KvLayout\|KvCopyHost\|GpuDataPath" | head -30
+echo "== gpu_test"; device_check gpu_test $OUT/gpu_test.log "^\[  PASSED|^\[  FAILED|^\[       OK.*(KvCopyDevice|Bulk)|Failure" in_tmp timeout ${TEST_S:-150} $D/bin/gpu_test
 for seed in $SEEDS; do
   echo "== gpu_bench --only variants --seed $seed --reps $REPS $BENCH_ARGS"
-  timeout ${BENCH_S:-120} $D/bin/gpu_bench --only variants --seed $seed --reps $REPS $BENCH_ARGS 2>&1 | tee $OUT/variants_seed$seed.log | grep -vE "^$|^device|^GPU data"
+  device_check "variants_seed$seed" $OUT/variants_seed$seed.log "^[^dG]" timeout ${BENCH_S:-120} $D/bin/gpu_bench --only variants --seed $seed --reps $REPS $BENCH_ARGS
 done
 for seed in $LAUNCH_SEEDS; do
   echo "== gpu_bench --only launch --seed $seed --reps $REPS"
-  timeout ${BENCH_S:-120} $D/bin/gpu_bench --only launch --seed $seed --reps $REPS 2>&1 | tee $OUT/launch_seed$seed.log | grep -vE "^$|^device|^GPU data"
+  device_check "launch_seed$seed" $OUT/launch_seed$seed.log "^[^dG]" timeout ${BENCH_S:-120} $D/bin/gpu_bench --only launch --seed $seed --reps $REPS
 done
 if [ -n "$NCU_SEEDS" ]; then
   M=gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum,lts__t_sectors_op_read.sum,lts__t_sectors_op_write.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,lts__t_sector_op_write_hit_rate.pct
@@ -50,5 +50,6 @@ for (i, k), m in by.items():
 PY
   done
 fi
-echo "== memcheck"; (cd /tmp && timeout ${MEMCHECK_S:-120} compute-sanitizer --tool memcheck $D/bin/gpu_test \
-  --gtest_filter="${MEMCHECK_FILTER:-KvCopyDeviceTest.*MatchesReferenceForEveryLayoutAndDtype:KvCopyDeviceTest.Bulk*}" 2>&1) | tail -4 | tee $OUT/sanitizer.log
+echo "== memcheck"; device_check memcheck $OUT/sanitizer.log "" in_tmp timeout ${MEMCHECK_S:-120} compute-sanitizer --tool memcheck --error-exitcode 1 $D/bin/gpu_test \
+  --gtest_filter="${MEMCHECK_FILTER:-KvCopyDeviceTest.*MatchesReferenceForEveryLayoutAndDtype:KvCopyDeviceTest.Bulk*}"
+device_checks_done

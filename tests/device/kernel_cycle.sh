@@ -6,6 +6,7 @@
 # (bash tests/device/make_devcarry.sh builds it). Logs under $OUT.
 D=$(cd "${DEVCARRY:-build-gpu/devcarry2}" && pwd)
 R=$(pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/checks.sh"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv
 if ! strings $(ldconfig -p | awk '/libstdc\+\+\.so\.6 /{print $NF; exit}') 2>/dev/null | grep -q GLIBCXX_3.4.30; then
   echo "device libstdc++ too old: using the carried one"; EXTRA=$D/libstd:
@@ -14,8 +15,9 @@ export LD_LIBRARY_PATH=${EXTRA}$D/lib:$LD_LIBRARY_PATH UCX_MODULE_DIR=$D/ucx
 # The test binaries name kvstashd by its build path here.
 mkdir -p /work/main/build-gpu/server && ln -sf $D/bin/kvstashd /work/main/build-gpu/server/kvstashd
 cuobjdump -res-usage $D/bin/gpu_bench 2>/dev/null | grep -A1 CopyKernel | grep -oE "REG:[0-9]+ STACK:[0-9]+" | sort | uniq -c
-echo "== gpu_test"; (cd /tmp && timeout 180 $D/bin/gpu_test 2>&1) > $OUT/gpu_test.log; grep -E "^\[  PASSED|^\[  FAILED|Failure" $OUT/gpu_test.log | head -20
-echo "== codec_sdk_test"; (cd /tmp && timeout 120 $D/bin/codec_sdk_test 2>&1) > $OUT/codec_sdk_test.log; grep -E "^\[  PASSED|^\[  FAILED|^\[  SKIPPED|Failure|codec  " $OUT/codec_sdk_test.log | head -20
-echo "== gpu_bench $*"; timeout 240 $D/bin/gpu_bench ${@:---only variants --reps 50} 2>&1 | tee $OUT/gpu_bench.log
-if [ -z "$SKIP_PYTHON" ]; then echo "== python"; timeout 300 bash $R/tests/device/python_cycle.sh 2>&1 | grep -E "^test_|^Ran|^OK|FAILED|Error|recomputed|codec|module ok" | head -40; fi
-echo "== memcheck"; (cd /tmp && timeout ${MEMCHECK_S:-150} compute-sanitizer --tool memcheck $D/bin/gpu_test --gtest_filter='KvCopyDevice*' 2>&1) | tail -4 | tee $OUT/sanitizer.log
+echo "== gpu_test"; device_check gpu_test $OUT/gpu_test.log "^\[  PASSED|^\[  FAILED|Failure" in_tmp timeout 180 $D/bin/gpu_test
+echo "== codec_sdk_test"; device_check codec_sdk_test $OUT/codec_sdk_test.log "^\[  PASSED|^\[  FAILED|^\[  SKIPPED|Failure|codec  " in_tmp timeout 120 $D/bin/codec_sdk_test
+echo "== gpu_bench $*"; device_check gpu_bench $OUT/gpu_bench.log "." timeout 240 $D/bin/gpu_bench ${@:---only variants --reps 50}
+if [ -z "$SKIP_PYTHON" ]; then echo "== python"; device_check python $OUT/python_cycle.log "^test_|^Ran|^OK|FAILED|Error|recomputed|codec|module ok" timeout 300 bash $R/tests/device/python_cycle.sh; fi
+echo "== memcheck"; device_check memcheck $OUT/sanitizer.log "" in_tmp timeout ${MEMCHECK_S:-150} compute-sanitizer --tool memcheck --error-exitcode 1 $D/bin/gpu_test --gtest_filter='KvCopyDevice*'
+device_checks_done
