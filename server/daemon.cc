@@ -78,6 +78,16 @@ Status ApplyArenaShmMode(const std::byte* arena, uint32_t mode) {
   return Status::Ok();
 }
 
+// What Daemon::Start's steps hand each other and do not keep.
+struct BuildState {
+  tiers::TierManagerOptions tier_options;
+  transfer::UcxOptions ucx;
+  std::string arena_kind = "private";
+  gpu::GpuDataPathReport gpu_path;
+  StoreServiceOptions service_options;
+  std::string advertised_grpc;  // the gRPC address peers dial (known once bound)
+};
+
 }  // namespace
 
 struct Daemon::Impl {
@@ -123,6 +133,20 @@ struct Daemon::Impl {
       lock.Lock();
     }
   }
+
+  // Start's build steps, in the order Start calls them. Each fills its part of this Impl (and of
+  // `build`, what later steps need) and returns the first error; Start stops at it, and what was
+  // built is torn down by Start's unwinding and this Impl's destructor.
+  Status OpenDataPlaneArena(BuildState& build);
+  Status OpenTiers(BuildState& build);
+  Status RegisterDataPlane(BuildState& build);
+  void PrepareDram(const BuildState& build);
+  void DescribeDataPlane(BuildState& build);
+  Status BuildStoreService(BuildState& build);
+  Status StartGrpc(BuildState& build);
+  Status StartMetrics();
+  Status JoinCluster(const BuildState& build);
+  void StartReaper();
 };
 
 Daemon::Daemon(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -133,88 +157,198 @@ Daemon::~Daemon() {
 
 Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
   KVSTASH_RETURN_IF_ERROR(given.Validate());
-  const DaemonConfig config = WithSecurityDefaults(given);
   auto impl = std::make_unique<Impl>();
-  impl->config = config;
+  impl->config = WithSecurityDefaults(given);
+  BuildState build;
+  KVSTASH_RETURN_IF_ERROR(impl->OpenDataPlaneArena(build));
+  KVSTASH_RETURN_IF_ERROR(impl->OpenTiers(build));
+  KVSTASH_RETURN_IF_ERROR(impl->RegisterDataPlane(build));
+  impl->PrepareDram(build);
+  KVSTASH_RETURN_IF_ERROR(impl->BuildStoreService(build));
+  KVSTASH_RETURN_IF_ERROR(impl->StartGrpc(build));
+  if (Status st = impl->StartMetrics(); !st.ok()) {
+    impl->grpc_server->Shutdown();
+    return st;
+  }
+  if (Status st = impl->JoinCluster(build); !st.ok()) {  // only once both ports serve
+    impl->metrics_server->Stop();
+    impl->grpc_server->Shutdown();
+    return st;
+  }
+  impl->StartReaper();
+  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+}
 
-  KVSTASH_ASSIGN_OR_RETURN(tiers::TierManagerOptions tier_options, config.TierOptions());
-  tiers::DramTierOptions& dram_options = tier_options.dram;
-  // The UCX data plane, preferably over an arena UCX allocates itself: same-host peers then map
-  // it and move bytes with their own CPU. Failing that (shared-memory limits), the tier maps its
-  // own arena and UCX registers it; peers' operations are then emulated through this daemon's
-  // progress thread.
-  KVSTASH_ASSIGN_OR_RETURN(const transfer::UcxOptions ucx, DaemonUcxOptions(config));
-  std::string arena_kind = "private";
-  if (config.ucx_enabled) {
-    Result<std::unique_ptr<transfer::TransferServer>> allocated =
-        transfer::TransferServer::StartAllocated(ucx, config.dram_capacity, config.ucx_lanes);
-    if (allocated.ok()) {
-      impl->transfer = std::move(*allocated);
-      KVSTASH_RETURN_IF_ERROR(ApplyArenaShmMode(impl->transfer->memory(), config.ucx_shm_mode));
-      dram_options.external_arena = impl->transfer->memory();
-      arena_kind = "UCX-allocated (peers map it)";
-    } else {
-      spdlog::warn("UCX could not allocate the arena ({}); registering a private one instead",
-                   allocated.status().ToString());
-    }
+// The UCX data plane, preferably over an arena UCX allocates itself: same-host peers then map it
+// and move bytes with their own CPU. Failing that (shared-memory limits), the tier maps its own
+// arena and RegisterDataPlane has UCX register it; peers' operations are then emulated through
+// this daemon's progress thread.
+Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
+  KVSTASH_ASSIGN_OR_RETURN(build.tier_options, config.TierOptions());
+  KVSTASH_ASSIGN_OR_RETURN(build.ucx, DaemonUcxOptions(config));
+  if (!config.ucx_enabled) return Status::Ok();
+  Result<std::unique_ptr<transfer::TransferServer>> allocated =
+      transfer::TransferServer::StartAllocated(build.ucx, config.dram_capacity, config.ucx_lanes);
+  if (!allocated.ok()) {
+    spdlog::warn("UCX could not allocate the arena ({}); registering a private one instead",
+                 allocated.status().ToString());
+    return Status::Ok();
   }
-  // The HBM tier, after the UCX context (it is probed with the same transports below). Its blocks
-  // are served through DRAM: see TierManager and docs/GPU.md.
-  const gpu::GpuDataPathReport gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
+  transfer = std::move(*allocated);
+  KVSTASH_RETURN_IF_ERROR(ApplyArenaShmMode(transfer->memory(), config.ucx_shm_mode));
+  build.tier_options.dram.external_arena = transfer->memory();
+  build.arena_kind = "UCX-allocated (peers map it)";
+  return Status::Ok();
+}
+
+// The tiers: DRAM, plus HBM and SSD when configured. The HBM tier comes after the UCX context (it
+// is probed with the same transports); its blocks are served through DRAM (TierManager,
+// docs/GPU.md).
+Status Daemon::Impl::OpenTiers(BuildState& build) {
+  build.gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
   if (config.hbm_capacity > 0) {
-    KVSTASH_ASSIGN_OR_RETURN(tier_options.hbm, MakeHbmFactory(config));
+    KVSTASH_ASSIGN_OR_RETURN(build.tier_options.hbm, MakeHbmFactory(config));
   }
-  Result<std::unique_ptr<tiers::TierManager>> tier_manager = tiers::TierManager::Create(tier_options);
+  Result<std::unique_ptr<tiers::TierManager>> tier_manager = tiers::TierManager::Create(build.tier_options);
   if (!tier_manager.ok() && config.hbm_capacity > 0 && tier_manager.status().code() == StatusCode::kUnavailable) {
     return Status(tier_manager.status().code(),
                   "HBM tier (--hbm-capacity " + FormatBytes(config.hbm_capacity) + ", --gpu " +
                       std::to_string(config.gpu) + "): " + tier_manager.status().message());
   }
-  KVSTASH_ASSIGN_OR_RETURN(impl->tier, std::move(tier_manager));
-  tiers::DramTier& dram = impl->tier->dram();
-  if (config.ucx_enabled && !impl->transfer) {
-    Result<std::unique_ptr<transfer::TransferServer>> registered =
-        transfer::TransferServer::Start(ucx, dram.arena_base(), dram.arena_bytes(), config.ucx_lanes);
-    if (!registered.ok()) {
-      return Status(registered.status().code(), "UCX data plane: " + registered.status().message() +
-                                                    " (start with --no-ucx to serve inline only)");
-    }
-    impl->transfer = std::move(*registered);
-    arena_kind = "private, UCX-registered";
+  KVSTASH_ASSIGN_OR_RETURN(tier, std::move(tier_manager));
+  return Status::Ok();
+}
+
+// UCX over the tier's own arena, when UCX could not allocate one (OpenDataPlaneArena).
+Status Daemon::Impl::RegisterDataPlane(BuildState& build) {
+  if (!config.ucx_enabled || transfer) return Status::Ok();
+  tiers::DramTier& dram = tier->dram();
+  Result<std::unique_ptr<transfer::TransferServer>> registered =
+      transfer::TransferServer::Start(build.ucx, dram.arena_base(), dram.arena_bytes(), config.ucx_lanes);
+  if (!registered.ok()) {
+    return Status(registered.status().code(), "UCX data plane: " + registered.status().message() +
+                                                  " (start with --no-ucx to serve inline only)");
   }
-  spdlog::info("DRAM tier: {} {} arena, {} pages, eviction policy {}", FormatBytes(dram.arena_bytes()), arena_kind,
-               dram.huge_pages_active() ? "huge" : "regular", dram.policy_name());
+  transfer = std::move(*registered);
+  build.arena_kind = "private, UCX-registered";
+  return Status::Ok();
+}
+
+// Makes the DRAM arena resident (--dram-prefault) and page-locked for GPU copies (with an HBM
+// tier), logs what each tier is, and registers the server's metrics over them.
+void Daemon::Impl::PrepareDram(const BuildState& build) {
+  tiers::DramTier& dram = tier->dram();
+  spdlog::info("DRAM tier: {} {} arena, {} pages, eviction policy {}", FormatBytes(dram.arena_bytes()),
+               build.arena_kind, dram.huge_pages_active() ? "huge" : "regular", dram.policy_name());
   if (config.dram_prefault) {
     const auto t0 = std::chrono::steady_clock::now();
     tiers::PrefaultMemory(dram.arena_base(), dram.arena_bytes(), std::max(1u, std::thread::hardware_concurrency()));
     spdlog::info("DRAM arena made resident in {:.2f} s (--dram-prefault)",
                  std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  if (impl->tier->hbm() != nullptr) {
+  if (tier->hbm() != nullptr) {
     std::string why;
-    impl->dram_pinned_for_gpu = PinHostMemoryForGpu(dram.arena_base(), dram.arena_bytes(), why);
-    if (!impl->dram_pinned_for_gpu) {
+    dram_pinned_for_gpu = PinHostMemoryForGpu(dram.arena_base(), dram.arena_bytes(), why);
+    if (!dram_pinned_for_gpu) {
       spdlog::warn("cannot page-lock the DRAM arena for GPU copies ({}); HBM copies go through driver staging", why);
     }
     spdlog::info("HBM tier: {} on GPU {} ({}), eviction policy {}; new blocks land there, victims are demoted "
                  "to DRAM, readers are served through DRAM{}",
-                 FormatBytes(config.hbm_capacity), config.gpu, DescribeGpu(config.gpu), impl->tier->hbm_policy_name(),
-                 gpu_path.path == gpu::GpuDataPath::kDirect
+                 FormatBytes(config.hbm_capacity), config.gpu, DescribeGpu(config.gpu), tier->hbm_policy_name(),
+                 build.gpu_path.path == gpu::GpuDataPath::kDirect
                      ? " (UCX could reach GPU memory, but the HBM arena is not registered with it yet)"
                      : " (UCX cannot reach GPU memory here)");
   }
-  if (impl->tier->ssd() != nullptr) {
+  if (tier->ssd() != nullptr) {
     tiers::TierUsage ssd;
-    for (const tiers::TierUsageEntry& e : impl->tier->UsageByTier()) {
+    for (const tiers::TierUsageEntry& e : tier->UsageByTier()) {
       if (e.kind == tiers::TierKind::kSsd) ssd = e.usage;
     }
     spdlog::info("SSD tier: {} in {}, {} blocks ({}) recovered from it (DRAM victims are demoted there, hits "
                  "promoted back)",
                  FormatBytes(config.ssd_capacity), config.ssd_dir, ssd.blocks, FormatBytes(ssd.used_bytes));
   }
-  impl->server_metrics = std::make_unique<ServerMetrics>(impl->registry, *impl->tier, kVersion);
+  server_metrics = std::make_unique<ServerMetrics>(registry, *tier, kVersion);
+}
 
-  // gRPC: sync server; its thread pool is bounded by the resource quota (config.threads).
+// The data plane as the Store service describes it to clients: UCX's address and keys (when on)
+// and the way GPU memory would reach this daemon.
+void Daemon::Impl::DescribeDataPlane(BuildState& build) {
+  tiers::DramTier& dram = tier->dram();
+  StoreServiceOptions& service_options = build.service_options;
+  if (transfer) {
+    service_options.data_plane.ucx = true;
+    service_options.data_plane.transfer = transfer.get();
+    service_options.data_plane.protocol = std::string(Name(config.ucx_protocol));
+    service_options.data_plane.worker_address = transfer->worker_address();
+    service_options.data_plane.packed_rkey = transfer->packed_rkey();
+    service_options.data_plane.transports = transfer->transports();
+    service_options.data_plane.ucx_version = transfer::UcxContext::Version();
+    service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(dram.arena_base());
+    service_options.data_plane.region_bytes = dram.arena_bytes();
+    std::random_device entropy;
+    service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
+    spdlog::info("UCX {} data plane on the DRAM arena (transports: {}; one-sided: {})",
+                 service_options.data_plane.ucx_version, service_options.data_plane.transports,
+                 transfer->serves_one_sided()
+                     ? transfer->one_sided_transports() + ", same-host peers only"
+                     : std::string("none, every peer is served two-sided"));
+    server_metrics->WatchDataPlane(transfer.get());
+  }
+  // Which way GPU-resident KV would reach this daemon's memory.
+  service_options.data_plane.gpu_data_path =
+      std::string(gpu::ToString(build.gpu_path.path)) + ": " + build.gpu_path.reason;
+  registry.AddGauge("kvstash_gpu_data_path", "How GPU memory reaches the store: direct (UCX) or staged; always 1.",
+                    {"path"})
+      .WithLabels({gpu::ToString(build.gpu_path.path)})
+      .Set(1);
+  spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
+}
+
+// The Store service and what it hands work to: the authorizer, the replicator, and (two-sided
+// transfers) the read grants and eager put/get handlers.
+Status Daemon::Impl::BuildStoreService(BuildState& build) {
+  DescribeDataPlane(build);
+  tiers::DramTier& dram = tier->dram();
+  StoreServiceOptions& service_options = build.service_options;
+  if (!config.tokens_file.empty()) {
+    KVSTASH_ASSIGN_OR_RETURN(authorizer,
+                             Authorizer::Create(config.tokens_file,
+                                                {config.auth_failure_burst, config.auth_failure_refill_per_s}));
+    service_options.authorizer = authorizer.get();
+  }
+  service_options.default_lease_ms = config.default_lease_ms;
+  service_options.verify_sends = config.verify_sends;
+  service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
+  service_options.max_block_bytes = config.max_block;
+  service_options.eviction_policy = std::string(dram.policy_name());
+  service_options.huge_pages = dram.huge_pages_active();
+  // member_id is filled in after binding, when the real port is known.
+  if ((!config.standalone || !config.peers.empty()) && config.replicas > 1) {
+    replicator = std::make_unique<Replicator>(ReplicatorOptionsFor(config), *tier, registry);
+    service_options.access_hooks = replicator.get();
+  }
+  service = std::make_unique<StoreService>(service_options, *tier, *tier, *server_metrics);
+  if (transfer && config.ucx_protocol != DataPlaneProtocol::kOneSided) {
+    read_grants = std::make_unique<ReadGrantChecker>(*tier, SteadyClock::Default(), config.verify_sends);
+    transfer->SetSendAuthorizer(read_grants.get());
+    transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
+    // Eager requests arrive over UCX with no RPC, hence no token: with tokens on they are not served
+    // (clients then take the two-phase path, whose RPCs are checked).
+    if (!authorizer) {
+      eager_puts = std::make_unique<EagerPutSink>(*tier, *server_metrics, config.max_block);
+      transfer->SetPutSink(eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
+      eager_gets = std::make_unique<EagerGetSource>(*tier, *server_metrics, config.default_lease_ms,
+                                                    service_options.access_hooks, config.verify_sends);
+      transfer->SetGetSource(eager_gets.get());
+    }
+  }
+  return Status::Ok();
+}
+
+// gRPC: a sync server whose thread pool is bounded by the resource quota (config.threads). Once
+// bound, the member id is known and the replicator starts.
+Status Daemon::Impl::StartGrpc(BuildState& build) {
   KVSTASH_ASSIGN_OR_RETURN(auto grpc_hp, SplitHostPort(config.listen));
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -235,96 +369,38 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
   // Pollers wait for new RPCs; handler threads (up to the quota) serve them.
   const int pollers = static_cast<int>(std::max(1u, std::min(config.threads, std::thread::hardware_concurrency())));
   builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, pollers);
-
-  StoreServiceOptions service_options;
-  if (impl->transfer) {
-    service_options.data_plane.ucx = true;
-    service_options.data_plane.transfer = impl->transfer.get();
-    service_options.data_plane.protocol = config.ucx_protocol;
-    service_options.data_plane.worker_address = impl->transfer->worker_address();
-    service_options.data_plane.packed_rkey = impl->transfer->packed_rkey();
-    service_options.data_plane.transports = impl->transfer->transports();
-    service_options.data_plane.ucx_version = transfer::UcxContext::Version();
-    service_options.data_plane.probe_addr = reinterpret_cast<uint64_t>(dram.arena_base());
-    service_options.data_plane.region_bytes = dram.arena_bytes();
-    std::random_device entropy;
-    service_options.data_plane.instance_id = (static_cast<uint64_t>(entropy()) << 32 | entropy()) | 1;
-    spdlog::info("UCX {} data plane on the DRAM arena (transports: {}; one-sided: {})",
-                 service_options.data_plane.ucx_version, service_options.data_plane.transports,
-                 impl->transfer->serves_one_sided()
-                     ? impl->transfer->one_sided_transports() + ", same-host peers only"
-                     : std::string("none, every peer is served two-sided"));
-    impl->server_metrics->WatchDataPlane(impl->transfer.get());
-  }
-  {
-    // Which way GPU-resident KV would reach this daemon's memory.
-    service_options.data_plane.gpu_data_path = std::string(gpu::ToString(gpu_path.path)) + ": " + gpu_path.reason;
-    impl->registry.AddGauge("kvstash_gpu_data_path", "How GPU memory reaches the store: direct (UCX) or staged; always 1.",
-                            {"path"})
-        .WithLabels({gpu::ToString(gpu_path.path)})
-        .Set(1);
-    spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
-  }
-  if (!config.tokens_file.empty()) {
-    KVSTASH_ASSIGN_OR_RETURN(impl->authorizer,
-                             Authorizer::Create(config.tokens_file,
-                                                {config.auth_failure_burst, config.auth_failure_refill_per_s}));
-    service_options.authorizer = impl->authorizer.get();
-  }
-  service_options.default_lease_ms = config.default_lease_ms;
-  service_options.verify_sends = config.verify_sends;
-  service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
-  service_options.max_block_bytes = config.max_block;
-  service_options.eviction_policy = std::string(dram.policy_name());
-  service_options.huge_pages = dram.huge_pages_active();
-  // member_id is filled in after binding, when the real port is known.
-  if ((!config.standalone || !config.peers.empty()) && config.replicas > 1) {
-    impl->replicator = std::make_unique<Replicator>(ReplicatorOptionsFor(config), *impl->tier, impl->registry);
-    service_options.access_hooks = impl->replicator.get();
-  }
-  impl->service = std::make_unique<StoreService>(service_options, *impl->tier, *impl->tier, *impl->server_metrics);
-  if (impl->transfer && config.ucx_protocol != "one-sided") {
-    impl->read_grants = std::make_unique<ReadGrantChecker>(*impl->tier, SteadyClock::Default(), config.verify_sends);
-    impl->transfer->SetSendAuthorizer(impl->read_grants.get());
-    impl->transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
-    // Eager requests arrive over UCX with no RPC, hence no token: with tokens on they are not served
-    // (clients then take the two-phase path, whose RPCs are checked).
-    if (!impl->authorizer) {
-      impl->eager_puts = std::make_unique<EagerPutSink>(*impl->tier, *impl->server_metrics, config.max_block);
-      impl->transfer->SetPutSink(impl->eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
-      impl->eager_gets = std::make_unique<EagerGetSource>(*impl->tier, *impl->server_metrics, config.default_lease_ms,
-                                                          service_options.access_hooks, config.verify_sends);
-      impl->transfer->SetGetSource(impl->eager_gets.get());
-    }
-  }
-  builder.RegisterService(impl->service.get());
-  impl->grpc_server = builder.BuildAndStart();
-  if (!impl->grpc_server || bound_port == 0) {
+  builder.RegisterService(service.get());
+  grpc_server = builder.BuildAndStart();
+  if (!grpc_server || bound_port == 0) {
     return Unavailable("cannot listen for gRPC on " + config.listen + " (in use by another process?)");
   }
-  impl->grpc_address = grpc_hp.first + ":" + std::to_string(bound_port);
-  const std::string advertised_grpc = AdvertisedAddress(config, impl->grpc_address);
-  service_options.member_id = config.member_id.empty() ? advertised_grpc : config.member_id;
-  impl->service->SetMemberId(service_options.member_id);
-  if (impl->replicator) {
-    if (Status st = impl->replicator->Start(service_options.member_id); !st.ok()) {
-      impl->grpc_server->Shutdown();
+  grpc_address = grpc_hp.first + ":" + std::to_string(bound_port);
+  build.advertised_grpc = AdvertisedAddress(config, grpc_address);
+  build.service_options.member_id = config.member_id.empty() ? build.advertised_grpc : config.member_id;
+  service->SetMemberId(build.service_options.member_id);
+  if (replicator) {
+    if (Status st = replicator->Start(build.service_options.member_id); !st.ok()) {
+      grpc_server->Shutdown();
       return st;
     }
   }
+  return Status::Ok();
+}
 
+// /metrics and /healthz, with the counters of connections the endpoint closed early.
+Status Daemon::Impl::StartMetrics() {
   KVSTASH_ASSIGN_OR_RETURN(auto metrics_hp, SplitHostPort(config.metrics_listen));
   metrics::MetricsHttpOptions metrics_options;
   metrics_options.tls = {config.metrics_tls_cert, config.metrics_tls_key, config.metrics_tls_client_ca,
                          config.tls_reload_s};
   metrics_options.auth.basic_auth_file = config.metrics_basic_auth_file;
-  if (impl->authorizer) {
+  if (authorizer) {
     // With tokens on, /metrics takes an admin's bearer token (or the basic-auth users); failures
     // count against the peer's budget like the gRPC port's.
-    Authorizer* authorizer = impl->authorizer.get();
-    metrics_options.auth.bearer = [authorizer](const std::string& peer, std::string_view authorization) {
+    Authorizer* admitter = authorizer.get();
+    metrics_options.auth.bearer = [admitter](const std::string& peer, std::string_view authorization) {
       const std::string grpc_peer = (peer.find(':') != std::string::npos ? "ipv6:[" + peer + "]" : "ipv4:" + peer) + ":0";
-      return authorizer->Admit(grpc_peer, authorization, auth::Role::kAdmin).status();
+      return admitter->Admit(grpc_peer, authorization, auth::Role::kAdmin).status();
     };
   }
   if (!config.metrics_tls_cert.empty()) {
@@ -334,16 +410,12 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
                  "on the path (--metrics-tls-cert)",
                  config.metrics_listen);
   }
-  impl->metrics_server = std::make_unique<metrics::MetricsHttpServer>(&impl->registry, std::move(metrics_options));
-  Result<int> metrics_port = impl->metrics_server->Start(metrics_hp.first, metrics_hp.second);
-  if (!metrics_port.ok()) {
-    impl->grpc_server->Shutdown();
-    return metrics_port.status();
-  }
-  impl->metrics_address = metrics_hp.first + ":" + std::to_string(*metrics_port);
+  metrics_server = std::make_unique<metrics::MetricsHttpServer>(&registry, std::move(metrics_options));
+  KVSTASH_ASSIGN_OR_RETURN(const int metrics_port, metrics_server->Start(metrics_hp.first, metrics_hp.second));
+  metrics_address = metrics_hp.first + ":" + std::to_string(metrics_port);
   {
     // Connections the metrics endpoint closed early (slow heads, the connection cap): issue 17.
-    auto& closed = impl->registry.AddCounter(
+    auto& closed = registry.AddCounter(
         "kvstash_metrics_http_connections_closed_total",
         "Connections the /metrics endpoint closed before serving them, by reason (head_timeout: request head or "
         "TLS handshake not complete in time; evicted: closed at the connection cap for a newer one; refused: at the "
@@ -354,8 +426,8 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
       HttpCounters counters;
     };
     auto seen = std::make_shared<Seen>();
-    metrics::MetricsHttpServer* server = impl->metrics_server.get();
-    impl->registry.AddCollector([&closed, seen, server] {
+    metrics::MetricsHttpServer* server = metrics_server.get();
+    registry.AddCollector([&closed, seen, server] {
       MutexLock lock(seen->mu);
       const HttpCounters now = server->counters();
       const HttpCounters& last = seen->counters;
@@ -366,24 +438,21 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
       seen->counters = now;
     });
   }
+  return Status::Ok();
+}
 
-  if (!config.standalone) {  // join the cluster only once both ports serve
-    Result<std::unique_ptr<membership::Registrar>> registrar =
-        RegisterMember(config, {service_options.member_id, advertised_grpc,
-                                AdvertisedAddress(config, impl->metrics_address),
-                                service_options.data_plane.worker_address});
-    if (!registrar.ok()) {
-      impl->metrics_server->Stop();
-      impl->grpc_server->Shutdown();
-      return registrar.status();
-    }
-    impl->registrar = std::move(*registrar);
-    impl->service->SetMembershipSource(WatchRegistration(impl->registry, *impl->registrar));
-  }
+// Registers this member in etcd (not standalone); the service then follows the member set.
+Status Daemon::Impl::JoinCluster(const BuildState& build) {
+  if (config.standalone) return Status::Ok();
+  KVSTASH_ASSIGN_OR_RETURN(registrar, RegisterMember(config, {build.service_options.member_id, build.advertised_grpc,
+                                                              AdvertisedAddress(config, metrics_address),
+                                                              build.service_options.data_plane.worker_address}));
+  service->SetMembershipSource(WatchRegistration(registry, *registrar));
+  return Status::Ok();
+}
 
-  Impl* raw = impl.get();
-  impl->reaper = std::thread([raw] { raw->ReaperLoop(); });
-  return std::unique_ptr<Daemon>(new Daemon(std::move(impl)));
+void Daemon::Impl::StartReaper() {
+  reaper = std::thread([this] { ReaperLoop(); });
 }
 
 Status Daemon::ReloadTokens() {

@@ -1,17 +1,50 @@
 // DaemonConfig: everything kvstashd reads at start, in one struct passed down (no environment
 // lookups elsewhere). Precedence: command-line flags > TOML file (--config) > the defaults here.
 // deploy/kvstashd.toml is the documented example of the file.
+//
+// Each member is a setting declared once more, as one row of DaemonSettings() (daemon_settings.cc):
+// its file key, flag, help, unit and range. The TOML reader, the flags, the help text and the
+// range checks are generated from that table (common/settings.h); Validate adds the rules that
+// span several settings. A member's initializer here is its default.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/settings.h"
 #include "kvstash/result.h"
 #include "tiers/dram_tier.h"
 #include "tiers/tier_manager.h"
 
 namespace kvstash::server {
+
+// The settings whose values are a closed set of names: enums inside, names at the edge (files,
+// flags, logs). Each has its names below; Name() gives the one a value is written as.
+using settings::LogLevel;  // common/settings.h: shared by every kvstash process
+enum class EvictionPolicyKind { kPrefixArc, kPrefix, kLru };
+enum class SsdIoBackend { kAuto, kUring, kThreads };
+// How block bytes move over UCX (docs/DATA_PLANE.md).
+enum class DataPlaneProtocol { kAuto, kOneSided, kTwoSided };
+
+inline constexpr settings::EnumName<EvictionPolicyKind> kEvictionPolicyNames[] = {
+    {EvictionPolicyKind::kPrefixArc, "prefix-arc"}, {EvictionPolicyKind::kPrefix, "prefix"},
+    {EvictionPolicyKind::kLru, "lru"}};
+inline constexpr settings::EnumName<SsdIoBackend> kSsdIoBackendNames[] = {
+    {SsdIoBackend::kAuto, "auto"}, {SsdIoBackend::kUring, "uring"}, {SsdIoBackend::kThreads, "threads"}};
+inline constexpr settings::EnumName<DataPlaneProtocol> kDataPlaneProtocolNames[] = {
+    {DataPlaneProtocol::kAuto, "auto"}, {DataPlaneProtocol::kOneSided, "one-sided"},
+    {DataPlaneProtocol::kTwoSided, "two-sided"}};
+inline constexpr settings::EnumName<tiers::HugePages> kHugePagesNames[] = {
+    {tiers::HugePages::kAuto, "auto"}, {tiers::HugePages::kOn, "on"}, {tiers::HugePages::kOff, "off"}};
+
+using settings::Name;
+std::string_view Name(EvictionPolicyKind value);
+std::string_view Name(SsdIoBackend value);
+std::string_view Name(DataPlaneProtocol value);
+std::string_view Name(tiers::HugePages value);
 
 struct DaemonConfig {
   // [server]
@@ -24,7 +57,7 @@ struct DaemonConfig {
   std::string advertise;
   std::string member_id;                          // default: the advertised gRPC address (HOST:PORT)
   uint32_t threads = 64;                          // most gRPC handler threads (1..1024); requests beyond wait
-  std::string log_level = "info";
+  LogLevel log_level = LogLevel::kInfo;
   uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation
   uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
   uint64_t default_lease_ms = 5'000;              // lease given to located blocks when the caller names none
@@ -68,16 +101,16 @@ struct DaemonConfig {
   uint64_t ssd_capacity = 16ULL << 30;
   uint64_t ssd_segment = 256ULL << 20;
   uint32_t ssd_queue_depth = 32;
-  std::string ssd_io_backend = "auto";        // auto | uring | threads
+  SsdIoBackend ssd_io_backend = SsdIoBackend::kAuto;
   bool ssd_sync = false;                      // fdatasync each write: survive power loss, not only crashes
 
   // [ucx]
   bool ucx_enabled = true;       // offer the one-sided UCX data plane (else inline gRPC only)
   std::string ucx_transports;    // UCX TLS list ("cma,tcp", "tcp", ...); empty = UCX's default
-  // How block bytes move over UCX (docs/DATA_PLANE.md): "auto" lets each client pick per daemon
-  // (one-sided where memory maps or RMA is native, two-sided over tcp); "one-sided" serves no
-  // two-sided transfers; "two-sided" asks clients on auto to use it everywhere.
-  std::string ucx_protocol = "auto";
+  // How block bytes move over UCX (docs/DATA_PLANE.md): kAuto lets each client pick per daemon
+  // (one-sided where memory maps or RMA is native, two-sided over tcp); kOneSided serves no
+  // two-sided transfers; kTwoSided asks clients on auto to use it everywhere.
+  DataPlaneProtocol ucx_protocol = DataPlaneProtocol::kAuto;
   // A two-sided send to a reader that stopped receiving (it vanished or hangs) is ended by closing
   // that reader's endpoint after this long.
   uint64_t ucx_send_timeout_ms = 60'000;
@@ -117,8 +150,8 @@ struct DaemonConfig {
   uint64_t dram_capacity = 1ULL << 30;
   double high_watermark = 0.95;
   double low_watermark = 0.85;
-  std::string eviction_policy = "prefix-arc";
-  std::string huge_pages = "auto";  // auto | on | off
+  EvictionPolicyKind eviction_policy = EvictionPolicyKind::kPrefixArc;
+  tiers::HugePages huge_pages = tiers::HugePages::kAuto;
   uint64_t max_block = 64ULL << 20;
   // Touch every arena page at start (the arena is resident from then on, start-up takes about
   // 0.3 s per GiB per core) so puts never pay first-touch page faults. Off by default so that
@@ -129,16 +162,23 @@ struct DaemonConfig {
   Result<tiers::DramTierOptions> DramOptions() const;
   // The tier manager's options (DRAM, plus SSD when ssd_dir is set).
   Result<tiers::TierManagerOptions> TierOptions() const;
-  // Checks ranges and combinations; INVALID_ARGUMENT naming the first bad setting.
+  // Checks every setting's range (DaemonSettings) and the rules between settings; INVALID_ARGUMENT
+  // naming the first bad setting.
   Status Validate() const;
 };
 
+// The table of kvstashd's settings, in the order the help lists them (daemon_settings.cc). Built
+// once; safe to read from any thread.
+std::span<const settings::Setting<DaemonConfig>> DaemonSettings();
+
 // "0600", "600", "0o600" or "0660" (octal, as chmod takes it) -> the mode; INVALID_ARGUMENT
-// otherwise. Which modes a daemon accepts is Validate's business.
+// otherwise. Which modes a daemon accepts is the ucx.shm_mode setting's range.
 Result<uint32_t> ParseShmMode(const std::string& text);
 
-// Applies a TOML document on top of `config`. Unknown keys are an error (a typo must not be
-// silently ignored). INVALID_ARGUMENT with the file, key and reason.
+// Applies a TOML document on top of `config`; nothing changes on error. Unknown keys are an error
+// (a typo must not be silently ignored), and so is a value outside its setting's range. Rules
+// between settings are left to Validate (flags may still complete the file). INVALID_ARGUMENT
+// with the file, key and reason.
 Status ApplyTomlFile(const std::string& path, DaemonConfig& config);
 Status ApplyTomlString(std::string_view toml, const std::string& origin, DaemonConfig& config);
 

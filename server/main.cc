@@ -34,7 +34,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "kvstashd: %s\n", config.status().message().c_str());
     return 2;
   }
-  if (Status s = InitLogging(config->log_level); !s.ok()) {
+  if (Status s = InitLogging(settings::Name(config->log_level)); !s.ok()) {
     std::fprintf(stderr, "kvstashd: %s\n", s.message().c_str());
     return 2;
   }

@@ -8,8 +8,8 @@ namespace kvstash::server {
 
 DaemonConfig WithSecurityDefaults(const DaemonConfig& config) {
   DaemonConfig effective = config;
-  if (!config.tokens_file.empty() && config.ucx_enabled && config.ucx_protocol == "auto") {
-    effective.ucx_protocol = "one-sided";
+  if (!config.tokens_file.empty() && config.ucx_enabled && config.ucx_protocol == DataPlaneProtocol::kAuto) {
+    effective.ucx_protocol = DataPlaneProtocol::kOneSided;
     spdlog::info("tokens on: the UCX data plane serves one-sided (same-host) transfers only; two-sided requests "
                  "carry no token (docs/SECURITY.md)");
   }

@@ -83,7 +83,7 @@ class HbmDaemonTest : public ::testing::Test {
 TEST(HbmDaemonFlags, RefusedWithAClearReason) {
   auto [code, output] = RunToExit("--hbm-capacity 100KiB");
   EXPECT_EQ(code, 2) << output;
-  EXPECT_NE(output.find("hbm capacity must be 0 (no HBM tier) or at least 1MiB"), std::string::npos) << output;
+  EXPECT_NE(output.find("hbm.capacity must be 0 (no HBM tier) or at least 1MiB"), std::string::npos) << output;
   std::tie(code, output) = RunToExit("--gpu -3");
   EXPECT_EQ(code, 2) << output;
   EXPECT_NE(output.find("gpu must be a CUDA device index"), std::string::npos) << output;

@@ -412,7 +412,7 @@ TEST(DaemonConfigTest, FlagsOverrideFileOverDefaults) {
                   .ok());
   EXPECT_EQ(config.threads, 3u);
   EXPECT_EQ(config.dram_capacity, 2ULL << 30);
-  EXPECT_EQ(config.eviction_policy, "lru");
+  EXPECT_EQ(config.eviction_policy, EvictionPolicyKind::kLru);
   EXPECT_EQ(config.low_watermark, 0.85);  // untouched default
 
   const DaemonConfig unchanged = config;
@@ -433,7 +433,7 @@ TEST(DaemonConfigTest, CommandLine) {
   auto config = ParseCommandLine(8, const_cast<char**>(argv));
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->dram_capacity, 512ULL << 20);
-  EXPECT_EQ(config->eviction_policy, "lru");
+  EXPECT_EQ(config->eviction_policy, EvictionPolicyKind::kLru);
   EXPECT_EQ(config->threads, 4u);
   const char* bad[] = {"kvstashd", "--eviction-policy", "random"};
   EXPECT_EQ(ParseCommandLine(3, const_cast<char**>(bad)).status().code(), StatusCode::kInvalidArgument);
