@@ -276,8 +276,7 @@ Status EtcdClient::Delete(const std::string& key) {
   return Post("/v3/kv/deleterange", json{{"key", Base64Encode(key)}}.dump()).status();
 }
 
-Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision,
-                         const std::function<bool(const std::vector<EtcdEvent>&)>& on_events) {
+Status EtcdClient::Watch(const std::string& prefix, int64_t start_revision, const OnEvents& on_events) {
   const Endpoint& ep = endpoints_[preferred_.load() % endpoints_.size()];
   std::unique_ptr<httplib::Client> client = Connect(ep);
   httplib::Client& cli = *client;

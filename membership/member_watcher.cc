@@ -11,8 +11,14 @@ Result<std::unique_ptr<MemberWatcher>> MemberWatcher::Start(const EtcdOptions& e
                                                             OnChange on_change, AtStart at_start) {
   KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", cluster));
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> client, EtcdClient::Create(etcd));
-  std::unique_ptr<MemberWatcher> w(
-      new MemberWatcher(std::move(client), cluster, std::move(on_change)));
+  return Start(std::move(client), cluster, std::move(on_change), at_start);
+}
+
+Result<std::unique_ptr<MemberWatcher>> MemberWatcher::Start(std::unique_ptr<KvStore> store, const std::string& cluster,
+                                                            OnChange on_change, AtStart at_start, const Clock* clock) {
+  KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", cluster));
+  if (store == nullptr || clock == nullptr) return InvalidArgument("a member watcher needs a store and a clock");
+  std::unique_ptr<MemberWatcher> w(new MemberWatcher(std::move(store), cluster, std::move(on_change), clock));
   int64_t revision = 0;
   if (Status loaded = w->Reload(revision); !loaded.ok()) {
     if (at_start == AtStart::kRequireEtcd) return loaded;
@@ -25,9 +31,10 @@ Result<std::unique_ptr<MemberWatcher>> MemberWatcher::Start(const EtcdOptions& e
   return w;
 }
 
-MemberWatcher::MemberWatcher(std::unique_ptr<EtcdClient> etcd, std::string cluster,
-                             OnChange on_change)
+MemberWatcher::MemberWatcher(std::unique_ptr<KvStore> etcd, std::string cluster, OnChange on_change,
+                             const Clock* clock)
     : etcd_(std::move(etcd)),
+      clock_(clock),
       cluster_(std::move(cluster)),
       prefix_(MembersPrefix(cluster_)),
       on_change_(std::move(on_change)) {}
@@ -54,6 +61,15 @@ void MemberWatcher::Notify() {
   if (on_change_) on_change_(Members());
 }
 
+bool MemberWatcher::WaitOnClock(std::chrono::milliseconds delay) {
+  const uint64_t deadline = clock_->NowMs() + static_cast<uint64_t>(delay.count());
+  MutexLock lock(mu_);
+  for (uint64_t now = clock_->NowMs(); !stopping_ && now < deadline; now = clock_->NowMs()) {
+    lock.WaitFor(cv_, std::chrono::milliseconds(deadline - now), [this] { mu_.AssertHeld(); return stopping_; });
+  }
+  return !stopping_;
+}
+
 Status MemberWatcher::Reload(int64_t& revision) {
   KVSTASH_ASSIGN_OR_RETURN(EtcdRange range, etcd_->RangePrefix(prefix_));
   std::map<std::string, MemberRecord> fresh;
@@ -77,11 +93,7 @@ Status MemberWatcher::Reload(int64_t& revision) {
 void MemberWatcher::Run(int64_t revision) {
   auto backoff = std::chrono::milliseconds(100);
   while (revision == 0) {  // etcd did not answer at Start
-    {
-      MutexLock lock(mu_);
-      lock.WaitFor(cv_, backoff, [this] { mu_.AssertHeld(); return stopping_; });
-      if (stopping_) return;
-    }
+    if (!WaitOnClock(backoff)) return;
     if (Reload(revision).ok()) break;
     revision = 0;
     backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
@@ -120,9 +132,8 @@ void MemberWatcher::Run(int64_t revision) {
       if (!st.ok())
         spdlog::warn("member watch for cluster {}: {}; reading the members again", cluster_,
                      st.message());
-      lock.WaitFor(cv_, backoff, [this] { mu_.AssertHeld(); return stopping_; });
-      if (stopping_) return;
     }
+    if (!WaitOnClock(backoff)) return;
     backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
     Status reloaded = Reload(revision);
     if (reloaded.ok()) backoff = std::chrono::milliseconds(100);

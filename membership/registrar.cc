@@ -8,7 +8,17 @@ namespace kvstash::membership {
 namespace {
 
 constexpr auto kFirstRetry = std::chrono::milliseconds(200);
-constexpr auto kRepeatErrorLog = std::chrono::seconds(30);
+constexpr uint64_t kRepeatErrorLogMs = 30'000;
+
+uint64_t Ms(std::chrono::milliseconds d) { return static_cast<uint64_t>(d.count()); }
+
+Status Validate(const RegistrarOptions& options) {
+  KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
+  KVSTASH_RETURN_IF_ERROR(ValidateName("member id", options.record.id));
+  if (options.lease_ttl_s < 1 || options.lease_ttl_s > 3600) return InvalidArgument("lease TTL must be 1..3600 s");
+  if (options.clock == nullptr) return InvalidArgument("a registrar needs a clock");
+  return Status::Ok();
+}
 
 }  // namespace
 
@@ -27,12 +37,15 @@ std::string_view ToString(RegistrationState state) {
 }
 
 Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& options) {
-  KVSTASH_RETURN_IF_ERROR(ValidateName("cluster name", options.cluster));
-  KVSTASH_RETURN_IF_ERROR(ValidateName("member id", options.record.id));
-  if (options.lease_ttl_s < 1 || options.lease_ttl_s > 3600)
-    return InvalidArgument("lease TTL must be 1..3600 s");
+  KVSTASH_RETURN_IF_ERROR(Validate(options));
   KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EtcdClient> etcd, EtcdClient::Create(options.etcd));
-  std::unique_ptr<Registrar> r(new Registrar(options, std::move(etcd)));
+  return Start(options, std::move(etcd));
+}
+
+Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& options, std::unique_ptr<KvStore> store) {
+  KVSTASH_RETURN_IF_ERROR(Validate(options));
+  if (store == nullptr) return InvalidArgument("a registrar needs a store");
+  std::unique_ptr<Registrar> r(new Registrar(options, std::move(store)));
   const Status first = r->Register();
   if (first.code() == StatusCode::kAlreadyExists) return first;
   if (!first.ok()) {
@@ -45,24 +58,33 @@ Result<std::unique_ptr<Registrar>> Registrar::Start(const RegistrarOptions& opti
     MutexLock lock(r->mu_);
     r->health_.state = first.ok() ? RegistrationState::kRegistered : RegistrationState::kPending;
     r->health_.detail = first.ok() ? std::string() : first.message();
-    r->last_error_log_ = std::chrono::steady_clock::now();
+    r->last_error_log_ms_ = r->options_.clock->NowMs();
+    r->ScheduleNextLocked();
   }
-  Registrar* raw = r.get();
-  r->thread_ = std::thread([raw] { raw->Loop(); });
+  if (r->options_.background) {
+    Registrar* raw = r.get();
+    r->thread_ = std::thread([raw] { raw->Loop(); });
+  }
   return r;
 }
 
-Registrar::Registrar(RegistrarOptions options, std::unique_ptr<EtcdClient> etcd)
+Registrar::Registrar(RegistrarOptions options, std::unique_ptr<KvStore> etcd)
     : options_(std::move(options)),
       etcd_(std::move(etcd)),
       key_(MemberKey(options_.cluster, options_.record.id)),
-      drain_key_(DrainKey(options_.cluster, options_.record.id)) {}
+      drain_key_(DrainKey(options_.cluster, options_.record.id)),
+      retry_(kFirstRetry) {}
 
 Registrar::~Registrar() { Stop(); }
 
 RegistrationHealth Registrar::Health() const {
   MutexLock lock(mu_);
   return health_;
+}
+
+uint64_t Registrar::NextRoundMs() const {
+  MutexLock lock(mu_);
+  return next_round_ms_;
 }
 
 Status Registrar::Publish(int64_t lease) {
@@ -163,34 +185,64 @@ void Registrar::Note(const Status& round) {
     health_.state = health_.registrations == 0 ? RegistrationState::kPending : RegistrationState::kEtcdUnreachable;
     health_.detail = round.message();
   }
-  const auto now = std::chrono::steady_clock::now();
+  const uint64_t now = options_.clock->NowMs();
   if (health_.state == RegistrationState::kRegistered) {
     if (before != RegistrationState::kRegistered)
       spdlog::info("member {} is registered in cluster {}", options_.record.id, options_.cluster);
     return;
   }
-  if (health_.state == before && now - last_error_log_ < kRepeatErrorLog) return;
-  last_error_log_ = now;
+  if (health_.state == before && now - last_error_log_ms_ < kRepeatErrorLogMs) return;
+  last_error_log_ms_ = now;
   if (health_.state == RegistrationState::kConflict)
     spdlog::error("member {} is NOT in cluster {}: {}", options_.record.id, options_.cluster, health_.detail);
   else
     spdlog::warn("member {}: etcd: {}", options_.record.id, health_.detail);
 }
 
-void Registrar::Loop() {
+void Registrar::ScheduleNextLocked() {
   const auto interval = std::chrono::milliseconds(std::max<int64_t>(200, options_.lease_ttl_s * 1000 / 3));
   const auto max_retry = std::max(kFirstRetry, std::min(options_.max_retry, interval));
-  auto retry = kFirstRetry;
+  std::chrono::milliseconds wait = interval;
+  if (health_.state == RegistrationState::kRegistered) {
+    retry_ = kFirstRetry;
+  } else {
+    wait = retry_;
+    retry_ = std::min(retry_ * 2, max_retry);
+  }
+  next_round_ms_ = options_.clock->NowMs() + Ms(wait);
+}
+
+void Registrar::RunRound() {
+  int64_t lease = 0;
+  {
+    MutexLock lock(mu_);
+    lease = lease_id_;
+  }
+  const Status round = lease == 0 ? Register() : Maintain(lease);
+  Note(round);
+  MutexLock lock(mu_);
+  ScheduleNextLocked();
+}
+
+bool Registrar::RunDueRound() {
+  {
+    MutexLock lock(mu_);
+    if (stopping_ || options_.clock->NowMs() < next_round_ms_) return false;
+  }
+  RunRound();
+  return true;
+}
+
+void Registrar::Loop() {
   MutexLock lock(mu_);
   while (!stopping_) {
-    const bool healthy = health_.state == RegistrationState::kRegistered;
-    lock.WaitFor(cv_, healthy ? interval : retry, [this] { mu_.AssertHeld(); return stopping_; });
-    if (stopping_) break;
-    retry = healthy ? kFirstRetry : std::min(retry * 2, max_retry);
-    const int64_t lease = lease_id_;
+    const uint64_t now = options_.clock->NowMs();
+    if (now < next_round_ms_) {
+      lock.WaitFor(cv_, std::chrono::milliseconds(next_round_ms_ - now), [this] { mu_.AssertHeld(); return stopping_; });
+      continue;
+    }
     lock.Unlock();
-    const Status round = lease == 0 ? Register() : Maintain(lease);
-    Note(round);
+    RunRound();
     lock.Lock();
   }
 }

@@ -12,8 +12,14 @@
 // background with backoff; Health() says where it stands. Stop revokes the lease so that the
 // member disappears at once; a crashed daemon disappears when its TTL runs out.
 //
-// Thread-safety: Start and Stop are called by the owner; Health from any thread; the keep-alive
-// thread is internal.
+// Time comes from options.clock: a round is due every TTL/3 while registered, and after each
+// failure at 200 ms, doubling up to max_retry. etcd is reached through the KvStore interface
+// (membership/kv_store.h): Start(options) connects an EtcdClient; Start(options, store) takes any
+// KvStore (tests pass an InMemoryKvStore client and a ManualClock, with background = false, and run
+// the rounds with RunDueRound).
+//
+// Thread-safety: Start, Stop and RunDueRound are called by the owner; Health and NextRoundMs from
+// any thread; the keep-alive thread is internal.
 #pragma once
 
 #include <chrono>
@@ -22,8 +28,10 @@
 #include <string>
 #include <thread>
 
+#include "common/clock.h"
 #include "common/mutex.h"
 #include "membership/etcd_client.h"
+#include "membership/kv_store.h"
 #include "membership/member_record.h"
 
 namespace kvstash::membership {
@@ -36,6 +44,10 @@ struct RegistrarOptions {
   // Longest wait between registration attempts while etcd does not answer (the first is 200 ms;
   // each failure doubles it).
   std::chrono::milliseconds max_retry{5'000};
+  // What the rounds' timing reads; must outlive the Registrar.
+  const Clock* clock = SteadyClock::Default();
+  // false: no keep-alive thread; the owner runs the rounds with RunDueRound.
+  bool background = true;
 };
 
 enum class RegistrationState {
@@ -59,6 +71,8 @@ class Registrar {
   // another address holds the same id. When etcd cannot be reached, returns a Registrar that keeps
   // trying (Health().state == kPending).
   static Result<std::unique_ptr<Registrar>> Start(const RegistrarOptions& options);
+  // The same over `store` (options.etcd is not used).
+  static Result<std::unique_ptr<Registrar>> Start(const RegistrarOptions& options, std::unique_ptr<KvStore> store);
   ~Registrar();  // Stop()
 
   // Stops the keep-alive and revokes the lease (best effort). Idempotent.
@@ -67,8 +81,14 @@ class Registrar {
   RegistrationHealth Health() const;
   const std::string& key() const { return key_; }
 
+  // When the next round is due, in options.clock's milliseconds.
+  uint64_t NextRoundMs() const;
+  // Runs a round when options.clock has reached NextRoundMs(); returns whether it ran. For owners
+  // that start with background = false (the thread calls nothing else).
+  bool RunDueRound();
+
  private:
-  explicit Registrar(RegistrarOptions options, std::unique_ptr<EtcdClient> etcd);
+  explicit Registrar(RegistrarOptions options, std::unique_ptr<KvStore> etcd);
   // Conflict check, drain mark, a new lease, the record under it.
   Status Register();
   // One keep-alive round while registered: the lease, then the record and drain mark.
@@ -76,11 +96,16 @@ class Registrar {
   // Puts the record (with the drain mark read now) under `lease`.
   Status Publish(int64_t lease);
   void Loop();
+  // One round (Register without a lease, else Maintain), its outcome noted and the next scheduled.
+  void RunRound() EXCLUDES(mu_);
   // Records the outcome of a round and logs state changes (errors again every 30 s).
   void Note(const Status& round);
+  // Schedules the next round by the state now: TTL/3 when registered, else the backoff (which
+  // doubles with every failed round).
+  void ScheduleNextLocked() REQUIRES(mu_);
 
   RegistrarOptions options_;
-  std::unique_ptr<EtcdClient> etcd_;
+  std::unique_ptr<KvStore> etcd_;
   const std::string key_;
   const std::string drain_key_;
   mutable Mutex mu_;
@@ -88,7 +113,9 @@ class Registrar {
   bool stopping_ GUARDED_BY(mu_) = false;
   int64_t lease_id_ GUARDED_BY(mu_) = 0;
   RegistrationHealth health_ GUARDED_BY(mu_);
-  std::chrono::steady_clock::time_point last_error_log_ GUARDED_BY(mu_){};
+  uint64_t last_error_log_ms_ GUARDED_BY(mu_) = 0;
+  uint64_t next_round_ms_ GUARDED_BY(mu_) = 0;
+  std::chrono::milliseconds retry_ GUARDED_BY(mu_);  // the wait after the next failed round
   std::thread thread_;
 };
 
