@@ -4,6 +4,7 @@
 // skipped with the reason otherwise).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -254,11 +255,27 @@ TEST(KvCopyHostTest, GatherScatterMatchReferenceForEveryLayoutAndDtype) {
   }
 }
 
-TEST(GpuDataPathTest, ReportsAPathWithAReason) {
+// The probe against an oracle of its own: `ucx_info -d` (ucx-utils, the same UCX and modules) lists a
+// cuda_copy or cuda_ipc transport exactly when this UCX can move device memory. Debian's UCX 1.13
+// has none ("staged"); the UCX of deploy/build-ucx-cuda.sh on a host with the driver has both.
+TEST(GpuDataPathTest, ReportsThePathUcxInfoImplies) {
   const GpuDataPathReport report = ProbeGpuDataPath();
-  EXPECT_FALSE(report.reason.empty());
-  // Debian's UCX 1.13 has no CUDA transports: "staged" there; a CUDA-enabled UCX may say "direct".
   std::printf("GPU data path: %s (%s)\n", std::string(ToString(report.path)).c_str(), report.reason.c_str());
+  EXPECT_NE(report.reason.find("UCX " + transfer::UcxContext::Version()), std::string::npos) << report.reason;
+  FILE* pipe = popen("ucx_info -d 2>/dev/null", "r");
+  if (pipe == nullptr) GTEST_SKIP() << "cannot run ucx_info";
+  std::string listing;
+  char chunk[4096];
+  for (size_t n; (n = fread(chunk, 1, sizeof chunk, pipe)) > 0;) listing.append(chunk, n);
+  if (pclose(pipe) != 0 || listing.find("Transport:") == std::string::npos) {
+    GTEST_SKIP() << "ucx_info -d gave no transport listing (ucx-utils not installed?)";
+  }
+  const bool cuda_transport = listing.find("Transport: cuda_copy") != std::string::npos ||
+                              listing.find("Transport: cuda_ipc") != std::string::npos;
+  EXPECT_EQ(report.path, cuda_transport ? GpuDataPath::kDirect : GpuDataPath::kStaged) << report.reason;
+  if (!cuda_transport) {
+    EXPECT_NE(report.reason.find("no CUDA memory transport"), std::string::npos) << report.reason;
+  }
 }
 
 #ifdef KVSTASH_HAVE_CUDA

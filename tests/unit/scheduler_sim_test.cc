@@ -81,8 +81,10 @@ TEST(Simulator, SecondIdenticalRequestHitsTheCache) {
 }
 
 TEST(Simulator, GlobalCacheAwareReplicatesFromBusyHolder) {
-  // Request 0 seeds instance 0 with a long prefix; requests 1..3 keep it busy; request 4 shares the
-  // prefix and global-cache-aware should send it elsewhere with a fetch.
+  // Request 0 puts a 60-block prefix on one prefill instance (the holder). Requests 1..3 arrive
+  // together later, each the prefix plus a block of its own. Each either runs on the holder and reuses
+  // the whole prefix locally, or goes to another instance and fetches the whole prefix from the
+  // holder; with three at once the holder is busy and at least one is sent elsewhere with a fetch.
   std::vector<uint64_t> shared(60);
   for (uint64_t i = 0; i < 60; ++i) shared[i] = i + 1;
   std::vector<TraceRequest> trace = {Request(0, shared)};
@@ -94,9 +96,26 @@ TEST(Simulator, GlobalCacheAwareReplicatesFromBusyHolder) {
   SimOptions o = Options();
   auto r = Simulate(trace, Cost(), "global-cache-aware", o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
-  uint64_t fetched = 0;
-  for (const auto& q : r->requests) fetched += q.fetched_blocks;
-  EXPECT_GT(fetched, 0u);
+  ASSERT_EQ(r->requests.size(), 4u);
+  const uint32_t holder = r->requests[0].prefill;
+  EXPECT_EQ(r->requests[0].local_blocks + r->requests[0].fetched_blocks, 0u);
+  uint32_t fetchers = 0;
+  for (size_t k = 1; k < r->requests.size(); ++k) {
+    const RequestOutcome& q = r->requests[k];
+    ASSERT_FALSE(q.rejected) << k;
+    EXPECT_EQ(q.blocks, 61u) << k;
+    if (q.prefill == holder) {
+      EXPECT_EQ(q.local_blocks, 60u) << k;
+      EXPECT_EQ(q.fetched_blocks, 0u) << k;
+      EXPECT_EQ(q.fetch_source, -1) << k;
+    } else {
+      ++fetchers;
+      EXPECT_EQ(q.fetch_source, int32_t(holder)) << k;
+      EXPECT_EQ(q.fetched_blocks, 60u) << k;
+      EXPECT_EQ(q.local_blocks, 0u) << k;
+    }
+  }
+  EXPECT_GE(fetchers, 1u);
   auto summary = Summarize(*r, 30, 0.1);
   EXPECT_GT(summary.fetched_ratio, 0);
 }
