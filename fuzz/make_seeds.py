@@ -106,6 +106,74 @@ def wire_seeds():
     write(t, "put_empty.bin", bytes([2]) + region + put_request(0, 14, 0, 0, key(6)))
 
 
+# ---- conductor_request_fuzz: RPC byte, then the request --------------------------------------
+def packed(num, values):
+    body = b"".join(varint(v) for v in values)
+    return bfield(num, body)
+
+
+def conductor_seeds():
+    t = "conductor_request_fuzz"
+    write(t, "register_prefill.bin", bytes([0]) + bfield(1, b"p1") + vfield(2, 1) + bfield(3, b"10.0.0.1:50051")
+          + bfield(4, b"model"))
+    write(t, "register_other_role.bin", bytes([0]) + bfield(1, b"p0") + vfield(2, 2))
+    write(t, "register_no_role.bin", bytes([0]) + bfield(1, b"x"))
+    write(t, "register_long_id.bin", bytes([0]) + bfield(1, b"i" * 257) + vfield(2, 1))
+    write(t, "heartbeat_prefill.bin", bytes([1]) + bfield(1, b"p0") + dfield(2, 0.25))
+    write(t, "heartbeat_decode.bin", bytes([1]) + bfield(1, b"d0") + dfield(3, 0.02)
+          + bfield(4, vfield(1, 1000) + vfield(2, 50)) + bfield(4, vfield(1, 10) + vfield(2, 1)))
+    write(t, "heartbeat_nan.bin", bytes([1]) + bfield(1, b"p0") + dfield(2, float("nan")))
+    write(t, "events.bin", bytes([2]) + bfield(1, b"p0") + bfield(2, key(1)) + bfield(2, key(2))
+          + packed(4, [7, 8]) + packed(5, [7]))
+    write(t, "events_short_key.bin", bytes([2]) + bfield(1, b"p0") + bfield(3, key(1)[:15]))
+    write(t, "events_unknown.bin", bytes([2]) + bfield(1, b"nobody") + packed(4, [1]))
+    write(t, "route_tokens.bin", bytes([3]) + vfield(1, 1) + packed(4, list(range(40))) + bfield(5, b"model")
+          + vfield(3, 16))
+    write(t, "route_keys.bin", bytes([3]) + vfield(1, 2) + vfield(2, 32) + bfield(6, key(1)) + bfield(6, key(2)))
+    write(t, "route_ids.bin", bytes([3]) + vfield(1, 3) + vfield(2, 48) + packed(7, [1, 2, 3]))
+    write(t, "route_two_forms.bin", bytes([3]) + packed(7, [1]) + bfield(6, key(1)))
+    write(t, "route_tokens_no_model.bin", bytes([3]) + packed(4, [1, 2, 3]))
+    write(t, "ttft.bin", bytes([4]) + vfield(1, 1) + dfield(2, 0.5))
+    write(t, "ttft_negative.bin", bytes([4]) + vfield(1, 1) + dfield(2, -1.0))
+
+
+# ---- store_request_fuzz: RPC byte, then the request (keys 1, 2 stored; "#0", "#1" open) -------
+def store_seeds():
+    t = "store_request_fuzz"
+    write(t, "lookup_chain.bin", bytes([0]) + bfield(1, key(1)) + bfield(1, key(2)) + vfield(2, 5000))
+    write(t, "lookup_lease_too_long.bin", bytes([0]) + bfield(1, key(1)) + vfield(2, 60001))
+    write(t, "lookup_repeated.bin", bytes([0]) + bfield(1, key(1)) + bfield(1, key(1)))
+    write(t, "put_begin.bin", bytes([1]) + bfield(1, bfield(1, key(5)) + vfield(2, 4096) + bfield(3, key(2)))
+          + vfield(2, 1000))
+    write(t, "put_begin_exists.bin", bytes([1]) + bfield(1, bfield(1, key(1)) + vfield(2, 1000)))
+    write(t, "put_begin_too_big.bin", bytes([1]) + bfield(1, bfield(1, key(6)) + vfield(2, 65537)))
+    write(t, "put_begin_two_sided.bin", bytes([1]) + bfield(1, bfield(1, key(6)) + vfield(2, 10)) + vfield(3, 1))
+    write(t, "put_commit_inline.bin", bytes([2]) + bfield(1, bfield(4, b"#0") + bfield(3, bytes(512)))
+          + vfield(3, 1))
+    write(t, "put_commit_two.bin", bytes([2]) + bfield(1, bfield(4, b"#0")) + bfield(1, bfield(4, b"#1"))
+          + vfield(2, 1))
+    write(t, "put_commit_wrong_size.bin", bytes([2]) + bfield(1, bfield(4, b"#1") + bfield(3, bytes(100))))
+    write(t, "put_commit_bad_advice.bin", bytes([2]) + bfield(1, bfield(4, b"#0")) + vfield(3, 7))
+    write(t, "put_abort.bin", bytes([3]) + bfield(2, b"#0") + bfield(2, b"#1") + bfield(2, b"stranger"))
+    write(t, "put_abort_repeated.bin", bytes([3]) + bfield(2, b"#0") + bfield(2, b"#0"))
+    write(t, "put_inline.bin", bytes([4]) + bfield(1, bfield(1, key(7)) + bfield(2, key(2)) + bfield(3, b"x" * 300))
+          + vfield(3, 2))
+    write(t, "put_inline_bad_parent.bin", bytes([4]) + bfield(1, bfield(1, key(7)) + bfield(2, b"short")
+                                                              + bfield(3, b"x")))
+    write(t, "put_inline_checksum.bin", bytes([4]) + bfield(1, bfield(1, key(8)) + bfield(3, b"abc") + vfield(4, 99)))
+    write(t, "get.bin", bytes([5]) + bfield(1, key(1)) + bfield(1, key(2)) + bfield(1, key(9)))
+    write(t, "get_locate.bin", bytes([5]) + bfield(1, key(1)) + vfield(2, 1) + vfield(3, 100))
+    write(t, "release.bin", bytes([6]) + bfield(1, bfield(1, key(1)) + vfield(2, 1)))
+    write(t, "remove.bin", bytes([7]) + bfield(1, key(2)) + bfield(1, key(9)))
+    write(t, "remove_empty.bin", bytes([7]))
+    write(t, "stat.bin", bytes([8]) + bfield(1, key(1)) + bfield(1, key(3)))
+    write(t, "list.bin", bytes([9]) + vfield(2, 1))
+    write(t, "list_after.bin", bytes([9]) + bfield(1, key(1)) + vfield(2, 1000))
+    write(t, "list_over_limit.bin", bytes([9]) + vfield(2, 1001))
+
+
 if __name__ == "__main__":
     ssd_seeds()
     wire_seeds()
+    conductor_seeds()
+    store_seeds()

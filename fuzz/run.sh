@@ -19,7 +19,7 @@ targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(trace_lines_fuzz handoff_slice_fuzz safetensors_fuzz model_config_fuzz member_record_fuzz
     node_request_fuzz completion_request_fuzz daemon_config_fuzz
-    ssd_record_fuzz wire_header_fuzz)
+    ssd_record_fuzz wire_header_fuzz conductor_request_fuzz store_request_fuzz)
 fi
 mkdir -p "$build/artifacts"
 failed=()

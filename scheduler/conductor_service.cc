@@ -1,5 +1,6 @@
 #include "scheduler/conductor_service.h"
 
+#include "scheduler/conductor_requests.h"
 #include "scheduler/live_view.h"
 
 #include <chrono>
@@ -12,9 +13,6 @@
 namespace kvstash::scheduler {
 namespace {
 
-constexpr size_t kMaxChain = 1'000'000;
-constexpr size_t kMaxEventKeys = 1'000'000;
-
 grpc::Status ToGrpc(const Status& s) {
   if (s.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())), s.message());
@@ -22,24 +20,6 @@ grpc::Status ToGrpc(const Status& s) {
 
 std::vector<double> TtftBuckets() {
   return {0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120};
-}
-
-Result<BlockId> KeyToId(const std::string& bytes, const char* field, int i) {
-  auto key = BlockKey::FromBytes(bytes);
-  if (!key.ok())
-    return InvalidArgument(std::string(field) + "[" + std::to_string(i) + "]: must be 16 bytes");
-  return BlockId(BlockKeyHash{}(*key));
-}
-
-Result<Role> RoleOf(v1::InstanceRole role) {
-  switch (role) {
-    case v1::INSTANCE_ROLE_PREFILL:
-      return Role::kPrefill;
-    case v1::INSTANCE_ROLE_DECODE:
-      return Role::kDecode;
-    default:
-      return InvalidArgument("role: must be INSTANCE_ROLE_PREFILL or INSTANCE_ROLE_DECODE");
-  }
 }
 
 }  // namespace
@@ -95,7 +75,7 @@ ConductorService::ConductorService(Router router, const Clock* clock, metrics::R
 grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
                                                 const v1::RegisterInstanceRequest* req,
                                                 v1::RegisterInstanceResponse* resp) {
-  auto role = RoleOf(req->role());
+  auto role = ParseRole(req->role());
   if (!role.ok()) return ToGrpc(role.status());
   MutexLock lock(mu_);
   auto index = state_.Register(req->instance_id(), *role, req->address(), req->namespace_id());
@@ -107,9 +87,7 @@ grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
 
 grpc::Status ConductorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
                                          v1::HeartbeatResponse*) {
-  std::vector<SequenceLoad> seqs;
-  seqs.reserve(size_t(req->sequences_size()));
-  for (const auto& s : req->sequences()) seqs.push_back({s.context_tokens(), s.remaining_tokens()});
+  std::vector<SequenceLoad> seqs = HeartbeatSequences(*req);
   MutexLock lock(mu_);
   const double now = Now();
   auto role = state_.RoleOf(req->instance_id());
@@ -122,19 +100,9 @@ grpc::Status ConductorService::Heartbeat(grpc::ServerContext*, const v1::Heartbe
 }
 
 Status ConductorService::ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsSummary* summary) {
-  const size_t n = size_t(batch.stored_keys_size() + batch.evicted_keys_size() +
-                          batch.stored_ids_size() + batch.evicted_ids_size());
-  if (n > kMaxEventKeys) return InvalidArgument("a KV event batch carries at most 1000000 blocks");
-  std::vector<BlockId> stored(batch.stored_ids().begin(), batch.stored_ids().end());
-  std::vector<BlockId> evicted(batch.evicted_ids().begin(), batch.evicted_ids().end());
-  for (int i = 0; i < batch.stored_keys_size(); ++i) {
-    KVSTASH_ASSIGN_OR_RETURN(BlockId id, KeyToId(batch.stored_keys(i), "stored_keys", i));
-    stored.push_back(id);
-  }
-  for (int i = 0; i < batch.evicted_keys_size(); ++i) {
-    KVSTASH_ASSIGN_OR_RETURN(BlockId id, KeyToId(batch.evicted_keys(i), "evicted_keys", i));
-    evicted.push_back(id);
-  }
+  KVSTASH_ASSIGN_OR_RETURN(KvEventIds ids, ParseKvEventBatch(batch));
+  const std::vector<BlockId>& stored = ids.stored;
+  const std::vector<BlockId>& evicted = ids.evicted;
   MutexLock lock(mu_);
   KVSTASH_RETURN_IF_ERROR(state_.KvEvent(batch.instance_id(), stored, evicted));
   (void)state_.Touch(batch.instance_id(), Now());
@@ -172,37 +140,11 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
     decisions_.WithLabels({policy, "invalid"}).Inc();
     return ToGrpc(s);
   };
-  const int forms = int(req->token_ids_size() > 0) + int(req->block_keys_size() > 0) +
-                    int(req->block_ids_size() > 0);
-  if (forms != 1)
-    return invalid(InvalidArgument("give exactly one of token_ids, block_keys, block_ids"));
-  if (size_t(req->token_ids_size()) > RouterOptions{}.max_input_tokens ||
-      size_t(req->block_keys_size()) > kMaxChain || size_t(req->block_ids_size()) > kMaxChain) {
-    return invalid(InvalidArgument("prompt too long"));
-  }
-  std::vector<BlockId> chain;
-  std::vector<BlockKey> keys;  // the chain's block keys, when the request gives them
-  uint64_t input_tokens = req->input_tokens();
-  if (req->token_ids_size() > 0) {
-    if (req->model().empty())
-      return invalid(InvalidArgument("model: required with token_ids (it seeds the hash)"));
-    if (input_tokens != 0 && input_tokens != uint64_t(req->token_ids_size())) {
-      return invalid(InvalidArgument("input_tokens: differs from the number of token_ids"));
-    }
-    input_tokens = uint64_t(req->token_ids_size());
-    PrefixHasher hasher(Namespace{req->model()}, block_tokens_);
-    keys = hasher.Chain({req->token_ids().data(), size_t(req->token_ids_size())});
-    for (const BlockKey& k : keys) chain.push_back(BlockKeyHash{}(k));
-  } else if (req->block_keys_size() > 0) {
-    for (int i = 0; i < req->block_keys_size(); ++i) {
-      auto id = KeyToId(req->block_keys(i), "block_keys", i);
-      if (!id.ok()) return invalid(id.status());
-      chain.push_back(*id);
-      keys.push_back(*BlockKey::FromBytes(req->block_keys(i)));
-    }
-  } else {
-    chain.assign(req->block_ids().begin(), req->block_ids().end());
-  }
+  auto parsed = ParseRouteRequest(*req, RouterOptions{}.max_input_tokens, block_tokens_);
+  if (!parsed.ok()) return invalid(parsed.status());
+  const std::vector<BlockId>& chain = parsed->chain;
+  const std::vector<BlockKey>& keys = parsed->keys;  // the chain's block keys, when the request gives them
+  const uint64_t input_tokens = parsed->input_tokens;
 
   // Ask the store outside the lock: it is a network call.
   uint32_t store_blocks = 0;
@@ -263,9 +205,7 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
 
 grpc::Status ConductorService::ReportTtft(grpc::ServerContext*, const v1::ReportTtftRequest* req,
                                           v1::ReportTtftResponse*) {
-  if (!std::isfinite(req->ttft_seconds()) || req->ttft_seconds() < 0) {
-    return ToGrpc(InvalidArgument("ttft_seconds: must be a finite number >= 0"));
-  }
+  if (const Status bad = CheckTtftReport(*req); !bad.ok()) return ToGrpc(bad);
   double predicted;
   {
     MutexLock lock(mu_);
