@@ -1,5 +1,5 @@
 // The wire format of kvstash's two-sided ("daemon-pushed") transfers, shared by the client engine
-// (transfer_engine.cc) and the daemon (transfer_server.cc). Internal to transfer/.
+// (two_sided_ops.cc) and the daemon (transfer_server.cc). Internal to transfer/.
 //
 // Get: the client posts a tag receive straight into its destination buffer, then sends the daemon
 // a PushRequest (a header-only UCX active message, kPushRequestAm, with a reply endpoint). The

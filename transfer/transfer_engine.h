@@ -24,6 +24,11 @@
 // `split_bytes` are cut into pieces and spread over several workers, each progressed by its own
 // thread for the duration of the call, so one large transfer can use more than one core.
 //
+// Inside (internal to transfer/): batch_plan.h checks a call and deals it over the workers;
+// one_sided_batch.h and two_sided_batch.h post and complete one worker's share, one type per op
+// kind (two_sided_ops.h); op_outcome.h maps what UCX and the daemon reported to each op's status,
+// as pure functions; progress_loop.h is the wait, its deadline on `clock`.
+//
 // Thread-safety: every public method is safe for concurrent use by multiple threads.
 #pragma once
 
@@ -40,6 +45,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/mutex.h"
 #include "kvstash/block_key.h"
 #include "kvstash/reuse_advice.h"
@@ -53,6 +59,9 @@ struct TransferEngineOptions {
   size_t workers = 2;                  // UCX workers in the pool (1..64)
   size_t split_bytes = 8ULL << 20;     // ops above this are split across workers (0 = never split)
   uint64_t timeout_ms = 30'000;        // a batch that has not completed by then fails
+  // The time that timeout (and the 10 s connection handshake) is measured on; tests pass their
+  // own. Must outlive the engine.
+  const Clock* clock = SteadyClock::Default();
   size_t registration_cache_entries = 64;  // caller buffers registered on the fly and kept
 };
 
@@ -157,11 +166,19 @@ class TransferEngine {
   };
   TransferEngine() = default;
   static Result<std::vector<std::unique_ptr<Slot>>> CreateSlots(const std::shared_ptr<UcxContext>& context,
-                                                                size_t count, bool messages);
+                                                                size_t count, bool messages, const Clock* clock);
   // The two-sided protocol's workers, created with their context on first use.
   Result<std::vector<std::unique_ptr<Slot>>*> PushSlots();
+  // Moves `ops` on one worker (taking its mutex) and sets each op's status. Non-OK (and every
+  // op failed with it) when no endpoint or rkey could be had.
   Status RunOnWorker(Slot& slot, const RemoteTarget& target, std::span<TransferOp*> ops);
-  Status RunTwoSided(Slot& slot, ucp_ep_h ep, const RemoteTarget& target, std::span<TransferOp*> ops);
+  // One worker's share of a call: run by the calling thread (the first) or a helper thread.
+  struct Assignment {
+    Slot* slot;
+    const RemoteTarget* target;
+    std::vector<TransferOp*> ops;
+  };
+  void RunAssignments(std::vector<Assignment>& assignments);
   ucp_mem_h FindMemh(const void* p, size_t n, Protocol protocol);
 
   TransferEngineOptions options_;

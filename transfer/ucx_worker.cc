@@ -11,10 +11,18 @@
 #include <spdlog/spdlog.h>
 
 namespace kvstash::transfer {
+namespace {
 
-Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context, bool shared) {
+constexpr uint64_t kHandshakeTimeoutMs = 10'000;  // Endpoint(): a peer that does not answer by then is unreachable
+
+}  // namespace
+
+Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(std::shared_ptr<UcxContext> context, bool shared,
+                                                     const Clock* clock) {
+  if (clock == nullptr) return InvalidArgument("a UCX worker needs a clock");
   std::unique_ptr<UcxWorker> w(new UcxWorker());
   w->context_ = std::move(context);
+  w->clock_ = clock;
   ucp_worker_params_t params{};
   params.field_mask = UCP_WORKER_PARAM_FIELD_THREAD_MODE;
   params.thread_mode = shared ? UCS_THREAD_MODE_MULTI : UCS_THREAD_MODE_SINGLE;  // see the header
@@ -82,8 +90,8 @@ Result<ucp_ep_h> UcxWorker::Endpoint(const std::string& peer_address) {
   ucp_request_param_t param{};
   ucs_status_ptr_t flush = ucp_ep_flush_nbx(ep, &param);
   if (UCS_PTR_IS_PTR(flush)) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-    while (ucp_request_check_status(flush) == UCS_INPROGRESS && std::chrono::steady_clock::now() < deadline) {
+    const uint64_t deadline_ms = clock_->NowMs() + kHandshakeTimeoutMs;
+    while (ucp_request_check_status(flush) == UCS_INPROGRESS && clock_->NowMs() < deadline_ms) {
       ucp_worker_progress(worker_);
     }
     const ucs_status_t status = ucp_request_check_status(flush);

@@ -19,13 +19,16 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/clock.h"
 #include "transfer/ucx_context.h"
 
 namespace kvstash::transfer {
 
 class UcxWorker {
  public:
-  static Result<std::unique_ptr<UcxWorker>> Create(std::shared_ptr<UcxContext> context, bool shared = false);
+  // `clock` times the connection handshake of Endpoint(); it must outlive the worker.
+  static Result<std::unique_ptr<UcxWorker>> Create(std::shared_ptr<UcxContext> context, bool shared = false,
+                                                   const Clock* clock = SteadyClock::Default());
   ~UcxWorker();
   UcxWorker(const UcxWorker&) = delete;
   UcxWorker& operator=(const UcxWorker&) = delete;
@@ -34,7 +37,8 @@ class UcxWorker {
   // This worker's packed address, for peers to create endpoints to it.
   const std::string& address() const { return address_; }
 
-  // The endpoint to the peer, created on first use with its connection handshake completed.
+  // The endpoint to the peer, created on first use with its connection handshake completed
+  // (given up after 10 s on the worker's clock).
   // INVALID_ARGUMENT for an empty address; UNAVAILABLE when the peer cannot be reached.
   Result<ucp_ep_h> Endpoint(const std::string& peer_address);
   // The unpacked rkey for `packed_rkey` on the endpoint to `peer_address`.
@@ -79,6 +83,7 @@ class UcxWorker {
 
   UcxWorker() = default;
   std::shared_ptr<UcxContext> context_;
+  const Clock* clock_ = nullptr;
   ucp_worker_h worker_ = nullptr;
   std::string address_;
   std::unordered_map<std::string, std::unique_ptr<Peer>> peers_;
