@@ -1,0 +1,64 @@
+// ConductorConfig: what kvstash-conductor reads from its command line, in one struct. Each member is
+// one row of ConductorSettings() (conductor_config.cc): its flag, help, unit and range, from which
+// the flags, their help and the range checks are generated (common/settings.h). The cost-model
+// and admission flags it shares with kvstash-sim stay in scheduler/spec_flags.h.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "common/settings.h"
+#include "kvstash/result.h"
+
+namespace kvstash::scheduler {
+
+// The routing policies the conductor serves (MakePolicy's names).
+enum class ConductorPolicy { kRandom, kRoundRobin, kLoadBalance, kLocalCacheAware, kGlobalCacheAware };
+inline constexpr settings::EnumName<ConductorPolicy> kConductorPolicyNames[] = {
+    {ConductorPolicy::kRandom, "random"},
+    {ConductorPolicy::kRoundRobin, "round-robin"},
+    {ConductorPolicy::kLoadBalance, "load-balance"},
+    {ConductorPolicy::kLocalCacheAware, "local-cache-aware"},
+    {ConductorPolicy::kGlobalCacheAware, "global-cache-aware"}};
+// How a P/D pair hands the KV over: layer by layer while the prefill computes, or after it.
+enum class HandoffMode { kLayerwise, kAfterPrefill };
+inline constexpr settings::EnumName<HandoffMode> kHandoffModeNames[] = {{HandoffMode::kLayerwise, "layerwise"},
+                                                                        {HandoffMode::kAfterPrefill, "after-prefill"}};
+
+std::string_view Name(ConductorPolicy value);
+
+struct ConductorConfig {
+  std::string listen = "127.0.0.1:7380";  // gRPC kvstash.v1.Conductor
+  std::string metrics_host = "127.0.0.1";
+  int metrics_port = 7381;  // -1: no /metrics; 0: pick one
+  ConductorPolicy policy = ConductorPolicy::kGlobalCacheAware;
+  uint64_t seed = 1;
+  double kvcache_balancing_threshold = 1.5;
+  double instance_timeout_s = 10;
+  // The HTTP front door (empty: off) and how it drives the nodes.
+  std::string http_listen;
+  size_t http_threads = 64;
+  uint64_t node_timeout_ms = 600'000;
+  uint32_t store_wait_ms = 5'000;
+  HandoffMode handoff = HandoffMode::kLayerwise;
+  std::string tokenizer;
+  // The kvstash store consulted by global-cache-aware, and how to reach it (docs/SECURITY.md).
+  std::string store;
+  std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
+  // TLS on the conductor's own gRPC port, and towards the nodes.
+  std::string tls_cert, tls_key, tls_client_ca;
+  uint32_t tls_reload_s = 60;
+  std::string node_tls_ca, node_tls_cert, node_tls_key;
+  // The metrics endpoint: HTTPS, client certificates, basic auth.
+  std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
+
+  // Every setting's range and the rules between settings; INVALID_ARGUMENT naming the first bad one.
+  Status Validate() const;
+};
+
+// The table of kvstash-conductor's settings, in the order the help lists them. Built once; safe
+// to read from any thread.
+std::span<const settings::Setting<ConductorConfig>> ConductorSettings();
+
+}  // namespace kvstash::scheduler
