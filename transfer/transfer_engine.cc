@@ -1,5 +1,7 @@
 #include "transfer/transfer_engine.h"
 
+#include <spdlog/spdlog.h>
+
 #include <thread>
 
 #include "transfer/batch_plan.h"
@@ -86,6 +88,10 @@ TransferEngine::~TransferEngine() {
   // Workers (and their endpoints) before registrations and the contexts.
   push_slots_.clear();
   slots_.clear();
+  {
+    MutexLock lock(retired_mu_);
+    retired_.clear();
+  }
   regions_.clear();
 }
 
@@ -124,11 +130,12 @@ ucp_mem_h TransferEngine::FindMemh(const void* p, size_t n, Protocol protocol) {
 
 Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::span<TransferOp*> ops) {
   MutexLock lock(slot.mu);
-  UcxWorker& worker = *slot.worker;
   auto fail_all = [&](const Status& st) {
     for (TransferOp* op : ops) op->status = st;
     return st;
   };
+  if (!slot.worker) return fail_all(Unavailable("this transfer worker could not be replaced after a stuck receive"));
+  UcxWorker& worker = *slot.worker;
   const bool two_sided = target.protocol == Protocol::kTwoSided;
   const std::string& peer = two_sided ? target.push_worker_address : target.worker_address;
   Result<ucp_ep_h> ep = worker.Endpoint(peer);
@@ -137,8 +144,9 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
   if (two_sided) {
     TwoSidedBatch batch(worker, *ep, slot.answers, ops, find_memh);
     batch.Post();
-    batch.Complete(Deadline(options_.clock, options_.timeout_ms), peer);
+    batch.Complete(Deadline(options_.clock, options_.timeout_ms), Deadline(options_.clock, options_.timeout_ms), peer);
     batch.Outcome();
+    if (batch.ReceivesStillLanding()) RetireWorker(slot);
     return Status::Ok();
   }
   Result<ucp_rkey_h> rkey = worker.RemoteKey(target.worker_address, target.packed_rkey);
@@ -148,6 +156,27 @@ Status TransferEngine::RunOnWorker(Slot& slot, const RemoteTarget& target, std::
   batch.Complete(Deadline(options_.clock, options_.timeout_ms), peer);
   batch.Outcome();
   return Status::Ok();
+}
+
+void TransferEngine::RetireWorker(Slot& slot) {
+  slot.mu.AssertHeld();
+  std::unique_ptr<UcxWorker> old = std::move(slot.worker);  // (its answers were all forgotten by the batch)
+  Result<std::unique_ptr<UcxWorker>> fresh = UcxWorker::Create(push_context_, /*shared=*/false, options_.clock);
+  if (fresh.ok()) {
+    const std::pair<uint16_t, ucp_am_recv_callback_t> answers[] = {{push::kPushAnswerAm, &Slot::OnAnswer}};
+    if (Status set = (*fresh)->SetMessageHandlers(answers, &slot, &UcxWorker::DropMessage); set.ok()) {
+      slot.worker = std::move(*fresh);
+    } else {
+      spdlog::error("transfer: a replacement worker refused its message handlers: {}", set.ToString());
+    }
+  } else {
+    spdlog::error("transfer: no replacement worker: {}", fresh.status().ToString());
+  }
+  retired_count_.fetch_add(1, std::memory_order_relaxed);
+  spdlog::warn("transfer: a timed-out receive was still being filled by the daemon; its worker is retired so that "
+               "nothing more lands in the caller's buffer ({} retired)", retired_count_.load(std::memory_order_relaxed));
+  MutexLock lock(retired_mu_);
+  retired_.push_back(std::move(old));
 }
 
 Result<Protocol> TransferEngine::PreferredProtocol(const RemoteTarget& target) {

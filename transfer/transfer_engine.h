@@ -54,6 +54,8 @@
 
 namespace kvstash::transfer {
 
+class UcxWorker;
+
 struct TransferEngineOptions {
   UcxOptions ucx;
   size_t workers = 2;                  // UCX workers in the pool (1..64)
@@ -157,6 +159,8 @@ class TransferEngine {
     uint64_t workers = 0;
   };
   SplitCounts split_counts() const;
+  // Workers retired because a timed-out receive could not be stopped (see TwoSidedBatch).
+  uint64_t retired_workers() const { return retired_count_.load(std::memory_order_relaxed); }
 
  private:
   struct Slot;
@@ -179,6 +183,9 @@ class TransferEngine {
     std::vector<TransferOp*> ops;
   };
   void RunAssignments(std::vector<Assignment>& assignments);
+  // Replaces `slot`'s worker by a fresh one and keeps the old one, never progressed again, until
+  // the engine goes (TwoSidedBatch::ReceivesStillLanding). REQUIRES: the caller holds slot.mu.
+  void RetireWorker(Slot& slot);
   ucp_mem_h FindMemh(const void* p, size_t n, Protocol protocol);
 
   TransferEngineOptions options_;
@@ -194,6 +201,10 @@ class TransferEngine {
   std::atomic<bool> push_ready_{false};
   Mutex regions_mu_;
   std::vector<Registered> regions_ GUARDED_BY(regions_mu_);
+  // Workers retired with a receive still landing in a caller's buffer: never progressed again.
+  Mutex retired_mu_;
+  std::vector<std::unique_ptr<UcxWorker>> retired_ GUARDED_BY(retired_mu_);
+  std::atomic<uint64_t> retired_count_{0};
 };
 
 }  // namespace kvstash::transfer

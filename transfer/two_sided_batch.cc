@@ -31,7 +31,7 @@ void TwoSidedBatch::Idle(unsigned events) {
   (void)worker_.WaitForEvent(receiving_only ? std::chrono::microseconds(1000) : std::chrono::microseconds(50));
 }
 
-void TwoSidedBatch::Complete(const Deadline& deadline, const std::string& peer_address) {
+void TwoSidedBatch::Complete(const Deadline& deadline, const Deadline& grace, const std::string& peer_address) {
   const bool finished = ProgressUntil(
       deadline, [&] { return worker_.Progress(); },
       [&] {
@@ -42,10 +42,25 @@ void TwoSidedBatch::Complete(const Deadline& deadline, const std::string& peer_a
   bool transport_error = !finished;
   for (const auto& op : ops_) transport_error |= op->BrokeTransport();
   // Receives that will not be satisfied (refused, failed, timed out) are cancelled before the
-  // caller gets its buffers back. One UCX had already matched cannot be cancelled; its bytes are
-  // still on their way and the endpoint is closed below, so nothing more arrives.
+  // caller gets its buffers back. One UCX had already matched cannot be cancelled: its bytes keep
+  // landing whenever this worker progresses, for as long as the daemon sends them (over its own
+  // connection: closing ours below does not stop them). Let it finish within the grace period;
+  // if it does not, the caller must not progress this worker again (ReceivesStillLanding).
   for (const auto& op : ops_) op->CancelReceive(worker_.handle());
   for (const auto& op : ops_) op->SettleReceive();
+  auto landing = [&] {
+    return std::any_of(ops_.begin(), ops_.end(), [](const auto& op) { return op->ReceiveInFlight(); });
+  };
+  if (landing()) {
+    (void)ProgressUntil(
+        grace, [&] { return worker_.Progress(); },
+        [&] {
+          for (const auto& op : ops_) op->SettleReceive();
+          return !landing();
+        },
+        [&](unsigned events) { Idle(events); });
+    still_landing_ = landing();
+  }
   for (const auto& op : ops_) op->ForgetAnswer(answers_);
   if (transport_error) {
     // The peer is gone or broken: close its endpoint forcefully (which also ends the daemon's

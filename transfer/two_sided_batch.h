@@ -4,6 +4,11 @@
 // be satisfied and, after a transport failure or a timeout, closes the endpoint to the daemon's
 // lane so the next call reconnects; Outcome() writes each op's status.
 //
+// The caller's buffers are the caller's again when Complete returns — except where
+// ReceivesStillLanding() says so: UCX cannot cancel a receive it has begun to fill, and closing
+// our endpoint does not stop the daemon's sends (they come over the daemon's own connection), so
+// such a receive is given a grace period to finish and, failing that, the worker is retired.
+//
 // Thread-safety: none; the caller holds the worker's mutex (which also guards `answers`) from
 // Post() to destruction.
 #pragma once
@@ -33,9 +38,14 @@ class TwoSidedBatch {
   void Post();
   // Waits (the deadline should start after Post: an eager put hashes its block while posting).
   // `peer_address` is the daemon lane the endpoint leads to.
-  void Complete(const Deadline& deadline, const std::string& peer_address);
+  // `grace` bounds the extra wait for receives the cancel could not stop.
+  void Complete(const Deadline& deadline, const Deadline& grace, const std::string& peer_address);
   // Sets every op's status (and an eager get's size and checksum).
   void Outcome();
+  // True when, after Complete, a receive UCX had already matched was still landing in a caller's
+  // buffer when its grace period ran out: the worker must never be progressed again (its progress
+  // is what writes those bytes), or they would land in memory the caller has been given back.
+  bool ReceivesStillLanding() const { return still_landing_; }
 
  private:
   // After a run of idle rounds, sleeps on the worker's event fd rather than spin, so that the
@@ -49,6 +59,7 @@ class TwoSidedBatch {
   std::vector<std::unique_ptr<TwoSidedOp>> ops_;
   std::vector<size_t> open_;  // ops that still need something
   unsigned idle_rounds_ = 0;
+  bool still_landing_ = false;
 };
 
 }  // namespace kvstash::transfer

@@ -82,6 +82,9 @@ class TwoSidedOp {
   void SettleReceive();
   // ... and stops expecting an answer.
   void ForgetAnswer(AnswerBook& answers);
+  // True while its receive may still write into the caller's buffer: UCX had matched it (a
+  // multi-fragment or rendezvous message had begun to arrive), so the cancel could not stop it.
+  bool ReceiveInFlight() const { return recv_ != nullptr && state_.recv == UCS_INPROGRESS; }
   // Writes the op's status (and an eager get's size and checksum).
   void Finish();
 
