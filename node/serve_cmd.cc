@@ -18,6 +18,7 @@
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
+#include "common/settings_cli.h"
 #include "common/tls_listen.h"
 #include "kvstash/client.h"
 #include "node/conductor_link.h"
@@ -27,33 +28,11 @@
 #include "node/http_api.h"
 #include "node/node_metrics.h"
 #include "node/runtime.h"
+#include "node/serve_settings.h"
 #include "node/tokenizer.h"
 
 namespace kvstash::node {
 namespace {
-
-struct ServeArgs {
-  std::string model, store;
-  std::vector<std::string> etcd;   // cluster mode: the store's members through etcd
-  std::string cluster = "default";
-  EngineChoice engine;
-  std::string http_listen = "127.0.0.1:8000", metrics_listen = "127.0.0.1:7372";
-  std::string listen = "127.0.0.1:7380";  // the gRPC service (kvstash.v1.Node)
-  std::string log_level = "info";
-  size_t http_threads = 64;
-  uint64_t store_timeout_ms = 5'000;
-  // Towards a store with TLS and tokens (docs/SECURITY.md): ClientOptions' files, and a file whose
-  // first line is the bearer token.
-  std::string store_tls_ca, store_tls_cert, store_tls_key, store_token_file;
-  std::string etcd_ca, etcd_cert, etcd_key;  // --etcd over TLS (https:// endpoints)
-  // The metrics endpoint (docs/SECURITY.md): HTTPS, client certificates, basic auth for /metrics.
-  std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
-  tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
-  bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
-  NodeOptions node;
-  ConductorLinkOptions conductor;  // address empty: no conductor
-  std::string advertise;           // the gRPC address given to the conductor; default: from --listen
-};
 
 struct HostPort {
   std::string host;
@@ -290,6 +269,7 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
                            node->grpc->Start(node->grpc_address.host, node->grpc_address.port));
   if (!a.conductor.address.empty()) {
     ConductorLinkOptions link = a.conductor;
+    link.role = std::string(Name(a.role));
     if (link.instance_id.empty()) link.instance_id = DefaultInstanceId(node->http_address);
     link.node_address = a.advertise.empty() ? AdvertisedAddress(node->grpc_address) : a.advertise;
     link.namespace_id = loaded.namespace_id;
@@ -308,7 +288,7 @@ int RunServe(const ServeArgs& a) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
-  if (Status s = InitLogging(a.log_level); !s.ok()) {
+  if (Status s = InitLogging(settings::Name(a.log_level)); !s.ok()) {
     std::fprintf(stderr, "kvstash-node serve: %s\n", s.message().c_str());
     return 2;
   }
@@ -337,83 +317,20 @@ int RunServe(const ServeArgs& a) {
 
 void AddServeCommand(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ServeArgs>();
+  auto given = std::make_shared<settings::GivenFlags>();
   CLI::App* cmd = app.add_subcommand("serve", "serve a model over an OpenAI-compatible HTTP API");
-  cmd->option_defaults()->always_capture_default();
-  cmd->add_option("--model", a->model, "model directory (config.json + *.safetensors)")->required();
-  cmd->add_option("--engine", a->engine.engine, "engine: cpu (reference math), emulated (cost-model time, true KV bytes)"
-#ifdef KVSTASH_NODE_CUDA
-                  ", cuda"
-#endif
-                  )
-      ->check(CLI::IsMember(AvailableEngines()));
-  cmd->add_option("--threads", a->engine.threads, "cpu engine threads")->check(CLI::Range(1, 256));
-  cmd->add_option("--cuda-device", a->engine.cuda_device, "cuda engine: the CUDA device it runs on")
-      ->check(CLI::Range(0, 1023));
+  std::map<std::string, CLI::Option*> flags = settings::AddFlags(*cmd, ServeSettings(), ServeArgs{}, *given);
+  flags.at("--model")->required();
+  flags.at("--etcd")->excludes(flags.at("--store"));
   AddEmulatedFlags(cmd, a->engine.emulated);
-  cmd->add_option("--store", a->store, "a kvstashd's gRPC HOST:PORT (none: local cache and compute only)");
-  cmd->add_option("--etcd", a->etcd,
-                  "etcd endpoint(s) http://HOST:PORT: use the kvstash cluster registered there (instead of --store)")
-      ->excludes("--store");
-  cmd->add_option("--cluster", a->cluster, "the cluster's name in etcd (with --etcd)");
-  cmd->add_option("--etcd-ca", a->etcd_ca, "PEM CA of etcd's certificate (https:// --etcd endpoints)");
-  cmd->add_option("--etcd-cert", a->etcd_cert, "PEM client certificate for etcd (etcd --client-cert-auth)");
-  cmd->add_option("--etcd-key", a->etcd_key, "PEM private key of --etcd-cert");
-  cmd->add_option("--store-timeout-ms", a->store_timeout_ms, "per-RPC timeout towards the store");
-  cmd->add_option("--store-tls-ca", a->store_tls_ca, "PEM CA of the store's certificates: talk TLS to it");
-  cmd->add_option("--store-tls-cert", a->store_tls_cert, "PEM client certificate for the store (mutual TLS)");
-  cmd->add_option("--store-tls-key", a->store_tls_key, "PEM private key of --store-tls-cert");
-  cmd->add_option("--store-token-file", a->store_token_file, "file whose first line is the store's bearer token");
-  cmd->add_option("--listen", a->listen, "gRPC service (kvstash.v1.Node) address HOST:PORT (port 0 picks one)");
-  cmd->add_option("--tls-cert", a->grpc_tls.cert_file, "PEM certificate chain: the gRPC port speaks only TLS [plaintext]");
-  cmd->add_option("--tls-key", a->grpc_tls.key_file, "PEM private key of --tls-cert");
-  cmd->add_option("--tls-client-ca", a->grpc_tls.client_ca_file,
-                  "PEM CA bundle: gRPC clients (the front door) must present a certificate it signed (mutual TLS)");
-  cmd->add_option("--tls-reload-s", a->grpc_tls.reload_interval_s,
-                  "re-read the TLS files when they change, checked this often; 0 = never [60]");
-  cmd->add_option("--conductor-tls-ca", a->conductor.tls.ca_file, "PEM CA of the conductor's certificate: talk TLS to it");
-  cmd->add_option("--conductor-tls-cert", a->conductor.tls.cert_file, "PEM client certificate for the conductor (mutual TLS)");
-  cmd->add_option("--conductor-tls-key", a->conductor.tls.key_file, "PEM private key of --conductor-tls-cert");
-  cmd->add_option("--http-listen", a->http_listen, "HTTP API address HOST:PORT (port 0 picks one)");
-  cmd->add_option("--metrics-listen", a->metrics_listen, "/metrics address HOST:PORT (port 0 picks one)");
-  cmd->add_option("--metrics-tls-cert", a->metrics_tls_cert, "PEM certificate chain: /metrics and /healthz over HTTPS only");
-  cmd->add_option("--metrics-tls-key", a->metrics_tls_key, "PEM private key of --metrics-tls-cert");
-  cmd->add_option("--metrics-tls-client-ca", a->metrics_tls_client_ca,
-                  "PEM CA bundle: metrics clients must present a certificate it signed");
-  cmd->add_option("--metrics-basic-auth-file", a->metrics_basic_auth_file,
-                  "`user sha256(password)` per line: GET /metrics needs basic auth");
-  cmd->add_option("--http-threads", a->http_threads, "HTTP workers: completions served at once")
-      ->check(CLI::Range(1, 4096));
-  cmd->add_option("--page-tokens", a->node.page_tokens, "tokens per KV page")->check(CLI::Range(1, 4096));
-  cmd->add_option("--pool-pages", a->node.pool_pages, "KV pages in the pool")->check(CLI::Range(1, 1 << 24));
-  cmd->add_option("--block-tokens", a->node.block_tokens, "tokens per store block (a multiple of --page-tokens)")
-      ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--max-batch-tokens", a->node.max_batch_tokens, "prefill tokens per step (chunked prefill)")
-      ->check(CLI::Range(1, 1 << 24));
-  cmd->add_option("--max-running", a->node.max_running, "sequences decoding at once")->check(CLI::Range(1, 65536));
-  cmd->add_option("--lease-ms", a->node.lease_ms, "lease on store blocks between Lookup and Get");
-  cmd->add_flag("--no-local-cache", a->no_local_cache, "do not keep finished requests' blocks for reuse");
-  cmd->add_flag("--no-store-puts", a->no_store_puts, "do not put newly computed blocks to the store");
-  cmd->add_flag("--no-prefix-reuse", a->no_prefix_reuse,
-                "recompute every prompt (no local-cache or store lookups); P/D handoffs still go through the store");
-  cmd->add_option("--handoff-layer-group", a->node.handoff_layer_group,
-                  "layer-wise P/D handoff: model layers per slice group (0: an eighth of the layers)")
-      ->check(CLI::Range(0, 1 << 16));
-  cmd->add_option("--handoff-timeout-ms", a->node.handoff_timeout_ms,
-                  "layer-wise P/D handoff: how long a decode node waits for the next slice")
-      ->check(CLI::Range(1, 3'600'000));
-  cmd->add_option("--conductor", a->conductor.address,
-                  "kvstash-conductor's gRPC HOST:PORT: register, heartbeat, KV events, TTFT reports (optional)");
-  cmd->add_option("--advertise", a->advertise,
-                  "the gRPC HOST:PORT the conductor's front door uses to reach this node (default: --listen's, a "
-                  "wildcard host replaced by the hostname)");
-  cmd->add_option("--instance-id", a->conductor.instance_id, "id at the conductor (default: hostname:http-port)");
-  cmd->add_option("--role", a->conductor.role, "role at the conductor: prefill, decode or both")
-      ->check(CLI::IsMember({"prefill", "decode", "both"}));
-  cmd->add_option("--heartbeat-ms", a->conductor.heartbeat_ms, "heartbeat interval towards the conductor")
-      ->check(CLI::Range(10, 600'000));
-  cmd->add_option("--log-level", a->log_level, "trace|debug|info|warn|error|off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}));
-  cmd->callback([a, &exit_code] { exit_code = RunServe(*a); });
+  cmd->callback([a, given, &exit_code] {
+    if (Status st = settings::ApplyFlags(ServeSettings(), *given, *a); !st.ok()) {
+      std::fprintf(stderr, "kvstash-node serve: %s\n", st.message().c_str());
+      exit_code = 2;
+      return;
+    }
+    exit_code = RunServe(*a);
+  });
 }
 
 }  // namespace kvstash::node
