@@ -2,8 +2,8 @@
 // lookups elsewhere). Precedence: command-line flags > TOML file (--config) > the defaults here.
 // deploy/kvstashd.toml is the documented example of the file.
 //
-// Each member is a setting declared once more, as one row of DaemonSettings() (daemon_settings.cc):
-// its file key, flag, help, unit and range. The TOML reader, the flags, the help text and the
+// Each member has exactly one row in DaemonSettings() (daemon_settings.cc): its file key, flag,
+// help, unit and range. The TOML reader, the flags, the help text and the
 // range checks are generated from that table (common/settings.h); Validate adds the rules that
 // span several settings. A member's initializer here is its default.
 #pragma once
