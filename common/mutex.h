@@ -34,7 +34,9 @@ enum Rank : int {
   kDramTier = 20,          // the DRAM tier's policy mutex
   kDemotionQueue = 30,     // the TierManager's demotion queue
   kSsdTier = 40,           // the SSD tier's own locks
-  kAllocator = 50,         // a BlockAllocator (innermost)
+  kAllocator = 50,         // a BlockAllocator
+  kReceiveRanges = 60,     // a TransferServer's ranges of unfinished receives (leaf; the DRAM tier
+                           // asks it under its policy mutex: DramTierOptions::region_in_use)
 };
 #ifndef KVSTASH_CHECK_LOCK_ORDER
 #ifdef NDEBUG

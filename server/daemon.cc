@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <random>
@@ -94,6 +95,8 @@ struct Daemon::Impl {
   DaemonConfig config;
   // Declared before the tier so that it is destroyed after it: the tier may live in its memory.
   std::unique_ptr<transfer::TransferServer> transfer;  // null when UCX is off
+  // `transfer`, once it exists, for the DRAM tier's region_in_use (the tier may be opened first).
+  std::atomic<transfer::TransferServer*> receives_into_arena{nullptr};
   std::unique_ptr<tiers::TierManager> tier;  // DRAM, plus HBM and SSD when configured
   std::shared_ptr<void> dram_pinned_for_gpu;  // page-locks the DRAM arena; released before the tier
   metrics::Registry registry;
@@ -186,6 +189,13 @@ Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
 Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
   KVSTASH_ASSIGN_OR_RETURN(build.tier_options, config.TierOptions());
   KVSTASH_ASSIGN_OR_RETURN(build.ucx, DaemonUcxOptions(config));
+  // A region a UCX receive may still write into (a put's receive UCX matched and cannot cancel)
+  // never goes back to the allocator: the peer's late bytes would land in another block. The
+  // transfer server outlives the tier (declared before it).
+  build.tier_options.dram.region_in_use = [this](uint64_t offset, uint64_t bytes) {
+    transfer::TransferServer* server = receives_into_arena.load(std::memory_order_acquire);
+    return server != nullptr && server->MayStillWrite(server->memory() + offset, bytes);
+  };
   if (!config.ucx_enabled) return Status::Ok();
   Result<std::unique_ptr<transfer::TransferServer>> allocated =
       transfer::TransferServer::StartAllocated(build.ucx, config.dram_capacity, config.ucx_lanes);
@@ -195,6 +205,7 @@ Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
     return Status::Ok();
   }
   transfer = std::move(*allocated);
+  receives_into_arena.store(transfer.get(), std::memory_order_release);
   KVSTASH_RETURN_IF_ERROR(ApplyArenaShmMode(transfer->memory(), config.ucx_shm_mode));
   build.tier_options.dram.external_arena = transfer->memory();
   build.arena_kind = "UCX-allocated (peers map it)";
@@ -230,6 +241,7 @@ Status Daemon::Impl::RegisterDataPlane(BuildState& build) {
                                                   " (start with --no-ucx to serve inline only)");
   }
   transfer = std::move(*registered);
+  receives_into_arena.store(transfer.get(), std::memory_order_release);
   build.arena_kind = "private, UCX-registered";
   return Status::Ok();
 }

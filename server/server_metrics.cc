@@ -52,6 +52,11 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const tiers::TierStats& stats
       active_leases_(r.AddGauge("kvstash_active_leases", "Blocks whose read lease is running.").WithLabels({})),
       pinned_blocks_(r.AddGauge("kvstash_pinned_blocks", "Pinned blocks (never evicted).").WithLabels({})),
       reservations_open_(r.AddGauge("kvstash_reservations_open", "Open put reservations.").WithLabels({})),
+      regions_held_for_late_writes_(
+          r.AddGauge("kvstash_regions_held_for_late_writes",
+                     "Regions of aborted or expired put reservations kept out of use because a UCX receive "
+                     "may still write into them.")
+              .WithLabels({})),
       evictions_(r.AddCounter("kvstash_evictions_total", "Blocks evicted, by tier and reason.", {"tier", "reason"})),
       evicted_bytes_(r.AddCounter("kvstash_evicted_bytes_total", "Bytes evicted, by tier.", {"tier"})),
       reservations_expired_(r.AddCounter("kvstash_reservations_expired_total",
@@ -175,6 +180,7 @@ void ServerMetrics::Collect() {
   evicted_bytes_.WithLabels({dram}).Inc(delta(now.evicted_bytes, last_counters_.evicted_bytes));
   reservations_expired_.Inc(delta(now.reservations_expired, last_counters_.reservations_expired));
   checksum_mismatches_.Inc(delta(now.checksum_mismatches, last_counters_.checksum_mismatches));
+  regions_held_for_late_writes_.Set(static_cast<double>(now.regions_held_for_late_writes));
   last_counters_ = now;
   const tiers::TierManagerCounters m = stats_.ManagerCounters();
   demotions_.WithLabels({"written"}).Inc(delta(m.demoted, last_manager_.demoted));

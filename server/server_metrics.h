@@ -82,6 +82,7 @@ class ServerMetrics {
   metrics::Gauge& active_leases_;
   metrics::Gauge& pinned_blocks_;
   metrics::Gauge& reservations_open_;
+  metrics::Gauge& regions_held_for_late_writes_;
   metrics::Family<metrics::Counter>& evictions_;
   metrics::Family<metrics::Counter>& evicted_bytes_;
   metrics::Counter& reservations_expired_;

@@ -123,8 +123,10 @@ struct DramTier::Impl {
   std::unordered_map<BlockKey, uint64_t, BlockKeyHash> named_parents GUARDED_BY(write_mu);
   struct Quarantined {
     uint64_t offset, alloc_bytes, release_at_ms;
+    bool held = false;  // counted in regions_held: region_in_use answered true at its last check
   };
-  // Regions of expired reservations, oldest first (same delay for all).
+  // Regions of expired reservations, and of aborted or expired ones a writer may still write into
+  // (options.region_in_use), in the order they were dropped.
   std::deque<Quarantined> quarantine GUARDED_BY(write_mu);
   uint64_t next_reservation_id GUARDED_BY(write_mu) = 1;
   uint64_t next_generation GUARDED_BY(write_mu) = 1;
@@ -140,6 +142,7 @@ struct DramTier::Impl {
   std::atomic<uint64_t> evicted_bytes{0};
   std::atomic<uint64_t> reservations_expired{0};
   std::atomic<uint64_t> checksum_mismatches{0};
+  std::atomic<uint64_t> regions_held{0};  // quarantine entries with `held` set
 
   Impl(const DramTierOptions& opts, std::unique_ptr<Arena> a, std::unique_ptr<EvictionPolicy> p)
       : options(opts),
@@ -295,15 +298,23 @@ struct DramTier::Impl {
     policy->OnErase(key);
   }
 
+  bool RegionInUseLocked(uint64_t offset, uint64_t bytes) const REQUIRES(write_mu) {
+    return options.region_in_use && options.region_in_use(offset, bytes);
+  }
+
   // Forgets a reservation. Its region returns to the allocator at once when the writer gave it
   // back (Abort); after an expiry it is held for expired_quarantine_ms first, because a writer
   // that outlived its reservation (a stalled or partitioned client) may still be writing into it
-  // with one-sided puts.
+  // with one-sided puts. Either way, a region a receive may still write into (region_in_use) is
+  // held until it no longer may: giving it back would let a late byte land in another block.
   void DropReservationLocked(std::unordered_map<uint64_t, ReservationState>::iterator it, bool expired = false)
       REQUIRES(write_mu) {
     const ReservationState& r = it->second;
-    if (expired && options.expired_quarantine_ms > 0) {
-      quarantine.push_back({r.offset, r.alloc_bytes, SaturatingAdd(Now(), options.expired_quarantine_ms)});
+    const bool in_use = RegionInUseLocked(r.offset, r.alloc_bytes);
+    if (in_use || (expired && options.expired_quarantine_ms > 0)) {
+      const uint64_t delay = expired ? options.expired_quarantine_ms : 0;
+      quarantine.push_back({r.offset, r.alloc_bytes, SaturatingAdd(Now(), delay), in_use});
+      if (in_use) regions_held.fetch_add(1, std::memory_order_relaxed);
     } else {
       allocator.Free(r.offset, r.alloc_bytes);
       used_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
@@ -316,12 +327,27 @@ struct DramTier::Impl {
     reservations.erase(it);
   }
 
-  // Returns quarantined regions whose time is up.
+  // Returns quarantined regions whose time is up and that nothing may still write into. Scans the
+  // whole quarantine: a held region may sit before regions whose time came later.
   void ReleaseQuarantineLocked(uint64_t now) REQUIRES(write_mu) {
-    while (!quarantine.empty() && quarantine.front().release_at_ms <= now) {
-      allocator.Free(quarantine.front().offset, quarantine.front().alloc_bytes);
-      used_bytes.fetch_sub(quarantine.front().alloc_bytes, std::memory_order_relaxed);
-      quarantine.pop_front();
+    for (auto it = quarantine.begin(); it != quarantine.end();) {
+      if (it->release_at_ms > now) {
+        ++it;
+        continue;
+      }
+      const bool in_use = RegionInUseLocked(it->offset, it->alloc_bytes);
+      if (in_use != it->held) {
+        it->held = in_use;
+        if (in_use) regions_held.fetch_add(1, std::memory_order_relaxed);
+        else regions_held.fetch_sub(1, std::memory_order_relaxed);
+      }
+      if (in_use) {
+        ++it;
+        continue;
+      }
+      allocator.Free(it->offset, it->alloc_bytes);
+      used_bytes.fetch_sub(it->alloc_bytes, std::memory_order_relaxed);
+      it = quarantine.erase(it);
     }
   }
 
@@ -778,6 +804,7 @@ TierCounters DramTier::Counters() const {
   c.evicted_bytes = d.evicted_bytes.load(std::memory_order_relaxed);
   c.reservations_expired = d.reservations_expired.load(std::memory_order_relaxed);
   c.checksum_mismatches = d.checksum_mismatches.load(std::memory_order_relaxed);
+  c.regions_held_for_late_writes = d.regions_held.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -61,6 +61,16 @@ struct DramTierOptions {
   // use before it is reused: a writer that outlived its reservation may still be writing into it
   // one-sided. 0 = reuse at once. The daemon sets it to the reservation timeout.
   uint64_t expired_quarantine_ms = 0;
+  // Whether something may still write into the arena's [offset, offset + bytes) — the daemon's
+  // answer is whether a UCX receive posted there has not completed yet (a receive UCX has matched
+  // cannot be cancelled; its bytes keep landing as long as the peer sends). Consulted whenever a
+  // reservation's region would go back to the allocator, on Abort and on expiry: while it answers
+  // true the region stays quarantined, is asked again on every reclaim pass (each Reserve and
+  // ReclaimExpired), and returns to the allocator only once it answers false (and, after an
+  // expiry, expired_quarantine_ms has also passed). Never called for a committed block's region.
+  // Runs under the tier's policy mutex: it must be quick, must not call back into this tier and may
+  // take only leaf locks (lock_order::kReceiveRanges). Unset: nothing writes behind the tier's back.
+  std::function<bool(uint64_t offset, uint64_t bytes)> region_in_use;
   // How the tier's code touches block bytes (Read's copy, Commit's hash, on_evict's bytes).
   // nullptr = HostByteAccess(). An implementation that is not host_addressable (device memory)
   // requires external_arena; on_evict then receives a host copy of the victim's bytes, and a victim

@@ -73,6 +73,9 @@ struct TierCounters {
   uint64_t evicted_bytes = 0;
   uint64_t reservations_expired = 0;
   uint64_t checksum_mismatches = 0;     // commits refused for a wrong checksum
+  // A gauge: regions of aborted or expired reservations held out of use because a receive may
+  // still write into them (DramTierOptions::region_in_use).
+  uint64_t regions_held_for_late_writes = 0;
 };
 
 struct ListPage {

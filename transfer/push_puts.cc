@@ -13,17 +13,48 @@ using server_internal::ReadRequest;
 
 // ---- two-sided puts -------------------------------------------------------------------------
 
-void TransferServer::OnReceived(void*, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
+void TransferServer::OnReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
   auto* ref = static_cast<std::shared_ptr<Receive>*>(user_data);
   Receive& receive = **ref;
   TransferServer* self = receive.server;
+  // UCX writes no more into the region (done, cancelled before it matched, or failed): the store
+  // may reuse it from now on. Before the status, so that whoever sees the receive ended (an
+  // AwaitReceive, then an abort) finds the region free.
+  self->UntrackLanding(&receive);
+  bool free_request = false;
   {
     MutexLock lock(self->receives_mu_);
     receive.status = status;
     receive.received = info != nullptr ? info->length : 0;
+    free_request = receive.cancel_issued;
   }
   self->receive_done_.notify_all();
-  delete ref;  // the owner frees the request (CancelReceive), never this callback
+  // Withdrawn while UCX still had it: RunReceiveChanges left the request to this callback (freeing
+  // it there would have disabled the callback, and with it this range's release). Otherwise the
+  // withdrawal frees it (CancelReceive).
+  if (free_request) ucp_request_free(request);
+  delete ref;
+}
+
+void TransferServer::TrackLanding(const void* receive, const std::byte* at, size_t length) {
+  MutexLock lock(landing_mu_);
+  landing_[receive] = {at, length};
+}
+
+void TransferServer::UntrackLanding(const void* receive) {
+  MutexLock lock(landing_mu_);
+  landing_.erase(receive);
+}
+
+bool TransferServer::MayStillWrite(const std::byte* at, size_t length) const {
+  if (length == 0) return false;
+  MutexLock lock(landing_mu_);
+  // Few entries (one per open put): a scan is cheaper than keeping an interval index.
+  for (const auto& [receive, range] : landing_) {
+    const auto& [start, bytes] = range;
+    if (start < at + length && at < start + bytes) return true;
+  }
+  return false;
 }
 
 Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length, std::chrono::milliseconds timeout,
@@ -45,6 +76,9 @@ Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length,
   {
     MutexLock lock(receives_mu_);
     if (receives_.contains(tag)) return InvalidArgument("tag " + std::to_string(tag) + " is already expected");
+    // Tracked from now, not from the post: a CancelReceive racing the progress thread's post must
+    // not let the store free the region before the receive lands in it.
+    TrackLanding(receive.get(), at, length);
     receives_.emplace(tag, receive);
     receive->lane->to_post.push_back(receive);
   }
@@ -61,7 +95,10 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
     MutexLock lock(receives_mu_);
     if (lane.to_post.empty() && lane.to_cancel.empty()) return;
     for (auto& receive : lane.to_post) {
-      if (receive->withdrawn) continue;  // cancelled before it was posted
+      if (receive->withdrawn) {  // cancelled before it was posted: it never writes
+        UntrackLanding(receive.get());
+        continue;
+      }
       receive->posting = true;
       post.push_back(std::move(receive));
     }
@@ -86,6 +123,7 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
     if (UCS_PTR_IS_ERR(r)) {
       delete ref;
       receive->status = UCS_PTR_STATUS(r);
+      UntrackLanding(receive.get());
       failed = true;
       continue;
     }
@@ -93,12 +131,21 @@ void TransferServer::RunReceiveChanges(Lane& lane) {
     if (receive->withdrawn) cancel.push_back(receive);
   }
   if (failed) receive_done_.notify_all();
-  // A receive UCX has already matched cannot be cancelled; its last bytes land within the
-  // region's quarantine (the tier reuses an expired reservation's region only after another
-  // timeout), which also covers the one progress round a withdrawal waits here.
+  // A receive UCX has already matched cannot be cancelled: its bytes keep landing until it
+  // completes, however long the peer takes. Its range stays tracked until OnReceived, so the store
+  // keeps the region out of use until then; that callback must therefore still run, and
+  // ucp_request_free disables a request's callback: a request UCX still has is freed by OnReceived,
+  // one it has completed (before, or inside, the cancel) is freed here. Callbacks run only on this
+  // thread, so nothing completes it between the check and `cancel_issued`.
   for (auto& receive : cancel) {
     ucp_request_cancel(lane.worker->handle(), receive->request);
-    ucp_request_free(receive->request);
+    bool ended = false;
+    {
+      MutexLock lock(receives_mu_);
+      ended = receive->status != UCS_INPROGRESS;
+      if (!ended) receive->cancel_issued = true;
+    }
+    if (ended) ucp_request_free(receive->request);
   }
 }
 
@@ -255,10 +302,14 @@ void TransferServer::ReceiveEagerBytes(Lane& lane, std::unique_ptr<EagerReceive>
   EagerReceive* raw = receive.get();
   lane.eager.emplace(raw->tag, std::move(receive));
   lane.eager_open.store(lane.eager.size(), std::memory_order_relaxed);
+  // Until UCX completes it the receive may write into the room, even after the reservation
+  // expired (a matched receive cannot be cancelled): the store keeps the room out of use.
+  if (raw->at != nullptr) TrackLanding(raw, raw->at, length);
   // The callback only records the outcome (it may run inside this call, when the bytes came
   // first); FinishEagerPuts acts on it.
   ucs_status_ptr_t r = ucp_tag_recv_nbx(lane.worker->handle(), into, length, raw->tag, ~uint64_t{0}, &param);
   if (UCS_PTR_IS_ERR(r)) {
+    if (raw->at != nullptr) UntrackLanding(raw);
     raw->status = UCS_PTR_STATUS(r);
     lane.eager_ended.push_back(raw);
     return;
@@ -268,6 +319,7 @@ void TransferServer::ReceiveEagerBytes(Lane& lane, std::unique_ptr<EagerReceive>
 
 void TransferServer::OnEagerReceived(void*, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data) {
   auto* receive = static_cast<EagerReceive*>(user_data);
+  if (receive->at != nullptr) receive->server->UntrackLanding(receive);  // before its room can be aborted
   receive->status = status;
   receive->received = info != nullptr ? info->length : 0;
   receive->lane->eager_ended.push_back(receive);
@@ -338,7 +390,8 @@ void TransferServer::ExpireEagerPuts(Lane& lane) {
       continue;
     }
     // A receive UCX has already matched cannot be cancelled: it ends when its bytes are in, and
-    // the store then refuses a commit whose reservation expired.
+    // the store then refuses a commit whose reservation expired. Until then its room stays
+    // tracked (MayStillWrite), so the tier does not reuse it even after the reservation expired.
     receive->cancelled = true;
     ucp_request_cancel(lane.worker->handle(), receive->request);
   }

@@ -9,8 +9,9 @@
 //   SendAuthorizer, e.g. the block's lease) and answered with one tagged send straight from the
 //   registered memory (no copy), or with a reject message naming the reason;
 // * two-phase puts — ExpectReceive posts a tag receive into the reserved region; AwaitReceive
-//   waits for it; CancelReceive (or the receive's own timeout) withdraws it before the region can
-//   be reused;
+//   waits for it; CancelReceive (or the receive's own timeout) withdraws it. A receive UCX has
+//   matched cannot be withdrawn: MayStillWrite answers true for its range until UCX completes it,
+//   and the store reuses no region while it does (docs/SECURITY.md);
 // * eager gets (one round, no RPC) — a peer asks for a block by key; the GetSource leases it if it
 //   is in the registered memory, the block is sent and answered with its size and checksum, and
 //   the lease ends when the send has;
@@ -56,6 +57,7 @@
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/mutex.h"
@@ -222,8 +224,19 @@ class TransferServer {
   // arrived in time; DATA_LOSS when the peer sent a different size. The receive stays open until
   // CancelReceive.
   Status AwaitReceive(uint64_t tag, std::chrono::milliseconds wait);
-  // Withdraws the receive (cancels it if still waiting). Unknown tags are ignored.
+  // Withdraws the receive (cancels it if still waiting). Unknown tags are ignored. A receive UCX
+  // has already matched cannot be cancelled: its bytes keep landing until it completes, so its
+  // region must stay out of use until MayStillWrite says otherwise.
   void CancelReceive(uint64_t tag);
+
+  // Whether a receive into the registered memory may still write into [at, at + length): one
+  // expected (ExpectReceive) or posted (two-phase or eager put) that UCX has not reported complete
+  // yet, withdrawn or not. UCX cannot cancel a receive it has matched (the first fragment of a
+  // multi-fragment or rendezvous message arrived): its remaining bytes land whenever the lane
+  // progresses, for as long as the peer keeps sending. The store keeps such a region from its
+  // allocator until this answers false (DramTierOptions::region_in_use). Any thread; takes only a
+  // leaf lock (lock_order::kReceiveRanges), so it may be called under the tier's locks.
+  bool MayStillWrite(const std::byte* at, size_t length) const;
 
   TwoSidedCounters counters() const;
 
@@ -279,6 +292,10 @@ class TransferServer {
   // Progress thread: posts the receives ExpectReceive queued and cancels those CancelReceive
   // withdrew, so that only this thread calls into the two-sided worker for puts.
   void RunReceiveChanges(Lane& lane);
+  // The range a receive (a Receive or an EagerReceive, named by its address) may write into, from
+  // before it is posted until UCX reports it complete (or it is dropped unposted).
+  void TrackLanding(const void* receive, const std::byte* at, size_t length);
+  void UntrackLanding(const void* receive);
 
   std::shared_ptr<UcxContext> context_;
   std::unique_ptr<MemoryRegion> region_;
@@ -302,6 +319,10 @@ class TransferServer {
   mutable Mutex receives_mu_;
   std::condition_variable receive_done_;
   std::unordered_map<uint64_t, std::shared_ptr<Receive>> receives_ GUARDED_BY(receives_mu_);
+
+  // Ranges of receives UCX has not completed (TrackLanding). A leaf: nothing is called under it.
+  mutable Mutex landing_mu_{lock_order::kReceiveRanges};
+  std::unordered_map<const void*, std::pair<const std::byte*, size_t>> landing_ GUARDED_BY(landing_mu_);
 
   // Eager requests (their per-lane state is in Lane).
   std::atomic<PutSink*> put_sink_{nullptr};

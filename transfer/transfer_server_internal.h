@@ -87,6 +87,9 @@ struct TransferServer::Receive {
   void* request = nullptr;               // guarded by receives_mu_; set by the progress thread
   bool posting = false;                  // guarded by receives_mu_: the progress thread is posting it
   bool withdrawn = false;                // guarded by receives_mu_: cancelled while being posted
+  // Guarded by receives_mu_: ucp_request_cancel was called while UCX still had the receive (it was
+  // matched, so the cancel did nothing): OnReceived frees the request when UCX completes it.
+  bool cancel_issued = false;
   ucs_status_t status = UCS_INPROGRESS;  // guarded by receives_mu_
   size_t received = 0;                   // guarded by receives_mu_
 };

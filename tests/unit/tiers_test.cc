@@ -500,6 +500,66 @@ TEST_F(DramTierTest, ExpiredReservationRegionIsQuarantinedBeforeReuse) {
   EXPECT_EQ((*tier)->Usage().used_bytes, 32u * 1024);
 }
 
+// A region a receive may still write into (region_in_use: a UCX receive the daemon cannot
+// cancel) is never handed out again, whether its reservation was aborted or expired, until the
+// predicate clears; only then (and after the expiry quarantine) does it go back to the allocator.
+TEST_F(DramTierTest, RegionInUseIsHeldUntilItClears) {
+  std::atomic<bool> writer_busy{true};
+  std::vector<std::pair<uint64_t, uint64_t>> asked;
+  DramTierOptions o;
+  o.capacity_bytes = 64 * 1024;
+  o.high_watermark = 1.0;
+  o.low_watermark = 1.0;
+  o.huge_pages = HugePages::kOff;
+  o.clock = &clock_;
+  o.expired_quarantine_ms = 1'000;
+  o.region_in_use = [&](uint64_t offset, uint64_t bytes) {
+    asked.emplace_back(offset, bytes);
+    return writer_busy.load();
+  };
+  auto made = DramTier::Create(o);
+  ASSERT_TRUE(made.ok());
+  DramTier& tier = **made;
+  constexpr uint64_t kHalf = 32 * 1024;
+
+  // Aborted while "in use": the region stays out of the allocator.
+  auto aborted = tier.Reserve(K(1), kHalf, std::nullopt, 100);
+  ASSERT_TRUE(aborted.ok());
+  ASSERT_TRUE(tier.Abort(aborted->id).ok());
+  ASSERT_FALSE(asked.empty());
+  EXPECT_EQ(asked.back(), std::make_pair(uint64_t{0}, kHalf));
+  EXPECT_EQ(tier.Counters().regions_held_for_late_writes, 1u);
+  EXPECT_EQ(tier.Usage().used_bytes, kHalf);
+  auto other = tier.Reserve(K(2), kHalf, std::nullopt, 100);
+  ASSERT_TRUE(other.ok());
+  EXPECT_NE(other->data, aborted->data);  // never the held region
+  EXPECT_EQ(tier.Reserve(K(3), kHalf, std::nullopt, 10'000).status().code(), StatusCode::kResourceExhausted);
+
+  // Expired while "in use": held past its time-based quarantine too.
+  clock_.AdvanceMs(101);
+  EXPECT_EQ(tier.ReclaimExpired(), 1u);
+  clock_.AdvanceMs(5'000);
+  EXPECT_EQ(tier.ReclaimExpired(), 0u);
+  EXPECT_EQ(tier.Counters().regions_held_for_late_writes, 2u);
+  EXPECT_EQ(tier.Usage().used_bytes, 2 * kHalf);
+  EXPECT_EQ(tier.Usage().reservations, 0u);
+  EXPECT_EQ(tier.Reserve(K(3), kHalf, std::nullopt, 10'000).status().code(), StatusCode::kResourceExhausted);
+
+  // The writer finished: the next reclaim pass returns both regions, and they are reused.
+  writer_busy.store(false);
+  auto first = tier.Reserve(K(3), kHalf, std::nullopt, 10'000);
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  auto second = tier.Reserve(K(4), kHalf, std::nullopt, 10'000);
+  ASSERT_TRUE(second.ok()) << second.status().ToString();
+  EXPECT_EQ(std::set<std::byte*>({first->data, second->data}), std::set<std::byte*>({aborted->data, other->data}));
+  EXPECT_EQ(tier.Counters().regions_held_for_late_writes, 0u);
+
+  // A region nothing writes into: an abort returns it at once, as without the option.
+  ASSERT_TRUE(tier.Abort(first->id).ok());
+  EXPECT_EQ(tier.Usage().used_bytes, kHalf);
+  EXPECT_EQ(tier.Counters().regions_held_for_late_writes, 0u);
+}
+
 TEST_F(DramTierTest, HottestListsTheMostReadBlocksFirst) {
   auto tier = Make(1 << 20);
   for (uint64_t i = 1; i <= 5; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096).ok());
