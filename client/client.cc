@@ -152,8 +152,8 @@ Status Client::UnregisterBuffer(void* base) {
 std::string Client::data_path() const {
   if (impl_->single) {
     if (!impl_->single->uses_ucx()) return "inline";
-    return "ucx (" + impl_->single->ucx_transports + ", " + std::string(transfer::ToString(impl_->single->protocol)) +
-           ")";
+    return "ucx (" + impl_->single->ucx_transports() + ", " +
+           std::string(transfer::ToString(impl_->single->protocol())) + ")";
   }
   if (!impl_->engines.Existing()) return "inline";
   // In a cluster each member's protocol is chosen on its own.

@@ -10,10 +10,7 @@ namespace kvstash::client_internal {
 Result<std::shared_ptr<Connection>> Connection::Open(const ClientOptions& options,
                                                      const std::string& address,
                                                      EngineSource& engines) {
-  auto conn = std::make_shared<Connection>();
-  conn->options = options;
-  conn->options.address = address;
-  conn->address_ = address;
+  std::shared_ptr<Connection> conn(new Connection(options, address));
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
   args.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
@@ -29,12 +26,17 @@ Result<std::shared_ptr<Connection>> Connection::Open(const ClientOptions& option
       std::shared_ptr<grpc::ChannelCredentials> credentials,
       tls::MakeChannelCredentials({options.tls_ca_file, options.tls_cert_file, options.tls_key_file, ""}));
   if (!options.tls_server_name.empty()) args.SetSslTargetNameOverride(options.tls_server_name);
-  conn->channel = grpc::CreateCustomChannel(address, credentials, args);
-  conn->stub = v1::Store::NewStub(conn->channel);
+  conn->channel_ = grpc::CreateCustomChannel(address, credentials, args);
+  conn->stub_ = v1::Store::NewStub(conn->channel_);
   Result<HealthInfo> health = conn->Health();
   if (!health.ok()) return health.status();
   KVSTASH_RETURN_IF_ERROR(conn->SetUpDataPath(engines));
   return conn;
+}
+
+Connection::Connection(const ClientOptions& options, const std::string& address)
+    : options_(options), address_(address) {
+  options_.address = address;
 }
 
 Connection::~Connection() { WaitForReleases(); }
@@ -43,7 +45,7 @@ Result<HealthInfo> Connection::Health() {
   v1::HealthRequest req;
   v1::HealthResponse resp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->Health(ctx.get(), req, &resp), "health"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->Health(ctx.get(), req, &resp), "health"));
   return HealthInfo{resp.serving(), resp.version(), resp.member_id()};
 }
 
@@ -58,7 +60,7 @@ Result<LookupResult> Connection::Lookup(std::span<const BlockKey> chain, uint64_
   req.set_lease_ms(lease_ms);
   v1::LookupResponse resp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->Lookup(ctx.get(), req, &resp), "lookup"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->Lookup(ctx.get(), req, &resp), "lookup"));
   if (resp.hit_blocks() > chain.size() ||
       static_cast<size_t>(resp.blocks_size()) != resp.hit_blocks()) {
     return Internal("daemon answered a malformed lookup");
@@ -91,13 +93,13 @@ Result<PutResult> Connection::Put(std::span<const PutItem> items, const PutOptio
     size_t end = begin;
     uint64_t bytes = 0;
     while (end < items.size() && end - begin < limits::kMaxBatchKeys &&
-           (end == begin || engine ||
-            bytes + items[end].data.size() <= options.max_inline_batch_bytes)) {
+           (end == begin || engine_ ||
+            bytes + items[end].data.size() <= options_.max_inline_batch_bytes)) {
       bytes += items[end].data.size();
       ++end;
     }
     const auto batch = items.subspan(begin, end - begin);
-    KVSTASH_RETURN_IF_ERROR(put_options.eager && engine && eager ? PutRoundEager(batch, put_options, result.outcomes)
+    KVSTASH_RETURN_IF_ERROR(put_options.eager && engine_ && eager_ ? PutRoundEager(batch, put_options, result.outcomes)
                                   : PutRound(batch, put_options, result.outcomes));
     begin = end;
   }
@@ -115,7 +117,7 @@ Status Connection::Get(std::span<GetItem> items) {
     std::vector<size_t> remaining = std::move(batch);
     batch.clear();
     batch_bytes = 0;
-    if (engine) return GetRoundUcx(items, remaining);
+    if (engine_) return GetRoundUcx(items, remaining);
     while (!remaining.empty()) {
       std::vector<size_t> deferred;
       KVSTASH_RETURN_IF_ERROR(GetRoundInline(items, remaining, deferred));
@@ -127,7 +129,7 @@ Status Connection::Get(std::span<GetItem> items) {
   for (size_t i = 0; i < items.size(); ++i) {
     const uint64_t estimate = std::min<uint64_t>(items[i].buffer.size(), limits::kMaxBlockBytes);
     // The byte budget binds only inline, where the bytes ride in the response.
-    const bool over_bytes = !engine && batch_bytes + estimate > options.max_inline_batch_bytes;
+    const bool over_bytes = !engine_ && batch_bytes + estimate > options_.max_inline_batch_bytes;
     if (!batch.empty() && (batch.size() >= limits::kMaxBatchKeys || over_bytes)) {
       KVSTASH_RETURN_IF_ERROR(flush());
     }
@@ -150,7 +152,7 @@ Status Connection::ReleaseLeases(std::span<const BlockInfo> blocks) {
     if (req.leases_size() == 0) continue;
     v1::ReleaseLeasesResponse resp;
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->ReleaseLeases(ctx.get(), req, &resp), "release_leases"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->ReleaseLeases(ctx.get(), req, &resp), "release_leases"));
   }
   return Status::Ok();
 }
@@ -164,7 +166,7 @@ Result<std::vector<RemoveOutcome>> Connection::Remove(std::span<const BlockKey> 
     for (size_t i = begin; i < end; ++i) req.add_keys(std::string(keys[i].AsBytes()));
     v1::RemoveResponse resp;
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->Remove(ctx.get(), req, &resp), "remove"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->Remove(ctx.get(), req, &resp), "remove"));
     if (resp.outcomes_size() != static_cast<int>(end - begin))
       return Internal("daemon answered a malformed remove");
     for (int o : resp.outcomes()) {
@@ -183,7 +185,7 @@ Result<std::vector<std::optional<BlockInfo>>> Connection::Stat(std::span<const B
     for (size_t i = begin; i < end; ++i) req.add_keys(std::string(keys[i].AsBytes()));
     v1::StatResponse resp;
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->Stat(ctx.get(), req, &resp), "stat"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->Stat(ctx.get(), req, &resp), "stat"));
     if (resp.entries_size() != static_cast<int>(end - begin))
       return Internal("daemon answered a malformed stat");
     for (const auto& e : resp.entries()) {
@@ -203,7 +205,7 @@ Result<StoreStats> Connection::Stats() {
   v1::StatsRequest req;
   v1::StatsResponse resp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->Stats(ctx.get(), req, &resp), "stats"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->Stats(ctx.get(), req, &resp), "stats"));
   return client_internal::FromProto(resp);
 }
 
@@ -216,7 +218,7 @@ Result<ListResult> Connection::List(const std::optional<BlockKey>& start_after, 
   req.set_limit(limit);
   v1::ListResponse resp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->List(ctx.get(), req, &resp), "list"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->List(ctx.get(), req, &resp), "list"));
   ListResult result;
   for (const auto& b : resp.blocks()) {
     KVSTASH_ASSIGN_OR_RETURN(BlockInfo info, client_internal::FromProto(b));

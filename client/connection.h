@@ -42,15 +42,23 @@ class EngineSource {
 class Connection {
  public:
   // Creates the channel to `address`, checks Health and sets up the data path (UNAVAILABLE when
-  // the daemon does not answer; with DataPath::kUcx also when UCX does not work to it).
+  // the daemon does not answer; with DataPath::kUcx also when UCX does not work to it). `engines`
+  // must outlive the connection.
   static Result<std::shared_ptr<Connection>> Open(const ClientOptions& options,
                                                   const std::string& address,
                                                   EngineSource& engines);
   ~Connection();  // waits for in-flight lease releases
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
 
   const std::string& address() const { return address_; }
-  bool uses_ucx() const { return engine != nullptr; }
+  // How block bytes move to this daemon, fixed at Open and kept across the daemon's restarts:
+  // over UCX (with these transports and this protocol) or inline in the gRPC messages.
+  bool uses_ucx() const { return engine_ != nullptr; }
+  const std::string& ucx_transports() const { return ucx_transports_; }  // empty when inline
+  transfer::Protocol protocol() const { return protocol_; }
 
+  // The Client operations against this one daemon (contracts in kvstash/client.h).
   Result<HealthInfo> Health();
   Result<LookupResult> Lookup(std::span<const BlockKey> keys, uint64_t lease_ms);
   Result<PutResult> Put(std::span<const PutItem> items, const PutOptions& put_options);
@@ -64,41 +72,25 @@ class Connection {
   // to its time).
   void ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64_t>>& leases);
 
-  // --- the data path (data_path.cc) ---
-  ClientOptions options;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<v1::Store::Stub> stub;
-  // Set when block bytes move over UCX; null on the inline path.
-  std::shared_ptr<transfer::TransferEngine> engine;
-  // The daemon's UCX target and the incarnation it belongs to.
-  Mutex target_mu;
-  transfer::RemoteTarget target GUARDED_BY(target_mu);
-  uint64_t instance_id GUARDED_BY(target_mu) = 0;
-  uint32_t target_lane = 0;  // the two-sided lane `target` sends to (PutBeginRequest.push_lane)
-  std::string ucx_transports;
-  // How bytes move to this daemon, chosen once at connect (SetUpDataPath) and kept across its
-  // restarts; written before the connection is shared, read-only afterwards.
-  transfer::Protocol protocol = transfer::Protocol::kOneSided;
-  // Two-sided, and the daemon takes eager requests (DataPlaneResponse.eager_requests).
-  bool eager = false;
-  uint32_t push_lane = 0;  // the lane the daemon suggested at connect; kept across its restarts
-  uint64_t lease_ms = 5'000;  // asked for when locating blocks
+ private:
+  Connection(const ClientOptions& options, const std::string& address);
 
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() +
-                      std::chrono::milliseconds(options.timeout_ms));
+                      std::chrono::milliseconds(options_.timeout_ms));
     Authorize(*ctx);
     return ctx;
   }
   // Adds the bearer token (ClientOptions::token), if any, to a call's metadata.
   void Authorize(grpc::ClientContext& ctx) const {
-    if (!options.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options.token);
+    if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
   }
   Status Call(const grpc::Status& status, std::string_view op) const {
-    return client_internal::FromGrpc(status, op, options.address);
+    return client_internal::FromGrpc(status, op, options_.address);
   }
 
+  // --- the data path (data_path.cc) ---
   // Sets up the UCX path if the daemon offers it and options allow; probes it with one read.
   Status SetUpDataPath(EngineSource& engines);
   // The target for addresses that came from daemon incarnation `instance_id`: re-fetches the
@@ -137,12 +129,31 @@ class Connection {
   // because the callbacks touch this object.
   void WaitForReleases();
 
-  Mutex releases_mu;
-  std::condition_variable releases_done;
-  size_t releases_in_flight GUARDED_BY(releases_mu) = 0;
+  // Set by Open and SetUpDataPath before the connection is shared; read-only afterwards.
+  ClientOptions options_;  // options.address is this daemon's
+  const std::string address_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Store::Stub> stub_;
+  // Set when block bytes move over UCX; null on the inline path.
+  std::shared_ptr<transfer::TransferEngine> engine_;
+  std::string ucx_transports_;
+  // How bytes move to this daemon, chosen once at connect and kept across its restarts.
+  transfer::Protocol protocol_ = transfer::Protocol::kOneSided;
+  // Two-sided, and the daemon takes eager requests (DataPlaneResponse.eager_requests).
+  bool eager_ = false;
+  uint32_t push_lane_ = 0;  // the lane the daemon suggested at connect; kept across its restarts
+  uint64_t lease_ms_ = 5'000;  // asked for when locating blocks
 
- private:
-  std::string address_;
+  // The daemon's UCX target and the incarnation it belongs to; re-fetched when it restarts.
+  Mutex target_mu_;
+  transfer::RemoteTarget target_ GUARDED_BY(target_mu_);
+  uint64_t instance_id_ GUARDED_BY(target_mu_) = 0;
+  uint32_t target_lane_ GUARDED_BY(target_mu_) = 0;  // the two-sided lane `target_` sends to
+
+  // Lease releases sent and not answered yet (ReleaseLeasesAsync).
+  Mutex releases_mu_;
+  std::condition_variable releases_done_;
+  size_t releases_in_flight_ GUARDED_BY(releases_mu_) = 0;
 };
 
 }  // namespace kvstash::client_internal

@@ -28,19 +28,19 @@ std::shared_ptr<transfer::TransferEngine> EngineSource::Existing() const {
 }
 
 Status Connection::SetUpDataPath(EngineSource& engines) {
-  if (options.data_path == DataPath::kInline) return Status::Ok();
+  if (options_.data_path == DataPath::kInline) return Status::Ok();
   v1::DataPlaneResponse dp;
   {
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
   }
-  if (dp.default_lease_ms() > 0) lease_ms = dp.default_lease_ms();
-  if (options.lease_ms > 0) lease_ms = std::min<uint64_t>(options.lease_ms, limits::kMaxLeaseMs);
+  if (dp.default_lease_ms() > 0) lease_ms_ = dp.default_lease_ms();
+  if (options_.lease_ms > 0) lease_ms_ = std::min<uint64_t>(options_.lease_ms, limits::kMaxLeaseMs);
   auto unavailable = [&](const std::string& why) {
-    if (options.data_path == DataPath::kUcx) {
-      return Unavailable("UCX data plane to kvstashd at " + options.address + " unavailable: " + why);
+    if (options_.data_path == DataPath::kUcx) {
+      return Unavailable("UCX data plane to kvstashd at " + options_.address + " unavailable: " + why);
     }
-    engine.reset();
+    engine_.reset();
     return Status::Ok();  // kAuto: inline gRPC instead
   };
   if (!dp.ucx_available()) return unavailable("the daemon runs without UCX (--no-ucx)");
@@ -49,54 +49,54 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
   }
   auto created = engines.GetOrCreate();
   if (!created.ok()) return unavailable(created.status().message());
-  engine = std::move(*created);
+  engine_ = std::move(*created);
   Result<transfer::Protocol> chosen = ChooseProtocol(dp);
   if (!chosen.ok()) {
     if (chosen.status().code() == StatusCode::kFailedPrecondition) return Status(chosen.status().code(), chosen.status().message());
     return unavailable(chosen.status().message());
   }
-  protocol = *chosen;
-  eager = protocol == transfer::Protocol::kTwoSided && dp.eager_requests();
-  push_lane = dp.suggested_push_lane();
+  protocol_ = *chosen;
+  eager_ = protocol_ == transfer::Protocol::kTwoSided && dp.eager_requests();
+  push_lane_ = dp.suggested_push_lane();
   const transfer::RemoteTarget described = TargetOf(dp);
   {
-    MutexLock lock(target_mu);
-    target = described;
-    instance_id = dp.instance_id();
-    target_lane = LaneOf(dp);
+    MutexLock lock(target_mu_);
+    target_ = described;
+    instance_id_ = dp.instance_id();
+    target_lane_ = LaneOf(dp);
   }
   // Probe: one 8-byte read with the chosen protocol proves that the endpoint, the rkey (or the
   // daemon's push service) and a transport all work. An all-zero grant asks for the probe bytes.
   uint64_t probe = 0;
   transfer::TransferOp op{transfer::OpKind::kGet, &probe, sizeof(probe), dp.probe_addr(), {}};
-  Status run = engine->Run(described, std::span(&op, 1));
+  Status run = engine_->Run(described, std::span(&op, 1));
   if (run.ok()) run = op.status;
   if (!run.ok()) return unavailable(run.message());
-  ucx_transports = options.ucx_transports.empty() ? "default" : options.ucx_transports;
+  ucx_transports_ = options_.ucx_transports.empty() ? "default" : options_.ucx_transports;
   return Status::Ok();
 }
 
 Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
   {
-    MutexLock lock(target_mu);
-    if (incarnation == instance_id) return target;
+    MutexLock lock(target_mu_);
+    if (incarnation == instance_id_) return target_;
   }
   v1::DataPlaneResponse dp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->DataPlane(ctx.get(), v1::DataPlaneRequest(), &dp), "data_plane"));
   if (!dp.ucx_available() || dp.instance_id() != incarnation) {
-    return Unavailable("kvstashd at " + options.address + " restarted while this request was in flight");
+    return Unavailable("kvstashd at " + options_.address + " restarted while this request was in flight");
   }
   transfer::RemoteTarget old;
   {
-    MutexLock lock(target_mu);
-    old = target;
-    target = TargetOf(dp);
-    instance_id = dp.instance_id();
-    target_lane = LaneOf(dp);
+    MutexLock lock(target_mu_);
+    old = target_;
+    target_ = TargetOf(dp);
+    instance_id_ = dp.instance_id();
+    target_lane_ = LaneOf(dp);
   }
   // The old incarnation is gone: release its endpoint and any mapping of its memory now.
-  if (!old.worker_address.empty() && old.worker_address != dp.worker_address()) engine->ForgetTarget(old);
+  if (!old.worker_address.empty() && old.worker_address != dp.worker_address()) engine_->ForgetTarget(old);
   return TargetOf(dp);
 }
 
@@ -104,17 +104,17 @@ transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) con
   // The registered range bounds every address this daemon hands out (checked before transfers).
   const std::string& push = dp.push_lane_addresses_size() > 0 ? dp.push_lane_addresses(static_cast<int>(LaneOf(dp)))
                                                                : dp.push_worker_address();
-  transfer::RemoteTarget t{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol, push};
+  transfer::RemoteTarget t{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(), protocol_, push};
   t.push_lane_addresses.assign(dp.push_lane_addresses().begin(), dp.push_lane_addresses().end());
   return t;
 }
 
 uint32_t Connection::LaneOf(const v1::DataPlaneResponse& dp) const {
-  return push_lane < static_cast<uint32_t>(dp.push_lane_addresses_size()) ? push_lane : 0;
+  return push_lane_ < static_cast<uint32_t>(dp.push_lane_addresses_size()) ? push_lane_ : 0;
 }
 
 Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneResponse& dp) {
-  UcxProtocol wanted = options.ucx_protocol;
+  UcxProtocol wanted = options_.ucx_protocol;
   if (wanted == UcxProtocol::kAuto) {
     if (dp.protocol() == "one-sided" || !dp.two_sided()) wanted = UcxProtocol::kOneSided;
     else if (dp.protocol() == "two-sided") wanted = UcxProtocol::kTwoSided;
@@ -123,7 +123,7 @@ Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneRespons
     case UcxProtocol::kOneSided: return transfer::Protocol::kOneSided;
     case UcxProtocol::kTwoSided:
       if (!dp.two_sided()) {
-        return FailedPrecondition("kvstashd at " + options.address +
+        return FailedPrecondition("kvstashd at " + options_.address +
                                   " serves no two-sided UCX transfers (it runs with --ucx-protocol one-sided)");
       }
       if (dp.push_worker_address().empty()) return Internal("daemon offered two-sided transfers without an address");
@@ -134,7 +134,7 @@ Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneRespons
   // emulate it (docs/DATA_PLANE.md has the measurements behind this rule).
   transfer::RemoteTarget probe{dp.worker_address(), dp.rkey(), dp.probe_addr(), dp.region_bytes(),
                                transfer::Protocol::kOneSided, dp.push_worker_address()};
-  Result<transfer::Protocol> preferred = engine->PreferredProtocol(probe);
+  Result<transfer::Protocol> preferred = engine_->PreferredProtocol(probe);
   const bool can_push = !dp.push_worker_address().empty();
   // The daemon's one-sided worker speaks same-host shared memory only (transfer/transport_policy.h):
   // from another host, or with transports that exclude it, it cannot be reached at all.
@@ -149,18 +149,18 @@ void Connection::AbortReservations(const std::vector<std::string>& handles) {
   for (const std::string& handle : handles) abort.add_reservations(handle);
   v1::PutAbortResponse aborted;
   auto ctx = Context();
-  (void)stub->PutAbort(ctx.get(), abort, &aborted);
+  (void)stub_->PutAbort(ctx.get(), abort, &aborted);
 }
 
 Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& put_options,
                               std::vector<PutOutcome>& outcomes) {
   v1::PutBeginRequest begin;
-  begin.set_timeout_ms(options.reservation_timeout_ms);
-  const bool two_sided = engine && protocol == transfer::Protocol::kTwoSided;
+  begin.set_timeout_ms(options_.reservation_timeout_ms);
+  const bool two_sided = engine_ && protocol_ == transfer::Protocol::kTwoSided;
   begin.set_two_sided(two_sided);
   if (two_sided) {
-    MutexLock lock(target_mu);
-    begin.set_push_lane(target_lane);
+    MutexLock lock(target_mu_);
+    begin.set_push_lane(target_lane_);
   }
   for (const PutItem& item : items) {
     v1::PutBeginItem* p = begin.add_items();
@@ -171,7 +171,7 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
   v1::PutBeginResponse begun;
   {
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->PutBegin(ctx.get(), begin, &begun), "put_begin"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->PutBegin(ctx.get(), begin, &begun), "put_begin"));
   }
   if (begun.results_size() != static_cast<int>(items.size())) return Internal("daemon answered a malformed put_begin");
 
@@ -191,7 +191,7 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
         c->set_reservation(r.reservation());
         c->set_checksum(BlockChecksum(items[i].data.data(), items[i].data.size()));
         reserved.push_back(r.reservation());
-        if (engine) {
+        if (engine_) {
           if (r.remote_addr() == 0 || (two_sided && r.push_tag() == 0)) {
             AbortReservations(reserved);
             return Internal("daemon reserved space without an address (or tag) for the UCX path");
@@ -215,18 +215,18 @@ Status Connection::PutRound(std::span<const PutItem> items, const PutOptions& pu
   if (commit.items_size() == 0) return Status::Ok();
   if (!writes.empty()) {
     Result<transfer::RemoteTarget> to = TargetFor(begun.instance_id());
-    Status st = to.ok() ? engine->Run(*to, writes) : to.status();
+    Status st = to.ok() ? engine_->Run(*to, writes) : to.status();
     for (const auto& w : writes) {
       if (st.ok() && !w.status.ok()) st = w.status;
     }
     if (!st.ok()) {
       AbortReservations(reserved);
-      return Status(st.code(), "writing blocks to kvstashd at " + options.address + ": " + st.message());
+      return Status(st.code(), "writing blocks to kvstashd at " + options_.address + ": " + st.message());
     }
   }
   v1::PutCommitResponse done;
   auto ctx = Context();
-  const Status st = Call(stub->PutCommit(ctx.get(), commit, &done), "put_commit");
+  const Status st = Call(stub_->PutCommit(ctx.get(), commit, &done), "put_commit");
   if (!st.ok()) AbortReservations(reserved);
   return st;
 }
@@ -241,8 +241,8 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
   }
   transfer::RemoteTarget to;
   {
-    MutexLock lock(target_mu);
-    to = target;
+    MutexLock lock(target_mu_);
+    to = target_;
   }
   std::vector<transfer::TransferOp> ops(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
@@ -256,7 +256,7 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
     op.pin = put_options.pin;  // the engine hashes each block just before sending it
     op.advice = put_options.advice;
   }
-  KVSTASH_RETURN_IF_ERROR(engine->Run(to, ops));
+  KVSTASH_RETURN_IF_ERROR(engine_->Run(to, ops));
   std::vector<std::optional<PutOutcome>> answered(items.size());
   std::vector<PutItem> retry;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -269,7 +269,7 @@ Status Connection::PutRoundEager(std::span<const PutItem> items, const PutOption
       case StatusCode::kUnavailable:
       case StatusCode::kDeadlineExceeded: retry.push_back(items[i]); break;  // the transport, not the put
       default:
-        return Status(st.code(), "eager put of block " + items[i].key.ToHex() + " to kvstashd at " + options.address +
+        return Status(st.code(), "eager put of block " + items[i].key.ToHex() + " to kvstashd at " + options_.address +
                                      ": " + st.message());
     }
   }
@@ -288,7 +288,7 @@ Status Connection::GetRoundInline(std::span<GetItem> items, const std::vector<si
   for (size_t i : indices) req.add_keys(std::string(items[i].key.AsBytes()));
   v1::GetResponse resp;
   auto ctx = Context();
-  KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
+  KVSTASH_RETURN_IF_ERROR(Call(stub_->Get(ctx.get(), req, &resp), "get"));
   if (resp.results_size() != static_cast<int>(indices.size())) return Internal("daemon answered a malformed get");
   for (size_t j = 0; j < indices.size(); ++j) {
     GetItem& item = items[indices[j]];
@@ -314,7 +314,7 @@ Status Connection::GetRoundInline(std::span<GetItem> items, const std::vector<si
                                " bytes; the buffer holds " + std::to_string(item.buffer.size()));
       continue;
     }
-    if (options.verify_checksums && BlockChecksum(data.data(), data.size()) != r.info().checksum()) {
+    if (options_.verify_checksums && BlockChecksum(data.data(), data.size()) != r.info().checksum()) {
       item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum");
       continue;
     }
@@ -336,15 +336,15 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
   std::vector<size_t> to_locate;
   uint64_t incarnation = 0;  // of the addresses located by this call
   {
-    MutexLock lock(target_mu);
-    incarnation = instance_id;  // pre-located items came from a Lookup against the current target
+    MutexLock lock(target_mu_);
+    incarnation = instance_id_;  // pre-located items came from a Lookup against the current target
   }
   std::vector<size_t> by_key;  // asked for by key over the two-sided protocol (no locate RPC)
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
     if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
       located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false});
-    } else if (eager && !items[i].buffer.empty()) {
+    } else if (eager_ && !items[i].buffer.empty()) {
       by_key.push_back(i);
     } else {
       to_locate.push_back(i);
@@ -359,10 +359,10 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     v1::GetRequest req;
     for (size_t i : to_locate) req.add_keys(std::string(items[i].key.AsBytes()));
     req.set_locate_only(true);
-    req.set_lease_ms(lease_ms);
+    req.set_lease_ms(lease_ms_);
     v1::GetResponse resp;
     auto ctx = Context();
-    KVSTASH_RETURN_IF_ERROR(Call(stub->Get(ctx.get(), req, &resp), "get"));
+    KVSTASH_RETURN_IF_ERROR(Call(stub_->Get(ctx.get(), req, &resp), "get"));
     if (resp.results_size() != static_cast<int>(to_locate.size())) return Internal("daemon answered a malformed get");
     incarnation = resp.instance_id();
     for (size_t j = 0; j < to_locate.size(); ++j) {
@@ -403,9 +403,9 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
   Status run = Status::Ok();
   if (!reads.empty()) {
     Result<transfer::RemoteTarget> from = TargetFor(incarnation);
-    run = from.ok() ? engine->Run(*from, reads) : from.status();
+    run = from.ok() ? engine_->Run(*from, reads) : from.status();
   }
-  const bool within_lease = std::chrono::steady_clock::now() < sent + std::chrono::milliseconds(lease_ms);
+  const bool within_lease = std::chrono::steady_clock::now() < sent + std::chrono::milliseconds(lease_ms_);
   ReleaseLeasesAsync(to_release);
   for (size_t k = 0; k < reads.size(); ++k) {
     const Located& loc = located[read_of[k]];
@@ -420,7 +420,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
                             : Unavailable("reading block " + item.key.ToHex() + ": " + st.message());
       continue;
     }
-    if (options.verify_checksums) {
+    if (options_.verify_checksums) {
       if (BlockChecksum(reads[k].local, reads[k].length) != loc.checksum) {
         item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum (moved while read)");
         continue;
@@ -440,8 +440,8 @@ Status Connection::GetByKey(std::span<GetItem> items, const std::vector<size_t>&
                             std::vector<size_t>& to_locate) {
   transfer::RemoteTarget from;
   {
-    MutexLock lock(target_mu);
-    from = target;
+    MutexLock lock(target_mu_);
+    from = target_;
   }
   std::vector<transfer::TransferOp> ops(indices.size());
   for (size_t j = 0; j < indices.size(); ++j) {
@@ -451,7 +451,7 @@ Status Connection::GetByKey(std::span<GetItem> items, const std::vector<size_t>&
     ops[j].length = item.buffer.size();
     ops[j].key = item.key;
   }
-  const Status run = engine->Run(from, ops);
+  const Status run = engine_->Run(from, ops);
   for (size_t j = 0; j < indices.size(); ++j) {
     GetItem& item = items[indices[j]];
     const transfer::TransferOp& op = ops[j];
@@ -462,7 +462,7 @@ Status Connection::GetByKey(std::span<GetItem> items, const std::vector<size_t>&
       case StatusCode::kOk:
         // The daemon held the block's lease until its send completed: with checksums off, these
         // bytes were leased while they moved.
-        if (options.verify_checksums && BlockChecksum(item.buffer.data(), op.got_size) != op.got_checksum) {
+        if (options_.verify_checksums && BlockChecksum(item.buffer.data(), op.got_size) != op.got_checksum) {
           item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum");
           break;
         }
@@ -490,7 +490,7 @@ void Connection::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64
     v1::ReleaseLeasesResponse resp;
   };
   auto* call = new Pending();
-  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.timeout_ms));
+  call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options_.timeout_ms));
   Authorize(call->ctx);
   for (const auto& [key, epoch] : leases) {
     auto* lease = call->req.add_leases();
@@ -498,23 +498,23 @@ void Connection::ReleaseLeasesAsync(const std::vector<std::pair<BlockKey, uint64
     lease->set_lease_epoch(epoch);
   }
   {
-    MutexLock lock(releases_mu);
-    ++releases_in_flight;
+    MutexLock lock(releases_mu_);
+    ++releases_in_flight_;
   }
-  stub->async()->ReleaseLeases(&call->ctx, &call->req, &call->resp, [this, call](grpc::Status) {
+  stub_->async()->ReleaseLeases(&call->ctx, &call->req, &call->resp, [this, call](grpc::Status) {
     delete call;
-    MutexLock lock(releases_mu);
-    --releases_in_flight;
-    releases_done.notify_all();
+    MutexLock lock(releases_mu_);
+    --releases_in_flight_;
+    releases_done_.notify_all();
   });
 }
 
 void Connection::WaitForReleases() {
-  MutexLock lock(releases_mu);
+  MutexLock lock(releases_mu_);
   // Each release carries a deadline of timeout_ms, so this wait ends; the bound is a backstop.
-  lock.WaitFor(releases_done, std::chrono::milliseconds(options.timeout_ms) * 2, [this] {
-    releases_mu.AssertHeld();  // a wait predicate runs with the mutex held
-    return releases_in_flight == 0;
+  lock.WaitFor(releases_done_, std::chrono::milliseconds(options_.timeout_ms) * 2, [this] {
+    releases_mu_.AssertHeld();  // a wait predicate runs with the mutex held
+    return releases_in_flight_ == 0;
   });
 }
 
