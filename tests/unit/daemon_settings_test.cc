@@ -172,7 +172,8 @@ TEST(DaemonSettingsTest, HelpShowsRangeDefaultUnitAndFileKey) {
 
 // The shipped files load and make a valid daemon.
 TEST(DaemonSettingsTest, DeployFilesLoad) {
-  const std::filesystem::path deploy = std::filesystem::path(__FILE__).parent_path() / ".." / ".." / "deploy";
+  // From CMake: __FILE__ is relative to the build directory under ccache's base dir.
+  const std::filesystem::path deploy = std::filesystem::path(KVSTASH_SOURCE_DIR) / "deploy";
   for (const char* name : {"kvstashd.toml", "kvstashd-cluster.toml"}) {
     DaemonConfig config;
     const Status st = ApplyTomlFile((deploy / name).string(), config);
