@@ -58,7 +58,7 @@ Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, 
   send->server = this;
   send->lane = &lane;
   send->ep = ep;
-  send->start = SteadyClock::now();
+  send->start_ms = clock_->NowMs();
   send->bytes = length;
   send->release = std::move(release);
   ucp_request_param_t sp{};
@@ -139,12 +139,17 @@ void TransferServer::Answer(ucp_ep_h ep, uint64_t reply_tag, const Status& statu
 }
 
 void TransferServer::EndStuckSends(Lane& lane) {
-  const auto cutoff = SteadyClock::now() - std::chrono::milliseconds(send_timeout_ms_.load());
+  const uint64_t now_ms = clock_->NowMs();
+  const auto timeout_ms = static_cast<uint64_t>(send_timeout_ms_.load());
+  // Stuck: in flight for longer than the send timeout.
+  auto stuck_for_too_long = [&](const Send& send) {
+    return now_ms > send.start_ms && now_ms - send.start_ms > timeout_ms;
+  };
   std::vector<ucp_ep_h> stuck;
   {
     MutexLock lock(sends_mu_);
     for (const auto& [key, send] : sends_) {
-      if (send->lane == &lane && send->start < cutoff && std::find(stuck.begin(), stuck.end(), send->ep) == stuck.end()) {
+      if (send->lane == &lane && stuck_for_too_long(*send) && std::find(stuck.begin(), stuck.end(), send->ep) == stuck.end()) {
         stuck.push_back(send->ep);
       }
     }

@@ -72,7 +72,7 @@ Status TransferServer::ExpectReceive(uint64_t tag, std::byte* at, size_t length,
   receive->tag = tag;
   receive->at = at;
   receive->length = length;
-  receive->deadline = SteadyClock::now() + timeout;
+  receive->deadline_ms = clock_->NowMs() + static_cast<uint64_t>(timeout.count());
   {
     MutexLock lock(receives_mu_);
     if (receives_.contains(tag)) return InvalidArgument("tag " + std::to_string(tag) + " is already expected");
@@ -189,11 +189,11 @@ void TransferServer::CancelReceive(uint64_t tag) {
 
 void TransferServer::ExpireReceives() {
   std::vector<uint64_t> expired;
-  const auto now = SteadyClock::now();
+  const uint64_t now_ms = clock_->NowMs();
   {
     MutexLock lock(receives_mu_);
     for (const auto& [tag, receive] : receives_) {
-      if (receive->deadline < now) expired.push_back(tag);
+      if (receive->deadline_ms < now_ms) expired.push_back(tag);
     }
   }
   for (uint64_t tag : expired) CancelReceive(tag);
@@ -245,7 +245,7 @@ ucs_status_t TransferServer::OnEagerPut(void* arg, const void* header, size_t he
   receive->tag = req.data_tag;
   receive->reply_ep = param->reply_ep;
   receive->put = wire::EagerPutOf(req);
-  receive->deadline = SteadyClock::now() + std::chrono::milliseconds(self->eager_timeout_ms_.load());
+  receive->deadline_ms = self->clock_->NowMs() + static_cast<uint64_t>(self->eager_timeout_ms_.load());
 
   bool tag_in_use = lane.eager.contains(req.data_tag);
   if (!tag_in_use) {
@@ -383,9 +383,9 @@ void TransferServer::FinishEagerPuts(Lane& lane) {
 }
 
 void TransferServer::ExpireEagerPuts(Lane& lane) {
-  const auto now = SteadyClock::now();
+  const uint64_t now_ms = clock_->NowMs();
   for (auto& [tag, receive] : lane.eager) {
-    if (receive->deadline >= now || receive->cancelled || receive->request == nullptr ||
+    if (receive->deadline_ms >= now_ms || receive->cancelled || receive->request == nullptr ||
         receive->status != UCS_INPROGRESS) {
       continue;
     }

@@ -9,19 +9,21 @@
 namespace kvstash::transfer {
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Start(const UcxOptions& options, void* base,
-                                                              size_t length, size_t lanes) {
+                                                              size_t length, size_t lanes, const Clock* clock) {
+  if (clock == nullptr) return InvalidArgument("the transfer server needs a clock");
   std::unique_ptr<TransferServer> server(new TransferServer());
   KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(server->OneSidedOptions(options)));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Register(server->context_, base, length));
-  return Finish(std::move(server), options, lanes);
+  return Finish(std::move(server), options, lanes, clock);
 }
 
 Result<std::unique_ptr<TransferServer>> TransferServer::StartAllocated(const UcxOptions& options, size_t length,
-                                                                       size_t lanes) {
+                                                                       size_t lanes, const Clock* clock) {
+  if (clock == nullptr) return InvalidArgument("the transfer server needs a clock");
   std::unique_ptr<TransferServer> server(new TransferServer());
   KVSTASH_ASSIGN_OR_RETURN(server->context_, UcxContext::Create(server->OneSidedOptions(options)));
   KVSTASH_ASSIGN_OR_RETURN(server->region_, MemoryRegion::Allocate(server->context_, length));
-  return Finish(std::move(server), options, lanes);
+  return Finish(std::move(server), options, lanes, clock);
 }
 
 UcxOptions TransferServer::OneSidedOptions(const UcxOptions& options) {
@@ -33,7 +35,9 @@ UcxOptions TransferServer::OneSidedOptions(const UcxOptions& options) {
 }
 
 Result<std::unique_ptr<TransferServer>> TransferServer::Finish(std::unique_ptr<TransferServer> server,
-                                                               const UcxOptions& options, size_t lanes) {
+                                                               const UcxOptions& options, size_t lanes,
+                                                               const Clock* clock) {
+  server->clock_ = clock;
   if (lanes == 0) lanes = DefaultLanes();
   if (lanes > kMaxLanes) return InvalidArgument("at most " + std::to_string(kMaxLanes) + " UCX lanes");
   KVSTASH_ASSIGN_OR_RETURN(server->worker_, UcxWorker::Create(server->context_));
@@ -171,20 +175,24 @@ void TransferServer::ProgressLoop(Lane& lane) {
     if (first) (void)UcxWorker::WaitForEvents({worker_.get(), lane.worker.get()}, timeout);
     else (void)lane.worker->WaitForEvent(timeout);
   };
-  auto next_sweep = SteadyClock::now();
-  auto last_event = SteadyClock::now();
+  // The expiry sweeps run every kSweepIntervalMs on clock_, as do the deadlines they check. The
+  // moment-after-activity window below is not a deadline but a wakeup heuristic of microseconds,
+  // finer than a Clock tells: it reads the steady clock itself.
+  constexpr uint64_t kSweepIntervalMs = 100;
+  uint64_t next_sweep_ms = clock_->NowMs();
+  auto last_event = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
     RunReceiveChanges(lane);
     while (progress() > 0) {
-      last_event = SteadyClock::now();
+      last_event = std::chrono::steady_clock::now();
       FinishEagerPuts(lane);
     }
     FinishEagerPuts(lane);
-    if (SteadyClock::now() >= next_sweep) {
+    if (clock_->NowMs() >= next_sweep_ms) {
       EndStuckSends(lane);
       if (first) ExpireReceives();
       ExpireEagerPuts(lane);
-      next_sweep = SteadyClock::now() + std::chrono::milliseconds(100);
+      next_sweep_ms = clock_->NowMs() + kSweepIntervalMs;
     }
     // While pushes are in flight, and for a moment after any activity (a transfer's next step
     // usually follows within microseconds), wake often: a tcp send blocked on a full socket may
@@ -192,7 +200,7 @@ void TransferServer::ProgressLoop(Lane& lane) {
     // more runnable threads than cores a spinning thread is descheduled for whole time slices,
     // while a thread that sleeps is run as soon as its event comes (or its short timeout ends).
     if (lane.sends_in_flight.load(std::memory_order_relaxed) > 0 ||
-        SteadyClock::now() - last_event < std::chrono::microseconds(500)) {
+        std::chrono::steady_clock::now() - last_event < std::chrono::microseconds(500)) {
       wait(std::chrono::microseconds(50));
       continue;
     }

@@ -60,6 +60,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/mutex.h"
 #include "kvstash/block_key.h"
 #include "kvstash/reuse_advice.h"
@@ -165,13 +166,15 @@ class TransferServer {
  public:
   // Registers [base, base + length) and starts the progress thread. Peers' one-sided operations
   // on such memory may be emulated by UCX with messages this server's progress thread answers.
-  // `lanes`: push workers (0 = DefaultLanes(); at most kMaxLanes).
+  // `lanes`: push workers (0 = DefaultLanes(); at most kMaxLanes). `clock` times the deadlines of
+  // receives and eager puts, the send timeout and the expiry sweeps; it must outlive the server.
   static Result<std::unique_ptr<TransferServer>> Start(const UcxOptions& options, void* base, size_t length,
-                                                       size_t lanes = 0);
+                                                       size_t lanes = 0, const Clock* clock = SteadyClock::Default());
   // Has UCX allocate `length` bytes (shared memory when it can) and serves them; memory() is the
   // region. Peers on the same host then map it and move bytes with their own CPU, truly one-sided.
   static Result<std::unique_ptr<TransferServer>> StartAllocated(const UcxOptions& options, size_t length,
-                                                                size_t lanes = 0);
+                                                                size_t lanes = 0,
+                                                                const Clock* clock = SteadyClock::Default());
   static constexpr size_t kMaxLanes = 16;
   static size_t DefaultLanes();  // one per four hardware threads, 1..4
 
@@ -249,7 +252,7 @@ class TransferServer {
   struct EagerReceive;
   TransferServer() = default;
   static Result<std::unique_ptr<TransferServer>> Finish(std::unique_ptr<TransferServer> server,
-                                                        const UcxOptions& options, size_t lanes);
+                                                        const UcxOptions& options, size_t lanes, const Clock* clock);
   // The one-sided context's options: `options` with the transports transport_policy.h allows.
   UcxOptions OneSidedOptions(const UcxOptions& options);
   // Registers the protocol's handlers on the lane's worker, and OnUnknownMessage for every other id.
@@ -297,6 +300,7 @@ class TransferServer {
   void TrackLanding(const void* receive, const std::byte* at, size_t length);
   void UntrackLanding(const void* receive);
 
+  const Clock* clock_ = SteadyClock::Default();  // set by Start; every deadline is on it
   std::shared_ptr<UcxContext> context_;
   std::unique_ptr<MemoryRegion> region_;
   std::unique_ptr<UcxWorker> worker_;  // progressed only by lane 0's thread after Start

@@ -22,8 +22,6 @@
 
 namespace kvstash::transfer::server_internal {
 
-using SteadyClock = std::chrono::steady_clock;
-
 // The request header of an active message, when the message is one of ours (the envelope's
 // checks are wire::DecodeRequest's); anything else is refused (`why` says how) and dropped.
 template <typename Header>
@@ -43,8 +41,6 @@ using wire::KeyFromWire;
 }  // namespace kvstash::transfer::server_internal
 
 namespace kvstash::transfer {
-
-using server_internal::SteadyClock;
 
 // One push worker and the thread that progresses it. Each lane serves the peers connected to its
 // worker; lane 0's thread also progresses the one-sided worker.
@@ -71,7 +67,7 @@ struct TransferServer::Send {
   Lane* lane = nullptr;
   void* request = nullptr;
   ucp_ep_h ep = nullptr;
-  SteadyClock::time_point start;
+  uint64_t start_ms = 0;  // on the server's clock
   size_t bytes = 0;
   bool abandoned = false;  // its endpoint was closed under it; guarded by server->sends_mu_ (as above)
   std::optional<std::pair<BlockKey, uint64_t>> release;  // an eager get's lease, ended with the send
@@ -83,7 +79,7 @@ struct TransferServer::Receive {
   uint64_t tag = 0;
   std::byte* at = nullptr;
   size_t length = 0;
-  SteadyClock::time_point deadline;
+  uint64_t deadline_ms = 0;  // on the server's clock; expired once it is past
   void* request = nullptr;               // guarded by receives_mu_; set by the progress thread
   bool posting = false;                  // guarded by receives_mu_: the progress thread is posting it
   bool withdrawn = false;                // guarded by receives_mu_: cancelled while being posted
@@ -103,7 +99,7 @@ struct TransferServer::EagerReceive {
   uint64_t reservation_id = 0;
   std::byte* at = nullptr;  // null: a refused put whose bytes are dropped
   ucp_ep_h reply_ep = nullptr;
-  SteadyClock::time_point deadline;
+  uint64_t deadline_ms = 0;  // on the server's clock; cancelled once it is past
   void* request = nullptr;
   ucs_status_t status = UCS_INPROGRESS;
   size_t received = 0;
