@@ -1,21 +1,13 @@
-// TierManager implementation (contract in tiers/tier_manager.h). DRAM victims on their way to the
-// SSD wait in a DemotionQueue (tiers/demotion_queue.h), which owns the staging arena and the worker.
-//
-// Creation times: BlockMeta::created_ms is in the DRAM tier's clock (steady, restarts at boot);
-// the SSD keeps wall-clock milliseconds (SsdBlockInfo::created_unix_ms) so a block's age survives
-// a restart. ToUnixMs / FromUnixMs convert by the block's age.
-#include "tiers/tier_manager.h"
+// TierManager implementation (contract in tiers/tier_manager.h): creation, the Tier operations
+// across the tiers, usage and counters. The internals and the split over files are in
+// tiers/tier_manager_impl.h; copies between tiers are in tier_manager_promotion.cc.
+#include "tiers/tier_manager_impl.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <cstring>
-#include <unordered_set>
+#include <utility>
 
-#include "common/mutex.h"
 #include "tiers/block_allocator.h"
-#include "tiers/demotion_queue.h"
 
 namespace kvstash::tiers {
 namespace {
@@ -42,233 +34,36 @@ std::vector<BlockMeta> MergeByKey(std::vector<BlockMeta> first, std::vector<Bloc
   return merged;
 }
 
-
 }  // namespace
 
-struct TierManager::Impl {
-  TierManagerOptions options;
-  // Declared before the tiers, destroyed after them: its staging arena is registered with the SSD,
-  // and DRAM's eviction hook writes into it. Null without an SSD.
-  std::unique_ptr<DemotionQueue> demotion;
-  std::unique_ptr<DramTier> dram;
-  std::unique_ptr<SsdTier> ssd;
-  std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
-  Mutex hbm_mu;                            // the demotion worker's use of hbm against ~TierManager's reset
-  const ByteAccess* hbm_bytes = nullptr;
-  std::string hbm_policy;
+uint64_t TierManager::Impl::ToUnixMs(uint64_t clock_ms) const {
+  const uint64_t now = clock().NowMs();
+  const uint64_t age = now > clock_ms ? now - clock_ms : 0;
+  const uint64_t wall = WallNowMs();
+  return wall > age ? wall - age : 1;
+}
 
-  Mutex promo_mu;
-  std::condition_variable promo_cv;
-  std::unordered_set<BlockKey, BlockKeyHash> promoting GUARDED_BY(promo_mu);
+uint64_t TierManager::Impl::FromUnixMs(uint64_t unix_ms) const {
+  const uint64_t now = clock().NowMs();
+  if (unix_ms == 0) return now;
+  const uint64_t wall = WallNowMs();
+  const uint64_t age = wall > unix_ms ? wall - unix_ms : 0;
+  return now > age ? now - age : 0;
+}
 
-  std::atomic<uint64_t> promotions{0}, promotions_failed{0}, ssd_direct_reads{0};
-  std::atomic<uint64_t> hbm_placed{0}, hbm_place_fallbacks{0}, hbm_demoted{0}, hbm_demotions_in_dram{0};
-  std::atomic<uint64_t> hbm_demotions_to_ssd{0}, hbm_demotions_dropped{0}, hbm_promotions{0};
-  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0};
-
-  const Clock& clock() const { return *options.dram.clock; }
-
-  // A DRAM-clock time as wall-clock milliseconds, by its age now.
-  uint64_t ToUnixMs(uint64_t clock_ms) const {
-    const uint64_t now = clock().NowMs();
-    const uint64_t age = now > clock_ms ? now - clock_ms : 0;
-    const uint64_t wall = WallNowMs();
-    return wall > age ? wall - age : 1;
-  }
-  // The reverse; an unknown time (0, records written before times were kept) reads as now.
-  uint64_t FromUnixMs(uint64_t unix_ms) const {
-    const uint64_t now = clock().NowMs();
-    if (unix_ms == 0) return now;
-    const uint64_t wall = WallNowMs();
-    const uint64_t age = wall > unix_ms ? wall - unix_ms : 0;
-    return now > age ? now - age : 0;
-  }
-
-  BlockMeta MetaFromSsd(const SsdBlockInfo& info) const {
-    BlockMeta m;
-    m.key = info.key;
-    m.tier = TierKind::kSsd;
-    m.size = info.size;
-    m.checksum = info.checksum;
-    m.parent = info.parent;
-    m.generation = info.generation;
-    m.hits = info.hits;
-    m.created_ms = FromUnixMs(info.created_unix_ms);
-    m.last_access_ms = m.created_ms;
-    return m;
-  }
-
-  // Copies a victim still waiting in the demotion queue straight into `out` (when DRAM cannot
-  // take a promotion). A victim being written is waited for and then read from the SSD.
-  // NOT_FOUND when neither holds it.
-  Result<BlockMeta> ReadFromDemotionQueue(const BlockKey& key, std::span<std::byte> out) {
-    Result<BlockMeta> queued = demotion->ReadQueued(key, out);
-    if (queued.ok() || queued.status().code() != StatusCode::kNotFound) return queued;
-    KVSTASH_ASSIGN_OR_RETURN(SsdBlockInfo info, ssd->Read(key, out));
-    ssd_direct_reads.fetch_add(1, std::memory_order_relaxed);
-    return MetaFromSsd(info);
-  }
-
-  // The demotion worker's question: which of these keys HBM still holds (a DRAM victim that is a
-  // read copy of an HBM block is not written to the SSD: HBM's copy stays authoritative).
-  std::vector<bool> HeldInHbm(const std::vector<BlockKey>& keys) {
-    // hbm is used under hbm_mu: ~TierManager takes it away under that lock while this runs.
-    MutexLock hbm_lock(hbm_mu);
-    Tier* const hbm_now = hbm.get();
-    if (hbm_now == nullptr) return {};
-    std::vector<bool> held(keys.size());
-    for (size_t i = 0; i < keys.size(); ++i) held[i] = hbm_now->Peek(keys[i]).has_value();
-    return held;
-  }
-
-  // HBM eviction callback: under the HBM tier's locks. Writes the victim into DRAM (which may evict
-  // DRAM blocks to the SSD queue in turn); never calls into the HBM tier.
-  void OnHbmEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
-    Result<Reservation> r = ReserveCopyInDram(meta.key, bytes.size(), meta.parent);
-    if (!r.ok()) {
-      const StatusCode code = r.status().code();
-      if (code == StatusCode::kAlreadyExists || code == StatusCode::kAborted) {
-        // Committed in DRAM already (a read copy), or being copied there by a promotion.
-        hbm_demotions_in_dram.fetch_add(1, std::memory_order_relaxed);
-      } else if (ssd) {
-        hbm_demotions_to_ssd.fetch_add(1, std::memory_order_relaxed);
-        demotion->Offer(meta, bytes);
-      } else {
-        hbm_demotions_dropped.fetch_add(1, std::memory_order_relaxed);
-      }
-      return;
-    }
-    std::memcpy(r->data, bytes.data(), bytes.size());
-    if (Result<BlockMeta> committed = dram->Commit(r->id, meta.checksum, false); !committed.ok()) {
-      (void)dram->Abort(r->id);
-      hbm_demotions_dropped.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    hbm_demoted.fetch_add(1, std::memory_order_relaxed);
-  }
-
-  // Reserves DRAM for a copy of a block another tier holds (a promotion, an HBM victim). Each tier
-  // checks parent links against its own blocks only, so the copy's link can close a cycle with
-  // what DRAM holds (A -> B went to SSD, then B -> A was put into DRAM): DRAM refuses that link
-  // (INVALID_ARGUMENT), and the copy is then made without it, as a root — the bytes matter more
-  // than the order of one pair. A size DRAM refuses is refused again, changing nothing.
-  Result<Reservation> ReserveCopyInDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent) {
-    Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms);
-    if (r.ok() || r.status().code() != StatusCode::kInvalidArgument || !parent) return r;
-    return dram->Reserve(key, size, std::nullopt, options.promotion_timeout_ms);
-  }
-
-  // Copies an open DRAM reservation's bytes into HBM and commits them there.
-  Result<BlockMeta> PlaceInHbm(const Reservation& r, uint64_t checksum, bool pin) {
-    KVSTASH_ASSIGN_OR_RETURN(Reservation h, hbm->Reserve(r.key, r.size, r.parent, options.promotion_timeout_ms));
-    if (Status st = hbm_bytes->CopyIn(h.data, r.data, r.size); !st.ok()) {
-      (void)hbm->Abort(h.id);
-      return st;
-    }
-    Result<BlockMeta> committed = hbm->Commit(h.id, checksum, pin);
-    if (!committed.ok()) (void)hbm->Abort(h.id);
-    return committed;
-  }
-
-  // Stages an SSD-only block into DRAM. OK when the block is in DRAM afterwards (by this call or
-  // another); NOT_FOUND when it is on neither tier; other errors when it could not be staged.
-  Status Promote(const BlockKey& key) {
-    {
-      MutexLock lock(promo_mu);
-      if (promoting.contains(key)) {
-        lock.Wait(promo_cv, [&] { promo_mu.AssertHeld(); return !promoting.contains(key); });
-        return Status::Ok();  // the caller looks in DRAM again
-      }
-      promoting.insert(key);
-    }
-    Status st = PromoteOnce(key);
-    {
-      MutexLock lock(promo_mu);
-      promoting.erase(key);
-    }
-    promo_cv.notify_all();
-    return st;
-  }
-
-  Status PromoteOnce(const BlockKey& key) {
-    if (hbm) {
-      Status st = PromoteFromHbm(key);
-      if (st.code() != StatusCode::kNotFound) return st;
-    }
-    if (!ssd) return NotFound("block " + key.ToHex() + " is not stored");
-    Status from_queue = PromoteFromDemotionQueue(key);
-    if (from_queue.code() != StatusCode::kNotFound) return from_queue;
-    std::optional<SsdBlockInfo> info = ssd->Lookup(key);
-    if (!info) return NotFound("block " + key.ToHex() + " is not stored");
-    return StageIntoDram(key, info->size, info->parent, promotions, promotions_failed,
-                         [&](const Reservation& r) -> Result<uint64_t> {
-      // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
-      // straight into it.
-      KVSTASH_ASSIGN_OR_RETURN(SsdBlockInfo read,
-                               ssd->Read(key, std::span<std::byte>(r.data, BlockAllocator::RoundUp(r.size))));
-      return read.checksum;
-    });
-  }
-
-  // Copies a victim still waiting in the demotion queue back into DRAM from its staging copy, so
-  // a block is never a miss just because the SSD writer is behind. A victim the worker is writing
-  // now is waited for (it is on SSD afterwards). NOT_FOUND when the queue does not hold the key.
-  // Lock order: the queue's mutex is never held across a DRAM call (DRAM's eviction hook takes it
-  // under DRAM's locks).
-  Status PromoteFromDemotionQueue(const BlockKey& key) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      std::optional<QueuedVictim> v = demotion->WaitQueued(key);
-      if (!v) return NotFound("block " + key.ToHex() + " is not queued for ssd");
-      Status st = StageIntoDram(key, v->size, v->parent, promotions, promotions_failed,
-                                [&](const Reservation& r) -> Result<uint64_t> {
-        // Still queued at the same place: the worker has not taken it and Remove has not freed it.
-        KVSTASH_RETURN_IF_ERROR(demotion->CopyIfStillQueued(*v, r.data));
-        return v->checksum;  // Commit verifies the copy against it
-      });
-      if (st.code() != StatusCode::kAborted) return st;
-      // Taken by the worker (on SSD once written) or removed: look again.
-    }
-    return NotFound("block " + key.ToHex() + " left the demotion queue");
-  }
-
-  // Copies an HBM block into a DRAM block. NOT_FOUND when HBM does not hold it.
-  Status PromoteFromHbm(const BlockKey& key) {
-    std::optional<BlockMeta> info = hbm->Peek(key);
-    if (!info) return NotFound("block " + key.ToHex() + " is not in hbm");
-    return StageIntoDram(key, info->size, info->parent, hbm_promotions, hbm_promotions_failed,
-                         [&](const Reservation& r) -> Result<uint64_t> {
-      KVSTASH_ASSIGN_OR_RETURN(BlockMeta read, hbm->Read(key, std::span<std::byte>(r.data, r.size)));
-      // Evicted and put again with another size since the Peek.
-      if (read.size != r.size) return Aborted("block " + key.ToHex() + " changed while it was copied");
-      return read.checksum;
-    });
-  }
-
-  // Stages one block into DRAM: reserves it, has `fill` write the reservation and return the
-  // block's checksum, and commits it (the commit verifies the bytes against that checksum). OK
-  // when DRAM holds the block afterwards, also when it already did. A failed reservation, fill or
-  // commit is counted in `failed` — except a fill that answers ABORTED: its source moved while it
-  // was being copied, which is a race, not a failure.
-  template <typename Fill>
-  Status StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                       std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed, Fill&& fill) {
-    Result<Reservation> r = ReserveCopyInDram(key, size, parent);
-    if (!r.ok()) {
-      if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
-      failed.fetch_add(1, std::memory_order_relaxed);
-      return r.status();
-    }
-    Result<uint64_t> checksum = fill(*r);
-    Status st = checksum.ok() ? dram->Commit(r->id, *checksum, false).status() : checksum.status();
-    if (!st.ok()) {
-      (void)dram->Abort(r->id);
-      if (st.code() != StatusCode::kAborted) failed.fetch_add(1, std::memory_order_relaxed);
-      return st;
-    }
-    done.fetch_add(1, std::memory_order_relaxed);
-    return Status::Ok();
-  }
-};
+BlockMeta TierManager::Impl::MetaFromSsd(const SsdBlockInfo& info) const {
+  BlockMeta m;
+  m.key = info.key;
+  m.tier = TierKind::kSsd;
+  m.size = info.size;
+  m.checksum = info.checksum;
+  m.parent = info.parent;
+  m.generation = info.generation;
+  m.hits = info.hits;
+  m.created_ms = FromUnixMs(info.created_unix_ms);
+  m.last_access_ms = m.created_ms;
+  return m;
+}
 
 Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOptions& options) {
   if (options.dram.on_evict) return InvalidArgument("dram.on_evict is reserved for the TierManager");
