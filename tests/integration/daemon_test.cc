@@ -21,6 +21,7 @@
 #include "kvstash/prefix_hasher.h"
 #include "tests/support/block_bytes.h"
 #include "tests/support/daemon_process.h"
+#include "tests/support/eventually.h"
 
 namespace kvstash {
 namespace {
@@ -379,7 +380,14 @@ TEST_P(TwoTierDaemonTest, DemotedBlocksComeBackAndSurviveARestart) {
     auto stats = (*client)->Stats();
     ASSERT_TRUE(stats.ok());
     ASSERT_EQ(stats->tiers.size(), 2u);
-    EXPECT_GT(stats->tiers[1].blocks, 0u) << "nothing was demoted to SSD";
+    // Victims reach the SSD through the demotion worker, in the background: wait for the first.
+    EXPECT_TRUE(kvstash::testing::Eventually(
+        [&] {
+          auto now = (*client)->Stats();
+          return now.ok() && now->tiers.size() == 2 && now->tiers[1].blocks > 0;
+        },
+        std::chrono::seconds(30)))
+        << "nothing was demoted to SSD";
     std::vector<std::byte> buffer(kBlockBytes);
     for (const auto& key : chain) {
       GetItem item;

@@ -447,7 +447,9 @@ TEST(EagerGetTest, BlocksBelowDramAreLocatedTheUsualWay) {
     ASSERT_TRUE(put.ok()) << put.status().ToString();
     ASSERT_EQ(put->stored, 1u);
   }
-  ASSERT_GT(client->Stats()->tiers.at(1).blocks, 0u) << "nothing was demoted to SSD";
+  // Victims reach the SSD through the demotion worker, in the background: wait for the first.
+  ASSERT_TRUE(kvstash::testing::Eventually([&] { return client->Stats()->tiers.at(1).blocks > 0; }, std::chrono::seconds(30)))
+      << "nothing was demoted to SSD";
   std::vector<std::byte> buffer(kBlockBytes);
   size_t found = 0;
   // Newest first: the blocks still in DRAM are read before promotions from SSD evict them, under
