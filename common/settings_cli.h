@@ -21,6 +21,24 @@ struct GivenFlags {
   bool has(const std::string& flag) const { return values.count(flag) > 0; }
 };
 
+// The help line of a flag: its help, allowed values, default with unit, and file key.
+//   "most gRPC handler threads; 1..1024 [64] (server.threads)"
+template <typename Config>
+std::string HelpLine(const Setting<Config>& s, const Config& defaults) {
+  std::string line = s.help;
+  if (!s.range.empty()) line += "; " + s.range;
+  if (s.switch_value.empty()) {
+    std::string value = s.default_text.empty() ? s.to_text(defaults) : s.default_text;
+    if (value.empty()) value = "none";
+    line += " [" + value + (s.unit.empty() || !s.default_text.empty() ? "" : " " + s.unit) + "]";
+  }
+  if (!s.key.empty()) {
+    line += " (" + s.key + (s.switch_value.empty() ? "" : " = " + s.switch_value + "; default " + s.to_text(defaults)) +
+            ")";
+  }
+  return line;
+}
+
 // Adds every setting of `table` that has a flag to `app`, recording what is given in `given`
 // (which must outlive parsing). `defaults` supplies the help's defaults. Returns the options by
 // flag, for rules CLI11 enforces (required, excludes).
