@@ -136,7 +136,7 @@ bool RunKvstash(const Config& c, uint64_t bs, std::vector<Row>& rows) {
     o.max_block_bytes = bs;
     o.queue_depth = c.iodepth;
     o.rings = 1;
-    o.io_backend = "uring";
+    o.io_backend = kvstash::tiers::SsdIoBackend::kUring;
     o.reinsert_min_hits = 0;  // the read phases make every block "hot"; measure plain log writes
     o.io_memory = {{source.data(), source.size()}, {dest.data(), dest.size()}};
     auto t = SsdTier::Open(o);

@@ -43,7 +43,7 @@ struct Row {
 // Runs one replay and, with `time`, its wall time per block reference (every hash id of every
 // request is one reference: one OnAccess or OnInsert, plus the evictions it causes).
 Result<CacheSimResult> TimedReplay(const std::vector<TraceRequest>& trace, uint64_t capacity,
-                                   const std::string& policy, EngineAdvice advice, double* ns_per_reference) {
+                                   tiers::EvictionPolicyKind policy, EngineAdvice advice, double* ns_per_reference) {
   uint64_t references = 0;
   for (const TraceRequest& r : trace) references += r.hash_ids.size();
   const auto start = std::chrono::steady_clock::now();
@@ -62,22 +62,25 @@ int Fail(const std::string& msg) {
 // as "<name>+advice", fed the engine's advice), then the references lru, belady, infinite. "lru"
 // is both a policy and a reference: it is listed once, from the real tiers/ object.
 Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
-                               const std::vector<std::string>& policies, EngineAdvice advice) {
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+                               const std::vector<tiers::EvictionPolicyKind>& policies, EngineAdvice advice) {
+  using tiers::EvictionPolicyKind;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   std::vector<Row> rows;
-  for (const std::string& name : policies) {
-    if (name == "lru") continue;
+  for (const EvictionPolicyKind policy : policies) {
+    if (policy == EvictionPolicyKind::kLru) continue;
+    const std::string name(Name(policy));
     double ns = 0;
-    KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, TimedReplay(trace, capacity, name, EngineAdvice::kNone, &ns));
-    rows.push_back({name, r.hit_ratio(), name == default_policy, -1, ns});
-    if (advice != EngineAdvice::kNone && name == default_policy) {
-      KVSTASH_ASSIGN_OR_RETURN(CacheSimResult advised, TimedReplay(trace, capacity, name, advice, &ns));
+    KVSTASH_ASSIGN_OR_RETURN(CacheSimResult r, TimedReplay(trace, capacity, policy, EngineAdvice::kNone, &ns));
+    rows.push_back({name, r.hit_ratio(), policy == default_policy, -1, ns});
+    if (advice != EngineAdvice::kNone && policy == default_policy) {
+      KVSTASH_ASSIGN_OR_RETURN(CacheSimResult advised, TimedReplay(trace, capacity, policy, advice, &ns));
       rows.push_back({name + "+advice", advised.hit_ratio(), false, -1, ns});
     }
   }
   double lru_ns = 0;
-  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru, TimedReplay(trace, capacity, "lru", EngineAdvice::kNone, &lru_ns));
-  rows.push_back({"lru", lru.hit_ratio(), default_policy == "lru", -1, lru_ns});
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult lru,
+                           TimedReplay(trace, capacity, EvictionPolicyKind::kLru, EngineAdvice::kNone, &lru_ns));
+  rows.push_back({"lru", lru.hit_ratio(), default_policy == EvictionPolicyKind::kLru, -1, lru_ns});
   KVSTASH_ASSIGN_OR_RETURN(CacheSimResult belady, ReplayBelady(trace, capacity));
   rows.push_back({"belady", belady.hit_ratio(), false});
   rows.push_back({"infinite", ReplayInfinite(trace).hit_ratio(), false});
@@ -88,9 +91,10 @@ Result<std::vector<Row>> RunAt(const std::vector<TraceRequest>& trace, uint64_t 
 // the same system with LRU in DRAM; the references are one LRU cache of DRAM + SSD blocks
 // ("lru-over-both") and an infinite cache.
 Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uint64_t capacity,
-                                     const std::vector<std::string>& policies, EngineAdvice advice,
+                                     const std::vector<tiers::EvictionPolicyKind>& policies, EngineAdvice advice,
                                      const CacheOptions& o) {
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  using tiers::EvictionPolicyKind;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   TieredSimOptions tiered;
   tiered.dram_blocks = capacity;
   tiered.ssd_blocks = o.ssd_blocks;
@@ -98,7 +102,7 @@ Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uin
   std::vector<Row> rows;
   uint64_t references = 0;
   for (const TraceRequest& r : trace) references += r.hash_ids.size();
-  const auto add = [&](const std::string& label, const std::string& policy, EngineAdvice a) -> Status {
+  const auto add = [&](const std::string& label, EvictionPolicyKind policy, EngineAdvice a) -> Status {
     const auto start = std::chrono::steady_clock::now();
     KVSTASH_ASSIGN_OR_RETURN(TieredSimResult r, ReplayTiered(trace, tiered, policy, a));
     const std::chrono::duration<double, std::nano> took = std::chrono::steady_clock::now() - start;
@@ -107,15 +111,16 @@ Result<std::vector<Row>> RunTieredAt(const std::vector<TraceRequest>& trace, uin
                     references == 0 ? 0.0 : took.count() / static_cast<double>(references)});
     return Status::Ok();
   };
-  for (const std::string& name : policies) {
-    if (name == "lru") continue;
-    KVSTASH_RETURN_IF_ERROR(add(name, name, EngineAdvice::kNone));
-    if (advice != EngineAdvice::kNone && name == default_policy) {
-      KVSTASH_RETURN_IF_ERROR(add(name + "+advice", name, advice));
+  for (const EvictionPolicyKind policy : policies) {
+    if (policy == EvictionPolicyKind::kLru) continue;
+    const std::string name(Name(policy));
+    KVSTASH_RETURN_IF_ERROR(add(name, policy, EngineAdvice::kNone));
+    if (advice != EngineAdvice::kNone && policy == default_policy) {
+      KVSTASH_RETURN_IF_ERROR(add(name + "+advice", policy, advice));
     }
   }
-  KVSTASH_RETURN_IF_ERROR(add("lru", "lru", EngineAdvice::kNone));
-  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult both, ReplayPolicy(trace, capacity + o.ssd_blocks, "lru"));
+  KVSTASH_RETURN_IF_ERROR(add("lru", EvictionPolicyKind::kLru, EngineAdvice::kNone));
+  KVSTASH_ASSIGN_OR_RETURN(CacheSimResult both, ReplayPolicy(trace, capacity + o.ssd_blocks, EvictionPolicyKind::kLru));
   rows.push_back({"lru-over-both", both.hit_ratio(), false});
   rows.push_back({"infinite", ReplayInfinite(trace).hit_ratio(), false});
   return rows;
@@ -151,12 +156,14 @@ void PrintTable(const std::vector<Row>& rows, uint64_t capacity, uint64_t ssd_bl
 }
 
 int RunCache(const CacheOptions& o) {
-  std::vector<std::string> policies;
+  // The edge: --policy's name becomes the policy's kind here.
+  std::vector<tiers::EvictionPolicyKind> policies;
   if (o.policy == "all") {
-    for (std::string_view n : tiers::EvictionPolicyNames()) policies.emplace_back(n);
+    for (const auto& n : tiers::kEvictionPolicyNames) policies.push_back(n.value);
   } else {
-    if (auto p = tiers::MakeEvictionPolicy(o.policy); !p.ok()) return Fail(p.status().ToString());
-    policies = {o.policy};
+    Result<tiers::EvictionPolicyKind> policy = tiers::ParseEvictionPolicy(o.policy);
+    if (!policy.ok()) return Fail(policy.status().ToString());
+    policies = {*policy};
   }
   EngineAdvice advice = EngineAdvice::kNone;
   if (o.advice == "output-length") {

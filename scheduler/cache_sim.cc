@@ -42,10 +42,9 @@ std::optional<ReuseAdvice> OutputLengthAdvice(const TraceRequest& r, bool new_co
 }
 
 Result<CacheSimResult> ReplayPolicy(const std::vector<TraceRequest>& trace, uint64_t capacity_blocks,
-                                    std::string_view policy_name, EngineAdvice engine_advice) {
+                                    tiers::EvictionPolicyKind policy_kind, EngineAdvice engine_advice) {
   if (capacity_blocks == 0) return InvalidArgument("capacity must be at least one block");
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<tiers::EvictionPolicy> policy,
-                           tiers::MakeEvictionPolicy(policy_name));
+  std::unique_ptr<tiers::EvictionPolicy> policy = tiers::MakeEvictionPolicy(policy_kind);
   std::unordered_set<BlockKey, BlockKeyHash> resident;
   CacheSimResult out;
   std::unordered_set<uint64_t> named;  // hash ids of earlier requests, for new_context

@@ -12,12 +12,12 @@
 
 #include <cstdint>
 #include <optional>
-#include <string_view>
 #include <vector>
 
 #include "common/trace.h"
 #include "kvstash/result.h"
 #include "kvstash/reuse_advice.h"
+#include "tiers/eviction_policy.h"
 
 namespace kvstash::scheduler {
 
@@ -46,14 +46,13 @@ inline constexpr uint64_t kUnlikelyMinOutput = 200;
 // The advice kOutputLength gives request `r`; `new_context` is whether its first hash id is new.
 std::optional<ReuseAdvice> OutputLengthAdvice(const TraceRequest& r, bool new_context);
 
-// Replays `trace` through the eviction policy `policy` (a tiers/ name: "lru", "prefix",
-// "prefix-arc"). For each request, in order: the resident prefix is scored; OnAccess for each hit
+// Replays `trace` through the eviction policy `policy` (tiers/eviction_policy.h). For each request, in order: the resident prefix is scored; OnAccess for each hit
 // block, head first; then each remaining block, head first, is accessed if resident or else
 // inserted (OnInsert with its chain predecessor as parent, then OnAdvise with the engine's advice
 // when there is one, as the daemon does on commit), evicting PickVictim's choice (every resident
-// block is evictable) while the cache is full. INVALID_ARGUMENT for an unknown policy or capacity 0.
+// block is evictable) while the cache is full. INVALID_ARGUMENT for capacity 0.
 Result<CacheSimResult> ReplayPolicy(const std::vector<TraceRequest>& trace, uint64_t capacity_blocks,
-                                    std::string_view policy, EngineAdvice advice = EngineAdvice::kNone);
+                                    tiers::EvictionPolicyKind policy, EngineAdvice advice = EngineAdvice::kNone);
 
 // Belady's MIN with bypass: after each request, every block it named is resident with its next-use
 // time; while over capacity the block used furthest in the future leaves (never-again first, then

@@ -20,12 +20,12 @@ BlockKey KeyOf(uint64_t hash_id) { return BlockKey::FromParts(kKeyTag, hash_id);
 }  // namespace
 
 Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, const TieredSimOptions& options,
-                                     std::string_view policy_name, EngineAdvice engine_advice) {
+                                     tiers::EvictionPolicyKind policy_kind, EngineAdvice engine_advice) {
   TieredSimOptions o = options;
   if (o.dram_blocks == 0) return InvalidArgument("DRAM capacity must be at least one block");
   if (o.segment_blocks == 0) o.segment_blocks = std::max<uint64_t>(1, o.ssd_blocks / 64);
   if (o.ssd_blocks < 2 * o.segment_blocks) return InvalidArgument("the SSD must hold at least two segments");
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<tiers::EvictionPolicy> policy, tiers::MakeEvictionPolicy(policy_name));
+  std::unique_ptr<tiers::EvictionPolicy> policy = tiers::MakeEvictionPolicy(policy_kind);
   // Blocks weigh 1 here, so the SSD's bytes are its blocks.
   policy->SetLowerTier({o.ssd_blocks, o.segment_blocks, o.reinsert_min_hits, o.reinsert_max_fraction});
 

@@ -24,7 +24,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string_view>
 #include <vector>
 
 #include "common/trace.h"
@@ -51,9 +50,9 @@ struct TieredSimResult {
   uint64_t ssd_reinserted = 0;
 };
 
-// Replays `trace` through DRAM under `policy` (a tiers/ name) above an SSD log. INVALID_ARGUMENT
-// for an unknown policy, dram_blocks 0 or ssd_blocks smaller than two segments.
+// Replays `trace` through DRAM under `policy` (tiers/eviction_policy.h) above an SSD log.
+// INVALID_ARGUMENT for dram_blocks 0 or ssd_blocks smaller than two segments.
 Result<TieredSimResult> ReplayTiered(const std::vector<TraceRequest>& trace, const TieredSimOptions& options,
-                                     std::string_view policy, EngineAdvice advice = EngineAdvice::kNone);
+                                     tiers::EvictionPolicyKind policy, EngineAdvice advice = EngineAdvice::kNone);
 
 }  // namespace kvstash::scheduler

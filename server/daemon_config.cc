@@ -4,13 +4,6 @@
 
 namespace kvstash::server {
 
-std::string_view Name(EvictionPolicyKind value) { return settings::EnumToName(std::span(kEvictionPolicyNames), value); }
-std::string_view Name(SsdIoBackend value) { return settings::EnumToName(std::span(kSsdIoBackendNames), value); }
-std::string_view Name(DataPlaneProtocol value) {
-  return settings::EnumToName(std::span(kDataPlaneProtocolNames), value);
-}
-std::string_view Name(tiers::HugePages value) { return settings::EnumToName(std::span(kHugePagesNames), value); }
-
 Result<uint32_t> ParseShmMode(const std::string& given) {
   const std::string text = given.rfind("0o", 0) == 0 ? given.substr(2) : given;  // TOML's octal prefix
   if (text.empty() || text.size() > 5 || text.find_first_not_of("01234567") != std::string::npos) {
@@ -32,7 +25,7 @@ Result<tiers::DramTierOptions> DaemonConfig::DramOptions() const {
   o.capacity_bytes = dram_capacity;
   o.high_watermark = high_watermark;
   o.low_watermark = low_watermark;
-  o.eviction_policy = std::string(Name(eviction_policy));  // the tiers module takes the policy by name
+  o.eviction_policy = eviction_policy;
   o.max_block_bytes = max_block;
   o.expired_quarantine_ms = reservation_timeout_ms;
   o.huge_pages = huge_pages;
@@ -49,7 +42,7 @@ Result<tiers::TierManagerOptions> DaemonConfig::TierOptions() const {
     ssd.segment_bytes = ssd_segment;
     ssd.max_block_bytes = std::min(max_block, ssd_segment);
     ssd.queue_depth = ssd_queue_depth;
-    ssd.io_backend = std::string(Name(ssd_io_backend));  // the SSD tier takes its engine by name
+    ssd.io_backend = ssd_io_backend;
     ssd.sync = ssd_sync;
     o.ssd = std::move(ssd);
   }

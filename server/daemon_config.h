@@ -16,35 +16,28 @@
 
 #include "common/settings.h"
 #include "kvstash/result.h"
+#include "server/data_plane_protocol.h"
 #include "tiers/dram_tier.h"
+#include "tiers/eviction_policy.h"
+#include "tiers/ssd_io_backend.h"
 #include "tiers/tier_manager.h"
 
 namespace kvstash::server {
 
 // The settings whose values are a closed set of names: enums inside, names at the edge (files,
-// flags, logs). Each has its names below; Name() gives the one a value is written as.
-using settings::LogLevel;  // common/settings.h: shared by every kvstash process
-enum class EvictionPolicyKind { kPrefixArc, kPrefix, kLru };
-enum class SsdIoBackend { kAuto, kUring, kThreads };
-// How block bytes move over UCX (docs/DATA_PLANE.md).
-enum class DataPlaneProtocol { kAuto, kOneSided, kTwoSided };
+// flags, logs). The enums and their name tables live with the modules that take them (tiers/,
+// server/data_plane_protocol.h, common/log_level.h); Name() gives the name a value is written as.
+using settings::LogLevel;  // common/log_level.h: shared by every kvstash process
+using tiers::EvictionPolicyKind;  // tiers/eviction_policy.h
+using tiers::HugePages;           // tiers/dram_tier.h
+using tiers::SsdIoBackend;        // tiers/ssd_io_backend.h
+using settings::Name;
 
-inline constexpr settings::EnumName<EvictionPolicyKind> kEvictionPolicyNames[] = {
+// The eviction policies the daemon offers, in the order its help lists them ("prefix-arc-unguarded"
+// is left to kvstash-sim cache and tests).
+inline constexpr settings::EnumName<EvictionPolicyKind> kDaemonEvictionPolicyNames[] = {
     {EvictionPolicyKind::kPrefixArc, "prefix-arc"}, {EvictionPolicyKind::kPrefix, "prefix"},
     {EvictionPolicyKind::kLru, "lru"}};
-inline constexpr settings::EnumName<SsdIoBackend> kSsdIoBackendNames[] = {
-    {SsdIoBackend::kAuto, "auto"}, {SsdIoBackend::kUring, "uring"}, {SsdIoBackend::kThreads, "threads"}};
-inline constexpr settings::EnumName<DataPlaneProtocol> kDataPlaneProtocolNames[] = {
-    {DataPlaneProtocol::kAuto, "auto"}, {DataPlaneProtocol::kOneSided, "one-sided"},
-    {DataPlaneProtocol::kTwoSided, "two-sided"}};
-inline constexpr settings::EnumName<tiers::HugePages> kHugePagesNames[] = {
-    {tiers::HugePages::kAuto, "auto"}, {tiers::HugePages::kOn, "on"}, {tiers::HugePages::kOff, "off"}};
-
-using settings::Name;
-std::string_view Name(EvictionPolicyKind value);
-std::string_view Name(SsdIoBackend value);
-std::string_view Name(DataPlaneProtocol value);
-std::string_view Name(tiers::HugePages value);
 
 struct DaemonConfig {
   // [server]
@@ -107,9 +100,7 @@ struct DaemonConfig {
   // [ucx]
   bool ucx_enabled = true;       // offer the one-sided UCX data plane (else inline gRPC only)
   std::string ucx_transports;    // UCX TLS list ("cma,tcp", "tcp", ...); empty = UCX's default
-  // How block bytes move over UCX (docs/DATA_PLANE.md): kAuto lets each client pick per daemon
-  // (one-sided where memory maps or RMA is native, two-sided over tcp); kOneSided serves no
-  // two-sided transfers; kTwoSided asks clients on auto to use it everywhere.
+  // How block bytes move over UCX (server/data_plane_protocol.h, docs/DATA_PLANE.md).
   DataPlaneProtocol ucx_protocol = DataPlaneProtocol::kAuto;
   // A two-sided send to a reader that stopped receiving (it vanished or hangs) is ended by closing
   // that reader's endpoint after this long.
@@ -151,7 +142,7 @@ struct DaemonConfig {
   double high_watermark = 0.95;
   double low_watermark = 0.85;
   EvictionPolicyKind eviction_policy = EvictionPolicyKind::kPrefixArc;
-  tiers::HugePages huge_pages = tiers::HugePages::kAuto;
+  HugePages huge_pages = HugePages::kAuto;
   uint64_t max_block = 64ULL << 20;
   // Touch every arena page at start (the arena is resident from then on, start-up takes about
   // 0.3 s per GiB per core) so puts never pay first-touch page faults. Off by default so that

@@ -101,9 +101,9 @@ std::vector<settings::Setting<C>> BuildTable() {
                   .Range(0.0, 1.0));
   t.push_back(Number("dram.low_watermark", "--low-watermark", &C::low_watermark, "evict down to this fraction")
                   .Range(0.0, 1.0));
-  t.push_back(Enum("dram.eviction_policy", "--eviction-policy", &C::eviction_policy, std::span(kEvictionPolicyNames),
+  t.push_back(Enum("dram.eviction_policy", "--eviction-policy", &C::eviction_policy, std::span(kDaemonEvictionPolicyNames),
                    "which blocks DRAM evicts first"));
-  t.push_back(Enum("dram.huge_pages", "--huge-pages", &C::huge_pages, std::span(kHugePagesNames),
+  t.push_back(Enum("dram.huge_pages", "--huge-pages", &C::huge_pages, std::span(tiers::kHugePagesNames),
                    "map the arena with huge pages (on: refuse to start without them)"));
   t.push_back(Bytes("dram.max_block", "", &C::max_block, "largest block accepted")
                   .Check("1B..64MiB", [](const C& c) { return c.max_block > 0 && c.max_block <= limits::kMaxBlockBytes; }));
@@ -128,7 +128,7 @@ std::vector<settings::Setting<C>> BuildTable() {
   t.push_back(Integer("ssd.queue_depth", "", &C::ssd_queue_depth, "I/Os in flight per caller")
                   .Range(1u, 4096u)
                   .When(SsdOn));
-  t.push_back(Enum("ssd.io_backend", "", &C::ssd_io_backend, std::span(kSsdIoBackendNames),
+  t.push_back(Enum("ssd.io_backend", "", &C::ssd_io_backend, std::span(tiers::kSsdIoBackendNames),
                    "how the SSD tier does I/O (auto: io_uring, else threads)"));
   t.push_back(Bool("ssd.sync", "", &C::ssd_sync, "fdatasync each write: survive power loss, not only crashes"));
   // [ucx]

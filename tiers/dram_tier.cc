@@ -30,8 +30,7 @@ Result<std::unique_ptr<DramTier>> DramTier::Create(const DramTierOptions& option
   if (o.byte_access != nullptr && !o.byte_access->host_addressable() && o.external_arena == nullptr) {
     return InvalidArgument("memory the CPU cannot address needs external_arena");
   }
-  KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<EvictionPolicy> policy,
-                           MakeEvictionPolicy(o.eviction_policy));
+  std::unique_ptr<EvictionPolicy> policy = MakeEvictionPolicy(o.eviction_policy);
   if (o.lower_tier) policy->SetLowerTier(*o.lower_tier);
 
   ArenaHugePages mode = ArenaHugePages::kPrefer;

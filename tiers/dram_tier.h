@@ -25,22 +25,29 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 
 #include "common/clock.h"
+#include "common/enum_names.h"
 #include "tiers/byte_access.h"
 #include "tiers/eviction_policy.h"
 #include "tiers/tier.h"
 
 namespace kvstash::tiers {
 
+// Whether the arena is mapped on huge pages: kAuto when the host has them reserved, kOn or fail,
+// kOff never.
 enum class HugePages { kAuto, kOn, kOff };
+inline constexpr settings::EnumName<HugePages> kHugePagesNames[] = {
+    {HugePages::kAuto, "auto"}, {HugePages::kOn, "on"}, {HugePages::kOff, "off"}};
+inline std::string_view Name(HugePages value) { return settings::EnumToName(std::span(kHugePagesNames), value); }
 
 struct DramTierOptions {
   uint64_t capacity_bytes = 1ULL << 30;    // 1 GiB
   double high_watermark = 0.95;            // start evicting above this fraction of capacity
   double low_watermark = 0.85;             // evict down to this fraction
   uint64_t max_block_bytes = 64ULL << 20;  // 64 MiB
-  std::string eviction_policy = "prefix-arc";  // "prefix-arc" | "prefix" | "lru"
+  EvictionPolicyKind eviction_policy = EvictionPolicyKind::kPrefixArc;
   // The SSD tier below, when this tier's victims are demoted to one: told to the eviction policy
   // (EvictionPolicy::SetLowerTier), so "prefix-arc" weighs the system's hits, not only DRAM's.
   // The TierManager sets it.

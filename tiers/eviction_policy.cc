@@ -1,18 +1,26 @@
 #include "tiers/eviction_policy.h"
 
+#include <span>
 #include <string>
 
 namespace kvstash::tiers {
 
-Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name) {
-  if (name == "lru") return MakeLruPolicy();
-  if (name == "prefix") return MakePrefixAwarePolicy();
-  if (name == "prefix-arc") return MakePrefixArcPolicy();
-  if (name == "prefix-arc-unguarded") return MakeUnguardedPrefixArcPolicy();
-  return InvalidArgument("unknown eviction policy \"" + std::string(name) +
-                         "\" (expected \"lru\", \"prefix\", \"prefix-arc\" or \"prefix-arc-unguarded\")");
+std::string_view Name(EvictionPolicyKind kind) { return settings::EnumToName(std::span(kEvictionPolicyNames), kind); }
+
+Result<EvictionPolicyKind> ParseEvictionPolicy(std::string_view name) {
+  Result<EvictionPolicyKind> kind = settings::ParseEnum<EvictionPolicyKind>(kEvictionPolicyNames, name);
+  if (!kind.ok()) return InvalidArgument("eviction policy " + kind.status().message());
+  return kind;
 }
 
-std::vector<std::string_view> EvictionPolicyNames() { return {"lru", "prefix", "prefix-arc", "prefix-arc-unguarded"}; }
+std::unique_ptr<EvictionPolicy> MakeEvictionPolicy(EvictionPolicyKind kind) {
+  switch (kind) {
+    case EvictionPolicyKind::kLru: return MakeLruPolicy();
+    case EvictionPolicyKind::kPrefix: return MakePrefixAwarePolicy();
+    case EvictionPolicyKind::kPrefixArc: return MakePrefixArcPolicy();
+    case EvictionPolicyKind::kPrefixArcUnguarded: return MakeUnguardedPrefixArcPolicy();
+  }
+  return MakePrefixArcPolicy();  // unreachable: the switch names every kind
+}
 
 }  // namespace kvstash::tiers

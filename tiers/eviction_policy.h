@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/enum_names.h"
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 #include "kvstash/reuse_advice.h"
@@ -55,6 +56,27 @@ class EvictionPolicy {
   virtual size_t size() const = 0;
 };
 
+// The policies MakeEvictionPolicy builds. Options hold this kind; its name is parsed only at the
+// edges (the daemon's settings, kvstash-sim's command line) and printed with Name().
+enum class EvictionPolicyKind {
+  kLru,                 // "lru": least recently inserted-or-accessed first
+  kPrefix,              // "prefix": LRU among the leaves of the resident prefix forest
+  kPrefixArc,           // "prefix-arc": leaf ARC guarded by leaf LRU; the daemon's default
+  kPrefixArcUnguarded,  // "prefix-arc-unguarded": leaf ARC alone; for kvstash-sim cache and tests
+};
+// Every policy and its name, in a stable order (kvstash-sim cache --policy all runs them in it).
+// The daemon's configuration offers the first three (server/daemon_config.h).
+inline constexpr settings::EnumName<EvictionPolicyKind> kEvictionPolicyNames[] = {
+    {EvictionPolicyKind::kLru, "lru"},
+    {EvictionPolicyKind::kPrefix, "prefix"},
+    {EvictionPolicyKind::kPrefixArc, "prefix-arc"},
+    {EvictionPolicyKind::kPrefixArcUnguarded, "prefix-arc-unguarded"}};
+// The name of `kind`, as EvictionPolicy::name() of the policy it builds says it.
+std::string_view Name(EvictionPolicyKind kind);
+// "lru", "prefix", "prefix-arc" or "prefix-arc-unguarded" -> its kind; INVALID_ARGUMENT
+// "eviction policy must be lru, prefix, prefix-arc or prefix-arc-unguarded, not '<name>'" otherwise.
+Result<EvictionPolicyKind> ParseEvictionPolicy(std::string_view name);
+
 // "lru": least recently inserted-or-accessed first.
 std::unique_ptr<EvictionPolicy> MakeLruPolicy();
 // "prefix": LRU among blocks with no resident child, so a chain is evicted from its tail and a
@@ -69,10 +91,7 @@ std::unique_ptr<EvictionPolicy> MakeUnguardedPrefixArcPolicy();
 // leaf-LRU order while that order is measured to be winning (tiers/lru_guard_policy.h). The
 // daemon's default.
 std::unique_ptr<EvictionPolicy> MakePrefixArcPolicy();
-// Names MakeEvictionPolicy accepts, in a stable order. (The daemon's configuration accepts the
-// first three; "prefix-arc-unguarded" is for `kvstash-sim cache` and tests.)
-std::vector<std::string_view> EvictionPolicyNames();
-// By name ("lru", "prefix", "prefix-arc", "prefix-arc-unguarded"); INVALID_ARGUMENT for anything else.
-Result<std::unique_ptr<EvictionPolicy>> MakeEvictionPolicy(std::string_view name);
+// The policy of `kind` (one of the four above), empty.
+std::unique_ptr<EvictionPolicy> MakeEvictionPolicy(EvictionPolicyKind kind);
 
 }  // namespace kvstash::tiers

@@ -10,8 +10,8 @@
 // again (up to reinsert_max_fraction of a segment), the rest are dropped. The device therefore
 // only ever sees large sequential writes and no in-place updates.
 //
-// I/O: through an IoEngine (tiers/io_engine.h). io_backend "uring" requires io_uring (Open fails
-// with UNAVAILABLE otherwise); "threads" uses the pread/pwrite pool; "auto" (default) tries
+// I/O: through an IoEngine (tiers/io_engine.h). io_backend kUring requires io_uring (Open fails
+// with UNAVAILABLE otherwise); kThreads uses the pread/pwrite pool; kAuto (default) tries
 // io_uring and, when it cannot be set up, logs a warning saying why and falls back to the pool —
 // the tier keeps working, slower. io_backend() says which one runs. Memory in `io_memory` (the
 // DRAM arena, the demotion staging area) is registered with the ring as fixed buffers.
@@ -68,6 +68,7 @@
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 #include "tiers/io_engine.h"
+#include "tiers/ssd_io_backend.h"
 
 namespace rocksdb {
 class Env;
@@ -82,7 +83,7 @@ struct SsdTierOptions {
   uint64_t max_block_bytes = 64ULL << 20;       // <= segment_bytes
   uint32_t queue_depth = 32;                    // I/Os in flight per caller
   uint32_t rings = 2;                           // io_uring rings (concurrent I/O callers)
-  std::string io_backend = "auto";              // "auto" | "uring" | "threads"
+  SsdIoBackend io_backend = SsdIoBackend::kAuto;  // tiers/ssd_io_backend.h
   bool sync = false;                            // see "Durability" above
   uint32_t reinsert_min_hits = 1;               // 0 disables reinsertion
   double reinsert_max_fraction = 0.5;           // of a segment, per reclaim
@@ -155,7 +156,7 @@ struct SsdCounters {
 class SsdTier {
  public:
   // INVALID_ARGUMENT for inconsistent options; FAILED_PRECONDITION when `dir` was created with a
-  // different segment size or count; UNAVAILABLE when io_backend is "uring" and io_uring cannot
+  // different segment size or count; UNAVAILABLE when io_backend is kUring and io_uring cannot
   // be set up; RESOURCE_EXHAUSTED when the segment files do not fit; INTERNAL for other I/O or
   // RocksDB errors. A corrupt index is not an error: the tier opens empty (see "A corrupt index").
   static Result<std::unique_ptr<SsdTier>> Open(const SsdTierOptions& options);

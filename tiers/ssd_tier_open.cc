@@ -116,9 +116,6 @@ Result<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& options) {
   if (!(o.reinsert_max_fraction >= 0.0 && o.reinsert_max_fraction <= 1.0)) {
     return InvalidArgument("reinsert_max_fraction must be in [0, 1]");
   }
-  if (o.io_backend != "auto" && o.io_backend != "uring" && o.io_backend != "threads") {
-    return InvalidArgument("io_backend must be auto, uring or threads, got '" + o.io_backend + "'");
-  }
   std::error_code ec;
   std::filesystem::create_directories(o.dir, ec);
   if (ec) return Internal("cannot create ssd dir " + o.dir + ": " + ec.message());
@@ -156,13 +153,13 @@ Result<std::unique_ptr<SsdTier>> SsdTier::Open(const SsdTierOptions& options) {
   eo.rings = o.rings;
   if (o.engine_factory) {
     KVSTASH_ASSIGN_OR_RETURN(impl->engine, o.engine_factory(eo));
-  } else if (o.io_backend == "threads") {
+  } else if (o.io_backend == SsdIoBackend::kThreads) {
     KVSTASH_ASSIGN_OR_RETURN(impl->engine, MakeThreadPoolEngine(eo));
   } else {
     Result<std::unique_ptr<IoEngine>> uring = MakeUringEngine(eo);
     if (uring.ok()) {
       impl->engine = std::move(uring).value();
-    } else if (o.io_backend == "uring") {
+    } else if (o.io_backend == SsdIoBackend::kUring) {
       return uring.status();
     } else {
       spdlog::warn("ssd tier: io_uring is not available ({}); falling back to a pread/pwrite pool of {} threads",

@@ -15,6 +15,8 @@
 namespace kvstash::scheduler {
 namespace {
 
+using tiers::EvictionPolicyKind;
+
 TraceRequest Req(std::vector<uint64_t> ids, uint64_t tokens = 0) {
   TraceRequest r;
   r.input_length = tokens != 0 ? tokens : ids.size() * kTraceBlockTokens;
@@ -39,7 +41,7 @@ TEST(CacheSimTest, LruOnACycleLargerThanTheCacheMissesEverything) {
     t.push_back(Req({20, 21}));
     t.push_back(Req({30, 31}));
   }
-  auto lru = ReplayPolicy(t, 4, "lru");
+  auto lru = ReplayPolicy(t, 4, EvictionPolicyKind::kLru);
   ASSERT_TRUE(lru.ok());
   EXPECT_EQ(lru->hit_tokens, 0u);
   // Belady keeps one chain (plus the other slots in turn): of the 9 repeats it hits exactly 6.
@@ -55,18 +57,17 @@ TEST(CacheSimTest, BeladyKeepsPrefixesAndNeverLosesToPolicies) {
   auto belady = ReplayBelady(t, 3);
   ASSERT_TRUE(belady.ok());
   EXPECT_EQ(belady->hit_tokens, 5u * 2 * kTraceBlockTokens);  // every repeat hits the prefix
-  for (const char* p : {"lru", "prefix", "prefix-arc", "prefix-arc-unguarded"}) {
+  for (const auto& [p, name] : tiers::kEvictionPolicyNames) {
     auto r = ReplayPolicy(t, 3, p);
-    ASSERT_TRUE(r.ok()) << p;
-    EXPECT_LE(r->hit_tokens, belady->hit_tokens) << p;
-    EXPECT_GE(r->hit_tokens, ReplayPolicy(t, 3, "lru")->hit_tokens) << p;
+    ASSERT_TRUE(r.ok()) << name;
+    EXPECT_LE(r->hit_tokens, belady->hit_tokens) << name;
+    EXPECT_GE(r->hit_tokens, ReplayPolicy(t, 3, EvictionPolicyKind::kLru)->hit_tokens) << name;
   }
 }
 
-TEST(CacheSimTest, RejectsUnknownPolicyAndZeroCapacity) {
+TEST(CacheSimTest, RejectsZeroCapacity) {
   std::vector<TraceRequest> t = {Req({1})};
-  EXPECT_FALSE(ReplayPolicy(t, 4, "nope").ok());
-  EXPECT_FALSE(ReplayPolicy(t, 0, "lru").ok());
+  EXPECT_FALSE(ReplayPolicy(t, 0, EvictionPolicyKind::kLru).ok());
   EXPECT_FALSE(ReplayBelady(t, 0).ok());
 }
 
@@ -76,12 +77,12 @@ TEST(CacheSimTest, ReplayIsDeterministic) {
     const uint64_t doc = (i * 7919) % 23;
     t.push_back(Req({doc, 1000 + doc, 2000 + doc, 100000 + i}));
   }
-  for (const char* p : {"lru", "prefix", "prefix-arc", "prefix-arc-unguarded"}) {
+  for (const auto& [p, name] : tiers::kEvictionPolicyNames) {
     auto a = ReplayPolicy(t, 20, p);
     auto b = ReplayPolicy(t, 20, p);
     ASSERT_TRUE(a.ok() && b.ok());
-    EXPECT_EQ(a->hit_tokens, b->hit_tokens) << p;
-    EXPECT_EQ(a->evictions, b->evictions) << p;
+    EXPECT_EQ(a->hit_tokens, b->hit_tokens) << name;
+    EXPECT_EQ(a->evictions, b->evictions) << name;
   }
   EXPECT_EQ(ReplayBelady(t, 20)->hit_tokens, ReplayBelady(t, 20)->hit_tokens);
 }
@@ -109,9 +110,9 @@ TEST(CacheSimTest, AdviceChangesWhatPrefixArcKeeps) {
   // coldest once-touched block when 3 arrives, and nothing hits.
   std::vector<TraceRequest> t = {WithOutput(Req({1}), 5), WithOutput(Req({2}), 300), WithOutput(Req({3}), 100),
                                  WithOutput(Req({4}), 100), WithOutput(Req({1}), 100)};
-  auto advised = ReplayPolicy(t, 2, "prefix-arc", EngineAdvice::kOutputLength);
-  auto plain = ReplayPolicy(t, 2, "prefix-arc");
-  auto lru = ReplayPolicy(t, 2, "lru", EngineAdvice::kOutputLength);  // ignores advice
+  auto advised = ReplayPolicy(t, 2, EvictionPolicyKind::kPrefixArc, EngineAdvice::kOutputLength);
+  auto plain = ReplayPolicy(t, 2, EvictionPolicyKind::kPrefixArc);
+  auto lru = ReplayPolicy(t, 2, EvictionPolicyKind::kLru, EngineAdvice::kOutputLength);  // ignores advice
   ASSERT_TRUE(advised.ok() && plain.ok() && lru.ok());
   EXPECT_EQ(advised->hit_tokens, 512u);
   EXPECT_EQ(advised->input_tokens, 2560u);
@@ -133,20 +134,20 @@ TEST(CacheSimTest, DefaultPolicyNeverBelowLruOnSharedTrace) {
                                              << " (a checkout needs ../shared/traces beside it)";
   auto trace = LoadTrace(path.string());
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   constexpr double kTolerance = 0.002;
   for (uint64_t capacity : {1000u, 2000u, 3000u, 5859u, 8000u, 10000u, 15000u, 20000u, 25000u,
                             30000u, 35000u, 40000u, 45000u, 50000u}) {
-    auto lru = ReplayPolicy(*trace, capacity, "lru");
+    auto lru = ReplayPolicy(*trace, capacity, EvictionPolicyKind::kLru);
     auto def = ReplayPolicy(*trace, capacity, default_policy);
     auto advised = ReplayPolicy(*trace, capacity, default_policy, EngineAdvice::kOutputLength);
     ASSERT_TRUE(lru.ok() && def.ok() && advised.ok());
-    EXPECT_GE(def->hit_ratio(), lru->hit_ratio() - kTolerance) << default_policy << " at " << capacity;
-    EXPECT_GE(advised->hit_ratio(), lru->hit_ratio() - kTolerance) << default_policy << "+advice at " << capacity;
+    EXPECT_GE(def->hit_ratio(), lru->hit_ratio() - kTolerance) << Name(default_policy) << " at " << capacity;
+    EXPECT_GE(advised->hit_ratio(), lru->hit_ratio() - kTolerance) << Name(default_policy) << "+advice at " << capacity;
     if (capacity == 5859) {
-      EXPECT_GE(def->hit_ratio(), 0.34) << default_policy;
-      EXPECT_GE(advised->hit_ratio(), 0.364) << default_policy << "+advice";
-      auto unguarded = ReplayPolicy(*trace, capacity, "prefix-arc-unguarded");
+      EXPECT_GE(def->hit_ratio(), 0.34) << Name(default_policy);
+      EXPECT_GE(advised->hit_ratio(), 0.364) << Name(default_policy) << "+advice";
+      auto unguarded = ReplayPolicy(*trace, capacity, EvictionPolicyKind::kPrefixArcUnguarded);
       ASSERT_TRUE(unguarded.ok());
       EXPECT_GE(unguarded->hit_ratio(), 0.345);
     }
@@ -161,13 +162,13 @@ TEST(CacheSimTest, TieredDefaultNeverBelowLruOnSharedTrace) {
   ASSERT_TRUE(std::filesystem::exists(path)) << "no shared trace at " << path;
   auto trace = LoadTrace(path.string());
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   for (const auto& [dram, ssd] : std::vector<std::pair<uint64_t, uint64_t>>{
            {1000, 20000}, {2000, 20000}, {5859, 20000}, {5859, 2000}}) {
     TieredSimOptions o;
     o.dram_blocks = dram;
     o.ssd_blocks = ssd;
-    auto lru = ReplayTiered(*trace, o, "lru");
+    auto lru = ReplayTiered(*trace, o, EvictionPolicyKind::kLru);
     auto def = ReplayTiered(*trace, o, default_policy);
     ASSERT_TRUE(lru.ok() && def.ok());
     EXPECT_GE(def->system.hit_ratio(), lru->system.hit_ratio() - 0.002) << dram << " + " << ssd;

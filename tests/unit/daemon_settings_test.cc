@@ -146,7 +146,11 @@ TEST(DaemonSettingsTest, ABadEnumValueIsRefusedWithTheAllowedNames) {
                   .ok());
   EXPECT_EQ(config.ssd_io_backend, SsdIoBackend::kThreads);
   EXPECT_EQ(config.ucx_protocol, DataPlaneProtocol::kTwoSided);
-  EXPECT_EQ(config.TierOptions()->dram.eviction_policy, "prefix-arc");
+  // The enums reach the tiers as they are: no name is spelled out again past the settings table.
+  EXPECT_EQ(config.TierOptions()->dram.eviction_policy, EvictionPolicyKind::kPrefixArc);
+  config.ssd_dir = "ssd";
+  ASSERT_TRUE(config.TierOptions()->ssd.has_value());
+  EXPECT_EQ(config.TierOptions()->ssd->io_backend, SsdIoBackend::kThreads);
 }
 
 TEST(DaemonSettingsTest, AValueOutsideItsRangeIsRefusedWhereItIsWritten) {

@@ -30,16 +30,27 @@ std::vector<BlockKey> Drain(EvictionPolicy& p) {
   return order;
 }
 
-TEST(EvictionPolicyFactoryTest, ByName) {
-  auto lru = MakeEvictionPolicy("lru");
-  ASSERT_TRUE(lru.ok());
-  EXPECT_EQ((*lru)->name(), "lru");
-  auto prefix = MakeEvictionPolicy("prefix");
-  ASSERT_TRUE(prefix.ok());
-  EXPECT_EQ((*prefix)->name(), "prefix");
-  auto bad = MakeEvictionPolicy("fifo");
-  ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+TEST(EvictionPolicyFactoryTest, EveryKindBuildsThePolicyOfItsName) {
+  ASSERT_EQ(std::size(kEvictionPolicyNames), 4u);
+  for (const auto& [kind, name] : kEvictionPolicyNames) {
+    EXPECT_EQ(Name(kind), name);
+    EXPECT_EQ(MakeEvictionPolicy(kind)->name(), name);
+    auto parsed = ParseEvictionPolicy(name);
+    ASSERT_TRUE(parsed.ok()) << name;
+    EXPECT_EQ(*parsed, kind);
+  }
+}
+
+// Names are parsed only at the edges (settings, kvstash-sim's flags); an unknown one is refused
+// with every valid name in the message.
+TEST(EvictionPolicyFactoryTest, ParseRefusesUnknownNamesListingTheValidOnes) {
+  for (const char* bad : {"fifo", "", "LRU", "prefix-arc "}) {
+    auto r = ParseEvictionPolicy(bad);
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_EQ(r.status().message(), "eviction policy must be lru, prefix, prefix-arc or prefix-arc-unguarded, not '" +
+                                        std::string(bad) + "'");
+  }
 }
 
 TEST(LruPolicyTest, EvictsLeastRecentlyUsedFirst) {
@@ -179,14 +190,10 @@ TEST(PrefixAwarePolicyTest, RandomForestNeverEvictsParentBeforeResidentChild) {
 // B(parent A) once left both blocks with a resident child and neither a leaf: "prefix" and
 // "prefix-arc" never picked them again, and a cache full of such pairs refused every put.
 
-class AnyParentGraphTest : public ::testing::TestWithParam<std::string> {
+class AnyParentGraphTest : public ::testing::TestWithParam<EvictionPolicyKind> {
  protected:
-  void SetUp() override {
-    auto p = MakeEvictionPolicy(GetParam());
-    ASSERT_TRUE(p.ok());
-    p_ = std::move(p).value();
-  }
-  bool prefix_order() const { return GetParam() != "lru"; }
+  void SetUp() override { p_ = MakeEvictionPolicy(GetParam()); }
+  bool prefix_order() const { return GetParam() != EvictionPolicyKind::kLru; }
 
   // Picks and erases until PickVictim answers nothing (at most `limit` times), returning the order.
   std::vector<BlockKey> DrainAtMost(size_t limit) {
@@ -337,9 +344,11 @@ TEST_P(AnyParentGraphTest, RandomGraphsAlwaysHaveAVictim) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Policies, AnyParentGraphTest, ::testing::Values("lru", "prefix", "prefix-arc"),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string name = info.param;
+INSTANTIATE_TEST_SUITE_P(Policies, AnyParentGraphTest,
+                         ::testing::Values(EvictionPolicyKind::kLru, EvictionPolicyKind::kPrefix,
+                                           EvictionPolicyKind::kPrefixArc),
+                         [](const ::testing::TestParamInfo<EvictionPolicyKind>& info) {
+                           std::string name(Name(info.param));
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });

@@ -24,6 +24,8 @@
 namespace kvstash::scheduler {
 namespace {
 
+using tiers::EvictionPolicyKind;
+
 constexpr int kRequests = 6000;
 constexpr double kTolerance = 0.002;  // issue 21: never below LRU - 0.002
 
@@ -51,9 +53,9 @@ std::vector<uint64_t> Capacities(const std::vector<TraceRequest>& trace) {
   return out;
 }
 
-double Ratio(const std::vector<TraceRequest>& trace, uint64_t capacity, const std::string& policy) {
+double Ratio(const std::vector<TraceRequest>& trace, uint64_t capacity, EvictionPolicyKind policy) {
   auto r = ReplayPolicy(trace, capacity, policy);
-  EXPECT_TRUE(r.ok()) << policy << ": " << r.status().ToString();
+  EXPECT_TRUE(r.ok()) << Name(policy) << ": " << r.status().ToString();
   return r.ok() ? r->hit_ratio() : 0.0;
 }
 
@@ -63,9 +65,9 @@ TEST_P(GeneratedTraceTest, DefaultPolicyNeverBelowLru) {
   auto trace = LoadTrace(Generate(GetParam(), 1));
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
   ASSERT_EQ(trace->size(), static_cast<size_t>(kRequests));
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   for (uint64_t capacity : Capacities(*trace)) {
-    const double lru = Ratio(*trace, capacity, "lru");
+    const double lru = Ratio(*trace, capacity, EvictionPolicyKind::kLru);
     const double def = Ratio(*trace, capacity, default_policy);
     EXPECT_GE(def, lru - kTolerance) << GetParam() << " at " << capacity << " blocks";
   }
@@ -76,14 +78,14 @@ TEST_P(GeneratedTraceTest, DefaultPolicyNeverBelowLru) {
 TEST_P(GeneratedTraceTest, TieredDefaultNeverBelowLru) {
   auto trace = LoadTrace(Generate(GetParam(), 1));
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
-  const std::string default_policy = tiers::DramTierOptions{}.eviction_policy;
+  const EvictionPolicyKind default_policy = tiers::DramTierOptions{}.eviction_policy;
   const std::vector<uint64_t> capacities = Capacities(*trace);
   for (uint64_t dram : {capacities[1], capacities[3]}) {
     for (uint64_t ssd_factor : {1u, 4u}) {
       TieredSimOptions o;
       o.dram_blocks = dram;
       o.ssd_blocks = std::max<uint64_t>(128, dram * ssd_factor);
-      auto lru = ReplayTiered(*trace, o, "lru");
+      auto lru = ReplayTiered(*trace, o, EvictionPolicyKind::kLru);
       auto def = ReplayTiered(*trace, o, default_policy);
       ASSERT_TRUE(lru.ok() && def.ok());
       EXPECT_GE(def->system.hit_ratio(), lru->system.hit_ratio() - kTolerance)
@@ -105,7 +107,7 @@ TEST(GeneratedTraceFailureTest, MultiTurnMakesUnguardedArcLoseToLru) {
   ASSERT_TRUE(trace.ok()) << trace.status().ToString();
   double worst = 1.0, best = -1.0;
   for (uint64_t capacity : Capacities(*trace)) {
-    const double margin = Ratio(*trace, capacity, "prefix-arc-unguarded") - Ratio(*trace, capacity, "lru");
+    const double margin = Ratio(*trace, capacity, EvictionPolicyKind::kPrefixArcUnguarded) - Ratio(*trace, capacity, EvictionPolicyKind::kLru);
     worst = std::min(worst, margin);
     best = std::max(best, margin);
   }

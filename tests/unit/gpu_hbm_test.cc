@@ -64,7 +64,7 @@ TEST(TierByteAccess, DramTierGoesThroughTheSeamAndReportsItsKind) {
   o.clock = &clock;
   o.byte_access = &bytes;
   o.tier_kind = tiers::TierKind::kHbm;
-  o.eviction_policy = "lru";
+  o.eviction_policy = tiers::EvictionPolicyKind::kLru;
   o.on_evict = [&](const tiers::BlockMeta&, std::span<const std::byte> b) { evicted.emplace_back(b.begin(), b.end()); };
   EXPECT_EQ(tiers::DramTier::Create(o).status().code(), StatusCode::kInvalidArgument);  // needs external_arena
   o.external_arena = arena.data();
@@ -152,7 +152,7 @@ TEST_F(HbmTierTest, BlocksLiveInDeviceMemoryUnderTheTierContract) {
   o.tier.capacity_bytes = 64ULL << 20;
   o.tier.max_block_bytes = 16ULL << 20;
   o.tier.clock = &clock;
-  o.tier.eviction_policy = "lru";
+  o.tier.eviction_policy = tiers::EvictionPolicyKind::kLru;
   o.tier.on_evict = [&](const tiers::BlockMeta& m, std::span<const std::byte> b) {
     evicted.emplace_back(m.key, std::vector<std::byte>(b.begin(), b.end()));
   };

@@ -53,7 +53,7 @@ TEST(LateReceiveTest, MatchedReceiveKeepsItsRegionUntilUcxCompletesIt) {
   options.high_watermark = 1.0;
   options.low_watermark = 1.0;
   options.max_block_bytes = kBlock;
-  options.eviction_policy = "lru";
+  options.eviction_policy = tiers::EvictionPolicyKind::kLru;
   options.external_arena = transfer.memory();
   options.region_in_use = [&transfer](uint64_t offset, uint64_t bytes) {
     return transfer.MayStillWrite(transfer.memory() + offset, bytes);

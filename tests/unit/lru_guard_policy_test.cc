@@ -120,11 +120,10 @@ TEST(LruGuardPolicyTest, KeepsArcOrderWhereArcWins) {
   const auto refs = HotSetAndScans();
   LruGuardPolicy guard;
   auto unguarded = MakeUnguardedPrefixArcPolicy();
-  auto lru = MakeEvictionPolicy("lru");
-  ASSERT_TRUE(lru.ok());
+  auto lru = MakeEvictionPolicy(EvictionPolicyKind::kLru);
   const uint64_t g = Replay(guard, refs, 100);
   const uint64_t u = Replay(*unguarded, refs, 100);
-  const uint64_t l = Replay(**lru, refs, 100);
+  const uint64_t l = Replay(*lru, refs, 100);
   EXPECT_GT(u, l + 1000) << "the trace must favour ARC for this test to mean anything";
   EXPECT_EQ(guard.victim_order(), Order::kArc);
   EXPECT_GE(g, u - u / 50);  // within 2% of unguarded ARC
@@ -134,14 +133,13 @@ TEST(LruGuardPolicyTest, TakesLeafLruOrderWhereLruWins) {
   const auto refs = Conversations();
   LruGuardPolicy guard;
   auto unguarded = MakeUnguardedPrefixArcPolicy();
-  auto lru = MakeEvictionPolicy("lru");
-  auto leaf_lru = MakeEvictionPolicy("prefix");
-  ASSERT_TRUE(lru.ok() && leaf_lru.ok());
+  auto lru = MakeEvictionPolicy(EvictionPolicyKind::kLru);
+  auto leaf_lru = MakeEvictionPolicy(EvictionPolicyKind::kPrefix);
   const size_t capacity = 400;
   const uint64_t g = Replay(guard, refs, capacity);
   const uint64_t u = Replay(*unguarded, refs, capacity);
-  const uint64_t l = Replay(**lru, refs, capacity);
-  const uint64_t leaf = Replay(**leaf_lru, refs, capacity);
+  const uint64_t l = Replay(*lru, refs, capacity);
+  const uint64_t leaf = Replay(*leaf_lru, refs, capacity);
   EXPECT_LT(u + u / 50, l) << "the trace must favour LRU for this test to mean anything";
   EXPECT_EQ(guard.victim_order(), Order::kLeafLru);
   EXPECT_GE(guard.switches(), 1u);
@@ -226,13 +224,11 @@ TEST(LruGuardPolicyTest, DramTierTellsThePolicyTheSsdBelow) {
 }
 
 TEST(LruGuardPolicyTest, NameAndFactory) {
-  auto p = MakeEvictionPolicy("prefix-arc");
-  ASSERT_TRUE(p.ok());
-  EXPECT_EQ((*p)->name(), "prefix-arc");
-  EXPECT_NE(dynamic_cast<LruGuardPolicy*>(p->get()), nullptr);
-  auto u = MakeEvictionPolicy("prefix-arc-unguarded");
-  ASSERT_TRUE(u.ok());
-  EXPECT_EQ((*u)->name(), "prefix-arc-unguarded");
+  auto p = MakeEvictionPolicy(EvictionPolicyKind::kPrefixArc);
+  EXPECT_EQ(p->name(), "prefix-arc");
+  EXPECT_NE(dynamic_cast<LruGuardPolicy*>(p.get()), nullptr);
+  auto u = MakeEvictionPolicy(EvictionPolicyKind::kPrefixArcUnguarded);
+  EXPECT_EQ(u->name(), "prefix-arc-unguarded");
 }
 
 }  // namespace

@@ -15,9 +15,8 @@ BlockKey K(uint64_t i) { return BlockKey::FromParts(7, i); }
 const auto kAll = [](const BlockKey&) { return true; };
 
 TEST(PrefixArcPolicyTest, FactoryAndName) {
-  auto p = MakeEvictionPolicy("prefix-arc");
-  ASSERT_TRUE(p.ok());
-  EXPECT_EQ((*p)->name(), "prefix-arc");
+  auto p = MakeEvictionPolicy(EvictionPolicyKind::kPrefixArc);
+  EXPECT_EQ(p->name(), "prefix-arc");
 }
 
 TEST(PrefixArcPolicyTest, EvictsChainsFromTheTail) {

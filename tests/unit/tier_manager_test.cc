@@ -153,7 +153,7 @@ class TierManagerTest : public ::testing::Test {
 
   ManualClock clock_;
   TempDir dir_;
-  std::string policy_ = "lru";  // DRAM's (and a test HBM's) eviction policy
+  EvictionPolicyKind policy_ = EvictionPolicyKind::kLru;  // DRAM's (and a test HBM's) eviction policy
 };
 
 TEST_F(TierManagerTest, DramOnlyIsAPlainDramTier) {
@@ -392,7 +392,7 @@ TEST_F(TierManagerTest, BlocksOnSsdKeepTheirCreationTime) {
 // held no A and so had nothing to refuse. Promoting A must not close the cycle in DRAM (prefix
 // eviction could then take neither block): the copy is made without the link DRAM refuses.
 TEST_F(TierManagerTest, PromotionLeavesOutALinkThatWouldCloseACycle) {
-  policy_ = "prefix";
+  policy_ = EvictionPolicyKind::kPrefix;
   auto m = Make(Options());
   ASSERT_TRUE(m);
   const BlockKey a = K(1), b = K(2);
@@ -665,7 +665,7 @@ TEST_F(TierManagerHbmTest, HbmToDramToSsdKeepsEveryBlock) {
 // turn, and A's copy is made without the link rather than dropped. No tier holds a cycle, every
 // block is still served, and A does leave HBM.
 TEST_F(TierManagerHbmTest, ParentCycleAcrossHbmAndDramPinsNothing) {
-  policy_ = "prefix";
+  policy_ = EvictionPolicyKind::kPrefix;
   auto m = Make(HbmOptions(512 * kKiB, 1 * kMiB, false));  // 8 blocks of HBM
   ASSERT_TRUE(m);
   const BlockKey a = K(1), b = K(2);

@@ -26,14 +26,14 @@ using testing::Pattern;
 
 class DramTierTest : public ::testing::Test {
  protected:
-  std::unique_ptr<DramTier> Make(uint64_t capacity, std::string policy = "lru", double high = 0.95,
-                                 double low = 0.85) {
+  std::unique_ptr<DramTier> Make(uint64_t capacity, EvictionPolicyKind policy = EvictionPolicyKind::kLru,
+                                 double high = 0.95, double low = 0.85) {
     DramTierOptions o;
     o.capacity_bytes = capacity;
     o.high_watermark = high;
     o.low_watermark = low;
     o.max_block_bytes = 1ULL << 20;
-    o.eviction_policy = std::move(policy);
+    o.eviction_policy = policy;
     o.huge_pages = HugePages::kOff;
     o.index_shards = 8;
     o.clock = &clock_;
@@ -76,7 +76,6 @@ TEST_F(DramTierTest, CreateValidatesOptions) {
   EXPECT_TRUE(bad([](DramTierOptions& o) { o.high_watermark = 1.5; }));
   EXPECT_TRUE(bad([](DramTierOptions& o) { o.capacity_bytes = 4095; }));
   EXPECT_TRUE(bad([](DramTierOptions& o) { o.index_shards = 0; }));
-  EXPECT_TRUE(bad([](DramTierOptions& o) { o.eviction_policy = "random"; }));
   EXPECT_TRUE(bad([](DramTierOptions& o) { o.max_block_bytes = 0; }));
   EXPECT_FALSE(bad([](DramTierOptions&) {}));
 }
@@ -104,7 +103,7 @@ TEST_F(DramTierTest, HugePagesModes) {
 }
 
 TEST_F(DramTierTest, RoundTripIsByteExact) {
-  auto tier = Make(1 << 20, "prefix");
+  auto tier = Make(1 << 20, EvictionPolicyKind::kPrefix);
   const uint64_t size = 10'000;  // not a granule multiple
   auto meta = Put(*tier, K(1), size, K(0));
   ASSERT_TRUE(meta.ok()) << meta.status().ToString();
@@ -256,7 +255,7 @@ TEST_F(DramTierTest, GenerationsAreUniquePerCommit) {
 
 TEST_F(DramTierTest, EvictionSparesLeasedAndPinnedBlocks) {
   // 16 blocks of 4 KiB fit; start evicting above 12, evict down to 8.
-  auto tier = Make(64 * kKiB, "lru", 0.75, 0.5);
+  auto tier = Make(64 * kKiB, EvictionPolicyKind::kLru, 0.75, 0.5);
   ASSERT_TRUE(Put(*tier, K(100), 4096, std::nullopt, /*pin=*/true).ok());
   ASSERT_TRUE(Put(*tier, K(101), 4096).ok());
   ASSERT_TRUE(tier->Find(K(101), /*lease_ms=*/1000));
@@ -289,7 +288,7 @@ TEST_F(DramTierTest, EvictionSparesLeasedAndPinnedBlocks) {
 }
 
 TEST_F(DramTierTest, NothingEvictableIsResourceExhausted) {
-  auto tier = Make(16 * kKiB, "prefix", 1.0, 1.0);
+  auto tier = Make(16 * kKiB, EvictionPolicyKind::kPrefix, 1.0, 1.0);
   for (uint64_t i = 0; i < 4; ++i) {
     ASSERT_TRUE(Put(*tier, K(i), 4096).ok());
     ASSERT_TRUE(tier->Find(K(i), 50));
@@ -303,7 +302,7 @@ TEST_F(DramTierTest, NothingEvictableIsResourceExhausted) {
 
 TEST_F(DramTierTest, FragmentationEviction) {
   // Watermarks at 100% so only a missing contiguous range forces eviction.
-  auto tier = Make(16 * kKiB, "lru", 1.0, 1.0);
+  auto tier = Make(16 * kKiB, EvictionPolicyKind::kLru, 1.0, 1.0);
   for (uint64_t i = 0; i < 4; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096).ok());
   ASSERT_TRUE(tier->Remove(K(0)).ok());
   ASSERT_TRUE(tier->Remove(K(2)).ok());
@@ -317,7 +316,7 @@ TEST_F(DramTierTest, FragmentationEviction) {
 }
 
 TEST_F(DramTierTest, PrefixPolicyEvictsChainsFromTheTail) {
-  auto tier = Make(128 * kKiB, "prefix", 0.9, 0.6);
+  auto tier = Make(128 * kKiB, EvictionPolicyKind::kPrefix, 0.9, 0.6);
   // Chains of 8 blocks; after every put, each resident block's parent must be resident.
   uint64_t n = 0;
   for (int chain = 0; chain < 10; ++chain) {
@@ -357,8 +356,9 @@ std::pair<uint64_t, uint64_t> Footprint(const DramTier& tier) {
 }
 
 TEST_F(DramTierTest, ParentCycleIsRefusedAndNothingChanges) {
-  for (const char* policy : {"prefix-arc", "prefix", "lru"}) {
-    SCOPED_TRACE(policy);
+  for (const EvictionPolicyKind policy :
+       {EvictionPolicyKind::kPrefixArc, EvictionPolicyKind::kPrefix, EvictionPolicyKind::kLru}) {
+    SCOPED_TRACE(Name(policy));
     // 16 blocks of 4 KiB; evicting starts above 12. The refused puts come when one more block
     // would need eviction: nothing may be evicted for them.
     auto tier = Make(64 * kKiB, policy, 0.75, 0.5);
@@ -390,14 +390,14 @@ TEST_F(DramTierTest, ParentCycleIsRefusedAndNothingChanges) {
 }
 
 TEST_F(DramTierTest, SelfParentIsDropped) {
-  auto tier = Make(1 << 20, "prefix-arc");
+  auto tier = Make(1 << 20, EvictionPolicyKind::kPrefixArc);
   auto meta = Put(*tier, K(1), 4096, K(1));
   ASSERT_TRUE(meta.ok()) << meta.status().ToString();
   EXPECT_FALSE(meta->parent);
 }
 
 TEST_F(DramTierTest, ParentCycleThroughAnOpenReservationIsRefused) {
-  auto tier = Make(1 << 20, "prefix-arc");
+  auto tier = Make(1 << 20, EvictionPolicyKind::kPrefixArc);
   auto one = tier->Reserve(K(1), 4096, K(2), 10'000);  // reserved, not committed
   ASSERT_TRUE(one.ok());
   EXPECT_EQ(tier->Reserve(K(2), 4096, K(1), 10'000).status().code(), StatusCode::kInvalidArgument);
@@ -408,7 +408,7 @@ TEST_F(DramTierTest, ParentCycleThroughAnOpenReservationIsRefused) {
 }
 
 TEST_F(DramTierTest, ParentCycleClosedByAReputIsRefused) {
-  auto tier = Make(1 << 20, "prefix-arc");
+  auto tier = Make(1 << 20, EvictionPolicyKind::kPrefixArc);
   ASSERT_TRUE(Put(*tier, K(1), 4096).ok());
   ASSERT_TRUE(Put(*tier, K(2), 4096, K(1)).ok());
   ASSERT_TRUE(Put(*tier, K(3), 4096, K(2)).ok());
@@ -421,7 +421,7 @@ TEST_F(DramTierTest, ParentCycleClosedByAReputIsRefused) {
 // The attack of issue 13 at the tier: pairs of blocks naming each other as parents once filled
 // the tier with blocks prefix-arc never evicted, and every larger put failed.
 TEST_F(DramTierTest, ParentPairsCannotPinTheTier) {
-  auto tier = Make(256 * kKiB, "prefix-arc");  // 64 blocks of 4 KiB
+  auto tier = Make(256 * kKiB, EvictionPolicyKind::kPrefixArc);  // 64 blocks of 4 KiB
   for (uint64_t i = 0; i < 31; ++i) {
     ASSERT_TRUE(Put(*tier, K(100 + i), 4096, K(200 + i)).ok()) << i;
     EXPECT_EQ(Put(*tier, K(200 + i), 4096, K(100 + i)).status().code(), StatusCode::kInvalidArgument) << i;
@@ -437,7 +437,7 @@ TEST_F(DramTierTest, ParentPairsCannotPinTheTier) {
 // not make a put expensive, nor a legitimate put fail), and the policy keeps that link out of its
 // forest, so the cycle is still evicted when room is needed. A shorter cycle is refused.
 TEST_F(DramTierTest, CycleLongerThanTheWalkIsAcceptedAndStillEvicted) {
-  auto tier = Make(2 << 20, "prefix-arc");
+  auto tier = Make(2 << 20, EvictionPolicyKind::kPrefixArc);
   const uint64_t shorter = 100;
   for (uint64_t i = 0; i + 1 < shorter; ++i) ASSERT_TRUE(Put(*tier, K(i), 4096, K(i + 1)).ok());
   EXPECT_EQ(Put(*tier, K(shorter - 1), 4096, K(0)).status().code(), StatusCode::kInvalidArgument);
@@ -640,7 +640,7 @@ TEST_F(DramTierTest, ListPaginationVisitsEveryKeyOnceInOrder) {
 }
 
 TEST_F(DramTierTest, UsageReturnsToZero) {
-  auto tier = Make(4 << 20, "prefix");
+  auto tier = Make(4 << 20, EvictionPolicyKind::kPrefix);
   std::optional<BlockKey> parent;
   for (uint64_t i = 0; i < 50; ++i) {
     ASSERT_TRUE(Put(*tier, K(i), 1 + i * 777, parent, i % 5 == 0).ok());
@@ -667,7 +667,7 @@ TEST_F(DramTierTest, UsageReturnsToZero) {
 }
 
 TEST_F(DramTierTest, ConcurrentReadersAndWriters) {
-  auto tier = Make(512 * kKiB, "prefix", 0.9, 0.7);
+  auto tier = Make(512 * kKiB, EvictionPolicyKind::kPrefix, 0.9, 0.7);
   constexpr int kThreads = 8;
   constexpr int kIters = 1500;
   constexpr uint64_t kKeys = 256;
