@@ -160,7 +160,7 @@ void Daemon::Impl::DescribeDataPlane(BuildState& build) {
   if (transfer) {
     service_options.data_plane.ucx = true;
     service_options.data_plane.transfer = transfer.get();
-    service_options.data_plane.protocol = std::string(Name(config.ucx_protocol));
+    service_options.data_plane.protocol = config.ucx_protocol;
     service_options.data_plane.worker_address = transfer->worker_address();
     service_options.data_plane.packed_rkey = transfer->packed_rkey();
     service_options.data_plane.transports = transfer->transports();

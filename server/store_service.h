@@ -16,6 +16,7 @@
 #include "common/mutex.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/authorizer.h"
+#include "server/data_plane_protocol.h"
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
 #include "server/tenant_keys.h"
@@ -37,8 +38,8 @@ struct DataPlaneInfo {
   uint64_t instance_id = 0;   // random per daemon start
   std::string gpu_data_path;  // "direct" | "staged", with UCX's reason
   // The two-sided protocol (transfer/push_protocol.h): offered when `transfer` is set and
-  // `protocol` is not "one-sided". Not owned; outlives the service.
-  std::string protocol = "auto";  // auto | one-sided | two-sided, as configured
+  // `protocol` is not kOneSided. Not owned; outlives the service.
+  DataPlaneProtocol protocol = DataPlaneProtocol::kAuto;  // as configured; replies carry its Name()
   transfer::TransferServer* transfer = nullptr;
 };
 
@@ -149,7 +150,7 @@ class StoreService final : public kvstash::v1::Store::Service {
   std::string member_id() const;
   std::string membership() const;
   bool two_sided() const {
-    return options_.data_plane.transfer != nullptr && options_.data_plane.protocol != "one-sided";
+    return options_.data_plane.transfer != nullptr && options_.data_plane.protocol != DataPlaneProtocol::kOneSided;
   }
   // Gives back reservations PutBegin opened before it failed: their receives, their regions, their handles.
   void Unwind(const std::vector<std::pair<std::string, ReservationHandles::Entry>>& opened);

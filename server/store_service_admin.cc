@@ -208,7 +208,7 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::Dat
                                                             dp.transfer->lanes()));
         resp->set_eager_requests(dp.transfer->serves_eager_requests());
       }
-      resp->set_protocol(dp.protocol);
+      resp->set_protocol(std::string(Name(dp.protocol)));
     }
     return Status::Ok();
   });
