@@ -15,13 +15,13 @@ constexpr size_t kMaxPendingTtfts = 100'000;
 constexpr size_t kEventsPerBatch = 10'000;
 constexpr size_t kMaxInstanceIdBytes = 200;
 
-bool ServesPrefill(const std::string& role) { return role == "prefill" || role == "both"; }
-bool ServesDecode(const std::string& role) { return role == "decode" || role == "both"; }
+bool ServesPrefill(NodeRole role) { return role != NodeRole::kDecode; }
+bool ServesDecode(NodeRole role) { return role != NodeRole::kPrefill; }
 
 }  // namespace
 
 std::vector<std::string> ConductorInstanceIds(const ConductorLinkOptions& o) {
-  if (o.role == "both") return {o.instance_id + "/prefill", o.instance_id + "/decode"};
+  if (o.role == NodeRole::kBoth) return {o.instance_id + "/prefill", o.instance_id + "/decode"};
   return {o.instance_id};
 }
 
@@ -226,9 +226,6 @@ Result<std::unique_ptr<ConductorLink>> ConductorLink::Start(const ConductorLinkO
   if (options.address.empty()) return InvalidArgument("no conductor address");
   if (options.instance_id.empty() || options.instance_id.size() > kMaxInstanceIdBytes) {
     return InvalidArgument("the instance id must be 1.." + std::to_string(kMaxInstanceIdBytes) + " bytes");
-  }
-  if (!ServesPrefill(options.role) && !ServesDecode(options.role)) {
-    return InvalidArgument("role must be prefill, decode or both: " + options.role);
   }
   if (options.heartbeat_ms == 0 || options.rpc_timeout_ms == 0) return InvalidArgument("intervals must be positive");
   KVSTASH_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ChannelCredentials> credentials, tls::MakeChannelCredentials(options.tls));

@@ -9,7 +9,7 @@
 // its cache holds (a re-registered prefill instance starts with an empty index). A node serves
 // whether or not the conductor is reachable.
 //
-// Role "both" registers two instances, "<id>/prefill" and "<id>/decode" (the conductor's ids are
+// Role kBoth registers two instances, "<id>/prefill" and "<id>/decode" (the conductor's ids are
 // unique across roles); KV events go to the prefill instance only.
 //
 // Thread-safety: every public method may be called from any thread.
@@ -22,11 +22,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "common/enum_names.h"
 #include "common/tls.h"
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
@@ -34,10 +37,17 @@
 
 namespace kvstash::node {
 
+// The node's role at the conductor: which instances it registers. Parsed from its name only at the
+// edge (kvstash-node serve --role); Name() for logs.
+enum class NodeRole { kPrefill, kDecode, kBoth };
+inline constexpr settings::EnumName<NodeRole> kNodeRoleNames[] = {
+    {NodeRole::kPrefill, "prefill"}, {NodeRole::kDecode, "decode"}, {NodeRole::kBoth, "both"}};
+inline std::string_view Name(NodeRole role) { return settings::EnumToName(std::span(kNodeRoleNames), role); }
+
 struct ConductorLinkOptions {
   std::string address;         // the conductor's gRPC HOST:PORT
   std::string instance_id;     // 1..200 bytes
-  std::string role = "both";   // prefill | decode | both
+  NodeRole role = NodeRole::kBoth;
   uint64_t heartbeat_ms = 500;
   uint64_t rpc_timeout_ms = 2'000;
   // Registered with the instance: where the conductor's front door reaches this node's
@@ -54,7 +64,7 @@ struct ConductorLinkStats {
 
 class ConductorLink {
  public:
-  // INVALID_ARGUMENT for an empty address, a bad id or role, or a heartbeat interval of 0.
+  // INVALID_ARGUMENT for an empty address, a bad id, or a heartbeat interval of 0.
   // `load` is called on the link's thread before each heartbeat.
   static Result<std::unique_ptr<ConductorLink>> Start(const ConductorLinkOptions& options,
                                                       std::function<RuntimeLoad()> load);

@@ -269,13 +269,12 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
                            node->grpc->Start(node->grpc_address.host, node->grpc_address.port));
   if (!a.conductor.address.empty()) {
     ConductorLinkOptions link = a.conductor;
-    link.role = std::string(Name(a.role));
     if (link.instance_id.empty()) link.instance_id = DefaultInstanceId(node->http_address);
     link.node_address = a.advertise.empty() ? AdvertisedAddress(node->grpc_address) : a.advertise;
     link.namespace_id = loaded.namespace_id;
     KVSTASH_ASSIGN_OR_RETURN(node->conductor, ConductorLink::Start(link, [runtime] { return runtime->Load(); }));
     node->conductor_link.store(node->conductor.get(), std::memory_order_release);
-    spdlog::info("reporting to the conductor at {} as {} ({})", link.address, link.instance_id, link.role);
+    spdlog::info("reporting to the conductor at {} as {} ({})", link.address, link.instance_id, Name(link.role));
   }
   return node;
 }

@@ -119,7 +119,8 @@ std::vector<settings::Setting<A>> BuildTable() {
   t.push_back(StringAt<A>("", "--instance-id", [](auto& a) -> auto& { return a.conductor.instance_id; },
                           "id at the conductor")
                   .DefaultText("hostname:http-port"));
-  t.push_back(Enum("", "--role", &A::role, std::span(kNodeRoleNames), "role at the conductor"));
+  t.push_back(EnumAt<A, NodeRole>("", "--role", [](auto& a) -> auto& { return a.conductor.role; },
+                                  std::span(kNodeRoleNames), "role at the conductor"));
   t.push_back(IntegerAt<A, uint64_t>("", "--heartbeat-ms", [](auto& a) -> auto& { return a.conductor.heartbeat_ms; },
                                      "heartbeat interval towards the conductor")
                   .Range(10, 600'000)
@@ -129,8 +130,6 @@ std::vector<settings::Setting<A>> BuildTable() {
 }
 
 }  // namespace
-
-std::string_view Name(NodeRole role) { return settings::EnumToName(std::span(kNodeRoleNames), role); }
 
 std::span<const settings::Setting<ServeArgs>> ServeSettings() {
   static const std::vector<settings::Setting<ServeArgs>> table = BuildTable();

@@ -17,12 +17,6 @@
 
 namespace kvstash::node {
 
-// The node's role at the conductor (ConductorLinkOptions::role takes the name).
-enum class NodeRole { kPrefill, kDecode, kBoth };
-inline constexpr settings::EnumName<NodeRole> kNodeRoleNames[] = {
-    {NodeRole::kPrefill, "prefill"}, {NodeRole::kDecode, "decode"}, {NodeRole::kBoth, "both"}};
-std::string_view Name(NodeRole role);
-
 struct ServeArgs {
   std::string model, store;
   std::vector<std::string> etcd;   // cluster mode: the store's members through etcd
@@ -42,8 +36,7 @@ struct ServeArgs {
   tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
   bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
   NodeOptions node;
-  ConductorLinkOptions conductor;  // address empty: no conductor; role: set from `role`
-  NodeRole role = NodeRole::kBoth;
+  ConductorLinkOptions conductor;  // address empty: no conductor
   std::string advertise;           // the gRPC address given to the conductor; default: from --listen
 };
 

@@ -84,7 +84,7 @@ struct Node {
   std::unique_ptr<ConductorLink> link;
   std::unique_ptr<NodeRuntime> runtime;
 
-  explicit Node(const std::string& conductor, const std::string& role = "both") {
+  explicit Node(const std::string& conductor, NodeRole role = NodeRole::kBoth) {
     ModelConfig config = testing::TinyLlamaConfig(4096);
     config.torch_dtype = DType::kF16;
     EmulatedOptions eo;
@@ -170,7 +170,7 @@ TEST(NodeConductorTest, AConductorDownAtStartOrRestartedIsJoinedWithTheWholeCach
     Conductor gone;  // a port that was just free
     port = gone.port();
   }
-  Node node("127.0.0.1:" + std::to_string(port), "prefill");
+  Node node("127.0.0.1:" + std::to_string(port), NodeRole::kPrefill);
   // The node serves without its conductor.
   const std::vector<uint32_t> prompt = Prompt(130, 3);  // four full blocks
   CompletionRequest req;
@@ -198,9 +198,7 @@ TEST(NodeConductorTest, BadLinkOptionsAreRefused) {
   o.instance_id = "x";
   EXPECT_EQ(ConductorLink::Start(o, load).status().code(), StatusCode::kInvalidArgument);  // no address
   o.address = "127.0.0.1:1";
-  o.role = "router";
-  EXPECT_EQ(ConductorLink::Start(o, load).status().code(), StatusCode::kInvalidArgument);
-  o.role = "decode";
+  o.role = NodeRole::kDecode;  // a role outside prefill, decode and both cannot be written any more
   o.instance_id = std::string(201, 'a');
   EXPECT_EQ(ConductorLink::Start(o, load).status().code(), StatusCode::kInvalidArgument);
   o.instance_id = "x";
