@@ -8,7 +8,6 @@
 #include <sstream>
 
 namespace kvstash::auth {
-namespace {
 
 bool ValidTenant(std::string_view tenant) {
   return !tenant.empty() && tenant.size() <= 64 &&
@@ -16,6 +15,8 @@ bool ValidTenant(std::string_view tenant) {
            return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
          });
 }
+
+namespace {
 
 bool ValidHash(std::string_view hash) {
   return hash.size() == 64 && hash.find_first_not_of("0123456789abcdef") == std::string_view::npos;

@@ -23,6 +23,9 @@ enum class Role { kRead = 1, kWrite = 2, kAdmin = 3 };
 std::string_view ToString(Role role);
 Result<Role> ParseRole(std::string_view text);
 
+// A tenant name: 1..64 of [A-Za-z0-9._-] (so it may label a metric as it is).
+bool ValidTenant(std::string_view tenant);
+
 // Who a token speaks for.
 struct Principal {
   std::string tenant;

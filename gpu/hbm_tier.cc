@@ -111,8 +111,8 @@ HbmTier::HbmTier(int device, DeviceBuffer arena, std::unique_ptr<tiers::ByteAcce
 HbmTier::~HbmTier() = default;
 
 Result<tiers::Reservation> HbmTier::Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                                            uint64_t timeout_ms) {
-  return tier_->Reserve(key, size, parent, timeout_ms);
+                                            uint64_t timeout_ms, tiers::OwnerId owner) {
+  return tier_->Reserve(key, size, parent, timeout_ms, owner);
 }
 Result<tiers::BlockMeta> HbmTier::Commit(uint64_t reservation_id, uint64_t checksum, bool pin) {
   return tier_->Commit(reservation_id, checksum, pin);

@@ -38,7 +38,7 @@ class HbmTier final : public tiers::Tier {
 
   tiers::TierKind kind() const override { return tiers::TierKind::kHbm; }
   Result<tiers::Reservation> Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                                     uint64_t timeout_ms) override;
+                                     uint64_t timeout_ms, tiers::OwnerId owner = tiers::kNoOwner) override;
   Result<tiers::BlockMeta> Commit(uint64_t reservation_id, uint64_t checksum, bool pin) override;
   Status Abort(uint64_t reservation_id) override;
   Result<tiers::Reservation> GetReservation(uint64_t reservation_id) const override;

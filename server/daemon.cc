@@ -183,7 +183,13 @@ void Daemon::Impl::StartReaper() {
 
 Status Daemon::ReloadTokens() {
   if (!impl_->authorizer) return FailedPrecondition("no tokens file is configured (--tokens-file)");
-  return impl_->authorizer->Reload();
+  KVSTASH_RETURN_IF_ERROR(impl_->authorizer->Reload());
+  if (impl_->tenants) {
+    if (Status quotas = impl_->tenants->Reload(); !quotas.ok()) {
+      return Status(quotas.code(), "tokens reloaded, quotas not: " + quotas.message());
+    }
+  }
+  return Status::Ok();
 }
 
 const std::string& Daemon::grpc_address() const { return impl_->grpc_address; }

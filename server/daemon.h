@@ -24,8 +24,9 @@ class Daemon {
   const std::string& grpc_address() const;
   const std::string& metrics_address() const;
 
-  // Re-reads the tokens file (SIGHUP). On error the previous tokens stay in force and the error
-  // is returned; FAILED_PRECONDITION when the daemon runs without tokens. Thread-safe.
+  // Re-reads the tokens file, then the quotas file (SIGHUP). On error the previous tokens (or
+  // quotas) stay in force and the error is returned; FAILED_PRECONDITION when the daemon runs
+  // without tokens. Thread-safe.
   Status ReloadTokens();
 
   // Stops accepting RPCs, lets in-flight ones finish (up to 5 s), stops /metrics and the reaper.

@@ -58,6 +58,10 @@ Status ApplyArenaShmMode(const std::byte* arena, uint32_t mode) {
 Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
   KVSTASH_ASSIGN_OR_RETURN(build.tier_options, config.TierOptions());
   KVSTASH_ASSIGN_OR_RETURN(build.ucx, DaemonUcxOptions(config));
+  if (!config.tokens_file.empty()) {  // tenants exist: charge their blocks, hold them to their quotas
+    KVSTASH_ASSIGN_OR_RETURN(tenants, TenantLedger::Create(config.quotas_file));
+    build.tier_options.dram.quotas = &tenants->dram_quotas();
+  }
   // A region a UCX receive may still write into (a put's receive UCX matched and cannot cancel)
   // never goes back to the allocator: the peer's late bytes would land in another block. The
   // transfer server outlives the tier (declared before it).
@@ -150,6 +154,7 @@ void Daemon::Impl::PrepareDram(const BuildState& build) {
                  FormatBytes(config.ssd_capacity), config.ssd_dir, ssd.blocks, FormatBytes(ssd.used_bytes));
   }
   server_metrics = std::make_unique<ServerMetrics>(registry, *tier, kVersion);
+  if (tenants) tenant_metrics = std::make_unique<TenantMetrics>(registry, *tier, *tenants);
 }
 
 // The data plane as the Store service describes it to clients: UCX's address and keys (when on)
@@ -197,6 +202,7 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
                              Authorizer::Create(config.tokens_file,
                                                 {config.auth_failure_burst, config.auth_failure_refill_per_s}));
     service_options.authorizer = authorizer.get();
+    service_options.tenants = tenants.get();
   }
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.verify_sends = config.verify_sends;

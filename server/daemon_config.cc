@@ -71,6 +71,10 @@ Status DaemonConfig::Validate() const {
     return InvalidArgument("two-sided UCX transfers carry no token (docs/SECURITY.md): with a tokens file use "
                            "--ucx-protocol auto or one-sided (same-host one-sided only), or --no-ucx");
   }
+  if (!quotas_file.empty() && tokens_file.empty()) {
+    return InvalidArgument("security.quotas_file (--quotas-file) needs security.tokens_file (--tokens-file): "
+                           "quotas are per tenant, and tenants are who the tokens name");
+  }
   if (metrics_tls_cert.empty() != metrics_tls_key.empty()) {
     return InvalidArgument("HTTPS on the metrics endpoint needs both security.metrics_tls_cert and metrics_tls_key "
                            "(--metrics-tls-cert, --metrics-tls-key)");

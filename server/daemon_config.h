@@ -71,6 +71,9 @@ struct DaemonConfig {
   // 0 = read once at start.
   uint32_t tls_reload_s = 60;
   std::string tokens_file;
+  // Tenants' shares of the DRAM tier (server/tenant_ledger.h: `tenant bytes` a line; reloaded on
+  // SIGHUP with the tokens). Needs tokens_file: tenants are who its tokens name.
+  std::string quotas_file;
   // The metrics endpoint (metrics_listen): HTTPS when metrics_tls_cert and metrics_tls_key are set
   // (client certificates required when metrics_tls_client_ca is); GET /metrics then needs
   // credentials when a basic-auth file (`user sha256(password)` a line) or tokens_file is set

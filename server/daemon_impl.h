@@ -19,6 +19,8 @@
 #include "common/mutex.h"
 #include "gpu/gpu_data_path.h"
 #include "server/authorizer.h"
+#include "server/tenant_ledger.h"
+#include "server/tenant_metrics.h"
 #include "server/cluster_registration.h"
 #include "server/daemon.h"
 #include "server/eager_get_source.h"
@@ -52,10 +54,12 @@ struct Daemon::Impl {
   std::unique_ptr<transfer::TransferServer> transfer;  // null when UCX is off
   // `transfer`, once it exists, for the DRAM tier's region_in_use (the tier may be opened first).
   std::atomic<transfer::TransferServer*> receives_into_arena{nullptr};
+  std::unique_ptr<TenantLedger> tenants;  // with a tokens file; declared first: outlives the tier
   std::unique_ptr<tiers::TierManager> tier;  // DRAM, plus HBM and SSD when configured
   std::shared_ptr<void> dram_pinned_for_gpu;  // page-locks the DRAM arena; released before the tier
   metrics::Registry registry;
   std::unique_ptr<ServerMetrics> server_metrics;
+  std::unique_ptr<TenantMetrics> tenant_metrics;  // with tenants
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
   std::unique_ptr<Authorizer> authorizer;  // null without a tokens file; declared first: outlives the service
   std::unique_ptr<StoreService> service;

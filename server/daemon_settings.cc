@@ -191,6 +191,9 @@ std::vector<settings::Setting<C>> BuildTable() {
   t.push_back(String("security.tokens_file", "--tokens-file", &C::tokens_file,
                      "bearer tokens file (sha256 tenant role per line; reloaded on SIGHUP): every RPC needs a token")
                   .DefaultText("no tokens"));
+  t.push_back(String("security.quotas_file", "--quotas-file", &C::quotas_file,
+                     "tenants' DRAM quotas (tenant bytes per line; reloaded on SIGHUP); needs a tokens file")
+                  .DefaultText("no quotas"));
   t.push_back(String("security.metrics_tls_cert", "--metrics-tls-cert", &C::metrics_tls_cert,
                      "PEM certificate chain: /metrics and /healthz over HTTPS only")
                   .DefaultText("HTTP"));

@@ -61,10 +61,10 @@ int main(int argc, char** argv) {
     // An admin action: logged with who sent it (a signal's sender is a local process: its pid and uid).
     const std::string sender = "pid " + std::to_string(info.si_pid) + " uid " + std::to_string(info.si_uid);
     if (Status reloaded = (*daemon)->ReloadTokens(); !reloaded.ok()) {
-      spdlog::error("SIGHUP from {}: tokens not reloaded, the previous ones stay in force: {}", sender,
+      spdlog::error("SIGHUP from {}: not reloaded, the previous tokens or quotas stay in force: {}", sender,
                     reloaded.ToString());
     } else {
-      spdlog::info("SIGHUP from {}: tokens file reloaded", sender);
+      spdlog::info("SIGHUP from {}: tokens file (and quotas file, if any) reloaded", sender);
     }
   }
   spdlog::info("received {}, stopping", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");

@@ -20,6 +20,7 @@
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
 #include "server/tenant_keys.h"
+#include "server/tenant_ledger.h"
 #include "tiers/tier.h"
 #include "tiers/tier_stats.h"
 #include "transfer/transfer_server.h"
@@ -87,6 +88,10 @@ struct StoreServiceOptions {
   // UCX data plane only to admin principals (its remote key reaches the whole arena,
   // docs/SECURITY.md); tenants are told to use the inline path.
   Authorizer* authorizer = nullptr;
+  // Tenants' owners, quotas and hit counts (server/tenant_ledger.h); used with an authorizer only.
+  // A tenant principal's puts are charged to its owner, so the tiers hold it to its quota; its
+  // lookups and gets are counted by tenant. Not owned; outlives the service. Null = none.
+  TenantLedger* tenants = nullptr;
 };
 
 class StoreService final : public kvstash::v1::Store::Service {
@@ -122,10 +127,11 @@ class StoreService final : public kvstash::v1::Store::Service {
  private:
   // Each handler body returns a kvstash Status; the wrappers time it, count it and convert it.
   Status DoLookup(const v1::LookupRequest&, v1::LookupResponse&);
-  Status DoPutBegin(const std::string& session, const v1::PutBeginRequest&, v1::PutBeginResponse&);
+  Status DoPutBegin(const std::string& session, const v1::PutBeginRequest&, v1::PutBeginResponse&,
+                    tiers::OwnerId owner = tiers::kNoOwner);
   Status DoPutCommit(const std::string& session, const v1::PutCommitRequest&);
   Status DoPutAbort(const std::string& session, const v1::PutAbortRequest&, v1::PutAbortResponse&);
-  Status DoPut(const v1::PutRequest&, v1::PutResponse&);
+  Status DoPut(const v1::PutRequest&, v1::PutResponse&, tiers::OwnerId owner = tiers::kNoOwner);
   Status DoGet(const v1::GetRequest&, v1::GetResponse&);
   Status DoReleaseLeases(const v1::ReleaseLeasesRequest&, v1::ReleaseLeasesResponse&);
   Status DoRemove(const v1::RemoveRequest&, v1::RemoveResponse&);
@@ -141,6 +147,13 @@ class StoreService final : public kvstash::v1::Store::Service {
   // The key namespace of `principal`'s requests: set for tenant principals (read, write) when
   // tokens are on; nullopt for admin principals and without tokens (the raw key space).
   std::optional<TenantKeys> TenantScope(const auth::Principal& principal) const;
+  // The owner a tenant principal's puts are charged to (kNoOwner without a ledger).
+  tiers::OwnerId OwnerOf(const auth::Principal& principal) const {
+    return options_.tenants == nullptr ? tiers::kNoOwner : options_.tenants->OwnerOf(principal.tenant);
+  }
+  void RecordTenantHits(const auth::Principal& principal, uint64_t hits, uint64_t misses) const {
+    if (options_.tenants != nullptr) options_.tenants->RecordHits(principal.tenant, hits, misses);
+  }
 
   void FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) const;
   static constexpr size_t kHottestBlocks = 10;  // reported by Stats

@@ -22,6 +22,7 @@ grpc::Status StoreService::Lookup(grpc::ServerContext* context, const v1::Lookup
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "lookup", [&] {
       KVSTASH_RETURN_IF_ERROR(DoLookup(scoped, *resp));
+      RecordTenantHits(principal, resp->hit_blocks(), static_cast<uint64_t>(scoped.keys_size()) - resp->hit_blocks());
       for (v1::BlockInfo& info : *resp->mutable_blocks()) tenant->ToClient(info);
       return Status::Ok();
     });
@@ -56,9 +57,13 @@ grpc::Status StoreService::Get(grpc::ServerContext* context, const v1::GetReques
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "get", [&] {
       KVSTASH_RETURN_IF_ERROR(DoGet(scoped, *resp));
+      uint64_t hits = 0, misses = 0;
       for (v1::GetResult& result : *resp->mutable_results()) {
+        if (result.outcome() == v1::GetResult::FOUND) ++hits;
+        if (result.outcome() == v1::GetResult::MISSING) ++misses;
         if (result.has_info()) tenant->ToClient(*result.mutable_info());
       }
+      RecordTenantHits(principal, hits, misses);
       return Status::Ok();
     });
   }

@@ -32,13 +32,14 @@ grpc::Status StoreService::PutBegin(grpc::ServerContext* context, const v1::PutB
       tenant->ToStored(*item.mutable_key());
       if (!item.parent().empty()) tenant->ToStored(*item.mutable_parent());
     }
-    return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), scoped, *resp); });
+    return Serve(metrics_, in_flight_, "put_begin",
+                 [&] { return DoPutBegin(context->peer(), scoped, *resp, OwnerOf(principal)); });
   }
   return Serve(metrics_, in_flight_, "put_begin", [&] { return DoPutBegin(context->peer(), *req, *resp); });
 }
 
 Status StoreService::DoPutBegin(const std::string& session, const v1::PutBeginRequest& req,
-                                v1::PutBeginResponse& resp) {
+                                v1::PutBeginResponse& resp, tiers::OwnerId owner) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
   if (req.timeout_ms() > limits::kMaxReservationTimeoutMs) {
     return InvalidArgument("timeout_ms is " + std::to_string(req.timeout_ms()) + "; the limit is " +
@@ -77,7 +78,7 @@ Status StoreService::DoPutBegin(const std::string& session, const v1::PutBeginRe
   auto still_open = [&](uint64_t id) { return tier_.GetReservation(id).ok(); };
   for (const Parsed& item : items) {
     v1::PutBeginResult* result = resp.add_results();
-    Result<tiers::Reservation> reservation = tier_.Reserve(item.key, item.size, item.parent, timeout_ms);
+    Result<tiers::Reservation> reservation = tier_.Reserve(item.key, item.size, item.parent, timeout_ms, owner);
     if (reservation.ok()) {
       ReservationHandles::Entry entry;
       entry.id = reservation->id;
@@ -265,12 +266,12 @@ grpc::Status StoreService::Put(grpc::ServerContext* context, const v1::PutReques
       tenant->ToStored(*item.mutable_key());
       if (!item.parent().empty()) tenant->ToStored(*item.mutable_parent());
     }
-    return Serve(metrics_, in_flight_, "put", [&] { return DoPut(scoped, *resp); });
+    return Serve(metrics_, in_flight_, "put", [&] { return DoPut(scoped, *resp, OwnerOf(principal)); });
   }
   return Serve(metrics_, in_flight_, "put", [&] { return DoPut(*req, *resp); });
 }
 
-Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
+Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp, tiers::OwnerId owner) {
   KVSTASH_RETURN_IF_ERROR(CheckBatchCount(static_cast<size_t>(req.items_size()), "items"));
   KVSTASH_ASSIGN_OR_RETURN(const std::optional<ReuseAdvice> advice, ParseAdvice(req.advice(), "advice"));
   struct Parsed {
@@ -304,7 +305,7 @@ Status StoreService::DoPut(const v1::PutRequest& req, v1::PutResponse& resp) {
     const Parsed& item = items[static_cast<size_t>(i)];
     const std::string& data = req.items(i).data();
     Result<tiers::Reservation> reservation =
-        tier_.Reserve(item.key, data.size(), item.parent, options_.default_reservation_timeout_ms);
+        tier_.Reserve(item.key, data.size(), item.parent, options_.default_reservation_timeout_ms, owner);
     if (!reservation.ok()) {
       switch (reservation.status().code()) {
         case StatusCode::kAlreadyExists:

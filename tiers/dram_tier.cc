@@ -3,6 +3,7 @@
 // dram_tier_impl.h.
 #include "tiers/dram_tier_impl.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -63,6 +64,7 @@ BlockMeta DramTier::Impl::MetaOf(const BlockKey& key, const Entry& e) const {
   m.created_ms = e.created_ms;
   m.last_access_ms = e.last_access_ms.load(std::memory_order_relaxed);
   m.hits = e.hits.load(std::memory_order_relaxed);
+  m.owner = e.owner;
   m.data = arena->base() + e.offset;
   return m;
 }
@@ -98,6 +100,16 @@ TierCounters DramTier::Counters() const {
   c.checksum_mismatches = d.checksum_mismatches.load(std::memory_order_relaxed);
   c.regions_held_for_late_writes = d.regions_held.load(std::memory_order_relaxed);
   return c;
+}
+
+std::vector<OwnerUsage> DramTier::OwnerUsages() const {
+  Impl& d = *impl_;
+  MutexLock write(d.write_mu);
+  std::vector<OwnerUsage> out;
+  out.reserve(d.owners.size());
+  for (const auto& [owner, usage] : d.owners) out.push_back(usage);
+  std::sort(out.begin(), out.end(), [](const OwnerUsage& a, const OwnerUsage& b) { return a.owner < b.owner; });
+  return out;
 }
 
 TierKind DramTier::kind() const { return impl_->options.tier_kind; }

@@ -26,11 +26,13 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/enum_names.h"
 #include "tiers/byte_access.h"
 #include "tiers/eviction_policy.h"
+#include "tiers/owner_quotas.h"
 #include "tiers/tier.h"
 
 namespace kvstash::tiers {
@@ -85,6 +87,9 @@ struct DramTierOptions {
   const ByteAccess* byte_access = nullptr;
   // What kind() and every BlockMeta::tier report: kDram, or kHbm for a tier over GPU memory.
   TierKind tier_kind = TierKind::kDram;
+  // Each owner's quota of this tier (tiers/owner_quotas.h); nullptr = none, every owner unlimited
+  // (owners are still accounted). Not owned; must outlive the tier.
+  const OwnerQuotas* quotas = nullptr;
 };
 
 class DramTier final : public Tier {
@@ -95,7 +100,7 @@ class DramTier final : public Tier {
 
   TierKind kind() const override;
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                              uint64_t timeout_ms) override;
+                              uint64_t timeout_ms, OwnerId owner = kNoOwner) override;
   Result<BlockMeta> Commit(uint64_t reservation_id, uint64_t checksum, bool pin) override;
   Status Abort(uint64_t reservation_id) override;
   Result<Reservation> GetReservation(uint64_t reservation_id) const override;
@@ -113,6 +118,8 @@ class DramTier final : public Tier {
   size_t ReclaimExpired() override;
   TierUsage Usage() const override;
   TierCounters Counters() const override;
+  // What each owner holds here and its counters, by owner (takes the policy mutex).
+  std::vector<OwnerUsage> OwnerUsages() const;
 
   // The arena, for registration with a transport (UCX) in the data-plane issue.
   std::byte* arena_base() const;

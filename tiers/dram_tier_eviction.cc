@@ -11,14 +11,20 @@ namespace kvstash::tiers {
 
 using dram_internal::Shard;
 
-uint64_t DramTier::Impl::EvictOneLocked() {
+bool DramTier::Impl::InScopeLocked(const VictimScope& scope, OwnerId owner) const {
+  if (scope.only_owner) return owner == *scope.only_owner;
+  return owner == scope.requester || !ProtectedLocked(owner);
+}
+
+uint64_t DramTier::Impl::EvictOneLocked(const VictimScope& scope) {
   const uint64_t now = Now();
   for (;;) {
     std::optional<BlockKey> victim = policy->PickVictim([&](const BlockKey& key) {
+      write_mu.AssertHeld();  // called synchronously by PickVictim, under this function's write_mu
       const Shard& shard = ShardFor(key);
       ReaderLock lock(shard.mu);
       auto it = shard.blocks.find(key);
-      return it != shard.blocks.end() && EvictableNow(it->second, now);
+      return it != shard.blocks.end() && EvictableNow(it->second, now) && InScopeLocked(scope, it->second.owner);
     });
     if (!victim) return 0;
     Shard& shard = ShardFor(*victim);
@@ -32,6 +38,7 @@ uint64_t DramTier::Impl::EvictOneLocked() {
     // (the policy's predicate now answers false for it).
     if (!EvictableNow(it->second, Now())) continue;
     const uint64_t freed = it->second.alloc_bytes;
+    if (it->second.owner != kNoOwner) ++OwnerLocked(it->second.owner).evictions;
     if (options.on_evict) {
       const std::byte* data = arena->base() + it->second.offset;
       if (bytes.host_addressable()) {
@@ -55,6 +62,11 @@ void DramTier::Impl::EraseBlockLocked(Shard& shard, BlockIndex::iterator it) {
   CountParentLocked(it->second.parent, -1);
   allocator.Free(it->second.offset, it->second.alloc_bytes);
   used_bytes.fetch_sub(it->second.alloc_bytes, std::memory_order_relaxed);
+  if (it->second.owner != kNoOwner) {
+    OwnerUsage& u = OwnerLocked(it->second.owner);
+    u.bytes -= it->second.alloc_bytes;
+    --u.blocks;
+  }
   if (it->second.pinned) pinned_blocks.fetch_sub(1, std::memory_order_relaxed);
   blocks.fetch_sub(1, std::memory_order_relaxed);
   shard.blocks.erase(it);

@@ -81,6 +81,7 @@ struct Entry {
   std::optional<BlockKey> parent;
   uint64_t generation = 0;
   uint64_t created_ms = 0;
+  OwnerId owner = kNoOwner;
   bool pinned = false;  // written under the shard lock held exclusively
   std::atomic<uint64_t> lease_until_ms{0};  // written under lease_mu; read lock-free
   Mutex lease_mu;                            // leaf lock
@@ -106,6 +107,7 @@ struct ReservationState {
   uint64_t size = 0;
   uint64_t alloc_bytes = 0;
   uint64_t deadline_ms = 0;
+  OwnerId owner = kNoOwner;
   bool committing = false;
 };
 
@@ -142,6 +144,9 @@ struct DramTier::Impl {
   // Regions of expired reservations, and of aborted or expired ones a writer may still write into
   // (options.region_in_use), in the order they were dropped.
   std::deque<Quarantined> quarantine GUARDED_BY(write_mu);
+  // What each owner that ever reserved here holds, and its counters (tiers/owner_quotas.h). One
+  // entry per tenant, never erased: the counters are monotonic.
+  std::unordered_map<OwnerId, OwnerUsage> owners GUARDED_BY(write_mu);
   uint64_t next_reservation_id GUARDED_BY(write_mu) = 1;
   uint64_t next_generation GUARDED_BY(write_mu) = 1;
 
@@ -197,8 +202,29 @@ struct DramTier::Impl {
   static bool EvictableNow(const Entry& e, uint64_t now) {
     return !e.pinned && e.lease_until_ms.load(std::memory_order_acquire) <= now;
   }
-  // Evicts one block chosen by the policy. Returns the bytes freed, 0 when nothing is evictable.
-  uint64_t EvictOneLocked() REQUIRES(write_mu);
+  // Which blocks an eviction may take: `only_owner` set = that owner's blocks alone (to meet its
+  // quota); otherwise any block but those of another owner's protected share (for `requester`,
+  // the owner of the Reserve that needs the room).
+  struct VictimScope {
+    std::optional<OwnerId> only_owner;
+    OwnerId requester = kNoOwner;
+  };
+  // Evicts one block chosen by the policy within `scope`. Returns the bytes freed, 0 when nothing
+  // is evictable.
+  uint64_t EvictOneLocked(const VictimScope& scope) REQUIRES(write_mu);
+  bool InScopeLocked(const VictimScope& scope, OwnerId owner) const REQUIRES(write_mu);
+
+  // Owners (dram_tier_reservations.cc).
+  uint64_t QuotaOf(OwnerId owner) const {
+    return options.quotas == nullptr ? 0 : options.quotas->QuotaOf(owner);
+  }
+  OwnerUsage& OwnerLocked(OwnerId owner) REQUIRES(write_mu);
+  // Whether `owner`'s blocks are out of reach of other owners' evictions: it has a quota and holds
+  // no more than it.
+  bool ProtectedLocked(OwnerId owner) const REQUIRES(write_mu);
+  // Evicts `owner`'s own blocks until `alloc_bytes` more fit in its quota. RESOURCE_EXHAUSTED
+  // (counted) when they cannot; OK at once for owners without a quota.
+  Status MakeRoomInQuotaLocked(OwnerId owner, uint64_t alloc_bytes) REQUIRES(write_mu);
   void EraseBlockLocked(Shard& shard, BlockIndex::iterator it) REQUIRES(write_mu, shard.mu);
 
   // Reservations and the quarantine (dram_tier_reservations.cc).

@@ -44,6 +44,41 @@ Status DramTier::Impl::CheckParentLocked(const BlockKey& key,
                          " its own ancestor: that parent descends from it (a parent cycle)");
 }
 
+OwnerUsage& DramTier::Impl::OwnerLocked(OwnerId owner) {
+  OwnerUsage& u = owners[owner];
+  u.owner = owner;
+  return u;
+}
+
+bool DramTier::Impl::ProtectedLocked(OwnerId owner) const {
+  if (owner == kNoOwner) return false;
+  const uint64_t quota = QuotaOf(owner);
+  if (quota == 0) return false;
+  auto it = owners.find(owner);
+  return it == owners.end() || it->second.bytes <= quota;
+}
+
+Status DramTier::Impl::MakeRoomInQuotaLocked(OwnerId owner, uint64_t alloc_bytes) {
+  const uint64_t quota = QuotaOf(owner);
+  if (quota == 0) return Status::Ok();
+  OwnerUsage& u = OwnerLocked(owner);  // stays valid: owners never erases, rehashing keeps references
+  if (alloc_bytes > quota) {
+    ++u.quota_rejections;
+    return ResourceExhausted("a block of " + std::to_string(alloc_bytes) +
+                             " bytes exceeds the tenant's quota of " + std::to_string(quota) +
+                             " bytes on this tier");
+  }
+  while (u.bytes + alloc_bytes > quota) {
+    if (EvictOneLocked(VictimScope{.only_owner = owner, .requester = owner}) == 0) {
+      ++u.quota_rejections;
+      return ResourceExhausted("the tenant's quota of " + std::to_string(quota) + " bytes on this tier is full (" +
+                               std::to_string(u.bytes) +
+                               " bytes held) and none of its blocks is evictable: leased, pinned or reserved");
+    }
+  }
+  return Status::Ok();
+}
+
 bool DramTier::Impl::RegionInUseLocked(uint64_t offset, uint64_t bytes) const {
   return options.region_in_use && options.region_in_use(offset, bytes);
 }
@@ -62,6 +97,7 @@ void DramTier::Impl::DropReservationLocked(
   }
   reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
   reservation_count.fetch_sub(1, std::memory_order_relaxed);
+  if (r.owner != kNoOwner) OwnerLocked(r.owner).bytes -= r.alloc_bytes;
   CountParentLocked(r.parent, -1);
   in_flight.erase(r.key);
   if (!r.committing) deadlines.erase({r.deadline_ms, it->first});
@@ -108,7 +144,8 @@ size_t DramTier::Impl::ReclaimExpiredLocked() {
 }
 
 Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
-                                      const std::optional<BlockKey>& parent, uint64_t timeout_ms) {
+                                      const std::optional<BlockKey>& parent, uint64_t timeout_ms,
+                                      OwnerId owner) {
   Impl& d = *impl_;
   if (size == 0 || size > d.options.max_block_bytes) {
     return InvalidArgument("block size " + std::to_string(size) + " outside [1, " +
@@ -129,20 +166,23 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   }
 
   d.DrainAccessesLocked();
+  KVSTASH_RETURN_IF_ERROR(d.MakeRoomInQuotaLocked(owner, alloc_bytes));
+  const Impl::VictimScope for_room{.only_owner = std::nullopt, .requester = owner};
   const double capacity = static_cast<double>(d.options.capacity_bytes);
   const auto used_after = [&] {
     return static_cast<double>(d.used_bytes.load(std::memory_order_relaxed) + alloc_bytes);
   };
   if (used_after() > d.options.high_watermark * capacity) {
     while (used_after() > d.options.low_watermark * capacity) {
-      if (d.EvictOneLocked() == 0) break;
+      if (d.EvictOneLocked(for_room) == 0) break;
       d.evicted_capacity.fetch_add(1, std::memory_order_relaxed);
     }
   }
 
   std::optional<uint64_t> offset = d.allocator.Allocate(alloc_bytes);
   while (!offset) {
-    if (d.EvictOneLocked() == 0) {
+    if (d.EvictOneLocked(for_room) == 0) {
+      if (owner != kNoOwner) ++d.OwnerLocked(owner).quota_rejections;
       return ResourceExhausted("no room for a " + std::to_string(size) +
                                "-byte block: nothing more is evictable");
     }
@@ -157,6 +197,7 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   r.offset = *offset;
   r.size = size;
   r.alloc_bytes = alloc_bytes;
+  r.owner = owner;
   r.deadline_ms =
       SaturatingAdd(d.Now(), timeout_ms == 0 ? kDefaultReservationTimeoutMs : timeout_ms);
   d.reservations.emplace(id, r);
@@ -166,6 +207,7 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   d.used_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
   d.reserved_bytes.fetch_add(alloc_bytes, std::memory_order_relaxed);
   d.reservation_count.fetch_add(1, std::memory_order_relaxed);
+  if (owner != kNoOwner) d.OwnerLocked(owner).bytes += alloc_bytes;
 
   Reservation out;
   out.id = id;
@@ -174,6 +216,7 @@ Result<Reservation> DramTier::Reserve(const BlockKey& key, uint64_t size,
   out.deadline_ms = r.deadline_ms;
   out.key = r.key;
   out.parent = r.parent;
+  out.owner = r.owner;
   return out;
 }
 
@@ -237,6 +280,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
     e.parent = r.parent;
     e.generation = d.next_generation++;
     e.created_ms = now;
+    e.owner = r.owner;
     e.pinned = pin;
     e.last_access_ms.store(now, std::memory_order_relaxed);
     meta = d.MetaOf(key, e);
@@ -244,6 +288,7 @@ Result<BlockMeta> DramTier::Commit(uint64_t reservation_id, uint64_t checksum, b
   d.policy->OnInsert(key, r.parent, r.size);
   if (pin) d.pinned_blocks.fetch_add(1, std::memory_order_relaxed);
   d.blocks.fetch_add(1, std::memory_order_relaxed);
+  if (r.owner != kNoOwner) ++d.OwnerLocked(r.owner).blocks;  // its bytes were charged at Reserve
   d.reserved_bytes.fetch_sub(r.alloc_bytes, std::memory_order_relaxed);
   d.reservation_count.fetch_sub(1, std::memory_order_relaxed);
   d.in_flight.erase(key);
@@ -280,6 +325,7 @@ Result<Reservation> DramTier::GetReservation(uint64_t reservation_id) const {
   out.deadline_ms = it->second.deadline_ms;
   out.key = it->second.key;
   out.parent = it->second.parent;
+  out.owner = it->second.owner;
   return out;
 }
 

@@ -24,6 +24,7 @@
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 #include "kvstash/reuse_advice.h"
+#include "tiers/owner_quotas.h"
 
 namespace kvstash::tiers {
 
@@ -44,6 +45,7 @@ struct BlockMeta {
   uint64_t created_ms = 0;
   uint64_t last_access_ms = 0;
   uint64_t hits = 0;
+  OwnerId owner = kNoOwner;          // who the block is charged to (tiers/owner_quotas.h)
   const std::byte* data = nullptr;   // address inside the tier's memory; stable only while leased
 };
 
@@ -54,6 +56,7 @@ struct Reservation {
   uint64_t deadline_ms = 0;   // reclaimed after this unless committed or aborted
   BlockKey key;                    // what Reserve was asked for
   std::optional<BlockKey> parent;
+  OwnerId owner = kNoOwner;        // who it is charged to
 };
 
 struct TierUsage {
@@ -93,9 +96,13 @@ class Tier {
   // nothing), ABORTED when another reservation for the key is in flight, INVALID_ARGUMENT for a
   // size outside [1, max_block_bytes] or for a `parent` that would make the block its own
   // ancestor among the blocks the tier holds or has reserved (a parent cycle; a parent equal to
-  // `key` is dropped instead), RESOURCE_EXHAUSTED when eviction cannot make room.
+  // `key` is dropped instead), RESOURCE_EXHAUSTED when eviction cannot make room or `owner`'s
+  // quota cannot be met (tiers/owner_quotas.h). The reservation and the block it becomes are
+  // charged to `owner`. Every implementation declares the same default, kNoOwner (the raw key
+  // space), so the default does not depend on the static type a caller holds.
   virtual Result<Reservation> Reserve(const BlockKey& key, uint64_t size,
-                                      const std::optional<BlockKey>& parent, uint64_t timeout_ms) = 0;
+                                      const std::optional<BlockKey>& parent, uint64_t timeout_ms,
+                                      OwnerId owner = kNoOwner) = 0;
   // Makes the reservation's block visible. NOT_FOUND for an unknown or expired reservation;
   // DATA_LOSS when the bytes do not hash to `checksum` (the reservation stays open so the writer
   // may rewrite and commit again, or abort).

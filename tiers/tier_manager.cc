@@ -125,14 +125,14 @@ TierManager::~TierManager() {
 }
 
 Result<Reservation> TierManager::Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                                         uint64_t timeout_ms) {
+                                         uint64_t timeout_ms, OwnerId owner) {
   if (impl_->hbm && impl_->hbm->Peek(key)) {
     return AlreadyExists("block " + key.ToHex() + " is already stored (hbm)");
   }
   if (impl_->ssd && impl_->ssd->Contains(key)) {
     return AlreadyExists("block " + key.ToHex() + " is already stored (ssd)");
   }
-  return impl_->dram->Reserve(key, size, parent, timeout_ms);
+  return impl_->dram->Reserve(key, size, parent, timeout_ms, owner);
 }
 
 Result<BlockMeta> TierManager::Commit(uint64_t reservation_id, uint64_t checksum, bool pin) {
@@ -376,6 +376,7 @@ SsdTier* TierManager::ssd() const { return impl_->ssd.get(); }
 Tier* TierManager::hbm() const { return impl_->hbm.get(); }
 const std::string& TierManager::hbm_policy_name() const { return impl_->hbm_policy; }
 std::vector<BlockMeta> TierManager::Hottest(size_t n) const { return impl_->dram->Hottest(n); }
+std::vector<OwnerUsage> TierManager::DramOwnerUsage() const { return impl_->dram->OwnerUsages(); }
 TierCounters TierManager::HbmCounters() const { return impl_->hbm ? impl_->hbm->Counters() : TierCounters{}; }
 
 }  // namespace kvstash::tiers

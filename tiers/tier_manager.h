@@ -105,7 +105,7 @@ class TierManager final : public Tier, public TierStats {
 
   TierKind kind() const override { return TierKind::kDram; }
   Result<Reservation> Reserve(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                              uint64_t timeout_ms) override;
+                              uint64_t timeout_ms, OwnerId owner = kNoOwner) override;
   Result<BlockMeta> Commit(uint64_t reservation_id, uint64_t checksum, bool pin) override;
   Status Abort(uint64_t reservation_id) override;
   Result<Reservation> GetReservation(uint64_t reservation_id) const override;
@@ -127,6 +127,7 @@ class TierManager final : public Tier, public TierStats {
   TierManagerCounters ManagerCounters() const override;
   bool has_hbm() const override { return hbm() != nullptr; }
   std::vector<BlockMeta> Hottest(size_t n) const override;  // the DRAM tier's
+  std::vector<OwnerUsage> DramOwnerUsage() const override;
   // (Usage and Counters above serve Tier and TierStats alike.)
 
   // Returns once every victim queued before the call has been written to SSD or dropped.

@@ -72,7 +72,10 @@ struct TierManager::Impl {
   // what DRAM holds (A -> B went to SSD, then B -> A was put into DRAM): DRAM refuses that link
   // (INVALID_ARGUMENT), and the copy is then made without it, as a root — the bytes matter more
   // than the order of one pair. A size DRAM refuses is refused again, changing nothing.
-  Result<Reservation> ReserveCopyInDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent);
+  // The copy is charged to `owner`: the HBM block's for HBM's blocks; kNoOwner for blocks from the
+  // SSD tier, which keeps no owners (docs/SECURITY.md "Quotas").
+  Result<Reservation> ReserveCopyInDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
+                                        OwnerId owner);
   // Copies an open DRAM reservation's bytes into HBM and commits them there.
   Result<BlockMeta> PlaceInHbm(const Reservation& r, uint64_t checksum, bool pin);
   // Stages an SSD-only block into DRAM. OK when the block is in DRAM afterwards (by this call or
@@ -93,7 +96,7 @@ struct TierManager::Impl {
   // commit is counted in `failed` — except a fill that answers ABORTED: its source moved while it
   // was being copied, which is a race, not a failure.
   template <typename Fill>
-  Status StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
+  Status StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent, OwnerId owner,
                        std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed, Fill&& fill);
 };
 

@@ -15,8 +15,9 @@ namespace kvstash::tiers {
 // Defined first: every caller is in this file.
 template <typename Fill>
 Status TierManager::Impl::StageIntoDram(const BlockKey& key, uint64_t size, const std::optional<BlockKey>& parent,
-                                        std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed, Fill&& fill) {
-  Result<Reservation> r = ReserveCopyInDram(key, size, parent);
+                                        OwnerId owner, std::atomic<uint64_t>& done, std::atomic<uint64_t>& failed,
+                                        Fill&& fill) {
+  Result<Reservation> r = ReserveCopyInDram(key, size, parent, owner);
   if (!r.ok()) {
     if (r.status().code() == StatusCode::kAlreadyExists) return Status::Ok();
     failed.fetch_add(1, std::memory_order_relaxed);
@@ -52,7 +53,7 @@ std::vector<bool> TierManager::Impl::HeldInHbm(const std::vector<BlockKey>& keys
 }
 
 void TierManager::Impl::OnHbmEvict(const BlockMeta& meta, std::span<const std::byte> bytes) {
-  Result<Reservation> r = ReserveCopyInDram(meta.key, bytes.size(), meta.parent);
+  Result<Reservation> r = ReserveCopyInDram(meta.key, bytes.size(), meta.parent, meta.owner);
   if (!r.ok()) {
     const StatusCode code = r.status().code();
     if (code == StatusCode::kAlreadyExists || code == StatusCode::kAborted) {
@@ -76,14 +77,15 @@ void TierManager::Impl::OnHbmEvict(const BlockMeta& meta, std::span<const std::b
 }
 
 Result<Reservation> TierManager::Impl::ReserveCopyInDram(const BlockKey& key, uint64_t size,
-                                                          const std::optional<BlockKey>& parent) {
-  Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms);
+                                                          const std::optional<BlockKey>& parent, OwnerId owner) {
+  Result<Reservation> r = dram->Reserve(key, size, parent, options.promotion_timeout_ms, owner);
   if (r.ok() || r.status().code() != StatusCode::kInvalidArgument || !parent) return r;
-  return dram->Reserve(key, size, std::nullopt, options.promotion_timeout_ms);
+  return dram->Reserve(key, size, std::nullopt, options.promotion_timeout_ms, owner);
 }
 
 Result<BlockMeta> TierManager::Impl::PlaceInHbm(const Reservation& r, uint64_t checksum, bool pin) {
-  KVSTASH_ASSIGN_OR_RETURN(Reservation h, hbm->Reserve(r.key, r.size, r.parent, options.promotion_timeout_ms));
+  KVSTASH_ASSIGN_OR_RETURN(Reservation h,
+                           hbm->Reserve(r.key, r.size, r.parent, options.promotion_timeout_ms, r.owner));
   if (Status st = hbm_bytes->CopyIn(h.data, r.data, r.size); !st.ok()) {
     (void)hbm->Abort(h.id);
     return st;
@@ -121,7 +123,7 @@ Status TierManager::Impl::PromoteOnce(const BlockKey& key) {
   if (from_queue.code() != StatusCode::kNotFound) return from_queue;
   std::optional<SsdBlockInfo> info = ssd->Lookup(key);
   if (!info) return NotFound("block " + key.ToHex() + " is not stored");
-  return StageIntoDram(key, info->size, info->parent, promotions, promotions_failed,
+  return StageIntoDram(key, info->size, info->parent, kNoOwner, promotions, promotions_failed,
                        [&](const Reservation& r) -> Result<uint64_t> {
     // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
     // straight into it.
@@ -135,7 +137,7 @@ Status TierManager::Impl::PromoteFromDemotionQueue(const BlockKey& key) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::optional<QueuedVictim> v = demotion->WaitQueued(key);
     if (!v) return NotFound("block " + key.ToHex() + " is not queued for ssd");
-    Status st = StageIntoDram(key, v->size, v->parent, promotions, promotions_failed,
+    Status st = StageIntoDram(key, v->size, v->parent, kNoOwner, promotions, promotions_failed,
                               [&](const Reservation& r) -> Result<uint64_t> {
       // Still queued at the same place: the worker has not taken it and Remove has not freed it.
       KVSTASH_RETURN_IF_ERROR(demotion->CopyIfStillQueued(*v, r.data));
@@ -150,7 +152,7 @@ Status TierManager::Impl::PromoteFromDemotionQueue(const BlockKey& key) {
 Status TierManager::Impl::PromoteFromHbm(const BlockKey& key) {
   std::optional<BlockMeta> info = hbm->Peek(key);
   if (!info) return NotFound("block " + key.ToHex() + " is not in hbm");
-  return StageIntoDram(key, info->size, info->parent, hbm_promotions, hbm_promotions_failed,
+  return StageIntoDram(key, info->size, info->parent, info->owner, hbm_promotions, hbm_promotions_failed,
                        [&](const Reservation& r) -> Result<uint64_t> {
     KVSTASH_ASSIGN_OR_RETURN(BlockMeta read, hbm->Read(key, std::span<std::byte>(r.data, r.size)));
     // Evicted and put again with another size since the Peek.

@@ -65,6 +65,9 @@ class TierStats {
   virtual const std::string& hbm_policy_name() const = 0;
   // The DRAM tier's `n` resident blocks with the most hits, most first.
   virtual std::vector<BlockMeta> Hottest(size_t n) const = 0;
+  // What each owner holds in the DRAM tier and its counters (tiers/owner_quotas.h), by owner;
+  // empty where owners are not accounted.
+  virtual std::vector<OwnerUsage> DramOwnerUsage() const { return {}; }
 };
 
 }  // namespace kvstash::tiers
