@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "scheduler/conductor_service.h"
@@ -81,7 +82,7 @@ int GrpcRow(const CostModel& cost,
   kvstash::metrics::Registry registry;
   RouterOptions ro;
   ro.admission = Admission::kPredicted;
-  ConductorService service(Router(MakePolicy("global-cache-aware", {}).value(), cost, ro),
+  ConductorService service(Router(MakePolicy(PolicyKind::kGlobalCacheAware, {}).value(), cost, ro),
                            kvstash::SteadyClock::Default(), &registry);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -213,7 +214,8 @@ int main() {
       kPrefill, kDecode, static_cast<unsigned long long>(state.indexed_blocks()), kRequests);
   std::printf("%-20s %-26s %10s %10s %10s %12s\n", "policy", "prefix matching", "p50_us", "p99_us",
               "max_us", "target_p99");
-  for (const char* policy : {"global-cache-aware", "local-cache-aware", "load-balance"}) {
+  for (const PolicyKind policy :
+       {PolicyKind::kGlobalCacheAware, PolicyKind::kLocalCacheAware, PolicyKind::kLoadBalance}) {
     for (bool use_index : {true, false}) {
       auto p = MakePolicy(policy, {});
       RouterOptions ro;
@@ -223,7 +225,7 @@ int main() {
       naive.state = &copy;
       const Stats s = use_index ? Measure(router, copy, copy, requests)
                                 : Measure(router, naive, copy, requests);
-      std::printf("%-20s %-26s %10.1f %10.1f %10.1f %12s\n", policy,
+      std::printf("%-20s %-26s %10.1f %10.1f %10.1f %12s\n", std::string(Name(policy)).c_str(),
                   use_index ? "holder-set index" : "per-instance caches (peer)", s.p50, s.p99,
                   s.max, "200.0");
     }

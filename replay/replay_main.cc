@@ -68,7 +68,10 @@ int Run(Args& a) {
     scheduler::SimOptions so = a.sim;
     so.router = *router;
     so.rate_scale = a.live.speed * a.time_scale;
-    auto sim = scheduler::Simulate(window, *cost, a.policy, so);
+    // The edge: --policy names the simulator's policy (with --no-sim it is only the live row's label).
+    auto policy = scheduler::ParsePolicy(a.policy);
+    if (!policy.ok()) return Fail("simulator: " + policy.status().ToString());
+    auto sim = scheduler::Simulate(window, *cost, *policy, so);
     if (!sim.ok()) return Fail("simulator: " + sim.status().ToString());
     rows.push_back(scheduler::Summarize(*sim, router->ttft_slo_s, router->tbt_slo_s));
     rows.back().policy = "sim " + a.policy;

@@ -17,13 +17,13 @@ std::vector<settings::Setting<C>> BuildTable() {
   t.push_back(String("", "--metrics-host", &C::metrics_host, "Prometheus /metrics host"));
   t.push_back(Integer("", "--metrics-port", &C::metrics_port, "Prometheus /metrics port (-1: off, 0: pick one)")
                   .Range(-1, 65535));
-  t.push_back(Enum("", "--policy", &C::policy, std::span(kConductorPolicyNames), "routing policy"));
+  t.push_back(Enum("", "--policy", &C::policy, std::span(kPolicyNames), "routing policy"));
   t.push_back(Integer("", "--seed", &C::seed, "seed of the random policy"));
   t.push_back(Number("", "--kvcache-balancing-threshold", &C::kvcache_balancing_threshold,
                      "global-cache-aware fetches the best holder's prefix when best > threshold x own")
                   .Check("at least 1 (a ratio of prefix lengths)",
                          [](const C& c) { return c.kvcache_balancing_threshold >= 1.0; })
-                  .When([](const C& c) { return c.policy == ConductorPolicy::kGlobalCacheAware; }));
+                  .When([](const C& c) { return c.policy == PolicyKind::kGlobalCacheAware; }));
   t.push_back(Number("", "--instance-timeout-s", &C::instance_timeout_s,
                      "instances not heard from for this long are left out of routing (0: never)")
                   .Range(0.0, 86400.0)
@@ -77,8 +77,6 @@ std::vector<settings::Setting<C>> BuildTable() {
 }
 
 }  // namespace
-
-std::string_view Name(ConductorPolicy value) { return settings::EnumToName(std::span(kConductorPolicyNames), value); }
 
 std::span<const settings::Setting<ConductorConfig>> ConductorSettings() {
   static const std::vector<settings::Setting<ConductorConfig>> table = BuildTable();

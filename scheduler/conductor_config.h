@@ -10,29 +10,20 @@
 
 #include "common/settings.h"
 #include "kvstash/result.h"
+#include "scheduler/policy.h"
 
 namespace kvstash::scheduler {
 
-// The routing policies the conductor serves (MakePolicy's names).
-enum class ConductorPolicy { kRandom, kRoundRobin, kLoadBalance, kLocalCacheAware, kGlobalCacheAware };
-inline constexpr settings::EnumName<ConductorPolicy> kConductorPolicyNames[] = {
-    {ConductorPolicy::kRandom, "random"},
-    {ConductorPolicy::kRoundRobin, "round-robin"},
-    {ConductorPolicy::kLoadBalance, "load-balance"},
-    {ConductorPolicy::kLocalCacheAware, "local-cache-aware"},
-    {ConductorPolicy::kGlobalCacheAware, "global-cache-aware"}};
 // How a P/D pair hands the KV over: layer by layer while the prefill computes, or after it.
 enum class HandoffMode { kLayerwise, kAfterPrefill };
 inline constexpr settings::EnumName<HandoffMode> kHandoffModeNames[] = {{HandoffMode::kLayerwise, "layerwise"},
                                                                         {HandoffMode::kAfterPrefill, "after-prefill"}};
 
-std::string_view Name(ConductorPolicy value);
-
 struct ConductorConfig {
   std::string listen = "127.0.0.1:7380";  // gRPC kvstash.v1.Conductor
   std::string metrics_host = "127.0.0.1";
   int metrics_port = 7381;  // -1: no /metrics; 0: pick one
-  ConductorPolicy policy = ConductorPolicy::kGlobalCacheAware;
+  PolicyKind policy = PolicyKind::kGlobalCacheAware;  // the routing policy (scheduler/policy.h)
   uint64_t seed = 1;
   double kvcache_balancing_threshold = 1.5;
   double instance_timeout_s = 10;

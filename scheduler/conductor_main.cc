@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   popt.seed = config.seed;
   popt.kvcache_balancing_threshold = config.kvcache_balancing_threshold;
   const std::string policy(Name(config.policy));
-  auto p = MakePolicy(policy, popt);
+  auto p = MakePolicy(config.policy, popt);
   if (!p.ok()) return fail(p.status());
   FrontDoorOptions front;
   front.threads = config.http_threads;

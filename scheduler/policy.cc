@@ -4,27 +4,26 @@
 
 namespace kvstash::scheduler {
 
-const std::vector<std::string>& PolicyNames() {
-  static const std::vector<std::string> kNames = {"random", "round-robin", "load-balance",
-                                                  "local-cache-aware", "global-cache-aware"};
-  return kNames;
+std::string_view Name(PolicyKind kind) { return settings::EnumToName(std::span(kPolicyNames), kind); }
+
+Result<PolicyKind> ParsePolicy(std::string_view name) {
+  Result<PolicyKind> kind = settings::ParseEnum<PolicyKind>(kPolicyNames, name);
+  if (!kind.ok()) return InvalidArgument("policy " + kind.status().message());
+  return kind;
 }
 
-Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const PolicyOptions& options) {
-  if (name == "random") return NewRandomPolicy(options.seed);
-  if (name == "round-robin") return NewRoundRobinPolicy();
-  if (name == "load-balance") return NewLoadBalancePolicy();
-  if (name == "local-cache-aware") return NewLocalCacheAwarePolicy();
-  if (name == "global-cache-aware") {
-    if (!(options.kvcache_balancing_threshold >= 1.0)) {
-      return InvalidArgument(
-          "kvcache_balancing_threshold must be >= 1 (a ratio of prefix lengths)");
-    }
-    return NewGlobalCacheAwarePolicy(options.kvcache_balancing_threshold);
+Result<std::unique_ptr<Policy>> MakePolicy(PolicyKind kind, const PolicyOptions& options) {
+  switch (kind) {
+    case PolicyKind::kRandom: return NewRandomPolicy(options.seed);
+    case PolicyKind::kRoundRobin: return NewRoundRobinPolicy();
+    case PolicyKind::kLoadBalance: return NewLoadBalancePolicy();
+    case PolicyKind::kLocalCacheAware: return NewLocalCacheAwarePolicy();
+    case PolicyKind::kGlobalCacheAware: break;
   }
-  std::string known;
-  for (const auto& n : PolicyNames()) known += (known.empty() ? "" : ", ") + n;
-  return InvalidArgument("unknown policy '" + name + "' (known: " + known + ")");
+  if (!(options.kvcache_balancing_threshold >= 1.0)) {
+    return InvalidArgument("kvcache_balancing_threshold must be >= 1 (a ratio of prefix lengths)");
+  }
+  return NewGlobalCacheAwarePolicy(options.kvcache_balancing_threshold);
 }
 
 PrefillPlan LocalPlan(const RouteRequest& req, const ClusterView& view,

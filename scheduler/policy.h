@@ -21,8 +21,10 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/enum_names.h"
 #include "kvstash/result.h"
 #include "scheduler/cluster_view.h"
 #include "scheduler/cost_model.h"
@@ -69,10 +71,23 @@ class Policy {
   virtual std::optional<uint32_t> ChooseDecode(const ClusterView& view) { return std::nullopt; }
 };
 
-// Names accepted by MakePolicy, in the order reports list them.
-const std::vector<std::string>& PolicyNames();
-// INVALID_ARGUMENT for an unknown name (the message lists the known ones).
-Result<std::unique_ptr<Policy>> MakePolicy(const std::string& name, const PolicyOptions& options);
+// The policies MakePolicy builds. Options and callers hold this kind; its name is parsed only at the
+// edges (the conductor's --policy, kvstash-sim replay and kvstash-replay's --policy) and printed
+// with Name() (Policy::name() of the policy built says the same).
+enum class PolicyKind { kRandom, kRoundRobin, kLoadBalance, kLocalCacheAware, kGlobalCacheAware };
+// Every policy and its name, in the order reports list them.
+inline constexpr settings::EnumName<PolicyKind> kPolicyNames[] = {
+    {PolicyKind::kRandom, "random"},
+    {PolicyKind::kRoundRobin, "round-robin"},
+    {PolicyKind::kLoadBalance, "load-balance"},
+    {PolicyKind::kLocalCacheAware, "local-cache-aware"},
+    {PolicyKind::kGlobalCacheAware, "global-cache-aware"}};
+std::string_view Name(PolicyKind kind);
+// A policy's name -> its kind; INVALID_ARGUMENT "policy must be random, round-robin, load-balance,
+// local-cache-aware or global-cache-aware, not '<name>'" otherwise.
+Result<PolicyKind> ParsePolicy(std::string_view name);
+// INVALID_ARGUMENT for kGlobalCacheAware with a kvcache_balancing_threshold below 1.
+Result<std::unique_ptr<Policy>> MakePolicy(PolicyKind kind, const PolicyOptions& options);
 
 // The plan for prefilling on instance i reusing only its own prefix (no fetch).
 PrefillPlan LocalPlan(const RouteRequest& req, const ClusterView& view,

@@ -38,22 +38,25 @@ int RunReplay(ReplayOptions& o) {
   auto router = BuildRouterOptions(o.admission);
   if (!router.ok()) return Fail(router.status().ToString());
   o.sim.router = *router;
-  std::vector<std::string> policies;
+  // The edge: --policy's name becomes the policy's kind here.
+  std::vector<PolicyKind> policies;
   if (o.policy == "all") {
-    policies = PolicyNames();
+    for (const auto& n : kPolicyNames) policies.push_back(n.value);
   } else {
-    policies = {o.policy};
+    Result<PolicyKind> policy = ParsePolicy(o.policy);
+    if (!policy.ok()) return Fail(policy.status().ToString());
+    policies = {*policy};
   }
   auto trace = LoadTrace(o.trace);
   if (!trace.ok()) return Fail(trace.status().ToString());
 
   std::vector<SimResult> runs;
   std::vector<PolicySummary> rows;
-  for (const std::string& name : policies) {
-    ProgressBar bar(name);
+  for (const PolicyKind policy : policies) {
+    ProgressBar bar(std::string(Name(policy)));
     SimOptions so = o.sim;
     so.progress = [&bar](double f) { bar.Update(f); };
-    auto run = Simulate(*trace, *cost, name, so);
+    auto run = Simulate(*trace, *cost, policy, so);
     if (!run.ok()) return Fail(run.status().ToString());
     rows.push_back(Summarize(*run, o.sim.router.ttft_slo_s, o.sim.router.tbt_slo_s));
     runs.push_back(std::move(*run));

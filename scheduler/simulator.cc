@@ -244,8 +244,8 @@ class Run {
 
 }  // namespace
 
-Result<SimResult> Simulate(const std::vector<TraceRequest>& trace, const CostModel& cost,
-                           const std::string& policy, const SimOptions& options) {
+Result<SimResult> Simulate(const std::vector<TraceRequest>& trace, const CostModel& cost, PolicyKind policy,
+                           const SimOptions& options) {
   if (options.prefill == 0 || options.decode == 0) {
     return InvalidArgument(
         "the simulated cluster needs at least one prefill and one decode instance");

@@ -69,9 +69,9 @@ struct SimResult {
   double makespan_s = 0;
 };
 
-// INVALID_ARGUMENT for zero instances, a non-positive rate_scale, an unknown policy, or a trace
-// request the Router refuses (the message names its line index).
-Result<SimResult> Simulate(const std::vector<TraceRequest>& trace, const CostModel& cost,
-                           const std::string& policy, const SimOptions& options);
+// INVALID_ARGUMENT for zero instances, a non-positive rate_scale, options the policy refuses
+// (MakePolicy), or a trace request the Router refuses (the message names its line index).
+Result<SimResult> Simulate(const std::vector<TraceRequest>& trace, const CostModel& cost, PolicyKind policy,
+                           const SimOptions& options);
 
 }  // namespace kvstash::scheduler

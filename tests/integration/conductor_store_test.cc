@@ -32,7 +32,7 @@ TEST(ConductorStoreTest, PlansFetchesFromTheStoreAndSurvivesItsLoss) {
   ManualClock clock;
   metrics::Registry registry;
   const CostModel cost = *CostModel::Fit(DefaultProfile(ModelSpec{}), ModelSpec{}, 512);
-  ConductorService service(Router(MakePolicy("global-cache-aware", {}).value(), cost, RouterOptions{}), &clock,
+  ConductorService service(Router(MakePolicy(PolicyKind::kGlobalCacheAware, {}).value(), cost, RouterOptions{}), &clock,
                            &registry, store->get());
   grpc::ServerBuilder builder;
   int port = 0;

@@ -35,7 +35,7 @@ class Conductor {
     auto cost = scheduler::CostModel::Fit(scheduler::DefaultProfile(spec), spec, 64);
     scheduler::RouterOptions ro;
     service_ = std::make_unique<scheduler::ConductorService>(
-        scheduler::Router(scheduler::MakePolicy("global-cache-aware", {}).value(), *cost, ro), SteadyClock::Default(),
+        scheduler::Router(scheduler::MakePolicy(scheduler::PolicyKind::kGlobalCacheAware, {}).value(), *cost, ro), SteadyClock::Default(),
         registry_.get());
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(), &port_);

@@ -17,7 +17,7 @@ CostModel Cost() { return *CostModel::Fit(DefaultProfile(ModelSpec{}), ModelSpec
 
 class ConductorTest : public ::testing::Test {
  protected:
-  void Start(const std::string& policy, RouterOptions ro) {
+  void Start(PolicyKind policy, RouterOptions ro) {
     service_ = std::make_unique<ConductorService>(
         Router(MakePolicy(policy, {}).value(), Cost(), ro), &clock_, &registry_);
     grpc::ServerBuilder builder;
@@ -79,7 +79,7 @@ v1::RouteRequest IdsRequest(uint64_t id, std::vector<uint64_t> ids) {
 }
 
 TEST_F(ConductorTest, BadInputGetsClearErrors) {
-  Start("global-cache-aware", {});
+  Start(PolicyKind::kGlobalCacheAware, {});
   EXPECT_EQ(Register("", v1::INSTANCE_ROLE_PREFILL).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_EQ(Register("p0", v1::INSTANCE_ROLE_UNSPECIFIED).error_code(),
@@ -135,7 +135,7 @@ TEST_F(ConductorTest, BadInputGetsClearErrors) {
 }
 
 TEST_F(ConductorTest, RoutesByTokensAndKeysToTheHolder) {
-  Start("global-cache-aware", {});
+  Start(PolicyKind::kGlobalCacheAware, {});
   for (const char* id : {"p0", "p1"}) ASSERT_TRUE(Register(id, v1::INSTANCE_ROLE_PREFILL).ok());
   ASSERT_TRUE(Register("d0", v1::INSTANCE_ROLE_DECODE).ok());
   std::vector<uint32_t> tokens(512 * 8);
@@ -189,7 +189,7 @@ TEST_F(ConductorTest, RoutesByTokensAndKeysToTheHolder) {
 TEST_F(ConductorTest, RejectsWithResourceExhaustedWhenTtftSloCannotBeMet) {
   RouterOptions ro;
   ro.ttft_slo_s = 5;
-  Start("load-balance", ro);
+  Start(PolicyKind::kLoadBalance, ro);
   ASSERT_TRUE(Register("p0", v1::INSTANCE_ROLE_PREFILL).ok());
   ASSERT_TRUE(Register("d0", v1::INSTANCE_ROLE_DECODE).ok());
   ASSERT_TRUE(Heartbeat("p0", 60).ok());
@@ -225,10 +225,10 @@ TEST_F(ConductorTest, RoutesAScriptIdenticallyToTheSimulator) {
   so.decode = 1;
   so.local_cache_blocks = 1'000'000;  // no evictions: the conductor learns only insertions
   so.router.admission = Admission::kOff;
-  auto sim = Simulate(trace, Cost(), "global-cache-aware", so);
+  auto sim = Simulate(trace, Cost(), PolicyKind::kGlobalCacheAware, so);
   ASSERT_TRUE(sim.ok()) << sim.status().ToString();
 
-  Start("global-cache-aware", so.router);
+  Start(PolicyKind::kGlobalCacheAware, so.router);
   for (const char* id : {"p0", "p1", "p2"})
     ASSERT_TRUE(Register(id, v1::INSTANCE_ROLE_PREFILL).ok());
   ASSERT_TRUE(Register("d0", v1::INSTANCE_ROLE_DECODE).ok());
@@ -274,7 +274,7 @@ namespace {
 // Instances not heard from within the timeout leave routing (LiveView) and return with their next
 // heartbeat; the decision is committed against the right (underlying) instance.
 TEST_F(ConductorTest, SilentInstancesLeaveRoutingUntilHeardFromAgain) {
-  Start("round-robin", RouterOptions{});
+  Start(PolicyKind::kRoundRobin, RouterOptions{});
   service_->set_instance_timeout(5);
   ASSERT_TRUE(Register("p0", v1::INSTANCE_ROLE_PREFILL).ok());
   ASSERT_TRUE(Register("p1", v1::INSTANCE_ROLE_PREFILL).ok());

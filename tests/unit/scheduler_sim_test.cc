@@ -48,20 +48,20 @@ SimOptions Options() {
 
 TEST(Simulator, DeterministicForASeed) {
   auto trace = SyntheticTrace(400, 3);
-  for (const auto& policy : PolicyNames()) {
+  for (const auto& [policy, name] : kPolicyNames) {
     auto a = Simulate(trace, Cost(), policy, Options());
     auto b = Simulate(trace, Cost(), policy, Options());
-    ASSERT_TRUE(a.ok() && b.ok()) << policy;
+    ASSERT_TRUE(a.ok() && b.ok()) << name;
     ASSERT_EQ(a->requests.size(), b->requests.size());
     for (size_t i = 0; i < a->requests.size(); ++i) {
-      ASSERT_EQ(a->requests[i].ttft_s, b->requests[i].ttft_s) << policy << " request " << i;
-      ASSERT_EQ(a->requests[i].tbt_s, b->requests[i].tbt_s) << policy << " request " << i;
+      ASSERT_EQ(a->requests[i].ttft_s, b->requests[i].ttft_s) << name << " request " << i;
+      ASSERT_EQ(a->requests[i].tbt_s, b->requests[i].tbt_s) << name << " request " << i;
     }
   }
   SimOptions other = Options();
   other.seed = 99;
-  auto a = Simulate(trace, Cost(), "random", Options());
-  auto c = Simulate(trace, Cost(), "random", other);
+  auto a = Simulate(trace, Cost(), PolicyKind::kRandom, Options());
+  auto c = Simulate(trace, Cost(), PolicyKind::kRandom, other);
   bool differs = false;
   for (size_t i = 0; i < a->requests.size(); ++i)
     differs |= a->requests[i].ttft_s != c->requests[i].ttft_s;
@@ -71,7 +71,7 @@ TEST(Simulator, DeterministicForASeed) {
 TEST(Simulator, SecondIdenticalRequestHitsTheCache) {
   std::vector<uint64_t> ids = {1, 2, 3, 4, 5, 6, 7, 8};
   std::vector<TraceRequest> trace = {Request(0, ids), Request(60'000, ids)};
-  auto r = Simulate(trace, Cost(), "local-cache-aware", Options());
+  auto r = Simulate(trace, Cost(), PolicyKind::kLocalCacheAware, Options());
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(r->requests[0].local_blocks, 0u);
   EXPECT_EQ(r->requests[1].local_blocks, 8u);
@@ -94,7 +94,7 @@ TEST(Simulator, GlobalCacheAwareReplicatesFromBusyHolder) {
     trace.push_back(Request(20'000 + k, ids));
   }
   SimOptions o = Options();
-  auto r = Simulate(trace, Cost(), "global-cache-aware", o);
+  auto r = Simulate(trace, Cost(), PolicyKind::kGlobalCacheAware, o);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->requests.size(), 4u);
   const uint32_t holder = r->requests[0].prefill;
@@ -122,8 +122,8 @@ TEST(Simulator, GlobalCacheAwareReplicatesFromBusyHolder) {
 
 TEST(Simulator, CacheAwareBeatsRandomOnSharedPrefixes) {
   auto trace = SyntheticTrace(600, 5);
-  auto random = Simulate(trace, Cost(), "random", Options());
-  auto global = Simulate(trace, Cost(), "global-cache-aware", Options());
+  auto random = Simulate(trace, Cost(), PolicyKind::kRandom, Options());
+  auto global = Simulate(trace, Cost(), PolicyKind::kGlobalCacheAware, Options());
   ASSERT_TRUE(random.ok() && global.ok());
   auto rs = Summarize(*random, 30, 0.1), gs = Summarize(*global, 30, 0.1);
   EXPECT_LT(gs.ttft_s.mean, rs.ttft_s.mean);
@@ -137,7 +137,7 @@ TEST(Simulator, PredictedAdmissionRejectsUnderOverload) {
   o.rate_scale = 20;  // far beyond capacity
   o.router.admission = Admission::kPredicted;
   o.router.ttft_slo_s = 5;
-  auto r = Simulate(trace, Cost(), "global-cache-aware", o);
+  auto r = Simulate(trace, Cost(), PolicyKind::kGlobalCacheAware, o);
   ASSERT_TRUE(r.ok());
   auto s = Summarize(*r, 5, 0.1);
   EXPECT_GT(s.rejected, 0u);
@@ -148,20 +148,22 @@ TEST(Simulator, PredictedAdmissionRejectsUnderOverload) {
 TEST(Simulator, BadInputGetsClearErrors) {
   std::vector<TraceRequest> trace = {Request(0, {1, 2}), Request(10, {})};
   trace[1].input_length = 1000;  // two blocks' worth of tokens and no block
-  auto r = Simulate(trace, Cost(), "round-robin", Options());
+  auto r = Simulate(trace, Cost(), PolicyKind::kRoundRobin, Options());
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("trace line 2"), std::string::npos) << r.status().message();
   EXPECT_NE(r.status().message().find("empty block chain"), std::string::npos);
   SimOptions zero = Options();
   zero.prefill = 0;
-  EXPECT_EQ(Simulate({}, Cost(), "random", zero).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(Simulate({}, Cost(), PolicyKind::kRandom, zero).status().code(), StatusCode::kInvalidArgument);
   SimOptions rate = Options();
   rate.rate_scale = 0;
-  EXPECT_FALSE(Simulate({}, Cost(), "random", rate).ok());
-  EXPECT_FALSE(Simulate({}, Cost(), "nope", Options()).ok());
+  EXPECT_FALSE(Simulate({}, Cost(), PolicyKind::kRandom, rate).ok());
+  SimOptions threshold = Options();
+  threshold.kvcache_balancing_threshold = 0.5;  // refused by MakePolicy
+  EXPECT_FALSE(Simulate({}, Cost(), PolicyKind::kGlobalCacheAware, threshold).ok());
   std::vector<TraceRequest> absurd = {Request(0, {1})};
   absurd[0].input_length = 1ull << 50;
-  EXPECT_FALSE(Simulate(absurd, Cost(), "random", Options()).ok());
+  EXPECT_FALSE(Simulate(absurd, Cost(), PolicyKind::kRandom, Options()).ok());
 }
 
 TEST(Report, QuantilesAndJsonShape) {
@@ -170,7 +172,7 @@ TEST(Report, QuantilesAndJsonShape) {
   EXPECT_DOUBLE_EQ(q.p50, 2);
   EXPECT_DOUBLE_EQ(q.p99, 4);
   auto trace = SyntheticTrace(50, 1);
-  auto r = Simulate(trace, Cost(), "load-balance", Options());
+  auto r = Simulate(trace, Cost(), PolicyKind::kLoadBalance, Options());
   ASSERT_TRUE(r.ok());
   auto j = nlohmann::json::parse(FormatJson("t.jsonl", 3, 2, {Summarize(*r, 30, 0.1)}));
   EXPECT_EQ(j["trace"], "t.jsonl");

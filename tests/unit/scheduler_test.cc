@@ -49,7 +49,7 @@ struct Req {
   }
 };
 
-Router MakeRouter(const std::string& policy, RouterOptions ro = {}, double threshold = 1.5) {
+Router MakeRouter(PolicyKind policy, RouterOptions ro = {}, double threshold = 1.5) {
   auto p = MakePolicy(policy, {7, threshold});
   EXPECT_TRUE(p.ok()) << p.status().ToString();
   return Router(std::move(*p), Cost(), ro);
@@ -186,16 +186,23 @@ TEST(BlockCache, PrefixMatchAndTailFirstEviction) {
   EXPECT_EQ(none.PrefixMatch(a), 0u);
 }
 
+// Names are parsed only at the edges (flags); an unknown one is refused with every valid name.
 TEST(Policy, UnknownNameIsAnError) {
-  auto p = MakePolicy("fastest", {});
+  auto p = ParsePolicy("fastest");
   ASSERT_FALSE(p.ok());
-  EXPECT_NE(p.status().message().find("global-cache-aware"), std::string::npos);
-  EXPECT_FALSE(MakePolicy("global-cache-aware", {1, 0.5}).ok());
+  EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.status().message(),
+            "policy must be random, round-robin, load-balance, local-cache-aware or global-cache-aware, not 'fastest'");
+  for (const auto& [kind, name] : kPolicyNames) {
+    EXPECT_EQ(ParsePolicy(name).value(), kind);
+    EXPECT_EQ(MakePolicy(kind, {}).value()->name(), name);
+  }
+  EXPECT_FALSE(MakePolicy(PolicyKind::kGlobalCacheAware, {1, 0.5}).ok());
   EXPECT_FALSE(ParseAdmission("sometimes").ok());
 }
 
 TEST(Policy, RoundRobinCycles) {
-  Router router = MakeRouter("round-robin");
+  Router router = MakeRouter(PolicyKind::kRoundRobin);
   FakeView v = View({0, 0, 0}, {0, 0, 0}, 2);
   Req q(4);
   std::vector<uint32_t> got;
@@ -207,7 +214,7 @@ TEST(Policy, RandomIsSeededAndInRange) {
   FakeView v = View({0, 0, 0, 0}, {0, 0, 0, 0}, 3);
   Req q(2);
   std::vector<uint32_t> a, b;
-  Router r1 = MakeRouter("random"), r2 = MakeRouter("random");
+  Router r1 = MakeRouter(PolicyKind::kRandom), r2 = MakeRouter(PolicyKind::kRandom);
   for (int i = 0; i < 50; ++i) {
     auto d1 = r1.Route(q.r, v), d2 = r2.Route(q.r, v);
     ASSERT_TRUE(d1.ok() && d2.ok());
@@ -220,7 +227,7 @@ TEST(Policy, RandomIsSeededAndInRange) {
 }
 
 TEST(Policy, LoadBalancePicksLeastQueuedIgnoringCache) {
-  Router router = MakeRouter("load-balance");
+  Router router = MakeRouter(PolicyKind::kLoadBalance);
   FakeView v = View({5, 0.5, 2}, {40, 0, 0});
   auto d = router.Route(Req(40).r, v);
   ASSERT_TRUE(d.ok());
@@ -231,7 +238,7 @@ TEST(Policy, LoadBalancePicksLeastQueuedIgnoringCache) {
 TEST(Policy, LocalCacheAwareTradesQueueForPrefix) {
   // Instance 0 holds 39 of 40 blocks behind a 1 s queue; instance 1 is idle with nothing cached.
   // Prefilling 20480 tokens from scratch takes ~3 s, so waiting for instance 0 is best.
-  Router router = MakeRouter("local-cache-aware");
+  Router router = MakeRouter(PolicyKind::kLocalCacheAware);
   FakeView v = View({1.0, 0}, {39, 0});
   auto d = router.Route(Req(40).r, v);
   ASSERT_TRUE(d.ok());
@@ -247,18 +254,18 @@ TEST(Policy, GlobalCacheAwarePullsPrefixFromBusyHolder) {
   // prefix over the network, while local-cache-aware must recompute it there.
   FakeView v = View({60, 0, 3}, {39, 0, 10});
   Req q(40);
-  auto g = MakeRouter("global-cache-aware").Route(q.r, v);
+  auto g = MakeRouter(PolicyKind::kGlobalCacheAware).Route(q.r, v);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->plan.prefill, 1u);
   EXPECT_EQ(g->plan.fetch_source, 0);
   EXPECT_EQ(g->plan.fetch_blocks, 39u);
   EXPECT_GT(g->plan.transfer_s, 0);
-  auto l = MakeRouter("local-cache-aware").Route(q.r, v);
+  auto l = MakeRouter(PolicyKind::kLocalCacheAware).Route(q.r, v);
   ASSERT_TRUE(l.ok());
   EXPECT_GT(l->plan.ttft_s(), g->plan.ttft_s());
   // With a threshold above the length ratio (39/10 < 5), instance 2 keeps its own prefix.
   v.queue = {60, 30, 0};
-  auto t = MakeRouter("global-cache-aware", {}, 5.0).Route(q.r, v);
+  auto t = MakeRouter(PolicyKind::kGlobalCacheAware, {}, 5.0).Route(q.r, v);
   ASSERT_TRUE(t.ok());
   EXPECT_EQ(t->plan.prefill, 2u);
   EXPECT_EQ(t->plan.fetch_blocks, 0u);
@@ -271,17 +278,17 @@ TEST(Policy, GlobalCacheAwareFetchesFromTheStoreWhenItHoldsMore) {
   FakeView v = View({0, 0}, {5, 0});
   Req q(40);
   q.r.store_blocks = 30;
-  auto g = MakeRouter("global-cache-aware").Route(q.r, v);
+  auto g = MakeRouter(PolicyKind::kGlobalCacheAware).Route(q.r, v);
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->plan.fetch_source, PrefillPlan::kFromStore);
   EXPECT_EQ(g->plan.fetch_blocks + g->plan.local_blocks, 30u);
   EXPECT_GT(g->plan.transfer_s, 0);
-  auto l = MakeRouter("local-cache-aware").Route(q.r, v);
+  auto l = MakeRouter(PolicyKind::kLocalCacheAware).Route(q.r, v);
   ASSERT_TRUE(l.ok());
   EXPECT_GT(l->plan.ttft_s(), g->plan.ttft_s());
   // When an instance holds at least as much as the store, the instance stays the source.
   q.r.store_blocks = 4;
-  auto i = MakeRouter("global-cache-aware").Route(q.r, v);
+  auto i = MakeRouter(PolicyKind::kGlobalCacheAware).Route(q.r, v);
   ASSERT_TRUE(i.ok());
   EXPECT_NE(i->plan.fetch_source, PrefillPlan::kFromStore);
 }
@@ -289,7 +296,7 @@ TEST(Policy, GlobalCacheAwareFetchesFromTheStoreWhenItHoldsMore) {
 TEST(Router, PicksDecodeByPredictedTbt) {
   FakeView v = View({0}, {0}, 3);
   v.later_load = {{64, 1'000'000}, {8, 50'000}, {32, 400'000}};
-  auto d = MakeRouter("global-cache-aware").Route(Req(4).r, v);
+  auto d = MakeRouter(PolicyKind::kGlobalCacheAware).Route(Req(4).r, v);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->decode, 1u);
 }
@@ -298,11 +305,11 @@ TEST(Router, RejectsOnTtftSlo) {
   RouterOptions ro;
   ro.ttft_slo_s = 5;
   FakeView v = View({10, 12}, {0, 0});
-  auto d = MakeRouter("load-balance", ro).Route(Req(4).r, v);
+  auto d = MakeRouter(PolicyKind::kLoadBalance, ro).Route(Req(4).r, v);
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->reject, RejectReason::kTtftSlo);
   ro.admission = Admission::kOff;
-  EXPECT_FALSE(MakeRouter("load-balance", ro).Route(Req(4).r, v)->rejected());
+  EXPECT_FALSE(MakeRouter(PolicyKind::kLoadBalance, ro).Route(Req(4).r, v)->rejected());
 }
 
 TEST(Router, PredictedAdmissionJudgesLoadAtArrival) {
@@ -313,17 +320,17 @@ TEST(Router, PredictedAdmissionJudgesLoadAtArrival) {
   RouterOptions ro;
   ro.tbt_slo_s = 0.05;
   ro.admission = Admission::kCurrent;
-  auto current = MakeRouter("global-cache-aware", ro).Route(Req(40).r, v);
+  auto current = MakeRouter(PolicyKind::kGlobalCacheAware, ro).Route(Req(40).r, v);
   ASSERT_TRUE(current.ok());
   EXPECT_EQ(current->reject, RejectReason::kTbtSlo);
   ro.admission = Admission::kPredicted;
-  auto predicted = MakeRouter("global-cache-aware", ro).Route(Req(40).r, v);
+  auto predicted = MakeRouter(PolicyKind::kGlobalCacheAware, ro).Route(Req(40).r, v);
   ASSERT_TRUE(predicted.ok());
   EXPECT_FALSE(predicted->rejected());
 }
 
 TEST(Router, BadInputGetsClearErrors) {
-  Router router = MakeRouter("global-cache-aware");
+  Router router = MakeRouter(PolicyKind::kGlobalCacheAware);
   FakeView v = View({0}, {0});
   Req empty(0);
   empty.r.input_tokens = 1000;
