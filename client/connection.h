@@ -90,7 +90,7 @@ class Connection {
     return client_internal::FromGrpc(status, op, options_.address);
   }
 
-  // --- the data path (data_path.cc) ---
+  // --- the data path (data_path.cc: setup; data_path_put.cc, data_path_get.cc) ---
   // Sets up the UCX path if the daemon offers it and options allow; probes it with one read.
   Status SetUpDataPath(EngineSource& engines);
   // The target for addresses that came from daemon incarnation `instance_id`: re-fetches the
