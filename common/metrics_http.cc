@@ -10,6 +10,7 @@
 #include <sstream>
 #include <thread>
 
+#include "common/failure_limiter.h"
 #include "common/http_serve.h"
 #include "common/metrics.h"
 
@@ -111,6 +112,7 @@ struct MetricsHttpServer::Impl {
   const Registry* registry;
   MetricsHttpOptions options;
   std::vector<std::pair<std::string, std::string>> users;  // user -> hex SHA-256 of the password
+  std::unique_ptr<FailureLimiter> basic_failures;           // made at Start
   std::unique_ptr<HttpServer> server;
   std::thread thread;
 
@@ -132,9 +134,14 @@ struct MetricsHttpServer::Impl {
     const std::string value = req.get_header_value("Authorization");
     if (StartsWithNoCase(value, "Basic ")) {
       if (users.empty()) return refuse(401, "basic authentication is not configured");
+      if (!basic_failures->Allowed(req.remote_addr)) return refuse(401, "too many failed attempts");
+      auto fail = [&](const std::string& why) {
+        basic_failures->RecordFailure(req.remote_addr);
+        return refuse(401, why);
+      };
       std::optional<std::string> decoded = Base64Decode(std::string_view(value).substr(6));
       const size_t colon = decoded ? decoded->find(':') : std::string::npos;
-      if (colon == std::string::npos) return refuse(401, "malformed basic credentials");
+      if (colon == std::string::npos) return fail("malformed basic credentials");
       const std::string user = decoded->substr(0, colon);
       const std::string digest = Sha256Hex(std::string_view(*decoded).substr(colon + 1));
       bool match = false;
@@ -142,7 +149,7 @@ struct MetricsHttpServer::Impl {
         // Every entry compared, in constant time each: no early exit tells which users exist.
         match = (EqualsConstantTime(known, user) & EqualsConstantTime(known_digest, digest)) || match;
       }
-      if (!match) return refuse(401, "unknown user or wrong password");
+      if (!match) return fail("unknown user or wrong password");
       return true;
     }
     if (StartsWithNoCase(value, "Bearer ")) {
@@ -174,6 +181,8 @@ Result<int> MetricsHttpServer::Start(const std::string& host, int port) {
     text << in.rdbuf();
     KVSTASH_ASSIGN_OR_RETURN(impl_->users, ParseBasicAuthFile(text.str(), options.auth.basic_auth_file));
   }
+  impl_->basic_failures = std::make_unique<FailureLimiter>(options.auth.clock, options.auth.basic_failure_burst,
+                                                           options.auth.basic_failure_refill_per_s);
   impl_->server = std::make_unique<HttpServer>(options.limits);
   KVSTASH_RETURN_IF_ERROR(impl_->server->EnableTls(options.tls));
   Impl* impl = impl_.get();

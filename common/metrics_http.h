@@ -6,7 +6,11 @@
 // `Basic` with a user and password listed (as SHA-256) in basic_auth_file, or `Bearer` with a token
 // the `bearer` check admits. No header, a malformed one or unknown credentials: 401 with
 // `WWW-Authenticate`; a bearer token the check admits but whose role is too low: 403. /healthz takes
-// no credentials (load balancers probe it), and says nothing but "ok".
+// no credentials (load balancers probe it), and says nothing but "ok". Failed basic-auth attempts
+// are rate-limited per client address (common/failure_limiter.h): past `basic_failure_burst`
+// failures, that address's further attempts get 401 "too many failed attempts" without being
+// checked, until its budget refills. (Bearer tokens are rate-limited by the `bearer` check's owner:
+// kvstashd's Authorizer, whose budget the gRPC port shares.)
 //
 // Thread-safety: Start and Stop from one owning thread; the bearer check runs on the server's
 // worker threads concurrently.
@@ -19,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/http_options.h"
 #include "kvstash/result.h"
 
@@ -33,6 +38,10 @@ struct MetricsAuth {
   // Checks an `Authorization: Bearer ...` value from `peer` (its IP address): OK = may read /metrics,
   // UNAUTHENTICATED (401) or PERMISSION_DENIED (403) = refused. Empty = bearer tokens are refused.
   std::function<Status(const std::string& peer, std::string_view authorization)> bearer;
+  // Failed basic-auth attempts a client address may make in a row, and how many it regains a second.
+  double basic_failure_burst = 10;
+  double basic_failure_refill_per_s = 1;
+  const Clock* clock = SteadyClock::Default();  // drives that budget; not owned
   bool required() const { return !basic_auth_file.empty() || static_cast<bool>(bearer); }
 };
 

@@ -84,7 +84,8 @@ struct SpmModule {
   kvstash_spm_release_fn release = nullptr;
 };
 
-std::vector<std::string> ModuleCandidates() {
+// Unused in sanitizer builds, where OpenModule refuses before looking.
+[[maybe_unused]] std::vector<std::string> ModuleCandidates() {
   std::vector<std::string> out;
   if (const char* env = std::getenv("KVSTASH_SENTENCEPIECE_MODULE"); env != nullptr && *env != '\0') {
     out.emplace_back(env);

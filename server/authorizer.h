@@ -16,7 +16,7 @@
 #include "common/clock.h"
 #include "common/mutex.h"
 #include "kvstash/result.h"
-#include "server/failure_limiter.h"
+#include "common/failure_limiter.h"
 
 namespace kvstash::server {
 

@@ -1,4 +1,4 @@
-// Tokens, roles and the failure budget (common/auth.h, server/authorizer.h, server/failure_limiter.h),
+// Tokens, roles and the failure budget (common/auth.h, server/authorizer.h, common/failure_limiter.h),
 // and which hosts count as loopback (common/tls.h). The daemon-level attacks are
 // tests/integration/security_test.cc.
 #include <gtest/gtest.h>
@@ -13,7 +13,7 @@
 #include "common/clock.h"
 #include "common/tls.h"
 #include "server/authorizer.h"
-#include "server/failure_limiter.h"
+#include "common/failure_limiter.h"
 #include "server/security_mode.h"
 #include "server/tenant_keys.h"
 
@@ -66,16 +66,16 @@ TEST(AuthTest, BearerTokenTakesOnlyTheBearerForm) {
 
 TEST(FailureLimiterTest, BudgetIsSpentPerPeerHostAndRefills) {
   ManualClock clock;
-  server::FailureLimiter limiter(&clock, /*burst=*/3, /*refill_per_s=*/1);
-  const std::string a = server::PeerHost("ipv4:10.0.0.5:40000");
+  FailureLimiter limiter(&clock, /*burst=*/3, /*refill_per_s=*/1);
+  const std::string a = PeerHost("ipv4:10.0.0.5:40000");
   EXPECT_EQ(a, "ipv4:10.0.0.5");
-  EXPECT_EQ(server::PeerHost("ipv6:[::1]:5"), "ipv6:[::1]");
+  EXPECT_EQ(PeerHost("ipv6:[::1]:5"), "ipv6:[::1]");
   for (int i = 0; i < 3; ++i) {
     EXPECT_TRUE(limiter.Allowed(a));
     limiter.RecordFailure(a);
   }
   EXPECT_FALSE(limiter.Allowed(a));
-  EXPECT_FALSE(limiter.Allowed(server::PeerHost("ipv4:10.0.0.5:40001")));  // another port, same host
+  EXPECT_FALSE(limiter.Allowed(PeerHost("ipv4:10.0.0.5:40001")));  // another port, same host
   EXPECT_TRUE(limiter.Allowed("ipv4:10.0.0.6"));                           // another host
   clock.AdvanceMs(999);
   EXPECT_FALSE(limiter.Allowed(a));
@@ -85,7 +85,7 @@ TEST(FailureLimiterTest, BudgetIsSpentPerPeerHostAndRefills) {
 
 TEST(FailureLimiterTest, TrackedPeersAreBounded) {
   ManualClock clock;
-  server::FailureLimiter limiter(&clock, 1, 1, /*max_peers=*/2);
+  FailureLimiter limiter(&clock, 1, 1, /*max_peers=*/2);
   limiter.RecordFailure("p1");
   limiter.RecordFailure("p2");
   // Both tracked peers are spent: new peers share the overflow budget (burst 1).

@@ -7,7 +7,9 @@
 #include <fstream>
 #include <thread>
 
+#include "common/auth.h"
 #include "common/metrics.h"
+#include "common/metrics_http.h"
 
 namespace kvstash::metrics {
 namespace {
@@ -133,6 +135,43 @@ TEST(MetricsHttpServerTest, ServesMetricsOnPickedPort) {
   EXPECT_EQ(health->status, 200);
   server.Stop();
   EXPECT_FALSE(cli.Get("/metrics"));
+}
+
+// Failed basic-auth attempts spend the client address's budget; once it is spent even the right
+// password is refused unchecked, until the budget refills (docs/SECURITY.md "The metrics endpoint").
+TEST(MetricsHttpServerTest, FailedBasicAuthIsRateLimitedPerAddress) {
+  const auto file = std::filesystem::temp_directory_path() / ("kvstash_basic_" + std::to_string(::getpid()));
+  std::ofstream(file) << "scraper " << auth::Sha256Hex("right-password") << "\n";
+  ManualClock clock;
+  Registry reg;
+  MetricsHttpOptions options;
+  options.auth.basic_auth_file = file.string();
+  options.auth.basic_failure_burst = 3;
+  options.auth.basic_failure_refill_per_s = 1;
+  options.auth.clock = &clock;
+  MetricsHttpServer server(&reg, options);
+  auto port = server.Start("127.0.0.1", 0);
+  ASSERT_TRUE(port.ok()) << port.status().ToString();
+  httplib::Client cli("127.0.0.1", *port);
+  auto get = [&](const std::string& password) {
+    cli.set_basic_auth("scraper", password);
+    auto res = cli.Get("/metrics");
+    return res ? std::make_pair(res->status, res->body) : std::make_pair(-1, std::string());
+  };
+  EXPECT_EQ(get("right-password").first, 200);  // successes cost nothing
+  for (int i = 0; i < 3; ++i) {
+    const auto refused = get("wrong-" + std::to_string(i));
+    EXPECT_EQ(refused.first, 401);
+    EXPECT_NE(refused.second.find("unknown user or wrong password"), std::string::npos) << refused.second;
+  }
+  const auto limited = get("right-password");
+  EXPECT_EQ(limited.first, 401);
+  EXPECT_NE(limited.second.find("too many failed attempts"), std::string::npos) << limited.second;
+  EXPECT_EQ(cli.Get("/healthz")->status, 200);  // health never needs credentials
+  clock.AdvanceMs(1'000);  // one failure regained
+  EXPECT_EQ(get("right-password").first, 200);
+  server.Stop();
+  std::filesystem::remove(file);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
-#include "server/failure_limiter.h"
+#include "common/failure_limiter.h"
 
 #include <algorithm>
 #include <iterator>
 
-namespace kvstash::server {
+namespace kvstash {
 
 FailureLimiter::Budget& FailureLimiter::BudgetOf(const std::string& peer) {
   const uint64_t now = clock_->NowMs();
@@ -50,4 +50,4 @@ std::string PeerHost(const std::string& grpc_peer) {
   return grpc_peer.substr(0, colon);
 }
 
-}  // namespace kvstash::server
+}  // namespace kvstash

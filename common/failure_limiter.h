@@ -1,4 +1,5 @@
-// FailureLimiter: rate-limits failed authentication attempts per peer (docs/SECURITY.md). Each peer
+// FailureLimiter: rate-limits failed authentication attempts per peer (docs/SECURITY.md): bearer
+// tokens on kvstashd's gRPC port, basic auth on every metrics endpoint. Each peer
 // has a budget of `burst` failures that refills at `refill_per_s`; a peer whose budget is spent is
 // refused without its attempt being checked until the budget refills. Successful attempts cost
 // nothing. At most `max_peers` peers are tracked: past that, peers whose budgets are full again are
@@ -15,7 +16,7 @@
 #include "common/clock.h"
 #include "common/mutex.h"
 
-namespace kvstash::server {
+namespace kvstash {
 
 class FailureLimiter {
  public:
@@ -48,4 +49,4 @@ class FailureLimiter {
 // "ipv6:[::1]:51234" -> "ipv6:[::1]"): a peer's budget does not depend on its source port.
 std::string PeerHost(const std::string& grpc_peer);
 
-}  // namespace kvstash::server
+}  // namespace kvstash
