@@ -3,7 +3,8 @@
 # restructuring must not slow anything down). For each round, and each tree in turn:
 # `kvstash-bench-transfer --quick --json` (every kvstash row beside memcpy, iperf3 and Redis, each
 # tree's bench starting its own kvstashd) and `kvstash bench` (1 MiB over UCX, 64 KiB inline) against
-# a standalone kvstashd of that tree. Then prints the kvstash rows' after/before ratios.
+# a standalone kvstashd of that tree (odd rounds run "before" first, even rounds "after" first).
+# Then prints the kvstash rows' after/before ratios.
 #
 #   bench/ab_builds.sh BEFORE_BUILD_DIR AFTER_BUILD_DIR OUT_DIR [ROUNDS (default 2)]
 set -euo pipefail
@@ -14,7 +15,9 @@ rounds=${4:-2}
 mkdir -p "$out"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 for round in $(seq "$rounds"); do
-  for v in before after; do
+  order="before after"
+  ((round % 2 == 0)) && order="after before"  # alternate which tree runs first: load drifts within a round
+  for v in $order; do
     b=$before
     [[ $v == after ]] && b=$after
     timeout 600 "$b/bench/kvstash-bench-transfer" --quick --json >"$out/transfer_${v}_$round.json" 2>"$out/transfer_${v}_$round.err"
