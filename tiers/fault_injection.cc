@@ -47,8 +47,6 @@ struct PowerFaults::State {
   };
   std::map<std::string, File> files;  // RocksDB files written since this object was made
 
-  std::unique_ptr<rocksdb::Env> env;
-
   ~State() {
     for (Undo& u : undo) std::free(u.old);
   }
@@ -325,7 +323,7 @@ class FaultFileSystem final : public rocksdb::FileSystemWrapper {
 
 PowerFaults::PowerFaults() : state_(std::make_shared<State>()) {
   auto fs = std::make_shared<FaultFileSystem>(rocksdb::FileSystem::Default(), state_);
-  state_->env = rocksdb::NewCompositeEnv(fs);
+  env_ = rocksdb::NewCompositeEnv(fs);
 }
 
 PowerFaults::~PowerFaults() = default;
@@ -340,7 +338,7 @@ std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)> PowerFa
   };
 }
 
-rocksdb::Env* PowerFaults::IndexEnv() { return state_->env.get(); }
+rocksdb::Env* PowerFaults::IndexEnv() { return env_.get(); }
 
 uint64_t PowerFaults::steps() const {
   std::lock_guard lock(state_->mu);
