@@ -207,6 +207,7 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.verify_sends = config.verify_sends;
   service_options.default_reservation_timeout_ms = config.reservation_timeout_ms;
+  service_options.max_reservation_timeout_ms = config.max_reservation_timeout_ms;
   service_options.max_block_bytes = config.max_block;
   service_options.eviction_policy = std::string(dram.policy_name());
   service_options.huge_pages = dram.huge_pages_active();

@@ -52,6 +52,7 @@ struct DaemonConfig {
   uint32_t threads = 64;                          // most gRPC handler threads (1..1024); requests beyond wait
   LogLevel log_level = LogLevel::kInfo;
   uint64_t reservation_timeout_ms = 30'000;       // default lifetime of a PutBegin reservation
+  uint64_t max_reservation_timeout_ms = 600'000;  // the longest a client may ask for; longer asks are cut to it
   uint64_t reaper_interval_ms = 1'000;            // how often expired reservations are reclaimed
   uint64_t default_lease_ms = 5'000;              // lease given to located blocks when the caller names none
   // Hash every block before sending it inline or two-sided and refuse one that fails (docs/DATA_PLANE.md).

@@ -82,6 +82,13 @@ std::vector<settings::Setting<C>> BuildTable() {
                       "PutBegin reservation lifetime")
                   .Range(uint64_t{1}, limits::kMaxReservationTimeoutMs)
                   .Unit("ms"));
+  t.push_back(Integer("server.max_reservation_timeout_ms", "--max-reservation-timeout-ms",
+                      &C::max_reservation_timeout_ms,
+                      "longest reservation a client may ask for; a longer ask is cut to it")
+                  .Range(uint64_t{1}, limits::kMaxReservationTimeoutMs)
+                  .Check("at least server.reservation_timeout_ms",
+                         [](const C& c) { return c.max_reservation_timeout_ms >= c.reservation_timeout_ms; })
+                  .Unit("ms"));
   t.push_back(Integer("server.reaper_interval_ms", "", &C::reaper_interval_ms,
                       "how often expired reservations are reclaimed")
                   .Check("at least 1", [](const C& c) { return c.reaper_interval_ms > 0; })

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "kvstash/limits.h"
 #include "common/mutex.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "server/authorizer.h"
@@ -73,6 +74,9 @@ class AccessHooks {
 struct StoreServiceOptions {
   std::string member_id;
   uint64_t default_reservation_timeout_ms = 30'000;
+  // A PutBegin asking for longer is given this (its deadline_ms says so): an abandoned reservation holds
+  // its room no longer than the operator allows. Asks above limits::kMaxReservationTimeoutMs are refused.
+  uint64_t max_reservation_timeout_ms = limits::kMaxReservationTimeoutMs;
   uint64_t max_block_bytes = 64ULL << 20;
   uint64_t default_lease_ms = 5'000;
   DataPlaneInfo data_plane;

@@ -1,5 +1,6 @@
 // StoreService's write handlers: the two-phase put (PutBegin, PutCommit, PutAbort; one-sided or
 // two-sided bytes) and the inline Put.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <unordered_set>
@@ -45,7 +46,9 @@ Status StoreService::DoPutBegin(const std::string& session, const v1::PutBeginRe
     return InvalidArgument("timeout_ms is " + std::to_string(req.timeout_ms()) + "; the limit is " +
                            std::to_string(limits::kMaxReservationTimeoutMs));
   }
-  const uint64_t timeout_ms = req.timeout_ms() == 0 ? options_.default_reservation_timeout_ms : req.timeout_ms();
+  const uint64_t timeout_ms =
+      req.timeout_ms() == 0 ? options_.default_reservation_timeout_ms
+                            : std::min<uint64_t>(req.timeout_ms(), options_.max_reservation_timeout_ms);
   if (req.two_sided() && !two_sided()) {
     return FailedPrecondition("two_sided: this daemon does not serve the two-sided UCX protocol");
   }

@@ -140,7 +140,8 @@ class Cluster:
              "--listen", f"{a}:7370", "--metrics-listen", f"{a}:7371", "--ucx-transports", "tcp",
              "--log-level", "warn", "--dram-capacity", "32MiB", "--dram-prefault",
              "--ssd-dir", os.path.join(self.ssd_dir(h), "tier"), "--ssd-capacity", "48MiB",
-             "--reservation-timeout-ms", "3000", "--default-lease-ms", "2000"],
+             "--reservation-timeout-ms", "3000", "--max-reservation-timeout-ms", "3000",
+             "--default-lease-ms", "2000"],
             stdout=out, stderr=err)
         self.procs[h] = p
         path = os.path.join(self.work, f"{h}.out")

@@ -161,6 +161,16 @@ TEST(DaemonSettingsTest, AValueOutsideItsRangeIsRefusedWhereItIsWritten) {
   // A range that applies only with its tier on: an SSD segment is checked once ssd.dir is set.
   EXPECT_TRUE(ApplyTomlString("[ssd]\nsegment = 100\n", "off.toml", config).ok());
   EXPECT_FALSE(ApplyTomlString("[ssd]\ndir = \"d\"\nsegment = 100\n", "on.toml", config).ok());
+  // A client's longest reservation cannot be shorter than the default one.
+  DaemonConfig reservations;
+  EXPECT_FALSE(ApplyTomlString("[server]\nreservation_timeout_ms = 5000\nmax_reservation_timeout_ms = 3000\n",
+                               "short.toml", reservations)
+                   .ok());
+  DaemonConfig equal;
+  EXPECT_TRUE(ApplyTomlString("[server]\nreservation_timeout_ms = 3000\nmax_reservation_timeout_ms = 3000\n",
+                              "equal.toml", equal)
+                  .ok());
+  EXPECT_EQ(equal.max_reservation_timeout_ms, 3000u);
 }
 
 TEST(DaemonSettingsTest, HelpShowsRangeDefaultUnitAndFileKey) {
