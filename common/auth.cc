@@ -109,4 +109,13 @@ std::optional<std::string_view> BearerToken(std::string_view header) {
   return token;
 }
 
+Result<std::string> ReadTokenFile(const std::string& path, const std::string& flag) {
+  std::ifstream in(path);
+  std::string token;
+  if (!in || !std::getline(in, token)) return InvalidArgument("cannot read a token from " + flag + " " + path);
+  while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+  if (token.empty()) return InvalidArgument(flag + " " + path + ": its first line is empty");
+  return token;
+}
+
 }  // namespace kvstash::auth

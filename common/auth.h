@@ -54,4 +54,8 @@ class TokenTable {
 // nullopt when the value has another form.
 std::optional<std::string_view> BearerToken(std::string_view header);
 
+// The token a client presents, from the first line of `path` (trailing whitespace dropped):
+// INVALID_ARGUMENT naming `flag` when the file cannot be read or that line is empty.
+Result<std::string> ReadTokenFile(const std::string& path, const std::string& flag);
+
 }  // namespace kvstash::auth

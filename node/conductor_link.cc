@@ -43,6 +43,7 @@ struct ConductorLink::Impl {
   std::unique_ptr<grpc::ClientContext> Context() const {
     auto ctx = std::make_unique<grpc::ClientContext>();
     ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.rpc_timeout_ms));
+    if (!options.token.empty()) ctx->AddMetadata("authorization", "Bearer " + options.token);
     return ctx;
   }
 

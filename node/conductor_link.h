@@ -54,6 +54,7 @@ struct ConductorLinkOptions {
   // kvstash.v1.Node service, and the namespace its prefix hashes live in.
   std::string node_address, namespace_id;
   tls::ClientFiles tls;  // towards the conductor's gRPC port (docs/SECURITY.md); empty = plaintext
+  std::string token;     // bearer token sent with every call; empty = none
 };
 
 struct ConductorLinkStats {

@@ -110,6 +110,11 @@ class NodeService final : public v1::Node::Service {
     NodeService& s_;
   };
 
+  // OK without a tokens file; else the call's bearer token must hold `needed` (common/authorizer.h).
+  Status Admit(const grpc::ServerContext& context, auth::Role needed) {
+    if (options_.authorizer == nullptr) return Status::Ok();
+    return options_.authorizer->Admit(context, needed).status();
+  }
   grpc::Status Refuse(const Status& status) {
     if (options_.metrics != nullptr) options_.metrics->RecordRequest(status);
     return ToGrpc(status);
@@ -158,6 +163,7 @@ class NodeService final : public v1::Node::Service {
 grpc::Status NodeService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* req,
                                    grpc::ServerWriter<v1::GenerateEvent>* writer) {
   InFlight guard(*this);
+  if (Status admitted = Admit(*context, auth::Role::kWrite); !admitted.ok()) return Refuse(admitted);
   if (draining_.load()) return Refuse(Unavailable("the node is draining: no new requests"));
   Result<ParsedRequest> parsed = ParseGenerateRequest(*req, options_.tokenizer, limits_);
   if (!parsed.ok()) return Refuse(parsed.status());
@@ -236,6 +242,7 @@ grpc::Status NodeService::Generate(grpc::ServerContext* context, const v1::Gener
 grpc::Status NodeService::Prefill(grpc::ServerContext* context, const v1::PrefillRequest* req,
                                   v1::PrefillResult* out) {
   InFlight guard(*this);
+  if (Status admitted = Admit(*context, auth::Role::kWrite); !admitted.ok()) return Refuse(admitted);
   if (draining_.load()) return Refuse(Unavailable("the node is draining: no new requests"));
   uint32_t store_wait_ms = 0;
   Result<ParsedRequest> parsed = ParsePrefillRequest(*req, options_.tokenizer, limits_, &store_wait_ms);
@@ -301,7 +308,8 @@ uint32_t NodeService::ConfirmInStore(grpc::ServerContext* context, const std::ve
   }
 }
 
-grpc::Status NodeService::Info(grpc::ServerContext*, const v1::InfoRequest*, v1::InfoResult* out) {
+grpc::Status NodeService::Info(grpc::ServerContext* context, const v1::InfoRequest*, v1::InfoResult* out) {
+  if (Status admitted = Admit(*context, auth::Role::kRead); !admitted.ok()) return ToGrpc(admitted);
   const ModelConfig& c = runtime_.config();
   out->set_model_name(options_.model_name);
   out->set_engine(options_.engine);

@@ -2,7 +2,9 @@
 // streaming), Prefill (KV computed or reused, first token, blocks confirmed in the store) and Info.
 //
 // Requests are checked by node/grpc_requests before anything is queued (INVALID_ARGUMENT naming the
-// field, nothing changed); a draining server answers UNAVAILABLE; a client that cancels or goes
+// field, nothing changed); with tokens (GrpcServiceOptions::authorizer) a call without the role it
+// needs is UNAUTHENTICATED or PERMISSION_DENIED before anything is read; a draining server
+// answers UNAVAILABLE; a client that cancels or goes
 // away cancels its request in the runtime (CompletionRequest::cancel), so its pages are freed at
 // the next step. Each RPC in flight holds one of the server's threads (`threads` of them).
 //
@@ -13,6 +15,7 @@
 #include <memory>
 #include <string>
 
+#include "common/authorizer.h"
 #include "common/tls.h"
 #include "kvstash/client.h"
 #include "kvstash/result.h"
@@ -33,6 +36,8 @@ struct GrpcServiceOptions {
   size_t threads = 64;                   // RPCs served at once
   size_t max_request_bytes = 1 << 20;    // larger requests: INVALID_ARGUMENT (gRPC itself takes 4x)
   tls::ServerFiles tls;                  // the port's TLS (docs/SECURITY.md); empty = plaintext
+  // Bearer tokens (not owned; null = none asked): Generate and Prefill need `write`, Info `read`.
+  auth::Authorizer* authorizer = nullptr;
 };
 
 class GrpcServer {

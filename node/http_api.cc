@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "common/http_serve.h"
+#include "common/http_token_gate.h"
 #include "common/mutex.h"
 #include "node/http_completion_request.h"
 
@@ -31,7 +32,9 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 json ErrorJson(const Status& status, int http_status) {
-  const char* type = http_status == 400 ? "invalid_request_error"
+  const char* type = http_status == 400   ? "invalid_request_error"
+                     : http_status == 401 ? "authentication_error"
+                     : http_status == 403 ? "permission_error"
                      : http_status == 503 ? "service_unavailable"
                                           : "server_error";
   return {{"error", {{"message", status.message()}, {"type", type}, {"param", nullptr}, {"code", nullptr}}}};
@@ -322,6 +325,18 @@ HttpApi::HttpApi(NodeRuntime& runtime, NodeMetrics& metrics, HttpApiOptions opti
   impl_->server.SetWorkerThreads(threads);
   impl_->server.set_payload_max_length(impl_->options.max_body_bytes);
   impl_->Routes();
+  if (impl_->options.authorizer != nullptr) {
+    auth::RequireTokens(
+        impl_->server, *impl_->options.authorizer,
+        [](const httplib::Request& req) -> std::optional<auth::Role> {
+          if (req.path == "/healthz") return std::nullopt;
+          return req.path == "/v1/completions" ? auth::Role::kWrite : auth::Role::kRead;
+        },
+        [](httplib::Response& res, int http_status, const std::string& message) {
+          res.set_content(ErrorJson(Status(StatusCode::kUnauthenticated, message), http_status).dump() + "\n",
+                          "application/json");
+        });
+  }
 }
 
 HttpApi::~HttpApi() { Stop(); }

@@ -35,6 +35,7 @@
 #include <memory>
 #include <string>
 
+#include "common/authorizer.h"
 #include "kvstash/result.h"
 #include "node/node_metrics.h"
 #include "node/runtime.h"
@@ -47,6 +48,9 @@ struct HttpApiOptions {
   const Tokenizer* tokenizer = nullptr;  // not owned; null: prompts are token ids only
   size_t threads = 64;          // worker threads: completions served at once
   size_t max_body_bytes = 16 << 20;
+  // Bearer tokens (not owned; null = none asked): /v1/completions needs `write`, /v1/models and
+  // any other path `read`; /healthz stays open. A refusal is 401 or 403 in the error shape below.
+  auth::Authorizer* authorizer = nullptr;
 };
 
 class HttpApi {

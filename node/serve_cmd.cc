@@ -15,6 +15,8 @@
 #include <string>
 #include <utility>
 
+#include "common/auth.h"
+#include "common/authorizer.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
@@ -133,6 +135,7 @@ struct Node {
     retry_cv.notify_all();
     if (store_retry.joinable()) store_retry.join();
   }
+  std::unique_ptr<auth::Authorizer> authorizer;  // null without --tokens-file; outlives the servers
   std::unique_ptr<NodeRuntime> runtime;
   std::unique_ptr<metrics::Registry> registry;
   std::unique_ptr<NodeMetrics> node_metrics;
@@ -183,9 +186,21 @@ std::string DefaultInstanceId(const HostPort& http) {
 
 Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   auto node = std::make_unique<Node>();
+  ConductorLinkOptions link = a.conductor;
+  if (!a.conductor_token_file.empty()) {
+    KVSTASH_ASSIGN_OR_RETURN(link.token, auth::ReadTokenFile(a.conductor_token_file, "--conductor-token-file"));
+  }
   KVSTASH_ASSIGN_OR_RETURN(node->http_address, SplitHostPort(a.http_listen));
   KVSTASH_ASSIGN_OR_RETURN(node->metrics_address, SplitHostPort(a.metrics_listen));
   KVSTASH_ASSIGN_OR_RETURN(node->grpc_address, SplitHostPort(a.listen));
+  if (!a.tokens_file.empty()) {
+    KVSTASH_ASSIGN_OR_RETURN(node->authorizer, auth::Authorizer::Create(a.tokens_file, {a.auth_failure_burst, 1}));
+    spdlog::info("bearer tokens asked on the gRPC port, the HTTP API and /metrics ({} tokens)",
+                 node->authorizer->tokens());
+  } else if (!tls::IsLoopbackHost(node->grpc_address.host) || !tls::IsLoopbackHost(node->http_address.host)) {
+    spdlog::warn("!!! the gRPC port and HTTP API listen beyond loopback WITHOUT tokens: anyone who reaches them may "
+                 "run completions (set --tokens-file; docs/SECURITY.md) !!!");
+  }
   EngineChoice choice = a.engine;
   choice.model_dir = a.model;
   choice.page_tokens = a.node.page_tokens;
@@ -227,6 +242,11 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   }
   metrics_options.tls = {a.metrics_tls_cert, a.metrics_tls_key, a.metrics_tls_client_ca, 60};
   metrics_options.auth.basic_auth_file = a.metrics_basic_auth_file;
+  if (auth::Authorizer* admitter = node->authorizer.get()) {
+    metrics_options.auth.bearer = [admitter](const std::string& peer, std::string_view authorization) {
+      return admitter->AdmitFromAddress(peer, authorization, auth::Role::kAdmin).status();
+    };
+  }
   tls::LogListenSecurity("kvstash-node /metrics", a.metrics_listen, {a.metrics_tls_cert, a.metrics_tls_key, "", 0},
                          "--metrics-tls-cert/--metrics-tls-key");
   node->metrics_server = std::make_unique<metrics::MetricsHttpServer>(node->registry.get(), std::move(metrics_options));
@@ -246,6 +266,7 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
                                : "no tokenizer.model: prompts are token ids");
   http.tokenizer = node->tokenizer.get();
   http.threads = a.http_threads;
+  http.authorizer = node->authorizer.get();
   node->http = std::make_unique<HttpApi>(*node->runtime, *node->node_metrics, http);
   KVSTASH_ASSIGN_OR_RETURN(node->http_address.port,
                            node->http->Start(node->http_address.host, node->http_address.port));
@@ -259,6 +280,7 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   grpc.metrics = node->node_metrics.get();
   grpc.threads = a.http_threads;
   grpc.tls = a.grpc_tls;
+  grpc.authorizer = node->authorizer.get();
   tls::LogListenSecurity("kvstash-node gRPC", a.listen, a.grpc_tls);
   {
     MutexLock lock(node->retry_mu);  // the retry thread may be attaching a store meanwhile
@@ -268,7 +290,6 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   KVSTASH_ASSIGN_OR_RETURN(node->grpc_address.port,
                            node->grpc->Start(node->grpc_address.host, node->grpc_address.port));
   if (!a.conductor.address.empty()) {
-    ConductorLinkOptions link = a.conductor;
     if (link.instance_id.empty()) link.instance_id = DefaultInstanceId(node->http_address);
     link.node_address = a.advertise.empty() ? AdvertisedAddress(node->grpc_address) : a.advertise;
     link.namespace_id = loaded.namespace_id;
@@ -285,6 +306,7 @@ int RunServe(const ServeArgs& a) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);  // reloads --tokens-file
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   if (Status s = InitLogging(settings::Name(a.log_level)); !s.ok()) {
@@ -304,7 +326,14 @@ int RunServe(const ServeArgs& a) {
   std::fflush(stdout);
 
   int signal_number = 0;
-  sigwait(&stop_signals, &signal_number);
+  while (sigwait(&stop_signals, &signal_number) == 0 && signal_number == SIGHUP) {
+    if (auth::Authorizer* tokens = (*node)->authorizer.get()) {
+      const Status reloaded = tokens->Reload();
+      if (!reloaded.ok()) spdlog::error("SIGHUP: the tokens file was not reloaded ({}); the old tokens stay", reloaded.ToString());
+    } else {
+      spdlog::info("SIGHUP: no --tokens-file to reload");
+    }
+  }
   spdlog::info("received {}, draining", signal_number == SIGTERM ? "SIGTERM" : "SIGINT");
   (*node)->Drain();
   node->reset();

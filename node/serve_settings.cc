@@ -11,6 +11,7 @@ using settings::Enum;
 using settings::Integer;
 using settings::IntegerAt;
 using settings::List;
+using settings::Number;
 using settings::String;
 using settings::StringAt;
 
@@ -48,6 +49,16 @@ std::vector<settings::Setting<A>> BuildTable() {
   t.push_back(String("", "--store-tls-key", &A::store_tls_key, "PEM private key of --store-tls-cert"));
   t.push_back(String("", "--store-token-file", &A::store_token_file, "file whose first line is the store's bearer token"));
   t.push_back(String("", "--listen", &A::listen, "gRPC service (kvstash.v1.Node) address HOST:PORT (port 0 picks one)"));
+  t.push_back(String("", "--tokens-file", &A::tokens_file,
+                     "bearer tokens (hashed; the store's format) the gRPC port and HTTP API ask for: completions need "
+                     "write, Info and /v1/models read, /metrics admin; SIGHUP reloads it")
+                  .DefaultText("none: every caller is served"));
+  t.push_back(Number("", "--auth-failure-burst", &A::auth_failure_burst,
+                     "failed token checks an address may make in a row before it is refused unchecked (one a "
+                     "second regained)")
+                  .Range(1.0, 1e6));
+  t.push_back(String("", "--conductor-token-file", &A::conductor_token_file,
+                     "file whose first line is the bearer token presented to the conductor"));
   t.push_back(StringAt<A>("", "--tls-cert", [](auto& a) -> auto& { return a.grpc_tls.cert_file; },
                           "PEM certificate chain: the gRPC port speaks only TLS")
                   .DefaultText("plaintext"));

@@ -34,6 +34,10 @@ struct ServeArgs {
   // The metrics endpoint (docs/SECURITY.md): HTTPS, client certificates, basic auth for /metrics.
   std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
   tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
+  // Bearer tokens asked of the node's callers (docs/SECURITY.md "Tokens"); empty = none.
+  std::string tokens_file;
+  double auth_failure_burst = 10;    // failed token checks an address may make in a row
+  std::string conductor_token_file;  // first line: the token the node presents to the conductor
   bool no_local_cache = false, no_store_puts = false, no_prefix_reuse = false;
   NodeOptions node;
   ConductorLinkOptions conductor;  // address empty: no conductor

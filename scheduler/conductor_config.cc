@@ -61,6 +61,17 @@ std::vector<settings::Setting<C>> BuildTable() {
                      "PEM CA of the nodes' certificates: the front door talks TLS to them"));
   t.push_back(String("", "--node-tls-cert", &C::node_tls_cert, "PEM client certificate towards the nodes (mutual TLS)"));
   t.push_back(String("", "--node-tls-key", &C::node_tls_key, "PEM private key of --node-tls-cert"));
+  t.push_back(String("", "--tokens-file", &C::tokens_file,
+                     "bearer tokens (hashed; the store's format): nodes' RegisterInstance, Heartbeat, KV events and "
+                     "TTFT reports need write, Route read, the front door's completions write, /metrics admin; "
+                     "SIGHUP reloads it")
+                  .DefaultText("none: every caller is served"));
+  t.push_back(Number("", "--auth-failure-burst", &C::auth_failure_burst,
+                     "failed token checks an address may make in a row before it is refused unchecked (one a "
+                     "second regained)")
+                  .Range(1.0, 1e6));
+  t.push_back(String("", "--node-token-file", &C::node_token_file,
+                     "file whose first line is the bearer token the front door presents to the nodes"));
   t.push_back(String("", "--metrics-tls-cert", &C::metrics_tls_cert,
                      "PEM certificate chain: /metrics and /healthz over HTTPS only"));
   t.push_back(String("", "--metrics-tls-key", &C::metrics_tls_key, "PEM private key of --metrics-tls-cert"));

@@ -41,6 +41,10 @@ struct ConductorConfig {
   std::string tls_cert, tls_key, tls_client_ca;
   uint32_t tls_reload_s = 60;
   std::string node_tls_ca, node_tls_cert, node_tls_key;
+  // Bearer tokens asked of the conductor's callers (gRPC port, front door, /metrics; SIGHUP
+  // reloads them), and the one it presents to the nodes. Empty = none.
+  std::string tokens_file, node_token_file;
+  double auth_failure_burst = 10;  // failed token checks an address may make in a row
   // The metrics endpoint: HTTPS, client certificates, basic auth.
   std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
 

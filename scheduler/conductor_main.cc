@@ -12,6 +12,8 @@
 #include "scheduler/conductor_config.h"
 #include "scheduler/conductor_service.h"
 #include "node/tokenizer.h"
+#include "common/auth.h"
+#include "common/authorizer.h"
 #include "scheduler/front_door.h"
 #include "scheduler/spec_flags.h"
 
@@ -54,6 +56,18 @@ int main(int argc, char** argv) {
   front.node_timeout_ms = config.node_timeout_ms;
   front.store_wait_ms = config.store_wait_ms;
   front.node_tls = {config.node_tls_ca, config.node_tls_cert, config.node_tls_key, ""};
+  if (!config.node_token_file.empty()) {
+    auto token = kvstash::auth::ReadTokenFile(config.node_token_file, "--node-token-file");
+    if (!token.ok()) return fail(token.status());
+    front.node_token = std::move(*token);
+  }
+  std::unique_ptr<kvstash::auth::Authorizer> authorizer;  // outlives the servers
+  if (!config.tokens_file.empty()) {
+    auto loaded = kvstash::auth::Authorizer::Create(config.tokens_file, {config.auth_failure_burst, 1});
+    if (!loaded.ok()) return fail(loaded.status());
+    authorizer = std::move(*loaded);
+    front.authorizer = authorizer.get();
+  }
   const kvstash::tls::ServerFiles grpc_tls{config.tls_cert, config.tls_key, config.tls_client_ca, config.tls_reload_s};
 
   // Block the stop signals before any thread starts so only sigwait below sees them.
@@ -61,6 +75,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop);
   sigaddset(&stop, SIGINT);
   sigaddset(&stop, SIGTERM);
+  sigaddset(&stop, SIGHUP);  // reloads --tokens-file
   pthread_sigmask(SIG_BLOCK, &stop, nullptr);
 
   std::unique_ptr<kvstash::Client> store;
@@ -86,10 +101,16 @@ int main(int argc, char** argv) {
   ConductorService service(Router(std::move(*p), *cost, *router_options),
                            kvstash::SteadyClock::Default(), &registry, store.get());
   service.set_instance_timeout(config.instance_timeout_s);
+  service.set_authorizer(authorizer.get());
   if (const kvstash::Status valid = config.Validate(); !valid.ok()) return fail(valid);
   kvstash::metrics::MetricsHttpOptions metrics_options;
   metrics_options.tls = {config.metrics_tls_cert, config.metrics_tls_key, config.metrics_tls_client_ca, 60};
   metrics_options.auth.basic_auth_file = config.metrics_basic_auth_file;
+  if (kvstash::auth::Authorizer* admitter = authorizer.get()) {
+    metrics_options.auth.bearer = [admitter](const std::string& peer, std::string_view authorization) {
+      return admitter->AdmitFromAddress(peer, authorization, kvstash::auth::Role::kAdmin).status();
+    };
+  }
   if (config.metrics_port >= 0) {
     kvstash::tls::LogListenSecurity("kvstash-conductor /metrics", config.metrics_host + ":" + std::to_string(config.metrics_port),
                                     {config.metrics_tls_cert, config.metrics_tls_key, "", 0}, "--metrics-tls-cert/--metrics-tls-key");
@@ -141,7 +162,17 @@ int main(int argc, char** argv) {
               policy.c_str(), admission_flags.admission.c_str());
   std::fflush(stdout);
   int sig = 0;
-  sigwait(&stop, &sig);
+  while (sigwait(&stop, &sig) == 0 && sig == SIGHUP) {
+    if (!authorizer) {
+      std::fprintf(stderr, "kvstash-conductor: SIGHUP: no --tokens-file to reload\n");
+      continue;
+    }
+    const kvstash::Status reloaded = authorizer->Reload();
+    if (!reloaded.ok()) {
+      std::fprintf(stderr, "kvstash-conductor: SIGHUP: the tokens file was not reloaded (%s); the old tokens stay\n",
+                   reloaded.ToString().c_str());
+    }
+  }
   if (front_door) front_door->Stop();
   server->Shutdown();
   server->Wait();

@@ -72,9 +72,15 @@ ConductorService::ConductorService(Router router, const Clock* clock, metrics::R
   });
 }
 
-grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
+grpc::Status ConductorService::Admit(const grpc::ServerContext* context, auth::Role needed) {
+  if (authorizer_ == nullptr) return grpc::Status::OK;
+  return ToGrpc(authorizer_->Admit(*context, needed).status());
+}
+
+grpc::Status ConductorService::RegisterInstance(grpc::ServerContext* context,
                                                 const v1::RegisterInstanceRequest* req,
                                                 v1::RegisterInstanceResponse* resp) {
+  if (grpc::Status admitted = Admit(context, auth::Role::kWrite); !admitted.ok()) return admitted;
   auto role = ParseRole(req->role());
   if (!role.ok()) return ToGrpc(role.status());
   MutexLock lock(mu_);
@@ -85,8 +91,9 @@ grpc::Status ConductorService::RegisterInstance(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ConductorService::Heartbeat(grpc::ServerContext*, const v1::HeartbeatRequest* req,
+grpc::Status ConductorService::Heartbeat(grpc::ServerContext* context, const v1::HeartbeatRequest* req,
                                          v1::HeartbeatResponse*) {
+  if (grpc::Status admitted = Admit(context, auth::Role::kWrite); !admitted.ok()) return admitted;
   std::vector<SequenceLoad> seqs = HeartbeatSequences(*req);
   MutexLock lock(mu_);
   const double now = Now();
@@ -112,9 +119,10 @@ Status ConductorService::ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsS
   return Status::Ok();
 }
 
-grpc::Status ConductorService::StreamKvEvents(grpc::ServerContext*,
+grpc::Status ConductorService::StreamKvEvents(grpc::ServerContext* context,
                                               grpc::ServerReader<v1::KvEventBatch>* reader,
                                               v1::KvEventsSummary* summary) {
+  if (grpc::Status admitted = Admit(context, auth::Role::kWrite); !admitted.ok()) return admitted;
   v1::KvEventBatch batch;
   while (reader->Read(&batch)) {
     Status s = ApplyBatch(batch, summary);
@@ -126,8 +134,9 @@ grpc::Status ConductorService::StreamKvEvents(grpc::ServerContext*,
   return grpc::Status::OK;
 }
 
-grpc::Status ConductorService::Route(grpc::ServerContext*, const v1::RouteRequest* req,
+grpc::Status ConductorService::Route(grpc::ServerContext* context, const v1::RouteRequest* req,
                                      v1::RouteResponse* resp) {
+  if (grpc::Status admitted = Admit(context, auth::Role::kRead); !admitted.ok()) return admitted;
   return RouteExcluding(*req, {}, resp);
 }
 
@@ -203,8 +212,9 @@ grpc::Status ConductorService::RouteExcluding(const v1::RouteRequest& request, c
   return grpc::Status::OK;
 }
 
-grpc::Status ConductorService::ReportTtft(grpc::ServerContext*, const v1::ReportTtftRequest* req,
+grpc::Status ConductorService::ReportTtft(grpc::ServerContext* context, const v1::ReportTtftRequest* req,
                                           v1::ReportTtftResponse*) {
+  if (grpc::Status admitted = Admit(context, auth::Role::kWrite); !admitted.ok()) return admitted;
   if (const Status bad = CheckTtftReport(*req); !bad.ok()) return ToGrpc(bad);
   double predicted;
   {

@@ -20,6 +20,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/authorizer.h"
 #include "common/clock.h"
 #include "common/metrics.h"
 #include "common/mutex.h"
@@ -54,6 +55,10 @@ class ConductorService final : public v1::Conductor::Service {
   // routing until they are heard from again; 0 (the default) keeps every registered instance.
   // Call before serving.
   void set_instance_timeout(double seconds) { instance_timeout_s_ = seconds; }
+  // Bearer tokens (not owned; null = none asked; call before serving): RegisterInstance,
+  // Heartbeat, StreamKvEvents and ReportTtft change the conductor's view and need `write` (the
+  // nodes' tokens); Route needs `read`. A refused call changes nothing.
+  void set_authorizer(auth::Authorizer* authorizer) { authorizer_ = authorizer; }
 
   // Route, leaving out the instances named in `excluded` (the front door retrying a request
   // whose node failed before anything was streamed).
@@ -67,6 +72,9 @@ class ConductorService final : public v1::Conductor::Service {
   std::string RegisteredNamespace();
 
  private:
+  // OK without tokens; else the call's token must hold `needed`.
+  grpc::Status Admit(const grpc::ServerContext* context, auth::Role needed);
+  auth::Authorizer* authorizer_ = nullptr;
   static constexpr size_t kRememberedPredictions = 100'000;
   double Now() const { return double(clock_->NowMs()) / 1000.0; }
   Status ApplyBatch(const v1::KvEventBatch& batch, v1::KvEventsSummary* summary);

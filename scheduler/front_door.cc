@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "common/http_token_gate.h"
 #include "node/tokenizer.h"
 #include "scheduler/front_door_impl.h"
 
@@ -55,6 +56,8 @@ const char* ResultLabel(StatusCode code) {
 
 json ErrorJson(int http_status, const std::string& message) {
   const char* type = http_status == 400   ? "invalid_request_error"
+                     : http_status == 401 ? "authentication_error"
+                     : http_status == 403 ? "permission_error"
                      : http_status == 429 ? "rate_limit_exceeded"
                      : http_status == 503 ? "service_unavailable"
                                           : "server_error";
@@ -190,6 +193,17 @@ FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, Fro
         res.set_content(ErrorJson(res.status, why).dump() + "\n", "application/json");
         return httplib::Server::HandlerResponse::Handled;
       }));
+  if (impl_->options.authorizer != nullptr) {
+    auth::RequireTokens(
+        impl_->server, *impl_->options.authorizer,
+        [](const httplib::Request& req) -> std::optional<auth::Role> {
+          if (req.path == "/healthz") return std::nullopt;
+          return req.path == "/v1/completions" ? auth::Role::kWrite : auth::Role::kRead;
+        },
+        [](httplib::Response& res, int http_status, const std::string& message) {
+          res.set_content(ErrorJson(http_status, message).dump() + "\n", "application/json");
+        });
+  }
 }
 
 FrontDoor::~FrontDoor() { Stop(); }

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "common/authorizer.h"
 #include "common/tls.h"
 #include "common/metrics.h"
 #include "kvstash/result.h"
@@ -49,6 +50,10 @@ struct FrontDoorOptions {
   std::string model_name = "kvstash";
   // TLS towards the nodes' kvstash.v1.Node ports (docs/SECURITY.md); all empty = plaintext.
   tls::ClientFiles node_tls;
+  std::string node_token;  // bearer token presented to the nodes; empty = none
+  // Bearer tokens asked of the front door's callers (not owned; null = none): /v1/completions
+  // needs `write`, other paths `read`; /healthz stays open. Refusals: 401/403 in OpenAI's shape.
+  auth::Authorizer* authorizer = nullptr;
 };
 
 class FrontDoor {

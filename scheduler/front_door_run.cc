@@ -53,6 +53,7 @@ std::shared_ptr<v1::Node::Stub> FrontDoor::Impl::NodeClient(const std::string& a
 std::unique_ptr<grpc::ClientContext> FrontDoor::Impl::Context() const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(options.node_timeout_ms));
+  if (!options.node_token.empty()) ctx->AddMetadata("authorization", "Bearer " + options.node_token);
   return ctx;
 }
 

@@ -123,10 +123,9 @@ Status Daemon::Impl::StartMetrics() {
   if (authorizer) {
     // With tokens on, /metrics takes an admin's bearer token (or the basic-auth users); failures
     // count against the peer's budget like the gRPC port's.
-    Authorizer* admitter = authorizer.get();
+    auth::Authorizer* admitter = authorizer.get();
     metrics_options.auth.bearer = [admitter](const std::string& peer, std::string_view authorization) {
-      const std::string grpc_peer = (peer.find(':') != std::string::npos ? "ipv6:[" + peer + "]" : "ipv4:" + peer) + ":0";
-      return admitter->Admit(grpc_peer, authorization, auth::Role::kAdmin).status();
+      return admitter->AdmitFromAddress(peer, authorization, auth::Role::kAdmin).status();
     };
   }
   if (!config.metrics_tls_cert.empty()) {

@@ -199,7 +199,7 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
   StoreServiceOptions& service_options = build.service_options;
   if (!config.tokens_file.empty()) {
     KVSTASH_ASSIGN_OR_RETURN(authorizer,
-                             Authorizer::Create(config.tokens_file,
+                             auth::Authorizer::Create(config.tokens_file,
                                                 {config.auth_failure_burst, config.auth_failure_refill_per_s}));
     service_options.authorizer = authorizer.get();
     service_options.tenants = tenants.get();

@@ -18,7 +18,7 @@
 #include "common/metrics.h"
 #include "common/mutex.h"
 #include "gpu/gpu_data_path.h"
-#include "server/authorizer.h"
+#include "common/authorizer.h"
 #include "server/tenant_ledger.h"
 #include "server/tenant_metrics.h"
 #include "server/cluster_registration.h"
@@ -61,7 +61,7 @@ struct Daemon::Impl {
   std::unique_ptr<ServerMetrics> server_metrics;
   std::unique_ptr<TenantMetrics> tenant_metrics;  // with tenants
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
-  std::unique_ptr<Authorizer> authorizer;  // null without a tokens file; declared first: outlives the service
+  std::unique_ptr<auth::Authorizer> authorizer;  // null without a tokens file; declared first: outlives the service
   std::unique_ptr<StoreService> service;
   std::unique_ptr<ReadGrantChecker> read_grants;  // authorises two-sided reads; used by transfer's thread
   std::unique_ptr<EagerPutSink> eager_puts;       // stores eager puts; used by transfer's thread

@@ -16,7 +16,7 @@
 #include "kvstash/limits.h"
 #include "common/mutex.h"
 #include "kvstash/v1/store.grpc.pb.h"
-#include "server/authorizer.h"
+#include "common/authorizer.h"
 #include "server/data_plane_protocol.h"
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
@@ -86,12 +86,12 @@ struct StoreServiceOptions {
   AccessHooks* access_hooks = nullptr;  // optional, not owned; outlives the service
   // Hash a block before sending it inline, and refuse it when it fails (docs/DATA_PLANE.md).
   bool verify_sends = true;
-  // Checks every RPC's bearer token and role (server/authorizer.h); null = no tokens, every caller
+  // Checks every RPC's bearer token and role (common/authorizer.h); null = no tokens, every caller
   // may do everything. Not owned; outlives the service. With it set, the keys of tenant (read,
   // write) principals are scoped to their tenant (server/tenant_keys.h), and DataPlane describes the
   // UCX data plane only to admin principals (its remote key reaches the whole arena,
   // docs/SECURITY.md); tenants are told to use the inline path.
-  Authorizer* authorizer = nullptr;
+  auth::Authorizer* authorizer = nullptr;
   // Tenants' owners, quotas and hit counts (server/tenant_ledger.h); used with an authorizer only.
   // A tenant principal's puts are charged to its owner, so the tiers hold it to its quota; its
   // lookups and gets are counted by tenant. Not owned; outlives the service. Null = none.

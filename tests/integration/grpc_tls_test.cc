@@ -3,7 +3,9 @@
 // PKI. Raw gRPC clients in plaintext, without a client certificate, with one of another CA or
 // trusting another CA are refused (UNAVAILABLE: the handshake fails, no RPC runs); the right ones
 // are served; a node registers with the conductor over mutual TLS and the front door serves a
-// completion through it over mutual TLS.
+// completion through it over mutual TLS. Then bearer tokens on the same processes: every gRPC call
+// and HTTP route without a token, with an unknown one or with a role too low is refused with the
+// right code and changes nothing; the right ones are served; SIGHUP reloads the tokens.
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -17,10 +19,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "common/auth.h"
 #include "common/tls.h"
 #include "kvstash/v1/conductor.grpc.pb.h"
 #include "kvstash/v1/node.grpc.pb.h"
@@ -50,6 +54,7 @@ class Child {
     close(fds[1]);
     fd_ = fds[0];
   }
+  pid_t pid() const { return pid_; }
   ~Child() {
     if (pid_ > 0) {
       kill(pid_, SIGTERM);
@@ -221,6 +226,188 @@ TEST_F(GrpcTlsTest, PlaintextOffLoopbackIsLoggedLoudly) {
   Child quiet({CONDUCTOR_PATH, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--block-tokens", "32"});
   ASSERT_FALSE(quiet.Expect(R"(listening on port (\d+))").empty()) << quiet.Output();
   EXPECT_EQ(quiet.Output().find("PLAINTEXT"), std::string::npos) << quiet.Output();
+}
+
+
+// Bearer tokens on kvstash-node and kvstash-conductor (plaintext on loopback, so only the tokens
+// decide): raw gRPC and raw HTTP clients. Roles: nodes and the front door hold `write` tokens,
+// routers and model listings `read`, /metrics `admin`. The failure budget is raised: this test
+// fails on purpose more often than the default lets an address (auth_test covers the budget).
+class TokensTest : public GrpcTlsTest {
+ protected:
+  static void WriteTokens(const std::vector<std::pair<std::string, std::string>>& token_roles) {
+    std::ofstream out(Path("tokens.tmp"));
+    for (const auto& [token, role] : token_roles) out << auth::Sha256Hex(token) << "  team-" << role << "  " << role << "\n";
+    out.close();
+    fs::rename(Path("tokens.tmp"), Path("tokens"));
+  }
+  static grpc::Status WithToken(const std::string& token, const std::function<grpc::Status(grpc::ClientContext&)>& call) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+    return call(ctx);
+  }
+  // Status and body of an HTTP request with `token` (none when empty).
+  static std::pair<int, std::string> Http(const std::string& address, const std::string& method, const std::string& path,
+                                          const std::string& token, bool* challenged = nullptr) {
+    httplib::Client http(address.substr(0, address.rfind(':')), std::stoi(address.substr(address.rfind(':') + 1)));
+    http.set_read_timeout(60);
+    httplib::Headers headers;
+    if (!token.empty()) headers.emplace("Authorization", "Bearer " + token);
+    auto res = method == "GET" ? http.Get(path, headers)
+                               : http.Post(path, headers, R"({"prompt": [1, 2, 3, 4, 5], "max_tokens": 3, "temperature": 0})",
+                                           "application/json");
+    if (!res) return {0, ""};
+    if (challenged != nullptr) *challenged = res->get_header_value("WWW-Authenticate") == "Bearer";
+    return {res->status, res->body};
+  }
+  static double Metric(const std::string& metrics_address, const std::string& series) {
+    const auto [status, body] = Http(metrics_address, "GET", "/metrics", "admin-token");
+    EXPECT_EQ(status, 200) << body;
+    const size_t at = body.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(body.substr(at + series.size() + 2));
+  }
+};
+
+TEST_F(TokensTest, NodeAndConductorRefuseCallsWithoutTheRoleTheyNeed) {
+  WriteTokens({{"write-token", "write"}, {"read-token", "read"}, {"admin-token", "admin"}});
+  std::ofstream(Path("write-token")) << "write-token\n";
+  Child conductor({CONDUCTOR_PATH, "--listen", "127.0.0.1:0", "--metrics-port", "0", "--http", "127.0.0.1:0",
+                   "--block-tokens", "32", "--tokens-file", Path("tokens"), "--node-token-file", Path("write-token"),
+                   "--auth-failure-burst", "1000"});
+  const std::string conductor_metrics = conductor.Expect(R"(metrics on http://(\S+)/metrics)");
+  const std::string front_door = conductor.Expect(R"(front door on http://(\S+)/v1/completions)");
+  const std::string grpc_port = conductor.Expect(R"(listening on port (\d+))");
+  ASSERT_FALSE(grpc_port.empty()) << conductor.Output();
+  const std::string conductor_address = "127.0.0.1:" + grpc_port;
+  auto to_conductor = Connect<v1::Conductor>(conductor_address, {});
+
+  // The conductor's gRPC port. A node's calls need `write`: refused ones register nothing.
+  v1::RegisterInstanceRequest intruder;
+  intruder.set_instance_id("intruder");
+  intruder.set_role(v1::INSTANCE_ROLE_PREFILL);
+  intruder.set_address("127.0.0.1:1");
+  for (const auto& [token, code] : std::vector<std::pair<std::string, grpc::StatusCode>>{
+           {"", grpc::StatusCode::UNAUTHENTICATED},
+           {"not-a-token", grpc::StatusCode::UNAUTHENTICATED},
+           {"read-token", grpc::StatusCode::PERMISSION_DENIED}}) {
+    v1::RegisterInstanceResponse resp;
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) { return to_conductor->RegisterInstance(&ctx, intruder, &resp); }).error_code(),
+              code) << "'" << token << "'";
+    v1::HeartbeatRequest beat;
+    beat.set_instance_id("intruder");
+    v1::HeartbeatResponse beat_resp;
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) { return to_conductor->Heartbeat(&ctx, beat, &beat_resp); }).error_code(),
+              code);
+    v1::ReportTtftRequest ttft;
+    v1::ReportTtftResponse ttft_resp;
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) { return to_conductor->ReportTtft(&ctx, ttft, &ttft_resp); }).error_code(),
+              code);
+    v1::KvEventsSummary summary;
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) {
+                auto writer = to_conductor->StreamKvEvents(&ctx, &summary);
+                writer->WritesDone();
+                return writer->Finish();
+              }).error_code(),
+              code);
+  }
+  EXPECT_EQ(Metric(conductor_metrics, "kvstash_conductor_instances{role=\"prefill\"}"), 0) << "a refused call registered";
+  // Route needs `read`: without a token or with an unknown one it is refused; with one, the empty
+  // request reaches the handler (INVALID_ARGUMENT).
+  v1::RouteRequest route;
+  v1::RouteResponse routed;
+  EXPECT_EQ(WithToken("", [&](auto& ctx) { return to_conductor->Route(&ctx, route, &routed); }).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(WithToken("read-token", [&](auto& ctx) { return to_conductor->Route(&ctx, route, &routed); }).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+
+  // A node that presents its write token registers; its own ports ask for tokens too.
+  Child node({NODE_PATH, "serve", "--model", Path("model"), "--engine", "cpu", "--listen", "127.0.0.1:0",
+              "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--page-tokens", "16", "--block-tokens",
+              "32", "--pool-pages", "256", "--heartbeat-ms", "50", "--log-level", "warn", "--role", "both",
+              "--conductor", conductor_address, "--conductor-token-file", Path("write-token"), "--tokens-file",
+              Path("tokens"), "--auth-failure-burst", "1000"});
+  const std::string ready = node.Expect(R"(kvstash-node ready (grpc=\S+ http=\S+ metrics=\S+))");
+  ASSERT_FALSE(ready.empty()) << node.Output();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(ready, m, std::regex(R"(grpc=(\S+) http=(\S+) metrics=(\S+))")));
+  const std::string node_grpc = m[1], node_http = m[2], node_metrics = m[3];
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return Metric(conductor_metrics, "kvstash_conductor_instances{role=\"prefill\"}") == 1; },
+      std::chrono::seconds(30)))
+      << node.Output() << conductor.Output();
+
+  auto to_node = Connect<v1::Node>(node_grpc, {});
+  v1::InfoResult info;
+  EXPECT_EQ(WithToken("", [&](auto& ctx) { return to_node->Info(&ctx, v1::InfoRequest{}, &info); }).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(WithToken("not-a-token", [&](auto& ctx) { return to_node->Info(&ctx, v1::InfoRequest{}, &info); }).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_TRUE(WithToken("read-token", [&](auto& ctx) { return to_node->Info(&ctx, v1::InfoRequest{}, &info); }).ok());
+  v1::GenerateRequest generate;
+  generate.add_prompt_token_ids(1);
+  generate.mutable_sampling()->set_max_tokens(2);
+  for (const auto& [token, code] : std::vector<std::pair<std::string, grpc::StatusCode>>{
+           {"", grpc::StatusCode::UNAUTHENTICATED}, {"read-token", grpc::StatusCode::PERMISSION_DENIED}}) {
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) {
+                auto stream = to_node->Generate(&ctx, generate);
+                v1::GenerateEvent event;
+                while (stream->Read(&event)) {
+                }
+                return stream->Finish();
+              }).error_code(),
+              code);
+    v1::PrefillRequest prefill;
+    prefill.add_prompt_token_ids(1);
+    v1::PrefillResult prefilled;
+    EXPECT_EQ(WithToken(token, [&](auto& ctx) { return to_node->Prefill(&ctx, prefill, &prefilled); }).error_code(), code);
+  }
+  EXPECT_EQ(Metric(node_metrics, "kvstash_node_completion_tokens_total"), 0) << "a refused call generated";
+
+  // The node's HTTP API: 401 with a challenge, 403 for a read token's completion; /healthz open.
+  bool challenged = false;
+  EXPECT_EQ(Http(node_http, "POST", "/v1/completions", "", &challenged).first, 401);
+  EXPECT_TRUE(challenged);
+  EXPECT_EQ(Http(node_http, "POST", "/v1/completions", "not-a-token").first, 401);
+  const auto [forbidden, why] = Http(node_http, "POST", "/v1/completions", "read-token");
+  EXPECT_EQ(forbidden, 403);
+  EXPECT_NE(why.find("permission_error"), std::string::npos) << why;
+  EXPECT_EQ(Http(node_http, "GET", "/v1/models", "").first, 401);
+  EXPECT_EQ(Http(node_http, "GET", "/v1/models", "read-token").first, 200);
+  EXPECT_EQ(Http(node_http, "GET", "/healthz", "").first, 200);
+  EXPECT_EQ(Http(node_metrics, "GET", "/metrics", "").first, 401);
+  EXPECT_EQ(Http(node_metrics, "GET", "/metrics", "write-token").first, 403);
+  EXPECT_EQ(Metric(node_metrics, "kvstash_node_completion_tokens_total"), 0) << "a refused request generated";
+  const auto [served, answer] = Http(node_http, "POST", "/v1/completions", "write-token");
+  EXPECT_EQ(served, 200) << answer;
+
+  // The front door: the same rules; with a write token it routes to the node, presenting the node
+  // its own write token (--node-token-file).
+  EXPECT_EQ(Http(front_door, "POST", "/v1/completions", "").first, 401);
+  EXPECT_EQ(Http(front_door, "POST", "/v1/completions", "read-token").first, 403);
+  EXPECT_EQ(Http(front_door, "GET", "/healthz", "").first, 200);
+  EXPECT_EQ(Http(conductor_metrics, "GET", "/metrics", "read-token").first, 403);
+  const auto [routed_status, routed_body] = Http(front_door, "POST", "/v1/completions", "write-token");
+  EXPECT_EQ(routed_status, 200) << routed_body << node.Output();
+  EXPECT_NE(routed_body.find("\"completion_tokens\":3"), std::string::npos) << routed_body;
+
+  // SIGHUP reloads: the read token withdrawn is refused from then on, on both processes.
+  WriteTokens({{"write-token", "write"}, {"admin-token", "admin"}});
+  ASSERT_EQ(kill(node.pid(), SIGHUP), 0);
+  ASSERT_EQ(kill(conductor.pid(), SIGHUP), 0);
+  EXPECT_TRUE(testing::Eventually(
+      [&] {
+        return WithToken("read-token", [&](auto& ctx) { return to_node->Info(&ctx, v1::InfoRequest{}, &info); })
+                   .error_code() == grpc::StatusCode::UNAUTHENTICATED;
+      },
+      std::chrono::seconds(20)));
+  EXPECT_TRUE(testing::Eventually(
+      [&] {
+        return WithToken("read-token", [&](auto& ctx) { return to_conductor->Route(&ctx, route, &routed); })
+                   .error_code() == grpc::StatusCode::UNAUTHENTICATED;
+      },
+      std::chrono::seconds(20)));
+  EXPECT_EQ(Http(front_door, "POST", "/v1/completions", "write-token").first, 200);
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-// Tokens, roles and the failure budget (common/auth.h, server/authorizer.h, common/failure_limiter.h),
+// Tokens, roles and the failure budget (common/auth.h, common/authorizer.h, common/failure_limiter.h),
 // and which hosts count as loopback (common/tls.h). The daemon-level attacks are
 // tests/integration/security_test.cc.
 #include <gtest/gtest.h>
@@ -12,7 +12,7 @@
 #include "common/auth.h"
 #include "common/clock.h"
 #include "common/tls.h"
-#include "server/authorizer.h"
+#include "common/authorizer.h"
 #include "common/failure_limiter.h"
 #include "server/security_mode.h"
 #include "server/tenant_keys.h"
@@ -110,7 +110,7 @@ class AuthorizerTest : public ::testing::Test {
 };
 
 TEST_F(AuthorizerTest, RolesBoundWhatATokenMayDo) {
-  auto authz = server::Authorizer::Create(path_.string(), {}, &clock_);
+  auto authz = auth::Authorizer::Create(path_.string(), {}, &clock_);
   ASSERT_TRUE(authz.ok()) << authz.status().ToString();
   auto& a = **authz;
   EXPECT_EQ(a.Admit("ipv4:1.2.3.4:1", std::nullopt, auth::Role::kRead).status().code(), StatusCode::kUnauthenticated);
@@ -123,7 +123,7 @@ TEST_F(AuthorizerTest, RolesBoundWhatATokenMayDo) {
 }
 
 TEST_F(AuthorizerTest, BrokenReloadKeepsTheOldTokens) {
-  auto authz = server::Authorizer::Create(path_.string(), {}, &clock_);
+  auto authz = auth::Authorizer::Create(path_.string(), {}, &clock_);
   ASSERT_TRUE(authz.ok());
   auto& a = **authz;
   Write(auth::Sha256Hex("n") + " team-b read\n" + "garbage line here\n");
@@ -137,7 +137,7 @@ TEST_F(AuthorizerTest, BrokenReloadKeepsTheOldTokens) {
 }
 
 TEST_F(AuthorizerTest, FailuresAreRateLimitedAndAGoodTokenWaitsItOut) {
-  auto authz = server::Authorizer::Create(path_.string(), {2, 1}, &clock_);
+  auto authz = auth::Authorizer::Create(path_.string(), {2, 1}, &clock_);
   ASSERT_TRUE(authz.ok());
   auto& a = **authz;
   EXPECT_FALSE(a.Admit("ipv4:9.9.9.9:1", "Bearer bad", auth::Role::kRead).ok());

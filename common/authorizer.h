@@ -1,5 +1,6 @@
-// Authorizer: checks the bearer token of every Store RPC against the tokens file and the role the
-// RPC needs (docs/SECURITY.md "Tokens"). A call without a token or with an unknown one is
+// Authorizer: checks the bearer token of a call (a gRPC RPC of kvstashd, kvstash-node or
+// kvstash-conductor, or an HTTP request of theirs) against the tokens file and the role the call
+// needs (docs/SECURITY.md "Tokens"). A call without a token or with an unknown one is
 // UNAUTHENTICATED; one whose token's role is too low is PERMISSION_DENIED; either way the handler
 // does not run, so nothing changes. Failed attempts are rate-limited per peer (FailureLimiter).
 //
@@ -18,7 +19,7 @@
 #include "kvstash/result.h"
 #include "common/failure_limiter.h"
 
-namespace kvstash::server {
+namespace kvstash::auth {
 
 // How many failed token checks a peer may make (FailureLimiter).
 struct FailureBudget {
@@ -40,11 +41,18 @@ class Authorizer {
   // is `authorization` (nullopt: none sent).
   Result<auth::Principal> Admit(const std::string& grpc_peer, std::optional<std::string_view> authorization,
                                 auth::Role needed);
+  // The same for an HTTP request from the IP address `remote_addr` (its `Authorization` header).
+  // Failures count against the same per-address budget as the gRPC port's.
+  Result<auth::Principal> AdmitFromAddress(const std::string& remote_addr,
+                                           std::optional<std::string_view> authorization, auth::Role needed);
   // Re-reads the tokens file. On error the previous table stays in force.
   Status Reload();
   size_t tokens() const;
 
  private:
+  // `peer` is the failure budget's key: PeerHost's form, "ipv4:10.0.0.5" or "ipv6:[::1]".
+  Result<auth::Principal> AdmitPeer(const std::string& peer, std::optional<std::string_view> authorization,
+                                    auth::Role needed);
   Authorizer(std::string path, std::shared_ptr<const auth::TokenTable> table, FailureBudget limits,
              const Clock* clock)
       : path_(std::move(path)), table_(std::move(table)), limiter_(clock, limits.burst, limits.refill_per_s) {}
@@ -55,4 +63,4 @@ class Authorizer {
   FailureLimiter limiter_;
 };
 
-}  // namespace kvstash::server
+}  // namespace kvstash::auth

@@ -1,8 +1,8 @@
-#include "server/authorizer.h"
+#include "common/authorizer.h"
 
 #include <spdlog/spdlog.h>
 
-namespace kvstash::server {
+namespace kvstash::auth {
 
 Result<std::unique_ptr<Authorizer>> Authorizer::Create(const std::string& tokens_file, FailureBudget limits,
                                                        const Clock* clock) {
@@ -21,7 +21,20 @@ Result<auth::Principal> Authorizer::Admit(const grpc::ServerContext& context, au
 
 Result<auth::Principal> Authorizer::Admit(const std::string& grpc_peer, std::optional<std::string_view> authorization,
                                           auth::Role needed) {
-  const std::string peer = PeerHost(grpc_peer);
+  return AdmitPeer(PeerHost(grpc_peer), authorization, needed);
+}
+
+Result<auth::Principal> Authorizer::AdmitFromAddress(const std::string& remote_addr,
+                                                     std::optional<std::string_view> authorization,
+                                                     auth::Role needed) {
+  // Keyed as gRPC names the same host (PeerHost of "ipv4:10.0.0.5:51234" is "ipv4:10.0.0.5"), so
+  // an address's failures on HTTP and gRPC draw on one budget.
+  const bool v6 = remote_addr.find(':') != std::string::npos;
+  return AdmitPeer(v6 ? "ipv6:[" + remote_addr + "]" : "ipv4:" + remote_addr, authorization, needed);
+}
+
+Result<auth::Principal> Authorizer::AdmitPeer(const std::string& peer, std::optional<std::string_view> authorization,
+                                              auth::Role needed) {
   if (!limiter_.Allowed(peer)) return Unauthenticated("too many failed attempts from this peer; try again later");
   std::shared_ptr<const auth::TokenTable> table;
   {
@@ -61,4 +74,4 @@ size_t Authorizer::tokens() const {
   return table_->size();
 }
 
-}  // namespace kvstash::server
+}  // namespace kvstash::auth
