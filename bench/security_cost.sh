@@ -10,7 +10,8 @@
 #
 # Loads: inline 4 KiB, 1 thread, batch 1 (the control plane: one RPC per block, rates and p50/p99);
 # inline 4 KiB, 4 threads; inline 1 MiB, 4 threads (bytes through gRPC, so through TLS); UCX one-sided
-# 1 MiB over shared memory, 4 threads (bytes do not go through TLS).
+# 1 MiB over shared memory, 4 threads, one block and 16 blocks an RPC (bytes do not go through TLS;
+# the RPCs that locate, lease and commit them do).
 # Prints a markdown table of medians; raw JSON stays in OUT_DIR.
 #
 #   bench/security_cost.sh BUILD_DIR OUT_DIR [ROUNDS (default 3)]
@@ -57,7 +58,8 @@ client_flags() {
 loads=("inline4k1 tenant --data-path inline --block-size 4KiB --count 3000 --threads 1"
        "inline4k4 tenant --data-path inline --block-size 4KiB --count 6000 --threads 4"
        "inline1m4 tenant --data-path inline --block-size 1MiB --count 300 --threads 4"
-       "shm1m4 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 600 --threads 4")
+       "shm1m4 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 600 --threads 4"
+       "shm1m4b16 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 1600 --threads 4 --batch 16")
 modes=(plain tls mtls+tokens)
 for round in $(seq "$rounds"); do
   order=("${modes[@]}")
@@ -85,7 +87,8 @@ python3 - "$out" "$rounds" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], range(1, int(sys.argv[2]) + 1)
 loads = [("inline4k1", "inline 4 KiB, 1 thread (control plane)"), ("inline4k4", "inline 4 KiB, 4 threads"),
-         ("inline1m4", "inline 1 MiB, 4 threads"), ("shm1m4", "UCX one-sided shm 1 MiB, 4 threads (admin)")]
+         ("inline1m4", "inline 1 MiB, 4 threads"), ("shm1m4", "UCX one-sided shm 1 MiB, 4 threads (admin)"),
+         ("shm1m4b16", "UCX one-sided shm 1 MiB, 4 threads, 16 blocks an RPC (admin)")]
 modes = ["plain", "tls", "mtls+tokens"]
 def med(load, mode, op, key):
     vals = []
