@@ -82,9 +82,11 @@ class Connection {
     Authorize(*ctx);
     return ctx;
   }
-  // Adds the bearer token (ClientOptions::token), if any, to a call's metadata.
+  // Adds the bearer token (ClientOptions::token) and the shared namespace, if any, to a call's
+  // metadata. (The daemon's name for the namespace key is auth::kSharedNamespaceHeader.)
   void Authorize(grpc::ClientContext& ctx) const {
     if (!options_.token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.token);
+    if (!options_.shared_namespace.empty()) ctx.AddMetadata("kvstash-namespace", options_.shared_namespace);
   }
   Status Call(const grpc::Status& status, std::string_view op) const {
     return client_internal::FromGrpc(status, op, options_.address);

@@ -66,17 +66,31 @@ Result<TokenTable> TokenTable::Parse(std::string_view text, const std::string& o
     ++number;
     if (const size_t hash_mark = line.find('#'); hash_mark != std::string::npos) line.resize(hash_mark);
     std::istringstream fields(line);
-    std::string hash, tenant, role_text, extra;
+    std::string hash, tenant, role_text, shared_text, extra;
     if (!(fields >> hash)) continue;  // blank or comment only
     const std::string where = origin + ":" + std::to_string(number) + ": ";
-    if (!(fields >> tenant >> role_text) || (fields >> extra)) {
-      return InvalidArgument(where + "expected '<sha256 hex> <tenant> <role>'");
+    if (!(fields >> tenant >> role_text) || ((fields >> shared_text) && (fields >> extra))) {
+      return InvalidArgument(where + "expected '<sha256 hex> <tenant> <role> [shared=NAME,...]'");
+    }
+    std::vector<std::string> shared;
+    if (!shared_text.empty()) {
+      constexpr std::string_view kShared = "shared=";
+      if (!shared_text.starts_with(kShared) || shared_text.size() == kShared.size()) {
+        return InvalidArgument(where + "the fourth field is 'shared=NAME[,NAME...]', not '" + shared_text + "'");
+      }
+      std::istringstream names(shared_text.substr(kShared.size()));
+      for (std::string name; std::getline(names, name, ',');) {
+        if (!ValidSharedNamespace(name)) {
+          return InvalidArgument(where + "a shared namespace is 1..64 of A-Z a-z 0-9 . _ -, not '" + name + "'");
+        }
+        shared.push_back(name);
+      }
     }
     if (!ValidHash(hash)) return InvalidArgument(where + "the hash must be 64 lower-case hex digits (sha256sum)");
     if (!ValidTenant(tenant)) return InvalidArgument(where + "a tenant is 1..64 of A-Z a-z 0-9 . _ -");
     Result<Role> role = ParseRole(role_text);
     if (!role.ok()) return InvalidArgument(where + role.status().message());
-    if (!table.by_hash_.emplace(hash, Principal{tenant, *role}).second) {
+    if (!table.by_hash_.emplace(hash, Principal{tenant, *role, std::move(shared)}).second) {
       return InvalidArgument(where + "this hash is listed twice");
     }
   }

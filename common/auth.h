@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <unordered_map>
 
 #include "kvstash/result.h"
@@ -26,10 +27,17 @@ Result<Role> ParseRole(std::string_view text);
 // A tenant name: 1..64 of [A-Za-z0-9._-] (so it may label a metric as it is).
 bool ValidTenant(std::string_view tenant);
 
-// Who a token speaks for.
+// The gRPC metadata key that names the shared namespace a call works in (absent: the caller's own).
+inline constexpr char kSharedNamespaceHeader[] = "kvstash-namespace";
+// A shared namespace's name: the same alphabet as a tenant's.
+inline bool ValidSharedNamespace(std::string_view name) { return ValidTenant(name); }
+
+// Who a token speaks for, and the shared namespaces (docs/SECURITY.md "Shared namespaces") its
+// tenant has joined: blocks written there are readable by every tenant that joined the same name.
 struct Principal {
   std::string tenant;
   Role role = Role::kRead;
+  std::vector<std::string> shared;
 };
 
 // SHA-256 of `text` (OpenSSL libcrypto): the 32-byte digest, and its lower-case hex.
@@ -38,7 +46,8 @@ std::string Sha256Hex(std::string_view text);
 
 class TokenTable {
  public:
-  // INVALID_ARGUMENT naming `origin` and the line of the first malformed entry.
+  // Lines are `<sha256 hex> <tenant> <role> [shared=NAME[,NAME...]]`. INVALID_ARGUMENT naming
+  // `origin` and the line of the first malformed entry.
   static Result<TokenTable> Parse(std::string_view text, const std::string& origin);
   static Result<TokenTable> Load(const std::string& path);
 

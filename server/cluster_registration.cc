@@ -105,6 +105,7 @@ ReplicatorOptions ReplicatorOptionsFor(const DaemonConfig& config) {
   options.etcd.key_file = config.etcd_key;
   options.cluster = config.cluster;
   options.static_peers = config.peers;
+  options.peer_tls = {config.peer_tls_ca, config.peer_tls_cert, config.peer_tls_key, ""};
   return options;
 }
 

@@ -7,8 +7,11 @@
 #include <random>
 #include <thread>
 
+#include "common/auth.h"
 #include "common/units.h"
 #include "server/daemon_impl.h"
+
+#include "common/auth.h"
 #include "server/hbm_setup.h"
 #include "server/ucx_listen.h"
 #include "server/version.h"
@@ -213,7 +216,11 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
   service_options.huge_pages = dram.huge_pages_active();
   // member_id is filled in after binding, when the real port is known.
   if ((!config.standalone || !config.peers.empty()) && config.replicas > 1) {
-    replicator = std::make_unique<Replicator>(ReplicatorOptionsFor(config), *tier, registry);
+    ReplicatorOptions replication = ReplicatorOptionsFor(config);
+    if (!config.peer_token_file.empty()) {
+      KVSTASH_ASSIGN_OR_RETURN(replication.peer_token, auth::ReadTokenFile(config.peer_token_file, "--peer-token-file"));
+    }
+    replicator = std::make_unique<Replicator>(std::move(replication), *tier, registry);
     service_options.access_hooks = replicator.get();
   }
   service = std::make_unique<StoreService>(service_options, *tier, *tier, *server_metrics);

@@ -89,9 +89,21 @@ Status DaemonConfig::Validate() const {
   if (!tls_client_ca.empty() && tls_cert.empty()) {
     return InvalidArgument("security.tls_client_ca (--tls-client-ca) needs TLS: set tls_cert and tls_key too");
   }
-  if (replicas > 1 && (!tls_cert.empty() || !tokens_file.empty())) {
-    return InvalidArgument("hot-block replication (--replicas > 1) does not speak TLS or carry tokens yet "
-                           "(docs/SECURITY.md): run replicated daemons without [security], or --replicas 1");
+  if (peer_tls_cert.empty() != peer_tls_key.empty()) {
+    return InvalidArgument("a client certificate towards the peers needs its key (--peer-tls-cert, --peer-tls-key)");
+  }
+  if (!peer_tls_cert.empty() && peer_tls_ca.empty()) {
+    return InvalidArgument("--peer-tls-cert needs --peer-tls-ca: the client certificate is for TLS towards the peers");
+  }
+  // Replicated members are configured alike: a daemon with TLS or tokens copies hot blocks to peers
+  // that ask for them as well.
+  if (replicas > 1 && !tls_cert.empty() && peer_tls_ca.empty()) {
+    return InvalidArgument("hot-block replication (--replicas > 1) with TLS needs --peer-tls-ca (and "
+                           "--peer-tls-cert/--peer-tls-key for peers with mutual TLS) to copy to the peers");
+  }
+  if (replicas > 1 && !tokens_file.empty() && peer_token_file.empty()) {
+    return InvalidArgument("hot-block replication (--replicas > 1) with tokens needs --peer-token-file: an admin "
+                           "token the peers accept");
   }
   return DramOptions().status();
 }

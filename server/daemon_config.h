@@ -88,6 +88,13 @@ struct DaemonConfig {
   std::string etcd_ca;
   std::string etcd_cert;
   std::string etcd_key;
+  // Hot-block replication (replicas > 1) towards peers with TLS or tokens: the CA of the peers'
+  // certificates, this daemon's client certificate and key for peers with mutual TLS, and a file
+  // whose first line is an admin token the peers accept (a copy is a Put in the raw key space).
+  std::string peer_tls_ca;
+  std::string peer_tls_cert;
+  std::string peer_tls_key;
+  std::string peer_token_file;
   // Failed token checks a peer (address, any port) may make in a row, and how many it regains per
   // second; past them its calls are refused unchecked.
   double auth_failure_burst = 10;

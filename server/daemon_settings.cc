@@ -217,6 +217,13 @@ std::vector<settings::Setting<C>> BuildTable() {
   t.push_back(String("security.etcd_cert", "--etcd-cert", &C::etcd_cert,
                      "PEM client certificate for etcd (etcd --client-cert-auth)"));
   t.push_back(String("security.etcd_key", "--etcd-key", &C::etcd_key, "PEM private key of --etcd-cert"));
+  t.push_back(String("security.peer_tls_ca", "--peer-tls-ca", &C::peer_tls_ca,
+                     "PEM CA of the peers' certificates: hot-block copies go to them over TLS"));
+  t.push_back(String("security.peer_tls_cert", "--peer-tls-cert", &C::peer_tls_cert,
+                     "PEM client certificate for peers with mutual TLS (hot-block copies)"));
+  t.push_back(String("security.peer_tls_key", "--peer-tls-key", &C::peer_tls_key, "PEM private key of --peer-tls-cert"));
+  t.push_back(String("security.peer_token_file", "--peer-token-file", &C::peer_token_file,
+                     "file whose first line is an admin token the peers accept (hot-block copies)"));
   t.push_back(Number("security.auth_failure_burst", "--auth-failure-burst", &C::auth_failure_burst,
                      "failed token checks a peer may make in a row before it is refused unchecked")
                   .Range(1.0, 1e6));

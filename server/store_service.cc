@@ -4,6 +4,8 @@
 // (Remove, Stat, Stats, List, Health, DataPlane).
 #include "server/store_service.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/checksum.h"
@@ -109,7 +111,7 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
 grpc::Status StoreService::Admit(const grpc::ServerContext* context, auth::Role needed, std::string_view op,
                                  auth::Principal* who) {
   if (options_.authorizer == nullptr) {
-    if (who != nullptr) *who = auth::Principal{"", auth::Role::kAdmin};
+    if (who != nullptr) *who = auth::Principal{"", auth::Role::kAdmin, {}};
     return grpc::Status::OK;
   }
   Result<auth::Principal> principal = options_.authorizer->Admit(*context, needed);
@@ -118,12 +120,37 @@ grpc::Status StoreService::Admit(const grpc::ServerContext* context, auth::Role 
     spdlog::debug("{} refused to {}: {}", op, context->peer(), principal.status().ToString());
     return ToGrpc(principal.status());
   }
+  if (std::optional<std::string> shared = SharedNamespaceOf(*context)) {
+    const bool joined = principal->role == auth::Role::kAdmin ||
+                        std::find(principal->shared.begin(), principal->shared.end(), *shared) != principal->shared.end();
+    const Status refused =
+        !auth::ValidSharedNamespace(*shared)
+            ? InvalidArgument(std::string(auth::kSharedNamespaceHeader) + " is 1..64 of A-Z a-z 0-9 . _ -")
+        : !joined ? PermissionDenied("tenant " + principal->tenant + " has not joined the shared namespace " + *shared)
+                  : Status::Ok();
+    if (!refused.ok()) {
+      metrics_.RecordRefusal(op, refused);
+      return ToGrpc(refused);
+    }
+  }
   if (who != nullptr) *who = std::move(*principal);
   return grpc::Status::OK;
 }
 
-std::optional<TenantKeys> StoreService::TenantScope(const auth::Principal& principal) const {
-  if (options_.authorizer == nullptr || principal.role == auth::Role::kAdmin) return std::nullopt;
+std::optional<std::string> StoreService::SharedNamespaceOf(const grpc::ServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  const auto header = metadata.find(auth::kSharedNamespaceHeader);
+  if (header == metadata.end()) return std::nullopt;
+  return std::string(header->second.data(), header->second.size());
+}
+
+std::optional<TenantKeys> StoreService::TenantScope(const grpc::ServerContext& context,
+                                                    const auth::Principal& principal) const {
+  if (options_.authorizer == nullptr) return std::nullopt;
+  // Admit checked the name and the caller's membership. "/" is in no tenant's name, so a shared
+  // namespace's keys never collide with a tenant's.
+  if (std::optional<std::string> shared = SharedNamespaceOf(context)) return TenantKeys("shared/" + *shared);
+  if (principal.role == auth::Role::kAdmin) return std::nullopt;
   return TenantKeys(principal.tenant);
 }
 

@@ -150,7 +150,10 @@ class StoreService final : public kvstash::v1::Store::Service {
 
   // The key namespace of `principal`'s requests: set for tenant principals (read, write) when
   // tokens are on; nullopt for admin principals and without tokens (the raw key space).
-  std::optional<TenantKeys> TenantScope(const auth::Principal& principal) const;
+  // The key space of a call: the shared namespace its auth::kSharedNamespaceHeader metadata names (a member's
+  // or an admin's call), else its tenant's; nullopt = the raw key space (admins, or no tokens).
+  std::optional<TenantKeys> TenantScope(const grpc::ServerContext& context, const auth::Principal& principal) const;
+  static std::optional<std::string> SharedNamespaceOf(const grpc::ServerContext& context);
   // The owner a tenant principal's puts are charged to (kNoOwner without a ledger).
   tiers::OwnerId OwnerOf(const auth::Principal& principal) const {
     return options_.tenants == nullptr ? tiers::kNoOwner : options_.tenants->OwnerOf(principal.tenant);

@@ -21,7 +21,7 @@ grpc::Status StoreService::Remove(grpc::ServerContext* context, const v1::Remove
     spdlog::info("remove of {} keys by tenant {} ({}) from {}", req->keys_size(), principal.tenant,
                  auth::ToString(principal.role), context->peer());
   }
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::RemoveRequest scoped = *req;
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "remove", [&] { return DoRemove(scoped, *resp); });
@@ -57,7 +57,7 @@ Status StoreService::DoRemove(const v1::RemoveRequest& req, v1::RemoveResponse& 
 grpc::Status StoreService::Stat(grpc::ServerContext* context, const v1::StatRequest* req, v1::StatResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "stat", &principal); !refused.ok()) return refused;
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::StatRequest scoped = *req;
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "stat", [&] {

@@ -17,7 +17,7 @@ using store_internal::Serve;
 grpc::Status StoreService::Lookup(grpc::ServerContext* context, const v1::LookupRequest* req, v1::LookupResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "lookup", &principal); !refused.ok()) return refused;
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::LookupRequest scoped = *req;
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "lookup", [&] {
@@ -52,7 +52,7 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 grpc::Status StoreService::Get(grpc::ServerContext* context, const v1::GetRequest* req, v1::GetResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "get", &principal); !refused.ok()) return refused;
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::GetRequest scoped = *req;
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
     return Serve(metrics_, in_flight_, "get", [&] {
@@ -149,7 +149,7 @@ grpc::Status StoreService::ReleaseLeases(grpc::ServerContext* context, const v1:
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "release_leases", &principal); !refused.ok()) {
     return refused;
   }
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::ReleaseLeasesRequest scoped = *req;
     for (auto& lease : *scoped.mutable_leases()) tenant->ToStored(*lease.mutable_key());
     return Serve(metrics_, in_flight_, "release_leases", [&] { return DoReleaseLeases(scoped, *resp); });

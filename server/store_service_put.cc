@@ -27,7 +27,7 @@ grpc::Status StoreService::PutBegin(grpc::ServerContext* context, const v1::PutB
                                     v1::PutBeginResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put_begin", &principal); !refused.ok()) return refused;
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::PutBeginRequest scoped = *req;
     for (v1::PutBeginItem& item : *scoped.mutable_items()) {
       tenant->ToStored(*item.mutable_key());
@@ -263,7 +263,15 @@ Status StoreService::DoPutAbort(const std::string& session, const v1::PutAbortRe
 grpc::Status StoreService::Put(grpc::ServerContext* context, const v1::PutRequest* req, v1::PutResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kWrite, "put", &principal); !refused.ok()) return refused;
-  if (std::optional<TenantKeys> tenant = TenantScope(principal)) {
+  if (req->replica() && principal.role != auth::Role::kAdmin) {
+    // A tenant's token would store the copy under a key derived for that tenant: useless, and
+    // charged to it. The peer's --peer-token-file must hold an admin token.
+    const Status refused = PermissionDenied("a replica put needs an admin token; tenant " + principal.tenant +
+                                            " holds a " + std::string(auth::ToString(principal.role)) + " token");
+    metrics_.RecordRefusal("put", refused);
+    return ToGrpc(refused);
+  }
+  if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::PutRequest scoped = *req;  // copies the inline bytes too: the price of a tenant's inline put
     for (v1::PutItem& item : *scoped.mutable_items()) {
       tenant->ToStored(*item.mutable_key());

@@ -32,6 +32,7 @@ Replicator::Replicator(ReplicatorOptions options, tiers::Tier& tier, metrics::Re
 Replicator::~Replicator() { Stop(); }
 
 Status Replicator::Start(const std::string& self_id) {
+  KVSTASH_ASSIGN_OR_RETURN(credentials_, tls::MakeChannelCredentials(options_.peer_tls));
   {
     MutexLock lock(mu_);
     self_id_ = self_id;
@@ -140,7 +141,7 @@ v1::Store::Stub* Replicator::StubFor(const std::string& address) {
     args.SetMaxSendMessageSize(static_cast<int>(limits::kMaxGrpcMessageBytes));
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
     stub = v1::Store::NewStub(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+        grpc::CreateCustomChannel(address, credentials_, args));
   }
   return stub.get();
 }
@@ -162,6 +163,7 @@ void Replicator::Replicate(const BlockKey& key) {
   if (!read.ok() || read->size != meta->size) return;
 
   v1::PutRequest req;
+  req.set_replica(true);
   v1::PutItem* item = req.add_items();
   item->set_key(std::string(key.AsBytes()));
   if (read->parent) item->set_parent(std::string(read->parent->AsBytes()));
@@ -173,6 +175,7 @@ void Replicator::Replicate(const BlockKey& key) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::milliseconds(options_.rpc_timeout_ms));
+    if (!options_.peer_token.empty()) ctx.AddMetadata("authorization", "Bearer " + options_.peer_token);
     v1::PutResponse resp;
     const grpc::Status st = StubFor(ring->addresses[idx])->Put(&ctx, req, &resp);
     if (!st.ok() || resp.outcomes_size() != 1) {

@@ -22,6 +22,7 @@
 #include <unordered_set>
 
 #include "common/metrics.h"
+#include "common/tls.h"
 #include "common/mutex.h"
 #include "common/rendezvous.h"
 #include "kvstash/v1/store.grpc.pb.h"
@@ -42,6 +43,8 @@ struct ReplicatorOptions {
   std::vector<std::string> static_peers;  // ...or, when this is set, is these gRPC addresses (ids = addresses)
   uint64_t rpc_timeout_ms = 5'000;
   const Clock* clock = SteadyClock::Default();
+  tls::ClientFiles peer_tls;  // towards the peers (docs/SECURITY.md); all empty = plaintext
+  std::string peer_token;     // an admin bearer token the peers accept; empty = none sent
 };
 
 class Replicator final : public AccessHooks {
@@ -88,6 +91,7 @@ class Replicator final : public AccessHooks {
   };
   std::unordered_map<BlockKey, Made, BlockKeyHash> replicated_ GUARDED_BY(mu_);
   std::map<std::string, std::unique_ptr<v1::Store::Stub>> stubs_;  // worker thread only
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;           // set by Start, before the worker
   std::unique_ptr<membership::MemberWatcher> watcher_;
   std::thread worker_;
 };

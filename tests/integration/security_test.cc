@@ -938,6 +938,148 @@ TEST_F(TokenTest, MetricsNeedsAnAdminTokenAndHealthzNone) {
   EXPECT_EQ(health.second, "ok\n");
 }
 
+// ---- shared namespaces -------------------------------------------------------------------
+
+constexpr char kOutsiderToken[] = "team-c-token-0123456789";
+
+// team-a and team-b joined the shared namespace "public"; team-c did not.
+class SharedNamespaceTest : public SecurityTest {
+ protected:
+  void SetUp() override {
+    WriteTokens({{kAdminToken, "ops", "admin"},
+                 {kWriteToken, "team-a", "write shared=public"},
+                 {kReadToken, "team-a", "read shared=public"},
+                 {kOtherTenantToken, "team-b", "write shared=public,docs"},
+                 {kOutsiderToken, "team-c", "write"}});
+    std::vector<std::string> args = TlsArgs(true);
+    args.insert(args.end(), {"--tokens-file", Path("tokens"), "--auth-failure-burst", "1000"});
+    daemon_ = Start(args);
+    ASSERT_TRUE(daemon_->ok());
+    client_ = RawClient(daemon_->grpc_address(), GoodFiles());
+  }
+  // A call's context with `token` and, when not empty, the shared namespace `ns`.
+  static void Prepare(grpc::ClientContext& ctx, const char* token, const std::string& ns) {
+    ctx.AddMetadata("authorization", std::string("Bearer ") + token);
+    if (!ns.empty()) ctx.AddMetadata(auth::kSharedNamespaceHeader, ns);
+  }
+  grpc::Status Put(const char* token, const std::string& ns, const std::string& key, const std::string& data,
+                   v1::PutResponse* resp) {
+    grpc::ClientContext ctx;
+    Prepare(ctx, token, ns);
+    v1::PutRequest put;
+    auto* item = put.add_items();
+    item->set_key(key);
+    item->set_data(data);
+    return client_->Put(&ctx, put, resp);
+  }
+  // The bytes `token` reads for `key` in `ns`, "" on a miss, or "refused: CODE".
+  std::string Get(const char* token, const std::string& ns, const std::string& key) {
+    grpc::ClientContext ctx;
+    Prepare(ctx, token, ns);
+    v1::GetRequest get;
+    get.add_keys(key);
+    v1::GetResponse resp;
+    const grpc::Status st = client_->Get(&ctx, get, &resp);
+    if (!st.ok()) return "refused: " + std::to_string(st.error_code());
+    if (resp.results_size() != 1 || resp.results(0).outcome() != v1::GetResult::FOUND) return "";
+    EXPECT_EQ(resp.results(0).info().key(), key);
+    return resp.results(0).data();
+  }
+  std::unique_ptr<DaemonProcess> daemon_;
+  std::unique_ptr<v1::Store::Stub> client_;
+};
+
+TEST_F(SharedNamespaceTest, MembersShareBlocksThereAndNowhereElse) {
+  const std::string prompt(4096, 's');
+  v1::PutResponse put;
+  ASSERT_TRUE(Put(kWriteToken, "public", Key(7), prompt, &put).ok());
+  ASSERT_EQ(put.outcomes(0), v1::PutResponse::STORED);
+  // Every member reads it there, with any role; a member's second put of it is deduplicated.
+  EXPECT_EQ(Get(kOtherTenantToken, "public", Key(7)), prompt);
+  EXPECT_EQ(Get(kReadToken, "public", Key(7)), prompt);
+  v1::PutResponse again;
+  ASSERT_TRUE(Put(kOtherTenantToken, "public", Key(7), prompt, &again).ok());
+  EXPECT_EQ(again.outcomes(0), v1::PutResponse::EXISTS);
+  // Outside the namespace the key is nobody's: not team-a's own, not team-b's.
+  EXPECT_EQ(Get(kWriteToken, "", Key(7)), "");
+  EXPECT_EQ(Get(kOtherTenantToken, "", Key(7)), "");
+  // Another shared namespace is another key space, even for a member of both.
+  EXPECT_EQ(Get(kOtherTenantToken, "docs", Key(7)), "");
+  // An admin reaches it by naming the namespace; in the raw key space the key is not there.
+  EXPECT_EQ(Get(kAdminToken, "public", Key(7)), prompt);
+  EXPECT_EQ(Get(kAdminToken, "", Key(7)), "");
+  const std::vector<std::string> keys = Keys(*client_);
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_NE(keys[0], Key(7));
+}
+
+TEST_F(SharedNamespaceTest, ATenantThatDidNotJoinIsRefusedAndChangesNothing) {
+  v1::PutResponse put;
+  ASSERT_TRUE(Put(kWriteToken, "public", Key(8), std::string(4096, 'p'), &put).ok());
+  const std::vector<std::string> before = Keys(*client_);
+  // team-c names "public": every call is PERMISSION_DENIED, reads and writes alike.
+  EXPECT_EQ(Get(kOutsiderToken, "public", Key(8)), "refused: " + std::to_string(grpc::StatusCode::PERMISSION_DENIED));
+  v1::PutResponse refused;
+  EXPECT_EQ(Put(kOutsiderToken, "public", Key(9), std::string(4096, 'x'), &refused).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  {
+    grpc::ClientContext ctx;
+    Prepare(ctx, kOutsiderToken, "public");
+    v1::LookupRequest lookup;
+    lookup.add_keys(Key(8));
+    v1::LookupResponse resp;
+    EXPECT_EQ(client_->Lookup(&ctx, lookup, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  {
+    grpc::ClientContext ctx;
+    Prepare(ctx, kOutsiderToken, "public");
+    v1::RemoveRequest remove;
+    remove.add_keys(Key(8));
+    v1::RemoveResponse resp;
+    EXPECT_EQ(client_->Remove(&ctx, remove, &resp).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  }
+  // A name outside the alphabet is refused as such; a member's own space is not "public".
+  EXPECT_EQ(Get(kWriteToken, "no/slashes", Key(8)), "refused: " + std::to_string(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_EQ(Get(kOutsiderToken, "", Key(8)), "");
+  EXPECT_EQ(Keys(*client_), before);
+  EXPECT_EQ(Get(kOtherTenantToken, "public", Key(8)), std::string(4096, 'p'));
+}
+
+TEST_F(SharedNamespaceTest, SdkClientsShareThroughTheOption) {
+  auto connect = [&](const char* token, const std::string& ns) {
+    ClientOptions options;
+    options.address = daemon_->grpc_address();
+    options.tls_ca_file = Path("ca.pem");
+    options.tls_cert_file = Path("client.pem");
+    options.tls_key_file = Path("client.key");
+    options.token = token;
+    options.shared_namespace = ns;
+    auto client = Client::Connect(options);
+    EXPECT_TRUE(client.ok()) << client.status().ToString();
+    return client.ok() ? std::move(*client) : nullptr;
+  };
+  auto writer = connect(kWriteToken, "public");
+  auto reader = connect(kOtherTenantToken, "public");
+  auto own = connect(kOtherTenantToken, "");
+  ASSERT_TRUE(writer && reader && own);
+  const BlockKey key = BlockKey::FromParts(0x5A4, 1);
+  std::vector<std::byte> block(8192, std::byte{0x7E});
+  std::vector<PutItem> one = {{key, std::nullopt, block}};
+  ASSERT_TRUE(writer->Put(one).ok());
+  std::vector<std::byte> back(block.size());
+  GetItem item;
+  item.key = key;
+  item.buffer = back;
+  ASSERT_TRUE(reader->Get(std::span(&item, 1)).ok());
+  EXPECT_TRUE(item.found);
+  EXPECT_EQ(back, block);
+  GetItem mine;
+  mine.key = key;
+  mine.buffer = back;
+  ASSERT_TRUE(own->Get(std::span(&mine, 1)).ok());
+  EXPECT_FALSE(mine.found) << "the shared block leaked into team-b's own key space";
+}
+
 // ---- etcd over TLS with client certificates --------------------------------------------------
 
 // A real etcd whose client port speaks only TLS with the test CA's server certificate and demands

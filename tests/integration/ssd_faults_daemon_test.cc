@@ -112,14 +112,6 @@ TEST(SsdFaultsDaemonTest, AFullSsdDirectoryRecoversByItselfWhileDramServes) {
       auto stats = client->Stats();
       return stats.ok() && stats->tiers.size() == 2 && stats->tiers[1].blocks >= 4;
     })) << "nothing reached the SSD";
-    auto listed = client->List(std::nullopt, 1000);
-    ASSERT_TRUE(listed.ok());
-    std::optional<BlockKey> on_ssd;
-    for (const BlockInfo& info : listed->blocks) {
-      if (info.tier == TierName::kSsd) on_ssd = info.key;
-    }
-    ASSERT_TRUE(on_ssd);
-
     ASSERT_GT(testing::FillUp(fs.path() + "/filler"), 1ULL << 20);
     // DRAM keeps taking puts; their victims cannot reach the SSD, and the daemon says so. (The
     // WAL's last page may still hold a few index records: keep putting until one needs a page.)
@@ -131,6 +123,16 @@ TEST(SsdFaultsDaemonTest, AFullSsdDirectoryRecoversByItselfWhileDramServes) {
       return Metric(d, "kvstash_ssd_index_writable") == 0;
     })) << "the full SSD directory was never noticed";
     EXPECT_GE(Metric(d, "kvstash_ssd_index_errors_total"), 1);
+    // An SSD block chosen now, while the SSD takes no writes: nothing demotes into it any more, so
+    // no reclamation can take the block away before the remove below (chosen earlier, it once was
+    // reclaimed in between under CI's load, and the remove answered MISSING).
+    auto listed = client->List(std::nullopt, 1000);
+    ASSERT_TRUE(listed.ok());
+    std::optional<BlockKey> on_ssd;
+    for (const BlockInfo& info : listed->blocks) {
+      if (info.tier == TierName::kSsd) on_ssd = info.key;
+    }
+    ASSERT_TRUE(on_ssd);
     for (size_t i = during.size() - 4; i < during.size(); ++i) EXPECT_TRUE(GetsExact(*client, during[i])) << i;
     // A remove of an SSD block works while the disk is full.
     auto removed = client->Remove(std::vector<BlockKey>{*on_ssd});

@@ -16,14 +16,15 @@ def skip(reason):
 
 
 class Daemon:
-    """kvstashd --standalone on 127.0.0.1:0; waits for its ready line, stops on SIGTERM."""
+    """kvstashd on 127.0.0.1:0 (--standalone unless `standalone` is False: a cluster member through
+    etcd flags in `extra`); waits for its ready line, stops on SIGTERM."""
 
-    def __init__(self, dram="256MiB", extra=()):
+    def __init__(self, dram="256MiB", extra=(), standalone=True):
         binary = os.environ.get("KVSTASHD")
         if not binary or not os.path.exists(binary):
             raise RuntimeError(f"KVSTASHD does not name a kvstashd binary: {binary!r}")
         self.proc = subprocess.Popen(
-            [binary, "--standalone", "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
+            [binary, *(["--standalone"] if standalone else []), "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
              "--dram-capacity", dram, "--log-level", "warn", *extra],
             stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()

@@ -167,8 +167,10 @@ class SecurityTest(unittest.TestCase):
         script = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "make-test-certs.sh")
         subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL)
         cls.token = "python-writer-token"
+        cls.other_token = "python-other-tenant-token"
         with open(os.path.join(cls.dir, "tokens"), "w") as f:
-            f.write(hashlib.sha256(cls.token.encode()).hexdigest() + " team-py write\n")
+            f.write(hashlib.sha256(cls.token.encode()).hexdigest() + " team-py write shared=public\n")
+            f.write(hashlib.sha256(cls.other_token.encode()).hexdigest() + " team-other write shared=public\n")
         p = lambda name: os.path.join(cls.dir, name)
         cls.daemon = Daemon(extra=("--no-ucx", "--tls-cert", p("server.pem"), "--tls-key", p("server.key"),
                                    "--tls-client-ca", p("ca.pem"), "--tokens-file", p("tokens")))
@@ -186,6 +188,17 @@ class SecurityTest(unittest.TestCase):
         client.put(keys, blocks)
         self.assertEqual(client.lookup(keys), 2)
 
+    def test_shared_namespace_is_shared_by_its_members_only(self):
+        keys = kvstash.PrefixHasher("shared-py", 4).chain(list(range(8)))
+        writer = kvstash.Client(self.daemon.address, token=self.token, shared_namespace="public", **self.tls)
+        writer.put(keys, [np.full(64, i, np.float32) for i in range(2)])
+        other = kvstash.Client(self.daemon.address, token=self.other_token, shared_namespace="public", **self.tls)
+        self.assertEqual(other.lookup(keys), 2)
+        own = kvstash.Client(self.daemon.address, token=self.other_token, **self.tls)
+        self.assertEqual(own.lookup(keys), 0)  # outside the namespace the keys are the tenant's own
+        with self.assertRaises(Exception):  # a namespace the tenant did not join
+            kvstash.Client(self.daemon.address, token=self.token, shared_namespace="private", **self.tls).lookup(keys)
+
     def test_refused_without_token_or_tls(self):
         with self.assertRaises(Exception):
             kvstash.Client(self.daemon.address, token="wrong", **self.tls)
@@ -193,6 +206,64 @@ class SecurityTest(unittest.TestCase):
             kvstash.Client(self.daemon.address, **self.tls)
         with self.assertRaises(Exception):
             kvstash.Client(self.daemon.address, token=self.token)  # plaintext against the TLS port
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EtcdTlsTest(unittest.TestCase):
+    """The module finds a cluster through a real etcd whose client port speaks only TLS and demands
+    a client certificate (etcd --client-cert-auth), as kvstashd and the C++ SDK do."""
+
+    @classmethod
+    def setUpClass(cls):
+        if shutil.which("etcd") is None:
+            raise unittest.SkipTest("no etcd binary")
+        cls.dir = tempfile.mkdtemp(prefix="kvstash-py-etcd-")
+        script = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "make-test-certs.sh")
+        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL)
+        p = lambda name: os.path.join(cls.dir, name)
+        cls.endpoint = f"https://127.0.0.1:{free_port()}"
+        peer = f"http://127.0.0.1:{free_port()}"
+        cls.etcd = subprocess.Popen(
+            ["etcd", "--name", "py", "--data-dir", p("etcd"), "--listen-client-urls", cls.endpoint,
+             "--advertise-client-urls", cls.endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", "py=" + peer, "--cert-file", p("server.pem"), "--key-file", p("server.key"),
+             "--client-cert-auth", "--trusted-ca-file", p("ca.pem"), "--log-level", "error"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        cls.etcd_tls = dict(etcd_ca=p("ca.pem"), etcd_cert=p("client.pem"), etcd_key=p("client.key"))
+        # kvstashd registers once etcd answers (it retries), then prints its ready line.
+        cls.daemon = Daemon(standalone=False, extra=(
+            "--no-ucx", "--etcd", cls.endpoint, "--cluster", "py", "--etcd-ca", p("ca.pem"),
+            "--etcd-cert", p("client.pem"), "--etcd-key", p("client.key")))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.daemon.stop()
+        cls.etcd.kill()
+        cls.etcd.wait()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_round_trip_through_the_cluster_found_over_tls(self):
+        client = kvstash.Client(etcd=[self.endpoint], cluster="py", timeout_ms=10000, **self.etcd_tls)
+        keys = kvstash.PrefixHasher("etcd-tls", 4).chain(list(range(12)))
+        blocks = [np.full(256, i, np.float32) for i in range(3)]
+        client.put(keys, blocks)
+        self.assertEqual(client.lookup(keys), 3)
+        out = [np.zeros(256, np.float32) for _ in range(3)]
+        self.assertEqual(client.get(keys, out), [True, True, True])
+        for i, o in enumerate(out):
+            np.testing.assert_array_equal(o, blocks[i])
+
+    def test_refused_without_the_etcd_ca_or_client_certificate(self):
+        with self.assertRaises(Exception):  # https:// without a CA is refused by name
+            kvstash.Client(etcd=[self.endpoint], cluster="py", timeout_ms=3000)
+        with self.assertRaises(Exception):  # etcd demands a client certificate
+            kvstash.Client(etcd=[self.endpoint], cluster="py", timeout_ms=3000, etcd_ca=self.etcd_tls["etcd_ca"])
 
 
 class CodecTest(unittest.TestCase):

@@ -41,9 +41,20 @@ TEST(AuthTest, TokenTableFindsOnlyListedTokens) {
   EXPECT_FALSE(table->Find(auth::Sha256Hex("t1")));  // the hash is not a token
 }
 
+TEST(AuthTest, TokenTableReadsTheSharedNamespacesATenantJoined) {
+  const std::string text = auth::Sha256Hex("t1") + " team-a write shared=public,docs.v2\n" +
+                           auth::Sha256Hex("t2") + " team-b read\n";
+  auto table = auth::TokenTable::Parse(text, "tokens");
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->Find("t1")->shared, (std::vector<std::string>{"public", "docs.v2"}));
+  EXPECT_TRUE(table->Find("t2")->shared.empty());
+}
+
 TEST(AuthTest, TokenTableRefusesMalformedLinesNamingThem) {
   const std::string h = auth::Sha256Hex("t");
-  for (const std::string& bad : std::vector<std::string>{h + " team\n", h + " team read extra\n", "abc team read\n",
+  for (const std::string& bad : std::vector<std::string>{h + " team\n", h + " team read extra\n",
+                                 h + " team read shared=a extra\n", h + " team read shared=\n",
+                                 h + " team read shared=a,,b\n", h + " team read shared=a/b\n", "abc team read\n",
                                  std::string(64, 'G') + " team read\n", h + " te/am read\n", h + " team root\n",
                                  h + " a read\n" + h + " b write\n"}) {
     auto table = auth::TokenTable::Parse("# first\n" + bad, "f");

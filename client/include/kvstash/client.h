@@ -100,6 +100,10 @@ struct ClientOptions {
   // file refuse calls without a token they know (UNAUTHENTICATED) or beyond its role
   // (PERMISSION_DENIED). Over plaintext the token is readable on the path: use it with TLS.
   std::string token;
+  // Work in this shared namespace instead of the token's tenant's own (docs/SECURITY.md "Shared
+  // namespaces"): sent with every RPC as "kvstash-namespace"; the token's tenant must have joined it
+  // (PERMISSION_DENIED otherwise). Empty = the tenant's own keys.
+  std::string shared_namespace;
 };
 
 enum class TierName { kUnknown, kHbm, kDram, kSsd };
