@@ -6,6 +6,11 @@
 
 namespace kvstash::auth {
 
+std::optional<Role> CompletionApiRole(const httplib::Request& req) {
+  if (req.path == "/healthz") return std::nullopt;
+  return req.path == "/v1/completions" ? Role::kWrite : Role::kRead;
+}
+
 void RequireTokens(httplib::Server& server, Authorizer& authorizer, HttpRoleFor role_for, HttpRefusal refuse) {
   server.set_pre_routing_handler([&authorizer, role_for = std::move(role_for), refuse = std::move(refuse)](
                                      const httplib::Request& req, httplib::Response& res) {

@@ -25,6 +25,11 @@ namespace kvstash::auth {
 using HttpRefusal = std::function<void(httplib::Response& res, int http_status, const std::string& message)>;
 using HttpRoleFor = std::function<std::optional<Role>(const httplib::Request& req)>;
 
+// The roles of an OpenAI-compatible completions API (kvstash-node's, the front door's):
+// POST /v1/completions runs a completion (`write`), /healthz is open to probes, any other path (the
+// model list, unknown paths) needs `read`.
+std::optional<Role> CompletionApiRole(const httplib::Request& req);
+
 // `authorizer` is not owned and outlives `server`.
 void RequireTokens(httplib::Server& server, Authorizer& authorizer, HttpRoleFor role_for, HttpRefusal refuse);
 

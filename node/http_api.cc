@@ -328,10 +328,7 @@ HttpApi::HttpApi(NodeRuntime& runtime, NodeMetrics& metrics, HttpApiOptions opti
   if (impl_->options.authorizer != nullptr) {
     auth::RequireTokens(
         impl_->server, *impl_->options.authorizer,
-        [](const httplib::Request& req) -> std::optional<auth::Role> {
-          if (req.path == "/healthz") return std::nullopt;
-          return req.path == "/v1/completions" ? auth::Role::kWrite : auth::Role::kRead;
-        },
+        auth::CompletionApiRole,
         [](httplib::Response& res, int http_status, const std::string& message) {
           res.set_content(ErrorJson(Status(StatusCode::kUnauthenticated, message), http_status).dump() + "\n",
                           "application/json");

@@ -196,10 +196,7 @@ FrontDoor::FrontDoor(ConductorService& service, metrics::Registry* registry, Fro
   if (impl_->options.authorizer != nullptr) {
     auth::RequireTokens(
         impl_->server, *impl_->options.authorizer,
-        [](const httplib::Request& req) -> std::optional<auth::Role> {
-          if (req.path == "/healthz") return std::nullopt;
-          return req.path == "/v1/completions" ? auth::Role::kWrite : auth::Role::kRead;
-        },
+        auth::CompletionApiRole,
         [](httplib::Response& res, int http_status, const std::string& message) {
           res.set_content(ErrorJson(http_status, message).dump() + "\n", "application/json");
         });
