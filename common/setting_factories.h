@@ -246,6 +246,13 @@ Setting<Config> ListAt(std::string key, std::string flag, Get get, std::string h
   auto s = detail::Make<Config, std::vector<std::string>>(Kind::kList, std::move(key), std::move(flag), std::move(help));
   s.from_file = [get](const FileValue& v, Config& c) {
     if (const auto* items = std::get_if<std::vector<std::string>>(&v)) {
+      // The flag form separates items with commas: an item with one, or an empty one, could not be
+      // written back as a flag (found by fuzz/daemon_config_fuzz: the two forms disagreed).
+      for (const std::string& item : *items) {
+        if (item.empty() || item.find(',') != std::string::npos) {
+          return InvalidArgument("a list item must be non-empty and without ',', not '" + item + "'");
+        }
+      }
       get(c) = *items;
       return Status::Ok();
     }

@@ -173,6 +173,19 @@ TEST(DaemonSettingsTest, AValueOutsideItsRangeIsRefusedWhereItIsWritten) {
   EXPECT_EQ(equal.max_reservation_timeout_ms, 3000u);
 }
 
+// Found by fuzz/daemon_config_fuzz: a file's list item with a comma read back as two items from the
+// flag form. The file refuses it now, and changes nothing.
+TEST(DaemonSettingsTest, AListItemWithACommaOrEmptyIsRefusedInTheFile) {
+  DaemonConfig config;
+  const Status comma = ApplyTomlString("[cluster]\npeers = [\"a:1\", \"b,c:2\"]\n", "list.toml", config);
+  EXPECT_EQ(comma.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(comma.message().find("cluster.peers"), std::string::npos) << comma.message();
+  EXPECT_TRUE(config.peers.empty());
+  EXPECT_FALSE(ApplyTomlString("[cluster]\npeers = [\"a:1\", \"\"]\n", "list.toml", config).ok());
+  ASSERT_TRUE(ApplyTomlString("[cluster]\npeers = [\"a:1\", \"b:2\"]\n", "list.toml", config).ok());
+  EXPECT_EQ(config.peers, (std::vector<std::string>{"a:1", "b:2"}));
+}
+
 TEST(DaemonSettingsTest, HelpShowsRangeDefaultUnitAndFileKey) {
   const DaemonConfig defaults;
   std::map<std::string, std::string> help;
