@@ -5,13 +5,16 @@
 #
 #   plain        no TLS, no tokens (the peer every other row is compared with)
 #   tls          TLS on the gRPC port
-#   mtls+tokens  mutual TLS and tokens: a tenant's write token (inline path only: tenants are kept
-#                off UCX) and an admin's (which may use the one-sided UCX path)
+#   tokens       tokens on a plaintext port (what tokens alone cost, without TLS)
+#   mtls+tokens  mutual TLS and tokens: a tenant's write token (inline, or two-sided UCX whose reads
+#                carry grants the daemon seals) and an admin's (which may use the one-sided UCX path)
 #
 # Loads: inline 4 KiB, 1 thread, batch 1 (the control plane: one RPC per block, rates and p50/p99);
 # inline 4 KiB, 4 threads; inline 1 MiB, 4 threads (bytes through gRPC, so through TLS); UCX one-sided
 # 1 MiB over shared memory, 4 threads, one block and 16 blocks an RPC (bytes do not go through TLS;
-# the RPCs that locate, lease and commit them do).
+# the RPCs that locate, lease and commit them do); UCX two-sided over tcp, 64 KiB and 1 MiB, 4
+# threads, as a tenant (with tokens: sealed read grants; without: the same path unauthenticated).
+# LOADS (space-separated names) picks a subset.
 # Prints a markdown table of medians; raw JSON stays in OUT_DIR.
 #
 #   bench/security_cost.sh BUILD_DIR OUT_DIR [ROUNDS (default 3)]
@@ -38,6 +41,7 @@ start_daemon() {
   local args=(--standalone --listen "127.0.0.1:$p" --metrics-listen 127.0.0.1:0 --dram-capacity 2GiB --log-level warn)
   case $mode in
     tls) args+=(--tls-cert "$certs/server.pem" --tls-key "$certs/server.key") ;;
+    tokens) args+=(--tokens-file "$out/tokens") ;;
     mtls+tokens) args+=(--tls-cert "$certs/server.pem" --tls-key "$certs/server.key" --tls-client-ca "$certs/ca.pem"
                         --tokens-file "$out/tokens") ;;
   esac
@@ -51,6 +55,7 @@ client_flags() {
   case $1 in
     plain) ;;
     tls) echo "--tls-ca $certs/ca.pem" ;;
+    tokens) echo "--token-file $out/$2.token" ;;
     mtls+tokens) echo "--tls-ca $certs/ca.pem --tls-cert $certs/client.pem --tls-key $certs/client.key --token-file $out/$2.token" ;;
   esac
 }
@@ -59,11 +64,18 @@ loads=("inline4k1 tenant --data-path inline --block-size 4KiB --count 3000 --thr
        "inline4k4 tenant --data-path inline --block-size 4KiB --count 6000 --threads 4"
        "inline1m4 tenant --data-path inline --block-size 1MiB --count 300 --threads 4"
        "shm1m4 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 600 --threads 4"
-       "shm1m4b16 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 1600 --threads 4 --batch 16")
-modes=(plain tls mtls+tokens)
+       "shm1m4b16 admin --data-path ucx --ucx-transports posix,sysv,cma,self --block-size 1MiB --count 1600 --threads 4 --batch 16"
+       "tcp64k4 tenant --data-path ucx --ucx-transports tcp --block-size 64KiB --count 3000 --threads 4"
+       "tcp1m4 tenant --data-path ucx --ucx-transports tcp --block-size 1MiB --count 600 --threads 4")
+if [[ -n ${LOADS:-} ]]; then
+  picked=()
+  for load in "${loads[@]}"; do [[ " $LOADS " == *" ${load%% *} "* ]] && picked+=("$load"); done
+  loads=("${picked[@]}")
+fi
+modes=(plain tls tokens mtls+tokens)
 for round in $(seq "$rounds"); do
   order=("${modes[@]}")
-  ((round % 2 == 0)) && order=(mtls+tokens tls plain)
+  ((round % 2 == 0)) && order=(mtls+tokens tokens tls plain)
   for mode in "${order[@]}"; do
     start_daemon "$mode"
     # shellcheck disable=SC2046
@@ -83,13 +95,17 @@ for round in $(seq "$rounds"); do
   done
 done
 
-python3 - "$out" "$rounds" <<'PY'
+python3 - "$out" "$rounds" "${LOADS:-}" <<'PY'
 import json, statistics, sys
 out, rounds = sys.argv[1], range(1, int(sys.argv[2]) + 1)
 loads = [("inline4k1", "inline 4 KiB, 1 thread (control plane)"), ("inline4k4", "inline 4 KiB, 4 threads"),
          ("inline1m4", "inline 1 MiB, 4 threads"), ("shm1m4", "UCX one-sided shm 1 MiB, 4 threads (admin)"),
-         ("shm1m4b16", "UCX one-sided shm 1 MiB, 4 threads, 16 blocks an RPC (admin)")]
-modes = ["plain", "tls", "mtls+tokens"]
+         ("shm1m4b16", "UCX one-sided shm 1 MiB, 4 threads, 16 blocks an RPC (admin)"),
+         ("tcp64k4", "UCX two-sided tcp 64 KiB, 4 threads (tenant)"),
+         ("tcp1m4", "UCX two-sided tcp 1 MiB, 4 threads (tenant)")]
+if sys.argv[3]:
+    loads = [l for l in loads if l[0] in sys.argv[3].split()]
+modes = ["plain", "tls", "tokens", "mtls+tokens"]
 def med(load, mode, op, key):
     vals = []
     for r in rounds:

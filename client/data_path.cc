@@ -42,7 +42,10 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
     return Status::Ok();  // kAuto: inline gRPC instead
   };
   if (!dp.ucx_available()) return unavailable("the daemon runs without UCX (--no-ucx)");
-  if (dp.worker_address().empty() || dp.rkey().empty() || dp.probe_addr() == 0) {
+  // A daemon with tokens gives tenants the two-sided plane only (no worker address or rkey for
+  // one-sided access to its arena; docs/SECURITY.md).
+  const bool one_sided_offered = !dp.worker_address().empty() && !dp.rkey().empty();
+  if (dp.probe_addr() == 0 || (!one_sided_offered && (!dp.two_sided() || dp.push_worker_address().empty()))) {
     return unavailable("the daemon sent an incomplete data-plane description");
   }
   auto created = engines.GetOrCreate();
@@ -93,8 +96,11 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
     instance_id_ = dp.instance_id();
     target_lane_ = LaneOf(dp);
   }
-  // The old incarnation is gone: release its endpoint and any mapping of its memory now.
-  if (!old.worker_address.empty() && old.worker_address != dp.worker_address()) engine_->ForgetTarget(old);
+  // The old incarnation is gone: release its endpoints and any mapping of its memory now.
+  if ((!old.worker_address.empty() && old.worker_address != dp.worker_address()) ||
+      (!old.push_worker_address.empty() && old.push_worker_address != dp.push_worker_address())) {
+    engine_->ForgetTarget(old);
+  }
   return TargetOf(dp);
 }
 
@@ -113,6 +119,14 @@ uint32_t Connection::LaneOf(const v1::DataPlaneResponse& dp) const {
 
 Result<transfer::Protocol> Connection::ChooseProtocol(const v1::DataPlaneResponse& dp) {
   UcxProtocol wanted = options_.ucx_protocol;
+  if (dp.worker_address().empty() || dp.rkey().empty()) {  // two-sided only (a tenant, tokens on)
+    if (wanted == UcxProtocol::kOneSided) {
+      return FailedPrecondition("kvstashd at " + options_.address +
+                                " offers this token no one-sided UCX access (its tenants read and write two-sided; "
+                                "docs/SECURITY.md)");
+    }
+    wanted = UcxProtocol::kTwoSided;
+  }
   if (wanted == UcxProtocol::kAuto) {
     if (dp.protocol() == "one-sided" || !dp.two_sided()) wanted = UcxProtocol::kOneSided;
     else if (dp.protocol() == "two-sided") wanted = UcxProtocol::kTwoSided;

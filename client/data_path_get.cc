@@ -60,6 +60,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     size_t item;
     uint64_t size, checksum, remote_addr, lease_epoch;
     bool own_lease;  // taken by this call, so released by it
+    std::string read_grant;  // sealed by a daemon with tokens; empty: the client encodes it
   };
   std::vector<Located> located;
   std::vector<size_t> to_locate;
@@ -72,7 +73,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
     if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
-      located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false});
+      located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false, info->read_grant});
     } else if (eager_ && !items[i].buffer.empty()) {
       by_key.push_back(i);
     } else {
@@ -104,7 +105,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
         continue;
       }
       located.push_back({to_locate[j], r.info().size(), r.info().checksum(), r.info().remote_addr(),
-                         r.info().lease_epoch(), true});
+                         r.info().lease_epoch(), true, r.info().read_grant()});
     }
   }
   std::vector<transfer::TransferOp> reads;
@@ -126,7 +127,12 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
       continue;
     }
     reads.push_back({transfer::OpKind::kGet, item.buffer.data(), loc.size, loc.remote_addr, {}});
-    reads.back().grant = EncodeReadGrant(item.key, loc.lease_epoch);  // what a two-sided read shows the daemon
+    // What a two-sided read shows the daemon: its sealed grant, or (no tokens) key and lease.
+    if (loc.read_grant.size() == kReadGrantBytes) {
+      std::memcpy(reads.back().grant.data(), loc.read_grant.data(), kReadGrantBytes);
+    } else {
+      reads.back().grant = EncodeReadGrant(item.key, loc.lease_epoch);
+    }
     read_of.push_back(l);
   }
   Status run = Status::Ok();

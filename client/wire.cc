@@ -49,6 +49,7 @@ Result<BlockInfo> FromProto(const v1::BlockInfo& p) {
   info.age_ms = p.age_ms();
   info.remote_addr = p.remote_addr();
   info.lease_epoch = p.lease_epoch();
+  info.read_grant = p.read_grant();
   info.replicas = p.replicas();
   return info;
 }

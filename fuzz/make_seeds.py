@@ -73,7 +73,7 @@ MAGIC = 0x4B565031
 BASE = 0x7F0000000000  # the fuzz target's region start
 
 
-def push_request(reply_tag, addr, length, grant=bytes(24), magic=MAGIC):
+def push_request(reply_tag, addr, length, grant=bytes(40), magic=MAGIC):
     return struct.pack("<IIQQQ", magic, 0, reply_tag, addr, length) + grant
 
 
@@ -88,10 +88,10 @@ def put_request(flags, tag, size, checksum, k, parent=bytes(16), magic=MAGIC):
 def wire_seeds():
     t = "wire_header_fuzz"
     region = bytes([8])  # 1 MiB
-    write(t, "push_read.bin", bytes([0]) + region + push_request(7, BASE + 4096, 4096, bytes([1]) * 24))
+    write(t, "push_read.bin", bytes([0]) + region + push_request(7, BASE + 4096, 4096, bytes([1]) * 40))
     write(t, "push_probe.bin", bytes([0]) + region + push_request(8, BASE, 8))
-    write(t, "push_last_byte.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 1, bytes([2]) * 24))
-    write(t, "push_past_end.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 2, bytes([2]) * 24))
+    write(t, "push_last_byte.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 1, bytes([2]) * 40))
+    write(t, "push_past_end.bin", bytes([0]) + region + push_request(9, BASE + (1 << 20) - 1, 2, bytes([2]) * 40))
     write(t, "push_old_version.bin", bytes([0]) + region + push_request(1, BASE, 8, magic=0x4B565030))
     write(t, "push_rendezvous.bin", bytes([4]) + region + push_request(7, BASE + 4096, 4096))
     write(t, "push_no_reply.bin", bytes([8]) + region + push_request(7, BASE + 4096, 4096))

@@ -51,7 +51,7 @@ Daemon::~Daemon() {
 Result<std::unique_ptr<Daemon>> Daemon::Start(const DaemonConfig& given) {
   KVSTASH_RETURN_IF_ERROR(given.Validate());
   auto impl = std::make_unique<Impl>();
-  impl->config = WithSecurityDefaults(given);
+  impl->config = given;
   BuildState build;
   KVSTASH_RETURN_IF_ERROR(impl->OpenDataPlaneArena(build));
   KVSTASH_RETURN_IF_ERROR(impl->OpenTiers(build));

@@ -206,6 +206,11 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
                                                 {config.auth_failure_burst, config.auth_failure_refill_per_s}));
     service_options.authorizer = authorizer.get();
     service_options.tenants = tenants.get();
+    // Two-sided reads then need a grant this daemon sealed (common/read_grant_seal.h).
+    if (transfer && config.ucx_protocol != DataPlaneProtocol::kOneSided) {
+      KVSTASH_ASSIGN_OR_RETURN(grant_sealer, ReadGrantSealer::Create());
+      service_options.grant_sealer = grant_sealer.get();
+    }
   }
   service_options.default_lease_ms = config.default_lease_ms;
   service_options.verify_sends = config.verify_sends;
@@ -225,11 +230,13 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
   }
   service = std::make_unique<StoreService>(service_options, *tier, *tier, *server_metrics);
   if (transfer && config.ucx_protocol != DataPlaneProtocol::kOneSided) {
-    read_grants = std::make_unique<ReadGrantChecker>(*tier, SteadyClock::Default(), config.verify_sends);
+    read_grants =
+        std::make_unique<ReadGrantChecker>(*tier, SteadyClock::Default(), config.verify_sends, grant_sealer.get());
     transfer->SetSendAuthorizer(read_grants.get());
     transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
-    // Eager requests arrive over UCX with no RPC, hence no token: with tokens on they are not served
-    // (clients then take the two-phase path, whose RPCs are checked).
+    // Eager requests arrive over UCX with no RPC, hence no token and no tenant to scope their key
+    // to: with tokens on they are not served (clients then take the two-phase path, whose RPCs
+    // are checked and whose reads carry sealed grants).
     if (!authorizer) {
       eager_puts = std::make_unique<EagerPutSink>(*tier, *server_metrics, config.max_block);
       transfer->SetPutSink(eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));

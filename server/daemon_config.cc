@@ -67,10 +67,6 @@ Status DaemonConfig::Validate() const {
   if (tls_cert.empty() != tls_key.empty()) {
     return InvalidArgument("TLS needs both security.tls_cert and security.tls_key (--tls-cert, --tls-key)");
   }
-  if (!tokens_file.empty() && ucx_enabled && ucx_protocol == DataPlaneProtocol::kTwoSided) {
-    return InvalidArgument("two-sided UCX transfers carry no token (docs/SECURITY.md): with a tokens file use "
-                           "--ucx-protocol auto or one-sided (same-host one-sided only), or --no-ucx");
-  }
   if (!quotas_file.empty() && tokens_file.empty()) {
     return InvalidArgument("security.quotas_file (--quotas-file) needs security.tokens_file (--tokens-file): "
                            "quotas are per tenant, and tenants are who the tokens name");

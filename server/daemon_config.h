@@ -62,9 +62,9 @@ struct DaemonConfig {
   // [security] (docs/SECURITY.md). tls_cert and tls_key both set = the gRPC port speaks only TLS;
   // tls_client_ca set as well = mutual TLS (clients need a certificate that CA signed). tokens_file
   // set = every RPC needs a bearer token listed there (reloaded on SIGHUP), tenants' keys are scoped
-  // to them, and the UCX data plane serves one-sided same-host transfers only (two-sided ones carry
-  // no token: ucx.protocol "two-sided" is refused, "auto" means one-sided). All empty = plaintext
-  // and no tokens: meant for loopback, and logged loudly on any other address.
+  // to them, the one-sided UCX plane (the arena's rkey) is offered to admins only, tenants read
+  // two-sided with grants the daemon seals, and eager requests (no token) are not served. All empty
+  // = plaintext and no tokens: meant for loopback, and logged loudly on any other address.
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;

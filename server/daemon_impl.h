@@ -63,6 +63,7 @@ struct Daemon::Impl {
   std::unique_ptr<Replicator> replicator;  // hot-block copies; null when standalone or off
   std::unique_ptr<auth::Authorizer> authorizer;  // null without a tokens file; declared first: outlives the service
   std::unique_ptr<StoreService> service;
+  std::unique_ptr<ReadGrantSealer> grant_sealer;  // tokens and two-sided transfers on; outlives service and checker
   std::unique_ptr<ReadGrantChecker> read_grants;  // authorises two-sided reads; used by transfer's thread
   std::unique_ptr<EagerPutSink> eager_puts;       // stores eager puts; used by transfer's thread
   std::unique_ptr<EagerGetSource> eager_gets;     // finds blocks for eager gets; used by transfer's thread

@@ -6,16 +6,6 @@
 
 namespace kvstash::server {
 
-DaemonConfig WithSecurityDefaults(const DaemonConfig& config) {
-  DaemonConfig effective = config;
-  if (!config.tokens_file.empty() && config.ucx_enabled && config.ucx_protocol == DataPlaneProtocol::kAuto) {
-    effective.ucx_protocol = DataPlaneProtocol::kOneSided;
-    spdlog::info("tokens on: the UCX data plane serves one-sided (same-host) transfers only; two-sided requests "
-                 "carry no token (docs/SECURITY.md)");
-  }
-  return effective;
-}
-
 std::string DescribeSecurity(const DaemonConfig& config) {
   std::string text = config.tls_cert.empty() ? "plaintext" : "TLS";
   if (!config.tls_cert.empty() && !config.tls_client_ca.empty()) text += " with client certificates (mutual TLS)";

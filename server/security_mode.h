@@ -10,11 +10,6 @@
 
 namespace kvstash::server {
 
-// `config` as the daemon runs it: with tokens on, ucx.protocol "auto" becomes "one-sided", because
-// two-sided UCX reads and puts are not bound to a token (docs/SECURITY.md); the one-sided worker
-// serves same-host peers only. Logs the change.
-DaemonConfig WithSecurityDefaults(const DaemonConfig& config);
-
 // "TLS with client certificates (mutual TLS), bearer tokens from FILE" and the like.
 std::string DescribeSecurity(const DaemonConfig& config);
 

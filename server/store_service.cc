@@ -30,6 +30,9 @@ using store_internal::ToProtoTier;
 
 Status ReadGrantChecker::AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) {
   KVSTASH_ASSIGN_OR_RETURN(const ReadGrant decoded, DecodeReadGrant(grant));
+  if (sealer_ != nullptr && !sealer_->Verify(grant)) {
+    return PermissionDenied("read grant not sealed by this daemon: take it from a leasing Lookup or Get");
+  }
   const BlockKey* key = &decoded.key;
   const uint64_t epoch = decoded.lease_epoch;
   std::optional<tiers::BlockMeta> meta = tier_.Peek(*key);
@@ -105,6 +108,10 @@ void StoreService::FillInfo(const tiers::BlockMeta& meta, v1::BlockInfo& info) c
   info.set_age_ms(now > meta.created_ms ? now - meta.created_ms : 0);
   if (options_.data_plane.ucx) info.set_remote_addr(reinterpret_cast<uint64_t>(meta.data));
   info.set_lease_epoch(meta.lease_epoch);
+  if (options_.grant_sealer != nullptr && meta.lease_epoch != 0 && meta.data != nullptr) {
+    const ReadGrantBytes grant = options_.grant_sealer->Seal(meta.key, meta.lease_epoch);
+    info.set_read_grant(reinterpret_cast<const char*>(grant.data()), grant.size());
+  }
   if (options_.access_hooks != nullptr) info.set_replicas(options_.access_hooks->ReplicasOf(meta.key));
 }
 

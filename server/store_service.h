@@ -17,6 +17,7 @@
 #include "common/mutex.h"
 #include "kvstash/v1/store.grpc.pb.h"
 #include "common/authorizer.h"
+#include "common/read_grant_seal.h"
 #include "server/data_plane_protocol.h"
 #include "server/reservation_handles.h"
 #include "server/server_metrics.h"
@@ -50,16 +51,19 @@ struct DataPlaneInfo {
 // bytes in place while they are sent, exactly as it does for a one-sided read (docs/DATA_PLANE.md).
 // With `verify`, a block whose bytes no longer match its checksum is refused (DATA_LOSS) instead
 // of sent: nothing a peer with write access to the arena changed is ever served.
+// With a `sealer` (tokens on), only grants it sealed are honoured: any other is PERMISSION_DENIED
+// before the block is looked at.
 class ReadGrantChecker final : public transfer::SendAuthorizer {
  public:
-  ReadGrantChecker(tiers::Tier& tier, const Clock* clock, bool verify = true)
-      : tier_(tier), clock_(clock), verify_(verify) {}
+  ReadGrantChecker(tiers::Tier& tier, const Clock* clock, bool verify = true, const ReadGrantSealer* sealer = nullptr)
+      : tier_(tier), clock_(clock), verify_(verify), sealer_(sealer) {}
   Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) override;
 
  private:
   tiers::Tier& tier_;
   const Clock* clock_;
   const bool verify_;
+  const ReadGrantSealer* sealer_;  // not owned; null = unsealed grants
 };
 
 // Observes block accesses for hot-block replication (server/replication/replicator.h). Called on
@@ -88,10 +92,15 @@ struct StoreServiceOptions {
   bool verify_sends = true;
   // Checks every RPC's bearer token and role (common/authorizer.h); null = no tokens, every caller
   // may do everything. Not owned; outlives the service. With it set, the keys of tenant (read,
-  // write) principals are scoped to their tenant (server/tenant_keys.h), and DataPlane describes the
-  // UCX data plane only to admin principals (its remote key reaches the whole arena,
-  // docs/SECURITY.md); tenants are told to use the inline path.
+  // write) principals are scoped to their tenant (server/tenant_keys.h), and DataPlane gives the
+  // one-sided plane (its remote key reaches the whole arena, docs/SECURITY.md) only to admin
+  // principals; tenants are offered the two-sided plane, whose reads need a sealed grant, or the
+  // inline path.
   auth::Authorizer* authorizer = nullptr;
+  // Seals the read grant of every block a response leases (BlockInfo.read_grant), for two-sided
+  // reads (common/read_grant_seal.h). Set with an authorizer when two-sided transfers are served.
+  // Not owned; outlives the service. Null = grants are unsealed and made by clients.
+  const ReadGrantSealer* grant_sealer = nullptr;
   // Tenants' owners, quotas and hit counts (server/tenant_ledger.h); used with an authorizer only.
   // A tenant principal's puts are charged to its owner, so the tiers hold it to its quota; its
   // lookups and gets are counted by tenant. Not owned; outlives the service. Null = none.

@@ -186,15 +186,20 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::Dat
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "data_plane", &principal); !refused.ok()) return refused;
   return Serve(metrics_, in_flight_, "data_plane", [&] {
     const DataPlaneInfo& dp = options_.data_plane;
-    // The remote key below reaches the whole arena, every tenant's blocks and writes included:
-    // with tokens on, only admin principals (the operator's trusted engines) get it; tenants
-    // use the inline path, whose every key is scoped to them (docs/SECURITY.md).
-    const bool offer_ucx = dp.ucx && (options_.authorizer == nullptr || principal.role == auth::Role::kAdmin);
+    // The one-sided plane's remote key reaches the whole arena, every tenant's blocks and writes
+    // included: with tokens on, only admin principals (the operator's trusted engines) get it.
+    // Tenants get the two-sided plane alone, where the daemon sends only blocks named by a grant
+    // it sealed for them and receives only into reservations their checked PutBegin opened — or,
+    // without it, the inline path, whose every key is scoped to them (docs/SECURITY.md).
+    const bool trusted = options_.authorizer == nullptr || principal.role == auth::Role::kAdmin;
+    const bool offer_ucx = dp.ucx && (trusted || two_sided());
     resp->set_ucx_available(offer_ucx);
     resp->set_default_lease_ms(options_.default_lease_ms);
     if (offer_ucx) {
-      resp->set_worker_address(dp.worker_address);
-      resp->set_rkey(dp.packed_rkey);
+      if (trusted) {
+        resp->set_worker_address(dp.worker_address);
+        resp->set_rkey(dp.packed_rkey);
+      }
       resp->set_transports(dp.transports);
       resp->set_ucx_version(dp.ucx_version);
       resp->set_probe_addr(dp.probe_addr);
@@ -208,7 +213,7 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::Dat
                                                             dp.transfer->lanes()));
         resp->set_eager_requests(dp.transfer->serves_eager_requests());
       }
-      resp->set_protocol(std::string(Name(dp.protocol)));
+      resp->set_protocol(trusted ? std::string(Name(dp.protocol)) : "two-sided");
     }
     return Status::Ok();
   });

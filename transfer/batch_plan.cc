@@ -13,8 +13,10 @@ bool Splittable(const TransferOp& op, Protocol protocol) {
 
 Status CheckBatch(const RemoteTarget& target, std::span<const TransferOp> ops) {
   const bool two_sided = target.protocol == Protocol::kTwoSided;
-  if (target.worker_address.empty() || target.packed_rkey.empty() || (two_sided && target.push_worker_address.empty())) {
-    return InvalidArgument("the daemon offered no UCX data plane (no worker address or rkey)");
+  // Two-sided transfers need only the push worker (tenants of a daemon with tokens get no rkey).
+  if (two_sided ? target.push_worker_address.empty() : (target.worker_address.empty() || target.packed_rkey.empty())) {
+    return InvalidArgument(two_sided ? "the daemon offered no two-sided UCX worker"
+                                     : "the daemon offered no one-sided UCX data plane (no worker address or rkey)");
   }
   for (const TransferOp& op : ops) {
     if (op.local == nullptr || op.length == 0) return InvalidArgument("a transfer needs a non-empty local buffer");

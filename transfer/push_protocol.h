@@ -37,7 +37,7 @@ inline constexpr uint16_t kPushAnswerAm = 2;   // daemon -> client
 inline constexpr uint16_t kPutRequestAm = 3;   // client -> daemon
 inline constexpr uint16_t kGetRequestAm = 4;   // client -> daemon
 inline constexpr uint32_t kMagic = 0x4b565031;      // "KVP1": version of this layout
-inline constexpr size_t kGrantBytes = 24;           // opaque to transfer/: see TransferOp::grant
+inline constexpr size_t kGrantBytes = 40;           // opaque to transfer/: see TransferOp::grant
 
 // Both sides of a connection run the same binary layout (little-endian hosts only, as UCX itself
 // assumes for its own headers); every field is validated by the receiver.
@@ -85,7 +85,7 @@ struct PutRequest {
   std::byte parent[16] = {};
 };
 
-static_assert(std::is_trivially_copyable_v<PushRequest> && sizeof(PushRequest) == 56);
+static_assert(std::is_trivially_copyable_v<PushRequest> && sizeof(PushRequest) == 72);
 static_assert(std::is_trivially_copyable_v<PushAnswer> && sizeof(PushAnswer) == 224);
 static_assert(std::is_trivially_copyable_v<GetRequest> && sizeof(GetRequest) == 40);
 static_assert(std::is_trivially_copyable_v<PutRequest> && sizeof(PutRequest) == 64);

@@ -251,7 +251,7 @@ TransferEngine::SplitCounts TransferEngine::split_counts() const {
 void TransferEngine::ForgetTarget(const RemoteTarget& target) {
   for (auto& slot : slots_) {
     MutexLock lock(slot->mu);
-    slot->worker->DropPeer(target.worker_address);
+    if (!target.worker_address.empty()) slot->worker->DropPeer(target.worker_address);
   }
   if (!push_ready_.load(std::memory_order_acquire) || target.push_worker_address.empty()) return;
   for (auto& slot : push_slots_) {

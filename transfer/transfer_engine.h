@@ -94,9 +94,10 @@ struct TransferOp {
   uint64_t remote_addr = 0;  // address inside the daemon's registered memory
   Status status;             // filled by Run
   // Two-sided only. A get carries `grant` to the daemon, which checks it before sending (the
-  // store puts the block's key and lease there; opaque to the engine). A put is sent under `tag`,
-  // the tag of the receive the daemon posted for the region; such a put is never split.
-  std::array<std::byte, 24> grant{};
+  // store puts the block's key, lease and the daemon's seal there: common/read_grant.h; opaque to
+  // the engine). A put is sent under `tag`, the tag of the receive the daemon posted for the region;
+  // such a put is never split.
+  std::array<std::byte, 40> grant{};
   uint64_t tag = 0;
   // kEagerPut only (remote_addr and tag unused): the block the daemon reserves, receives, verifies
   // and commits in one round. `status` is its answer: OK (stored), ALREADY_EXISTS, ABORTED (another

@@ -24,6 +24,7 @@ class TwoSidedGet final : public TwoSidedOp {
     header_.reply_tag = tag;
     header_.remote_addr = op_.remote_addr;
     header_.length = op_.length;
+    static_assert(sizeof(header_.grant) == std::tuple_size_v<decltype(op_.grant)>);
     std::memcpy(header_.grant, op_.grant.data(), sizeof(header_.grant));
     Sent(SendRequest(ctx, push::kPushRequestAm, &header_, sizeof(header_)), &request_send_, &state_.request);
   }

@@ -378,12 +378,14 @@ TEST_F(TokenTest, SighupReloadsTheTokensFile) {
 // ---- the UCX data plane with tokens on ------------------------------------------------------
 
 // A daemon with UCX and tokens: the arena's remote key (a capability to read and write every
-// tenant's bytes) goes to admin principals only; no two-sided transfers (whose requests carry no
-// token) and no eager requests are served, so nothing on the UCX network path answers a peer
-// without a token. Tenant SDK clients fall back to the inline path; an admin's uses UCX.
-TEST_F(SecurityTest, TenantsGetNoRemoteKeyAndUcxServesNothingWithoutAToken) {
+// tenant's bytes) goes to admin principals only. With --ucx-protocol one-sided there is no
+// two-sided plane to offer tenants either (tenant_data_plane_test covers the default, where
+// tenants read and write two-sided with sealed grants): tenant SDK clients fall back to the inline
+// path, an admin's uses UCX, and no eager requests are served.
+TEST_F(SecurityTest, OneSidedOnlyDaemonsGiveTenantsNoUcxAtAll) {
   WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kReadToken, "team-a", "read"}});
-  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--dram-capacity", "64MiB"});
+  DaemonProcess daemon(KVSTASHD_PATH,
+                       {"--tokens-file", Path("tokens"), "--dram-capacity", "64MiB", "--ucx-protocol", "one-sided"});
   ASSERT_TRUE(daemon.ok()) << daemon.error();
   auto raw = RawClient(daemon.grpc_address(), {});
   auto data_plane = [&](const std::string& token) {
@@ -418,11 +420,6 @@ TEST_F(SecurityTest, TenantsGetNoRemoteKeyAndUcxServesNothingWithoutAToken) {
   auto admin_client = Client::Connect(options);
   ASSERT_TRUE(admin_client.ok()) << admin_client.status().ToString();
   EXPECT_NE((*admin_client)->data_path(), "inline");
-}
-
-TEST_F(SecurityTest, TokensRefuseTheTwoSidedProtocolAtStart) {
-  DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--ucx-protocol", "two-sided"});
-  EXPECT_FALSE(daemon.ok());
 }
 
 // ---- tenant isolation -----------------------------------------------------------------------
@@ -580,10 +577,11 @@ std::optional<std::string> RawTcpGet(const std::string& worker_address, const st
   return buffer;
 }
 
-// Tenant team-b attacks team-a's block over the network with a raw UCX worker. Its own session
-// gives it no UCX description at all; so it is handed the most it could steal — the worker address
-// and rkey an admin got, and the block's address an admin's Stat shows — and still reads nothing:
-// the daemon's one-sided worker speaks no network transport, and no two-sided worker is offered.
+// Tenant team-b attacks team-a's block over the network with a raw UCX worker, one-sided. Its own
+// session gives it no one-sided description; so it is handed the most it could steal — the worker
+// address and rkey an admin got, and the block's address an admin's Stat shows — and still reads
+// nothing: the daemon's one-sided worker speaks no network transport. (The two-sided plane it is
+// offered is attacked in tenant_data_plane_test.)
 TEST_F(SecurityTest, RawUcxWorkerOfAnotherTenantReadsNothing) {
   WriteTokens({{kAdminToken, "ops", "admin"}, {kWriteToken, "team-a", "write"}, {kOtherTenantToken, "team-b", "write"}});
   DaemonProcess daemon(KVSTASHD_PATH, {"--tokens-file", Path("tokens"), "--dram-capacity", "64MiB"});
@@ -609,9 +607,12 @@ TEST_F(SecurityTest, RawUcxWorkerOfAnotherTenantReadsNothing) {
     grpc::ClientContext ctx;
     ASSERT_TRUE(raw->DataPlane(with(ctx, kOtherTenantToken), v1::DataPlaneRequest{}, &own).ok());
   }
-  EXPECT_FALSE(own.ucx_available());
+  // The two-sided plane only (its reads need grants the daemon seals: tenant_data_plane_test);
+  // never the one-sided worker or the arena's key.
+  EXPECT_TRUE(own.ucx_available());
+  EXPECT_TRUE(own.two_sided());
   EXPECT_TRUE(own.worker_address().empty());
-  EXPECT_TRUE(own.push_worker_address().empty());
+  EXPECT_TRUE(own.rkey().empty());
   // The most it could steal: an admin's description and the block's address.
   v1::DataPlaneResponse leaked;
   {
@@ -619,7 +620,7 @@ TEST_F(SecurityTest, RawUcxWorkerOfAnotherTenantReadsNothing) {
     ASSERT_TRUE(raw->DataPlane(with(ctx, kAdminToken), v1::DataPlaneRequest{}, &leaked).ok());
   }
   ASSERT_TRUE(leaked.ucx_available());
-  EXPECT_TRUE(leaked.push_worker_address().empty());
+  ASSERT_FALSE(leaked.rkey().empty());
   const std::vector<std::string> stored = Keys(*raw);
   ASSERT_EQ(stored.size(), 1u);
   v1::StatResponse stat;

@@ -34,6 +34,11 @@ TEST(CheckBatchTest, RefusesATargetWithoutADataPlane) {
   RemoteTarget no_lane{"worker", "rkey", 0, 0, Protocol::kTwoSided};
   EXPECT_EQ(CheckBatch(no_lane, none).code(), StatusCode::kInvalidArgument);
   EXPECT_TRUE(CheckBatch(RemoteTarget{"worker", "rkey"}, none).ok());
+  // A tenant of a daemon with tokens: the push worker only, no one-sided worker or rkey.
+  RemoteTarget push_only{"", "", 0, 0, Protocol::kTwoSided, "push"};
+  EXPECT_TRUE(CheckBatch(push_only, none).ok());
+  push_only.protocol = Protocol::kOneSided;
+  EXPECT_EQ(CheckBatch(push_only, none).code(), StatusCode::kInvalidArgument);
 }
 
 TEST(CheckBatchTest, RefusesOpsItMustNotAttempt) {

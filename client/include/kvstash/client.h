@@ -125,6 +125,9 @@ struct BlockInfo {
   uint64_t lease_epoch = 0;  // non-zero when this answer leased the block: see ReleaseLeases
   std::string member;        // gRPC address of the daemon that holds this copy (routes Get/ReleaseLeases)
   uint32_t replicas = 0;     // hot-block copies on the next members in rendezvous order (cluster)
+  // Opaque. From a daemon with tokens on, when this answer leased the block: what a two-sided read
+  // of it shows the daemon (Get with GetItem::located passes it on). Empty otherwise.
+  std::string read_grant;
 };
 
 struct LookupResult {
