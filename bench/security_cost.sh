@@ -4,6 +4,8 @@
 # over ROUNDS rounds (load drifts within a round). Modes:
 #
 #   plain        no TLS, no tokens (the peer every other row is compared with)
+#   plain-2p     plain with --no-eager-requests: the two-phase two-sided path that tenants take with
+#                tokens on (eager requests carry no token), without any security (the seal's peer)
 #   tls          TLS on the gRPC port
 #   tokens       tokens on a plaintext port (what tokens alone cost, without TLS)
 #   mtls+tokens  mutual TLS and tokens: a tenant's write token (inline, or two-sided UCX whose reads
@@ -40,6 +42,7 @@ start_daemon() {
   p=$(port)
   local args=(--standalone --listen "127.0.0.1:$p" --metrics-listen 127.0.0.1:0 --dram-capacity 2GiB --log-level warn)
   case $mode in
+    plain-2p) args+=(--no-eager-requests) ;;
     tls) args+=(--tls-cert "$certs/server.pem" --tls-key "$certs/server.key") ;;
     tokens) args+=(--tokens-file "$out/tokens") ;;
     mtls+tokens) args+=(--tls-cert "$certs/server.pem" --tls-key "$certs/server.key" --tls-client-ca "$certs/ca.pem"
@@ -53,7 +56,7 @@ start_daemon() {
 # client_flags MODE WHO: the CLI's flags for a client of MODE (WHO: tenant or admin).
 client_flags() {
   case $1 in
-    plain) ;;
+    plain | plain-2p) ;;
     tls) echo "--tls-ca $certs/ca.pem" ;;
     tokens) echo "--token-file $out/$2.token" ;;
     mtls+tokens) echo "--tls-ca $certs/ca.pem --tls-cert $certs/client.pem --tls-key $certs/client.key --token-file $out/$2.token" ;;
@@ -72,10 +75,10 @@ if [[ -n ${LOADS:-} ]]; then
   for load in "${loads[@]}"; do [[ " $LOADS " == *" ${load%% *} "* ]] && picked+=("$load"); done
   loads=("${picked[@]}")
 fi
-modes=(plain tls tokens mtls+tokens)
+modes=(plain plain-2p tls tokens mtls+tokens)
 for round in $(seq "$rounds"); do
   order=("${modes[@]}")
-  ((round % 2 == 0)) && order=(mtls+tokens tokens tls plain)
+  ((round % 2 == 0)) && order=(mtls+tokens tokens tls plain-2p plain)
   for mode in "${order[@]}"; do
     start_daemon "$mode"
     # shellcheck disable=SC2046
@@ -105,20 +108,22 @@ loads = [("inline4k1", "inline 4 KiB, 1 thread (control plane)"), ("inline4k4", 
          ("tcp1m4", "UCX two-sided tcp 1 MiB, 4 threads (tenant)")]
 if sys.argv[3]:
     loads = [l for l in loads if l[0] in sys.argv[3].split()]
-modes = ["plain", "tls", "tokens", "mtls+tokens"]
+modes = ["plain", "plain-2p", "tls", "tokens", "mtls+tokens"]
 def med(load, mode, op, key):
     vals = []
     for r in rounds:
         d = json.load(open(f"{out}/{load}_{mode}_{r}.json"))[op]
         vals.append(d["latency_us"]["rpc"][key] if key in ("p50", "p99") else d[key])
     return statistics.median(vals)
-print("| load | op | mode | ops/s | GB/s | p50 µs | p99 µs | ops/s vs plain |")
-print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+print("| load | op | mode | ops/s | GB/s | p50 µs | p99 µs | ops/s vs plain | vs plain-2p |")
+print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for load, title in loads:
     for op in ("put", "get"):
         base = med(load, "plain", op, "ops_per_s")
+        base2p = med(load, "plain-2p", op, "ops_per_s")
         for mode in modes:
             ops = med(load, mode, op, "ops_per_s")
             print(f"| {title} | {op} | {mode} | {ops:,.0f} | {med(load, mode, op, 'gb_per_s'):.2f} | "
-                  f"{med(load, mode, op, 'p50'):,.0f} | {med(load, mode, op, 'p99'):,.0f} | {ops / base:.2f} |")
+                  f"{med(load, mode, op, 'p50'):,.0f} | {med(load, mode, op, 'p99'):,.0f} | {ops / base:.2f} | "
+                  f"{ops / base2p:.2f} |")
 PY

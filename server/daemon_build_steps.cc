@@ -237,7 +237,7 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
     // Eager requests arrive over UCX with no RPC, hence no token and no tenant to scope their key
     // to: with tokens on they are not served (clients then take the two-phase path, whose RPCs
     // are checked and whose reads carry sealed grants).
-    if (!authorizer) {
+    if (!authorizer && config.ucx_eager_requests) {
       eager_puts = std::make_unique<EagerPutSink>(*tier, *server_metrics, config.max_block);
       transfer->SetPutSink(eager_puts.get(), std::chrono::milliseconds(config.reservation_timeout_ms));
       eager_gets = std::make_unique<EagerGetSource>(*tier, *server_metrics, config.default_lease_ms,

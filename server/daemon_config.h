@@ -116,6 +116,9 @@ struct DaemonConfig {
   // A two-sided send to a reader that stopped receiving (it vanished or hangs) is ended by closing
   // that reader's endpoint after this long.
   uint64_t ucx_send_timeout_ms = 60'000;
+  // Serve eager gets and puts (one round, no RPC) on the two-sided plane; never with tokens on,
+  // whatever this says (they carry no token). Off: clients take the two-phase path.
+  bool ucx_eager_requests = true;
   // Two-sided lanes: push workers, each with a progress thread of its own (transfer_server.h);
   // 0 = one per four hardware threads, 1..4.
   uint64_t ucx_lanes = 0;

@@ -150,6 +150,10 @@ std::vector<settings::Setting<C>> BuildTable() {
                       "end a two-sided send whose reader stopped receiving after this long")
                   .Range(uint64_t{100}, uint64_t{600'000})
                   .Unit("ms"));
+  t.push_back(Bool("ucx.eager_requests", "--no-eager-requests", &C::ucx_eager_requests,
+                   "serve no eager (one-round, RPC-less) gets and puts: clients take the two-phase path; "
+                   "never served with tokens on")
+                  .Switch("false"));
   t.push_back(Integer("ucx.lanes", "--ucx-lanes", &C::ucx_lanes,
                       "two-sided push workers, each with its own progress thread; 0 = one per 4 hardware threads")
                   .Range(uint64_t{0}, uint64_t{16}));
