@@ -339,7 +339,10 @@ HttpApi::HttpApi(NodeRuntime& runtime, NodeMetrics& metrics, HttpApiOptions opti
 HttpApi::~HttpApi() { Stop(); }
 
 Result<int> HttpApi::Start(const std::string& host, int port) {
-  return ServeInBackground(impl_->server, host, port, impl_->thread, "HTTP");
+  if (impl_->options.tls.enabled() && !impl_->server.tls()) {
+    KVSTASH_RETURN_IF_ERROR(impl_->server.EnableTls(impl_->options.tls));
+  }
+  return ServeInBackground(impl_->server, host, port, impl_->thread, impl_->server.tls() ? "HTTPS" : "HTTP");
 }
 
 void HttpApi::BeginDrain() { impl_->draining.store(true); }

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "common/authorizer.h"
+#include "common/http_options.h"
 #include "kvstash/result.h"
 #include "node/node_metrics.h"
 #include "node/runtime.h"
@@ -51,6 +52,9 @@ struct HttpApiOptions {
   // Bearer tokens (not owned; null = none asked): /v1/completions needs `write`, /v1/models and
   // any other path `read`; /healthz stays open. A refusal is 401 or 403 in the error shape below.
   auth::Authorizer* authorizer = nullptr;
+  // Set (cert and key) = HTTPS only, with client certificates when client_ca_file is set; files
+  // re-read when they change (common/http_serve.h).
+  HttpTlsFiles tls;
 };
 
 class HttpApi {

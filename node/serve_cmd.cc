@@ -267,6 +267,15 @@ Result<std::unique_ptr<Node>> StartNode(const ServeArgs& a) {
   http.tokenizer = node->tokenizer.get();
   http.threads = a.http_threads;
   http.authorizer = node->authorizer.get();
+  if (a.http_tls_cert.empty() != a.http_tls_key.empty()) {
+    return InvalidArgument("HTTPS on the HTTP API needs --http-tls-cert and --http-tls-key");
+  }
+  if (!a.http_tls_client_ca.empty() && a.http_tls_cert.empty()) {
+    return InvalidArgument("--http-tls-client-ca needs --http-tls-cert and --http-tls-key");
+  }
+  http.tls = {a.http_tls_cert, a.http_tls_key, a.http_tls_client_ca, 60};
+  tls::LogListenSecurity("kvstash-node HTTP API", a.http_listen, {a.http_tls_cert, a.http_tls_key, a.http_tls_client_ca, 0},
+                         "--http-tls-cert/--http-tls-key");
   node->http = std::make_unique<HttpApi>(*node->runtime, *node->node_metrics, http);
   KVSTASH_ASSIGN_OR_RETURN(node->http_address.port,
                            node->http->Start(node->http_address.host, node->http_address.port));

@@ -77,6 +77,12 @@ std::vector<settings::Setting<A>> BuildTable() {
   t.push_back(StringAt<A>("", "--conductor-tls-key", [](auto& a) -> auto& { return a.conductor.tls.key_file; },
                           "PEM private key of --conductor-tls-cert"));
   t.push_back(String("", "--http-listen", &A::http_listen, "HTTP API address HOST:PORT (port 0 picks one)"));
+  t.push_back(String("", "--http-tls-cert", &A::http_tls_cert,
+                     "PEM certificate chain: the HTTP API (/v1/completions, /v1/models, /healthz) over HTTPS only")
+                  .DefaultText("plaintext"));
+  t.push_back(String("", "--http-tls-key", &A::http_tls_key, "PEM private key of --http-tls-cert"));
+  t.push_back(String("", "--http-tls-client-ca", &A::http_tls_client_ca,
+                     "PEM CA bundle: HTTP API clients must present a certificate it signed"));
   t.push_back(String("", "--metrics-listen", &A::metrics_listen, "/metrics address HOST:PORT (port 0 picks one)"));
   t.push_back(String("", "--metrics-tls-cert", &A::metrics_tls_cert,
                      "PEM certificate chain: /metrics and /healthz over HTTPS only"));

@@ -34,6 +34,8 @@ struct ServeArgs {
   // The metrics endpoint (docs/SECURITY.md): HTTPS, client certificates, basic auth for /metrics.
   std::string metrics_tls_cert, metrics_tls_key, metrics_tls_client_ca, metrics_basic_auth_file;
   tls::ServerFiles grpc_tls{"", "", "", 60};  // the node's own gRPC port
+  // The HTTP API over HTTPS (cert and key), with client certificates when a CA is named.
+  std::string http_tls_cert, http_tls_key, http_tls_client_ca;
   // Bearer tokens asked of the node's callers (docs/SECURITY.md "Tokens"); empty = none.
   std::string tokens_file;
   double auth_failure_burst = 10;    // failed token checks an address may make in a row

@@ -31,6 +31,11 @@ std::vector<settings::Setting<C>> BuildTable() {
   t.push_back(String("", "--http", &C::http_listen,
                      "serve POST /v1/completions for the cluster on HOST:PORT (port 0 picks one)")
                   .DefaultText("off"));
+  t.push_back(String("", "--http-tls-cert", &C::http_tls_cert, "PEM certificate chain: the front door over HTTPS only")
+                  .DefaultText("plaintext"));
+  t.push_back(String("", "--http-tls-key", &C::http_tls_key, "PEM private key of --http-tls-cert"));
+  t.push_back(String("", "--http-tls-client-ca", &C::http_tls_client_ca,
+                     "PEM CA bundle: front-door clients must present a certificate it signed"));
   t.push_back(Integer("", "--http-threads", &C::http_threads, "front-door completions served at once")
                   .Range(size_t{1}, size_t{4096}));
   t.push_back(Integer("", "--node-timeout-ms", &C::node_timeout_ms, "deadline of one node call (a whole generation)")
@@ -100,6 +105,10 @@ Status ConductorConfig::Validate() const {
     return InvalidArgument(
         "HTTPS on the metrics endpoint needs --metrics-tls-cert and --metrics-tls-key (and them for "
         "--metrics-tls-client-ca)");
+  }
+  if (http_tls_cert.empty() != http_tls_key.empty() || (!http_tls_client_ca.empty() && http_tls_cert.empty())) {
+    return InvalidArgument("HTTPS on the front door needs --http-tls-cert and --http-tls-key (and them for "
+                           "--http-tls-client-ca)");
   }
   return Status::Ok();
 }

@@ -29,6 +29,7 @@ struct ConductorConfig {
   double instance_timeout_s = 10;
   // The HTTP front door (empty: off) and how it drives the nodes.
   std::string http_listen;
+  std::string http_tls_cert, http_tls_key, http_tls_client_ca;  // the front door over HTTPS
   size_t http_threads = 64;
   uint64_t node_timeout_ms = 600'000;
   uint32_t store_wait_ms = 5'000;

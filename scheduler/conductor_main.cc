@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   front.node_timeout_ms = config.node_timeout_ms;
   front.store_wait_ms = config.store_wait_ms;
   front.node_tls = {config.node_tls_ca, config.node_tls_cert, config.node_tls_key, ""};
+  front.tls = {config.http_tls_cert, config.http_tls_key, config.http_tls_client_ca, 60};
   if (!config.node_token_file.empty()) {
     auto token = kvstash::auth::ReadTokenFile(config.node_token_file, "--node-token-file");
     if (!token.ok()) return fail(token.status());
@@ -147,7 +148,11 @@ int main(int argc, char** argv) {
     front_door = std::make_unique<FrontDoor>(service, &registry, front);
     auto port = front_door->Start(http_host, http_port);
     if (!port.ok()) return fail(port.status());
-    std::fprintf(stderr, "kvstash-conductor: front door on http://%s:%d/v1/completions\n", http_host.c_str(), *port);
+    kvstash::tls::LogListenSecurity("kvstash-conductor front door", config.http_listen,
+                                    {config.http_tls_cert, config.http_tls_key, config.http_tls_client_ca, 0},
+                                    "--http-tls-cert/--http-tls-key");
+    std::fprintf(stderr, "kvstash-conductor: front door on %s://%s:%d/v1/completions\n",
+                 config.http_tls_cert.empty() ? "http" : "https", http_host.c_str(), *port);
   }
   int bound = 0;
   grpc::ServerBuilder builder;

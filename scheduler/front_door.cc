@@ -207,7 +207,11 @@ FrontDoor::~FrontDoor() { Stop(); }
 
 Result<int> FrontDoor::Start(const std::string& host, int port) {
   KVSTASH_ASSIGN_OR_RETURN(impl_->node_credentials, tls::MakeChannelCredentials(impl_->options.node_tls));
-  return ServeInBackground(impl_->server, host, port, impl_->thread, "the front door's HTTP");
+  if (impl_->options.tls.enabled() && !impl_->server.tls()) {
+    KVSTASH_RETURN_IF_ERROR(impl_->server.EnableTls(impl_->options.tls));
+  }
+  return ServeInBackground(impl_->server, host, port, impl_->thread,
+                           impl_->server.tls() ? "the front door's HTTPS" : "the front door's HTTP");
 }
 
 void FrontDoor::Stop() { StopServing(impl_->server, impl_->thread); }

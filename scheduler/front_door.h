@@ -27,6 +27,7 @@
 
 #include "common/authorizer.h"
 #include "common/tls.h"
+#include "common/http_options.h"
 #include "common/metrics.h"
 #include "kvstash/result.h"
 #include "scheduler/conductor_service.h"
@@ -54,6 +55,9 @@ struct FrontDoorOptions {
   // Bearer tokens asked of the front door's callers (not owned; null = none): /v1/completions
   // needs `write`, other paths `read`; /healthz stays open. Refusals: 401/403 in OpenAI's shape.
   auth::Authorizer* authorizer = nullptr;
+  // Set (cert and key) = the front door speaks HTTPS only, with client certificates when
+  // client_ca_file is set; files re-read when they change (common/http_serve.h).
+  HttpTlsFiles tls;
 };
 
 class FrontDoor {
