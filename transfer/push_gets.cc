@@ -2,6 +2,7 @@
 // eager gets asked for by key; the sends that answer them, their answers and the sweep that ends
 // sends whose reader stopped receiving. Runs on the lanes' progress threads.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -35,7 +36,8 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
   }
   auto* addr = reinterpret_cast<const std::byte*>(req.remote_addr);
   const std::span<const std::byte> grant(req.grant, sizeof(req.grant));
-  if (!wire::IsProbe(req, base)) {
+  const bool probe = wire::IsProbe(req, base);
+  if (!probe) {
     SendAuthorizer* authorizer = self->authorizer_.load(std::memory_order_acquire);
     const Status allowed = authorizer != nullptr
                                ? authorizer->AuthorizeSend(addr, req.length, grant)
@@ -45,15 +47,20 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
       return UCS_OK;
     }
   }
-  // Straight from the registered memory: no copy on this side.
-  if (Status posted = self->PostSend(lane, param->reply_ep, addr, req.length, req.reply_tag, std::nullopt); !posted.ok()) {
+  // Straight from the registered memory: no copy on this side. The probe is answered with zeros of
+  // the server's own, never the arena's first bytes: those belong to whichever block sits there,
+  // and an all-zero grant proves nothing about who asks (docs/SECURITY.md).
+  static constexpr std::array<std::byte, 8> kProbeBytes{};
+  const std::byte* from = probe ? kProbeBytes.data() : addr;
+  if (Status posted = self->PostSend(lane, param->reply_ep, from, req.length, req.reply_tag, std::nullopt, !probe);
+      !posted.ok()) {
     self->Answer(param->reply_ep, req.reply_tag, posted);
   }
   return UCS_OK;
 }
 
 Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
-                                std::optional<std::pair<BlockKey, uint64_t>> release) {
+                                std::optional<std::pair<BlockKey, uint64_t>> release, bool registered) {
   auto send = std::make_unique<Send>();
   send->server = this;
   send->lane = &lane;
@@ -62,10 +69,13 @@ Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, 
   send->bytes = length;
   send->release = std::move(release);
   ucp_request_param_t sp{};
-  sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA | UCP_OP_ATTR_FIELD_MEMH;
+  sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   sp.cb.send = &TransferServer::OnSent;
   sp.user_data = send.get();
-  sp.memh = push_region_->handle();
+  if (registered) {
+    sp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+    sp.memh = push_region_->handle();
+  }
   ucs_status_ptr_t r = ucp_tag_send_nbx(ep, addr, length, reply_tag, &sp);
   GetSource* source = get_source_.load(std::memory_order_acquire);
   auto end_lease = [&] {

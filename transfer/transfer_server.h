@@ -270,10 +270,11 @@ class TransferServer {
   static void OnReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
   static ucs_status_t OnEagerGet(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
-  // Posts one send from the registered memory to a peer's receive under `reply_tag`, tracked until
-  // it completes (then `release`, if set, ends the block's lease). The status of posting it.
+  // Posts one send to a peer's receive under `reply_tag`, tracked until it completes (then
+  // `release`, if set, ends the block's lease): from the registered memory, or (`registered`
+  // false) from a small buffer of static storage outside it. The status of posting it.
   Status PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
-                  std::optional<std::pair<BlockKey, uint64_t>> release);
+                  std::optional<std::pair<BlockKey, uint64_t>> release, bool registered = true);
   static ucs_status_t OnEagerPut(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
   static void OnEagerReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);

@@ -291,6 +291,19 @@ TEST_F(TenantDataPlaneTest, ARawUcxPeerCannotReadAnotherTenantsBlock) {
     EXPECT_TRUE(std::all_of(into.begin(), into.end(), [](std::byte b) { return b == std::byte{0xEE}; }))
         << attempt.what << ": bytes landed";
   }
+  // The connectivity probe (8 bytes at the arena's start, all-zero grant) is answered with zeros of
+  // the daemon's own, not with the first bytes of the block stored there (the victim's: the first
+  // block a fresh daemon stores sits at the arena's start).
+  ASSERT_EQ(victim->remote_addr(), plane.probe_addr()) << "expected the first block at the arena's start";
+  uint64_t probed = ~uint64_t{0};
+  uint64_t victim_head = 0;
+  std::memcpy(&victim_head, secret.data(), sizeof(victim_head));
+  ASSERT_NE(victim_head, 0u);
+  transfer::TransferOp probe{transfer::OpKind::kGet, &probed, sizeof(probed), plane.probe_addr(), {}};
+  ASSERT_TRUE((*engine)->Run(target, std::span(&probe, 1)).ok());
+  ASSERT_TRUE(probe.status.ok()) << probe.status.ToString();
+  EXPECT_EQ(probed, 0u) << "the probe served the first bytes of a stored block";
+
   transfer::TransferOp control{transfer::OpKind::kGet, into.data(), own.size(), mine->remote_addr(), {}};
   control.grant = borrowed;
   ASSERT_TRUE((*engine)->Run(target, std::span(&control, 1)).ok());
