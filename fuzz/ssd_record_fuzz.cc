@@ -1,5 +1,5 @@
 // The SSD tier's RocksDB index records as recovery reads them back (tiers/ssd_records.h): a block
-// record's value, the layout record and a segment sequence record, from bytes a crash, a torn write
+// record's value, the layout record, a segment sequence record and an owner label record, from bytes a crash, a torn write
 // or a flipped bit may have left. Every decode either refuses or yields an entry that encodes back
 // to a value decoding to the same entry; an entry the recovery bounds accept names bytes that lie
 // inside its segment (checked here in 128-bit arithmetic, so a wrapped sum cannot pass).
@@ -21,13 +21,17 @@ using kvstash::tiers::SsdEntry;
 
 bool Same(const SsdEntry& a, const SsdEntry& b) {
   return a.segment == b.segment && a.offset == b.offset && a.size == b.size && a.checksum == b.checksum &&
-         a.seq == b.seq && a.parent == b.parent && a.flags == b.flags && a.created_unix_ms == b.created_unix_ms;
+         a.seq == b.seq && a.parent == b.parent && a.flags == b.flags && a.created_unix_ms == b.created_unix_ms &&
+         a.owner == b.owner;
 }
 
 void CheckEntry(std::string_view value, const kvstash::tiers::SsdGeometry& g) {
   const std::optional<SsdEntry> e = kvstash::tiers::DecodeSsdEntry(value);
   if (!e) return;
-  if ((e->flags & 0xC0000000u) != 0) std::abort();  // encoding bits never reach the entry
+  if ((e->flags & 0xE0000000u) != 0) std::abort();  // encoding bits never reach the entry
+  if (e->owner == kvstash::tiers::kNoOwner && value.size() >= 4 && (static_cast<uint8_t>(value[3]) & 0x20) != 0) {
+    std::abort();  // an owner bit with owner 0 decodes to nothing
+  }
   const std::optional<SsdEntry> again = kvstash::tiers::DecodeSsdEntry(kvstash::tiers::EncodeSsdEntry(*e));
   if (!again || !Same(*e, *again)) std::abort();
   if (!kvstash::tiers::SsdEntryFits(*e, g)) return;
@@ -52,6 +56,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (value.size() >= 5) {
     auto seq = kvstash::tiers::DecodeSegmentSeq(value.substr(0, 5), value.substr(5));
     if (seq && (value[0] != 's' || value.size() != 13)) std::abort();
+    auto label = kvstash::tiers::DecodeOwnerLabel(value.substr(0, 5), value.substr(5));
+    if (label && (value[0] != 'o' || label->first == kvstash::tiers::kNoOwner || label->second.empty() ||
+                  label->second.size() > kvstash::tiers::kMaxOwnerLabelBytes)) {
+      std::abort();
+    }
   }
   return 0;
 }

@@ -64,6 +64,7 @@ Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
   if (!config.tokens_file.empty()) {  // tenants exist: charge their blocks, hold them to their quotas
     KVSTASH_ASSIGN_OR_RETURN(tenants, TenantLedger::Create(config.quotas_file));
     build.tier_options.dram.quotas = &tenants->dram_quotas();
+    if (build.tier_options.ssd) build.tier_options.ssd->quotas = &tenants->ssd_quotas();
   }
   // A region a UCX receive may still write into (a put's receive UCX matched and cannot cancel)
   // never goes back to the allocator: the peer's late bytes would land in another block. The
@@ -103,6 +104,18 @@ Status Daemon::Impl::OpenTiers(BuildState& build) {
                       std::to_string(config.gpu) + "): " + tier_manager.status().message());
   }
   KVSTASH_ASSIGN_OR_RETURN(tier, std::move(tier_manager));
+  if (tenants) {  // tenants keep the owners their SSD blocks are charged to across restarts
+    tiers::SsdTier* ssd = tier->ssd();
+    std::vector<std::pair<tiers::OwnerId, std::string>> recovered;
+    std::vector<tiers::OwnerId> in_use;
+    TenantLedger::OwnerRecorder recorder;
+    if (ssd != nullptr) {
+      recovered = ssd->OwnerLabels();
+      for (const tiers::OwnerUsage& u : ssd->OwnerUsages()) in_use.push_back(u.owner);
+      recorder = [ssd](tiers::OwnerId owner, const std::string& tenant) { return ssd->LabelOwner(owner, tenant); };
+    }
+    tenants->AdoptOwners(recovered, in_use, std::move(recorder));
+  }
   return Status::Ok();
 }
 

@@ -203,7 +203,7 @@ std::vector<settings::Setting<C>> BuildTable() {
                      "bearer tokens file (sha256 tenant role per line; reloaded on SIGHUP): every RPC needs a token")
                   .DefaultText("no tokens"));
   t.push_back(String("security.quotas_file", "--quotas-file", &C::quotas_file,
-                     "tenants' DRAM quotas (tenant bytes per line; reloaded on SIGHUP); needs a tokens file")
+                     "tenants' DRAM and SSD quotas (tenant dram [ssd] per line, - for no limit; reloaded on SIGHUP); needs a tokens file")
                   .DefaultText("no quotas"));
   t.push_back(String("security.metrics_tls_cert", "--metrics-tls-cert", &C::metrics_tls_cert,
                      "PEM certificate chain: /metrics and /healthz over HTTPS only")

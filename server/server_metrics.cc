@@ -77,6 +77,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const tiers::TierStats& stats
                                   {"result"})),
       hbm_promotions_(r.AddCounter("kvstash_hbm_promotions_total",
                                    "HBM blocks copied into DRAM for one-sided readers, by result.", {"result"})),
+      ssd_kept_for_owners_(r.AddCounter("kvstash_ssd_blocks_kept_for_owners_total",
+                                        "SSD blocks a reclaim carried into the reclaimed segment because their "
+                                        "tenant was within its SSD quota (rewritten once per lap of the log).")
+                               .WithLabels({})),
       ssd_checksum_drops_(r.AddCounter("kvstash_ssd_checksum_failures_total",
                                        "SSD reads whose bytes failed their checksum (block dropped, served as a miss).")
                               .WithLabels({})),
@@ -210,6 +214,7 @@ void ServerMetrics::Collect() {
     hbm_promotions_.WithLabels({"failed"}).Inc(delta(m.hbm_promotions_failed, last_manager_.hbm_promotions_failed));
   }
   ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
+  ssd_kept_for_owners_.Inc(delta(m.ssd.blocks_kept_for_owners, last_manager_.ssd.blocks_kept_for_owners));
   ssd_index_errors_.Inc(delta(m.ssd.index_errors, last_manager_.ssd.index_errors));
   ssd_index_recoveries_.Inc(delta(m.ssd.index_recoveries, last_manager_.ssd.index_recoveries));
   ssd_index_writable_.Set(m.ssd.index_writable ? 1 : 0);

@@ -20,16 +20,26 @@ Result<std::vector<TenantQuota>> ParseTenantQuotas(std::string_view text, const 
   for (size_t number = 1; std::getline(lines, line); ++number) {
     if (const size_t hash = line.find('#'); hash != std::string::npos) line.resize(hash);
     std::istringstream fields(line);
-    std::string tenant, size, extra;
+    std::string tenant, dram, ssd, extra;
     if (!(fields >> tenant)) continue;  // blank or comment
     const std::string where = origin + ":" + std::to_string(number) + ": ";
-    if (!(fields >> size) || (fields >> extra)) return InvalidArgument(where + "expected '<tenant> <dram bytes>'");
+    if (!(fields >> dram) || (fields >> ssd && fields >> extra)) {
+      return InvalidArgument(where + "expected '<tenant> <dram bytes|-> [<ssd bytes|->]'");
+    }
     if (!auth::ValidTenant(tenant)) return InvalidArgument(where + "a tenant is 1..64 of A-Z a-z 0-9 . _ -");
-    Result<uint64_t> bytes = ParseByteSize(size);
-    if (!bytes.ok()) return InvalidArgument(where + bytes.status().message());
-    if (*bytes == 0) return InvalidArgument(where + "a quota of 0 bytes; leave the tenant out to make it unlimited");
+    TenantQuota quota{tenant, 0, 0};
+    for (auto [text, bytes] : {std::pair{&dram, &quota.dram_bytes}, std::pair{&ssd, &quota.ssd_bytes}}) {
+      if (text->empty() || *text == "-") continue;
+      Result<uint64_t> parsed = ParseByteSize(*text);
+      if (!parsed.ok()) return InvalidArgument(where + parsed.status().message());
+      if (*parsed == 0) return InvalidArgument(where + "a quota of 0 bytes; write '-' (or leave the tenant out) for no limit");
+      *bytes = *parsed;
+    }
+    if (quota.dram_bytes == 0 && quota.ssd_bytes == 0) {
+      return InvalidArgument(where + "no tier is limited; leave the tenant out to make it unlimited");
+    }
     if (!seen.insert(tenant).second) return InvalidArgument(where + "tenant '" + tenant + "' is listed twice");
-    out.push_back({tenant, *bytes});
+    out.push_back(std::move(quota));
   }
   return out;
 }
@@ -55,39 +65,81 @@ Result<std::unique_ptr<TenantLedger>> TenantLedger::Create(const std::string& qu
 Status TenantLedger::Reload() {
   if (quotas_file_.empty()) return Status::Ok();
   KVSTASH_ASSIGN_OR_RETURN(std::vector<TenantQuota> quotas, LoadTenantQuotas(quotas_file_));
-  return Apply(quotas);
+  MutexLock lock(mu_);
+  quotas_by_tenant_.clear();
+  for (TenantQuota& q : quotas) quotas_by_tenant_.emplace(q.tenant, std::move(q));
+  PublishQuotasLocked();
+  return Status::Ok();
 }
 
-Status TenantLedger::Apply(const std::vector<TenantQuota>& quotas) {
-  std::unordered_map<tiers::OwnerId, uint64_t> dram;
-  for (const TenantQuota& q : quotas) {
-    const tiers::OwnerId owner = OwnerOf(q.tenant);
-    if (owner == tiers::kNoOwner) return ResourceExhausted("more than " + std::to_string(kMaxTenants) + " tenants");
-    dram[owner] = q.dram_bytes;
+void TenantLedger::PublishQuotasLocked() {
+  std::unordered_map<tiers::OwnerId, uint64_t> dram, ssd;
+  for (const auto& [tenant, q] : quotas_by_tenant_) {
+    auto owner = owners_.find(tenant);
+    if (owner == owners_.end()) continue;  // applied at its first write
+    if (q.dram_bytes > 0) dram[owner->second] = q.dram_bytes;
+    if (q.ssd_bytes > 0) ssd[owner->second] = q.ssd_bytes;
   }
   dram_quotas_.Set(std::move(dram));
-  return Status::Ok();
+  ssd_quotas_.Set(std::move(ssd));
+}
+
+void TenantLedger::AdoptOwners(const std::vector<std::pair<tiers::OwnerId, std::string>>& recovered,
+                               const std::vector<tiers::OwnerId>& in_use, OwnerRecorder recorder) {
+  MutexLock lock(mu_);
+  for (const auto& [owner, tenant] : recovered) {
+    next_owner_ = std::max<tiers::OwnerId>(next_owner_, owner + 1);
+    if (owner == tiers::kNoOwner || !auth::ValidTenant(tenant) || owners_.contains(tenant) ||
+        tenants_.contains(owner)) {
+      spdlog::warn("tenants: owner {} recorded as '{}' is not taken back (an invalid or repeated entry); its "
+                   "blocks are charged to no tenant",
+                   owner, auth::ValidTenant(tenant) ? tenant : std::string("(invalid name)"));
+      continue;
+    }
+    owners_.emplace(tenant, owner);
+    tenants_.emplace(owner, tenant);
+  }
+  for (tiers::OwnerId owner : in_use) next_owner_ = std::max<tiers::OwnerId>(next_owner_, owner + 1);
+  recorder_ = std::move(recorder);
+  PublishQuotasLocked();
+}
+
+void TenantLedger::RecordOwnerLocked(tiers::OwnerId owner, const std::string& tenant) {
+  if (!recorder_) return;
+  if (Status st = recorder_(owner, tenant); !st.ok()) {
+    if (unrecorded_.emplace(tenant, owner).second) {
+      spdlog::warn("tenants: owner {} of '{}' could not be recorded ({}); retried at its next write", owner, tenant,
+                   st.ToString());
+    }
+    return;
+  }
+  unrecorded_.erase(tenant);
 }
 
 tiers::OwnerId TenantLedger::OwnerOf(std::string_view tenant) {
   if (tenant.empty()) return tiers::kNoOwner;
   MutexLock lock(mu_);
-  if (auto it = owners_.find(std::string(tenant)); it != owners_.end()) return it->second;
-  if (tenants_.size() >= kMaxTenants) {
+  if (auto it = owners_.find(std::string(tenant)); it != owners_.end()) {
+    if (!unrecorded_.empty() && unrecorded_.contains(it->first)) RecordOwnerLocked(it->second, it->first);
+    return it->second;
+  }
+  if (owners_.size() >= kMaxTenants || next_owner_ == 0) {  // next_owner_ wraps to 0 after 2^32 - 1
     if (!warned_full_) spdlog::warn("more than {} tenants: further tenants' blocks are charged to no one", kMaxTenants);
     warned_full_ = true;
     return tiers::kNoOwner;
   }
-  tenants_.emplace_back(tenant);
-  const auto owner = static_cast<tiers::OwnerId>(tenants_.size());
+  const tiers::OwnerId owner = next_owner_++;
   owners_.emplace(std::string(tenant), owner);
+  tenants_.emplace(owner, std::string(tenant));
+  RecordOwnerLocked(owner, std::string(tenant));
+  if (quotas_by_tenant_.find(tenant) != quotas_by_tenant_.end()) PublishQuotasLocked();
   return owner;
 }
 
 std::string TenantLedger::TenantOf(tiers::OwnerId owner) const {
   MutexLock lock(mu_);
-  if (owner == tiers::kNoOwner || owner > tenants_.size()) return "";
-  return tenants_[owner - 1];
+  auto it = tenants_.find(owner);
+  return it == tenants_.end() ? "" : it->second;
 }
 
 TenantLedger::Counters& TenantLedger::CountersOf(std::string_view tenant) {

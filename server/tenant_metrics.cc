@@ -28,21 +28,30 @@ TenantMetrics::TenantMetrics(metrics::Registry& r, const tiers::TierStats& stats
 }
 
 void TenantMetrics::Collect() {
-  const std::string dram(tiers::TierName(tiers::TierKind::kDram));
   auto delta = [](uint64_t now_v, uint64_t then_v) { return static_cast<double>(now_v - then_v); };
   MutexLock lock(collect_mu_);
-  for (const tiers::OwnerUsage& u : stats_.DramOwnerUsage()) {
-    const std::string tenant = tenants_.TenantOf(u.owner);
-    if (tenant.empty()) continue;
-    used_.WithLabels({tenant, dram}).Set(static_cast<double>(u.bytes));
-    blocks_.WithLabels({tenant, dram}).Set(static_cast<double>(u.blocks));
-    if (const uint64_t quota = tenants_.dram_quotas().QuotaOf(u.owner); quota > 0) {
-      quota_.WithLabels({tenant, dram}).Set(static_cast<double>(quota));
+  const struct {
+    tiers::TierKind kind;
+    std::vector<tiers::OwnerUsage> usage;
+    const tiers::OwnerQuotas& quotas;
+  } tiers_seen[] = {{tiers::TierKind::kDram, stats_.DramOwnerUsage(), tenants_.dram_quotas()},
+                    {tiers::TierKind::kSsd, stats_.SsdOwnerUsage(), tenants_.ssd_quotas()}};
+  for (const auto& t : tiers_seen) {
+    const std::string tier(tiers::TierName(t.kind));
+    std::unordered_map<tiers::OwnerId, tiers::OwnerUsage>& last_of_tier = last_usage_[t.kind];
+    for (const tiers::OwnerUsage& u : t.usage) {
+      const std::string tenant = tenants_.TenantOf(u.owner);
+      if (tenant.empty()) continue;
+      used_.WithLabels({tenant, tier}).Set(static_cast<double>(u.bytes));
+      blocks_.WithLabels({tenant, tier}).Set(static_cast<double>(u.blocks));
+      if (const uint64_t quota = t.quotas.QuotaOf(u.owner); quota > 0) {
+        quota_.WithLabels({tenant, tier}).Set(static_cast<double>(quota));
+      }
+      tiers::OwnerUsage& last = last_of_tier[u.owner];
+      evictions_.WithLabels({tenant, tier}).Inc(delta(u.evictions, last.evictions));
+      rejections_.WithLabels({tenant, tier}).Inc(delta(u.quota_rejections, last.quota_rejections));
+      last = u;
     }
-    tiers::OwnerUsage& last = last_usage_[u.owner];
-    evictions_.WithLabels({tenant, dram}).Inc(delta(u.evictions, last.evictions));
-    rejections_.WithLabels({tenant, dram}).Inc(delta(u.quota_rejections, last.quota_rejections));
-    last = u;
   }
   for (const TenantLedger::Hits& h : tenants_.HitsByTenant()) {
     TenantLedger::Hits& last = last_hits_[h.tenant];

@@ -6,6 +6,7 @@
 // Thread-safety: the collector runs on scrape threads; the constructor registers it.
 #pragma once
 
+#include <map>
 #include <unordered_map>
 
 #include "common/metrics.h"
@@ -32,7 +33,7 @@ class TenantMetrics {
   metrics::Family<metrics::Counter>& rejections_;
   metrics::Family<metrics::Counter>& reads_;
   Mutex collect_mu_;
-  std::unordered_map<tiers::OwnerId, tiers::OwnerUsage> last_usage_ GUARDED_BY(collect_mu_);
+  std::map<tiers::TierKind, std::unordered_map<tiers::OwnerId, tiers::OwnerUsage>> last_usage_ GUARDED_BY(collect_mu_);
   std::unordered_map<std::string, TenantLedger::Hits> last_hits_ GUARDED_BY(collect_mu_);
 };
 

@@ -71,7 +71,7 @@ void DemotionQueue::Offer(const BlockMeta& meta, std::span<const std::byte> byte
   std::memset(dst + bytes.size(), 0, BlockAllocator::RoundUp(bytes.size()) - bytes.size());
   {
     MutexLock lock(mu_);
-    queue_.push_back(QueuedVictim{meta.key, meta.parent, meta.size, meta.checksum, *offset, meta.created_ms});
+    queue_.push_back(QueuedVictim{meta.key, meta.parent, meta.size, meta.checksum, *offset, meta.created_ms, meta.owner});
     queued_[meta.key] = std::prev(queue_.end());
     ++enqueued_total_;
   }
@@ -165,6 +165,7 @@ BlockMeta DemotionQueue::MetaOf(const QueuedVictim& v) {
   m.parent = v.parent;
   m.created_ms = v.created_ms;
   m.last_access_ms = v.created_ms;
+  m.owner = v.owner;
   return m;
 }
 
@@ -231,7 +232,7 @@ void DemotionQueue::WriteBatch(const std::vector<QueuedVictim>& batch) {
     const QueuedVictim& v = batch[i];
     writes[i] = SsdWrite{v.key, v.parent,
                          std::span<const std::byte>(staging_->base() + v.offset, BlockAllocator::RoundUp(v.size)),
-                         v.size, v.checksum, to_unix_ms_(v.created_ms)};
+                         v.size, v.checksum, to_unix_ms_(v.created_ms), v.owner};
   }
   const std::vector<Status> results = ssd_->Write(writes);
   for (size_t i = 0; i < batch.size(); ++i) {

@@ -50,6 +50,7 @@ struct QueuedVictim {
   uint64_t checksum = 0;
   uint64_t offset = 0;      // in the staging arena
   uint64_t created_ms = 0;  // the DRAM tier's clock
+  OwnerId owner = kNoOwner; // who it is charged to, in DRAM and on the SSD
 };
 
 struct DemotionQueueCounters {

@@ -197,7 +197,7 @@ Status SsdIndex::WriteLayout(const SsdLayout& layout) {
 
 Status SsdIndex::Load(const std::function<void(const BlockKey&, const SsdEntry&)>& block,
                       const std::function<void(uint32_t, uint64_t)>& segment,
-                      uint64_t* undecodable) const {
+                      const std::function<void(OwnerId, std::string_view)>& owner, uint64_t* undecodable) const {
   *undecodable = 0;
   std::lock_guard lock(impl_->mu);
   if (!impl_->db) return Unavailable("ssd index is closed: " + impl_->health.last_error);
@@ -217,6 +217,9 @@ Status SsdIndex::Load(const std::function<void(const BlockKey&, const SsdEntry&)
     } else if (auto seq = DecodeSegmentSeq(std::string_view(k.data(), k.size()),
                                            std::string_view(it->value().data(), it->value().size()))) {
       segment(seq->first, seq->second);
+    } else if (auto label = DecodeOwnerLabel(std::string_view(k.data(), k.size()),
+                                             std::string_view(it->value().data(), it->value().size()))) {
+      owner(label->first, label->second);
     } else if (k != rocksdb::Slice(kLayoutKey)) {
       ++*undecodable;
     }
@@ -234,6 +237,7 @@ Status SsdIndex::Apply(const Mutation& m) {
     PutU64(value, seq);
     batch.Put(SegmentRecordKey(segment), value);
   }
+  for (const auto& [owner, label] : m.owner_labels) batch.Put(OwnerLabelKey(owner), label);
   if (batch.Count() == 0) return Status::Ok();
   Impl& d = *impl_;
   std::lock_guard lock(d.mu);

@@ -6,6 +6,7 @@
 //   "L"                      -> layout: segment_bytes, segment_count (u64 LE each)
 //   "b" + 16-byte block key  -> SsdEntry (fixed little-endian encoding, below)
 //   "s" + u32 BE segment id  -> u64 LE sequence number of the segment's current fill (FIFO order)
+//   "o" + u32 BE owner id    -> the owner's label (a tenant name; tiers/owner_quotas.h), 1..255 bytes
 //
 // Durability: Apply() writes one rocksdb::WriteBatch through the WAL, so a batch is all-or-nothing
 // across kill -9. With `sync` the WAL is fsynced before Apply returns (survives power loss too);
@@ -38,6 +39,7 @@
 
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
+#include "tiers/owner_quotas.h"
 
 namespace rocksdb {
 class Env;
@@ -55,6 +57,7 @@ struct SsdEntry {
   std::optional<BlockKey> parent;
   uint32_t flags = 0;     // reserved for future use; written as given
   uint64_t created_unix_ms = 0;  // wall-clock time the block was first stored; 0 = unknown
+  OwnerId owner = kNoOwner;      // who the block is charged to (its label: an "o" record)
 };
 
 struct SsdIndexOptions {
@@ -84,6 +87,7 @@ class SsdIndex {
     std::vector<std::pair<BlockKey, SsdEntry>> puts;
     std::vector<BlockKey> deletes;
     std::vector<std::pair<uint32_t, uint64_t>> segment_seqs;  // (segment, seq)
+    std::vector<std::pair<OwnerId, std::string>> owner_labels;  // (owner, label)
   };
 
   // Opens (creating when missing) the database in `path`. A corrupt database is moved aside and
@@ -101,11 +105,12 @@ class SsdIndex {
   Result<std::optional<SsdLayout>> ReadLayout() const;
   Status WriteLayout(const SsdLayout& layout);
 
-  // Calls `block` for every stored block and `segment` for every stored segment sequence.
-  // Records that do not decode are skipped and counted in *undecodable. DATA_LOSS when RocksDB
-  // reports corruption while reading (the caller may Quarantine()).
+  // Calls `block` for every stored block, `segment` for every stored segment sequence and `owner`
+  // for every owner label. Records that do not decode are skipped and counted in *undecodable.
+  // DATA_LOSS when RocksDB reports corruption while reading (the caller may Quarantine()).
   Status Load(const std::function<void(const BlockKey&, const SsdEntry&)>& block,
-              const std::function<void(uint32_t, uint64_t)>& segment, uint64_t* undecodable) const;
+              const std::function<void(uint32_t, uint64_t)>& segment,
+              const std::function<void(OwnerId, std::string_view)>& owner, uint64_t* undecodable) const;
 
   // Applies all of `m` atomically. RESOURCE_EXHAUSTED (no space) or UNAVAILABLE while RocksDB
   // refuses writes (see "Write errors"); INTERNAL for other errors.

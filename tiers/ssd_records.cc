@@ -6,7 +6,8 @@ namespace {
 
 constexpr uint32_t kHasParent = 1u << 31;   // in the encoded flags word; not a caller flag
 constexpr uint32_t kHasCreated = 1u << 30;  // a u64 creation time follows (after the parent)
-constexpr uint32_t kEncodingFlags = kHasParent | kHasCreated;
+constexpr uint32_t kHasOwner = 1u << 29;    // a u32 owner follows (after the creation time)
+constexpr uint32_t kEncodingFlags = kHasParent | kHasCreated | kHasOwner;
 // flags(u32) segment(u32) offset size checksum seq (u64 each)
 constexpr size_t kEntryFixed = 4 + 4 + 8 * 4;
 
@@ -33,7 +34,8 @@ uint32_t GetU32(const char* p) {
 std::string EncodeSsdEntry(const SsdEntry& e) {
   std::string out;
   out.reserve(kEntryFixed + BlockKey::kSize + 8);
-  PutU32(out, (e.flags & ~kEncodingFlags) | (e.parent ? kHasParent : 0) | (e.created_unix_ms ? kHasCreated : 0));
+  PutU32(out, (e.flags & ~kEncodingFlags) | (e.parent ? kHasParent : 0) | (e.created_unix_ms ? kHasCreated : 0) |
+                  (e.owner != kNoOwner ? kHasOwner : 0));
   PutU32(out, e.segment);
   PutU64(out, e.offset);
   PutU64(out, e.size);
@@ -41,6 +43,7 @@ std::string EncodeSsdEntry(const SsdEntry& e) {
   PutU64(out, e.seq);
   if (e.parent) out.append(e.parent->AsBytes());
   if (e.created_unix_ms) PutU64(out, e.created_unix_ms);
+  if (e.owner != kNoOwner) PutU32(out, e.owner);
   return out;
 }
 
@@ -55,7 +58,8 @@ std::optional<SsdEntry> DecodeSsdEntry(std::string_view v) {
   e.size = GetU64(p + 16);
   e.checksum = GetU64(p + 24);
   e.seq = GetU64(p + 32);
-  const size_t expected = kEntryFixed + ((flags & kHasParent) ? BlockKey::kSize : 0) + ((flags & kHasCreated) ? 8 : 0);
+  const size_t expected = kEntryFixed + ((flags & kHasParent) ? BlockKey::kSize : 0) +
+                          ((flags & kHasCreated) ? 8 : 0) + ((flags & kHasOwner) ? 4 : 0);
   if (v.size() != expected) return std::nullopt;
   size_t at = kEntryFixed;
   if (flags & kHasParent) {
@@ -64,7 +68,14 @@ std::optional<SsdEntry> DecodeSsdEntry(std::string_view v) {
     e.parent = *parent;
     at += BlockKey::kSize;
   }
-  if (flags & kHasCreated) e.created_unix_ms = GetU64(p + at);
+  if (flags & kHasCreated) {
+    e.created_unix_ms = GetU64(p + at);
+    at += 8;
+  }
+  if (flags & kHasOwner) {
+    e.owner = GetU32(p + at);
+    if (e.owner == kNoOwner) return std::nullopt;  // the encoder never writes it
+  }
   return e;
 }
 
@@ -78,6 +89,20 @@ std::optional<std::pair<uint32_t, uint64_t>> DecodeSegmentSeq(std::string_view k
   uint32_t id = 0;
   for (size_t i = 1; i <= 4; ++i) id = (id << 8) | static_cast<uint8_t>(key[i]);
   return std::make_pair(id, GetU64(value.data()));
+}
+
+std::string OwnerLabelKey(OwnerId owner) {
+  std::string k(1, 'o');
+  for (int i = 3; i >= 0; --i) k.push_back(static_cast<char>(owner >> (8 * i)));
+  return k;
+}
+
+std::optional<std::pair<OwnerId, std::string_view>> DecodeOwnerLabel(std::string_view key, std::string_view value) {
+  if (key.size() != 5 || key[0] != 'o' || value.empty() || value.size() > kMaxOwnerLabelBytes) return std::nullopt;
+  OwnerId id = 0;
+  for (size_t i = 1; i <= 4; ++i) id = (id << 8) | static_cast<uint8_t>(key[i]);
+  if (id == kNoOwner) return std::nullopt;
+  return std::make_pair(id, value);
 }
 
 bool SsdEntryFits(const SsdEntry& e, const SsdGeometry& g) {

@@ -14,8 +14,9 @@
 namespace kvstash::tiers {
 
 // An SsdEntry as its "b" + key record's value: flags(u32) segment(u32) offset size checksum seq
-// (u64 each, little-endian) [parent: 16 bytes] [created_unix_ms: u64]. The parent and the creation
-// time are present when their bits are set in the flags word (bits 31 and 30; never caller flags).
+// (u64 each, little-endian) [parent: 16 bytes] [created_unix_ms: u64] [owner: u32]. The parent,
+// the creation time and the owner are present when their bits are set in the flags word (bits 31,
+// 30 and 29; never caller flags). Records written before owners were kept decode as kNoOwner.
 std::string EncodeSsdEntry(const SsdEntry& entry);
 
 // The entry a record value encodes, or nullopt when the value's length does not match what its
@@ -29,6 +30,12 @@ std::optional<SsdLayout> DecodeSsdLayout(std::string_view value);
 // A segment sequence record: key "s" + u32 big-endian segment id, value u64 LE. nullopt when the
 // key or the value has another shape.
 std::optional<std::pair<uint32_t, uint64_t>> DecodeSegmentSeq(std::string_view key, std::string_view value);
+
+// An owner label record: key "o" + u32 big-endian owner id (never kNoOwner), value 1..255 bytes.
+// nullopt when the key or the value has another shape.
+std::string OwnerLabelKey(OwnerId owner);
+inline constexpr size_t kMaxOwnerLabelBytes = 255;
+std::optional<std::pair<OwnerId, std::string_view>> DecodeOwnerLabel(std::string_view key, std::string_view value);
 
 // The tier a recovered entry must fit (SsdTier::Open's validated options).
 struct SsdGeometry {

@@ -42,6 +42,25 @@ SsdUsage SsdTier::Usage() const {
   return u;
 }
 
+std::vector<std::pair<OwnerId, std::string>> SsdTier::OwnerLabels() const {
+  Impl& d = *impl_;
+  MutexLock lock(d.mu);
+  return {d.owner_labels.begin(), d.owner_labels.end()};
+}
+
+std::vector<OwnerUsage> SsdTier::OwnerUsages() const {
+  Impl& d = *impl_;
+  std::vector<OwnerUsage> out;
+  {
+    MutexLock lock(d.mu);
+    for (const auto& [owner, state] : d.owners) {
+      if (owner != kNoOwner) out.push_back(state.usage);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const OwnerUsage& a, const OwnerUsage& b) { return a.owner < b.owner; });
+  return out;
+}
+
 SsdCounters SsdTier::Counters() const {
   const Impl& d = *impl_;
   SsdCounters c;
@@ -57,6 +76,7 @@ SsdCounters SsdTier::Counters() const {
   c.segments_reclaimed = d.segments_reclaimed.load(std::memory_order_relaxed);
   c.blocks_reclaimed = d.blocks_reclaimed.load(std::memory_order_relaxed);
   c.blocks_reinserted = d.blocks_reinserted.load(std::memory_order_relaxed);
+  c.blocks_kept_for_owners = d.blocks_kept_for_owners.load(std::memory_order_relaxed);
   c.blocks_recovered = d.blocks_recovered.load(std::memory_order_relaxed);
   c.records_discarded = d.records_discarded.load(std::memory_order_relaxed);
   const SsdIndexHealth h = d.index->Health();

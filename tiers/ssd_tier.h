@@ -50,6 +50,22 @@
 // system is too small). A write the device refuses with ENOSPC answers RESOURCE_EXHAUSTED for
 // that block and leaves it unindexed; the log itself never runs out — it reclaims.
 //
+// Owners and quotas (docs/SECURITY.md "Quotas"): every block is charged to the owner its write
+// names (tiers/owner_quotas.h); the owner is kept in the block's index record, so each owner's use
+// is rebuilt at Open. An owner's label (the tenant name) is kept in the index too (LabelOwner),
+// written before any block of that owner, so after a crash every recovered block's owner still
+// has its label. With `quotas`, an owner with a quota is held to it:
+//  * a Write that would take an owner past its quota first drops that owner's own oldest blocks
+//    (lowest generation first; their records are deleted with the write's batch); a block larger
+//    than the quota itself is refused RESOURCE_EXHAUSTED. Both are counted (OwnerUsages()).
+//  * an owner at or under its quota is protected: when the log reclaims a segment, that owner's
+//    blocks in it are carried into the reclaimed segment (like hot blocks, but whatever their hits
+//    and beyond reinsert_max_fraction), so another owner's writes never drop them. The cost is
+//    write amplification for protected owners; quotas summing to more than the log can carry make
+//    writes fail RESOURCE_EXHAUSTED ("cannot make room") rather than drop a protected block.
+// Without a sync'ed index, blocks an owner's quota dropped may come back after a crash (their
+// deletion was not yet durable): the owner is then over its quota until its next write.
+//
 // Thread-safety: every method may be called from any thread. Writers (Write, Remove, reclaim)
 // are serialised by one writer mutex held across their I/O; readers take only the index mutex,
 // briefly, and run their I/O concurrently with writers and each other. A read that overlaps the
@@ -68,6 +84,7 @@
 #include "kvstash/block_key.h"
 #include "kvstash/result.h"
 #include "tiers/io_engine.h"
+#include "tiers/owner_quotas.h"
 #include "tiers/ssd_io_backend.h"
 
 namespace rocksdb {
@@ -88,6 +105,9 @@ struct SsdTierOptions {
   uint32_t reinsert_min_hits = 1;               // 0 disables reinsertion
   double reinsert_max_fraction = 0.5;           // of a segment, per reclaim
   std::vector<std::span<std::byte>> io_memory;  // registered as io_uring fixed buffers
+  // Each owner's quota of this tier (see "Owners and quotas"); nullptr = every owner unlimited
+  // (owners are still accounted). Not owned; must outlive the tier.
+  const OwnerQuotas* quotas = nullptr;
   // Tests: builds the engine instead of io_backend (to inject I/O faults).
   std::function<Result<std::unique_ptr<IoEngine>>(const IoEngineOptions&)> engine_factory;
   // Tests: the environment RocksDB's index does its file I/O through (fault injection).
@@ -105,6 +125,7 @@ struct SsdBlockInfo {
   uint64_t offset = 0;
   uint64_t hits = 0;        // reads since written (or since the restart)
   uint64_t created_unix_ms = 0;  // wall-clock ms when the block was first stored (0: unknown)
+  OwnerId owner = kNoOwner;      // who it is charged to
 };
 
 struct SsdWrite {
@@ -114,6 +135,7 @@ struct SsdWrite {
   uint64_t size = 0;
   uint64_t checksum = 0;              // XXH3-64 of the block
   uint64_t created_unix_ms = 0;       // when the block was first stored (wall clock); 0 = now
+  OwnerId owner = kNoOwner;           // who the block is charged to (see "Owners and quotas")
 };
 
 struct SsdRead {
@@ -141,7 +163,8 @@ struct SsdCounters {
   uint64_t reads_raced_reclaim = 0;   // reads that overlapped their segment's reclaim
   uint64_t segments_reclaimed = 0;
   uint64_t blocks_reclaimed = 0;      // dropped by reclaim
-  uint64_t blocks_reinserted = 0;     // kept by reclaim
+  uint64_t blocks_reinserted = 0;     // kept by reclaim (hot, or an owner's protected share)
+  uint64_t blocks_kept_for_owners = 0;  // of those, kept because their owner was within its quota
   uint64_t blocks_recovered = 0;      // indexed at Open
   uint64_t records_discarded = 0;     // index records at Open that were invalid
   // The RocksDB index (tiers/ssd_index.h): refused writes, recoveries, whether writes work now,
@@ -184,6 +207,16 @@ class SsdTier {
   // Drops a block from the index (its bytes go with its segment). NOT_FOUND when absent. While
   // the RocksDB index refuses writes the drop is kept pending (see "Index write errors").
   Status Remove(const BlockKey& key);
+
+  // Records `label` as the name of `owner` (durably as blocks are: in the index's WAL, before any
+  // block written after it). INVALID_ARGUMENT for kNoOwner or a label outside 1..255 bytes; the
+  // index's error while it refuses writes. Relabelling an owner replaces its label.
+  Status LabelOwner(OwnerId owner, const std::string& label);
+  // Every labelled owner (recovered at Open, or labelled since), by owner.
+  std::vector<std::pair<OwnerId, std::string>> OwnerLabels() const;
+  // What each owner other than kNoOwner holds here and its counters, by owner. `bytes` are padded
+  // bytes on disk; `evictions` counts blocks dropped for its quota or by a reclaim.
+  std::vector<OwnerUsage> OwnerUsages() const;
 
   SsdUsage Usage() const;
   SsdCounters Counters() const;

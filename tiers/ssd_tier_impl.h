@@ -28,6 +28,8 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "common/checksum.h"
@@ -88,6 +90,12 @@ struct Segment {
   std::atomic<uint64_t> epoch{0};
 };
 
+// What one owner holds on the tier (the OwnerUsage it reports, plus its blocks oldest first).
+struct OwnerState {
+  OwnerUsage usage;
+  std::set<std::pair<uint64_t, BlockKey>> by_seq;  // (generation, key); not kept for kNoOwner
+};
+
 // A block planned into the open segment, not yet written.
 struct Planned {
   BlockKey key;
@@ -136,11 +144,14 @@ struct SsdTier::Impl {
   std::atomic<uint64_t> pending_deletes_count{0};
   uint64_t last_write_error_log_ms GUARDED_BY(write_mu) = 0;
   uint64_t live_bytes GUARDED_BY(mu) = 0;
+  std::unordered_map<OwnerId, ssd_detail::OwnerState> owners GUARDED_BY(mu);
+  std::map<OwnerId, std::string> owner_labels GUARDED_BY(mu);
 
   std::atomic<uint64_t> writes{0}, write_bytes{0}, write_errors{0}, no_space_errors{0};
   std::atomic<uint64_t> reads{0}, read_bytes{0}, read_errors{0}, checksum_failures{0};
   std::atomic<uint64_t> reads_raced_reclaim{0}, segments_reclaimed{0}, blocks_reclaimed{0};
   std::atomic<uint64_t> blocks_reinserted{0}, blocks_recovered{0}, records_discarded{0};
+  std::atomic<uint64_t> blocks_kept_for_owners{0};
 
   explicit Impl(uint64_t count) : segments(count) {}
 
@@ -155,6 +166,7 @@ struct SsdTier::Impl {
     i.offset = m.e.offset;
     i.hits = m.hits;
     i.created_unix_ms = m.e.created_unix_ms;
+    i.owner = m.e.owner;
     return i;
   }
 
@@ -164,6 +176,11 @@ struct SsdTier::Impl {
     s.keys.insert(key);
     s.live_bytes += PaddedSize(e.size);
     live_bytes += PaddedSize(e.size);
+    ssd_detail::OwnerState& o = owners[e.owner];
+    o.usage.owner = e.owner;
+    o.usage.bytes += PaddedSize(e.size);
+    ++o.usage.blocks;
+    if (e.owner != kNoOwner) o.by_seq.emplace(e.seq, key);
   }
 
   void EraseLocked(std::map<BlockKey, MemEntry>::iterator it) REQUIRES(mu) {
@@ -171,8 +188,27 @@ struct SsdTier::Impl {
     s.keys.erase(it->first);
     s.live_bytes -= PaddedSize(it->second.e.size);
     live_bytes -= PaddedSize(it->second.e.size);
+    ssd_detail::OwnerState& o = owners[it->second.e.owner];
+    o.usage.bytes -= PaddedSize(it->second.e.size);
+    --o.usage.blocks;
+    if (it->second.e.owner != kNoOwner) o.by_seq.erase({it->second.e.seq, it->first});
     blocks.erase(it);
   }
+
+  // True when `owner` has a quota and holds no more than it (its blocks survive reclaims).
+  bool ProtectedLocked(OwnerId owner) const REQUIRES(mu) {
+    if (owner == kNoOwner || options.quotas == nullptr) return false;
+    const uint64_t quota = options.quotas->QuotaOf(owner);
+    if (quota == 0) return false;
+    auto it = owners.find(owner);
+    return it == owners.end() || it->second.usage.bytes <= quota;
+  }
+
+  // Makes room within `owner`'s quota for `padded` more bytes, on top of `planned` bytes of it
+  // already planned in this call, by dropping its oldest blocks (their deletions go with the next
+  // batch). RESOURCE_EXHAUSTED when the quota cannot hold them even with none of its blocks left.
+  // REQUIRES: write_mu.
+  Status MakeRoomForOwnerLocked(OwnerId owner, uint64_t padded, uint64_t planned) REQUIRES(write_mu);
 
   // Applies `m` to RocksDB together with every pending deletion (first, so a key deleted and
   // written again ends up written). REQUIRES: write_mu.

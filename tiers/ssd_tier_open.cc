@@ -28,6 +28,10 @@ Status SsdTier::Impl::Recover() {
           segments[segment].used = true;
         }
       },
+      [&](OwnerId owner, std::string_view label) {
+        MutexLock lock(mu);
+        owner_labels[owner] = std::string(label);
+      },
       &undecodable);
   if (load.code() == StatusCode::kDataLoss) {
     // Corrupt SST or similar, found only when read: the index is moved aside; start empty.
@@ -35,6 +39,10 @@ Status SsdTier::Impl::Recover() {
     invalid.clear();
     loaded.clear();
     undecodable = 0;
+    {
+      MutexLock lock(mu);
+      owner_labels.clear();
+    }
     for (Segment& s : segments) {
       s.seq = 0;
       s.used = false;

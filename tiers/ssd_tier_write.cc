@@ -1,5 +1,6 @@
 // SsdTier's log (internals in tiers/ssd_tier_impl.h): writes are planned into the open segment,
 // flushed as one batch and indexed; reclaim; removes.
+#include "tiers/ssd_records.h"
 #include "tiers/ssd_tier_impl.h"
 
 namespace kvstash::tiers {
@@ -142,17 +143,26 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
     MutexLock lock(mu);
     for (const BlockKey& key : segments[victim].keys) live.emplace_back(key, blocks.at(key));
   }
-  // Hottest first, within the budget.
+  // Carried into the reclaimed segment: every block of an owner within its quota (protected; they
+  // all fit, as they all came from this segment), then the hottest others within the budget.
   std::sort(live.begin(), live.end(), [](const auto& a, const auto& b) { return a.second.hits > b.second.hits; });
   const uint64_t budget = static_cast<uint64_t>(options.reinsert_max_fraction *
                                                 static_cast<double>(options.segment_bytes));
   std::vector<std::pair<BlockKey, MemEntry>> hot;
-  uint64_t hot_bytes = 0;
-  if (options.reinsert_min_hits > 0) {
+  std::unordered_set<BlockKey, BlockKeyHash> kept_for_owner;
+  uint64_t hot_bytes = 0, hot_only_bytes = 0;
+  {
+    MutexLock lock(mu);
     for (const auto& kv : live) {
-      if (kv.second.hits < options.reinsert_min_hits) break;
       const uint64_t padded = PaddedSize(kv.second.e.size);
-      if (hot_bytes + padded > budget) continue;
+      if (ProtectedLocked(kv.second.e.owner)) {
+        kept_for_owner.insert(kv.first);
+      } else if (options.reinsert_min_hits == 0 || kv.second.hits < options.reinsert_min_hits ||
+                 hot_only_bytes + padded > budget) {
+        continue;
+      } else {
+        hot_only_bytes += padded;
+      }
       hot.push_back(kv);
       hot_bytes += padded;
     }
@@ -179,6 +189,8 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
       auto it = blocks.find(kv.first);
       if (it != blocks.end() && it->second.e.segment == victim) EraseLocked(it);
     }
+    // Charged now, taken back below for each block that is carried.
+    for (const auto& kv : live) ++owners[kv.second.e.owner].usage.evictions;
     segments[victim].epoch.fetch_add(1, std::memory_order_acq_rel);
     segments[victim].seq = seq;
   }
@@ -200,6 +212,11 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
     p.src = ops[i].buf;
     kept += ops[i].len;
     ctx.pending.push_back(p);
+    if (kept_for_owner.contains(p.key)) blocks_kept_for_owners.fetch_add(1, std::memory_order_relaxed);
+  }
+  {
+    MutexLock lock(mu);
+    for (const Planned& p : ctx.pending) --owners[p.entry.owner].usage.evictions;
   }
   blocks_reclaimed.fetch_add(live.size() - ctx.pending.size(), std::memory_order_relaxed);
   if (!ctx.pending.empty()) ctx.buffers.push_back(std::move(hot_buf));
@@ -241,12 +258,35 @@ Result<std::pair<uint32_t, uint64_t>> SsdTier::Impl::AllocateLocked(uint64_t pad
   return at;
 }
 
+Status SsdTier::Impl::MakeRoomForOwnerLocked(OwnerId owner, uint64_t padded, uint64_t planned) {
+  if (owner == kNoOwner || options.quotas == nullptr) return Status::Ok();
+  const uint64_t quota = options.quotas->QuotaOf(owner);
+  if (quota == 0) return Status::Ok();
+  MutexLock lock(mu);
+  OwnerState& o = owners[owner];
+  o.usage.owner = owner;
+  if (planned + padded > quota) {
+    ++o.usage.quota_rejections;
+    return ResourceExhausted("a " + std::to_string(padded) + "-byte block does not fit its owner's ssd quota of " +
+                             std::to_string(quota) + " bytes");
+  }
+  while (o.usage.bytes + planned + padded > quota && !o.by_seq.empty()) {
+    const BlockKey oldest = o.by_seq.begin()->second;
+    EraseLocked(blocks.find(oldest));
+    ++o.usage.evictions;
+    pending_deletes.insert(oldest);  // written with this call's batch
+  }
+  pending_deletes_count.store(pending_deletes.size(), std::memory_order_relaxed);
+  return Status::Ok();
+}
+
 std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
   Impl& d = *impl_;
   std::vector<Status> out(items.size());
   WriteContext ctx;
   ctx.out = &out;
   std::unordered_set<BlockKey, BlockKeyHash> seen;
+  std::unordered_map<OwnerId, uint64_t> planned_by_owner;  // padded bytes planned in this call
   MutexLock write(d.write_mu);
   for (size_t i = 0; i < items.size(); ++i) {
     const SsdWrite& w = items[i];
@@ -264,6 +304,10 @@ std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
       continue;
     }
     const uint64_t padded = PaddedSize(w.size);
+    if (Status room = d.MakeRoomForOwnerLocked(w.owner, padded, planned_by_owner[w.owner]); !room.ok()) {
+      out[i] = room;
+      continue;
+    }
     const std::byte* src = w.buffer.data();
     if (!Aligned(src) || w.buffer.size() < padded) {
       AlignedBuffer bounce(padded);
@@ -290,6 +334,8 @@ std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
     p.entry.seq = d.next_seq++;
     p.entry.parent = w.parent;
     p.entry.created_unix_ms = w.created_unix_ms != 0 ? w.created_unix_ms : WallNowMs();
+    p.entry.owner = w.owner;
+    planned_by_owner[w.owner] += padded;
     p.src = src;
     p.item = i;
     ctx.pending.push_back(p);
@@ -299,6 +345,26 @@ std::vector<Status> SsdTier::Write(std::span<const SsdWrite> items) {
 }
 
 Status SsdTier::Write(const SsdWrite& item) { return Write(std::span<const SsdWrite>(&item, 1))[0]; }
+
+Status SsdTier::LabelOwner(OwnerId owner, const std::string& label) {
+  Impl& d = *impl_;
+  if (owner == kNoOwner || label.empty() || label.size() > kMaxOwnerLabelBytes) {
+    return InvalidArgument("an owner label names an owner other than 0 with 1.." +
+                           std::to_string(kMaxOwnerLabelBytes) + " bytes");
+  }
+  MutexLock write(d.write_mu);
+  {
+    MutexLock lock(d.mu);
+    auto it = d.owner_labels.find(owner);
+    if (it != d.owner_labels.end() && it->second == label) return Status::Ok();
+  }
+  SsdIndex::Mutation m;
+  m.owner_labels.emplace_back(owner, label);
+  KVSTASH_RETURN_IF_ERROR(d.ApplyLocked(std::move(m)));
+  MutexLock lock(d.mu);
+  d.owner_labels[owner] = label;
+  return Status::Ok();
+}
 
 Status SsdTier::Remove(const BlockKey& key) {
   Impl& d = *impl_;

@@ -62,6 +62,7 @@ BlockMeta TierManager::Impl::MetaFromSsd(const SsdBlockInfo& info) const {
   m.hits = info.hits;
   m.created_ms = FromUnixMs(info.created_unix_ms);
   m.last_access_ms = m.created_ms;
+  m.owner = info.owner;
   return m;
 }
 
@@ -377,6 +378,9 @@ Tier* TierManager::hbm() const { return impl_->hbm.get(); }
 const std::string& TierManager::hbm_policy_name() const { return impl_->hbm_policy; }
 std::vector<BlockMeta> TierManager::Hottest(size_t n) const { return impl_->dram->Hottest(n); }
 std::vector<OwnerUsage> TierManager::DramOwnerUsage() const { return impl_->dram->OwnerUsages(); }
+std::vector<OwnerUsage> TierManager::SsdOwnerUsage() const {
+  return impl_->ssd ? impl_->ssd->OwnerUsages() : std::vector<OwnerUsage>{};
+}
 TierCounters TierManager::HbmCounters() const { return impl_->hbm ? impl_->hbm->Counters() : TierCounters{}; }
 
 }  // namespace kvstash::tiers

@@ -128,6 +128,7 @@ class TierManager final : public Tier, public TierStats {
   bool has_hbm() const override { return hbm() != nullptr; }
   std::vector<BlockMeta> Hottest(size_t n) const override;  // the DRAM tier's
   std::vector<OwnerUsage> DramOwnerUsage() const override;
+  std::vector<OwnerUsage> SsdOwnerUsage() const override;
   // (Usage and Counters above serve Tier and TierStats alike.)
 
   // Returns once every victim queued before the call has been written to SSD or dropped.

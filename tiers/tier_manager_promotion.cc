@@ -123,7 +123,7 @@ Status TierManager::Impl::PromoteOnce(const BlockKey& key) {
   if (from_queue.code() != StatusCode::kNotFound) return from_queue;
   std::optional<SsdBlockInfo> info = ssd->Lookup(key);
   if (!info) return NotFound("block " + key.ToHex() + " is not stored");
-  return StageIntoDram(key, info->size, info->parent, kNoOwner, promotions, promotions_failed,
+  return StageIntoDram(key, info->size, info->parent, info->owner, promotions, promotions_failed,
                        [&](const Reservation& r) -> Result<uint64_t> {
     // DRAM ranges are 4 KiB granules: the reservation holds the padded record, so the SSD reads
     // straight into it.
@@ -137,7 +137,7 @@ Status TierManager::Impl::PromoteFromDemotionQueue(const BlockKey& key) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     std::optional<QueuedVictim> v = demotion->WaitQueued(key);
     if (!v) return NotFound("block " + key.ToHex() + " is not queued for ssd");
-    Status st = StageIntoDram(key, v->size, v->parent, kNoOwner, promotions, promotions_failed,
+    Status st = StageIntoDram(key, v->size, v->parent, v->owner, promotions, promotions_failed,
                               [&](const Reservation& r) -> Result<uint64_t> {
       // Still queued at the same place: the worker has not taken it and Remove has not freed it.
       KVSTASH_RETURN_IF_ERROR(demotion->CopyIfStillQueued(*v, r.data));

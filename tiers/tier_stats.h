@@ -68,6 +68,8 @@ class TierStats {
   // What each owner holds in the DRAM tier and its counters (tiers/owner_quotas.h), by owner;
   // empty where owners are not accounted.
   virtual std::vector<OwnerUsage> DramOwnerUsage() const { return {}; }
+  // The same for the SSD tier (tiers/ssd_tier.h "Owners and quotas"); empty without one.
+  virtual std::vector<OwnerUsage> SsdOwnerUsage() const { return {}; }
 };
 
 }  // namespace kvstash::tiers

@@ -3,6 +3,9 @@
 // blocks and nobody else's; another tenant's flood never evicts a share within its quota; a
 // block larger than the quota is refused and changes nothing; /metrics reports use, quota,
 // evictions, rejections and reads by tenant with no key in any label; SIGHUP reloads the quotas.
+// With an SSD tier: a tenant's SSD share holds the same way (its own oldest SSD blocks go, another
+// tenant's share within its quota survives the log's reclaims), and after a restart each tenant's
+// SSD blocks are charged to it again.
 #include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -52,19 +55,34 @@ class TenantQuotaTest : public ::testing::Test {
     std::ofstream(dir_ / "tokens") << auth::Sha256Hex(kTeamA) << " team-a write\n"
                                    << auth::Sha256Hex(kTeamB) << " team-b write\n"
                                    << auth::Sha256Hex(kAdmin) << " ops admin\n";
+    Configure();
+  }
+  // Writes the quotas file and starts the daemon.
+  virtual void Configure() {
     WriteQuotas("team-a " + std::to_string(kQuotaBlocks * kBlock) + "\n");
-    daemon_ = std::make_unique<DaemonProcess>(
-        KVSTASHD_PATH, std::vector<std::string>{"--no-ucx", "--dram-capacity", "2MiB", "--tokens-file",
-                                                (dir_ / "tokens").string(), "--quotas-file",
-                                                (dir_ / "quotas").string()});
-    ASSERT_TRUE(daemon_->ok()) << daemon_->error();
-    client_ = v1::Store::NewStub(grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials()));
+    StartDaemon({"--dram-capacity", "2MiB"});
   }
   void TearDown() override {
     if (daemon_) {
       EXPECT_EQ(daemon_->Stop(), 0);
     }
     fs::remove_all(dir_);
+  }
+
+  void StartDaemon(std::vector<std::string> args) {
+    for (const std::string& a : {std::string("--no-ucx"), std::string("--tokens-file"), (dir_ / "tokens").string(),
+                                 std::string("--quotas-file"), (dir_ / "quotas").string()}) {
+      args.push_back(a);
+    }
+    daemon_ = std::make_unique<DaemonProcess>(KVSTASHD_PATH, args);
+    ASSERT_TRUE(daemon_->ok()) << daemon_->error();
+    client_ = v1::Store::NewStub(grpc::CreateChannel(daemon_->grpc_address(), grpc::InsecureChannelCredentials()));
+  }
+  void StopDaemon() {
+    if (daemon_) {
+      EXPECT_EQ(daemon_->Stop(), 0);
+    }
+    daemon_.reset();
   }
 
   void WriteQuotas(const std::string& text) {
@@ -200,6 +218,60 @@ TEST_F(TenantQuotaTest, SighupReloadsTheQuotas) {
   // (Which 4: the eviction policy's choice — prefix-arc keeps the blocks read above over new ones.)
   for (auto outcome : Put(kTeamA, 'a', 200, 206)) ASSERT_EQ(outcome, v1::PutResponse::STORED);
   EXPECT_EQ(Present(kTeamA, 'a', 0, kQuotaBlocks + 1).size() + Present(kTeamA, 'a', 200, 206).size(), 4u);
+}
+
+// A DRAM tier of 2 MiB over an SSD log of four 1 MiB segments. team-a (an SSD share of 32
+// blocks) writes five times the log; team-b (a share of 16) wrote its 16 blocks first.
+class TenantSsdQuotaTest : public TenantQuotaTest {
+ protected:
+  static constexpr uint64_t kSsdA = 32, kSsdB = 16;
+  void Configure() override {
+    WriteQuotas("# tenant dram ssd\nteam-a - " + std::to_string(kSsdA * kBlock) + "\nteam-b - " +
+                std::to_string(kSsdB * kBlock) + "\n");
+    std::ofstream(dir_ / "kvstashd.toml") << "[dram]\ncapacity = \"2MiB\"\n[ssd]\ndir = \"" << (dir_ / "ssd").string()
+                                          << "\"\ncapacity = \"4MiB\"\nsegment = \"1MiB\"\n";
+    Start();
+  }
+  void Start() { StartDaemon({"--config", (dir_ / "kvstashd.toml").string()}); }
+  double Ssd(const std::string& m, const char* what, const char* tenant) {
+    return Sample(m, std::string("kvstash_tenant_") + what + "{tenant=\"" + tenant + "\",tier=\"ssd\"}");
+  }
+};
+
+TEST_F(TenantSsdQuotaTest, ATenantsSsdShareHoldsAndOutlivesARestart) {
+  for (auto outcome : Put(kTeamB, 'b', 0, kSsdB)) ASSERT_EQ(outcome, v1::PutResponse::STORED);
+  for (auto outcome : Put(kTeamA, 'a', 0, 5 * (4 << 20) / kBlock)) ASSERT_EQ(outcome, v1::PutResponse::STORED);
+  // Demotion is asynchronous: wait for team-b's blocks, all evicted from DRAM by team-a's flood,
+  // to be on the SSD.
+  ASSERT_TRUE(testing::Eventually([&] { return Ssd(Metrics(), "blocks", "team-b") == kSsdB; }, std::chrono::seconds(30)))
+      << Metrics();
+  std::string m = Metrics();
+  EXPECT_LE(Ssd(m, "used_bytes", "team-a"), kSsdA * kBlock);
+  EXPECT_GT(Ssd(m, "used_bytes", "team-a"), 0);
+  EXPECT_GT(Ssd(m, "evictions_total", "team-a"), 0);  // its own oldest, for its share and by reclaims
+  EXPECT_EQ(Ssd(m, "evictions_total", "team-b"), 0);  // never team-b's share
+  EXPECT_EQ(Ssd(m, "quota_bytes", "team-b"), kSsdB * kBlock);
+  const double a_blocks = Ssd(m, "blocks", "team-a");
+
+  // A restart empties DRAM; the SSD blocks come back charged to the same tenants.
+  StopDaemon();
+  Start();
+  if (HasFatalFailure()) return;
+  m = Metrics();
+  EXPECT_EQ(Ssd(m, "blocks", "team-b"), kSsdB) << m;
+  EXPECT_GE(Ssd(m, "blocks", "team-a"), a_blocks) << m;  // what was written since, too
+  EXPECT_LE(Ssd(m, "used_bytes", "team-a"), kSsdA * kBlock);
+  EXPECT_EQ(Present(kTeamB, 'b', 0, kSsdB).size(), kSsdB);
+  // team-a goes on within the same share: its recovered blocks count against it.
+  for (auto outcome : Put(kTeamA, 'a', 10'000, 10'000 + (4 << 20) / kBlock)) {
+    ASSERT_EQ(outcome, v1::PutResponse::STORED);
+  }
+  ASSERT_TRUE(testing::Eventually([&] { return Ssd(Metrics(), "evictions_total", "team-a") > 0; },
+                                  std::chrono::seconds(30)));
+  m = Metrics();
+  EXPECT_LE(Ssd(m, "used_bytes", "team-a"), kSsdA * kBlock);
+  EXPECT_EQ(Ssd(m, "blocks", "team-b"), kSsdB);
+  EXPECT_EQ(Present(kTeamB, 'b', 0, kSsdB).size(), kSsdB);
 }
 
 }  // namespace

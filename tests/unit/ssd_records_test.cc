@@ -45,6 +45,40 @@ TEST(SsdRecordsTest, EntryRoundTripsThroughItsEncoding) {
   EXPECT_FALSE(DecodeSsdEntry(value + "x"));
 }
 
+TEST(SsdRecordsTest, OwnerIsKeptWhenThereIsOneAndNeverDecodesAsZero) {
+  SsdEntry e;
+  e.segment = 1;
+  e.size = 4096;
+  e.owner = 0x01020304;
+  const std::string value = EncodeSsdEntry(e);
+  EXPECT_EQ(value.size(), 40u + 4u);
+  ASSERT_TRUE(DecodeSsdEntry(value));
+  EXPECT_EQ(DecodeSsdEntry(value)->owner, 0x01020304u);
+  EXPECT_EQ(DecodeSsdEntry(value)->flags, 0u);  // the encoding bit does not reach the entry
+  // Without an owner nothing is written for it, as in records from before owners were kept.
+  e.owner = kNoOwner;
+  EXPECT_EQ(EncodeSsdEntry(e).size(), 40u);
+  EXPECT_EQ(DecodeSsdEntry(EncodeSsdEntry(e))->owner, kNoOwner);
+  // An owner bit naming owner 0 is no record the encoder writes: refused.
+  std::string zero = value;
+  zero.replace(40, 4, std::string(4, '\0'));
+  EXPECT_FALSE(DecodeSsdEntry(zero));
+}
+
+TEST(SsdRecordsTest, OwnerLabelRecordsHaveOneShape) {
+  EXPECT_EQ(OwnerLabelKey(0x0a0b0c0d), std::string("o\x0a\x0b\x0c\x0d", 5));
+  const auto label = DecodeOwnerLabel(OwnerLabelKey(7), "team-a");
+  ASSERT_TRUE(label);
+  EXPECT_EQ(label->first, 7u);
+  EXPECT_EQ(label->second, "team-a");
+  EXPECT_FALSE(DecodeOwnerLabel(OwnerLabelKey(kNoOwner), "team-a"));
+  EXPECT_FALSE(DecodeOwnerLabel(OwnerLabelKey(7), ""));
+  EXPECT_FALSE(DecodeOwnerLabel(OwnerLabelKey(7), std::string(kMaxOwnerLabelBytes + 1, 'a')));
+  EXPECT_TRUE(DecodeOwnerLabel(OwnerLabelKey(7), std::string(kMaxOwnerLabelBytes, 'a')));
+  EXPECT_FALSE(DecodeOwnerLabel(std::string("o\0\0\0", 4), "team-a"));
+  EXPECT_FALSE(DecodeOwnerLabel(std::string("s\0\0\0\7", 5), "team-a"));
+}
+
 TEST(SsdRecordsTest, LayoutAndSegmentRecordsHaveOneShape) {
   std::string layout(16, '\0');
   layout[0] = 1;

@@ -1,5 +1,6 @@
 // TenantLedger (server/tenant_ledger.h): the quotas file's grammar, owners per tenant, reloads
-// that keep the previous quotas on error, and hit counts by tenant.
+// that keep the previous quotas on error, owners taken back from a durable tier and recorded
+// there, and hit counts by tenant.
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -22,6 +23,19 @@ TEST(TenantQuotasFileTest, ParsesTenantsSizesAndComments) {
   EXPECT_EQ((*quotas)[0].dram_bytes, 8ULL << 30);
   EXPECT_EQ((*quotas)[1].tenant, "team_b.x");
   EXPECT_EQ((*quotas)[1].dram_bytes, 4096u);
+  EXPECT_EQ((*quotas)[1].ssd_bytes, 0u);  // no SSD column: unlimited there
+}
+
+TEST(TenantQuotasFileTest, TakesAnSsdColumnAndADashForNoLimit) {
+  auto quotas = ParseTenantQuotas("# tenant dram ssd\nteam-a 8GiB 100GiB\nteam-b - 20GiB\nteam-c 1MiB -\n", "q.txt");
+  ASSERT_TRUE(quotas.ok()) << quotas.status().ToString();
+  ASSERT_EQ(quotas->size(), 3u);
+  EXPECT_EQ((*quotas)[0].dram_bytes, 8ULL << 30);
+  EXPECT_EQ((*quotas)[0].ssd_bytes, 100ULL << 30);
+  EXPECT_EQ((*quotas)[1].dram_bytes, 0u);
+  EXPECT_EQ((*quotas)[1].ssd_bytes, 20ULL << 30);
+  EXPECT_EQ((*quotas)[2].dram_bytes, 1u << 20);
+  EXPECT_EQ((*quotas)[2].ssd_bytes, 0u);
 }
 
 TEST(TenantQuotasFileTest, RefusesMalformedLinesNamingThem) {
@@ -34,8 +48,12 @@ TEST(TenantQuotasFileTest, RefusesMalformedLinesNamingThem) {
     }
     return ::testing::AssertionSuccess();
   };
-  EXPECT_TRUE(refused("team-a\n", "q.txt:1: expected '<tenant> <dram bytes>'"));
-  EXPECT_TRUE(refused("ok 1GiB\nteam-a 1GiB extra\n", "q.txt:2: expected"));
+  EXPECT_TRUE(refused("team-a\n", "q.txt:1: expected '<tenant> <dram bytes|-> [<ssd bytes|->]'"));
+  EXPECT_TRUE(refused("ok 1GiB\nteam-a 1GiB 2GiB extra\n", "q.txt:2: expected"));
+  EXPECT_TRUE(refused("team-a 1GiB extra\n", "q.txt:1: not a byte size"));
+  EXPECT_TRUE(refused("team-a - -\n", "q.txt:1: no tier is limited"));
+  EXPECT_TRUE(refused("team-a -\n", "q.txt:1: no tier is limited"));
+  EXPECT_TRUE(refused("team-a - 0\n", "q.txt:1: a quota of 0 bytes"));
   EXPECT_TRUE(refused("team/a 1GiB\n", "q.txt:1: a tenant is"));
   EXPECT_TRUE(refused("team-a lots\n", "q.txt:1:"));
   EXPECT_TRUE(refused("team-a 0\n", "q.txt:1: a quota of 0 bytes"));
@@ -80,6 +98,50 @@ TEST(TenantLedgerTest, ReloadAppliesANewFileAndKeepsTheOldOneOnError) {
   EXPECT_EQ((*ledger)->dram_quotas().QuotaOf(a), 0u);
   std::remove(path.c_str());
   EXPECT_EQ(TenantLedger::Create(path).status().code(), StatusCode::kInvalidArgument);  // unreadable
+}
+
+TEST(TenantLedgerTest, OwnersRecoveredFromATierAreKeptAndNewOnesRecorded) {
+  const std::string path = ::testing::TempDir() + "/kvstash_quotas_adopt_" + std::to_string(::getpid()) + ".txt";
+  std::ofstream(path, std::ios::trunc) << "team-a 1MiB 8MiB\nteam-c - 2MiB\n";
+  auto ledger = TenantLedger::Create(path);
+  ASSERT_TRUE(ledger.ok()) << ledger.status().ToString();
+  std::vector<std::pair<tiers::OwnerId, std::string>> recorded;
+  bool refuse = false;
+  (*ledger)->AdoptOwners({{7, "team-a"}, {3, "team-b"}, {9, "bad/name"}, {4, "team-a"}}, {12},
+                         [&](tiers::OwnerId owner, const std::string& tenant) {
+                           if (refuse) return Unavailable("index refuses writes");
+                           recorded.emplace_back(owner, tenant);
+                           return Status::Ok();
+                         });
+  EXPECT_EQ((*ledger)->OwnerOf("team-a"), 7u);  // the same owner as before the restart
+  EXPECT_EQ((*ledger)->OwnerOf("team-b"), 3u);
+  EXPECT_EQ((*ledger)->TenantOf(9), "");        // an invalid name is not taken back
+  EXPECT_EQ((*ledger)->TenantOf(4), "");        // nor a second owner for one tenant
+  EXPECT_EQ((*ledger)->dram_quotas().QuotaOf(7), 1u << 20);
+  EXPECT_EQ((*ledger)->ssd_quotas().QuotaOf(7), 8u << 20);
+  EXPECT_TRUE(recorded.empty());  // taken back, not assigned: nothing to record
+
+  // A new tenant gets an owner past every one in use (12: a block of an unlabelled owner), its
+  // quota from its first write, and is recorded before OwnerOf returns.
+  const tiers::OwnerId c = (*ledger)->OwnerOf("team-c");
+  EXPECT_EQ(c, 13u);
+  EXPECT_EQ((*ledger)->ssd_quotas().QuotaOf(c), 2u << 20);
+  EXPECT_EQ((*ledger)->dram_quotas().QuotaOf(c), 0u);
+  ASSERT_EQ(recorded.size(), 1u);
+  EXPECT_EQ(recorded[0], std::make_pair(c, std::string("team-c")));
+
+  // A refused record is retried at the tenant's next write until it gets through.
+  refuse = true;
+  const tiers::OwnerId d = (*ledger)->OwnerOf("team-d");
+  EXPECT_EQ((*ledger)->OwnerOf("team-d"), d);
+  EXPECT_EQ(recorded.size(), 1u);
+  refuse = false;
+  EXPECT_EQ((*ledger)->OwnerOf("team-d"), d);
+  ASSERT_EQ(recorded.size(), 2u);
+  EXPECT_EQ(recorded[1], std::make_pair(d, std::string("team-d")));
+  EXPECT_EQ((*ledger)->OwnerOf("team-d"), d);
+  EXPECT_EQ(recorded.size(), 2u);  // once recorded, never again
+  std::remove(path.c_str());
 }
 
 TEST(TenantLedgerTest, CountsHitsByTenantAndIgnoresTheRawKeySpace) {
