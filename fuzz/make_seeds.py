@@ -46,12 +46,14 @@ def key(i):
 
 
 # ---- ssd_record_fuzz: geometry bytes, then an index record value -----------------------------
-def ssd_entry(flags, segment, offset, size, checksum, seq, parent=None, created=None):
+def ssd_entry(flags, segment, offset, size, checksum, seq, parent=None, created=None, owner=None):
     out = struct.pack("<IIQQQQ", flags, segment, offset, size, checksum, seq)
     if parent is not None:
         out += parent
     if created is not None:
         out += struct.pack("<Q", created)
+    if owner is not None:
+        out += struct.pack("<I", owner)
     return out
 
 
@@ -66,6 +68,10 @@ def ssd_seeds():
     write(t, "entry_flags_lie.bin", geometry + ssd_entry(0x80000000, 1, 0, 1, 0, 1))
     write(t, "layout.bin", geometry + struct.pack("<QQ", 131072, 10))
     write(t, "segment_seq.bin", geometry + b"s" + struct.pack(">I", 3) + struct.pack("<Q", 42))
+    write(t, "entry_all_fields_owner.bin",
+          geometry + ssd_entry(0xE0000000, 2, 4096, 8192, 0x77, 11, key(3), 1_700_000_000_000, owner=5))
+    write(t, "entry_owner_zero.bin", geometry + ssd_entry(0x20000000, 1, 0, 4096, 1, 1, owner=0))
+    write(t, "owner_label.bin", geometry + b"o" + struct.pack(">I", 5) + b"team-a")
 
 
 # ---- wire_header_fuzz: message/envelope byte, region byte, then the header --------------------

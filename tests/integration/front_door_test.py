@@ -185,21 +185,29 @@ def main():
             subprocess.run(["spm_train", f"--input={corpus}", f"--model_prefix={tmp}/tok", "--vocab_size=30",
                             "--model_type=char", "--hard_vocab_limit=false", "--minloglevel=2"], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            text_conductor, text_grpc, text_metrics, text_front = start_conductor("--tokenizer", f"{tmp}/tok.model")
-            procs.append(text_conductor)
-            text_node, _ = start_node(model, "--conductor", text_grpc, "--role", "both", "--instance-id", "t")
-            procs.append(text_node)
-            wait_for("the text node registered", registered(text_metrics, 1, 1))
-            body = dict(prompt="hello kvstash world", max_tokens=8, temperature=0)
-            reply = complete(text_front, body)
-            ids = reply["usage"]["kvstash"]["prompt_token_ids"]
-            assert ids[0] == 1 and len(ids) >= 1 + len("hello kvstash world"), ids  # BOS, then a piece per char
-            by_ids = complete(single_at["http"], dict(body, prompt=ids))["choices"][0]["token_ids"]
-            assert reply["choices"][0]["token_ids"] == by_ids, (reply, by_ids)
-            events = stream(text_front, body)
-            assert "".join(e["choices"][0]["text"] for e in events) == reply["choices"][0]["text"], events
-            print("text prompts through a conductor with a tokenizer: the token-id request's tokens; streamed "
-                  "text pieces add up to the answer's text", flush=True)
+            try:
+                text_conductor, text_grpc, text_metrics, text_front = start_conductor("--tokenizer", f"{tmp}/tok.model")
+            except AssertionError as refused:  # SentencePiece cannot load in ASan builds (node/tokenizer.h)
+                if "not available in sanitizer builds" not in str(refused):
+                    raise
+                text_conductor = None
+                print("text prompts: not checked, this conductor is a sanitizer build without SentencePiece",
+                      flush=True)
+            if text_conductor is not None:
+                procs.append(text_conductor)
+                text_node, _ = start_node(model, "--conductor", text_grpc, "--role", "both", "--instance-id", "t")
+                procs.append(text_node)
+                wait_for("the text node registered", registered(text_metrics, 1, 1))
+                body = dict(prompt="hello kvstash world", max_tokens=8, temperature=0)
+                reply = complete(text_front, body)
+                ids = reply["usage"]["kvstash"]["prompt_token_ids"]
+                assert ids[0] == 1 and len(ids) >= 1 + len("hello kvstash world"), ids  # BOS, then a piece per char
+                by_ids = complete(single_at["http"], dict(body, prompt=ids))["choices"][0]["token_ids"]
+                assert reply["choices"][0]["token_ids"] == by_ids, (reply, by_ids)
+                events = stream(text_front, body)
+                assert "".join(e["choices"][0]["text"] for e in events) == reply["choices"][0]["text"], events
+                print("text prompts through a conductor with a tokenizer: the token-id request's tokens; streamed "
+                      "text pieces add up to the answer's text", flush=True)
 
             strict, strict_grpc, strict_metrics, strict_front = start_conductor("--ttft-slo-s", "1e-9")
             procs.append(strict)

@@ -3,9 +3,11 @@ and torch tensors (CPU, and CUDA when present), gather/scatter against a numpy r
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 import numpy as np
@@ -165,7 +167,7 @@ class SecurityTest(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="kvstash-py-security-")
         script = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "make-test-certs.sh")
-        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL, env=tool_env())
         cls.token = "python-writer-token"
         cls.other_token = "python-other-tenant-token"
         with open(os.path.join(cls.dir, "tokens"), "w") as f:
@@ -208,6 +210,13 @@ class SecurityTest(unittest.TestCase):
             kvstash.Client(self.daemon.address, token=self.token)  # plaintext against the TLS port
 
 
+def tool_env():
+    """The environment for third-party tools (bash, openssl, etcd): without the ASan runtime an
+    ASan build preloads into this interpreter (tests/CMakeLists.txt), whose leak check would
+    report the tools' own allocations."""
+    return {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -225,7 +234,7 @@ class EtcdTlsTest(unittest.TestCase):
             raise unittest.SkipTest("no etcd binary")
         cls.dir = tempfile.mkdtemp(prefix="kvstash-py-etcd-")
         script = os.path.join(os.path.dirname(__file__), "..", "..", "deploy", "make-test-certs.sh")
-        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["bash", script, cls.dir], check=True, stdout=subprocess.DEVNULL, env=tool_env())
         p = lambda name: os.path.join(cls.dir, name)
         cls.endpoint = f"https://127.0.0.1:{free_port()}"
         peer = f"http://127.0.0.1:{free_port()}"
@@ -234,9 +243,20 @@ class EtcdTlsTest(unittest.TestCase):
              "--advertise-client-urls", cls.endpoint, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
              "--initial-cluster", "py=" + peer, "--cert-file", p("server.pem"), "--key-file", p("server.key"),
              "--client-cert-auth", "--trusted-ca-file", p("ca.pem"), "--log-level", "error"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tool_env())
         cls.etcd_tls = dict(etcd_ca=p("ca.pem"), etcd_cert=p("client.pem"), etcd_key=p("client.key"))
-        # kvstashd registers once etcd answers (it retries), then prints its ready line.
+        # kvstashd registers before its ready line only when etcd answers at its start (else it
+        # retries in the background, and a client could find no member): wait for etcd's port.
+        port = int(cls.endpoint.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if cls.etcd.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"etcd did not listen on {cls.endpoint} (exit status {cls.etcd.poll()})")
+                time.sleep(0.05)  # polling a condition with a deadline, not a fixed wait
         cls.daemon = Daemon(standalone=False, extra=(
             "--no-ucx", "--etcd", cls.endpoint, "--cluster", "py", "--etcd-ca", p("ca.pem"),
             "--etcd-cert", p("client.pem"), "--etcd-key", p("client.key")))
