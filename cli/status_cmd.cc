@@ -99,6 +99,7 @@ nlohmann::json StatusJson(const std::string& address, const HealthInfo& health,
           {"data_plane", stats.data_plane},
           {"transfers", TransfersJson(stats)},
           {"gpu_data_path", stats.gpu_data_path},
+          {"hbm_serving", stats.hbm_serving},
           {"hottest", HottestJson(stats)}};
 }
 
@@ -114,7 +115,8 @@ void PrintStatus(const std::string& address, const HealthInfo& health, const Sto
                                         : stats.one_sided_transports == "self"
                                             ? std::string("none (every peer two-sided)")
                                             : stats.one_sided_transports + " (same-host peers only)"},
-                          {"gpu data", stats.gpu_data_path}});
+                          {"gpu data", stats.gpu_data_path},
+                          {"hbm serving", stats.hbm_serving.empty() ? "no HBM tier" : stats.hbm_serving}});
   std::cout << '\n';
   using A = Table::Align;
   Table table({"tier", "capacity", "used", "use%", "reserved", "blocks", "leased", "pinned",

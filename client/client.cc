@@ -21,6 +21,15 @@ std::string_view ToString(TierName tier) {
   return "unknown";
 }
 
+std::string_view ToString(BufferMemory memory) {
+  switch (memory) {
+    case BufferMemory::kHost: return "host";
+    case BufferMemory::kCudaPinned: return "cuda-pinned";
+    case BufferMemory::kCudaDevice: return "cuda-device";
+  }
+  return "unknown";
+}
+
 std::string_view ToString(PutOutcome outcome) {
   switch (outcome) {
     case PutOutcome::kStored: return "stored";

@@ -112,12 +112,30 @@ Status Connection::Get(std::span<GetItem> items) {
   // Batches by count, and by the callers' buffer sizes as an estimate of the bytes coming back.
   std::vector<size_t> batch;
   uint64_t batch_bytes = 0;
+  // Device buffers only ever move over UCX; pinned ones take HBM copies in place where the
+  // daemon offers it (BufferMemory).
+  const Status device_gets = DeviceGetsPossible();
+  bool hbm_direct = false;
+  {
+    MutexLock lock(target_mu_);
+    hbm_direct = hbm_bytes_ > 0;
+  }
+  auto direct = [&](const GetItem& item) {
+    return item.memory == BufferMemory::kCudaDevice ||
+           (item.memory == BufferMemory::kCudaPinned && device_gets.ok() && hbm_direct);
+  };
   auto flush = [&]() -> Status {
     if (batch.empty()) return Status::Ok();
     std::vector<size_t> remaining = std::move(batch);
     batch.clear();
     batch_bytes = 0;
-    if (engine_) return GetRoundUcx(items, remaining);
+    if (engine_) {
+      std::vector<size_t> host, device;
+      for (size_t i : remaining) (direct(items[i]) ? device : host).push_back(i);
+      if (!host.empty()) KVSTASH_RETURN_IF_ERROR(GetRoundUcx(items, host));
+      if (!device.empty()) KVSTASH_RETURN_IF_ERROR(GetRoundUcx(items, device, /*device_reader=*/true));
+      return Status::Ok();
+    }
     while (!remaining.empty()) {
       std::vector<size_t> deferred;
       KVSTASH_RETURN_IF_ERROR(GetRoundInline(items, remaining, deferred));
@@ -127,6 +145,12 @@ Status Connection::Get(std::span<GetItem> items) {
     return Status::Ok();
   };
   for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].memory == BufferMemory::kCudaDevice && !device_gets.ok()) {
+      items[i].found = false;
+      items[i].size = 0;
+      items[i].status = device_gets;
+      continue;
+    }
     const uint64_t estimate = std::min<uint64_t>(items[i].buffer.size(), limits::kMaxBlockBytes);
     // The byte budget binds only inline, where the bytes ride in the response.
     const bool over_bytes = !engine_ && batch_bytes + estimate > options_.max_inline_batch_bytes;

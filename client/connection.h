@@ -121,7 +121,18 @@ class Connection {
                         std::vector<size_t>& deferred);
   // UCX get of items[indices]: locate and lease (unless the item is already located), read
   // one-sided, verify, and release the leases it took.
-  Status GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices);
+  // `device_reader`: the items' buffers are kCudaDevice or kCudaPinned and the daemon may answer
+  // with HBM copies in place (GetRequest.device_reader); every read is then two-sided, none is
+  // pre-located or asked for by key, and device buffers are not re-hashed.
+  Status GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices, bool device_reader = false);
+  // Device readers' reads (located with device_reader): two-sided, HBM addresses against the HBM
+  // arena's range and the rest against the DRAM arena's. Per-read statuses in reads[k].status.
+  Status RunDeviceReads(uint64_t incarnation, std::span<transfer::TransferOp> reads);
+  // Whether device-memory items can be read from this daemon at all; the reason when not.
+  Status DeviceGetsPossible() const;
+  // TargetFor(instance_id) turned two-sided, and the same over the daemon's HBM arena (length 0
+  // when it does not serve HBM directly).
+  Result<std::pair<transfer::RemoteTarget, transfer::RemoteTarget>> DeviceTargetsFor(uint64_t instance_id);
   // Two-sided only: asks for items[indices] by key, with no locate RPC (the daemon sends what it
   // holds in DRAM). Fills found items and misses; appends to `to_locate` the items to locate the
   // usual way (held below DRAM, or the transfer failed).
@@ -151,6 +162,12 @@ class Connection {
   transfer::RemoteTarget target_ GUARDED_BY(target_mu_);
   uint64_t instance_id_ GUARDED_BY(target_mu_) = 0;
   uint32_t target_lane_ GUARDED_BY(target_mu_) = 0;  // the two-sided lane `target_` sends to
+  // The daemon's HBM arena when it sends HBM blocks from GPU memory (DataPlaneResponse.hbm_region_*).
+  uint64_t hbm_base_ GUARDED_BY(target_mu_) = 0;
+  uint64_t hbm_bytes_ GUARDED_BY(target_mu_) = 0;
+  // Set by SetUpDataPath: the daemon serves two-sided reads and this client's UCX moves CUDA memory.
+  bool two_sided_offered_ = false;
+  bool moves_device_memory_ = false;
 
   // Lease releases sent and not answered yet (ReleaseLeasesAsync).
   Mutex releases_mu_;

@@ -65,7 +65,11 @@ Status Connection::SetUpDataPath(EngineSource& engines) {
     target_ = described;
     instance_id_ = dp.instance_id();
     target_lane_ = LaneOf(dp);
+    hbm_base_ = dp.hbm_region_base();
+    hbm_bytes_ = dp.hbm_region_bytes();
   }
+  two_sided_offered_ = dp.two_sided() && !dp.push_worker_address().empty();
+  moves_device_memory_ = engine_->moves_device_memory();
   // Probe: one 8-byte read with the chosen protocol proves that the endpoint, the rkey (or the
   // daemon's push service) and a transport all work. An all-zero grant asks for the probe bytes.
   uint64_t probe = 0;
@@ -95,6 +99,8 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
     target_ = TargetOf(dp);
     instance_id_ = dp.instance_id();
     target_lane_ = LaneOf(dp);
+    hbm_base_ = dp.hbm_region_base();
+    hbm_bytes_ = dp.hbm_region_bytes();
   }
   // The old incarnation is gone: release its endpoints and any mapping of its memory now.
   if ((!old.worker_address.empty() && old.worker_address != dp.worker_address()) ||
@@ -102,6 +108,32 @@ Result<transfer::RemoteTarget> Connection::TargetFor(uint64_t incarnation) {
     engine_->ForgetTarget(old);
   }
   return TargetOf(dp);
+}
+
+Status Connection::DeviceGetsPossible() const {
+  if (!engine_) return FailedPrecondition("a get into device memory needs the UCX data path (this client reads inline)");
+  if (!moves_device_memory_) {
+    return FailedPrecondition("this client's UCX " + transfer::UcxContext::Version() +
+                              " cannot move CUDA memory (build one with deploy/build-ucx-cuda.sh); stage through "
+                              "host memory");
+  }
+  if (!two_sided_offered_) {
+    return FailedPrecondition("kvstashd at " + options_.address +
+                              " serves no two-sided reads (--ucx-protocol one-sided), which device memory needs");
+  }
+  return Status::Ok();
+}
+
+Result<std::pair<transfer::RemoteTarget, transfer::RemoteTarget>> Connection::DeviceTargetsFor(uint64_t incarnation) {
+  KVSTASH_ASSIGN_OR_RETURN(transfer::RemoteTarget dram, TargetFor(incarnation));
+  dram.protocol = transfer::Protocol::kTwoSided;
+  transfer::RemoteTarget hbm = dram;
+  {
+    MutexLock lock(target_mu_);
+    hbm.base = hbm_base_;
+    hbm.length = hbm_bytes_;
+  }
+  return std::make_pair(std::move(dram), std::move(hbm));
 }
 
 transfer::RemoteTarget Connection::TargetOf(const v1::DataPlaneResponse& dp) const {

@@ -55,7 +55,7 @@ Status Connection::GetRoundInline(std::span<GetItem> items, const std::vector<si
   return Status::Ok();
 }
 
-Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices) {
+Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_t>& indices, bool device_reader) {
   struct Located {
     size_t item;
     uint64_t size, checksum, remote_addr, lease_epoch;
@@ -72,9 +72,9 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
   std::vector<size_t> by_key;  // asked for by key over the two-sided protocol (no locate RPC)
   for (size_t i : indices) {
     const BlockInfo* info = items[i].located;
-    if (info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
+    if (!device_reader && info != nullptr && info->key == items[i].key && info->remote_addr != 0) {
       located.push_back({i, info->size, info->checksum, info->remote_addr, info->lease_epoch, false, info->read_grant});
-    } else if (eager_ && !items[i].buffer.empty()) {
+    } else if (!device_reader && eager_ && !items[i].buffer.empty()) {
       by_key.push_back(i);
     } else {
       to_locate.push_back(i);
@@ -90,6 +90,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     for (size_t i : to_locate) req.add_keys(std::string(items[i].key.AsBytes()));
     req.set_locate_only(true);
     req.set_lease_ms(lease_ms_);
+    req.set_device_reader(device_reader);
     v1::GetResponse resp;
     auto ctx = Context();
     KVSTASH_RETURN_IF_ERROR(Call(stub_->Get(ctx.get(), req, &resp), "get"));
@@ -127,6 +128,7 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
       continue;
     }
     reads.push_back({transfer::OpKind::kGet, item.buffer.data(), loc.size, loc.remote_addr, {}});
+    reads.back().device_local = item.memory == BufferMemory::kCudaDevice;
     // What a two-sided read shows the daemon: its sealed grant, or (no tokens) key and lease.
     if (loc.read_grant.size() == kReadGrantBytes) {
       std::memcpy(reads.back().grant.data(), loc.read_grant.data(), kReadGrantBytes);
@@ -136,9 +138,11 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     read_of.push_back(l);
   }
   Status run = Status::Ok();
-  if (!reads.empty()) {
+  if (!reads.empty() && !device_reader) {
     Result<transfer::RemoteTarget> from = TargetFor(incarnation);
     run = from.ok() ? engine_->Run(*from, reads) : from.status();
+  } else if (!reads.empty()) {
+    run = RunDeviceReads(incarnation, reads);
   }
   const bool within_lease = std::chrono::steady_clock::now() < sent + std::chrono::milliseconds(lease_ms_);
   ReleaseLeasesAsync(to_release);
@@ -155,7 +159,8 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
                             : Unavailable("reading block " + item.key.ToHex() + ": " + st.message());
       continue;
     }
-    if (options_.verify_checksums) {
+    // Device memory is not re-hashed here (BufferMemory): the lease rule stands in.
+    if (options_.verify_checksums && item.memory != BufferMemory::kCudaDevice) {
       if (BlockChecksum(reads[k].local, reads[k].length) != loc.checksum) {
         item.status = DataLoss("block " + item.key.ToHex() + " failed its checksum (moved while read)");
         continue;
@@ -168,6 +173,30 @@ Status Connection::GetRoundUcx(std::span<GetItem> items, const std::vector<size_
     item.size = reads[k].length;
     item.status = Status::Ok();
   }
+  return Status::Ok();
+}
+
+Status Connection::RunDeviceReads(uint64_t incarnation, std::span<transfer::TransferOp> reads) {
+  KVSTASH_ASSIGN_OR_RETURN(const auto targets, DeviceTargetsFor(incarnation));
+  const auto& [dram, hbm] = targets;
+  // Two batches: reads of HBM copies (addresses inside the HBM arena) and of DRAM blocks, each
+  // against the range it lies in (the engine refuses addresses outside its target's range).
+  std::vector<transfer::TransferOp> on_hbm, on_dram;
+  std::vector<size_t> hbm_of, dram_of;
+  for (size_t k = 0; k < reads.size(); ++k) {
+    const transfer::TransferOp& op = reads[k];
+    const bool in_hbm = hbm.length > 0 && op.remote_addr >= hbm.base && op.remote_addr - hbm.base < hbm.length;
+    (in_hbm ? on_hbm : on_dram).push_back(op);
+    (in_hbm ? hbm_of : dram_of).push_back(k);
+  }
+  auto run = [&](const transfer::RemoteTarget& target, std::vector<transfer::TransferOp>& ops,
+                 const std::vector<size_t>& of) {
+    if (ops.empty()) return;
+    const Status st = engine_->Run(target, ops);
+    for (size_t j = 0; j < ops.size(); ++j) reads[of[j]].status = st.ok() ? ops[j].status : st;
+  };
+  run(hbm, on_hbm, hbm_of);
+  run(dram, on_dram, dram_of);
   return Status::Ok();
 }
 

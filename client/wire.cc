@@ -82,6 +82,7 @@ StoreStats FromProto(const v1::StatsResponse& p) {
   s.reservations_open = p.reservations_open();
   s.data_plane = p.data_plane();
   s.gpu_data_path = p.gpu_data_path();
+  s.hbm_serving = p.hbm_serving();
   for (const auto& b : p.hottest()) {
     if (auto info = FromProto(b); info.ok()) s.hottest.push_back(std::move(*info));
   }

@@ -197,6 +197,7 @@ void Daemon::Impl::DescribeDataPlane(BuildState& build) {
                      : std::string("none, every peer is served two-sided"));
     server_metrics->WatchDataPlane(transfer.get());
   }
+  ServeHbmDirect(build);
   // Which way GPU-resident KV would reach this daemon's memory.
   service_options.data_plane.gpu_data_path =
       std::string(gpu::ToString(build.gpu_path.path)) + ": " + build.gpu_path.reason;
@@ -205,6 +206,31 @@ void Daemon::Impl::DescribeDataPlane(BuildState& build) {
       .WithLabels({gpu::ToString(build.gpu_path.path)})
       .Set(1);
   spdlog::info("GPU data path: {}", service_options.data_plane.gpu_data_path);
+}
+
+// HBM blocks sent straight from GPU memory to device readers (docs/GPU.md "GPU-direct"): the HBM
+// arena registered in the two-sided context, where that UCX moves CUDA memory.
+void Daemon::Impl::ServeHbmDirect(BuildState& build) {
+  DataPlaneInfo& dp = build.service_options.data_plane;
+  if (tier->hbm() == nullptr) return;
+  auto staged = [&](const std::string& why) {
+    dp.hbm_serving = "staged: " + why;
+    spdlog::info("HBM tier served through DRAM: {}", why);
+  };
+  if (config.hbm_serving == HbmServing::kStaged) return staged("hbm.serving is staged");
+  if (!transfer) return staged("no UCX data plane");
+  if (config.ucx_protocol == DataPlaneProtocol::kOneSided) {
+    return staged("the data plane is one-sided only (GPU memory is sent two-sided)");
+  }
+  const std::span<std::byte> arena = tier->hbm_arena();
+  if (Status added = transfer->AddDeviceRegion(arena.data(), arena.size(), GpuThreadBinder(config.gpu)); !added.ok()) {
+    return staged(added.message());
+  }
+  dp.hbm_region_base = reinterpret_cast<uint64_t>(arena.data());
+  dp.hbm_region_bytes = arena.size();
+  dp.hbm_serving = "direct: HBM blocks are sent from GPU memory to device readers (UCX " +
+                   transfer::UcxContext::Version() + ")";
+  spdlog::info("HBM tier: {}", dp.hbm_serving);
 }
 
 // The Store service and what it hands work to: the authorizer, the replicator, and (two-sided
@@ -245,6 +271,9 @@ Status Daemon::Impl::BuildStoreService(BuildState& build) {
   if (transfer && config.ucx_protocol != DataPlaneProtocol::kOneSided) {
     read_grants =
         std::make_unique<ReadGrantChecker>(*tier, SteadyClock::Default(), config.verify_sends, grant_sealer.get());
+    if (service_options.data_plane.hbm_region_bytes > 0) {
+      read_grants->SetDeviceArena(tier->hbm_arena(), tier->hbm(), tier->hbm_bytes());
+    }
     transfer->SetSendAuthorizer(read_grants.get());
     transfer->SetSendTimeout(std::chrono::milliseconds(config.ucx_send_timeout_ms));
     // Eager requests arrive over UCX with no RPC, hence no token and no tenant to scope their key

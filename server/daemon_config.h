@@ -35,6 +35,13 @@ using settings::Name;
 
 // The eviction policies the daemon offers, in the order its help lists them ("prefix-arc-unguarded"
 // is left to kvstash-sim cache and tests).
+// How HBM blocks reach readers (docs/GPU.md "GPU-direct"): kAuto sends them straight from GPU
+// memory to device readers where the data plane's UCX moves CUDA memory, and stages them through
+// DRAM otherwise; kStaged always stages.
+enum class HbmServing { kAuto, kStaged };
+inline constexpr settings::EnumName<HbmServing> kHbmServingNames[] = {{HbmServing::kAuto, "auto"},
+                                                                      {HbmServing::kStaged, "staged"}};
+
 inline constexpr settings::EnumName<EvictionPolicyKind> kDaemonEvictionPolicyNames[] = {
     {EvictionPolicyKind::kPrefixArc, "prefix-arc"}, {EvictionPolicyKind::kPrefix, "prefix"},
     {EvictionPolicyKind::kLru, "lru"}};
@@ -146,10 +153,11 @@ struct DaemonConfig {
   uint32_t hot_rate = 100;   // hits per second at the owner that make a block hot
 
   // [hbm] (off when capacity is 0): GPU memory lent as the fastest tier. New blocks land there,
-  // its eviction victims are demoted to DRAM; readers are served through DRAM (docs/GPU.md).
-  // Needs a CUDA build and a GPU.
+  // its eviction victims are demoted to DRAM; readers are served through DRAM, or straight from
+  // GPU memory to device readers (hbm_serving; docs/GPU.md). Needs a CUDA build and a GPU.
   uint64_t hbm_capacity = 0;
   int gpu = 0;  // the device whose memory holds the HBM tier (CUDA device index)
+  HbmServing hbm_serving = HbmServing::kAuto;
 
   // [dram]
   uint64_t dram_capacity = 1ULL << 30;

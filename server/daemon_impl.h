@@ -107,6 +107,7 @@ struct Daemon::Impl {
   Status RegisterDataPlane(BuildState& build);
   void PrepareDram(const BuildState& build);
   void DescribeDataPlane(BuildState& build);
+  void ServeHbmDirect(BuildState& build);
   Status BuildStoreService(BuildState& build);
   Status StartGrpc(BuildState& build);
   Status StartMetrics();

@@ -124,6 +124,9 @@ std::vector<settings::Setting<C>> BuildTable() {
                          [](const C& c) { return c.hbm_capacity == 0 || c.hbm_capacity >= (1ULL << 20); }));
   t.push_back(Integer("hbm.gpu", "--gpu", &C::gpu, "the GPU that holds the HBM tier")
                   .Check("a CUDA device index 0..1023", [](const C& c) { return c.gpu >= 0 && c.gpu <= 1023; }));
+  t.push_back(Enum("hbm.serving", "--hbm-serving", &C::hbm_serving, std::span(kHbmServingNames),
+                   "auto: send HBM blocks from GPU memory to device readers where UCX moves CUDA memory; "
+                   "staged: always through DRAM"));
   // [ssd]
   t.push_back(String("ssd.dir", "--ssd-dir", &C::ssd_dir,
                      "directory for the SSD tier (segment files + index); empty = no SSD tier"));

@@ -23,6 +23,7 @@ Result<HbmFactory> MakeHbmFactory(const DaemonConfig& config) {
     KVSTASH_ASSIGN_OR_RETURN(std::unique_ptr<gpu::HbmTier> tier, gpu::HbmTier::Create(o));
     tiers::HbmAttachment a;
     a.bytes = &tier->byte_access();
+    a.arena = std::span<std::byte>(tier->arena_base(), tier->arena_bytes());
     a.policy_name = std::string(tier->policy_name());
     a.tier = std::move(tier);
     return a;
@@ -36,6 +37,14 @@ std::shared_ptr<void> PinHostMemoryForGpu(void* base, uint64_t bytes, std::strin
     return nullptr;
   }
   return std::make_shared<gpu::HostRegistration>(std::move(*r));
+}
+
+std::function<void()> GpuThreadBinder(int device) {
+  // cudaSetDevice makes the device's primary context current for the runtime; cudaFree(nullptr)
+  // creates it if this is the process's first use, so the driver API (which UCX calls) sees it too.
+  return [device] {
+    if (cudaSetDevice(device) == cudaSuccess) (void)cudaFree(nullptr);
+  };
 }
 
 std::string DescribeGpu(int device) {
@@ -55,6 +64,8 @@ std::shared_ptr<void> PinHostMemoryForGpu(void*, uint64_t, std::string& why) {
   why = "built without CUDA";
   return nullptr;
 }
+
+std::function<void()> GpuThreadBinder(int) { return {}; }
 
 std::string DescribeGpu(int) { return "built without CUDA"; }
 

@@ -28,6 +28,10 @@ Result<HbmFactory> MakeHbmFactory(const DaemonConfig& config);
 // lives. Best effort: nullptr with `why` set when it cannot (no CUDA build, the driver refused).
 std::shared_ptr<void> PinHostMemoryForGpu(void* base, uint64_t bytes, std::string& why);
 
+// A function that makes GPU `device`'s primary CUDA context current on the calling thread (the
+// transfer server's lanes run it before sending from GPU memory). Empty in a build without CUDA.
+std::function<void()> GpuThreadBinder(int device);
+
 // "NVIDIA H100 80GB HBM3, sm_90, ..." for GPU `device`, or the reason it cannot be described.
 std::string DescribeGpu(int device);
 

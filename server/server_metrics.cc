@@ -77,6 +77,10 @@ ServerMetrics::ServerMetrics(metrics::Registry& r, const tiers::TierStats& stats
                                   {"result"})),
       hbm_promotions_(r.AddCounter("kvstash_hbm_promotions_total",
                                    "HBM blocks copied into DRAM for one-sided readers, by result.", {"result"})),
+      hbm_direct_leases_(r.AddCounter("kvstash_hbm_direct_leases_total",
+                                      "HBM blocks leased in place for device readers: sent from GPU memory, "
+                                      "no DRAM copy (docs/GPU.md).")
+                             .WithLabels({})),
       ssd_kept_for_owners_(r.AddCounter("kvstash_ssd_blocks_kept_for_owners_total",
                                         "SSD blocks a reclaim carried into the reclaimed segment because their "
                                         "tenant was within its SSD quota (rewritten once per lap of the log).")
@@ -212,6 +216,7 @@ void ServerMetrics::Collect() {
     hbm_demotions_.WithLabels({"dropped"}).Inc(delta(m.hbm_demotions_dropped, last_manager_.hbm_demotions_dropped));
     hbm_promotions_.WithLabels({"ok"}).Inc(delta(m.hbm_promotions, last_manager_.hbm_promotions));
     hbm_promotions_.WithLabels({"failed"}).Inc(delta(m.hbm_promotions_failed, last_manager_.hbm_promotions_failed));
+    hbm_direct_leases_.Inc(delta(m.hbm_direct_finds, last_manager_.hbm_direct_finds));
   }
   ssd_checksum_drops_.Inc(delta(m.ssd.checksum_failures, last_manager_.ssd.checksum_failures));
   ssd_kept_for_owners_.Inc(delta(m.ssd.blocks_kept_for_owners, last_manager_.ssd.blocks_kept_for_owners));

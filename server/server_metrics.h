@@ -96,6 +96,7 @@ class ServerMetrics {
   metrics::Family<metrics::Counter>& hbm_placements_;
   metrics::Family<metrics::Counter>& hbm_demotions_;
   metrics::Family<metrics::Counter>& hbm_promotions_;
+  metrics::Counter& hbm_direct_leases_;
   metrics::Counter& ssd_kept_for_owners_;
   metrics::Counter& ssd_checksum_drops_;
   metrics::Counter& ssd_index_errors_;

@@ -34,8 +34,13 @@ Status ReadGrantChecker::AuthorizeSend(const std::byte* addr, size_t length, std
     return PermissionDenied("read grant not sealed by this daemon: take it from a leasing Lookup or Get");
   }
   const BlockKey* key = &decoded.key;
-  const uint64_t epoch = decoded.lease_epoch;
-  std::optional<tiers::BlockMeta> meta = tier_.Peek(*key);
+  const bool on_device = hbm_ != nullptr && addr >= device_arena_.data() &&
+                         addr < device_arena_.data() + device_arena_.size();
+  if (on_device && (decoded.lease_epoch & tiers::kHbmLeaseEpochBit) == 0) {
+    return FailedPrecondition("block " + key->ToHex() + " is not leased in GPU memory: locate it as a device reader");
+  }
+  const uint64_t epoch = on_device ? decoded.lease_epoch & ~tiers::kHbmLeaseEpochBit : decoded.lease_epoch;
+  std::optional<tiers::BlockMeta> meta = on_device ? hbm_->Peek(*key) : tier_.Peek(*key);
   if (!meta || meta->data == nullptr) return NotFound("block " + key->ToHex() + " is not stored in memory here");
   // The lease is what keeps the bytes in place while they are sent. The tier's Peek does not
   // report the current lease epoch, so the check is: the reader claims a lease (non-zero epoch),
@@ -50,8 +55,16 @@ Status ReadGrantChecker::AuthorizeSend(const std::byte* addr, size_t length, std
                       " bytes) lies outside block " + key->ToHex() + " of " + std::to_string(meta->size) + " bytes");
   }
   // The whole block, even for a read of part of it: its checksum covers nothing smaller.
-  if (verify_ && BlockChecksum(begin, meta->size) != meta->checksum) {
-    return DataLoss("block " + key->ToHex() + " failed its checksum on the daemon; not sent");
+  if (verify_) {
+    if (on_device) {
+      // Streamed through pinned host chunks (HbmTier's ByteAccess): the device arena is not
+      // host-addressable, and a same-host reader that mapped it through cuda_ipc could write it.
+      Result<uint64_t> sum = hbm_bytes_->Checksum(begin, meta->size);
+      if (!sum.ok()) return Unavailable("hashing block " + key->ToHex() + " in GPU memory: " + sum.status().message());
+      if (*sum != meta->checksum) return DataLoss("block " + key->ToHex() + " failed its checksum on the daemon; not sent");
+    } else if (BlockChecksum(begin, meta->size) != meta->checksum) {
+      return DataLoss("block " + key->ToHex() + " failed its checksum on the daemon; not sent");
+    }
   }
   return Status::Ok();
 }

@@ -23,6 +23,7 @@
 #include "server/server_metrics.h"
 #include "server/tenant_keys.h"
 #include "server/tenant_ledger.h"
+#include "tiers/byte_access.h"
 #include "tiers/tier.h"
 #include "tiers/tier_stats.h"
 #include "transfer/transfer_server.h"
@@ -40,6 +41,11 @@ struct DataPlaneInfo {
   uint64_t region_bytes = 0;  // its length
   uint64_t instance_id = 0;   // random per daemon start
   std::string gpu_data_path;  // "direct" | "staged", with UCX's reason
+  // The HBM arena when its blocks are sent straight from GPU memory to device readers
+  // (TransferServer::AddDeviceRegion; GetRequest.device_reader); 0 bytes: always staged.
+  uint64_t hbm_region_base = 0;
+  uint64_t hbm_region_bytes = 0;
+  std::string hbm_serving;  // "direct: …" | "staged: …" | empty without an HBM tier
   // The two-sided protocol (transfer/push_protocol.h): offered when `transfer` is set and
   // `protocol` is not kOneSided. Not owned; outlives the service.
   DataPlaneProtocol protocol = DataPlaneProtocol::kAuto;  // as configured; replies carry its Name()
@@ -59,8 +65,22 @@ class ReadGrantChecker final : public transfer::SendAuthorizer {
       : tier_(tier), clock_(clock), verify_(verify), sealer_(sealer) {}
   Status AuthorizeSend(const std::byte* addr, size_t length, std::span<const std::byte> grant) override;
 
+  // GPU memory the transfer server also sends from (TransferServer::AddDeviceRegion): a range
+  // inside `arena` is checked against `hbm`'s copy of the block, whose lease the grant must name
+  // with tiers::kHbmLeaseEpochBit (TierManager::FindForDeviceReader), and hashed through `bytes`
+  // (device memory is not host-addressable). Call before the authorizer is installed. All three
+  // outlive the checker.
+  void SetDeviceArena(std::span<std::byte> arena, tiers::Tier* hbm, const tiers::ByteAccess* bytes) {
+    device_arena_ = arena;
+    hbm_ = hbm;
+    hbm_bytes_ = bytes;
+  }
+
  private:
   tiers::Tier& tier_;
+  std::span<std::byte> device_arena_{};
+  tiers::Tier* hbm_ = nullptr;
+  const tiers::ByteAccess* hbm_bytes_ = nullptr;
   const Clock* clock_;
   const bool verify_;
   const ReadGrantSealer* sealer_;  // not owned; null = unsealed grants

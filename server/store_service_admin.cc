@@ -125,6 +125,7 @@ Status StoreService::DoStats(v1::StatsResponse& resp) {
   resp.set_reservations_open(usage.reservations);
   resp.set_data_plane(options_.data_plane.ucx ? "ucx (" + options_.data_plane.transports + ")" : "inline");
   resp.set_gpu_data_path(options_.data_plane.gpu_data_path);
+  resp.set_hbm_serving(options_.data_plane.hbm_serving);
   resp.set_membership(membership());
   for (const tiers::BlockMeta& meta : stats_.Hottest(kHottestBlocks)) {
     if (meta.hits > 0) FillInfo(meta, *resp.add_hottest());
@@ -214,6 +215,15 @@ grpc::Status StoreService::DataPlane(grpc::ServerContext* context, const v1::Dat
         resp->set_eager_requests(dp.transfer->serves_eager_requests());
       }
       resp->set_protocol(trusted ? std::string(Name(dp.protocol)) : "two-sided");
+      // A reader that receives from the HBM arena through cuda_ipc maps the whole arena (CUDA IPC
+      // exports allocations, not ranges): only trusted principals are offered it (docs/SECURITY.md).
+      if (trusted && two_sided() && dp.hbm_region_bytes > 0) {
+        resp->set_hbm_region_base(dp.hbm_region_base);
+        resp->set_hbm_region_bytes(dp.hbm_region_bytes);
+      }
+      resp->set_hbm_serving(trusted || dp.hbm_region_bytes == 0
+                                ? dp.hbm_serving
+                                : "staged: HBM blocks are sent from GPU memory to trusted engines only");
     }
     return Status::Ok();
   });

@@ -52,6 +52,13 @@ Status StoreService::DoLookup(const v1::LookupRequest& req, v1::LookupResponse& 
 grpc::Status StoreService::Get(grpc::ServerContext* context, const v1::GetRequest* req, v1::GetResponse* resp) {
   auth::Principal principal;
   if (grpc::Status refused = Admit(context, auth::Role::kRead, "get", &principal); !refused.ok()) return refused;
+  // HBM addresses go to trusted principals only (DataPlane says why).
+  std::optional<v1::GetRequest> untrusted_copy;
+  if (req->device_reader() && options_.authorizer != nullptr && principal.role != auth::Role::kAdmin) {
+    untrusted_copy = *req;
+    untrusted_copy->set_device_reader(false);
+    req = &*untrusted_copy;
+  }
   if (std::optional<TenantKeys> tenant = TenantScope(*context, principal)) {
     v1::GetRequest scoped = *req;
     for (std::string& key : *scoped.mutable_keys()) tenant->ToStored(key);
@@ -81,9 +88,12 @@ Status StoreService::DoGet(const v1::GetRequest& req, v1::GetResponse& resp) {
     const uint64_t lease_ms = req.lease_ms() == 0 ? options_.default_lease_ms : req.lease_ms();
     resp.set_instance_id(options_.data_plane.instance_id);
     uint64_t hits = 0;
+    // A device reader takes HBM copies in place (two-sided from GPU memory, no DRAM staging).
+    const bool in_place = req.device_reader() && options_.data_plane.hbm_region_bytes > 0;
     for (const BlockKey& key : keys) {
       v1::GetResult* result = resp.add_results();
-      if (std::optional<tiers::BlockMeta> meta = tier_.Find(key, lease_ms)) {
+      if (std::optional<tiers::BlockMeta> meta =
+              in_place ? tier_.FindForDeviceReader(key, lease_ms) : tier_.Find(key, lease_ms)) {
         result->set_outcome(v1::GetResult::FOUND);
         FillInfo(*meta, *result->mutable_info());
         CountHit(key);

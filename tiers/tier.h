@@ -28,6 +28,10 @@
 
 namespace kvstash::tiers {
 
+// Marks a lease epoch that Tier::FindForDeviceReader took on a copy in GPU memory (tier epochs
+// count up from 1, so no tier hands out an epoch with this bit on its own).
+inline constexpr uint64_t kHbmLeaseEpochBit = 1ULL << 63;
+
 enum class TierKind { kHbm, kDram, kSsd };
 std::string_view TierName(TierKind kind);  // "hbm", "dram", "ssd"
 
@@ -116,6 +120,14 @@ class Tier {
   // Metadata of a committed block, or nullopt. Counts an access for the eviction policy. With
   // lease_ms > 0 extends the block's lease to at least now + lease_ms.
   virtual std::optional<BlockMeta> Find(const BlockKey& key, uint64_t lease_ms) = 0;
+  // As Find, for a reader that can receive straight from device memory (the two-sided path of a
+  // UCX built with CUDA): a tier that holds the block in GPU memory may lease and describe that
+  // copy in place (BlockMeta::tier kHbm, `data` a device address) instead of staging it. The
+  // default is Find.
+  // A lease such a tier takes on its GPU copy carries kHbmLeaseEpochBit in its epoch.
+  virtual std::optional<BlockMeta> FindForDeviceReader(const BlockKey& key, uint64_t lease_ms) {
+    return Find(key, lease_ms);
+  }
   // Ends one holder's lease taken by Find (the epoch it returned). The lease ends when its last
   // holder releases it or its time runs out, whichever is first. A release from an earlier lease
   // (one that already ran out) is ignored. NOT_FOUND when the block is absent.

@@ -96,6 +96,7 @@ Result<std::unique_ptr<TierManager>> TierManager::Create(const TierManagerOption
     if (!hbm.tier || hbm.bytes == nullptr) return InvalidArgument("the hbm factory returned no tier or no byte access");
     d->hbm = std::move(hbm.tier);
     d->hbm_bytes = hbm.bytes;
+    d->hbm_arena = hbm.arena;
     d->hbm_policy = std::move(hbm.policy_name);
   }
   if (options.ssd) {
@@ -171,7 +172,22 @@ std::optional<BlockMeta> TierManager::Find(const BlockKey& key, uint64_t lease_m
   return std::nullopt;
 }
 
+std::optional<BlockMeta> TierManager::FindForDeviceReader(const BlockKey& key, uint64_t lease_ms) {
+  if (impl_->hbm) {
+    if (std::optional<BlockMeta> meta = impl_->hbm->Find(key, lease_ms)) {
+      if (meta->lease_epoch != 0) meta->lease_epoch |= kHbmLeaseEpochBit;
+      impl_->hbm_direct_finds.fetch_add(1, std::memory_order_relaxed);
+      return meta;
+    }
+  }
+  return Find(key, lease_ms);
+}
+
 Status TierManager::ReleaseLease(const BlockKey& key, uint64_t lease_epoch) {
+  if ((lease_epoch & kHbmLeaseEpochBit) != 0) {
+    if (!impl_->hbm) return NotFound("block " + key.ToHex() + " is not stored (no HBM tier)");
+    return impl_->hbm->ReleaseLease(key, lease_epoch & ~kHbmLeaseEpochBit);
+  }
   Status st = impl_->dram->ReleaseLease(key, lease_epoch);
   if (st.code() != StatusCode::kNotFound) return st;
   if (impl_->hbm && impl_->hbm->Peek(key)) return Status::Ok();
@@ -363,6 +379,7 @@ TierManagerCounters TierManager::ManagerCounters() const {
   c.hbm_promotions = d.hbm_promotions.load(std::memory_order_relaxed);
   c.hbm_promotions_failed = d.hbm_promotions_failed.load(std::memory_order_relaxed);
   c.hbm_reads = d.hbm_reads.load(std::memory_order_relaxed);
+  c.hbm_direct_finds = d.hbm_direct_finds.load(std::memory_order_relaxed);
   if (d.ssd) c.ssd = d.ssd->Counters();
   return c;
 }
@@ -376,6 +393,8 @@ DramTier& TierManager::dram() const { return *impl_->dram; }
 SsdTier* TierManager::ssd() const { return impl_->ssd.get(); }
 Tier* TierManager::hbm() const { return impl_->hbm.get(); }
 const std::string& TierManager::hbm_policy_name() const { return impl_->hbm_policy; }
+std::span<std::byte> TierManager::hbm_arena() const { return impl_->hbm ? impl_->hbm_arena : std::span<std::byte>{}; }
+const ByteAccess* TierManager::hbm_bytes() const { return impl_->hbm ? impl_->hbm_bytes : nullptr; }
 std::vector<BlockMeta> TierManager::Hottest(size_t n) const { return impl_->dram->Hottest(n); }
 std::vector<OwnerUsage> TierManager::DramOwnerUsage() const { return impl_->dram->OwnerUsages(); }
 std::vector<OwnerUsage> TierManager::SsdOwnerUsage() const {

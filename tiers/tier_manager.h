@@ -10,7 +10,11 @@
 // pinned or reserved) the block is committed in DRAM instead (counted: hbm_place_fallbacks). A key
 // already in HBM or on SSD is ALREADY_EXISTS for Reserve (dedup across tiers).
 //
-// HBM is served through DRAM ("staged"): Find of a block that is only in HBM copies it into a DRAM
+// HBM is served through DRAM ("staged") to every reader but one: FindForDeviceReader, for a reader
+// whose bytes the daemon sends two-sided with a UCX that moves device memory (docs/GPU.md
+// "GPU-direct"), leases the HBM copy in place and describes it (tier kHbm, a device address); the
+// lease keeps it from being evicted while it is sent, as in DRAM. Such a lease's epoch carries
+// kHbmLeaseEpochBit, so ReleaseLease ends it in HBM. Otherwise Find of a block that is only in HBM copies it into a DRAM
 // block first (hbm_promotions) and leases that copy, so one-sided readers only ever see DRAM
 // addresses. The HBM copy stays (inclusive): a re-read is served from DRAM without a copy, and
 // when the DRAM copy is evicted the HBM copy still answers. Read (the inline path) copies straight
@@ -45,7 +49,7 @@
 // HBM refusing a new block's link keeps the block in DRAM (counted in hbm_place_fallbacks). No
 // tier's eviction ever depends on links across tiers.
 //
-// Leases live in DRAM only (Find leases the DRAM copy): a leased block is never evicted from DRAM.
+// Leases live in DRAM (Find leases the DRAM copy), except those of FindForDeviceReader: a leased block is never evicted from DRAM.
 // Pins apply to every tier holding the block (SetPinned and Commit(pin) pin the HBM copy too).
 // ReleaseLease of a block that is no longer in DRAM is OK (its lease had ended when it left).
 // Remove answers FAILED_PRECONDITION, changing no tier, while the DRAM copy is leased; otherwise
@@ -82,6 +86,7 @@ using EvictHook = std::function<void(const BlockMeta&, std::span<const std::byte
 struct HbmAttachment {
   std::unique_ptr<Tier> tier;          // reports TierKind::kHbm
   const ByteAccess* bytes = nullptr;   // copies host bytes into the tier's memory; outlives `tier`'s use
+  std::span<std::byte> arena{};        // the device memory every HBM block lies in (for UCX registration)
   std::string policy_name;             // reported by Stats
 };
 
@@ -110,6 +115,7 @@ class TierManager final : public Tier, public TierStats {
   Status Abort(uint64_t reservation_id) override;
   Result<Reservation> GetReservation(uint64_t reservation_id) const override;
   std::optional<BlockMeta> Find(const BlockKey& key, uint64_t lease_ms) override;
+  std::optional<BlockMeta> FindForDeviceReader(const BlockKey& key, uint64_t lease_ms) override;
   Status ReleaseLease(const BlockKey& key, uint64_t lease_epoch) override;
   std::optional<BlockMeta> Peek(const BlockKey& key) const override;
   Result<BlockMeta> Read(const BlockKey& key, std::span<std::byte> out) override;
@@ -137,6 +143,8 @@ class TierManager final : public Tier, public TierStats {
   DramTier& dram() const;
   SsdTier* ssd() const;  // nullptr without an SSD tier
   Tier* hbm() const;     // nullptr without an HBM tier
+  std::span<std::byte> hbm_arena() const;   // empty without an HBM tier
+  const ByteAccess* hbm_bytes() const;      // nullptr without an HBM tier
   const std::string& hbm_policy_name() const override;
 
  private:

@@ -34,6 +34,7 @@ struct TierManager::Impl {
   std::unique_ptr<Tier> hbm;               // declared after dram: destroyed first (its hook writes into DRAM)
   Mutex hbm_mu;                            // the demotion worker's use of hbm against ~TierManager's reset
   const ByteAccess* hbm_bytes = nullptr;
+  std::span<std::byte> hbm_arena{};
   std::string hbm_policy;
 
   Mutex promo_mu;
@@ -43,7 +44,7 @@ struct TierManager::Impl {
   std::atomic<uint64_t> promotions{0}, promotions_failed{0}, ssd_direct_reads{0};
   std::atomic<uint64_t> hbm_placed{0}, hbm_place_fallbacks{0}, hbm_demoted{0}, hbm_demotions_in_dram{0};
   std::atomic<uint64_t> hbm_demotions_to_ssd{0}, hbm_demotions_dropped{0}, hbm_promotions{0};
-  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0};
+  std::atomic<uint64_t> hbm_promotions_failed{0}, hbm_reads{0}, hbm_direct_finds{0};
 
   const Clock& clock() const { return *options.dram.clock; }
 

@@ -37,6 +37,7 @@ struct TierManagerCounters {
   uint64_t hbm_promotions = 0;           // HBM -> DRAM copies for one-sided readers
   uint64_t hbm_promotions_failed = 0;    // DRAM had no room, or the HBM copy failed
   uint64_t hbm_reads = 0;                // inline Reads served straight from HBM
+  uint64_t hbm_direct_finds = 0;         // HBM copies leased in place for device readers (no staging)
   uint64_t demotion_queue_reads = 0;     // Reads served from a victim's staging copy (DRAM was full)
   SsdCounters ssd;
 };

@@ -38,7 +38,7 @@ std::vector<LaneGroup> PlanLanes(const RemoteTarget& target, std::span<const Tra
                                  size_t first) {
   const std::vector<std::string>& lanes = target.push_lane_addresses;
   if (target.protocol != Protocol::kTwoSided || lanes.size() <= 1 || slots <= 1 || ops.size() <= 1 ||
-      std::any_of(ops.begin(), ops.end(), [](const TransferOp& op) { return op.kind == OpKind::kPut; })) {
+      std::any_of(ops.begin(), ops.end(), [](const TransferOp& op) { return op.kind == OpKind::kPut || op.device_local; })) {
     return {};
   }
   const size_t n = std::min({slots, lanes.size(), ops.size()});
@@ -56,6 +56,7 @@ std::vector<LaneGroup> PlanLanes(const RemoteTarget& target, std::span<const Tra
 std::optional<SplitPlan> PlanSplit(std::span<const TransferOp> ops, Protocol protocol, size_t split_bytes,
                                    size_t slots) {
   if (split_bytes == 0 || slots <= 1) return std::nullopt;
+  if (std::any_of(ops.begin(), ops.end(), [](const TransferOp& op) { return op.device_local; })) return std::nullopt;
   size_t largest = 0;
   for (const TransferOp& op : ops) {
     if (Splittable(op, protocol)) largest = std::max(largest, op.length);

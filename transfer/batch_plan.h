@@ -31,7 +31,7 @@ struct LaneGroup {
 };
 // The groups for `ops` when the batch spreads over lanes (two-sided, the daemon has more than one
 // lane, the pool more than one worker, more than one op, no kPut); empty otherwise. `first` is
-// the worker this call starts at. Engine worker s always talks to lane start + s (start: the
+// the worker this call starts at. A batch with a device_local op is never dealt out (empty). Engine worker s always talks to lane start + s (start: the
 // target's own lane), so a worker never alternates between lanes from call to call, which halved
 // the reads of 4 concurrent 8-block readers (docs/BENCHMARKS.md, "Where the regression comes from").
 std::vector<LaneGroup> PlanLanes(const RemoteTarget& target, std::span<const TransferOp> ops, size_t slots,
@@ -45,7 +45,7 @@ struct SplitPlan {
   std::vector<std::vector<size_t>> per_worker;
 };
 // The split of `ops` over a pool of `slots` workers, or nullopt when no op is worth splitting
-// (split_bytes 0, one worker, or no splittable op above split_bytes). Two-sided, only gets split:
+// (split_bytes 0, one worker, a device_local op in the batch, or no splittable op above split_bytes). Two-sided, only gets split:
 // a put is one message into one receive the daemon posted, and eager ops name a whole block.
 std::optional<SplitPlan> PlanSplit(std::span<const TransferOp> ops, Protocol protocol, size_t split_bytes,
                                    size_t slots);

@@ -65,12 +65,16 @@ Status SetSysvSegmentMode(const void* base, uint32_t mode) {
 }
 
 Result<std::unique_ptr<MemoryRegion>> MemoryRegion::Register(std::shared_ptr<UcxContext> context, void* base,
-                                                             size_t length) {
+                                                             size_t length, ucs_memory_type_t memory_type) {
   if (base == nullptr || length == 0) return InvalidArgument("cannot register an empty memory range");
   ucp_mem_map_params_t params{};
   params.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
   params.address = base;
   params.length = length;
+  if (memory_type != UCS_MEMORY_TYPE_UNKNOWN) {
+    params.field_mask |= UCP_MEM_MAP_PARAM_FIELD_MEMORY_TYPE;
+    params.memory_type = memory_type;
+  }
   std::unique_ptr<MemoryRegion> region(new MemoryRegion());
   ucs_status_t status = ucp_mem_map(context->handle(), &params, &region->memh_);
   if (status != UCS_OK) return UcxError(StatusCode::kUnavailable, "registering memory with UCX", status);

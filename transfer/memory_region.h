@@ -17,8 +17,11 @@ class MemoryRegion {
  public:
   // Registers [base, base + length). INVALID_ARGUMENT for an empty range; UNAVAILABLE when UCX
   // refuses it.
+  // `memory_type`: what the range is, when the caller knows (UCS_MEMORY_TYPE_CUDA for device
+  // memory); UNKNOWN lets UCX detect it.
   static Result<std::unique_ptr<MemoryRegion>> Register(std::shared_ptr<UcxContext> context, void* base,
-                                                        size_t length);
+                                                        size_t length,
+                                                        ucs_memory_type_t memory_type = UCS_MEMORY_TYPE_UNKNOWN);
   // Has UCX allocate `length` bytes and register them (UCP_MEM_MAP_ALLOCATE). UCX then picks the
   // memory's origin (by default System V or POSIX shared memory first), which lets a peer on the
   // same host map the region and read and write it with its own CPU: one-sided without the

@@ -29,14 +29,20 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
   const push::PushRequest& req = *request;
   const MemoryRegion& region = *self->region_;
   const uint64_t base = reinterpret_cast<uint64_t>(region.base());
-  // An unknown version is kMalformed, a range outside the region kOutOfRange (RefusalOf).
-  if (const Status bad = wire::CheckPushRequest(req, base, region.length()); !bad.ok()) {
+  // An unknown version is kMalformed, a range outside the region kOutOfRange (RefusalOf). A range
+  // inside the device region (AddDeviceRegion) is checked against that region instead.
+  const MemoryRegion* device = self->device_view_.load(std::memory_order_acquire);
+  const bool on_device = device != nullptr && req.remote_addr >= reinterpret_cast<uint64_t>(device->base()) &&
+                         req.remote_addr - reinterpret_cast<uint64_t>(device->base()) < device->length();
+  const Status bad = on_device ? wire::CheckPushRequest(req, reinterpret_cast<uint64_t>(device->base()), device->length())
+                               : wire::CheckPushRequest(req, base, region.length());
+  if (!bad.ok()) {
     self->Reject(param->reply_ep, req.reply_tag, RefusalOf(bad), bad);
     return UCS_OK;
   }
   auto* addr = reinterpret_cast<const std::byte*>(req.remote_addr);
   const std::span<const std::byte> grant(req.grant, sizeof(req.grant));
-  const bool probe = wire::IsProbe(req, base);
+  const bool probe = !on_device && wire::IsProbe(req, base);
   if (!probe) {
     SendAuthorizer* authorizer = self->authorizer_.load(std::memory_order_acquire);
     const Status allowed = authorizer != nullptr
@@ -52,7 +58,8 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
   // and an all-zero grant proves nothing about who asks (docs/SECURITY.md).
   static constexpr std::array<std::byte, 8> kProbeBytes{};
   const std::byte* from = probe ? kProbeBytes.data() : addr;
-  if (Status posted = self->PostSend(lane, param->reply_ep, from, req.length, req.reply_tag, std::nullopt, !probe);
+  const MemoryRegion* send_region = probe ? nullptr : on_device ? device : self->push_region_.get();
+  if (Status posted = self->PostSend(lane, param->reply_ep, from, req.length, req.reply_tag, std::nullopt, send_region);
       !posted.ok()) {
     self->Answer(param->reply_ep, req.reply_tag, posted);
   }
@@ -60,7 +67,7 @@ ucs_status_t TransferServer::OnPushRequest(void* arg, const void* header, size_t
 }
 
 Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
-                                std::optional<std::pair<BlockKey, uint64_t>> release, bool registered) {
+                                std::optional<std::pair<BlockKey, uint64_t>> release, const MemoryRegion* region) {
   auto send = std::make_unique<Send>();
   send->server = this;
   send->lane = &lane;
@@ -72,9 +79,9 @@ Status TransferServer::PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, 
   sp.op_attr_mask = UCP_OP_ATTR_FIELD_CALLBACK | UCP_OP_ATTR_FIELD_USER_DATA;
   sp.cb.send = &TransferServer::OnSent;
   sp.user_data = send.get();
-  if (registered) {
+  if (region != nullptr) {
     sp.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-    sp.memh = push_region_->handle();
+    sp.memh = region->handle();
   }
   ucs_status_ptr_t r = ucp_tag_send_nbx(ep, addr, length, reply_tag, &sp);
   GetSource* source = get_source_.load(std::memory_order_acquire);
@@ -231,7 +238,7 @@ ucs_status_t TransferServer::OnEagerGet(void* arg, const void* header, size_t he
   // The bytes first, then the answer with what the reader checks them against; the lease ends
   // when the send has.
   const Status posted = self->PostSend(lane, param->reply_ep, found->data, found->size, req.reply_tag,
-                                       std::make_pair(key, found->lease_epoch));
+                                       std::make_pair(key, found->lease_epoch), self->push_region_.get());
   if (!posted.ok()) return refuse(posted);
   self->eager_gets_sent_.fetch_add(1, std::memory_order_relaxed);
   self->Answer(param->reply_ep, req.reply_tag, Status::Ok(), found->size, found->checksum);

@@ -243,6 +243,13 @@ Status TransferEngine::Run(const RemoteTarget& target, std::span<TransferOp> ops
   return Status::Ok();
 }
 
+bool TransferEngine::moves_device_memory() const {
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  return ucp_context_query(context_->handle(), &attr) == UCS_OK &&
+         (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+}
+
 TransferEngine::SplitCounts TransferEngine::split_counts() const {
   return {split_calls_.load(std::memory_order_relaxed), split_pieces_.load(std::memory_order_relaxed),
           split_workers_.load(std::memory_order_relaxed)};

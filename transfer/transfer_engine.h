@@ -115,6 +115,10 @@ struct TransferOp {
   // or a transport error. Never split.
   uint64_t got_size = 0;
   uint64_t got_checksum = 0;
+  // `local` is CUDA device memory (a UCX that moves it is needed). UCX's CUDA transports work in
+  // the CUDA context current on the thread that progresses the worker, which is the caller's only:
+  // a batch holding such an op is never split or dealt over lanes to the engine's helper threads.
+  bool device_local = false;
 };
 
 class TransferEngine {
@@ -151,6 +155,9 @@ class TransferEngine {
   Status UnregisterBuffer(void* base);
 
   const TransferEngineOptions& options() const { return options_; }
+  // Whether this UCX moves CUDA device memory (its memory types include CUDA: a UCX built with
+  // cuda_copy/cuda_ipc, where the driver is present).
+  bool moves_device_memory() const;
 
   // The calls whose ops were cut into pieces above `split_bytes`, the pieces they made, and the
   // workers those pieces were dealt over (summed over the calls): what proves a split happened.

@@ -143,6 +143,8 @@ TransferServer::~TransferServer() {
   }
   // Endpoints first (ending any send still in flight), then the registrations, then the contexts.
   lanes_.clear();
+  device_view_.store(nullptr, std::memory_order_release);
+  device_region_.reset();
   push_region_.reset();
   worker_.reset();
   region_.reset();
@@ -182,6 +184,10 @@ void TransferServer::ProgressLoop(Lane& lane) {
   uint64_t next_sweep_ms = clock_->NowMs();
   auto last_event = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
+    if (!lane.device_bound && device_view_.load(std::memory_order_acquire) != nullptr) {
+      if (bind_thread_) bind_thread_();
+      lane.device_bound = true;
+    }
     RunReceiveChanges(lane);
     while (progress() > 0) {
       last_event = std::chrono::steady_clock::now();
@@ -208,6 +214,39 @@ void TransferServer::ProgressLoop(Lane& lane) {
     // timeout bounds how long their messages (connection setup, emulated operations) wait.
     wait(std::chrono::milliseconds(5));
   }
+}
+
+bool TransferServer::moves_device_memory() const {
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  return ucp_context_query(push_context_->handle(), &attr) == UCS_OK &&
+         (attr.memory_types & UCS_BIT(UCS_MEMORY_TYPE_CUDA)) != 0;
+}
+
+Status TransferServer::AddDeviceRegion(void* base, size_t length, std::function<void()> bind_thread) {
+  if (base == nullptr || length == 0) return InvalidArgument("cannot serve an empty device region");
+  if (device_region_) return FailedPrecondition("this data plane already serves a device region");
+  if (!moves_device_memory()) {
+    return FailedPrecondition("UCX " + UcxContext::Version() +
+                              " has no CUDA memory transport here: device memory cannot be sent directly");
+  }
+  // The registering thread needs the GPU's context as much as the lanes do.
+  if (bind_thread) bind_thread();
+  KVSTASH_ASSIGN_OR_RETURN(device_region_, MemoryRegion::Register(push_context_, base, length, UCS_MEMORY_TYPE_CUDA));
+  bind_thread_ = std::move(bind_thread);
+  device_view_.store(device_region_.get(), std::memory_order_release);
+  for (auto& lane : lanes_) lane->worker->Signal();  // each binds its thread at its next turn
+  return Status::Ok();
+}
+
+uint64_t TransferServer::device_region_base() const {
+  const MemoryRegion* d = device_view_.load(std::memory_order_acquire);
+  return d == nullptr ? 0 : reinterpret_cast<uint64_t>(d->base());
+}
+
+uint64_t TransferServer::device_region_bytes() const {
+  const MemoryRegion* d = device_view_.load(std::memory_order_acquire);
+  return d == nullptr ? 0 : d->length();
 }
 
 TwoSidedCounters TransferServer::counters() const {

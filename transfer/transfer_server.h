@@ -51,6 +51,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -200,6 +201,21 @@ class TransferServer {
   // connectivity probe at memory() (an all-zero grant) is always served. Not owned; must outlive
   // the server's progress (call Stop first).
   void SetSendAuthorizer(SendAuthorizer* authorizer) { authorizer_.store(authorizer, std::memory_order_release); }
+  // Serves two-sided gets from GPU memory too: [base, base + length) (the HBM arena) is registered
+  // in the two-sided context as CUDA memory, push requests may name ranges inside it (the
+  // authorizer decides as for the arena), and UCX sends from it directly (cuda_ipc to a reader on
+  // the same host, cuda_copy through host memory otherwise; docs/GPU.md "GPU-direct").
+  // `bind_thread` runs once on each lane's progress thread before it next touches UCX (it makes
+  // the GPU's CUDA context current there: UCX's CUDA transports use the calling thread's). Call
+  // before peers learn of the region, at most once. FAILED_PRECONDITION when this UCX has no CUDA
+  // memory transport (Debian's UCX 1.13), or for a second call; UNAVAILABLE when UCX refuses the
+  // registration; INVALID_ARGUMENT for an empty range.
+  Status AddDeviceRegion(void* base, size_t length, std::function<void()> bind_thread);
+  // The device region's range; length 0 when there is none.
+  uint64_t device_region_base() const;
+  uint64_t device_region_bytes() const;
+  // Whether the two-sided context's UCX moves CUDA memory (its memory types include CUDA).
+  bool moves_device_memory() const;
   void SetSendTimeout(std::chrono::milliseconds timeout) { send_timeout_ms_.store(timeout.count()); }
   // Eager puts are refused (FAILED_PRECONDITION) until a sink is set. Not owned; must outlive the
   // server's progress (call Stop first). `reservation_timeout` bounds how long an eager put's room
@@ -271,10 +287,11 @@ class TransferServer {
   static ucs_status_t OnEagerGet(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
   // Posts one send to a peer's receive under `reply_tag`, tracked until it completes (then
-  // `release`, if set, ends the block's lease): from the registered memory, or (`registered`
-  // false) from a small buffer of static storage outside it. The status of posting it.
+  // `release`, if set, ends the block's lease): from `region` (the arena's push registration or the
+  // device region), or (null) from a small buffer of static storage outside both. The status of
+  // posting it.
   Status PostSend(Lane& lane, ucp_ep_h ep, const std::byte* addr, size_t length, uint64_t reply_tag,
-                  std::optional<std::pair<BlockKey, uint64_t>> release, bool registered = true);
+                  std::optional<std::pair<BlockKey, uint64_t>> release, const MemoryRegion* region);
   static ucs_status_t OnEagerPut(void* arg, const void* header, size_t header_length, void* data, size_t length,
                                  const ucp_am_recv_param_t* param);
   static void OnEagerReceived(void* request, ucs_status_t status, const ucp_tag_recv_info_t* info, void* user_data);
@@ -309,6 +326,11 @@ class TransferServer {
   // The two-sided protocol's context, the same memory registered in it, and its lanes.
   std::shared_ptr<UcxContext> push_context_;
   std::unique_ptr<MemoryRegion> push_region_;
+  // GPU memory registered in the push context (AddDeviceRegion); set once before peers use it,
+  // read by the lanes through device_view_.
+  std::unique_ptr<MemoryRegion> device_region_;
+  std::atomic<const MemoryRegion*> device_view_{nullptr};
+  std::function<void()> bind_thread_;             // written before device_view_ is published
   std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Start
   std::string transports_;
   std::string one_sided_transports_;

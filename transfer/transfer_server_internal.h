@@ -51,6 +51,7 @@ struct TransferServer::Lane {
   std::string address;
   std::thread thread;
   std::atomic<size_t> sends_in_flight{0};  // of sends posted on this lane
+  bool device_bound = false;  // this lane's thread ran the device region's bind_thread
   // Touched by this lane's thread only (handlers and callbacks run inside its progress).
   std::unordered_map<uint64_t, std::unique_ptr<EagerReceive>> eager;  // open receives, by data tag
   std::vector<EagerReceive*> eager_ended;                             // receives whose callback ran

@@ -508,6 +508,7 @@ class TierManagerHbmTest : public TierManagerTest {
       a.policy_name = std::string(tier->policy_name());
       a.tier = std::move(tier);
       a.bytes = &bytes_;
+      a.arena = std::span<std::byte>(hbm_arena_);
       return a;
     };
     return o;
@@ -549,6 +550,44 @@ TEST_F(TierManagerHbmTest, NewBlocksLandInHbmAndTheLandingRegionGoesBack) {
   EXPECT_EQ(by_tier[0].kind, TierKind::kHbm);
   EXPECT_EQ(by_tier[0].usage.blocks, 1u);
   EXPECT_EQ(by_tier[1].kind, TierKind::kDram);
+}
+
+TEST_F(TierManagerHbmTest, ADeviceReaderLeasesTheHbmCopyInPlaceAndReleasesItThere) {
+  // HBM of three blocks: two fit under the high watermark, a third put evicts one.
+  auto m = Make(HbmOptions(3 * kBlock, 1 * kMiB, false));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->hbm_arena().data(), hbm_arena_.data());
+  EXPECT_EQ(m->hbm_arena().size(), hbm_arena_.size());
+  EXPECT_NE(m->hbm_bytes(), nullptr);
+  ASSERT_TRUE(Put(*m, K(1)).ok());
+  ASSERT_TRUE(Put(*m, K(2)).ok());
+  std::optional<BlockMeta> direct = m->FindForDeviceReader(K(1), 60'000);
+  ASSERT_TRUE(direct);
+  EXPECT_EQ(direct->tier, TierKind::kHbm);
+  EXPECT_TRUE(InHbm(direct->data));  // in place: no DRAM copy was made
+  EXPECT_FALSE(m->dram().Peek(K(1)));
+  EXPECT_EQ(m->ManagerCounters().hbm_promotions, 0u);
+  EXPECT_EQ(m->ManagerCounters().hbm_direct_finds, 1u);
+  ASSERT_NE(direct->lease_epoch & kHbmLeaseEpochBit, 0u);
+  EXPECT_EQ(std::memcmp(direct->data, Pattern(K(1), kBlock).data(), kBlock), 0);
+  // While leased, a third block evicts the other one, never the leased copy, though the leased
+  // one is the least recently used.
+  ASSERT_TRUE(m->hbm()->Find(K(2), 0));
+  ASSERT_TRUE(Put(*m, K(3)).ok());
+  ASSERT_TRUE(m->hbm()->Peek(K(1)));
+  EXPECT_EQ(std::memcmp(direct->data, Pattern(K(1), kBlock).data(), kBlock), 0);
+  EXPECT_FALSE(m->hbm()->Peek(K(2)));
+  // The release ends the HBM lease (the epoch's bit routes it there); then K(1) may go.
+  EXPECT_TRUE(m->ReleaseLease(K(1), direct->lease_epoch).ok());
+  EXPECT_EQ(m->hbm()->Peek(K(1))->lease_until_ms, 0u);
+  // A DRAM-only lookup still stages: Find promotes into DRAM as before.
+  std::optional<BlockMeta> staged = m->Find(K(1), 0);
+  ASSERT_TRUE(staged);
+  EXPECT_EQ(staged->tier, TierKind::kDram);
+  EXPECT_EQ(staged->lease_epoch & kHbmLeaseEpochBit, 0u);
+  // A block not in HBM is found as Find finds it.
+  std::optional<BlockMeta> missing = m->FindForDeviceReader(K(99), 1000);
+  EXPECT_FALSE(missing);
 }
 
 TEST_F(TierManagerHbmTest, BadChecksumLeavesTheReservationOpenAndNothingInHbm) {

@@ -254,6 +254,28 @@ TEST(OneSidedTransportsTest, TcpPeerCannotReachTheOneSidedWorker) {
   }
 }
 
+// Where UCX cannot move CUDA memory (Debian's UCX 1.13), the server refuses a device region with
+// the reason and keeps serving the arena as before; where it can (a CUDA UCX on a GPU host), the
+// region is the arena's peer and a second one is refused.
+TEST(DeviceRegionTest, RefusedWithTheReasonWhereUcxMovesNoCudaMemory) {
+  constexpr size_t kArena = 1 << 20;
+  std::vector<std::byte> arena(kArena, std::byte{0});
+  std::vector<std::byte> not_a_gpu(kArena, std::byte{0});
+  UcxOptions ucx;
+  ucx.transports = "tcp";
+  auto server = TransferServer::Start(ucx, arena.data(), kArena);
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  EXPECT_EQ((*server)->AddDeviceRegion(nullptr, 0, {}).code(), StatusCode::kInvalidArgument);
+  if ((*server)->moves_device_memory()) GTEST_SKIP() << "this UCX moves CUDA memory (the device cycle tests it)";
+  bool bound = false;
+  const Status added = (*server)->AddDeviceRegion(not_a_gpu.data(), not_a_gpu.size(), [&] { bound = true; });
+  EXPECT_EQ(added.code(), StatusCode::kFailedPrecondition) << added.ToString();
+  EXPECT_NE(added.message().find("no CUDA memory transport"), std::string::npos) << added.ToString();
+  EXPECT_FALSE(bound);
+  EXPECT_EQ((*server)->device_region_bytes(), 0u);
+  EXPECT_EQ((*server)->device_region_base(), 0u);
+}
+
 // A two-sided put is sent eagerly (UcxOptions::eager_sends on the engine's two-sided context): it
 // completes at the client once its bytes are in the socket, without the receiver's help. Under
 // UCX's rendezvous (any tagged send above 8 KiB over tcp) it could not complete until the receiver

@@ -170,12 +170,31 @@ struct PutOptions {
   std::optional<ReuseAdvice> advice{};
 };
 
+// Where a Get's destination buffer lives (GetItem::memory).
+//   kHost        ordinary host memory.
+//   kCudaPinned  page-locked host memory (cudaMallocHost, cudaHostRegister): host memory for this
+//                library, read from the daemon's HBM tier in place where it serves HBM directly
+//                (StoreStats::hbm_serving "direct"), else as kHost.
+//   kCudaDevice  CUDA device memory. Written by UCX only, never by this library's CPU: needs the
+//                UCX data path with a UCX that moves CUDA memory (a build of deploy/build-ucx-cuda.sh)
+//                and a daemon that serves two-sided reads; otherwise the item fails
+//                FAILED_PRECONDITION, and staging through host memory is the caller's. Read
+//                two-sided, from the daemon's GPU memory where it serves HBM directly, else from its
+//                DRAM. Received bytes are not re-hashed on this side (that would mean copying them
+//                back): a found block is one the daemon checked against its checksum before sending
+//                (server.verify_sends) and that arrived while its lease held it in place.
+//                The calling thread's current CUDA context must own the buffer.
+enum class BufferMemory { kHost, kCudaPinned, kCudaDevice };
+std::string_view ToString(BufferMemory memory);
+
 struct GetItem {
   BlockKey key;
   std::span<std::byte> buffer;  // destination; must hold the whole block
   // Optional: where a leased Lookup found the block. On the UCX path Get then reads it straight
   // away, with no locate round trip; the lease stays the caller's to release.
   const BlockInfo* located = nullptr;
+  // What `buffer` is. Device and direct pinned items are located afresh (`located` is not used).
+  BufferMemory memory = BufferMemory::kHost;
   // Filled by Get:
   bool found = false;
   uint64_t size = 0;            // bytes written into buffer when found
@@ -230,6 +249,7 @@ struct StoreStats {
   uint64_t eager_gets_sent = 0;            // eager gets (two-sided Get without a locate RPC) answered with the block
   uint64_t eager_gets_refused = 0;         // eager gets answered without it (miss, not in DRAM, too large)
   std::string gpu_data_path;         // "direct: …" or "staged: …" (how GPU memory reaches the store)
+  std::string hbm_serving;           // "direct: …" or "staged: …" (how HBM blocks reach readers); "" without HBM
   std::vector<BlockInfo> hottest;    // the most-read resident blocks, most first (at most 10)
   // The daemon's cluster registration: "standalone", "registered", or "pending",
   // "etcd_unreachable", "conflict" followed by ": " and why (docs/OPERATIONS.md, Running a cluster).
