@@ -9,8 +9,10 @@
 //                                                   to put/get (codec=...) to store blocks encoded
 //
 // put/get read and write the caller's arrays in place: torch tensors (CPU or CUDA), numpy arrays,
-// CUDA arrays (__cuda_array_interface__) and any C-contiguous buffer. CUDA memory travels through
-// pinned host staging (device_copy.h) because the store's UCX cannot read device memory here. With a
+// CUDA arrays (__cuda_array_interface__) and any C-contiguous buffer. A get writes CUDA arrays
+// directly (UCX into device memory, from the daemon's GPU memory where it serves HBM directly) when
+// this client's UCX moves CUDA memory (a build of deploy/build-ucx-cuda.sh); otherwise, and for
+// puts, CUDA memory travels through pinned host staging (device_copy.h). With a
 // codec, CUDA arrays are encoded and decoded on the GPU (client/kv_codec_device.h): only the encoded
 // bytes cross PCIe.
 //

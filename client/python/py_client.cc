@@ -175,27 +175,53 @@ class PyClient {
 #endif
     if (!device_codec) {
       py::gil_scoped_release nogil;
+      // Which items go through the call below: all of them, or (CUDA arrays first tried directly)
+      // the CUDA arrays the client could not read into device memory.
+      std::vector<size_t> rest(ks.size());
+      for (size_t i = 0; i < ks.size(); ++i) rest[i] = i;
+      if (codec == nullptr && cuda_bytes > 0) {
+        // Straight into device memory where this client's UCX moves CUDA memory (BufferMemory);
+        // an array it cannot serve so comes back FAILED_PRECONDITION, unwritten, and is staged.
+        std::vector<GetItem> direct(ks.size());
+        for (size_t i = 0; i < ks.size(); ++i) {
+          direct[i].key = ks[i];
+          direct[i].buffer = {views[i].data, views[i].nbytes};
+          if (views[i].cuda) direct[i].memory = BufferMemory::kCudaDevice;
+        }
+        Raise(client_->Get(direct));
+        rest.clear();
+        cuda_bytes = 0;
+        for (size_t i = 0; i < ks.size(); ++i) {
+          found[i] = direct[i].found && direct[i].size == views[i].nbytes;
+          if (views[i].cuda && !direct[i].found && direct[i].status.code() == StatusCode::kFailedPrecondition) {
+            rest.push_back(i);
+            cuda_bytes += views[i].nbytes;
+          }
+        }
+      }
       std::unique_ptr<HostStaging> staging;
       if (cuda_bytes > 0) staging = std::make_unique<HostStaging>(cuda_bytes);
-      std::vector<GetItem> items(ks.size());
-      std::vector<std::byte*> staged(ks.size(), nullptr);
+      std::vector<GetItem> items(rest.size());
+      std::vector<std::byte*> staged(rest.size(), nullptr);
       size_t off = 0;
-      for (size_t i = 0; i < ks.size(); ++i) {
-        items[i].key = ks[i];
+      for (size_t j = 0; j < rest.size(); ++j) {
+        const size_t i = rest[j];
+        items[j].key = ks[i];
         std::byte* dst = views[i].data;
         if (views[i].cuda) {
-          staged[i] = dst = staging->data() + off;
+          staged[j] = dst = staging->data() + off;
           off += views[i].nbytes;
         }
-        items[i].buffer = {dst, views[i].nbytes};
+        items[j].buffer = {dst, views[i].nbytes};
       }
       // With a codec (host arrays only here): encoded blocks are fetched and decoded on the CPU; a
       // block not in this codec's format is a miss.
-      Raise(codec != nullptr ? codec->GetBlocks(*client_, items) : client_->Get(items));
-      for (size_t i = 0; i < ks.size(); ++i) {
+      if (!items.empty()) Raise(codec != nullptr ? codec->GetBlocks(*client_, items) : client_->Get(items));
+      for (size_t j = 0; j < rest.size(); ++j) {
+        const size_t i = rest[j];
         // A block smaller than the array would leave stale bytes behind: count it as a miss.
-        found[i] = items[i].found && items[i].size == views[i].nbytes;
-        if (found[i] && staged[i] != nullptr) CopyHostToDevice(views[i].data, staged[i], views[i].nbytes);
+        found[i] = items[j].found && items[j].size == views[i].nbytes;
+        if (found[i] && staged[j] != nullptr) CopyHostToDevice(views[i].data, staged[j], views[i].nbytes);
       }
       if (staging) SynchronizeDevice();
     }
