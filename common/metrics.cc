@@ -155,6 +155,15 @@ Metric& Family<Metric>::WithLabels(std::initializer_list<std::string_view> value
 }
 
 template <typename Metric>
+bool Family<Metric>::Remove(std::initializer_list<std::string_view> values) {
+  std::vector<std::string> key;
+  for (auto v : values) key.emplace_back(v);
+  key.resize(label_names_.size());
+  std::lock_guard lock(mu_);
+  return children_.erase(key) > 0;
+}
+
+template <typename Metric>
 void Family<Metric>::ForEach(const std::function<void(const Child&)>& fn) const {
   std::lock_guard lock(mu_);
   for (const auto& [key, child] : children_) fn(child);

@@ -79,6 +79,10 @@ class Family {
   // use. Values that do not match the label count are truncated or padded with "".
   Metric& WithLabels(std::initializer_list<std::string_view> values);
   Metric& WithLabels(const std::vector<std::string>& values);
+  // Drops the child with these label values (the series leaves the page); false when absent. A
+  // reference WithLabels returned for it dangles afterwards: only a family's single updater (a
+  // collector that re-derives every series each time) may remove.
+  bool Remove(std::initializer_list<std::string_view> values);
 
   // Implementation detail used by Registry.
   struct Child {

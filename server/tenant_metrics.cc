@@ -46,6 +46,8 @@ void TenantMetrics::Collect() {
       blocks_.WithLabels({tenant, tier}).Set(static_cast<double>(u.blocks));
       if (const uint64_t quota = t.quotas.QuotaOf(u.owner); quota > 0) {
         quota_.WithLabels({tenant, tier}).Set(static_cast<double>(quota));
+      } else {
+        quota_.Remove({tenant, tier});  // lifted by a reload: the series goes, as for a tenant never limited
       }
       tiers::OwnerUsage& last = last_of_tier[u.owner];
       evictions_.WithLabels({tenant, tier}).Inc(delta(u.evictions, last.evictions));

@@ -218,6 +218,13 @@ TEST_F(TenantQuotaTest, SighupReloadsTheQuotas) {
   // (Which 4: the eviction policy's choice — prefix-arc keeps the blocks read above over new ones.)
   for (auto outcome : Put(kTeamA, 'a', 200, 206)) ASSERT_EQ(outcome, v1::PutResponse::STORED);
   EXPECT_EQ(Present(kTeamA, 'a', 0, kQuotaBlocks + 1).size() + Present(kTeamA, 'a', 200, 206).size(), 4u);
+  // A quota lifted by a reload takes its series with it (team-a unlimited in DRAM from now on).
+  WriteQuotas("team-b 1MiB\n");
+  ASSERT_EQ(kill(daemon_->pid(), SIGHUP), 0);
+  ASSERT_TRUE(testing::Eventually(
+      [&] { return Sample(Metrics(), "kvstash_tenant_quota_bytes{tenant=\"team-a\",tier=\"dram\"}") == -1; },
+      std::chrono::seconds(10)));
+  EXPECT_GT(Sample(Metrics(), "kvstash_tenant_used_bytes{tenant=\"team-a\",tier=\"dram\"}"), 0);
 }
 
 // A DRAM tier of 2 MiB over an SSD log of four 1 MiB segments. team-a (an SSD share of 32

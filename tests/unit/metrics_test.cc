@@ -57,6 +57,21 @@ TEST(MetricsTest, RendersCountersGaugesHistograms) {
   EXPECT_NE(text.find("kvstash_test_duration_seconds_count{op=\"get\"} 3\n"), std::string::npos);
 }
 
+TEST(MetricsTest, RemovedSeriesLeaveThePage) {
+  metrics::Registry r;
+  auto& g = r.AddGauge("quota_bytes", "A quota.", {"tenant"});
+  g.WithLabels({"a"}).Set(5);
+  g.WithLabels({"b"}).Set(7);
+  EXPECT_TRUE(g.Remove({"a"}));
+  EXPECT_FALSE(g.Remove({"a"}));
+  EXPECT_FALSE(g.Remove({"nobody"}));
+  const std::string page = r.Render();
+  EXPECT_EQ(page.find("quota_bytes{tenant=\"a\"}"), std::string::npos) << page;
+  EXPECT_NE(page.find("quota_bytes{tenant=\"b\"} 7"), std::string::npos) << page;
+  g.WithLabels({"a"}).Set(1);  // and may come back
+  EXPECT_NE(r.Render().find("quota_bytes{tenant=\"a\"} 1"), std::string::npos);
+}
+
 TEST(MetricsTest, EscapesLabelValues) {
   Registry reg;
   auto& c = reg.AddCounter("kvstash_test_escapes_total", "Help with a \\ backslash\nand newline.", {"path"});
