@@ -1,9 +1,10 @@
 #!/bin/bash
 # GPU-direct device cycle (issue 20): the CUDA UCX's transports, the GPU-direct tests, and
 # kvstash-bench-hbm-direct against kvstashd with an HBM tier (direct), with --hbm-serving staged,
-# and DRAM-only, beside cudaMemcpy in the same run. Carry build-gpu/directcarry
+# and DRAM-only (each also with --no-verify-sends where it matters), beside cudaMemcpy in the same run. Carry build-gpu/directcarry
 # (tests/device/make_directcarry.sh). Logs under $OUT; exits 1 when a step failed.
-#   SIZES (MiB, default 1,4,16), COUNT (blocks per size, 8), REPS (20), STEPS ("info tests bench").
+#   SIZES (MiB, default 1,4,16), COUNT (blocks per size, 8), REPS (20), STEPS ("info tests bench"),
+#   MODES (default "direct direct-noverify staged dram dram-noverify").
 D=$(cd "${DIRECTCARRY:-build-gpu/directcarry}" && pwd)
 OUT=${OUT:-/tmp/out}; mkdir -p $OUT
 STEPS=${STEPS:-"info tests bench"}
@@ -36,9 +37,11 @@ case " $STEPS " in *" tests "*)
     in_tmp timeout 120 $D/bin/transfer_test --gtest_filter='DeviceRegion*' ;;
 esac
 case " $STEPS " in *" bench "*)
-  for mode in direct staged dram; do
+  for mode in ${MODES:-direct direct-noverify staged dram dram-noverify}; do
     case $mode in
       direct) ARGS="--hbm-capacity 2GiB" ;;
+      direct-noverify) ARGS="--hbm-capacity 2GiB --no-verify-sends" ;;
+      dram-noverify) ARGS="--no-verify-sends" ;;
       staged) ARGS="--hbm-capacity 2GiB --hbm-serving staged" ;;
       dram) ARGS="" ;;
     esac
