@@ -17,6 +17,12 @@
 # configuration is not changed. Only src/ of UCX is built and installed: a test app under test/apps
 # does not compile against CUDA 13's cuCtxCreate signature, and kvstash needs none of the apps.
 #
+# One patch is applied (deploy/patches/ucx-1.13.1-cuda-ipc-md-lifetime.patch): UCX 1.13.1's cuda_ipc
+# component unpacks remote keys with the md opened last and frees any md on close, so a process
+# that closes one UCX context while another lives (kvstashd probing the GPU path) crashed on the
+# next rendezvous with a CUDA buffer (seen on the H100); the patch keeps the first md for good and
+# locks its uuid map.
+#
 # Link kvstash against the result with -DKVSTASH_UCX_PREFIX=PREFIX (deploy/build.sh reads
 # KVSTASH_CMAKE_ARGS), or run Debian-UCX-linked binaries with LD_LIBRARY_PATH=PREFIX/lib: both are
 # UCX 1.13.1, so the libraries are interchangeable and only the prefix has the CUDA transports.
@@ -33,8 +39,13 @@ if [[ ! -x "$cuda_home/bin/nvcc" ]]; then
   echo "build-ucx-cuda: no CUDA toolkit at $cuda_home (set CUDA_HOME)" >&2
   exit 2
 fi
+# Patches to UCX's source (deploy/patches/ucx-$ucx_version-*.patch), each with its reason inside;
+# their digest is part of the stamp, so a changed patch rebuilds.
+patches=("$repo_root"/deploy/patches/ucx-"$ucx_version"-*.patch)
+patch_digest=$(cat "${patches[@]}" 2>/dev/null | sha256sum | cut -c1-16)
+stamp_line="ucx=$ucx_version cuda=$cuda_home patches=$patch_digest"
 stamp="$prefix/.kvstash-ucx-cuda"
-if [[ -f "$stamp" ]] && grep -qx "ucx=$ucx_version cuda=$cuda_home" "$stamp" &&
+if [[ -f "$stamp" ]] && grep -qx "$stamp_line" "$stamp" &&
   [[ -e "$prefix/lib/ucx/libuct_cuda.so" ]]; then
   echo "build-ucx-cuda: $prefix already holds UCX $ucx_version with CUDA; nothing to do"
   exit 0
@@ -84,6 +95,15 @@ fi
 echo "build-ucx-cuda: NVML headers $nvml_include, library $nvml_lib"
 
 cd "$src_dir"
+for p in "${patches[@]}"; do
+  [[ -f "$p" ]] || continue
+  if patch -p1 -R --dry-run -s -f <"$p" >/dev/null 2>&1; then
+    echo "build-ucx-cuda: $(basename "$p") already applied"
+  else
+    echo "build-ucx-cuda: applying $(basename "$p")"
+    patch -p1 -s -f <"$p"
+  fi
+done
 [[ -f configure ]] || ./autogen.sh
 build="$work/obj"
 mkdir -p "$build"
@@ -106,6 +126,6 @@ if [[ ! -e "$prefix/lib/ucx/libuct_cuda.so" ]]; then
   echo "build-ucx-cuda: the build finished without libuct_cuda (configure did not enable CUDA); see $build/config.log" >&2
   exit 1
 fi
-echo "ucx=$ucx_version cuda=$cuda_home" >"$stamp"
+echo "$stamp_line" >"$stamp"
 echo "build-ucx-cuda: UCX $ucx_version with CUDA installed in $prefix"
 ls "$prefix/lib/ucx"
