@@ -93,7 +93,10 @@ Status Daemon::Impl::OpenDataPlaneArena(BuildState& build) {
 // is probed with the same transports); its blocks are served through DRAM (TierManager,
 // docs/GPU.md).
 Status Daemon::Impl::OpenTiers(BuildState& build) {
-  build.gpu_path = gpu::ProbeGpuDataPath(config.ucx_transports);
+  // Asked of the data plane's own context where there is one: a probe context opened and closed
+  // beside it is what left UCX 1.13.1's cuda_ipc component with a freed md (docs/GPU.md).
+  build.gpu_path = transfer ? gpu::ProbeGpuDataPath(transfer->push_context())
+                            : gpu::ProbeGpuDataPath(config.ucx_transports);
   if (config.hbm_capacity > 0) {
     KVSTASH_ASSIGN_OR_RETURN(build.tier_options.hbm, MakeHbmFactory(config));
   }

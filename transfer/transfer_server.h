@@ -216,6 +216,8 @@ class TransferServer {
   uint64_t device_region_bytes() const;
   // Whether the two-sided context's UCX moves CUDA memory (its memory types include CUDA).
   bool moves_device_memory() const;
+  // The two-sided context, for asking it what it supports (never to close).
+  const UcxContext& push_context() const { return *push_context_; }
   void SetSendTimeout(std::chrono::milliseconds timeout) { send_timeout_ms_.store(timeout.count()); }
   // Eager puts are refused (FAILED_PRECONDITION) until a sink is set. Not owned; must outlive the
   // server's progress (call Stop first). `reservation_timeout` bounds how long an eager put's room
