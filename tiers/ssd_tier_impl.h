@@ -170,7 +170,11 @@ struct SsdTier::Impl {
     return i;
   }
 
+  // A key already held is replaced whole: its old segment forgets it and its sizes leave the
+  // accounting, so no segment's key set ever names a key whose entry lies elsewhere (a reclaim
+  // would then delete the current index record of a block it does not hold).
   void InsertLocked(const BlockKey& key, const SsdEntry& e, uint64_t hits) REQUIRES(mu) {
+    if (auto old = blocks.find(key); old != blocks.end()) EraseLocked(old);
     blocks[key] = MemEntry{e, hits};
     Segment& s = segments[e.segment];
     s.keys.insert(key);

@@ -141,7 +141,12 @@ Result<uint32_t> SsdTier::Impl::ReclaimOldestLocked(WriteContext& ctx) {
   std::vector<std::pair<BlockKey, MemEntry>> live;
   {
     MutexLock lock(mu);
-    for (const BlockKey& key : segments[victim].keys) live.emplace_back(key, blocks.at(key));
+    for (const BlockKey& key : segments[victim].keys) {
+      // Only blocks whose current entry lies in the victim: deleting any other key's record here
+      // would drop a block that lives on elsewhere.
+      auto it = blocks.find(key);
+      if (it != blocks.end() && it->second.e.segment == victim) live.emplace_back(key, it->second);
+    }
   }
   // Carried into the reclaimed segment: every block of an owner within its quota (protected; they
   // all fit, as they all came from this segment), then the hottest others within the budget.
