@@ -215,7 +215,12 @@ void Daemon::Impl::DescribeDataPlane(BuildState& build) {
 // arena registered in the two-sided context, where that UCX moves CUDA memory.
 void Daemon::Impl::ServeHbmDirect(BuildState& build) {
   DataPlaneInfo& dp = build.service_options.data_plane;
-  if (tier->hbm() == nullptr) return;
+  if (tier->hbm() == nullptr) {
+    // No HBM, but readers' CUDA buffers may still be written by the lanes (put-based rendezvous)
+    // where this UCX moves CUDA memory: the lanes need a CUDA context for that.
+    if (transfer && transfer->moves_device_memory()) transfer->BindLaneThreads(GpuThreadBinder(config.gpu));
+    return;
+  }
   auto staged = [&](const std::string& why) {
     dp.hbm_serving = "staged: " + why;
     spdlog::info("HBM tier served through DRAM: {}", why);

@@ -184,7 +184,7 @@ void TransferServer::ProgressLoop(Lane& lane) {
   uint64_t next_sweep_ms = clock_->NowMs();
   auto last_event = std::chrono::steady_clock::now();
   while (!stop_.load(std::memory_order_acquire)) {
-    if (!lane.device_bound && device_view_.load(std::memory_order_acquire) != nullptr) {
+    if (!lane.device_bound && lanes_bound_.load(std::memory_order_acquire)) {
       if (bind_thread_) bind_thread_();
       lane.device_bound = true;
     }
@@ -233,10 +233,16 @@ Status TransferServer::AddDeviceRegion(void* base, size_t length, std::function<
   // The registering thread needs the GPU's context as much as the lanes do.
   if (bind_thread) bind_thread();
   KVSTASH_ASSIGN_OR_RETURN(device_region_, MemoryRegion::Register(push_context_, base, length, UCS_MEMORY_TYPE_CUDA));
-  bind_thread_ = std::move(bind_thread);
+  BindLaneThreads(std::move(bind_thread));
   device_view_.store(device_region_.get(), std::memory_order_release);
-  for (auto& lane : lanes_) lane->worker->Signal();  // each binds its thread at its next turn
   return Status::Ok();
+}
+
+void TransferServer::BindLaneThreads(std::function<void()> bind_thread) {
+  if (lanes_bound_.load(std::memory_order_acquire)) return;  // once
+  bind_thread_ = std::move(bind_thread);
+  lanes_bound_.store(true, std::memory_order_release);
+  for (auto& lane : lanes_) lane->worker->Signal();  // each binds its thread at its next turn
 }
 
 uint64_t TransferServer::device_region_base() const {

@@ -211,6 +211,12 @@ class TransferServer {
   // memory transport (Debian's UCX 1.13), or for a second call; UNAVAILABLE when UCX refuses the
   // registration; INVALID_ARGUMENT for an empty range.
   Status AddDeviceRegion(void* base, size_t length, std::function<void()> bind_thread);
+  // Runs `bind_thread` once on each lane's progress thread before it next touches UCX (first call
+  // only; AddDeviceRegion calls it). For a daemon whose UCX moves CUDA memory without a device
+  // region: a reader's CUDA buffer may still be written by the lanes (put-based rendezvous into a
+  // device receive), which UCX's CUDA transports do in the calling thread's context. Call before
+  // peers learn of the data plane.
+  void BindLaneThreads(std::function<void()> bind_thread);
   // The device region's range; length 0 when there is none.
   uint64_t device_region_base() const;
   uint64_t device_region_bytes() const;
@@ -332,7 +338,8 @@ class TransferServer {
   // read by the lanes through device_view_.
   std::unique_ptr<MemoryRegion> device_region_;
   std::atomic<const MemoryRegion*> device_view_{nullptr};
-  std::function<void()> bind_thread_;             // written before device_view_ is published
+  std::function<void()> bind_thread_;             // written before lanes_bound_ is published
+  std::atomic<bool> lanes_bound_{false};
   std::vector<std::unique_ptr<Lane>> lanes_;  // fixed after Start
   std::string transports_;
   std::string one_sided_transports_;
