@@ -26,20 +26,6 @@ using testing::DaemonProcess;
 
 BlockKey K(uint64_t i) { return BlockKey::FromParts(0xd1ec7, i); }
 
-double Sample(const std::string& page, const std::string& series) {
-  const size_t at = page.find("\n" + series + " ");
-  if (at == std::string::npos) return -1;
-  return std::stod(page.substr(at + series.size() + 2));
-}
-
-std::string Metrics(const DaemonProcess& daemon) {
-  const std::string& addr = daemon.metrics_address();
-  const size_t colon = addr.rfind(':');
-  httplib::Client http(addr.substr(0, colon), std::stoi(addr.substr(colon + 1)));
-  auto res = http.Get("/metrics");
-  return res && res->status == 200 ? res->body : std::string();
-}
-
 std::unique_ptr<Client> Connect(const DaemonProcess& daemon, DataPath path) {
   ClientOptions options;
   options.address = daemon.grpc_address();
@@ -105,6 +91,20 @@ TEST(DeviceGetRefusal, AnUnservableDeviceBufferFailsWithTheReasonAndIsNeverWritt
 }
 
 #ifdef KVSTASH_HAVE_CUDA
+
+double Sample(const std::string& page, const std::string& series) {
+  const size_t at = page.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(page.substr(at + series.size() + 2));
+}
+
+std::string Metrics(const DaemonProcess& daemon) {
+  const std::string& addr = daemon.metrics_address();
+  const size_t colon = addr.rfind(':');
+  httplib::Client http(addr.substr(0, colon), std::stoi(addr.substr(colon + 1)));
+  auto res = http.Get("/metrics");
+  return res && res->status == 200 ? res->body : std::string();
+}
 
 class HbmDirectTest : public ::testing::Test {
  protected:
