@@ -14,6 +14,7 @@
 #include "common/clock.h"
 #include "common/read_grant.h"
 #include "server/store_service.h"
+#include "tests/unit/tier_test_support.h"
 #include "tiers/dram_tier.h"
 
 namespace kvstash::server {
@@ -21,23 +22,7 @@ namespace {
 
 constexpr uint64_t kBlock = 64 << 10;
 
-class FakeDeviceBytes final : public tiers::ByteAccess {
- public:
-  bool host_addressable() const override { return false; }
-  Status CopyOut(std::byte* dst, const std::byte* src, uint64_t size) const override {
-    std::memcpy(dst, src, size);
-    return Status::Ok();
-  }
-  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
-    std::memcpy(dst, src, size);
-    return Status::Ok();
-  }
-  Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override {
-    ++hashes;
-    return BlockChecksum(src, size);
-  }
-  mutable std::atomic<int> hashes{0};
-};
+using tiers::testing::FakeDeviceBytes;
 
 BlockKey K(uint64_t i) { return BlockKey::FromParts(i, i * 13 + 5); }
 

@@ -474,21 +474,7 @@ TEST_F(TierManagerTest, SsdContentsSurviveARestart) {
 namespace kvstash::tiers {
 namespace {
 
-class FakeDeviceBytes final : public ByteAccess {
- public:
-  bool host_addressable() const override { return false; }
-  Status CopyOut(std::byte* dst, const std::byte* src, uint64_t size) const override {
-    std::memcpy(dst, src, size);
-    return Status::Ok();
-  }
-  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
-    ++copies_in;
-    std::memcpy(dst, src, size);
-    return Status::Ok();
-  }
-  Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override { return BlockChecksum(src, size); }
-  mutable std::atomic<int> copies_in{0};
-};
+using testing::FakeDeviceBytes;
 
 class TierManagerHbmTest : public TierManagerTest {
  protected:

@@ -4,13 +4,17 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "common/checksum.h"
 #include "kvstash/block_key.h"
+#include "tiers/byte_access.h"
 
 namespace kvstash::tiers::testing {
 
@@ -27,6 +31,28 @@ inline std::vector<std::byte> Pattern(const BlockKey& key, uint64_t size) {
   }
   return out;
 }
+
+// Host memory that claims to be device memory: a tier over it reaches every byte through this
+// ByteAccess, as DramTier does for gpu/HbmTier. Counts copies in and hashes.
+class FakeDeviceBytes final : public ByteAccess {
+ public:
+  bool host_addressable() const override { return false; }
+  Status CopyOut(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
+  Status CopyIn(std::byte* dst, const std::byte* src, uint64_t size) const override {
+    ++copies_in;
+    std::memcpy(dst, src, size);
+    return Status::Ok();
+  }
+  Result<uint64_t> Checksum(const std::byte* src, uint64_t size) const override {
+    ++hashes;
+    return BlockChecksum(src, size);
+  }
+  mutable std::atomic<int> copies_in{0};
+  mutable std::atomic<int> hashes{0};
+};
 
 // A fresh directory under $TMPDIR (else /tmp), removed with everything in it at scope exit.
 class TempDir {
